@@ -1,0 +1,40 @@
+# Every target that needs Python builds .venv first, from the package index, so that a fresh
+# machine with only python3 (>= 3.10) and make can run them. Versions are pinned in
+# constraints.txt so that CI and every developer test against the same botocore model.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deps-installed
+
+.PHONY: install lint test demo bench schema clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt '.[test,dev]'
+	touch $(STAMP)
+
+# The tests run against the installed wheel (not the source tree), so that what ships,
+# the schema inside the package included, is what is tested.
+install: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
+
+lint: install
+	$(BIN)/ruff check reconciler tests tools bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+demo: install
+	$(BIN)/python tools/demo.py
+
+bench: install
+	$(BIN)/python bench/bench_packaging.py
+
+# Regenerate schemas/layers.schema.json from the installed botocore's Lambda model.
+schema: install
+	$(BIN)/python tools/gen_schema.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .reconcile examples/.reconcile

@@ -1,0 +1,311 @@
+"""The values reconcile reasons about: frozen dataclasses and enums, and nothing that does I/O.
+
+Desired state (Manifest, LayerSpec, Settings, Artifact), recorded state (Lock, LockEntry),
+observed state (RemoteVersion) and the decision (Action, Reason, FieldChange, LayerChange,
+Plan). A Plan is a plain value: comparable, serialisable, free of clients and open files.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Lambda's own limits (also in the schema, where botocore's model is the source of truth for
+# the field limits; these two are service quotas, not model constraints).
+MAX_DIRECT_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_UNZIPPED_BYTES = 262_144_000
+
+
+class SourceKind(enum.Enum):
+    """Where a layer's content comes from."""
+
+    PATH = "path"
+    ZIP = "zip"
+    S3 = "s3"
+
+
+class Action(enum.Enum):
+    """What apply does for one layer in one region. Apply switches on this alone."""
+
+    CREATE = "create"
+    PUBLISH = "publish"
+    NOOP = "noop"
+    DELETE = "delete"
+
+
+class Reason(enum.Enum):
+    """Why an action was chosen. For people only: a reason never changes what apply does."""
+
+    NEW_LAYER = "new_layer"
+    CONTENT_CHANGED = "content_changed"
+    SETTINGS_CHANGED = "settings_changed"
+    REMOTE_DRIFT = "remote_drift"
+    ADOPTED = "adopted"
+    RETENTION = "retention"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The published settings of a layer version, normalised so that equal means equal.
+
+    Lambda treats an absent description or license as empty and runtimes and architectures as
+    sets, so they are held as "" and sorted tuples.
+    """
+
+    description: str = ""
+    compatible_runtimes: tuple[str, ...] = ()
+    compatible_architectures: tuple[str, ...] = ()
+    license_info: str = ""
+
+    @classmethod
+    def normalised(
+        cls,
+        *,
+        description: str | None,
+        compatible_runtimes: list[str] | tuple[str, ...] | None,
+        compatible_architectures: list[str] | tuple[str, ...] | None,
+        license_info: str | None,
+    ) -> Settings:
+        """Build Settings from raw values, treating None as empty and sorting the lists."""
+        return cls(
+            description=description or "",
+            compatible_runtimes=tuple(sorted(set(compatible_runtimes or ()))),
+            compatible_architectures=tuple(sorted(set(compatible_architectures or ()))),
+            license_info=license_info or "",
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """The settings as a JSON-able dict with lists, in field order."""
+        return {
+            "description": self.description,
+            "compatible_runtimes": list(self.compatible_runtimes),
+            "compatible_architectures": list(self.compatible_architectures),
+            "license_info": self.license_info,
+        }
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the canonical JSON of the settings (recorded in the lockfile)."""
+        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One principal a published version is shared with (`account` or `organization`)."""
+
+    kind: str
+    principal: str
+
+
+@dataclass(frozen=True)
+class ContentSpec:
+    """A layer's content source as written in the manifest (paths relative to its folder)."""
+
+    kind: SourceKind
+    path: str | None = None
+    prefix: str = ""
+    exclude: tuple[str, ...] = ()
+    zip: str | None = None
+    normalize: bool = False
+    s3_bucket: str | None = None
+    s3_key: str | None = None
+    s3_object_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a value stands in the manifest (1-based)."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One desired layer: its manifest key, the Lambda layer name, its settings and content."""
+
+    key: str
+    name: str
+    settings: Settings
+    content: ContentSpec
+    location: Location
+    arn_region: str | None = None
+    arn_account: str | None = None
+    upload: str | None = None
+    share: tuple[Grant, ...] = ()
+    retain: int | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest. `locations` maps a field path like ("layers", "x", "content") to
+    where it stands, so that later stages can point at the line that caused a problem."""
+
+    file: str
+    version: int
+    regions: tuple[str, ...]
+    layers: tuple[LayerSpec, ...]
+    artifact_bucket: str | None = None
+    state: str | None = None
+    locations: Mapping[tuple[str | int, ...], Location] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def locate(self, path: tuple[str | int, ...]) -> Location:
+        """The location of `path`, or of its nearest located ancestor."""
+        while path:
+            if path in self.locations:
+                return self.locations[path]
+            path = path[:-1]
+        return self.locations.get((), Location(1, 1))
+
+    def layer(self, key: str) -> LayerSpec:
+        """The layer with manifest key `key` (KeyError if absent)."""
+        for spec in self.layers:
+            if spec.key == key:
+                return spec
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file to put in a layer zip: where it goes, where its bytes come from.
+
+    `source` is opaque to the core: the shell that produced the entry knows how to open it
+    (a file path, or a member of a zip). A symlink entry has `link_target` and no bytes.
+    """
+
+    arcname: str
+    source: str
+    size: int
+    executable: bool
+    link_target: str | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A layer's content identity. `fingerprint` is always known (computed without zipping);
+    the zip digests are known once the zip is built (or recorded in the lockfile)."""
+
+    fingerprint: str
+    code_sha256: str | None = None
+    content_sha256: str | None = None
+    code_size: int | None = None
+    zip_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoteVersion:
+    """A published layer version as Lambda reports it. `code_sha256` is None when it was
+    listed (ListLayerVersions carries no CodeSha256) and not fetched."""
+
+    version: int
+    layer_version_arn: str
+    settings: Settings
+    code_sha256: str | None = None
+    code_size: int | None = None
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """What the lockfile records for one layer in one region: the version last published
+    (or adopted) and the content and settings it was published with."""
+
+    fingerprint: str
+    content_sha256: str
+    code_sha256: str
+    code_size: int
+    version: int
+    layer_version_arn: str
+    settings_sha256: str
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The whole lockfile: entries keyed by (layer key, region)."""
+
+    entries: Mapping[tuple[str, str], LockEntry] = field(default_factory=dict)
+
+    def get(self, layer: str, region: str) -> LockEntry | None:
+        """The entry for `layer` in `region`, if recorded."""
+        return self.entries.get((layer, region))
+
+    def with_entry(self, layer: str, region: str, entry: LockEntry) -> Lock:
+        """A new Lock with `entry` recorded for `layer` in `region`."""
+        entries = dict(self.entries)
+        entries[(layer, region)] = entry
+        return Lock(entries=entries)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field that differs between the latest remote version and the desired layer.
+
+    Lists carry what is `added` and `removed`; scalars carry `before` and `after`.
+    """
+
+    field: str
+    before: object = None
+    after: object = None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The version apply would publish: its content identity and settings."""
+
+    settings: Settings
+    fingerprint: str
+    code_sha256: str | None
+    content_sha256: str | None
+    code_size: int | None
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """The decision for one layer in one region.
+
+    `record` is the lock entry apply writes for a noop when it differs from the recorded one
+    (adoption, or drift to a version that already is the desired one); None otherwise.
+    """
+
+    layer: str
+    layer_name: str
+    region: str
+    action: Action
+    reasons: tuple[Reason, ...]
+    current: RemoteVersion | None
+    desired: Desired
+    diff: tuple[FieldChange, ...] = ()
+    notes: tuple[str, ...] = ()
+    record: LockEntry | None = None
+    expected_version: int | None = None
+    version: int | None = None  # the version a `delete` change deletes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every decision, sorted by layer then region."""
+
+    changes: tuple[LayerChange, ...]
+
+    def summary(self) -> dict[str, int]:
+        """How many changes of each action, with every action present."""
+        counts = {action.value: 0 for action in Action}
+        for change in self.changes:
+            counts[change.action.value] += 1
+        return counts
+
+    @property
+    def has_changes(self) -> bool:
+        """True when apply would make a remote change (create, publish or delete)."""
+        return any(change.action is not Action.NOOP for change in self.changes)
+
+    @property
+    def records(self) -> tuple[LayerChange, ...]:
+        """The noop changes whose lock entry apply would write."""
+        return tuple(change for change in self.changes if change.record is not None)

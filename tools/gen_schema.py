@@ -1,0 +1,177 @@
+"""Generate schemas/layers.schema.json from botocore's Lambda service model.
+
+The API limits in the manifest schema (layer name pattern and length, the runtime list and
+its maximum, architectures, description and license lengths) are read from the installed
+botocore, never typed by hand, so the schema cannot lag AWS. `--check` exits 1 when the
+checked-in schema differs from what the installed botocore gives (the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "reconciler" / "schemas" / "layers.schema.json"
+SCHEMA_ID = "https://github.com/reconcile-layers/reconcile/schemas/layers.schema.json"
+
+
+def api_limits() -> dict[str, Any]:
+    """The PublishLayerVersion parameter limits from botocore's Lambda model."""
+    model = botocore.session.get_session().get_service_model("lambda")
+    members = model.operation_model("PublishLayerVersion").input_shape.members
+    name = members["LayerName"].metadata
+    runtimes = members["CompatibleRuntimes"]
+    architectures = members["CompatibleArchitectures"]
+    return {
+        "layer_name_pattern": "^(?:" + name["pattern"] + ")$",
+        "layer_name_max": name["max"],
+        "runtimes": sorted(runtimes.member.enum),  # type: ignore[attr-defined]
+        "runtimes_max": runtimes.metadata["max"],
+        "architectures": sorted(architectures.member.enum),  # type: ignore[attr-defined]
+        "architectures_max": architectures.metadata["max"],
+        "description_max": members["Description"].metadata["max"],
+        "license_max": members["LicenseInfo"].metadata["max"],
+    }
+
+
+def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
+    """The manifest schema (JSON Schema 2020-12) with `limits` filled in."""
+    runtimes = {
+        "type": "array",
+        "items": {"enum": limits["runtimes"]},
+        "maxItems": limits["runtimes_max"],
+        "description": "Lambda runtimes the layer is compatible with.",
+    }
+    architectures = {
+        "type": "array",
+        "items": {"enum": limits["architectures"]},
+        "maxItems": limits["architectures_max"],
+        "description": "Instruction set architectures the layer is compatible with.",
+    }
+    description = {"type": "string", "maxLength": limits["description_max"]}
+    license_info = {"type": "string", "maxLength": limits["license_max"]}
+    region = {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-\\d$"}
+    settings = {
+        "description": description,
+        "compatible_runtimes": runtimes,
+        "compatible_architectures": architectures,
+        "license_info": license_info,
+    }
+    content = {
+        "type": "object",
+        "description": "Exactly one of path, zip or s3.",
+        "additionalProperties": False,
+        "properties": {
+            "path": {"type": "string", "minLength": 1,
+                     "description": "A folder, zipped deterministically by the tool."},
+            "prefix": {"type": "string",
+                       "description": "Put the folder's files under this folder in the zip."},
+            "exclude": {"type": "array", "items": {"type": "string"},
+                        "description": "gitignore-style patterns, on top of built-in ones."},
+            "zip": {"type": "string", "minLength": 1,
+                    "description": "A zip built elsewhere, uploaded byte for byte."},
+            "normalize": {"type": "boolean",
+                          "description": "Repack the zip by the tool's deterministic rules."},
+            "s3": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["bucket", "key"],
+                "properties": {
+                    "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+                    "key": {"type": "string", "minLength": 1, "maxLength": 1024},
+                    "object_version": {"type": "string", "minLength": 1, "maxLength": 1024},
+                },
+            },
+        },
+    }
+    grant = {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": {
+            "account": {"type": "string", "pattern": "^(\\d{12}|\\*)$"},
+            "organization": {"type": "string", "pattern": "^o-[a-z0-9]{10,32}$"},
+        },
+    }
+    layer = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["content"],
+        "properties": {
+            **settings,
+            "content": content,
+            "upload": {"enum": ["s3"],
+                       "description": "Always upload through artifact_bucket."},
+            "share": {"type": "array", "items": grant},
+            "retain": {"type": "integer", "minimum": 1},
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "reconcile manifest (layers.yaml)",
+        "description": (
+            "Lambda layers to reconcile. The API limits are generated from botocore's "
+            "Lambda model by tools/gen_schema.py; do not edit by hand."
+        ),
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["version", "layers"],
+        "properties": {
+            "version": {"const": 1, "description": "The manifest format version."},
+            "region": {
+                "oneOf": [
+                    region,
+                    {"type": "array", "items": region, "minItems": 1, "uniqueItems": True},
+                ]
+            },
+            "artifact_bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+            "state": {"type": "string", "pattern": "^s3://[^/]+(/.*)?$"},
+            "defaults": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": settings,
+            },
+            "layers": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {
+                    "minLength": 1,
+                    "maxLength": limits["layer_name_max"],
+                    "pattern": limits["layer_name_pattern"],
+                },
+                "additionalProperties": layer,
+            },
+        },
+    }
+
+
+def render(schema: dict[str, Any]) -> str:
+    """Canonical JSON text of the schema."""
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the schema, or with --check compare it with the checked-in one."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    args = parser.parse_args(argv)
+    text = render(build_schema(api_limits()))
+    if args.check:
+        if SCHEMA_PATH.read_text(encoding="utf-8") != text:
+            print(f"{SCHEMA_PATH} is out of date: run `make schema`", file=sys.stderr)
+            return 1
+        return 0
+    SCHEMA_PATH.write_text(text, encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
