@@ -1,0 +1,397 @@
+"""Manifest text -> model.Manifest: YAML with line numbers, the JSON Schema, then the rules a
+schema cannot express, reporting ALL problems at once as located `errors.Problem`s.
+
+Pure: it is given the file's bytes and the schema, and never touches the filesystem (the
+checks that need it, such as "the content folder exists", live in `workspace`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import yaml
+
+from reconciler import errors, model
+
+MAX_MANIFEST_BYTES = 1024 * 1024
+# A YAML alias may point at a big node many times over ("billion laughs"); counting every
+# node visited through aliases bounds the work whatever the file holds.
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+SUPPORTED_VERSION = 1
+SETTINGS_FIELDS = ("description", "compatible_runtimes", "compatible_architectures", "license_info")
+CONTENT_SOURCES = ("path", "zip", "s3")
+LAYER_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12})"
+    r":layer:(?P<name>[a-zA-Z0-9_-]{1,140})$"
+)
+
+Path = tuple[str | int, ...]
+
+
+@dataclass
+class _Document:
+    """The plain data of a YAML document and where each value and mapping key stands."""
+
+    data: Any
+    values: dict[Path, model.Location] = field(default_factory=dict)
+    keys: dict[Path, model.Location] = field(default_factory=dict)
+
+
+class _TooLarge(Exception):
+    """The document expands past MAX_NODES or MAX_DEPTH."""
+
+
+def field_name(path: Path) -> str:
+    """`("layers", "x", "compatible_runtimes", 2)` -> `layers.x.compatible_runtimes[2]`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(root)"
+
+
+def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifest:
+    """Parse and validate a manifest; raise ManifestError listing every problem found."""
+    problems: list[errors.Problem] = []
+
+    def problem(location: model.Location, path: Path, message: str) -> None:
+        problems.append(
+            errors.Problem(file, location.line, location.column, field_name(path), message)
+        )
+
+    start = model.Location(1, 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        problem(start, (), f"the manifest is {len(data):,} bytes; the limit is "
+                          f"{MAX_MANIFEST_BYTES:,} bytes (is this the right file?)")
+        raise errors.ManifestError(problems)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        problem(model.Location(line, column), (),
+                f"the manifest is not UTF-8 text (byte 0x{data[exc.start]:02x})")
+        raise errors.ManifestError(problems) from None
+
+    document = _load_yaml(text, problem)
+    if document is None:
+        raise errors.ManifestError(problems)
+    if not isinstance(document.data, dict):
+        kind = _type_name(document.data)
+        problem(start, (), f"the manifest must be a mapping with `version` and `layers`, "
+                           f"not {kind}")
+        raise errors.ManifestError(problems)
+
+    for error in _schema_errors(document.data, schema):
+        for path, message, at_key in _explain(error, document.data):
+            table = document.keys if at_key else document.values
+            problem(_nearest(table, path, document), path, message)
+    for path, message in _semantic_problems(document.data):
+        problem(_nearest(document.keys, path, document), path, message)
+    if problems:
+        raise errors.ManifestError(problems)
+    return _build(document, file=file)
+
+
+def _load_yaml(text: str, problem: Any) -> _Document | None:
+    """Compose the YAML (no object construction) and convert it with locations; None on error."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = model.Location(mark.line + 1, mark.column + 1) if mark else model.Location(1, 1)
+        reason = " ".join(part for part in (exc.context, exc.problem) if part)
+        problem(location, (), f"invalid YAML: {reason}")
+        return None
+    except yaml.YAMLError as exc:
+        problem(model.Location(1, 1), (), f"invalid YAML: {exc}")
+        return None
+    if root is None:
+        problem(model.Location(1, 1), (), "the manifest is empty; it needs `version: 1` and "
+                                          "`layers:`")
+        return None
+    document = _Document(data=None)
+    duplicates: list[tuple[model.Location, Path, str]] = []
+    try:
+        document.data = _convert(root, (), document, duplicates, budget=[MAX_NODES])
+    except _TooLarge as exc:
+        problem(model.Location(1, 1), (), str(exc))
+        return None
+    for location, path, message in duplicates:
+        problem(location, path, message)
+    return document
+
+
+def _convert(
+    node: yaml.Node, path: Path, document: _Document,
+    duplicates: list[tuple[model.Location, Path, str]], *, budget: list[int],
+) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge(f"the manifest expands to more than {MAX_NODES:,} values "
+                        "(through YAML aliases?)")
+    if len(path) > MAX_DEPTH:
+        raise _TooLarge(f"the manifest nests deeper than {MAX_DEPTH} levels")
+    document.values.setdefault(path, model.Location(node.start_mark.line + 1,
+                                                    node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+            key_location = model.Location(key_node.start_mark.line + 1,
+                                          key_node.start_mark.column + 1)
+            if key in result:
+                first = document.keys[(*path, key)]
+                duplicates.append((key_location, (*path, key),
+                                   f"duplicate key '{key}' (first defined at line {first.line})"))
+                continue
+            document.keys[(*path, key)] = key_location
+            result[key] = _convert(value_node, (*path, key), document, duplicates, budget=budget)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _convert(item, (*path, index), document, duplicates, budget=budget)
+            for index, item in enumerate(node.value)
+        ]
+    return yaml.constructor.SafeConstructor().construct_object(node)
+
+
+def _nearest(table: dict[Path, model.Location], path: Path, document: _Document) -> model.Location:
+    """The location of `path` in `table`, else of it or its nearest ancestor as a value."""
+    if path in table:
+        return table[path]
+    if path in document.values:
+        return document.values[path]
+    while path:
+        path = path[:-1]
+        if path in document.values:
+            return document.values[path]
+    return model.Location(1, 1)
+
+
+def _schema_errors(data: Any, schema: Mapping[str, Any]) -> Iterator[jsonschema.ValidationError]:
+    validator = jsonschema.Draft202012Validator(schema)
+    yield from sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
+
+
+_TYPE_NAMES = {
+    "string": "a string", "array": "a list", "object": "a mapping", "integer": "an integer",
+    "boolean": "true or false", "number": "a number", "null": "null",
+}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "an empty value"
+    return f"a {type(value).__name__}"
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _explain(error: jsonschema.ValidationError, data: Any) -> list[tuple[Path, str, bool]]:
+    """Turn one jsonschema error into (path, message, located-at-the-key) triples."""
+    path: Path = tuple(error.absolute_path)
+    leaf = path[-1] if path else None
+    validator, expected, instance = error.validator, error.validator_value, error.instance
+    in_property_names = "propertyNames" in error.schema_path
+    if in_property_names:
+        name = str(instance)
+        if re.fullmatch(r"[a-zA-Z0-9_-]+", name) and len(name) > 140:
+            message = f"layer name is {len(name)} characters; the limit is 140"
+        else:
+            message = (f"layer name '{name}' must be 1-140 letters, digits, '-' or '_', "
+                       "or a layer ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)")
+        return [((*path, name), message, True)]
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        known = set(allowed)
+        unexpected = sorted(key for key in instance if key not in known)
+        return [((*path, key),
+                 f"unknown key{_suggest(key, allowed) or ' (allowed: ' + ', '.join(allowed) + ')'}",
+                 True)
+                for key in unexpected]
+    if validator == "required":
+        missing = [key for key in expected if key not in instance]
+        return [((*path, key), "is required but missing", False) for key in missing]
+    if validator == "type":
+        return [(path, f"expected {_TYPE_NAMES.get(str(expected), str(expected))}, "
+                       f"got {_type_name(instance)}", False)]
+    if validator == "const" and path == ("version",):
+        return [(path, f"unsupported manifest version {instance!r}; this reconcile reads "
+                       f"version {SUPPORTED_VERSION}", False)]
+    if validator == "enum":
+        choices = [str(choice) for choice in expected]
+        if isinstance(leaf, int) and len(path) >= 2 and path[-2] == "compatible_runtimes":
+            return [(path, f"'{instance}' is not a Lambda runtime{_suggest(str(instance), choices)}",
+                     False)]
+        return [(path, f"{instance!r} is not one of: {', '.join(choices)}", False)]
+    if validator == "maxItems":
+        return [(path, f"has {len(instance)} items; at most {expected} allowed", False)]
+    if validator == "minItems":
+        return [(path, f"needs at least {expected} item(s)", False)]
+    if validator == "maxLength":
+        return [(path, f"is {len(instance)} characters; at most {expected} allowed", False)]
+    if validator == "minLength":
+        return [(path, "must not be empty" if expected == 1
+                 else f"must be at least {expected} characters", False)]
+    if validator == "minProperties" and path == ("layers",):
+        return [(path, "declares no layers; add at least one", False)]
+    if validator in ("minProperties", "maxProperties") and "share" in path:
+        return [(path, "a grant names exactly one of `account` or `organization`", False)]
+    if validator == "minimum":
+        return [(path, f"must be at least {expected}", False)]
+    if validator == "uniqueItems":
+        return [(path, "lists the same value twice", False)]
+    if validator == "pattern" or (validator == "oneOf" and leaf == "region"):
+        return [(path, _pattern_message(path, instance), False)]
+    if path and path[0] == "region":
+        return [(path, _pattern_message(("region",), instance), False)]
+    return [(path, error.message, False)]
+
+
+def _pattern_message(path: Path, value: Any) -> str:
+    if "region" in path:
+        if not isinstance(value, (str, list)):
+            return f"expected a region name or a list of them, got {_type_name(value)}"
+        return f"'{value}' is not an AWS region name like 'us-east-1'"
+    if "account" in path:
+        return f"'{value}' is not a 12-digit AWS account ID (or '*' for everyone)"
+    if "organization" in path:
+        return f"'{value}' is not an AWS Organizations ID like 'o-a1b2c3d4e5'"
+    if "state" in path:
+        return f"'{value}' is not an s3://BUCKET/PREFIX location"
+    return f"{value!r} is not of the expected form"
+
+
+def parse_layer_arn(key: str) -> re.Match[str] | None:
+    """Match a layer ARN (`arn:aws:lambda:REGION:ACCOUNT:layer:NAME`), or None."""
+    return LAYER_ARN.match(key)
+
+
+def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
+    """The rules the schema cannot express, for the parts whose shape is right."""
+    layers = data.get("layers")
+    if not isinstance(layers, dict):
+        return
+    names: dict[str, str] = {}
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    for key, layer in layers.items():
+        name = key
+        if key.startswith("arn:"):
+            match = parse_layer_arn(key)
+            if match is None:
+                continue  # the schema's name pattern has reported it
+            name = match["name"]
+            regions = data.get("region")
+            region_list = [regions] if isinstance(regions, str) else regions
+            if isinstance(region_list, list) and match["region"] not in region_list:
+                yield (("layers", key), f"the ARN is in region {match['region']}, which is not "
+                                        f"among the manifest's regions ({', '.join(map(str, region_list))})")
+        if name in names:
+            yield (("layers", key), f"names the same Lambda layer '{name}' as "
+                                    f"layers.{names[name]}")
+        names[name] = key
+        if not isinstance(layer, dict):
+            continue
+        for list_field in ("compatible_runtimes", "compatible_architectures"):
+            values = layer.get(list_field, defaults.get(list_field) if defaults else None)
+            if isinstance(values, list):
+                seen: set[str] = set()
+                for index, value in enumerate(values):
+                    if value in seen and list_field in layer:
+                        yield (("layers", key, list_field, index), f"'{value}' is listed twice")
+                    seen.add(value)
+        content = layer.get("content")
+        if not isinstance(content, dict):
+            continue
+        sources = [source for source in CONTENT_SOURCES if source in content]
+        if len(sources) != 1:
+            found = f" (found {', '.join(sources)})" if sources else ""
+            yield (("layers", key, "content"), f"needs exactly one of path, zip or s3{found}")
+            continue
+        for option, owner in (("prefix", "path"), ("exclude", "path"), ("normalize", "zip")):
+            if option in content and owner not in sources:
+                yield (("layers", key, "content", option), f"only applies to a `{owner}` source")
+        prefix = content.get("prefix")
+        if isinstance(prefix, str) and (prefix.startswith("/") or ".." in prefix.split("/")):
+            yield (("layers", key, "content", "prefix"), "must be a relative folder without '..'")
+    for list_field in ("compatible_runtimes", "compatible_architectures"):
+        values = defaults.get(list_field) if defaults else None
+        if isinstance(values, list):
+            seen_default: set[str] = set()
+            for index, value in enumerate(values):
+                if value in seen_default:
+                    yield (("defaults", list_field, index), f"'{value}' is listed twice")
+                seen_default.add(value)
+
+
+def _build(document: _Document, *, file: str) -> model.Manifest:
+    """The validated data as a model.Manifest (defaults merged, layers sorted by key)."""
+    data = document.data
+    region = data.get("region")
+    regions = (region,) if isinstance(region, str) else tuple(region or ())
+    defaults: dict[str, Any] = data.get("defaults") or {}
+    layers = []
+    for key, layer in sorted(data["layers"].items()):
+        merged = {name: layer.get(name, defaults.get(name)) for name in SETTINGS_FIELDS}
+        content = layer["content"]
+        kind = next(model.SourceKind(source) for source in CONTENT_SOURCES if source in content)
+        s3 = content.get("s3") or {}
+        match = parse_layer_arn(key)
+        layers.append(model.LayerSpec(
+            key=key,
+            name=match["name"] if match else key,
+            arn_region=match["region"] if match else None,
+            arn_account=match["account"] if match else None,
+            settings=model.Settings.normalised(**merged),
+            content=model.ContentSpec(
+                kind=kind,
+                path=content.get("path"),
+                prefix=content.get("prefix", "").strip("/"),
+                exclude=tuple(content.get("exclude", ())),
+                zip=content.get("zip"),
+                normalize=bool(content.get("normalize", False)),
+                s3_bucket=s3.get("bucket"),
+                s3_key=s3.get("key"),
+                s3_object_version=s3.get("object_version"),
+            ),
+            location=document.keys[("layers", key)],
+            upload=layer.get("upload"),
+            share=tuple(model.Grant(kind=kind_, principal=principal)
+                        for grant in layer.get("share", ())
+                        for kind_, principal in grant.items()),
+            retain=layer.get("retain"),
+        ))
+    locations = dict(document.values)
+    return model.Manifest(
+        file=file,
+        version=data["version"],
+        regions=regions,
+        layers=tuple(layers),
+        artifact_bucket=data.get("artifact_bucket"),
+        state=data.get("state"),
+        locations=locations,
+    )

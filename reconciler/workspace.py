@@ -1,0 +1,150 @@
+"""The files around a manifest: reading it (size-capped), the bundled schema, where the
+lockfile and the `.reconcile/` cache live, and the validation checks that need the disk.
+
+Shell: it reads files and never writes any. Paths in the manifest are relative to the
+manifest's folder, never to the working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from reconciler import archive, errors, manifest, model
+
+CACHE_DIR_NAME = ".reconcile"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one manifest's companions live."""
+
+    manifest_path: Path
+    lockfile_path: Path
+
+    @classmethod
+    def for_manifest(cls, manifest_path: Path, lockfile_path: Path | None = None) -> Workspace:
+        """The default lockfile is `<manifest stem>.lock.json` beside the manifest."""
+        lock = lockfile_path or manifest_path.with_name(f"{manifest_path.stem}.lock.json")
+        return cls(manifest_path=manifest_path, lockfile_path=lock)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative content paths are resolved against."""
+        return self.manifest_path.resolve().parent
+
+    @property
+    def cache_dir(self) -> Path:
+        """`.reconcile/` beside the manifest: safe to delete at any time."""
+        return self.base_dir / CACHE_DIR_NAME
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """The manifest JSON Schema shipped inside the package."""
+    text = resources.files("reconciler").joinpath("schemas/layers.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def load_manifest(workspace: Workspace) -> model.Manifest:
+    """Read, parse and validate the manifest, including the checks of the files it names.
+
+    Raises ManifestError with every problem, or ReconcilerError when the file is unreadable.
+    """
+    path = workspace.manifest_path
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(manifest.MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        raise errors.ReconcilerError(
+            f"{path}: no such manifest",
+            hint="run in the folder that holds layers.yaml, or pass -f PATH",
+        ) from None
+    except IsADirectoryError:
+        raise errors.ReconcilerError(f"{path}: is a folder, not a manifest file") from None
+    except OSError as exc:
+        raise errors.ReconcilerError(f"{path}: cannot read: {exc.strerror}") from None
+    parsed = manifest.parse(data, file=str(path), schema=load_schema())
+    problems = content_problems(parsed, base_dir=workspace.base_dir)
+    if problems:
+        raise errors.ManifestError(problems)
+    return parsed
+
+
+def content_problems(parsed: model.Manifest, *, base_dir: Path) -> list[errors.Problem]:
+    """Problems with the local files the manifest names: folders exist, zips are safe zips."""
+    problems: list[errors.Problem] = []
+
+    def problem(path: tuple[str | int, ...], message: str) -> None:
+        location = parsed.locate(path)
+        problems.append(errors.Problem(parsed.file, location.line, location.column,
+                                       manifest.field_name(path), message))
+
+    for spec in parsed.layers:
+        content = spec.content
+        if content.kind is model.SourceKind.PATH and content.path is not None:
+            folder = base_dir / content.path
+            field_path: tuple[str | int, ...] = ("layers", spec.key, "content", "path")
+            if not folder.exists():
+                problem(field_path, f"folder '{content.path}' does not exist (relative to "
+                                    f"{base_dir})")
+            elif not folder.is_dir():
+                problem(field_path, f"'{content.path}' is a file, not a folder (use `zip:` for "
+                                    "a prebuilt zip)")
+        elif content.kind is model.SourceKind.ZIP and content.zip is not None:
+            field_path = ("layers", spec.key, "content", "zip")
+            zip_path = base_dir / content.zip
+            message = _zip_problem(zip_path, shown=content.zip)
+            if message:
+                problem(field_path, message)
+    return problems
+
+
+def _zip_problem(zip_path: Path, *, shown: str) -> str | None:
+    if not zip_path.exists():
+        return f"zip '{shown}' does not exist"
+    if not zip_path.is_file():
+        return f"'{shown}' is not a file"
+    try:
+        with zipfile.ZipFile(zip_path) as archive_file:
+            unsafe = archive.check_member_names(archive_file.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return f"'{shown}' is not a valid zip file"
+    if unsafe:
+        return f"'{shown}' is unsafe: " + "; ".join(unsafe)
+    return None
+
+
+def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
+    """Manifest features this version validates but cannot plan or apply yet.
+
+    Planning around them silently would publish something other than what the manifest
+    says (an unshared layer, versions never deleted), so plan and apply refuse them.
+    """
+    problems: list[errors.Problem] = []
+
+    def problem(path: tuple[str | int, ...], what: str) -> None:
+        location = parsed.locate(path)
+        problems.append(errors.Problem(parsed.file, location.line, location.column,
+                                       manifest.field_name(path),
+                                       f"{what} is not supported by this version of reconcile "
+                                       "yet; plan and apply refuse this manifest"))
+
+    if parsed.state is not None:
+        problem(("state",), "shared S3 state")
+    for spec in parsed.layers:
+        if spec.content.kind is model.SourceKind.S3:
+            problem(("layers", spec.key, "content", "s3"), "an S3 content source")
+        if spec.share:
+            problem(("layers", spec.key, "share"), "sharing")
+        if spec.retain is not None:
+            problem(("layers", spec.key, "retain"), "retention")
+        if spec.upload is not None:
+            problem(("layers", spec.key, "upload"), "upload through artifact_bucket")
+    return problems
