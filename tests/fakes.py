@@ -1,0 +1,91 @@
+"""An in-memory LayerStore for the tests that are not about AWS itself (pip-tools'
+FakeRepository, httpx's MockTransport): it behaves like Lambda's layer API and records every
+call, so tests can assert exactly which calls a plan or an apply made."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler import errors, model
+
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class _Stored:
+    version: model.RemoteVersion
+    deleted: bool = False
+
+
+@dataclass
+class FakeLayerStore:
+    """Lambda's layer versions per region and name; version numbers never go back."""
+
+    layers: dict[tuple[str, str], list[_Stored]] = field(default_factory=dict)
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    fail_publish: dict[str, errors.AwsError] = field(default_factory=dict)
+
+    def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
+        """The highest live version, without its CodeSha256 (as ListLayerVersions)."""
+        self.calls.append(("list", region, layer_name))
+        live = [s.version for s in self.layers.get((region, layer_name), []) if not s.deleted]
+        if not live:
+            return None
+        latest = max(live, key=lambda v: v.version)
+        return model.RemoteVersion(version=latest.version,
+                                   layer_version_arn=latest.layer_version_arn,
+                                   settings=latest.settings)
+
+    def with_code(self, *, region: str, layer_name: str,
+                  version: model.RemoteVersion) -> model.RemoteVersion:
+        """The stored version with its CodeSha256 (as GetLayerVersion)."""
+        self.calls.append(("get", region, layer_name))
+        for stored in self.layers.get((region, layer_name), []):
+            if stored.version.version == version.version and not stored.deleted:
+                return stored.version
+        raise errors.AwsError(f"GetLayerVersion: {layer_name}:{version.version} not found",
+                              code="ResourceNotFoundException")
+
+    def publish(self, *, region: str, layer_name: str, settings: model.Settings,
+                zip_path: Path) -> model.RemoteVersion:
+        """A new version from the zip's bytes."""
+        self.calls.append(("publish", region, layer_name))
+        if layer_name in self.fail_publish:
+            raise self.fail_publish[layer_name]
+        return self.put(region=region, layer_name=layer_name, settings=settings,
+                        zip_bytes=zip_path.read_bytes())
+
+    def account_id(self) -> str:
+        """The fake account."""
+        self.calls.append(("account", "", ""))
+        return ACCOUNT
+
+    # Out-of-band changes, as another tool or a person would make them.
+    def put(self, *, region: str, layer_name: str, settings: model.Settings,
+            zip_bytes: bytes) -> model.RemoteVersion:
+        """Publish without recording a call (a publish made outside reconcile)."""
+        number = self.counters.get((region, layer_name), 0) + 1
+        self.counters[(region, layer_name)] = number
+        version = model.RemoteVersion(
+            version=number,
+            layer_version_arn=f"arn:aws:lambda:{region}:{ACCOUNT}:layer:{layer_name}:{number}",
+            settings=settings,
+            code_sha256=base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode(),
+            code_size=len(zip_bytes),
+        )
+        self.layers.setdefault((region, layer_name), []).append(_Stored(version))
+        return version
+
+    def delete(self, *, region: str, layer_name: str, version: int) -> None:
+        """Delete a version outside reconcile."""
+        for stored in self.layers.get((region, layer_name), []):
+            if stored.version.version == version:
+                stored.deleted = True
+
+    def writes(self) -> list[tuple[str, str, str]]:
+        """The write calls made so far."""
+        return [call for call in self.calls if call[0] == "publish"]

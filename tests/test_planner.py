@@ -1,0 +1,192 @@
+"""The decision table of planner.decide, row by row, and the helpers that say what evidence
+(a zip, a GetLayerVersion) the plan needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import model, planner
+
+CODE_A, CODE_B = "A" * 43 + "=", "B" * 43 + "="
+S1 = model.Settings.normalised(description="one", compatible_runtimes=["python3.12"],
+                               compatible_architectures=["x86_64"], license_info="MIT")
+S2 = model.Settings.normalised(description="two", compatible_runtimes=["python3.13", "python3.12"],
+                               compatible_architectures=["x86_64"], license_info="MIT")
+ARN = "arn:aws:lambda:us-east-1:123456789012:layer:utils:{}"
+C, P, N = model.Action.CREATE, model.Action.PUBLISH, model.Action.NOOP
+R = model.Reason
+
+
+def spec(settings: model.Settings = S1) -> model.LayerSpec:
+    """A layer spec named utils."""
+    return model.LayerSpec(key="utils", name="utils", settings=settings,
+                           content=model.ContentSpec(kind=model.SourceKind.PATH, path="x"),
+                           location=model.Location(1, 1))
+
+
+def remote(version: int, code: str | None = CODE_A,
+           settings: model.Settings = S1) -> model.RemoteVersion:
+    """A remote version (code None: as listed, before GetLayerVersion)."""
+    return model.RemoteVersion(version=version, layer_version_arn=ARN.format(version),
+                               settings=settings, code_sha256=code, code_size=10)
+
+
+def lock(version: int, code: str = CODE_A, fingerprint: str = "fp-a",
+         settings: model.Settings = S1) -> model.LockEntry:
+    """A lock entry for `version`."""
+    return model.LockEntry(fingerprint=fingerprint, content_sha256="hex", code_sha256=code,
+                           code_size=10, version=version, layer_version_arn=ARN.format(version),
+                           settings_sha256=settings.digest())
+
+
+def built(code: str, fingerprint: str = "fp-a") -> model.Artifact:
+    """An artifact whose zip was built."""
+    return model.Artifact(fingerprint=fingerprint, code_sha256=code, content_sha256="hex",
+                          code_size=10, zip_path="/tmp/x.zip")
+
+
+UNZIPPED = model.Artifact(fingerprint="fp-a")
+
+TABLE = [
+    # id, remote latest, lock entry, artifact, desired settings, action, reasons, records
+    ("new layer", None, None, built(CODE_A), S1, C, [R.NEW_LAYER], False),
+    ("all deleted out of band", None, lock(3), built(CODE_A), S1, C,
+     [R.NEW_LAYER, R.REMOTE_DRIFT], False),
+    ("adopt identical", remote(2), None, built(CODE_A), S1, N, [R.ADOPTED], True),
+    ("no lock, content differs", remote(2, CODE_B), None, built(CODE_A), S1, P,
+     [R.CONTENT_CHANGED], False),
+    ("no lock, settings differ", remote(2), None, built(CODE_A), S2, P,
+     [R.SETTINGS_CHANGED], False),
+    ("in sync, nothing zipped", remote(2, None), lock(2), UNZIPPED, S1, N, [], False),
+    ("content changed", remote(2, None), lock(2), built(CODE_B, "fp-b"), S1, P,
+     [R.CONTENT_CHANGED], False),
+    ("settings changed", remote(2, None), lock(2), UNZIPPED, S2, P, [R.SETTINGS_CHANGED], False),
+    ("both changed", remote(2, None), lock(2), built(CODE_B, "fp-b"), S2, P,
+     [R.CONTENT_CHANGED, R.SETTINGS_CHANGED], False),
+    ("published out of band, same", remote(3, CODE_A), lock(2), UNZIPPED, S1, N,
+     [R.REMOTE_DRIFT], True),
+    ("published out of band, differs", remote(3, CODE_B), lock(2), UNZIPPED, S1, P,
+     [R.REMOTE_DRIFT, R.CONTENT_CHANGED], False),
+    ("recorded version deleted, older is same", remote(1, CODE_A), lock(2), UNZIPPED, S1, N,
+     [R.REMOTE_DRIFT], True),
+]
+
+
+@pytest.mark.parametrize(
+    ("remote_latest", "lock_entry", "artifact", "settings", "action", "reasons", "records"),
+    [row[1:] for row in TABLE], ids=[row[0] for row in TABLE],
+)
+def test_decision_table(remote_latest: model.RemoteVersion | None,
+                        lock_entry: model.LockEntry | None, artifact: model.Artifact,
+                        settings: model.Settings, action: model.Action,
+                        reasons: list[model.Reason], records: bool) -> None:
+    """Each row of decide()'s docstring table gives its action, reasons and lock record."""
+    change = planner.decide(planner.Inputs(spec=spec(settings), region="us-east-1",
+                                           artifact=artifact, lock_entry=lock_entry,
+                                           remote_latest=remote_latest))
+    assert change.action is action
+    assert list(change.reasons) == reasons
+    assert (change.record is not None) is records
+    if records:
+        assert change.record is not None and remote_latest is not None
+        assert change.record.version == remote_latest.version
+        assert change.record.layer_version_arn == remote_latest.layer_version_arn
+        assert change.record.fingerprint == artifact.fingerprint
+
+
+def test_reason_never_changes_the_action() -> None:
+    """Drift with identical content is still a noop; the same drift with new content publishes."""
+    same = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=UNZIPPED,
+                                         lock_entry=lock(2), remote_latest=remote(5, CODE_A)))
+    differs = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=UNZIPPED,
+                                            lock_entry=lock(2), remote_latest=remote(5, CODE_B)))
+    assert R.REMOTE_DRIFT in same.reasons and R.REMOTE_DRIFT in differs.reasons
+    assert (same.action, differs.action) == (N, P)
+
+
+def test_drift_notes_say_published_or_deleted() -> None:
+    """remote_drift says whether a version was published or the recorded one deleted."""
+    published = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=UNZIPPED,
+                                              lock_entry=lock(2), remote_latest=remote(3)))
+    deleted = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=UNZIPPED,
+                                            lock_entry=lock(2), remote_latest=remote(1)))
+    gone = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=built(CODE_A),
+                                         lock_entry=lock(2), remote_latest=None))
+    assert "version 3 was published outside reconcile" in published.notes[0]
+    assert "version 2, which the lockfile recorded, was deleted" in deleted.notes[0]
+    assert "every version was deleted" in gone.notes[0]
+
+
+def test_expected_version_never_goes_back() -> None:
+    """The version a publish would create is one above every version known, deleted included."""
+    change = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=built(CODE_A),
+                                           lock_entry=lock(7), remote_latest=None))
+    assert change.expected_version == 8
+    publish = planner.decide(planner.Inputs(spec=spec(S2), region="r", artifact=UNZIPPED,
+                                            lock_entry=lock(2), remote_latest=remote(2, None)))
+    assert publish.expected_version == 3
+
+
+def test_in_sync_layer_needs_neither_zip_nor_get() -> None:
+    """A layer in sync with its lock entry needs no zip and no GetLayerVersion."""
+    assert not planner.needs_zip(UNZIPPED, lock(2))
+    assert not planner.needs_remote_code(remote(2, None), lock(2))
+
+
+@pytest.mark.parametrize(
+    ("artifact", "lock_entry", "expected"),
+    [(UNZIPPED, None, True), (model.Artifact(fingerprint="fp-b"), lock(2), True),
+     (UNZIPPED, lock(2), False), (built(CODE_A), None, False)],
+    ids=["no lock", "fingerprint changed", "fingerprint recorded", "already built"],
+)
+def test_needs_zip(artifact: model.Artifact, lock_entry: model.LockEntry | None,
+                   expected: bool) -> None:
+    """The zip is built only when the desired CodeSha256 is not known from the lock."""
+    assert planner.needs_zip(artifact, lock_entry) is expected
+
+
+@pytest.mark.parametrize(
+    ("remote_latest", "lock_entry", "expected"),
+    [(None, None, False), (remote(2, None), None, True), (remote(3, None), lock(2), True),
+     (remote(2, None), lock(2), False), (remote(2, CODE_A), None, False)],
+    ids=["no remote", "no lock", "drifted", "recorded", "already fetched"],
+)
+def test_needs_remote_code(remote_latest: model.RemoteVersion | None,
+                           lock_entry: model.LockEntry | None, expected: bool) -> None:
+    """GetLayerVersion is called only when the latest version is not the recorded one."""
+    assert planner.needs_remote_code(remote_latest, lock_entry) is expected
+
+
+def test_settings_diff_is_field_level() -> None:
+    """Lists show what was added and removed; scalars show before and after."""
+    changes = {change.field: change for change in planner.settings_diff(S1, S2)}
+    assert set(changes) == {"description", "compatible_runtimes"}
+    assert (changes["description"].before, changes["description"].after) == ("one", "two")
+    assert changes["compatible_runtimes"].added == ("python3.13",)
+    assert changes["compatible_runtimes"].removed == ()
+    assert changes["compatible_runtimes"].before == ["python3.12"]
+    assert changes["compatible_runtimes"].after == ["python3.12", "python3.13"]
+
+
+def test_settings_order_does_not_matter() -> None:
+    """Runtimes listed in another order are the same settings: no diff."""
+    reordered = model.Settings.normalised(description="two",
+                                          compatible_runtimes=["python3.12", "python3.13"],
+                                          compatible_architectures=["x86_64"], license_info="MIT")
+    assert planner.settings_diff(S2, reordered) == ()
+    assert S2.digest() == reordered.digest()
+
+
+def test_plan_sorts_by_layer_then_region() -> None:
+    """Changes come sorted by layer, then region, whatever the input order."""
+    def item(key: str, region: str) -> planner.Inputs:
+        layer = model.LayerSpec(key=key, name=key, settings=S1,
+                                content=model.ContentSpec(kind=model.SourceKind.PATH, path="x"),
+                                location=model.Location(1, 1))
+        return planner.Inputs(spec=layer, region=region, artifact=built(CODE_A),
+                              lock_entry=None, remote_latest=None)
+
+    result = planner.plan([item("b", "us-west-2"), item("a", "us-west-2"), item("b", "eu-west-1")])
+    assert [(c.layer, c.region) for c in result.changes] == [
+        ("a", "us-west-2"), ("b", "eu-west-1"), ("b", "us-west-2")]
+    assert result.summary() == {"create": 3, "publish": 0, "noop": 0, "delete": 0}
