@@ -148,13 +148,14 @@ def _convert(
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
             key_location = model.Location(key_node.start_mark.line + 1,
                                           key_node.start_mark.column + 1)
+            key_path = (*path, key)
             if key in result:
-                first = document.keys[(*path, key)]
-                duplicates.append((key_location, (*path, key),
+                first = document.keys[key_path]
+                duplicates.append((key_location, key_path,
                                    f"duplicate key '{key}' (first defined at line {first.line})"))
                 continue
-            document.keys[(*path, key)] = key_location
-            result[key] = _convert(value_node, (*path, key), document, duplicates, budget=budget)
+            document.keys[key_path] = key_location
+            result[key] = _convert(value_node, key_path, document, duplicates, budget=budget)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
@@ -215,7 +216,10 @@ def _explain(error: jsonschema.ValidationError, data: Any) -> list[tuple[Path, s
     """Turn one jsonschema error into (path, message, located-at-the-key) triples."""
     path: Path = tuple(error.absolute_path)
     leaf = path[-1] if path else None
-    validator, expected, instance = error.validator, error.validator_value, error.instance
+    validator = error.validator
+    expected: Any = error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
     in_property_names = "propertyNames" in error.schema_path
     if in_property_names:
         name = str(instance)
@@ -226,7 +230,7 @@ def _explain(error: jsonschema.ValidationError, data: Any) -> list[tuple[Path, s
                        "or a layer ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)")
         return [((*path, name), message, True)]
     if validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         known = set(allowed)
         unexpected = sorted(key for key in instance if key not in known)
         return [((*path, key),
@@ -245,8 +249,8 @@ def _explain(error: jsonschema.ValidationError, data: Any) -> list[tuple[Path, s
     if validator == "enum":
         choices = [str(choice) for choice in expected]
         if isinstance(leaf, int) and len(path) >= 2 and path[-2] == "compatible_runtimes":
-            return [(path, f"'{instance}' is not a Lambda runtime{_suggest(str(instance), choices)}",
-                     False)]
+            hint = _suggest(str(instance), choices)
+            return [(path, f"'{instance}' is not a Lambda runtime{hint}", False)]
         return [(path, f"{instance!r} is not one of: {', '.join(choices)}", False)]
     if validator == "maxItems":
         return [(path, f"has {len(instance)} items; at most {expected} allowed", False)]
@@ -308,8 +312,9 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
             regions = data.get("region")
             region_list = [regions] if isinstance(regions, str) else regions
             if isinstance(region_list, list) and match["region"] not in region_list:
+                listed = ", ".join(map(str, region_list))
                 yield (("layers", key), f"the ARN is in region {match['region']}, which is not "
-                                        f"among the manifest's regions ({', '.join(map(str, region_list))})")
+                                        f"among the manifest's regions ({listed})")
         if name in names:
             yield (("layers", key), f"names the same Lambda layer '{name}' as "
                                     f"layers.{names[name]}")

@@ -16,23 +16,25 @@ from typing import Any
 
 import botocore.session
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "reconciler" / "schemas" / "layers.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "reconciler" / "schemas" / "layers.schema.json"
 SCHEMA_ID = "https://github.com/reconcile-layers/reconcile/schemas/layers.schema.json"
 
 
 def api_limits() -> dict[str, Any]:
     """The PublishLayerVersion parameter limits from botocore's Lambda model."""
     model = botocore.session.get_session().get_service_model("lambda")
-    members = model.operation_model("PublishLayerVersion").input_shape.members
+    input_shape = model.operation_model("PublishLayerVersion").input_shape
+    assert input_shape is not None
+    members: dict[str, Any] = dict(input_shape.members)
     name = members["LayerName"].metadata
     runtimes = members["CompatibleRuntimes"]
     architectures = members["CompatibleArchitectures"]
     return {
         "layer_name_pattern": "^(?:" + name["pattern"] + ")$",
         "layer_name_max": name["max"],
-        "runtimes": sorted(runtimes.member.enum),  # type: ignore[attr-defined]
+        "runtimes": sorted(runtimes.member.enum),
         "runtimes_max": runtimes.metadata["max"],
-        "architectures": sorted(architectures.member.enum),  # type: ignore[attr-defined]
+        "architectures": sorted(architectures.member.enum),
         "architectures_max": architectures.metadata["max"],
         "description_max": members["Description"].metadata["max"],
         "license_max": members["LicenseInfo"].metadata["max"],

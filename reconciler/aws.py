@@ -1,0 +1,244 @@
+"""The one seam to AWS: the `LayerStore` protocol and its boto3 implementation.
+
+The only module that imports boto3 or botocore. Every botocore exception is turned into an
+`errors.AwsError` (chained with `from`) with a message that names the layer, the region and
+what to do about it; nothing else in the program ever sees a botocore type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from reconciler import errors, model
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
+PAGE_SIZE = 50  # ListLayerVersions' maximum MaxItems
+
+
+class LayerStore(Protocol):
+    """What reconcile needs from Lambda, per region."""
+
+    def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
+        """The highest-numbered version of the layer (None when it has none)."""
+
+    def with_code(self, *, region: str, layer_name: str,
+                  version: model.RemoteVersion) -> model.RemoteVersion:
+        """`version` with its CodeSha256 and CodeSize filled in (GetLayerVersion)."""
+
+    def publish(self, *, region: str, layer_name: str, settings: model.Settings,
+                zip_path: Path) -> model.RemoteVersion:
+        """Publish a new version from a local zip; return it as Lambda reports it."""
+
+    def account_id(self) -> str:
+        """The AWS account of the credentials in use."""
+
+
+def _settings(item: Any) -> model.Settings:
+    return model.Settings.normalised(
+        description=item.get("Description"),
+        compatible_runtimes=item.get("CompatibleRuntimes"),
+        compatible_architectures=item.get("CompatibleArchitectures"),
+        license_info=item.get("LicenseInfo"),
+    )
+
+
+class Boto3LayerStore:
+    """LayerStore over boto3, with one Lambda client per region.
+
+    Credentials, profile and endpoint come from boto3's standard chain (`AWS_PROFILE`,
+    `AWS_ENDPOINT_URL`, ...); `endpoint_url` overrides the endpoint when given. Throttling
+    and transient errors are retried by botocore's standard retry mode, `max_attempts` times.
+    """
+
+    def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None,
+                 max_attempts: int = 5) -> None:
+        try:
+            self._session = boto3.Session(profile_name=profile)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise errors.CredentialsError(
+                str(exc), hint="check --profile / AWS_PROFILE against ~/.aws/config"
+            ) from exc
+        self._endpoint_url = endpoint_url
+        self._config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            user_agent_extra="reconcile-layers",
+        )
+        self._clients: dict[str, LambdaClient] = {}
+
+    def default_region(self) -> str | None:
+        """The region boto3's chain resolves (AWS_REGION, AWS_DEFAULT_REGION, the profile)."""
+        return self._session.region_name
+
+    def client(self, region: str) -> LambdaClient:
+        """The Lambda client for `region` (created once)."""
+        if region not in self._clients:
+            self._clients[region] = self._session.client(
+                "lambda", region_name=region, endpoint_url=self._endpoint_url,
+                config=self._config,
+            )
+        return self._clients[region]
+
+    def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
+        """Every page of ListLayerVersions; the API promises no order, so take the max."""
+        client = self.client(region)
+        latest: dict[str, Any] | None = None
+        marker: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"LayerName": layer_name, "MaxItems": PAGE_SIZE}
+            if marker:
+                kwargs["Marker"] = marker
+            with _translated("ListLayerVersions", layer=layer_name, region=region, client=client):
+                page = client.list_layer_versions(**kwargs)
+            for item in page.get("LayerVersions", []):
+                if latest is None or item["Version"] > latest["Version"]:
+                    latest = dict(item)
+            marker = page.get("NextMarker")
+            if not marker:
+                break
+        if latest is None:
+            return None
+        return model.RemoteVersion(
+            version=int(latest["Version"]),
+            layer_version_arn=latest["LayerVersionArn"],
+            settings=_settings(latest),
+        )
+
+    def with_code(self, *, region: str, layer_name: str,
+                  version: model.RemoteVersion) -> model.RemoteVersion:
+        """GetLayerVersion: the only call that reports a version's CodeSha256."""
+        client = self.client(region)
+        with _translated("GetLayerVersion", layer=layer_name, region=region, client=client):
+            response = client.get_layer_version(LayerName=layer_name,
+                                                VersionNumber=version.version)
+        return model.RemoteVersion(
+            version=version.version,
+            layer_version_arn=version.layer_version_arn,
+            settings=version.settings,
+            code_sha256=response["Content"]["CodeSha256"],
+            code_size=int(response["Content"]["CodeSize"]),
+        )
+
+    def publish(self, *, region: str, layer_name: str, settings: model.Settings,
+                zip_path: Path) -> model.RemoteVersion:
+        """PublishLayerVersion with Content.ZipFile (the zip is <= 50 MB by then)."""
+        client = self.client(region)
+        kwargs: dict[str, Any] = {
+            "LayerName": layer_name,
+            "Content": {"ZipFile": zip_path.read_bytes()},
+            "Description": settings.description,
+            "LicenseInfo": settings.license_info,
+        }
+        if settings.compatible_runtimes:
+            kwargs["CompatibleRuntimes"] = list(settings.compatible_runtimes)
+        if settings.compatible_architectures:
+            kwargs["CompatibleArchitectures"] = list(settings.compatible_architectures)
+        with _translated("PublishLayerVersion", layer=layer_name, region=region, client=client):
+            response = client.publish_layer_version(**kwargs)
+        return model.RemoteVersion(
+            version=int(response["Version"]),
+            layer_version_arn=response["LayerVersionArn"],
+            settings=_settings(response),
+            code_sha256=response["Content"]["CodeSha256"],
+            code_size=int(response["Content"]["CodeSize"]),
+        )
+
+    def account_id(self) -> str:
+        """STS GetCallerIdentity (only called when the manifest names a layer by ARN)."""
+        client = self._session.client("sts", endpoint_url=self._endpoint_url,
+                                      config=self._config,
+                                      region_name=self._session.region_name or "us-east-1")
+        with _translated("GetCallerIdentity", layer=None, region=None, client=client):
+            return str(client.get_caller_identity()["Account"])
+
+
+_PERMISSION_HINT = (
+    "grant the identity lambda:ListLayerVersions, lambda:GetLayerVersion and "
+    "lambda:PublishLayerVersion on arn:aws:lambda:*:*:layer:*"
+)
+
+
+class _translated:
+    """Turn botocore exceptions raised inside the block into errors.AwsError."""
+
+    def __init__(self, operation: str, *, layer: str | None, region: str | None,
+                 client: Any) -> None:
+        self.operation, self.layer, self.region, self.client = operation, layer, region, client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is None or not isinstance(exc, botocore.exceptions.BotoCoreError
+                                         | botocore.exceptions.ClientError):
+            return
+        raise translate(exc, operation=self.operation, layer=self.layer, region=self.region,
+                        endpoint=getattr(getattr(self.client, "meta", None), "endpoint_url",
+                                         None)) from exc
+
+
+def translate(exc: Exception, *, operation: str, layer: str | None, region: str | None,
+              endpoint: str | None) -> errors.AwsError:
+    """The AwsError (with a hint) for a botocore exception raised by `operation`."""
+    where = f"layer '{layer}' in {region}" if layer else (region or "AWS")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")).strip() or code
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "CodeStorageExceededException":
+            return errors.AwsError(
+                f"{operation} for {where}: Lambda's code storage is full: {message}",
+                hint="every layer version ever published counts against the 75 GB code "
+                     "storage quota of the region until it is deleted; delete old versions "
+                     "(retention) or ask AWS Support for a higher quota",
+                code=code)
+        if code in ("InvalidParameterValueException", "ValidationException",
+                    "RequestTooLargeException"):
+            return errors.AwsError(f"Lambda rejected {operation} for {where}: {message}",
+                                   code=code)
+        if code == "ResourceNotFoundException":
+            return errors.AwsError(f"{operation} for {where}: not found: {message}", code=code)
+        if code in ("AccessDeniedException", "AccessDenied") or (status == 403 and code not in (
+                "UnrecognizedClientException", "InvalidSignatureException", "ExpiredToken",
+                "ExpiredTokenException")):
+            return errors.AwsError(
+                f"access denied: {operation} for {where}: {message}",
+                hint=f"the credentials lack lambda:{operation}" if operation != "GetCallerIdentity"
+                else "the credentials lack sts:GetCallerIdentity",
+                code=code)
+        if code in ("UnrecognizedClientException", "InvalidSignatureException",
+                    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"):
+            return errors.CredentialsError(
+                f"AWS did not accept the credentials ({code}): {message}",
+                hint="refresh them (aws sso login, or new keys) or pick another --profile",
+                code=code)
+        if code in ("TooManyRequestsException", "ThrottlingException", "Throttling"):
+            return errors.AwsError(
+                f"{operation} for {where} was throttled and retries ran out: {message}",
+                hint="retry later, or raise --max-attempts", code=code)
+        return errors.AwsError(f"{operation} for {where} failed ({code}): {message}", code=code)
+    if isinstance(exc, (botocore.exceptions.NoCredentialsError,
+                        botocore.exceptions.PartialCredentialsError)):
+        return errors.CredentialsError(
+            f"no AWS credentials found for {operation}",
+            hint="set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and "
+                 "AWS_SECRET_ACCESS_KEY; `validate` needs none")
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return errors.CredentialsError(
+            "no AWS region", hint="set `region:` in the manifest, or AWS_REGION")
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.ReadTimeoutError)):
+        return errors.EndpointError(
+            f"cannot reach the AWS endpoint {endpoint or ''} for {operation}: {exc}",
+            hint="check --endpoint-url / AWS_ENDPOINT_URL and the network")
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return errors.AwsError(f"{operation} for {where}: invalid parameters: {exc}")
+    return errors.AwsError(f"{operation} for {where} failed: {exc}")

@@ -1,0 +1,317 @@
+"""The `reconcile` command line: the composition root.
+
+The only module that prints, reads the environment, talks to the terminal or chooses an exit
+code. It turns every ReconcilerError into one message on stderr and exit code 1; usage
+errors exit 1 too, so that exit code 2 only ever means "plan --detailed-exitcode: changes".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reconciler import (
+    __version__,
+    aws,
+    errors,
+    lockfile,
+    model,
+    reconcile,
+    render,
+    workspace,
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+# Recent typer vendors its own click; its exception base is reached through a public class
+# so that this works with either (and never depends on a private module path).
+_ClickException: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"
+)
+
+app = typer.Typer(
+    name="reconcile",
+    help="Declarative reconciler for AWS Lambda layers: validate, plan and apply layers.yaml.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class PlanFormat(str, Enum):
+    """Output formats of `plan`."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+class ApplyFormat(str, Enum):
+    """Output formats of `apply`."""
+
+    text = "text"
+    json = "json"
+
+
+class OutputsFormat(str, Enum):
+    """Output formats of `outputs`."""
+
+    text = "text"
+    json = "json"
+
+
+ManifestOption = Annotated[Path, typer.Option(
+    "-f", "--manifest", help="The manifest.", show_default=True)]
+LockfileOption = Annotated[Path | None, typer.Option(
+    "--lockfile", help="The lockfile [default: <manifest stem>.lock.json beside the manifest].")]
+TargetOption = Annotated[list[str] | None, typer.Option(
+    "--target", help="Only this layer (repeatable).")]
+RegionOption = Annotated[list[str] | None, typer.Option(
+    "--region", help="Only this region of the manifest (repeatable).")]
+ProfileOption = Annotated[str | None, typer.Option(
+    "--profile", help="AWS profile (default: boto3's chain, AWS_PROFILE).")]
+EndpointOption = Annotated[str | None, typer.Option(
+    "--endpoint-url", help="AWS endpoint (default: AWS_ENDPOINT_URL), e.g. a moto server.")]
+AttemptsOption = Annotated[int, typer.Option(
+    "--max-attempts", min=1, max=20, help="Attempts per AWS call, retries included.")]
+NoSummaryOption = Annotated[bool, typer.Option(
+    "--no-summary", help="Do not append the plan to GITHUB_STEP_SUMMARY.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"reconcile {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Declarative reconciler for AWS Lambda layers."""
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        _err(f"  … {message}")
+
+
+def _use_color() -> bool:
+    return (sys.stdout.isatty() and "NO_COLOR" not in os.environ
+            and os.environ.get("TERM") != "dumb")
+
+
+def _load(manifest_path: Path, lockfile_path: Path | None) -> tuple[
+        workspace.Workspace, model.Manifest]:
+    space = workspace.Workspace.for_manifest(manifest_path, lockfile_path)
+    return space, workspace.load_manifest(space)
+
+
+def _store(profile: str | None, endpoint_url: str | None,
+           max_attempts: int) -> aws.Boto3LayerStore:
+    return aws.Boto3LayerStore(profile=profile, endpoint_url=endpoint_url,
+                               max_attempts=max_attempts)
+
+
+def _step_summary(markdown: str, *, disabled: bool) -> None:
+    """Append to GitHub Actions' job summary when running there."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if disabled or not target:
+        return
+    try:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(markdown + "\n")
+    except OSError as exc:
+        _err(f"warning: cannot write GITHUB_STEP_SUMMARY ({target}): {exc.strerror}")
+
+
+@app.command()
+def validate(manifest: ManifestOption = Path("layers.yaml")) -> None:
+    """Check the manifest and the files it names. Makes no AWS call."""
+    _, parsed = _load(manifest, None)
+    for problem in workspace.unsupported_problems(parsed):
+        _err(f"warning: {problem}")
+    kinds: dict[str, int] = {}
+    for spec in parsed.layers:
+        kinds[spec.content.kind.value] = kinds.get(spec.content.kind.value, 0) + 1
+    sources = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    regions = ", ".join(parsed.regions) or "the AWS default region"
+    count = len(parsed.layers)
+    typer.echo(f"{manifest}: valid: {count} layer{'s' if count != 1 else ''} "
+               f"({sources}), region {regions}.")
+
+
+@app.command()
+def plan(
+    manifest: ManifestOption = Path("layers.yaml"),
+    lockfile_path: LockfileOption = None,
+    output_format: Annotated[PlanFormat, typer.Option(
+        "--format", help="Output format.")] = PlanFormat.text,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 2 when changes are pending, 0 when none.")] = False,
+    target: TargetOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = 5,
+    no_summary: NoSummaryOption = False,
+) -> None:
+    """Show what apply would publish, and why. Changes nothing."""
+    space, parsed = _load(manifest, lockfile_path)
+    lock = lockfile.read(space.lockfile_path)
+    store = _store(profile, endpoint_url, max_attempts)
+    result = reconcile.make_plan(
+        parsed=parsed, lock=lock, store=store, space=space,
+        default_region=store.default_region(), targets=target or (), regions=region or (),
+        progress=_progress,
+    )
+    if output_format is PlanFormat.json:
+        typer.echo(json.dumps(render.plan_dict(result.plan), indent=2, sort_keys=True))
+    elif output_format is PlanFormat.markdown:
+        typer.echo(render.markdown(result.plan), nl=False)
+    else:
+        typer.echo(render.text(result.plan, color=_use_color()), nl=False)
+    _step_summary(render.markdown(result.plan), disabled=no_summary)
+    if detailed_exitcode and result.plan.has_changes:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+def _confirm(plan: model.Plan, *, yes: bool) -> None:
+    if yes or not plan.has_changes:
+        return
+    if not sys.stdin.isatty():
+        raise errors.ApplyRefused(
+            "refusing to apply without confirmation: stdin is not a terminal",
+            hint="review the plan, then pass --yes (as CI pipelines do)")
+    typer.echo("\nDo you want to perform these actions? Only 'yes' will be accepted.")
+    answer = input("  Enter a value: ").strip()
+    if answer != "yes":
+        raise errors.ApplyRefused("apply cancelled: nothing was published")
+
+
+@app.command()
+def apply(
+    manifest: ManifestOption = Path("layers.yaml"),
+    lockfile_path: LockfileOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
+                   ] = False,
+    output_format: Annotated[ApplyFormat, typer.Option(
+        "--format", help="Output format.")] = ApplyFormat.text,
+    target: TargetOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = 5,
+    no_summary: NoSummaryOption = False,
+) -> None:
+    """Plan, confirm, then publish exactly the layers that changed and record them."""
+    space, parsed = _load(manifest, lockfile_path)
+    lock = lockfile.read(space.lockfile_path)
+    store = _store(profile, endpoint_url, max_attempts)
+    result = reconcile.make_plan(
+        parsed=parsed, lock=lock, store=store, space=space,
+        default_region=store.default_region(), targets=target or (), regions=region or (),
+        progress=_progress,
+    )
+    as_json = output_format is ApplyFormat.json
+    if not as_json:
+        typer.echo(render.text(result.plan, color=_use_color()), nl=False)
+    _confirm(result.plan, yes=yes)
+    report = reconcile.apply(result=result, lock=lock, store=store, space=space,
+                             progress=_progress)
+    _step_summary(render.markdown(result.plan, title="reconcile apply"), disabled=no_summary)
+    unchanged = sum(1 for change in result.plan.changes
+                    if change.action is model.Action.NOOP)
+    if as_json:
+        document: dict[str, Any] = {
+            "plan": render.plan_dict(result.plan),
+            "published": [
+                {"layer": change.layer, "region": change.region, "version": version.version,
+                 "layer_version_arn": version.layer_version_arn,
+                 "code_sha256": version.code_sha256}
+                for change, version in report.published
+            ],
+            "recorded": [
+                {"layer": change.layer, "region": change.region,
+                 "version": change.record.version if change.record else None}
+                for change in report.recorded
+            ],
+        }
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
+        return
+    if report.published or report.recorded:
+        typer.echo("")
+    for change, version in report.published:
+        typer.echo(f"published {change.layer} ({change.region}): {version.layer_version_arn}")
+    for change in report.recorded:
+        arn = change.record.layer_version_arn if change.record else ""
+        typer.echo(f"recorded  {change.layer} ({change.region}): {arn}")
+    typer.echo(f"\nApply complete: {len(report.published)} published, "
+               f"{len(report.recorded)} recorded in {space.lockfile_path.name}, "
+               f"{unchanged} unchanged.")
+
+
+@app.command()
+def outputs(
+    manifest: ManifestOption = Path("layers.yaml"),
+    lockfile_path: LockfileOption = None,
+    output_format: Annotated[OutputsFormat, typer.Option(
+        "--format", help="Output format.")] = OutputsFormat.text,
+) -> None:
+    """Print each layer's latest published LayerVersionArn, from the lockfile."""
+    space = workspace.Workspace.for_manifest(manifest, lockfile_path)
+    lock = lockfile.read(space.lockfile_path)
+    rows = sorted((layer, region, entry.layer_version_arn)
+                  for (layer, region), entry in lock.entries.items())
+    if output_format is OutputsFormat.json:
+        document: dict[str, dict[str, str]] = {}
+        for layer, region, arn in rows:
+            document.setdefault(layer, {})[region] = arn
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
+        return
+    for layer, region, arn in rows:
+        typer.echo(f"{layer} {region} {arn}")
+
+
+def _report(error: errors.ReconcilerError) -> None:
+    if isinstance(error, errors.ManifestError):
+        for problem in error.problems:
+            _err(str(problem))
+        count = len(error.problems)
+        _err(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.")
+        return
+    _err(f"error: {error.message}")
+    if error.hint:
+        _err(f"hint: {error.hint}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exit 0 (success), 1 (any error, usage errors included) or 2 (changes)."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="reconcile", standalone_mode=False)
+    except errors.ReconcilerError as error:
+        _report(error)
+        code = EXIT_ERROR
+    except _ClickException as error:
+        error.show()  # type: ignore[attr-defined]
+        code = EXIT_ERROR
+    except typer.Abort:
+        _err("aborted: nothing more was changed.")
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        _err("interrupted: every publish that finished is recorded in the lockfile.")
+        code = 130
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
