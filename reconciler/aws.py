@@ -67,13 +67,17 @@ class Boto3LayerStore:
             ) from exc
         self._endpoint_url = endpoint_url
         self._config = botocore.config.Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the
+            # first attempt too, as --max-attempts does.
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             user_agent_extra="reconcile-layers",
         )
         self._clients: dict[str, LambdaClient] = {}
 
     def default_region(self) -> str | None:
-        """The region boto3's chain resolves (AWS_REGION, AWS_DEFAULT_REGION, the profile)."""
+        """The region boto3's chain resolves (AWS_DEFAULT_REGION, the profile's region).
+
+        botocore does not read AWS_REGION; the CLI, which owns the environment, applies it."""
         return self._session.region_name
 
     def client(self, region: str) -> LambdaClient:
@@ -158,12 +162,6 @@ class Boto3LayerStore:
             return str(client.get_caller_identity()["Account"])
 
 
-_PERMISSION_HINT = (
-    "grant the identity lambda:ListLayerVersions, lambda:GetLayerVersion and "
-    "lambda:PublishLayerVersion on arn:aws:lambda:*:*:layer:*"
-)
-
-
 class _translated:
     """Turn botocore exceptions raised inside the block into errors.AwsError."""
 
@@ -181,6 +179,14 @@ class _translated:
         raise translate(exc, operation=self.operation, layer=self.layer, region=self.region,
                         endpoint=getattr(getattr(self.client, "meta", None), "endpoint_url",
                                          None)) from exc
+
+
+# Codes that say the credentials themselves are bad (often with HTTP 403), not that they
+# lack a permission.
+_CREDENTIAL_ERROR_CODES = frozenset({
+    "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch",
+    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
+})
 
 
 def translate(exc: Exception, *, operation: str, layer: str | None, region: str | None,
@@ -205,16 +211,14 @@ def translate(exc: Exception, *, operation: str, layer: str | None, region: str 
                                    code=code)
         if code == "ResourceNotFoundException":
             return errors.AwsError(f"{operation} for {where}: not found: {message}", code=code)
-        if code in ("AccessDeniedException", "AccessDenied") or (status == 403 and code not in (
-                "UnrecognizedClientException", "InvalidSignatureException", "ExpiredToken",
-                "ExpiredTokenException")):
+        if code in ("AccessDeniedException", "AccessDenied") or (
+                status == 403 and code not in _CREDENTIAL_ERROR_CODES):
             return errors.AwsError(
                 f"access denied: {operation} for {where}: {message}",
                 hint=f"the credentials lack lambda:{operation}" if operation != "GetCallerIdentity"
                 else "the credentials lack sts:GetCallerIdentity",
                 code=code)
-        if code in ("UnrecognizedClientException", "InvalidSignatureException",
-                    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId"):
+        if code in _CREDENTIAL_ERROR_CODES:
             return errors.CredentialsError(
                 f"AWS did not accept the credentials ({code}): {message}",
                 hint="refresh them (aws sso login, or new keys) or pick another --profile",

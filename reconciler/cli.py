@@ -125,6 +125,12 @@ def _store(profile: str | None, endpoint_url: str | None,
                                max_attempts=max_attempts)
 
 
+def _default_region(store: aws.Boto3LayerStore) -> str | None:
+    """AWS_REGION wins over boto3's chain (which reads only AWS_DEFAULT_REGION and the
+    profile), as in the AWS CLI and the SDKs that read it."""
+    return os.environ.get("AWS_REGION") or store.default_region()
+
+
 def _step_summary(markdown: str, *, disabled: bool) -> None:
     """Append to GitHub Actions' job summary when running there."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -174,7 +180,7 @@ def plan(
     store = _store(profile, endpoint_url, max_attempts)
     result = reconcile.make_plan(
         parsed=parsed, lock=lock, store=store, space=space,
-        default_region=store.default_region(), targets=target or (), regions=region or (),
+        default_region=_default_region(store), targets=target or (), regions=region or (),
         progress=_progress,
     )
     if output_format is PlanFormat.json:
@@ -222,7 +228,7 @@ def apply(
     store = _store(profile, endpoint_url, max_attempts)
     result = reconcile.make_plan(
         parsed=parsed, lock=lock, store=store, space=space,
-        default_region=store.default_region(), targets=target or (), regions=region or (),
+        default_region=_default_region(store), targets=target or (), regions=region or (),
         progress=_progress,
     )
     as_json = output_format is ApplyFormat.json

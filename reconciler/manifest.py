@@ -69,8 +69,8 @@ def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifes
 
     start = model.Location(1, 1)
     if len(data) > MAX_MANIFEST_BYTES:
-        problem(start, (), f"the manifest is {len(data):,} bytes; the limit is "
-                          f"{MAX_MANIFEST_BYTES:,} bytes (is this the right file?)")
+        problem(start, (), f"the manifest is larger than {MAX_MANIFEST_BYTES:,} bytes, the "
+                          "limit (is this the right file?)")
         raise errors.ManifestError(problems)
     try:
         text = data.decode("utf-8-sig")
@@ -269,6 +269,14 @@ def _explain(error: jsonschema.ValidationError, data: Any) -> list[tuple[Path, s
         return [(path, f"must be at least {expected}", False)]
     if validator == "uniqueItems":
         return [(path, "lists the same value twice", False)]
+    if validator == "oneOf" and path == ("region",) and isinstance(instance, (str, list)):
+        # Explain the branch the value was meant for (a name, or a list of names), not the
+        # oneOf as a whole: point at the bad item, or say that the list repeats a region.
+        branch = 1 if isinstance(instance, list) else 0
+        return [explained
+                for sub_error in error.context or ()
+                if sub_error.relative_schema_path and sub_error.relative_schema_path[0] == branch
+                for explained in _explain(sub_error, data)]
     if validator == "pattern" or (validator == "oneOf" and leaf == "region"):
         return [(path, _pattern_message(path, instance), False)]
     if path and path[0] == "region":
