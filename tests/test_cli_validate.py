@@ -1,0 +1,176 @@
+"""End-to-end tests of `reconcile validate` through the installed console script (and
+`python -m reconciler`), run as a subprocess without AWS credentials: exit codes, where the
+messages go, and that validate writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler import __version__
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "layers.yaml.example"
+BAD_MANIFEST = "\n".join([
+    "version: 1",
+    "layers:",
+    "  a:",
+    "    descripton: typo",
+    "    compatible_runtimes: [pyhton3.12]",
+    "    content: {path: x}",
+    "",
+])
+
+
+def console_script() -> str:
+    """The `reconcile` script installed beside this interpreter."""
+    script = shutil.which("reconcile", path=str(Path(sys.executable).parent))
+    assert script is not None, "the reconcile console script is not installed"
+    return script
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    """The environment without any AWS setting, and with the instance metadata lookup off."""
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    clean["AWS_EC2_METADATA_DISABLED"] = "true"
+    return clean
+
+
+def run(args: list[str], *, cwd: Path, env: dict[str, str],
+        module: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the console script (or `python -m reconciler`) with `args`."""
+    command = [sys.executable, "-m", "reconciler"] if module else [console_script()]
+    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def tree(folder: Path) -> set[Path]:
+    """Every path below `folder`."""
+    return set(folder.rglob("*"))
+
+
+def test_console_script_is_installed() -> None:
+    """The `reconcile` console script is installed beside the interpreter running the tests."""
+    assert Path(console_script()).is_file()
+
+
+def test_validate_example_from_unrelated_cwd(tmp_path: Path, env: dict[str, str]) -> None:
+    """validate of the example manifest from an unrelated cwd exits 0 with one summary line."""
+    result = run(["validate", "-f", str(EXAMPLE)], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    assert lines[0].startswith(f"{EXAMPLE}: valid: 3 layers")
+    assert tree(tmp_path) == set()
+
+
+def test_validate_bad_manifest_reports_each_problem(tmp_path: Path, env: dict[str, str]) -> None:
+    """A bad manifest exits 1, prints each located problem on stderr and writes nothing."""
+    manifest = tmp_path / "layers.yaml"
+    manifest.write_text(BAD_MANIFEST, encoding="utf-8")
+    before = tree(tmp_path)
+    result = run(["validate", "-f", str(manifest)], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    for located in [
+        f"{manifest}:4:5: layers.a.descripton: unknown key",
+        f"{manifest}:5:27: layers.a.compatible_runtimes[0]: 'pyhton3.12' is not a Lambda runtime",
+    ]:
+        assert located in result.stderr, result.stderr
+    assert "2 problems found" in result.stderr
+    assert tree(tmp_path) == before
+    assert not (tmp_path / "layers.lock.json").exists()
+    assert not (tmp_path / ".reconcile").exists()
+
+
+def test_validate_reports_missing_content_folder(tmp_path: Path, env: dict[str, str]) -> None:
+    """A content folder that does not exist is a located problem on stderr and exit 1."""
+    manifest = tmp_path / "layers.yaml"
+    manifest.write_text("version: 1\nlayers:\n  a:\n    content: {path: missing}\n",
+                        encoding="utf-8")
+    result = run(["validate", "-f", str(manifest)], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert f"{manifest}:4:21: layers.a.content.path: folder 'missing' does not exist" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_missing_manifest_file(tmp_path: Path, env: dict[str, str]) -> None:
+    """`-f` naming a file that does not exist exits 1 with a clear message, no traceback."""
+    result = run(["validate", "-f", "nope.yaml"], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "nope.yaml: no such manifest" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        pytest.param(["frobnicate"], "No such command", id="unknown-command"),
+        pytest.param(["validate", "--bogus"], "No such option", id="unknown-option"),
+        pytest.param(["--bogus"], "No such option", id="unknown-root-option"),
+        pytest.param(["validate", "extra"], "unexpected extra argument", id="extra-argument"),
+    ],
+)
+def test_usage_errors_exit_1(
+    tmp_path: Path, env: dict[str, str], args: list[str], phrase: str
+) -> None:
+    """A usage error exits 1 (never 2) with a message on stderr and no traceback."""
+    result = run(args, cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert phrase in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version(tmp_path: Path, env: dict[str, str]) -> None:
+    """`reconcile --version` exits 0 and prints the package version."""
+    result = run(["--version"], cwd=tmp_path, env=env)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"reconcile {__version__}"
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["valid", "invalid"])
+def test_python_m_reconciler_is_the_same_program(
+    tmp_path: Path, env: dict[str, str], valid: bool
+) -> None:
+    """`python -m reconciler validate` gives the console script's exit code and output."""
+    manifest = EXAMPLE
+    if not valid:
+        manifest = tmp_path / "layers.yaml"
+        manifest.write_text(BAD_MANIFEST, encoding="utf-8")
+    args = ["validate", "-f", str(manifest)]
+    script = run(args, cwd=tmp_path, env=env)
+    module = run(args, cwd=tmp_path, env=env, module=True)
+    assert (module.returncode, module.stdout, module.stderr) == (
+        script.returncode, script.stdout, script.stderr,
+    )
+    assert script.returncode == (0 if valid else 1)
+
+
+def test_default_manifest_is_layers_yaml_in_cwd(tmp_path: Path, env: dict[str, str]) -> None:
+    """Without -f, validate reads `layers.yaml` in the working directory."""
+    (tmp_path / "layers" / "a").mkdir(parents=True)
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nlayers:\n  a:\n    content: {path: layers/a}\n", encoding="utf-8")
+    result = run(["validate"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("layers.yaml: valid: 1 layer ")
+
+
+def test_default_manifest_missing_is_a_clear_error(tmp_path: Path, env: dict[str, str]) -> None:
+    """Without -f and without `layers.yaml` in the cwd, validate exits 1 naming layers.yaml."""
+    result = run(["validate"], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "layers.yaml: no such manifest" in result.stderr
+    assert "Traceback" not in result.stderr
