@@ -1,0 +1,267 @@
+"""End to end: the installed `reconcile` console script, run as a subprocess, against a real
+moto server on a loopback port (AWS_ENDPOINT_URL), with real folders and zip files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+RECONCILE = shutil.which("reconcile", path=str(Path(sys.executable).parent))
+MANIFEST = """\
+version: 1
+region: us-east-1
+defaults:
+  compatible_architectures: [x86_64]
+layers:
+  alpha:
+    description: Alpha helpers
+    compatible_runtimes: [python3.12]
+    content: {path: src/alpha, prefix: python}
+  beta:
+    content: {path: src/beta}
+  gamma:
+    content: {zip: dist/gamma.zip}
+"""
+
+
+def run(cwd: Path, *args: str, stdin: int | None = subprocess.DEVNULL,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI (no terminal on stdin unless given one)."""
+    assert RECONCILE, "the reconcile console script is not installed next to this Python"
+    result = subprocess.run([RECONCILE, *args], cwd=cwd, stdin=stdin, capture_output=True,
+                            text=True, env=env or dict(os.environ), timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def plan_json(cwd: Path, *args: str) -> dict[str, object]:
+    """`plan --format json` parsed; stdout must be the JSON document and nothing else."""
+    result = run(cwd, "plan", "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    document: dict[str, object] = json.loads(result.stdout)
+    return document
+
+
+def actions(document: dict[str, object]) -> dict[str, str]:
+    """layer -> action of a plan document."""
+    changes = document["changes"]
+    assert isinstance(changes, list)
+    return {change["layer"]: change["action"] for change in changes}
+
+
+def versions(layer: str) -> list[int]:
+    """The versions moto holds for `layer`."""
+    client = boto3.client("lambda")
+    listed = client.list_layer_versions(LayerName=layer)["LayerVersions"]
+    return sorted(version["Version"] for version in listed)
+
+
+@pytest.fixture
+def project(tmp_path: Path, moto_url: str) -> Path:
+    """A manifest with two folder layers and a prebuilt zip, next to a running moto server."""
+    for name in ("alpha", "beta"):
+        folder = tmp_path / "src" / name
+        folder.mkdir(parents=True)
+        (folder / f"{name}.py").write_text(f"NAME = {name!r}\n")
+    (tmp_path / "dist").mkdir()
+    shutil.make_archive(str(tmp_path / "dist" / "gamma"), "zip", tmp_path / "src" / "beta")
+    (tmp_path / "layers.yaml").write_text(MANIFEST)
+    return tmp_path
+
+
+def test_the_reconcile_loop(project: Path) -> None:
+    """plan -> apply -> clean plan -> edit one file -> one publish -> v2 for it, v1 for others."""
+    first = run(project, "plan", "--detailed-exitcode")
+    assert first.returncode == 2, first.stderr
+    assert "Plan: 3 to create, 0 to publish, 0 unchanged." in first.stdout
+    assert not (project / "layers.lock.json").exists()
+
+    applied = run(project, "apply", "--yes")
+    assert applied.returncode == 0, applied.stderr
+    assert "arn:aws:lambda:us-east-1:123456789012:layer:alpha:1" in applied.stdout
+    lock_after_first = (project / "layers.lock.json").read_bytes()
+
+    clean = run(project, "plan", "--detailed-exitcode")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "No changes." in clean.stdout
+
+    (project / "src" / "beta" / "beta.py").write_text("NAME = 'edited'\n")
+    document = plan_json(project)
+    assert actions(document) == {"alpha": "noop", "beta": "publish", "gamma": "noop"}
+    assert document["summary"] == {"create": 0, "publish": 1, "noop": 2, "delete": 0}
+
+    second = run(project, "apply", "--yes")
+    assert second.returncode == 0, second.stderr
+    assert (versions("alpha"), versions("beta"), versions("gamma")) == ([1], [1, 2], [1])
+    lock = json.loads((project / "layers.lock.json").read_text())
+    assert lock["layers"]["beta"]["us-east-1"]["version"] == 2
+    assert lock["layers"]["alpha"]["us-east-1"] == json.loads(lock_after_first)["layers"][
+        "alpha"]["us-east-1"]
+
+    again = run(project, "apply", "--yes")
+    assert again.returncode == 0
+    assert (versions("alpha"), versions("beta"), versions("gamma")) == ([1], [1, 2], [1])
+
+
+def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
+    """Without the lockfile the plan adopts what is published; apply rebuilds the same lockfile."""
+    assert run(project, "apply", "--yes").returncode == 0
+    original = (project / "layers.lock.json").read_bytes()
+    (project / "layers.lock.json").unlink()
+
+    document = plan_json(project)
+    assert set(actions(document).values()) == {"noop"}
+    changes = document["changes"]
+    assert isinstance(changes, list)
+    assert all(change["reasons"] == ["adopted"] for change in changes)
+    assert run(project, "plan", "--detailed-exitcode").returncode == 0
+
+    assert run(project, "apply", "--yes").returncode == 0
+    assert (project / "layers.lock.json").read_bytes() == original
+    assert versions("alpha") == [1]
+
+
+def test_plan_json_matches_the_contract(project: Path) -> None:
+    """The JSON document carries the contract's keys and Lambda's CodeSha256 after apply."""
+    document = plan_json(project)
+    assert document["format_version"] == 1
+    changes = document["changes"]
+    assert isinstance(changes, list)
+    gamma = next(change for change in changes if change["layer"] == "gamma")
+    assert gamma["current"] is None and gamma["reasons"] == ["new_layer"]
+    assert run(project, "apply", "--yes").returncode == 0
+    published = boto3.client("lambda").get_layer_version(LayerName="gamma", VersionNumber=1)
+    assert published["Content"]["CodeSha256"] == gamma["desired"]["code_sha256"]
+    assert published["Content"]["CodeSize"] == gamma["desired"]["code_size"]
+
+
+def test_apply_without_terminal_or_yes_refuses(project: Path) -> None:
+    """No --yes and no terminal: exit 1, says to pass --yes, publishes nothing, no lockfile."""
+    result = run(project, "apply")
+    assert result.returncode == 1
+    assert "--yes" in result.stderr
+    assert versions("alpha") == []
+    assert not (project / "layers.lock.json").exists()
+
+
+@pytest.mark.parametrize(("answer", "code", "published"), [("yes", 0, [1]), ("no", 1, [])],
+                         ids=["confirmed", "declined"])
+def test_apply_asks_on_a_terminal(project: Path, answer: str, code: int,
+                                  published: list[int]) -> None:
+    """On a terminal apply asks; only 'yes' publishes."""
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, f"{answer}\n".encode())
+        result = run(project, "apply", stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Only 'yes' will be accepted" in result.stdout
+    assert versions("alpha") == published
+
+
+def test_invalid_manifest_makes_no_aws_call(project: Path) -> None:
+    """plan and apply stop at an invalid manifest: located error, exit 1, nothing published."""
+    (project / "layers.yaml").write_text(MANIFEST.replace("python3.12", "python9"))
+    for command in (["plan"], ["apply", "--yes"]):
+        result = run(project, *command)
+        assert result.returncode == 1
+        assert "layers.yaml:8:27: layers.alpha.compatible_runtimes[0]:" in result.stderr
+    assert versions("alpha") == []
+    assert not (project / "layers.lock.json").exists()
+
+
+def test_unknown_target_is_an_error(project: Path) -> None:
+    """--target with an unknown layer exits 1 and lists the layers."""
+    result = run(project, "plan", "--target", "nope")
+    assert result.returncode == 1
+    assert "nope" in result.stderr and "alpha, beta, gamma" in result.stderr
+
+
+def test_target_applies_only_that_layer(project: Path) -> None:
+    """apply --target publishes only the named layer."""
+    assert run(project, "apply", "--yes", "--target", "beta").returncode == 0
+    assert (versions("alpha"), versions("beta")) == ([], [1])
+
+
+def test_unreachable_endpoint_is_a_clear_error(project: Path) -> None:
+    """A closed endpoint gives one message naming it, exit 1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run(project, "plan", "--endpoint-url", f"http://127.0.0.1:{port}",
+                 "--max-attempts", "1")
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "hint:" in result.stderr
+
+
+def test_missing_credentials_are_a_clear_error(project: Path) -> None:
+    """No credentials anywhere: exit 1 with a hint on how to set them."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    result = run(project, "plan", env=env)
+    assert result.returncode == 1
+    assert "no AWS credentials" in result.stderr and "AWS_PROFILE" in result.stderr
+
+
+def test_missing_region_is_a_clear_error(project: Path) -> None:
+    """No region in the manifest or the environment: exit 1 saying where to set one."""
+    (project / "layers.yaml").write_text(MANIFEST.replace("region: us-east-1\n", ""))
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    result = run(project, "plan", env=env)
+    assert result.returncode == 1
+    assert "no AWS region" in result.stderr and "AWS_REGION" in result.stderr
+
+
+def test_step_summary_and_no_summary(project: Path) -> None:
+    """plan appends Markdown to GITHUB_STEP_SUMMARY, unless --no-summary."""
+    summary = project / "summary.md"
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary)}
+    assert run(project, "plan", env=env).returncode == 0
+    assert "| + | `alpha` | us-east-1 | create v1 |" in summary.read_text()
+    summary.unlink()
+    assert run(project, "plan", "--no-summary", env=env).returncode == 0
+    assert not summary.exists()
+
+
+def test_piped_output_has_no_colour(project: Path) -> None:
+    """Output to a pipe carries no ANSI escape codes."""
+    assert "\033[" not in run(project, "plan").stdout
+
+
+def test_outputs_lists_published_arns(project: Path) -> None:
+    """outputs prints each layer's latest ARN from the lockfile, as text and as JSON."""
+    assert run(project, "apply", "--yes").returncode == 0
+    text = run(project, "outputs")
+    assert "alpha us-east-1 arn:aws:lambda:us-east-1:123456789012:layer:alpha:1" in text.stdout
+    document = json.loads(run(project, "outputs", "--format", "json").stdout)
+    assert document["beta"]["us-east-1"].endswith(":layer:beta:1")
+
+
+def test_manifest_from_another_folder(project: Path, tmp_path_factory: pytest.TempPathFactory
+                                      ) -> None:
+    """-f from another cwd resolves content beside the manifest and the lockfile beside it."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    assert run(elsewhere, "apply", "--yes", "-f", str(project / "layers.yaml")).returncode == 0
+    assert (project / "layers.lock.json").exists()
+    assert not any(elsewhere.iterdir())
+
+
+def test_aws_region_wins_over_aws_default_region(project: Path) -> None:
+    """Without a manifest region, AWS_REGION is used, before AWS_DEFAULT_REGION."""
+    (project / "layers.yaml").write_text(MANIFEST.replace("region: us-east-1\n", ""))
+    env = {**os.environ, "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    document = json.loads(run(project, "plan", "--format", "json", env=env).stdout)
+    changes = document["changes"]
+    assert {change["region"] for change in changes} == {"eu-west-1"}
