@@ -1,0 +1,339 @@
+"""The determinism rules of a layer's content: exclude patterns, the content fingerprint and the
+zip byte format. Pure rules over `model.Entry` values: this module never touches the file
+system (bytes arrive through the caller's `open_entry`) and imports no other reconciler module
+than `model` and `errors`.
+
+Determinism rules (FORMAT_VERSION 1). The same files give the same fingerprint and the same zip
+bytes in any folder, under any umask, timezone, file order or modification time:
+
+- Entries are sorted by the UTF-8 bytes of their path in the zip; paths use `/`; no directory
+  entries are written.
+- Every entry has the timestamp 1980-01-01 00:00:00 (the earliest a zip can hold) and is
+  marked as made on Unix; there are no extra fields and no comments.
+- A file has mode 0755 if it has any executable bit, else 0644: other permission bits, owners
+  and timestamps of the source files are ignored. Files are deflated at level 6.
+- A symbolic link is stored uncompressed, its link text as content, with mode 0120777 (as
+  Info-ZIP stores links, and as Lambda extracts them).
+- The fingerprint is the SHA-256 of a header naming FORMAT_VERSION, then for each entry in the
+  same order: its path, its kind (regular, executable or symlink) and the SHA-256 of its bytes
+  (for a link: its link text), each field ended by a NUL byte. It needs no zip, and does not
+  depend on zlib; the zip bytes (so Lambda's CodeSha256) are the same wherever zlib is the
+  same (zlib-ng, used by some distributions, deflates to other valid bytes).
+- Exclude patterns follow .gitignore: the built-ins `__pycache__/`, `*.pyc`, `.git/` and
+  `.DS_Store` come first, then the layer's own; blank lines and `#` comments are ignored; the
+  last matching pattern wins and `!pattern` re-includes; a trailing `/` matches folders only; a
+  pattern with a `/` elsewhere is anchored to the content folder, otherwise it matches a name
+  at any depth; `*` and `?` stay within one folder, `**` spans folders; a file inside an
+  excluded folder cannot be re-included (so `!__pycache__/` is needed to bring pyc files in
+  `__pycache__` back, besides `!*.pyc`).
+- A prebuilt zip is refused if a member name is absolute (`/x`, `C:x`), has a `..` part (with
+  `/` or `\\` separators) or appears twice.
+
+Any change to these rules changes FORMAT_VERSION, which is part of every fingerprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import IO, BinaryIO, Protocol
+
+from reconciler import errors, model
+
+FORMAT_VERSION: int = 1
+
+BUILTIN_EXCLUDES: tuple[str, ...] = ("__pycache__/", "*.pyc", ".git/", ".DS_Store")
+
+# 1980-01-01 is the earliest timestamp the zip format (MS-DOS date) can hold.
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+DEFLATE_LEVEL = 6
+CHUNK_BYTES = 1024 * 1024
+
+_UNIX_CREATE_SYSTEM = 3
+_REGULAR_MODE = 0o100644
+_EXECUTABLE_MODE = 0o100755
+_SYMLINK_MODE = 0o120777
+
+_KIND_REGULAR = "regular"
+_KIND_EXECUTABLE = "executable"
+_KIND_SYMLINK = "symlink"
+
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+
+
+class ByteReader(Protocol):
+    """What `write_zip` needs from an opened entry: chunked reads (any binary file has it)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One compiled exclude pattern."""
+
+    pattern: str
+    regex: re.Pattern[str]
+    negated: bool
+    dir_only: bool
+
+
+class ExcludeRules:
+    """Compiled gitignore-style patterns: the built-ins first, then the layer's own.
+
+    `excluded` judges one path on its own; like git, the walker must not descend into an
+    excluded folder, which is why a file inside one cannot be re-included.
+    """
+
+    def __init__(self, rules: Sequence[_Rule]) -> None:
+        self._rules = tuple(rules)
+
+    @classmethod
+    def compile(cls, patterns: Sequence[str]) -> ExcludeRules:
+        """Compile the built-in patterns followed by `patterns` (later patterns win)."""
+        rules = [
+            rule
+            for line in (*BUILTIN_EXCLUDES, *patterns)
+            if (rule := _compile_pattern(line)) is not None
+        ]
+        return cls(rules)
+
+    def excluded(self, relpath: str, *, is_dir: bool) -> bool:
+        """Whether `relpath` (POSIX, relative to the content folder) is excluded."""
+        for rule in reversed(self._rules):
+            if rule.dir_only and not is_dir:
+                continue
+            if rule.regex.match(relpath):
+                return not rule.negated
+        return False
+
+
+def _compile_pattern(line: str) -> _Rule | None:
+    """One gitignore line as a rule, or None for a blank line or a comment."""
+    # Trailing spaces are ignored unless escaped with a backslash, as in git.
+    text = re.sub(r"(?<!\\) +$", "", line)
+    if not text or text.startswith("#"):
+        return None
+    negated = text.startswith("!")
+    if negated:
+        text = text[1:]
+    dir_only = text.endswith("/")
+    text = text.rstrip("/")
+    # A slash at the start or in the middle anchors the pattern to the content folder.
+    anchored = "/" in text
+    text = text.lstrip("/")
+    if not text:
+        return None
+    body = _glob_to_regex(text)
+    regex = f"^{body}$" if anchored else f"^(?:.*/)?{body}$"
+    return _Rule(
+        pattern=line, regex=re.compile(regex, re.DOTALL), negated=negated, dir_only=dir_only
+    )
+
+
+def _glob_to_regex(glob: str) -> str:
+    """Translate a slash-separated glob; `**` as a whole segment spans folders."""
+    segments = glob.split("/")
+    last = len(segments) - 1
+    parts: list[str] = []
+    separator = ""
+    for index, segment in enumerate(segments):
+        if segment == "**":
+            if index == 0 and index == last:
+                parts.append(".*")
+            elif index == 0:
+                parts.append("(?:.*/)?")
+            elif index == last:
+                parts.append("/.+")
+            else:
+                parts.append("/(?:.*/)?")
+            separator = ""
+            continue
+        parts.append(separator + _segment_to_regex(segment))
+        separator = "/"
+    return "".join(parts)
+
+
+def _segment_to_regex(segment: str) -> str:
+    """Translate one path segment: `*` and `?` never match `/`, `[...]` is a class."""
+    out: list[str] = []
+    index = 0
+    while index < len(segment):
+        char = segment[index]
+        if char == "*":
+            while index + 1 < len(segment) and segment[index + 1] == "*":
+                index += 1
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "\\" and index + 1 < len(segment):
+            index += 1
+            out.append(re.escape(segment[index]))
+        elif char == "[":
+            translated, index = _bracket_to_regex(segment, index)
+            out.append(translated)
+            continue
+        else:
+            out.append(re.escape(char))
+        index += 1
+    return "".join(out)
+
+
+def _bracket_to_regex(segment: str, start: int) -> tuple[str, int]:
+    """Translate the class opening at `start`; returns the regex and the index after it.
+
+    An unclosed `[` is a literal bracket, as in fnmatch.
+    """
+    index = start + 1
+    negated = index < len(segment) and segment[index] in "!^"
+    if negated:
+        index += 1
+    members_start = index
+    # A `]` right after the opening bracket is a member, not the end of the class.
+    if index < len(segment) and segment[index] == "]":
+        index += 1
+    while index < len(segment) and segment[index] != "]":
+        index += 1
+    if index >= len(segment):
+        return re.escape("["), start + 1
+    members = "".join(
+        "\\" + char if char in "\\^[]" else char for char in segment[members_start:index]
+    )
+    regex = f"[^/{members}]" if negated else f"[{members}]"
+    return regex, index + 1
+
+
+def _entry_kind(entry: model.Entry) -> str:
+    if entry.link_target is not None:
+        return _KIND_SYMLINK
+    return _KIND_EXECUTABLE if entry.executable else _KIND_REGULAR
+
+
+def _sort_key(entry: model.Entry) -> bytes:
+    return entry.arcname.encode("utf-8")
+
+
+def _check_arcnames(entries: Iterable[model.Entry]) -> None:
+    """Reject names the format cannot hold unambiguously: NUL bytes and duplicates."""
+    seen: set[str] = set()
+    for entry in entries:
+        if "\0" in entry.arcname or (entry.link_target is not None and "\0" in entry.link_target):
+            raise errors.ContentError(f"{entry.arcname!r} contains a NUL character")
+        if entry.arcname in seen:
+            raise errors.ContentError(f"{entry.arcname!r} appears twice in the layer")
+        seen.add(entry.arcname)
+
+
+def fingerprint(files: Iterable[tuple[model.Entry, str]]) -> str:
+    """Hex SHA-256 identifying the content: paths, kinds and file digests (see module doc).
+
+    Each tuple is an entry and the hex SHA-256 of its bytes (ignored for a symlink, whose link
+    text is hashed instead).
+    """
+    ordered = sorted(files, key=lambda pair: _sort_key(pair[0]))
+    _check_arcnames(entry for entry, _ in ordered)
+    digest = hashlib.sha256()
+    digest.update(f"reconcile-layer-fingerprint\0format={FORMAT_VERSION}\0".encode())
+    for entry, file_sha256 in ordered:
+        kind = _entry_kind(entry)
+        identity = entry.link_target if entry.link_target is not None else file_sha256
+        # NUL cannot occur in a path, a kind or a digest, so the fields cannot run together.
+        digest.update(f"{entry.arcname}\0{kind}\0{identity}\0".encode())
+    return digest.hexdigest()
+
+
+def _zip_info(entry: model.Entry) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(filename=entry.arcname, date_time=ZIP_TIMESTAMP)
+    info.create_system = _UNIX_CREATE_SYSTEM
+    # Telling zipfile the size up front lets it decide zip64 correctly before streaming.
+    info.file_size = entry.size
+    if entry.link_target is not None:
+        info.compress_type = zipfile.ZIP_STORED
+        info.external_attr = _SYMLINK_MODE << 16
+    else:
+        info.compress_type = zipfile.ZIP_DEFLATED
+        # ZipFile.open(info, "w") compresses at the ZipInfo's own level, public only from
+        # Python 3.13 (as compress_level, which keeps `_compresslevel` as an alias).
+        info._compresslevel = DEFLATE_LEVEL  # type: ignore[attr-defined]
+        info.external_attr = (_EXECUTABLE_MODE if entry.executable else _REGULAR_MODE) << 16
+    return info
+
+
+def write_zip(
+    entries: Sequence[model.Entry],
+    *,
+    out: BinaryIO,
+    open_entry: Callable[[model.Entry], AbstractContextManager[ByteReader]],
+) -> int:
+    """Write the deterministic zip of `entries` to `out` (a seekable binary file).
+
+    File bytes are streamed in chunks of at most CHUNK_BYTES, never whole. Returns the total
+    uncompressed size. Raises ContentError when a file's size differs from `entry.size`, which
+    means it changed while being packaged.
+    """
+    ordered = sorted(entries, key=_sort_key)
+    _check_arcnames(ordered)
+    total_size = 0
+    with zipfile.ZipFile(out, mode="w") as zip_file:
+        for entry in ordered:
+            with zip_file.open(_zip_info(entry), mode="w") as member:
+                if entry.link_target is not None:
+                    link_bytes = entry.link_target.encode("utf-8")
+                    member.write(link_bytes)
+                    total_size += len(link_bytes)
+                    continue
+                total_size += _copy_entry(entry, into=member, open_entry=open_entry)
+    return total_size
+
+
+def _copy_entry(
+    entry: model.Entry,
+    *,
+    into: IO[bytes],
+    open_entry: Callable[[model.Entry], AbstractContextManager[ByteReader]],
+) -> int:
+    """Stream one file's bytes into its zip member; returns the byte count."""
+    copied = 0
+    with open_entry(entry) as source:
+        while chunk := source.read(CHUNK_BYTES):
+            copied += len(chunk)
+            # Stop early: a file that keeps growing would otherwise be read without end.
+            if copied > entry.size:
+                break
+            into.write(chunk)
+    if copied != entry.size:
+        raise errors.ContentError(
+            f"{entry.arcname} changed while it was being packaged "
+            f"(expected {entry.size} bytes, read {'more' if copied > entry.size else copied})",
+            hint="run the command again once the files are stable",
+        )
+    return copied
+
+
+def check_member_names(names: Sequence[str]) -> list[str]:
+    """Zip-slip rules for a prebuilt zip: one message per unsafe member; empty means safe.
+
+    Unsafe: an absolute path (leading `/` or a drive letter), a `..` component (with `/` or
+    `\\` separators), or a name that appears twice once `\\` is read as `/`.
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        normalised = name.replace("\\", "/")
+        if normalised.startswith("/") or _DRIVE_LETTER.match(normalised):
+            problems.append(f"{name!r} is an absolute path")
+        if ".." in normalised.split("/"):
+            problems.append(f"{name!r} has a '..' component that escapes the layer folder")
+        if normalised in seen:
+            problems.append(f"{name!r} appears more than once")
+        seen.add(normalised)
+    return problems
+
+
+def code_sha256(digest: bytes) -> str:
+    """Base64 of a raw SHA-256 digest: the form Lambda reports as CodeSha256."""
+    return base64.b64encode(digest).decode("ascii")

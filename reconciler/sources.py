@@ -1,0 +1,814 @@
+"""Turns a layer's content source (a folder or a zip file) into entries, digests and a zip on
+disk: the folder walk with exclude pruning, the symlink and file-type safety rules, the stat
+cache and atomic writes. The determinism rules themselves belong to `archive`; this module only
+feeds it bytes, and it never prints, prompts or talks to AWS.
+
+Symlinks: a link whose target stays inside the content folder is kept as a link (Lambda
+extracts it as one under /opt). A link with an absolute target (it would dangle in /opt), one
+that leads outside the folder (it could leak files such as ~/.aws/credentials), one that is
+broken or one that points at an excluded path is an error; links to folders are not followed.
+A zip with `normalize` is repacked by the same rules as a folder: its members' order, times and
+permission bits are dropped, and the exclude patterns apply to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import stat
+import tempfile
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from reconciler import archive, errors, model
+
+CHUNK_BYTES = archive.CHUNK_BYTES
+CACHE_FORMAT = 1
+# A file modified within this window of the moment its stat was recorded may have changed
+# again within the same timestamp tick; such entries are re-hashed (git's "racy git" rule).
+RACY_WINDOW_NS = 2_000_000_000
+# A longer symlink text cannot be a real one (PATH_MAX); refuse rather than read a huge member.
+MAX_LINK_TEXT_BYTES = 4096
+
+_ZIP_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def default_cache_path(manifest_dir: Path) -> Path:
+    """Where the stat cache of a manifest lives: `<manifest dir>/.reconcile/cache.json`."""
+    return manifest_dir / ".reconcile" / "cache.json"
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedDigest:
+    """A file's digest and the stat it was computed under."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    mode: int
+    hashed_ns: int
+    sha256: str
+
+    def matches(self, st: os.stat_result) -> bool:
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode, self.mode) == (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_ino,
+            st.st_mode,
+        )
+
+    def as_json(self) -> list[int | str]:
+        return [
+            self.size,
+            self.mtime_ns,
+            self.ctime_ns,
+            self.inode,
+            self.mode,
+            self.hashed_ns,
+            self.sha256,
+        ]
+
+    @classmethod
+    def from_json(cls, value: object) -> _CachedDigest | None:
+        if not isinstance(value, list) or len(value) != 7:
+            return None
+        *numbers, sha256 = value
+        if not all(type(number) is int for number in numbers) or not isinstance(sha256, str):
+            return None
+        size, mtime_ns, ctime_ns, inode, mode, hashed_ns = numbers
+        return cls(size, mtime_ns, ctime_ns, inode, mode, hashed_ns, sha256)
+
+
+class StatCache:
+    """File digests keyed by absolute path, reused while a file's stat is unchanged.
+
+    A cached digest is trusted only when size, mtime, ctime, inode and mode all match and the
+    file's mtime is more than RACY_WINDOW_NS older than both the previous cache write and the
+    moment the digest was taken: a file written in the same timestamp tick as it was hashed
+    could change again without its stat changing. Changing content while restoring the mtime
+    is still noticed through ctime, which no user call can set. `hits` and `misses` count
+    lookups served from the cache and files read.
+    """
+
+    def __init__(
+        self, path: Path, *, entries: Mapping[str, _CachedDigest], written_ns: int
+    ) -> None:
+        self.path = path
+        self._entries = dict(entries)
+        self._written_ns = written_ns
+        self._used: set[str] = set()
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def load(cls, path: Path) -> StatCache:
+        """The cache stored at `path`; a missing or unreadable file gives an empty cache."""
+        empty = cls(path, entries={}, written_ns=0)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return empty
+        if not isinstance(document, dict) or document.get("format") != CACHE_FORMAT:
+            return empty
+        written_ns = document.get("written_ns")
+        raw_entries = document.get("entries")
+        if type(written_ns) is not int or not isinstance(raw_entries, dict):
+            return empty
+        entries = {
+            key: cached
+            for key, value in raw_entries.items()
+            if (cached := _CachedDigest.from_json(value)) is not None
+        }
+        return cls(path, entries=entries, written_ns=written_ns)
+
+    def file_sha256(self, path: Path, st: os.stat_result) -> str:
+        """Hex SHA-256 of the regular file at `path`, whose stat the caller took as `st`."""
+        key = os.path.abspath(path)
+        self._used.add(key)
+        cached = self._entries.get(key)
+        if cached is not None and cached.matches(st):
+            trusted_before_ns = min(self._written_ns, cached.hashed_ns) - RACY_WINDOW_NS
+            if st.st_mtime_ns < trusted_before_ns:
+                self.hits += 1
+                return cached.sha256
+        self.misses += 1
+        hashed_ns = time.time_ns()
+        with _open_regular_file(path, expected=st) as file:
+            sha256 = _sha256_of(file).hex()
+            after = os.fstat(file.fileno())
+        fresh = _CachedDigest(
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, hashed_ns, sha256
+        )
+        # A file that changed while being read is hashed but not remembered.
+        if fresh.matches(after):
+            self._entries[key] = fresh
+        else:
+            self._entries.pop(key, None)
+        return sha256
+
+    def save(self) -> bool:
+        """Write the cache atomically; False when it cannot be written (it is only a cache).
+
+        Entries not used in this run are kept while their file exists, so that a run over
+        some layers does not forget the others.
+        """
+        written_ns = time.time_ns()
+        kept = {
+            key: cached
+            for key, cached in sorted(self._entries.items())
+            if key in self._used or os.path.lexists(key)
+        }
+        document = {
+            "format": CACHE_FORMAT,
+            "written_ns": written_ns,
+            "entries": {key: cached.as_json() for key, cached in kept.items()},
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(
+                self.path, json.dumps(document, separators=(",", ":")).encode("utf-8")
+            )
+        except OSError:
+            return False
+        self._entries = kept
+        self._written_ns = written_ns
+        return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as temp_file:
+            temp_file.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        _remove_quietly(temp_name)
+        raise
+
+
+def _remove_quietly(path: str | Path) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextmanager
+def _open_regular_file(path: Path | str, *, expected: os.stat_result) -> Iterator[BinaryIO]:
+    """Open the file the walk saw at `path`, refusing anything that replaced it since.
+
+    O_NONBLOCK keeps a FIFO swapped in after the walk from blocking the open; the inode check
+    catches a file replaced by a symlink to somewhere else (such as a credentials file).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb") as file:
+        opened = os.fstat(descriptor)
+        # Windows' scandir leaves st_ino and st_dev at 0: nothing to compare with there.
+        same_file = expected.st_ino == 0 or (opened.st_dev, opened.st_ino) == (
+            expected.st_dev,
+            expected.st_ino,
+        )
+        if not same_file or not stat.S_ISREG(opened.st_mode):
+            raise errors.ContentError(
+                f"{path} was replaced while it was being packaged",
+                hint="run the command again once the files are stable",
+            )
+        yield file
+
+
+def _sha256_of(file: archive.ByteReader) -> bytes:
+    """The raw SHA-256 digest of everything `file` still has to give, read in chunks."""
+    digest = hashlib.sha256()
+    while chunk := file.read(CHUNK_BYTES):
+        digest.update(chunk)
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class _Collected:
+    """A source's entries, with the stat the walk took of each file (keyed by source)."""
+
+    entries: list[model.Entry]
+    stats: dict[str, os.stat_result]
+
+
+def collect(content: model.ContentSpec, *, base_dir: Path, label: str) -> list[model.Entry]:
+    """The entries of a folder (`path`) or of a zip to normalize, checked for safety and size.
+
+    `base_dir` is the manifest's folder, which relative paths are read against (never the
+    working directory); `label` names the layer in messages, such as "layers.shared-utils".
+    """
+    with _layer_errors(label):
+        return _collect(content, base_dir=base_dir, label=label).entries
+
+
+def _collect(content: model.ContentSpec, *, base_dir: Path, label: str) -> _Collected:
+    if content.kind is model.SourceKind.PATH:
+        collected = _walk_folder(content, base_dir=base_dir, label=label)
+    elif content.kind is model.SourceKind.ZIP and content.normalize:
+        zip_path = _checked_zip_path(content, base_dir=base_dir, label=label)
+        with _reading_zip(zip_path, label=label) as zip_file:
+            collected = _Collected(_zip_members(content, zip_file, label=label), stats={})
+    elif content.kind is model.SourceKind.ZIP:
+        raise errors.ContentError(
+            f"{label}: a zip without normalize is uploaded as it is and has no entries"
+        )
+    else:
+        raise _s3_unsupported(label)
+    _check_total_size(collected.entries, label=label)
+    return collected
+
+
+def _s3_unsupported(label: str) -> errors.ContentError:
+    return errors.ContentError(f"{label}: s3 content is not supported yet")
+
+
+def _arcname_prefix(prefix: str, *, label: str) -> str:
+    """The prefix as a zip folder ("" or "some/folder/"), refusing `.` and `..` parts."""
+    parts = [part for part in prefix.replace("\\", "/").split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise errors.ContentError(f"{label}: prefix {prefix!r} may not contain '.' or '..'")
+    return "".join(f"{part}/" for part in parts)
+
+
+def _check_name(name: str, *, path: str, label: str) -> None:
+    """Refuse file names that cannot be carried faithfully into a zip for Lambda."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.ContentError(
+            f"{label}: the name of {path!r} is not valid UTF-8", hint="rename the file"
+        ) from None
+    # Info-ZIP's unzip reads a backslash as a folder separator, so the file would move.
+    if "\\" in name:
+        raise errors.ContentError(
+            f"{label}: the name of {path} contains a backslash", hint="rename the file"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device file"
+    return "special file"
+
+
+def _walk_folder(content: model.ContentSpec, *, base_dir: Path, label: str) -> _Collected:
+    if content.path is None:
+        raise errors.ContentError(f"{label}: the content has no path")
+    root = os.path.abspath(base_dir / content.path)
+    try:
+        root_stat = os.stat(root)
+    except FileNotFoundError:
+        raise errors.ContentError(f"{label}: the content folder {root} does not exist") from None
+    except OSError as error:
+        raise errors.ContentError(f"{label}: cannot read {root}: {error.strerror}") from error
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise errors.ContentError(f"{label}: the content path {root} is not a folder")
+
+    prefix = _arcname_prefix(content.prefix, label=label)
+    rules = archive.ExcludeRules.compile(content.exclude)
+    entries: list[model.Entry] = []
+    stats: dict[str, os.stat_result] = {}
+    included: set[str] = set()
+    links: list[tuple[str, str]] = []
+    pending_dirs = [""]
+    try:
+        while pending_dirs:
+            rel_dir = pending_dirs.pop()
+            with os.scandir(os.path.join(root, rel_dir)) as scan:
+                dirents = sorted(scan, key=lambda dirent: dirent.name)
+            for dirent in dirents:
+                _check_name(dirent.name, path=dirent.path, label=label)
+                relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
+                # Like git, a symlink is never a folder, even one that points at a folder.
+                is_dir = dirent.is_dir(follow_symlinks=False)
+                if rules.excluded(relpath, is_dir=is_dir):
+                    continue
+                included.add(relpath)
+                if dirent.is_symlink():
+                    links.append((relpath, dirent.path))
+                elif is_dir:
+                    pending_dirs.append(relpath)
+                else:
+                    file_stat = dirent.stat(follow_symlinks=False)
+                    if not stat.S_ISREG(file_stat.st_mode):
+                        raise errors.ContentError(
+                            f"{label}: {dirent.path} is a {_file_kind(file_stat.st_mode)}; "
+                            "a layer can hold only files, folders and symlinks",
+                            hint="remove it or add it to the layer's exclude patterns",
+                        )
+                    entries.append(
+                        model.Entry(
+                            arcname=prefix + relpath,
+                            source=dirent.path,
+                            size=file_stat.st_size,
+                            executable=bool(file_stat.st_mode & 0o111),
+                        )
+                    )
+                    stats[dirent.path] = file_stat
+        if not entries:
+            raise errors.ContentError(
+                f"{label}: the content folder {root} has no files to package"
+                + (" once exclude patterns are applied" if content.exclude else "")
+            )
+        for relpath, link_path in links:
+            link_text = _checked_link_text(
+                relpath, link_path, root=root, included=included, label=label
+            )
+            entries.append(
+                model.Entry(
+                    arcname=prefix + relpath,
+                    source=link_path,
+                    size=len(link_text.encode("utf-8")),
+                    executable=False,
+                    link_target=link_text,
+                )
+            )
+    except OSError as error:
+        raise errors.ContentError(
+            f"{label}: cannot read {error.filename or root}: {error.strerror}"
+        ) from error
+    return _Collected(entries, stats)
+
+
+def _lexically_inside(relpath: str, link_text: str) -> bool:
+    """Whether the link text, read from the link's folder, stays inside the content root."""
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relpath), link_text))
+    return resolved != ".." and not resolved.startswith("../")
+
+
+def _checked_link_text(
+    relpath: str, link_path: str, *, root: str, included: set[str], label: str
+) -> str:
+    """The text of a symlink that is safe to keep as a link, or a ContentError."""
+    link_text = os.readlink(link_path)
+    try:
+        link_text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.ContentError(
+            f"{label}: symlink {link_path!r} has a target that is not valid UTF-8"
+        ) from None
+    if posixpath.isabs(link_text) or os.path.isabs(link_text):
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} has the absolute target {link_text!r}, "
+            "which would not exist inside Lambda's /opt",
+            hint="make it a relative link to a file inside the content folder",
+        )
+    real_root = os.path.realpath(root)
+    real_target = os.path.realpath(link_path)
+    inside = os.path.commonpath([real_root, real_target]) == real_root
+    if not inside or not _lexically_inside(relpath, link_text):
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} points outside the content folder (to {real_target})",
+            hint="copy the file into the content folder or exclude the link",
+        )
+    if not os.path.exists(link_path):
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} is broken (its target {link_text!r} does not exist)",
+            hint="fix or remove the link, or exclude it",
+        )
+    target_relpath = Path(os.path.relpath(real_target, real_root)).as_posix()
+    if target_relpath != "." and target_relpath not in included:
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} points to {target_relpath}, which is excluded "
+            "and so would dangle in the layer",
+        )
+    return link_text
+
+
+def _check_total_size(entries: Sequence[model.Entry], *, label: str) -> None:
+    total_size = sum(entry.size for entry in entries)
+    if total_size > model.MAX_UNZIPPED_BYTES:
+        raise errors.ContentError(
+            f"{label}: the content is {total_size} bytes unzipped, over Lambda's limit of "
+            f"{model.MAX_UNZIPPED_BYTES} bytes",
+            hint="exclude what the functions do not need, or split the layer",
+        )
+
+
+def _checked_zip_path(content: model.ContentSpec, *, base_dir: Path, label: str) -> Path:
+    """The absolute path of the content's zip file, which must exist and be a zip."""
+    if content.zip is None:
+        raise errors.ContentError(f"{label}: the content has no zip")
+    zip_path = Path(os.path.abspath(base_dir / content.zip))
+    if not zip_path.exists():
+        raise errors.ContentError(f"{label}: the zip file {zip_path} does not exist")
+    if not zip_path.is_file():
+        raise errors.ContentError(f"{label}: {zip_path} is not a file")
+    if not zipfile.is_zipfile(zip_path):
+        raise errors.ContentError(f"{label}: {zip_path} is not a zip file")
+    return zip_path
+
+
+@contextmanager
+def _reading_zip(zip_path: Path, *, label: str) -> Iterator[zipfile.ZipFile]:
+    """Open a zip, turning every way reading it can fail into a ContentError."""
+    try:
+        with zipfile.ZipFile(zip_path) as zip_file:
+            yield zip_file
+    except _ZIP_READ_ERRORS as error:
+        raise errors.ContentError(f"{label}: cannot read the zip {zip_path}: {error}") from error
+
+
+def _check_member_names(zip_file: zipfile.ZipFile, zip_path: str, *, label: str) -> None:
+    problems = archive.check_member_names(zip_file.namelist())
+    if problems:
+        raise errors.ContentError(
+            f"{label}: the zip {zip_path} has unsafe member names:\n"
+            + "\n".join(f"  {problem}" for problem in problems),
+            hint="rebuild the zip with relative, unique paths",
+        )
+
+
+def _member_excluded(rules: archive.ExcludeRules, relpath: str) -> bool:
+    """A member is excluded when it or any of its folders is (a zip has no walk to prune)."""
+    parts = relpath.split("/")
+    folders = ("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    return any(rules.excluded(folder, is_dir=True) for folder in folders) or rules.excluded(
+        relpath, is_dir=False
+    )
+
+
+def _zip_members(
+    content: model.ContentSpec, zip_file: zipfile.ZipFile, *, label: str
+) -> list[model.Entry]:
+    """The entries of a zip to normalize: its files and symlinks, by the folder's rules."""
+    zip_path = str(zip_file.filename)
+    _check_member_names(zip_file, zip_path, label=label)
+    prefix = _arcname_prefix(content.prefix, label=label)
+    rules = archive.ExcludeRules.compile(content.exclude)
+    entries: list[model.Entry] = []
+    seen: set[str] = set()
+    for info in zip_file.infolist():
+        mode = info.external_attr >> 16
+        if info.is_dir() or stat.S_ISDIR(mode):
+            continue
+        parts = [part for part in info.filename.replace("\\", "/").split("/") if part != "."]
+        relpath = "/".join(part for part in parts if part)
+        member = f"{zip_path}:{info.filename}"
+        if not relpath:
+            raise errors.ContentError(f"{label}: zip member {member} has an empty name")
+        if relpath in seen:
+            raise errors.ContentError(f"{label}: zip member {member} duplicates another")
+        seen.add(relpath)
+        if _member_excluded(rules, relpath):
+            continue
+        source = f"{zip_path}\0{info.filename}"
+        file_type = stat.S_IFMT(mode)
+        if file_type == stat.S_IFLNK:
+            link_text = _member_link_text(zip_file, info, relpath=relpath, label=label)
+            entries.append(
+                model.Entry(
+                    arcname=prefix + relpath,
+                    source=source,
+                    size=len(link_text.encode("utf-8")),
+                    executable=False,
+                    link_target=link_text,
+                )
+            )
+        elif file_type in (0, stat.S_IFREG):
+            # Zips made on Windows carry no Unix mode (0): a plain, non-executable file.
+            entries.append(
+                model.Entry(
+                    arcname=prefix + relpath,
+                    source=source,
+                    size=info.file_size,
+                    executable=bool(mode & 0o111),
+                )
+            )
+        else:
+            raise errors.ContentError(
+                f"{label}: zip member {member} is a {_file_kind(mode)}; "
+                "a layer can hold only files, folders and symlinks"
+            )
+    if not entries:
+        raise errors.ContentError(f"{label}: the zip {zip_path} has no files to package")
+    return entries
+
+
+def _member_link_text(
+    zip_file: zipfile.ZipFile, info: zipfile.ZipInfo, *, relpath: str, label: str
+) -> str:
+    """The text of a symlink member, which must be relative and stay inside the zip."""
+    member = f"{zip_file.filename}:{info.filename}"
+    if info.file_size > MAX_LINK_TEXT_BYTES:
+        raise errors.ContentError(f"{label}: symlink member {member} is too long to be a link")
+    try:
+        link_text = zip_file.read(info).decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.ContentError(
+            f"{label}: symlink member {member} has a target that is not UTF-8"
+        ) from None
+    if not link_text or link_text.startswith("/") or "\0" in link_text:
+        raise errors.ContentError(
+            f"{label}: symlink member {member} has the target {link_text!r}, "
+            "which would not resolve inside Lambda's /opt"
+        )
+    if not _lexically_inside(relpath, link_text):
+        raise errors.ContentError(
+            f"{label}: symlink member {member} points outside the zip ({link_text!r})"
+        )
+    return link_text
+
+
+class _EntryReader:
+    """Opens the bytes of entries: files by path (checked against the walk's stat) and
+    members of zips (each zip opened once), hashing what is read."""
+
+    def __init__(self, stats: Mapping[str, os.stat_result]) -> None:
+        self._stats = stats
+        self._open_zips: dict[str, zipfile.ZipFile] = {}
+        self._exit_stack = ExitStack()
+        self.sha256_by_arcname: dict[str, str] = {}
+
+    def __enter__(self) -> _EntryReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._exit_stack.close()
+
+    @contextmanager
+    def open(self, entry: model.Entry) -> Iterator[archive.ByteReader]:
+        """Open `entry`; once it has been read to the end, its digest is recorded."""
+        with self._open_source(entry) as file:
+            reader = _HashingReader(file)
+            yield reader
+        self.sha256_by_arcname[entry.arcname] = reader.hexdigest()
+
+    def sha256(self, entry: model.Entry) -> str:
+        """Hex SHA-256 of `entry`'s bytes."""
+        with self._open_source(entry) as file:
+            return _sha256_of(file).hex()
+
+    def _open_source(self, entry: model.Entry) -> AbstractContextManager[archive.ByteReader]:
+        zip_path, separator, member = entry.source.partition("\0")
+        if not separator:
+            return _open_regular_file(entry.source, expected=self._stats[entry.source])
+        zip_file = self._open_zips.get(zip_path)
+        if zip_file is None:
+            zip_file = self._exit_stack.enter_context(zipfile.ZipFile(zip_path))
+            self._open_zips[zip_path] = zip_file
+        return zip_file.open(member)
+
+
+class _HashingReader:
+    """A reader that hashes the bytes it hands on."""
+
+    def __init__(self, inner: archive.ByteReader) -> None:
+        self._inner = inner
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._inner.read(size)
+        self._digest.update(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def identify(
+    content: model.ContentSpec, *, base_dir: Path, label: str, cache: StatCache
+) -> model.Artifact:
+    """The content identity of a layer, computed without zipping.
+
+    For a folder or a zip to normalize, only the fingerprint is known (file digests come from
+    `cache` when a file is unchanged). A zip without normalize is the artifact itself, byte for
+    byte, so every digest is known at once.
+    """
+    with _layer_errors(label):
+        return _identify(content, base_dir=base_dir, label=label, cache=cache)
+
+
+def _identify(
+    content: model.ContentSpec, *, base_dir: Path, label: str, cache: StatCache
+) -> model.Artifact:
+    if content.kind is model.SourceKind.S3:
+        raise _s3_unsupported(label)
+    if content.kind is model.SourceKind.ZIP and not content.normalize:
+        return _prebuilt_artifact(content, base_dir=base_dir, label=label, cache=cache)
+    collected = _collect(content, base_dir=base_dir, label=label)
+    file_digests: list[tuple[model.Entry, str]] = []
+    with _EntryReader(collected.stats) as reader:
+        for entry in collected.entries:
+            if entry.link_target is not None:
+                file_digests.append((entry, ""))
+            elif content.kind is model.SourceKind.PATH:
+                file_stat = collected.stats[entry.source]
+                file_digests.append((entry, cache.file_sha256(Path(entry.source), file_stat)))
+            else:
+                file_digests.append((entry, reader.sha256(entry)))
+    return model.Artifact(fingerprint=archive.fingerprint(file_digests))
+
+
+@contextmanager
+def _layer_errors(label: str) -> Iterator[None]:
+    """Report every failure to read the layer's content as a ContentError naming the layer."""
+    try:
+        yield
+    except errors.ContentError as error:
+        if error.message.startswith(f"{label}: "):
+            raise
+        raise errors.ContentError(f"{label}: {error.message}", hint=error.hint) from error
+    except OSError as error:
+        raise errors.ContentError(
+            f"{label}: cannot read {error.filename or 'the content'}: {error.strerror or error}"
+        ) from error
+    except (EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise errors.ContentError(f"{label}: a zip cannot be read: {error}") from error
+
+
+def _prebuilt_artifact(
+    content: model.ContentSpec, *, base_dir: Path, label: str, cache: StatCache
+) -> model.Artifact:
+    """A zip used as it is: checked for unsafe names and size, then hashed byte for byte."""
+    if content.exclude or content.prefix:
+        raise errors.ContentError(
+            f"{label}: exclude and prefix apply only to a folder or a zip to normalize",
+            hint="set normalize: true to repack the zip by the tool's rules",
+        )
+    zip_path = _checked_zip_path(content, base_dir=base_dir, label=label)
+    with _reading_zip(zip_path, label=label) as zip_file:
+        _check_member_names(zip_file, str(zip_path), label=label)
+        unzipped_size = sum(info.file_size for info in zip_file.infolist())
+    if unzipped_size > model.MAX_UNZIPPED_BYTES:
+        raise errors.ContentError(
+            f"{label}: the zip {zip_path} is {unzipped_size} bytes unzipped, over Lambda's "
+            f"limit of {model.MAX_UNZIPPED_BYTES} bytes"
+        )
+    zip_stat = os.stat(zip_path)
+    content_sha256 = cache.file_sha256(zip_path, zip_stat)
+    return model.Artifact(
+        fingerprint=content_sha256,
+        code_sha256=archive.code_sha256(bytes.fromhex(content_sha256)),
+        content_sha256=content_sha256,
+        code_size=zip_stat.st_size,
+        zip_path=str(zip_path),
+    )
+
+
+def _is_built(artifact: model.Artifact) -> bool:
+    return None not in (
+        artifact.zip_path,
+        artifact.code_sha256,
+        artifact.content_sha256,
+        artifact.code_size,
+    )
+
+
+def build(
+    content: model.ContentSpec,
+    artifact: model.Artifact,
+    *,
+    base_dir: Path,
+    label: str,
+    build_dir: Path,
+) -> model.Artifact:
+    """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
+
+    A zip already built for the fingerprint is reused (only re-hashed). Otherwise the content is
+    collected again, zipped into a temporary file and moved into place; if what was zipped no
+    longer has the fingerprint that was planned, the content changed since and a ContentError
+    says so. A prebuilt zip (all digests known) is returned unchanged. The 50 MB direct-upload
+    limit is the caller's to apply.
+    """
+    if _is_built(artifact):
+        return artifact
+    with _layer_errors(label):
+        return _build(content, artifact, base_dir=base_dir, label=label, build_dir=build_dir)
+
+
+def _build(
+    content: model.ContentSpec,
+    artifact: model.Artifact,
+    *,
+    base_dir: Path,
+    label: str,
+    build_dir: Path,
+) -> model.Artifact:
+    if content.kind is model.SourceKind.S3:
+        raise _s3_unsupported(label)
+    if content.kind is model.SourceKind.ZIP and not content.normalize:
+        # Only the fingerprint was given: the prebuilt zip is hashed again, uncached.
+        uncached = StatCache(build_dir / "unused", entries={}, written_ns=0)
+        prebuilt = _prebuilt_artifact(content, base_dir=base_dir, label=label, cache=uncached)
+        if prebuilt.fingerprint != artifact.fingerprint:
+            raise _changed_while_planning(
+                label, planned=artifact.fingerprint, found=prebuilt.fingerprint
+            )
+        return prebuilt
+    zip_path = build_dir / f"{artifact.fingerprint}.zip"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if not (zip_path.is_file() and zipfile.is_zipfile(zip_path)):
+        _build_zip(content, artifact, base_dir=base_dir, label=label, zip_path=zip_path)
+    return _built_artifact(artifact.fingerprint, zip_path)
+
+
+def _build_zip(
+    content: model.ContentSpec,
+    artifact: model.Artifact,
+    *,
+    base_dir: Path,
+    label: str,
+    zip_path: Path,
+) -> None:
+    collected = _collect(content, base_dir=base_dir, label=label)
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.", suffix=".zip.tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w+b") as temp_file, _EntryReader(collected.stats) as reader:
+            archive.write_zip(collected.entries, out=temp_file, open_entry=reader.open)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        zipped = archive.fingerprint(
+            (entry, reader.sha256_by_arcname.get(entry.arcname, "")) for entry in collected.entries
+        )
+        if zipped != artifact.fingerprint:
+            raise _changed_while_planning(label, planned=artifact.fingerprint, found=zipped)
+        os.replace(temp_name, zip_path)
+    except BaseException:
+        _remove_quietly(temp_name)
+        raise
+
+
+def _changed_while_planning(label: str, *, planned: str, found: str) -> errors.ContentError:
+    return errors.ContentError(
+        f"{label}: the content changed while planning "
+        f"(planned fingerprint {planned[:12]}, found {found[:12]})",
+        hint="run the command again once the files are stable",
+    )
+
+
+def _built_artifact(fingerprint: str, zip_path: Path) -> model.Artifact:
+    with open(zip_path, "rb") as zip_file:
+        digest = _sha256_of(zip_file)
+        code_size = os.fstat(zip_file.fileno()).st_size
+    return model.Artifact(
+        fingerprint=fingerprint,
+        code_sha256=archive.code_sha256(digest),
+        content_sha256=digest.hex(),
+        code_size=code_size,
+        zip_path=os.path.abspath(zip_path),
+    )
