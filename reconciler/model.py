@@ -48,6 +48,14 @@ class Reason(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Grant:
+    """One principal a published version is shared with (`account` or `organization`)."""
+
+    kind: str
+    principal: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """The published settings of a layer version, normalised so that equal means equal.
 
@@ -86,18 +94,16 @@ class Settings:
             "license_info": self.license_info,
         }
 
-    def digest(self) -> str:
-        """Hex SHA-256 of the canonical JSON of the settings (recorded in the lockfile)."""
-        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+    def digest(self, grants: tuple[Grant, ...] = ()) -> str:
+        """Hex SHA-256 of the canonical JSON of the settings and the grants the version is
+        shared with (recorded in the lockfile). No grants digests as an empty list, so a
+        version recorded before sharing existed keeps its digest."""
+        document = {
+            **self.as_dict(),
+            "grants": sorted([grant.kind, grant.principal] for grant in grants),
+        }
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Grant:
-    """One principal a published version is shared with (`account` or `organization`)."""
-
-    kind: str
-    principal: str
 
 
 @dataclass(frozen=True)
@@ -263,6 +269,7 @@ class Desired:
     code_sha256: str | None
     content_sha256: str | None
     code_size: int | None
+    grants: tuple[Grant, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def decide(inputs: Inputs) -> model.LayerChange:
         code_sha256=artifact.code_sha256,
         content_sha256=artifact.content_sha256,
         code_size=artifact.code_size,
+        grants=spec.share,
     )
     reasons: list[model.Reason] = []
     notes: list[str] = []
@@ -223,7 +224,7 @@ def _observed_entry(desired: model.Desired, version: model.RemoteVersion) -> mod
         code_size=version.code_size if version.code_size is not None else desired.code_size or 0,
         version=version.version,
         layer_version_arn=version.layer_version_arn,
-        settings_sha256=desired.settings.digest(),
+        settings_sha256=desired.settings.digest(desired.grants),
     )
 
 

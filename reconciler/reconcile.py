@@ -132,6 +132,9 @@ def make_plan(
                                      label=label, build_dir=space.cache_dir / "build")
         artifacts[spec.key] = artifact
     cache.save()
+    if not targets:
+        sources.prune_builds(space.cache_dir / "build", keep={
+            artifact.zip_path for artifact in artifacts.values() if artifact.zip_path})
 
     _check_accounts(specs, store, parsed)
     inputs: list[planner.Inputs] = []

@@ -812,3 +812,13 @@ def _built_artifact(fingerprint: str, zip_path: Path) -> model.Artifact:
         code_size=code_size,
         zip_path=os.path.abspath(zip_path),
     )
+
+
+def prune_builds(build_dir: Path, *, keep: set[str]) -> None:
+    """Remove the zips in `build_dir` other than those in `keep` (absolute paths), so that the
+    build folder holds what the latest plan needs rather than every zip ever built."""
+    if not build_dir.is_dir():
+        return
+    for zip_path in build_dir.glob("*.zip"):
+        if os.path.abspath(zip_path) not in keep:
+            _remove_quietly(zip_path)

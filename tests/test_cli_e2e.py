@@ -265,3 +265,43 @@ def test_aws_region_wins_over_aws_default_region(project: Path) -> None:
     document = json.loads(run(project, "plan", "--format", "json", env=env).stdout)
     changes = document["changes"]
     assert {change["region"] for change in changes} == {"eu-west-1"}
+
+
+@pytest.mark.parametrize(("extra_env", "coloured"), [({}, True), ({"NO_COLOR": "1"}, False)],
+                         ids=["terminal", "NO_COLOR"])
+def test_colour_on_a_terminal_unless_no_color(project: Path, extra_env: dict[str, str],
+                                              coloured: bool) -> None:
+    """On a terminal the plan is coloured; NO_COLOR turns it off."""
+    controller, terminal = pty.openpty()
+    env = {key: value for key, value in os.environ.items() if key != "NO_COLOR"}
+    env.update(TERM="xterm", **extra_env)
+    try:
+        process = subprocess.run([str(RECONCILE), "plan"], cwd=project, stdout=terminal,
+                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+                                 timeout=120, check=False)
+        os.close(terminal)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(controller)
+    assert process.returncode == 0, process.stderr
+    assert b"create v1" in output
+    assert (b"\033[" in output) is coloured
+
+
+def test_apply_json_reports_what_was_published(project: Path) -> None:
+    """apply --format json prints one JSON document with the plan and the published ARNs."""
+    result = run(project, "apply", "--yes", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["plan"]["summary"]["create"] == 3
+    published = {item["layer"]: item for item in document["published"]}
+    assert published["alpha"]["layer_version_arn"].endswith(":layer:alpha:1")
+    assert published["alpha"]["version"] == 1

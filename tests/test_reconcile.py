@@ -228,3 +228,49 @@ def test_arn_key_is_planned_by_name(tmp_path: Path) -> None:
     assert ("list", "us-east-1", "shared") in store.calls
     assert result.plan.changes[0].layer == arn
     assert result.plan.changes[0].layer_name == "shared"
+
+
+def test_unchanged_layer_is_never_zipped(space: workspace.Workspace) -> None:
+    """After an apply, planning builds no zip; a changed layer gets exactly its own zip."""
+    store = FakeLayerStore()
+    run_apply(space, store)
+    build_dir = space.cache_dir / "build"
+    for zip_path in build_dir.glob("*.zip"):
+        zip_path.unlink()
+    run_plan(space, store)
+    assert list(build_dir.glob("*.zip")) == []
+    (space.base_dir / "src" / "beta" / "beta.py").write_text("NAME = 'changed'\n")
+    result = run_plan(space, store)
+    beta = result.artifacts["beta"]
+    assert [path.name for path in build_dir.glob("*.zip")] == [f"{beta.fingerprint}.zip"]
+    assert result.artifacts["alpha"].zip_path is None
+
+
+def test_build_folder_keeps_only_what_the_plan_needs(space: workspace.Workspace) -> None:
+    """Zips of earlier contents are pruned by the next full plan."""
+    store = FakeLayerStore()
+    run_plan(space, store)
+    (space.base_dir / "src" / "beta" / "beta.py").write_text("NAME = 'changed'\n")
+    result = run_plan(space, store)
+    kept = sorted(path.name for path in (space.cache_dir / "build").glob("*.zip"))
+    assert kept == sorted(f"{a.fingerprint}.zip" for a in result.artifacts.values())
+
+
+def test_zip_over_direct_upload_limit_is_refused_before_upload(tmp_path: Path) -> None:
+    """A zip over 50 MB without artifact_bucket fails the plan, naming the option; no publish."""
+    import os
+    import zipfile
+
+    (tmp_path / "dist").mkdir()
+    with zipfile.ZipFile(tmp_path / "dist" / "big.zip", "w", zipfile.ZIP_STORED) as big:
+        big.writestr("python/blob.bin", os.urandom(model.MAX_DIRECT_UPLOAD_BYTES + 1))
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  big:\n    content: {zip: dist/big.zip}\n")
+    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+    store = FakeLayerStore()
+    with pytest.raises(errors.ContentError) as failure:
+        run_plan(space, store)
+    assert "over Lambda's 52,428,800-byte limit" in failure.value.message
+    assert "layers.yaml:5:14: layers.big" in failure.value.message
+    assert failure.value.hint is not None and "artifact_bucket" in failure.value.hint
+    assert store.writes() == []
