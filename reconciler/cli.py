@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -131,6 +132,27 @@ def _default_region(store: aws.Boto3LayerStore) -> str | None:
     return os.environ.get("AWS_REGION") or store.default_region()
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """What plan and apply share: the workspace, the lock read and the plan made."""
+
+    space: workspace.Workspace
+    lock: model.Lock
+    result: reconcile.PlanResult
+
+
+def _planned(manifest: Path, lockfile_path: Path | None, *, targets: list[str] | None,
+             regions: list[str] | None, store: aws.Boto3LayerStore) -> _Planned:
+    space, parsed = _load(manifest, lockfile_path)
+    lock = lockfile.read(space.lockfile_path)
+    result = reconcile.make_plan(
+        parsed=parsed, lock=lock, store=store, space=space,
+        default_region=_default_region(store), targets=targets or (), regions=regions or (),
+        progress=_progress,
+    )
+    return _Planned(space=space, lock=lock, result=result)
+
+
 def _step_summary(markdown: str, *, disabled: bool) -> None:
     """Append to GitHub Actions' job summary when running there."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -175,14 +197,9 @@ def plan(
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Show what apply would publish, and why. Changes nothing."""
-    space, parsed = _load(manifest, lockfile_path)
-    lock = lockfile.read(space.lockfile_path)
-    store = _store(profile, endpoint_url, max_attempts)
-    result = reconcile.make_plan(
-        parsed=parsed, lock=lock, store=store, space=space,
-        default_region=_default_region(store), targets=target or (), regions=region or (),
-        progress=_progress,
-    )
+    run = _planned(manifest, lockfile_path, targets=target, regions=region,
+                   store=_store(profile, endpoint_url, max_attempts))
+    result = run.result
     if output_format is PlanFormat.json:
         typer.echo(json.dumps(render.plan_dict(result.plan), indent=2, sort_keys=True))
     elif output_format is PlanFormat.markdown:
@@ -223,14 +240,9 @@ def apply(
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Plan, confirm, then publish exactly the layers that changed and record them."""
-    space, parsed = _load(manifest, lockfile_path)
-    lock = lockfile.read(space.lockfile_path)
     store = _store(profile, endpoint_url, max_attempts)
-    result = reconcile.make_plan(
-        parsed=parsed, lock=lock, store=store, space=space,
-        default_region=_default_region(store), targets=target or (), regions=region or (),
-        progress=_progress,
-    )
+    run = _planned(manifest, lockfile_path, targets=target, regions=region, store=store)
+    space, lock, result = run.space, run.lock, run.result
     as_json = output_format is ApplyFormat.json
     if not as_json:
         typer.echo(render.text(result.plan, color=_use_color()), nl=False)

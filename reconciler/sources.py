@@ -371,20 +371,18 @@ def _walk_folder(content: model.ContentSpec, *, base_dir: Path, label: str) -> _
             link_text = _checked_link_text(
                 relpath, link_path, root=root, included=included, label=label
             )
-            entries.append(
-                model.Entry(
-                    arcname=prefix + relpath,
-                    source=link_path,
-                    size=len(link_text.encode("utf-8")),
-                    executable=False,
-                    link_target=link_text,
-                )
-            )
+            entries.append(_link_entry(prefix + relpath, source=link_path, link_text=link_text))
     except OSError as error:
         raise errors.ContentError(
             f"{label}: cannot read {error.filename or root}: {error.strerror}"
         ) from error
     return _Collected(entries, stats)
+
+
+def _link_entry(arcname: str, *, source: str, link_text: str) -> model.Entry:
+    """A symlink entry: no bytes of its own, its link text stored as its content."""
+    return model.Entry(arcname=arcname, source=source, size=len(link_text.encode("utf-8")),
+                       executable=False, link_target=link_text)
 
 
 def _lexically_inside(relpath: str, link_text: str) -> bool:
@@ -513,15 +511,7 @@ def _zip_members(
         file_type = stat.S_IFMT(mode)
         if file_type == stat.S_IFLNK:
             link_text = _member_link_text(zip_file, info, relpath=relpath, label=label)
-            entries.append(
-                model.Entry(
-                    arcname=prefix + relpath,
-                    source=source,
-                    size=len(link_text.encode("utf-8")),
-                    executable=False,
-                    link_target=link_text,
-                )
-            )
+            entries.append(_link_entry(prefix + relpath, source=source, link_text=link_text))
         elif file_type in (0, stat.S_IFREG):
             # Zips made on Windows carry no Unix mode (0): a plain, non-executable file.
             entries.append(
