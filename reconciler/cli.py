@@ -68,19 +68,19 @@ class OutputsFormat(str, Enum):
 
 
 ManifestOption = Annotated[Path, typer.Option(
-    "-f", "--manifest", help="The manifest.", show_default=True)]
+    "-f", "--manifest", metavar="MANIFEST", help="The manifest.", show_default=True)]
 LockfileOption = Annotated[Path | None, typer.Option(
-    "--lockfile", help="The lockfile [default: <manifest stem>.lock.json beside the manifest].")]
+    "--lockfile", metavar="PATH", help="The lockfile [default: <manifest stem>.lock.json beside the manifest].")]
 TargetOption = Annotated[list[str] | None, typer.Option(
-    "--target", help="Only this layer (repeatable).")]
+    "--target", metavar="NAME", help="Only this layer (repeatable).")]
 RegionOption = Annotated[list[str] | None, typer.Option(
-    "--region", help="Only this region of the manifest (repeatable).")]
+    "--region", metavar="REGION", help="Only this region of the manifest (repeatable).")]
 ProfileOption = Annotated[str | None, typer.Option(
-    "--profile", help="AWS profile (default: boto3's chain, AWS_PROFILE).")]
+    "--profile", metavar="NAME", help="AWS profile (default: boto3's chain, AWS_PROFILE).")]
 EndpointOption = Annotated[str | None, typer.Option(
-    "--endpoint-url", help="AWS endpoint (default: AWS_ENDPOINT_URL), e.g. a moto server.")]
+    "--endpoint-url", metavar="URL", help="AWS endpoint (default: AWS_ENDPOINT_URL), e.g. a moto server.")]
 AttemptsOption = Annotated[int, typer.Option(
-    "--max-attempts", min=1, max=20, help="Attempts per AWS call, retries included.")]
+    "--max-attempts", metavar="N", min=1, max=20, help="Attempts per AWS call, retries included.")]
 NoSummaryOption = Annotated[bool, typer.Option(
     "--no-summary", help="Do not append the plan to GITHUB_STEP_SUMMARY.")]
 
