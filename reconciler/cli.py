@@ -331,5 +331,5 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_ERROR
     except KeyboardInterrupt:
         _err("interrupted: every publish that finished is recorded in the lockfile.")
-        code = 130
+        code = EXIT_ERROR
     sys.exit(code if isinstance(code, int) else EXIT_OK)
