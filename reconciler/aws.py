@@ -58,7 +58,7 @@ class Boto3LayerStore:
     """
 
     def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None,
-                 max_attempts: int = 5) -> None:
+                 max_attempts: int | None = None) -> None:
         try:
             self._session = boto3.Session(profile_name=profile)
         except botocore.exceptions.ProfileNotFound as exc:
@@ -66,12 +66,13 @@ class Boto3LayerStore:
                 str(exc), hint="check --profile / AWS_PROFILE against ~/.aws/config"
             ) from exc
         self._endpoint_url = endpoint_url
-        self._config = botocore.config.Config(
-            # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the
-            # first attempt too, as --max-attempts does.
-            retries={"mode": "standard", "total_max_attempts": max_attempts},
-            user_agent_extra="reconcile-layers",
-        )
+        # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the first
+        # attempt too, as --max-attempts does. Without it, boto3's chain decides
+        # (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, the profile).
+        self._config = botocore.config.Config(user_agent_extra="reconcile-layers")
+        if max_attempts is not None:
+            self._config = self._config.merge(botocore.config.Config(
+                retries={"mode": "standard", "total_max_attempts": max_attempts}))
         self._clients: dict[str, LambdaClient] = {}
 
     def default_region(self) -> str | None:
@@ -83,10 +84,19 @@ class Boto3LayerStore:
     def client(self, region: str) -> LambdaClient:
         """The Lambda client for `region` (created once)."""
         if region not in self._clients:
-            self._clients[region] = self._session.client(
-                "lambda", region_name=region, endpoint_url=self._endpoint_url,
-                config=self._config,
-            )
+            try:
+                self._clients[region] = self._session.client(
+                    "lambda", region_name=region, endpoint_url=self._endpoint_url,
+                    config=self._config,
+                )
+            except ValueError as exc:  # botocore's word for a malformed endpoint URL
+                raise errors.EndpointError(
+                    f"cannot use the endpoint {self._endpoint_url!r}: {exc}",
+                    hint="--endpoint-url / AWS_ENDPOINT_URL must be a URL like "
+                         "http://127.0.0.1:5000") from exc
+            except botocore.exceptions.BotoCoreError as exc:
+                raise translate(exc, operation="creating a Lambda client", layer=None,
+                                region=region, endpoint=self._endpoint_url) from exc
         return self._clients[region]
 
     def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:

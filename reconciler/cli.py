@@ -70,7 +70,8 @@ class OutputsFormat(str, Enum):
 ManifestOption = Annotated[Path, typer.Option(
     "-f", "--manifest", metavar="MANIFEST", help="The manifest.", show_default=True)]
 LockfileOption = Annotated[Path | None, typer.Option(
-    "--lockfile", metavar="PATH", help="The lockfile [default: <manifest stem>.lock.json beside the manifest].")]
+    "--lockfile", metavar="PATH",
+    help="The lockfile [default: <manifest stem>.lock.json beside the manifest].")]
 TargetOption = Annotated[list[str] | None, typer.Option(
     "--target", metavar="NAME", help="Only this layer (repeatable).")]
 RegionOption = Annotated[list[str] | None, typer.Option(
@@ -78,9 +79,11 @@ RegionOption = Annotated[list[str] | None, typer.Option(
 ProfileOption = Annotated[str | None, typer.Option(
     "--profile", metavar="NAME", help="AWS profile (default: boto3's chain, AWS_PROFILE).")]
 EndpointOption = Annotated[str | None, typer.Option(
-    "--endpoint-url", metavar="URL", help="AWS endpoint (default: AWS_ENDPOINT_URL), e.g. a moto server.")]
-AttemptsOption = Annotated[int, typer.Option(
-    "--max-attempts", metavar="N", min=1, max=20, help="Attempts per AWS call, retries included.")]
+    "--endpoint-url", metavar="URL",
+    help="AWS endpoint (default: AWS_ENDPOINT_URL), e.g. a moto server.")]
+AttemptsOption = Annotated[int | None, typer.Option(
+    "--max-attempts", metavar="N", min=1,
+    help="Attempts per AWS call, retries included (default: boto3's, AWS_MAX_ATTEMPTS).")]
 NoSummaryOption = Annotated[bool, typer.Option(
     "--no-summary", help="Do not append the plan to GITHUB_STEP_SUMMARY.")]
 
@@ -120,8 +123,8 @@ def _load(manifest_path: Path, lockfile_path: Path | None) -> tuple[
     return space, workspace.load_manifest(space)
 
 
-def _store(profile: str | None, endpoint_url: str | None,
-           max_attempts: int) -> aws.Boto3LayerStore:
+def _store(*, profile: str | None, endpoint_url: str | None,
+           max_attempts: int | None) -> aws.Boto3LayerStore:
     return aws.Boto3LayerStore(profile=profile, endpoint_url=endpoint_url,
                                max_attempts=max_attempts)
 
@@ -138,19 +141,23 @@ class _Planned:
 
     space: workspace.Workspace
     lock: model.Lock
+    store: aws.Boto3LayerStore
     result: reconcile.PlanResult
 
 
 def _planned(manifest: Path, lockfile_path: Path | None, *, targets: list[str] | None,
-             regions: list[str] | None, store: aws.Boto3LayerStore) -> _Planned:
+             regions: list[str] | None, profile: str | None, endpoint_url: str | None,
+             max_attempts: int | None) -> _Planned:
+    """Validate, read the lock, then (only then) reach for AWS and plan."""
     space, parsed = _load(manifest, lockfile_path)
     lock = lockfile.read(space.lockfile_path)
+    store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
     result = reconcile.make_plan(
         parsed=parsed, lock=lock, store=store, space=space,
         default_region=_default_region(store), targets=targets or (), regions=regions or (),
         progress=_progress,
     )
-    return _Planned(space=space, lock=lock, result=result)
+    return _Planned(space=space, lock=lock, store=store, result=result)
 
 
 def _step_summary(markdown: str, *, disabled: bool) -> None:
@@ -193,13 +200,12 @@ def plan(
     region: RegionOption = None,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
-    max_attempts: AttemptsOption = 5,
+    max_attempts: AttemptsOption = None,
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Show what apply would publish, and why. Changes nothing."""
-    run = _planned(manifest, lockfile_path, targets=target, regions=region,
-                   store=_store(profile, endpoint_url, max_attempts))
-    result = run.result
+    result = _planned(manifest, lockfile_path, targets=target, regions=region, profile=profile,
+                      endpoint_url=endpoint_url, max_attempts=max_attempts).result
     if output_format is PlanFormat.json:
         typer.echo(json.dumps(render.plan_dict(result.plan), indent=2, sort_keys=True))
     elif output_format is PlanFormat.markdown:
@@ -211,9 +217,13 @@ def plan(
         raise typer.Exit(EXIT_CHANGES)
 
 
-def _confirm(plan: model.Plan, *, yes: bool) -> None:
-    if yes or not plan.has_changes:
+def _confirm(plan: model.Plan, *, yes: bool, as_json: bool) -> None:
+    if yes or not plan.has_remote_changes:
         return
+    if as_json:
+        raise errors.ApplyRefused(
+            "apply --format json does not show the plan, so it cannot ask for confirmation",
+            hint="review `reconcile plan`, then run apply --format json --yes")
     if not sys.stdin.isatty():
         raise errors.ApplyRefused(
             "refusing to apply without confirmation: stdin is not a terminal",
@@ -236,22 +246,22 @@ def apply(
     region: RegionOption = None,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
-    max_attempts: AttemptsOption = 5,
+    max_attempts: AttemptsOption = None,
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Plan, confirm, then publish exactly the layers that changed and record them."""
-    store = _store(profile, endpoint_url, max_attempts)
-    run = _planned(manifest, lockfile_path, targets=target, regions=region, store=store)
-    space, lock, result = run.space, run.lock, run.result
+    run = _planned(manifest, lockfile_path, targets=target, regions=region, profile=profile,
+                   endpoint_url=endpoint_url, max_attempts=max_attempts)
+    space, lock, store, result = run.space, run.lock, run.store, run.result
     as_json = output_format is ApplyFormat.json
     if not as_json:
         typer.echo(render.text(result.plan, color=_use_color()), nl=False)
-    _confirm(result.plan, yes=yes)
+    _confirm(result.plan, yes=yes, as_json=as_json)
     report = reconcile.apply(result=result, lock=lock, store=store, space=space,
                              progress=_progress)
     _step_summary(render.markdown(result.plan, title="reconcile apply"), disabled=no_summary)
     unchanged = sum(1 for change in result.plan.changes
-                    if change.action is model.Action.NOOP)
+                    if change.action is model.Action.NOOP and change.record is None)
     if as_json:
         document: dict[str, Any] = {
             "plan": render.plan_dict(result.plan),
@@ -290,6 +300,9 @@ def outputs(
 ) -> None:
     """Print each layer's latest published LayerVersionArn, from the lockfile."""
     space = workspace.Workspace.for_manifest(manifest, lockfile_path)
+    if not space.lockfile_path.exists():
+        raise errors.LockfileError(f"{space.lockfile_path}: no such lockfile",
+                                   hint="run `reconcile apply` first, or pass --lockfile")
     lock = lockfile.read(space.lockfile_path)
     rows = sorted((layer, region, entry.layer_version_arn)
                   for (layer, region), entry in lock.entries.items())

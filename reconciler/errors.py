@@ -46,10 +46,16 @@ class ReconcilerError(Exception):
 class ManifestError(ReconcilerError):
     """The manifest is invalid; `problems` lists every mistake found, in file order."""
 
-    def __init__(self, problems: list[Problem]) -> None:
-        ordered = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.field, p.message))
+    def __init__(self, problems: list[Problem], *, content_refs: tuple[object, ...] = ()) -> None:
+        # One mistake can surface through several rules (jsonschema reports a missing key
+        # once per `required` list); each distinct problem is reported once.
+        ordered = sorted(set(problems),
+                         key=lambda p: (p.file, p.line, p.column, p.field, p.message))
         super().__init__("\n".join(str(problem) for problem in ordered))
         self.problems = ordered
+        # The model.ContentRef values of the layers whose content was well formed, so that
+        # the checks on disk can still report their problems alongside these.
+        self.content_refs = content_refs
 
 
 class ContentError(ReconcilerError):

@@ -96,9 +96,29 @@ def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifes
             problem(_nearest(table, path, document), path, message)
     for path, message in _semantic_problems(document.data):
         problem(_nearest(document.keys, path, document), path, message)
+    refs = _content_refs(document)
     if problems:
-        raise errors.ManifestError(problems)
-    return _build(document, file=file)
+        raise errors.ManifestError(problems, content_refs=refs)
+    return _build(document, file=file, content_refs=refs)
+
+
+def _content_refs(document: _Document) -> tuple[model.ContentRef, ...]:
+    """The local paths named by every layer whose `content` is a mapping with one string
+    `path` or `zip`, whatever else is wrong in the manifest."""
+    layers = document.data.get("layers")
+    refs: list[model.ContentRef] = []
+    for key, layer in (layers.items() if isinstance(layers, dict) else ()):
+        content = layer.get("content") if isinstance(layer, dict) else None
+        if not isinstance(content, dict):
+            continue
+        named = [source for source in ("path", "zip") if isinstance(content.get(source), str)]
+        if len(named) != 1 or "s3" in content:
+            continue
+        field_path: Path = ("layers", key, "content", named[0])
+        refs.append(model.ContentRef(field_path=field_path, kind=model.SourceKind(named[0]),
+                                     relpath=content[named[0]],
+                                     location=document.values[field_path]))
+    return tuple(refs)
 
 
 def _load_yaml(text: str, problem: Any) -> _Document | None:
@@ -145,9 +165,13 @@ def _convert(
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
             key_location = model.Location(key_node.start_mark.line + 1,
                                           key_node.start_mark.column + 1)
+            if not isinstance(key_node, yaml.ScalarNode):
+                duplicates.append((key_location, path, "a key must be a plain name, not a "
+                                                       "list or a mapping"))
+                continue
+            key = str(key_node.value)
             key_path = (*path, key)
             if key in result:
                 first = document.keys[key_path]
@@ -305,6 +329,8 @@ def parse_layer_arn(key: str) -> re.Match[str] | None:
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
     """The rules the schema cannot express, for the parts whose shape is right."""
+    if isinstance(data.get("version"), float) and data["version"] == SUPPORTED_VERSION:
+        yield (("version",), f"write `version: {SUPPORTED_VERSION}` (a whole number)")
     layers = data.get("layers")
     if not isinstance(layers, dict):
         return
@@ -349,8 +375,11 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
             if option in content and owner not in sources:
                 yield (("layers", key, "content", option), f"only applies to a `{owner}` source")
         prefix = content.get("prefix")
-        if isinstance(prefix, str) and (prefix.startswith("/") or ".." in prefix.split("/")):
-            yield (("layers", key, "content", "prefix"), "must be a relative folder without '..'")
+        if isinstance(prefix, str) and (
+                prefix.startswith("/") or "\\" in prefix
+                or any(part in (".", "..") for part in prefix.strip("/").split("/"))):
+            yield (("layers", key, "content", "prefix"),
+                   "must be a relative folder like `python`, without '.', '..' or '\\'")
     for list_field in ("compatible_runtimes", "compatible_architectures"):
         values = defaults.get(list_field) if defaults else None
         if isinstance(values, list):
@@ -361,7 +390,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
                 seen_default.add(value)
 
 
-def _build(document: _Document, *, file: str) -> model.Manifest:
+def _build(document: _Document, *, file: str,
+           content_refs: tuple[model.ContentRef, ...]) -> model.Manifest:
     """The validated data as a model.Manifest (defaults merged, layers sorted by key)."""
     data = document.data
     region = data.get("region")
@@ -407,4 +437,5 @@ def _build(document: _Document, *, file: str) -> model.Manifest:
         artifact_bucket=data.get("artifact_bucket"),
         state=data.get("state"),
         locations=locations,
+        content_refs=content_refs,
     )

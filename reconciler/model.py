@@ -130,6 +130,17 @@ class Location:
 
 
 @dataclass(frozen=True)
+class ContentRef:
+    """A local file or folder the manifest names (`content.path` or `content.zip`) and where
+    it is named: what `validate` checks on disk, even when other parts are invalid."""
+
+    field_path: tuple[str | int, ...]
+    kind: SourceKind
+    relpath: str
+    location: Location
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """One desired layer: its manifest key, the Lambda layer name, its settings and content."""
 
@@ -159,6 +170,7 @@ class Manifest:
     locations: Mapping[tuple[str | int, ...], Location] = field(
         default_factory=dict, compare=False, repr=False
     )
+    content_refs: tuple[ContentRef, ...] = field(default=(), compare=False, repr=False)
 
     def locate(self, path: tuple[str | int, ...]) -> Location:
         """The location of `path`, or of its nearest located ancestor."""
@@ -308,9 +320,15 @@ class Plan:
         return counts
 
     @property
-    def has_changes(self) -> bool:
-        """True when apply would make a remote change (create, publish or delete)."""
+    def has_remote_changes(self) -> bool:
+        """True when apply would change Lambda (create, publish or delete)."""
         return any(change.action is not Action.NOOP for change in self.changes)
+
+    @property
+    def has_changes(self) -> bool:
+        """True when apply would change anything: Lambda, or the lockfile (an adopted version
+        to record is a change, as `plan --detailed-exitcode` reports)."""
+        return self.has_remote_changes or bool(self.records)
 
     @property
     def records(self) -> tuple[LayerChange, ...]:

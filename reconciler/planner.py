@@ -162,6 +162,9 @@ def decide(inputs: Inputs) -> model.LayerChange:
         reasons.append(model.Reason.ADOPTED)
         notes.append(f"version {remote.version} already matches; apply records it in the "
                      "lockfile without publishing")
+    elif record != lock_entry:
+        notes.append(f"version {remote.version} already matches; apply updates its lockfile "
+                     "entry without publishing")
     return model.LayerChange(
         layer=spec.key, layer_name=spec.name, region=region, action=model.Action.NOOP,
         reasons=tuple(reasons), current=current, desired=desired, notes=tuple(notes),

@@ -7,6 +7,7 @@ first AWS call, so a content mistake stops the run before anything remote is ask
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from reconciler import aws, errors, lockfile, model, planner, sources, workspace
 
 Progress = Callable[[str], None]
+_REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
 
 
 def _quiet(_: str) -> None:
@@ -61,6 +63,12 @@ def select_regions(
             "no AWS region: the manifest has no `region:` and none is configured",
             hint="add `region: us-east-1` to the manifest, or set AWS_REGION",
         )
+    if not parsed.regions and not _REGION_NAME.match(regions[0]):
+        raise errors.CredentialsError(
+            f"the configured AWS region {regions[0]!r} is not a region name",
+            hint="fix AWS_REGION / AWS_DEFAULT_REGION or the profile's region, or add "
+                 "`region:` to the manifest",
+        )
     unknown = [region for region in only if region not in regions]
     if unknown:
         raise errors.UsageError(
@@ -70,7 +78,9 @@ def select_regions(
     return [region for region in regions if not only or region in only]
 
 
-def _layer_regions(spec: model.LayerSpec, regions: list[str], parsed: model.Manifest) -> list[str]:
+def _layer_regions(
+    spec: model.LayerSpec, *, regions: list[str], parsed: model.Manifest
+) -> list[str]:
     """A layer named by ARN lives in its ARN's region only."""
     if spec.arn_region is None:
         return regions
@@ -83,7 +93,7 @@ def _layer_regions(spec: model.LayerSpec, regions: list[str], parsed: model.Mani
     return [region for region in regions if region == spec.arn_region]
 
 
-def _check_accounts(specs: list[model.LayerSpec], store: aws.LayerStore,
+def _check_accounts(specs: list[model.LayerSpec], *, store: aws.LayerStore,
                     parsed: model.Manifest) -> None:
     accounts = {spec.arn_account for spec in specs if spec.arn_account}
     if not accounts:
@@ -115,49 +125,73 @@ def make_plan(
         raise errors.ManifestError(unsupported)
     specs = select_layers(parsed, targets)
     chosen_regions = select_regions(parsed, default_region=default_region, only=regions)
-    layer_regions = {spec.key: _layer_regions(spec, chosen_regions, parsed) for spec in specs}
+    layer_regions = {spec.key: _layer_regions(spec, regions=chosen_regions, parsed=parsed)
+                     for spec in specs}
+    specs_by_key = {spec.key: spec for spec in specs}
+    skip = frozenset({str(space.cache_dir), str(space.lockfile_path.resolve())})
+    build_dir = space.cache_dir / "build"
 
-    # Local first: identify every layer, and zip those whose desired CodeSha256 is unknown.
+    def build(key: str, artifact: model.Artifact) -> model.Artifact:
+        progress(f"{key}: packaging")
+        return sources.build(specs_by_key[key].content, artifact, base_dir=space.base_dir,
+                             label=f"layers.{key}", build_dir=build_dir, skip=skip)
+
+    # Local first: identify every layer, and zip those whose desired CodeSha256 the lock
+    # cannot tell (new or changed content), before any AWS call.
     cache = sources.StatCache.load(space.cache_dir / "cache.json")
     artifacts: dict[str, model.Artifact] = {}
     for spec in specs:
-        label = f"layers.{spec.key}"
         progress(f"{spec.key}: reading content")
-        artifact = sources.identify(spec.content, base_dir=space.base_dir, label=label,
-                                    cache=cache)
+        artifact = sources.identify(spec.content, base_dir=space.base_dir,
+                                    label=f"layers.{spec.key}", cache=cache, skip=skip)
         if any(planner.needs_zip(artifact, lock.get(spec.key, region))
                for region in layer_regions[spec.key]):
-            progress(f"{spec.key}: packaging")
-            artifact = sources.build(spec.content, artifact, base_dir=space.base_dir,
-                                     label=label, build_dir=space.cache_dir / "build")
+            artifact = build(spec.key, artifact)
         artifacts[spec.key] = artifact
     cache.save()
-    if not targets:
-        sources.prune_builds(space.cache_dir / "build", keep={
-            artifact.zip_path for artifact in artifacts.values() if artifact.zip_path})
 
-    _check_accounts(specs, store, parsed)
-    inputs: list[planner.Inputs] = []
+    _check_accounts(specs, store=store, parsed=parsed)
+    observed: list[tuple[model.LayerSpec, str, model.RemoteVersion | None]] = []
     for spec in specs:
         for region in layer_regions[spec.key]:
             progress(f"{spec.key}: reading Lambda in {region}")
-            lock_entry = lock.get(spec.key, region)
             remote = store.latest_version(region=region, layer_name=spec.name)
-            if remote is not None and planner.needs_remote_code(remote, lock_entry):
+            if remote is not None and planner.needs_remote_code(remote, lock.get(spec.key,
+                                                                                 region)):
                 remote = store.with_code(region=region, layer_name=spec.name, version=remote)
-            inputs.append(planner.Inputs(spec=spec, region=region, artifact=artifacts[spec.key],
-                                         lock_entry=lock_entry, remote_latest=remote))
-    plan = planner.plan(inputs)
-    _check_upload_sizes(plan, parsed)
+            observed.append((spec, region, remote))
+
+    def decide() -> model.Plan:
+        return planner.plan(
+            planner.Inputs(spec=spec, region=region, artifact=artifacts[spec.key],
+                           lock_entry=lock.get(spec.key, region), remote_latest=remote)
+            for spec, region, remote in observed)
+
+    plan = decide()
+    # A layer whose content the lock vouches for can still be published (its settings
+    # changed, or Lambda drifted): apply needs its zip too. Decide again with the zip's real
+    # digests, so that the plan shows exactly what will be uploaded.
+    unbuilt = sorted({change.layer for change in plan.changes if change.action in _PUBLISHING
+                      and artifacts[change.layer].zip_path is None})
+    if unbuilt:
+        for key in unbuilt:
+            artifacts[key] = build(key, artifacts[key])
+        plan = decide()
+    _check_upload_sizes(plan, parsed=parsed)
+    if not targets:
+        sources.prune_builds(build_dir, keep={
+            artifact.zip_path for artifact in artifacts.values() if artifact.zip_path})
     return PlanResult(plan=plan, artifacts=artifacts)
 
 
-def _check_upload_sizes(plan: model.Plan, parsed: model.Manifest) -> None:
+_PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
+
+
+def _check_upload_sizes(plan: model.Plan, *, parsed: model.Manifest) -> None:
     """A zip over Lambda's direct-upload limit cannot be published with Content.ZipFile."""
     for change in plan.changes:
         size = change.desired.code_size or 0
-        if change.action in (model.Action.CREATE, model.Action.PUBLISH) and \
-                size > model.MAX_DIRECT_UPLOAD_BYTES:
+        if change.action in _PUBLISHING and size > model.MAX_DIRECT_UPLOAD_BYTES:
             location = parsed.locate(("layers", change.layer, "content"))
             hint = ("set `artifact_bucket:` in the manifest to upload through S3"
                     if parsed.artifact_bucket is None else
@@ -181,31 +215,45 @@ def apply(
     failure (ApplyFailed), with every earlier success already in the lockfile."""
     published: list[tuple[model.LayerChange, model.RemoteVersion]] = []
     recorded: list[model.LayerChange] = []
+
+    def record(change: model.LayerChange, entry: model.LockEntry) -> model.Lock:
+        updated = lock.with_entry(change.layer, change.region, entry)
+        try:
+            lockfile.write_atomic(space.lockfile_path, updated)
+        except OSError as exc:
+            raise errors.ApplyFailed(
+                f"cannot write {space.lockfile_path}: {exc.strerror or exc}; "
+                f"{entry.layer_version_arn} is published but not recorded",
+                hint="make the lockfile writable and run apply again: the plan will adopt the "
+                     "published version instead of publishing it again") from exc
+        return updated
+
     for change in result.plan.changes:
-        if change.action in (model.Action.CREATE, model.Action.PUBLISH):
+        if change.action in _PUBLISHING:
             zip_path = result.artifacts[change.layer].zip_path
-            if zip_path is None:
-                raise errors.ReconcilerError(f"no zip was built for {change.layer}")
+            if zip_path is None or change.desired.code_sha256 is None or not \
+                    sources.zip_matches(Path(zip_path), code_sha256=change.desired.code_sha256):
+                raise _stopped(change, cause=errors.ContentError(
+                    f"the zip built for it at plan time ({zip_path}) is gone or changed",
+                    hint="was .reconcile/ cleaned during the apply? run apply again"),
+                    published=published)
             progress(f"{change.layer}: publishing in {change.region}")
             try:
                 version = store.publish(region=change.region, layer_name=change.layer_name,
                                         settings=change.desired.settings,
                                         zip_path=Path(zip_path))
             except errors.AwsError as exc:
-                raise _stopped(change, exc, published) from exc
+                raise _stopped(change, cause=exc, published=published) from exc
             if version.code_sha256 != change.desired.code_sha256:
-                raise _stopped(change, errors.AwsError(
+                raise _stopped(change, cause=errors.AwsError(
                     f"Lambda reports CodeSha256 {version.code_sha256} for "
                     f"{version.layer_version_arn}, but the uploaded zip has "
-                    f"{change.desired.code_sha256}"), published)
-            lock = lock.with_entry(change.layer, change.region,
-                                   planner.lock_entry_for(change, version))
-            lockfile.write_atomic(space.lockfile_path, lock)
+                    f"{change.desired.code_sha256}"), published=published)
+            lock = record(change, planner.lock_entry_for(change, version))
             published.append((change, version))
         elif change.action is model.Action.NOOP:
             if change.record is not None:
-                lock = lock.with_entry(change.layer, change.region, change.record)
-                lockfile.write_atomic(space.lockfile_path, lock)
+                lock = record(change, change.record)
                 recorded.append(change)
         else:
             # The planner makes no DELETE change until retention is supported.
@@ -213,11 +261,10 @@ def apply(
     return ApplyReport(published=tuple(published), recorded=tuple(recorded), lock=lock)
 
 
-def _stopped(change: model.LayerChange, cause: errors.AwsError,
+def _stopped(change: model.LayerChange, *, cause: errors.ReconcilerError,
              published: list[tuple[model.LayerChange, model.RemoteVersion]]) -> errors.ApplyFailed:
     done = ", ".join(f"{c.layer} ({c.region}) v{v.version}" for c, v in published) or "nothing"
     return errors.ApplyFailed(
         f"apply stopped at {change.layer} ({change.region}): {cause.message}\n"
         f"published before the failure, and recorded in the lockfile: {done}",
         hint=cause.hint)
-

@@ -60,7 +60,9 @@ def summary_line(plan: model.Plan) -> str:
     if counts["delete"]:
         parts.append(f"{counts['delete']} to delete")
     parts.append(f"{counts['noop']} unchanged")
-    return f"Plan: {', '.join(parts)}."
+    records = len(plan.records)
+    to_record = f" ({records} to record in the lockfile)" if records else ""
+    return f"Plan: {', '.join(parts)}{to_record}."
 
 
 def text(plan: model.Plan, *, color: bool = False) -> str:
@@ -86,6 +88,9 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
     lines.append("")
     if not plan.has_changes:
         lines.append("No changes. The published layers match the manifest.")
+    elif not plan.has_remote_changes:
+        lines.append("Nothing to publish: the published layers match the manifest. Apply "
+                     "records them in the lockfile.")
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 

@@ -244,19 +244,25 @@ class _Collected:
     stats: dict[str, os.stat_result]
 
 
-def collect(content: model.ContentSpec, *, base_dir: Path, label: str) -> list[model.Entry]:
+def collect(
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str] = frozenset()
+) -> list[model.Entry]:
     """The entries of a folder (`path`) or of a zip to normalize, checked for safety and size.
 
     `base_dir` is the manifest's folder, which relative paths are read against (never the
-    working directory); `label` names the layer in messages, such as "layers.shared-utils".
+    working directory); `label` names the layer in messages, such as "layers.shared-utils";
+    `skip` holds absolute paths never packaged (the tool's own cache folder and lockfile, which
+    change on every run and would make a layer that contains them never converge).
     """
     with _layer_errors(label):
-        return _collect(content, base_dir=base_dir, label=label).entries
+        return _collect(content, base_dir=base_dir, label=label, skip=skip).entries
 
 
-def _collect(content: model.ContentSpec, *, base_dir: Path, label: str) -> _Collected:
+def _collect(
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str]
+) -> _Collected:
     if content.kind is model.SourceKind.PATH:
-        collected = _walk_folder(content, base_dir=base_dir, label=label)
+        collected = _walk_folder(content, base_dir=base_dir, label=label, skip=skip)
     elif content.kind is model.SourceKind.ZIP and content.normalize:
         zip_path = _checked_zip_path(content, base_dir=base_dir, label=label)
         with _reading_zip(zip_path, label=label) as zip_file:
@@ -308,7 +314,9 @@ def _file_kind(mode: int) -> str:
     return "special file"
 
 
-def _walk_folder(content: model.ContentSpec, *, base_dir: Path, label: str) -> _Collected:
+def _walk_folder(
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str]
+) -> _Collected:
     if content.path is None:
         raise errors.ContentError(f"{label}: the content has no path")
     root = os.path.abspath(base_dir / content.path)
@@ -334,6 +342,8 @@ def _walk_folder(content: model.ContentSpec, *, base_dir: Path, label: str) -> _
             with os.scandir(os.path.join(root, rel_dir)) as scan:
                 dirents = sorted(scan, key=lambda dirent: dirent.name)
             for dirent in dirents:
+                if dirent.path in skip:
+                    continue  # the tool's own files (.reconcile/, the lockfile) beside the manifest
                 _check_name(dirent.name, path=dirent.path, label=label)
                 relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
                 # Like git, a symlink is never a folder, even one that points at a folder.
@@ -619,7 +629,12 @@ class _HashingReader:
 
 
 def identify(
-    content: model.ContentSpec, *, base_dir: Path, label: str, cache: StatCache
+    content: model.ContentSpec,
+    *,
+    base_dir: Path,
+    label: str,
+    cache: StatCache,
+    skip: frozenset[str] = frozenset(),
 ) -> model.Artifact:
     """The content identity of a layer, computed without zipping.
 
@@ -628,17 +643,18 @@ def identify(
     byte, so every digest is known at once.
     """
     with _layer_errors(label):
-        return _identify(content, base_dir=base_dir, label=label, cache=cache)
+        return _identify(content, base_dir=base_dir, label=label, cache=cache, skip=skip)
 
 
 def _identify(
-    content: model.ContentSpec, *, base_dir: Path, label: str, cache: StatCache
+    content: model.ContentSpec, *, base_dir: Path, label: str, cache: StatCache,
+    skip: frozenset[str],
 ) -> model.Artifact:
     if content.kind is model.SourceKind.S3:
         raise _s3_unsupported(label)
     if content.kind is model.SourceKind.ZIP and not content.normalize:
         return _prebuilt_artifact(content, base_dir=base_dir, label=label, cache=cache)
-    collected = _collect(content, base_dir=base_dir, label=label)
+    collected = _collect(content, base_dir=base_dir, label=label, skip=skip)
     file_digests: list[tuple[model.Entry, str]] = []
     with _EntryReader(collected.stats) as reader:
         for entry in collected.entries:
@@ -714,6 +730,7 @@ def build(
     base_dir: Path,
     label: str,
     build_dir: Path,
+    skip: frozenset[str] = frozenset(),
 ) -> model.Artifact:
     """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
 
@@ -726,7 +743,9 @@ def build(
     if _is_built(artifact):
         return artifact
     with _layer_errors(label):
-        return _build(content, artifact, base_dir=base_dir, label=label, build_dir=build_dir)
+        return _build(
+            content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip
+        )
 
 
 def _build(
@@ -736,6 +755,7 @@ def _build(
     base_dir: Path,
     label: str,
     build_dir: Path,
+    skip: frozenset[str],
 ) -> model.Artifact:
     if content.kind is model.SourceKind.S3:
         raise _s3_unsupported(label)
@@ -751,7 +771,9 @@ def _build(
     zip_path = build_dir / f"{artifact.fingerprint}.zip"
     build_dir.mkdir(parents=True, exist_ok=True)
     if not (zip_path.is_file() and zipfile.is_zipfile(zip_path)):
-        _build_zip(content, artifact, base_dir=base_dir, label=label, zip_path=zip_path)
+        _build_zip(
+            content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip
+        )
     return _built_artifact(artifact.fingerprint, zip_path)
 
 
@@ -762,8 +784,9 @@ def _build_zip(
     base_dir: Path,
     label: str,
     zip_path: Path,
+    skip: frozenset[str],
 ) -> None:
-    collected = _collect(content, base_dir=base_dir, label=label)
+    collected = _collect(content, base_dir=base_dir, label=label, skip=skip)
     descriptor, temp_name = tempfile.mkstemp(
         dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.", suffix=".zip.tmp"
     )
@@ -812,3 +835,13 @@ def prune_builds(build_dir: Path, *, keep: set[str]) -> None:
     for zip_path in build_dir.glob("*.zip"):
         if os.path.abspath(zip_path) not in keep:
             _remove_quietly(zip_path)
+
+
+def zip_matches(zip_path: Path, *, code_sha256: str) -> bool:
+    """Whether the file at `zip_path` exists and has that CodeSha256 (checked right before an
+    upload, since `.reconcile/` may be cleaned at any time)."""
+    try:
+        with open(zip_path, "rb") as zip_file:
+            return archive.code_sha256(_sha256_of(zip_file)) == code_sha256
+    except OSError:
+        return False

@@ -2,7 +2,8 @@
 lockfile and the `.reconcile/` cache live, and the validation checks that need the disk.
 
 Shell: it reads files and never writes any. Paths in the manifest are relative to the
-manifest's folder, never to the working directory.
+manifest's folder, never to the working directory. (Not in DESIGN.md's list: it keeps the
+disk out of the pure `manifest` module without making `sources` also own manifest I/O.)
 """
 
 from __future__ import annotations
@@ -70,39 +71,38 @@ def load_manifest(workspace: Workspace) -> model.Manifest:
         raise errors.ReconcilerError(f"{path}: is a folder, not a manifest file") from None
     except OSError as exc:
         raise errors.ReconcilerError(f"{path}: cannot read: {exc.strerror}") from None
-    parsed = manifest.parse(data, file=str(path), schema=load_schema())
-    problems = content_problems(parsed, base_dir=workspace.base_dir)
+    try:
+        parsed = manifest.parse(data, file=str(path), schema=load_schema())
+    except errors.ManifestError as invalid:
+        refs = tuple(ref for ref in invalid.content_refs if isinstance(ref, model.ContentRef))
+        on_disk = content_problems(refs, file=str(path), base_dir=workspace.base_dir)
+        raise errors.ManifestError([*invalid.problems, *on_disk]) from None
+    problems = content_problems(parsed.content_refs, file=parsed.file,
+                                base_dir=workspace.base_dir)
     if problems:
         raise errors.ManifestError(problems)
     return parsed
 
 
-def content_problems(parsed: model.Manifest, *, base_dir: Path) -> list[errors.Problem]:
+def content_problems(refs: tuple[model.ContentRef, ...], *, file: str,
+                     base_dir: Path) -> list[errors.Problem]:
     """Problems with the local files the manifest names: folders exist, zips are safe zips."""
     problems: list[errors.Problem] = []
-
-    def problem(path: tuple[str | int, ...], message: str) -> None:
-        location = parsed.locate(path)
-        problems.append(errors.Problem(parsed.file, location.line, location.column,
-                                       manifest.field_name(path), message))
-
-    for spec in parsed.layers:
-        content = spec.content
-        if content.kind is model.SourceKind.PATH and content.path is not None:
-            folder = base_dir / content.path
-            field_path: tuple[str | int, ...] = ("layers", spec.key, "content", "path")
-            if not folder.exists():
-                problem(field_path, f"folder '{content.path}' does not exist (relative to "
-                                    f"{base_dir})")
-            elif not folder.is_dir():
-                problem(field_path, f"'{content.path}' is a file, not a folder (use `zip:` for "
-                                    "a prebuilt zip)")
-        elif content.kind is model.SourceKind.ZIP and content.zip is not None:
-            field_path = ("layers", spec.key, "content", "zip")
-            zip_path = base_dir / content.zip
-            message = _zip_problem(zip_path, shown=content.zip)
-            if message:
-                problem(field_path, message)
+    for ref in refs:
+        target = base_dir / ref.relpath
+        if ref.kind is model.SourceKind.PATH:
+            if not target.exists():
+                message: str | None = (f"folder '{ref.relpath}' does not exist (relative to "
+                                       f"{base_dir})")
+            elif not target.is_dir():
+                message = f"'{ref.relpath}' is a file, not a folder (use `zip:` for a prebuilt zip)"
+            else:
+                message = None
+        else:
+            message = _zip_problem(target, shown=ref.relpath)
+        if message:
+            problems.append(errors.Problem(file, ref.location.line, ref.location.column,
+                                           manifest.field_name(ref.field_path), message))
     return problems
 
 

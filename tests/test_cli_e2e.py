@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -43,15 +44,15 @@ def run(cwd: Path, *args: str, stdin: int | None = subprocess.DEVNULL,
     return result
 
 
-def plan_json(cwd: Path, *args: str) -> dict[str, object]:
+def plan_json(cwd: Path, *args: str) -> dict[str, Any]:
     """`plan --format json` parsed; stdout must be the JSON document and nothing else."""
     result = run(cwd, "plan", "--format", "json", *args)
     assert result.returncode == 0, result.stderr
-    document: dict[str, object] = json.loads(result.stdout)
+    document: dict[str, Any] = json.loads(result.stdout)
     return document
 
 
-def actions(document: dict[str, object]) -> dict[str, str]:
+def actions(document: dict[str, Any]) -> dict[str, str]:
     """layer -> action of a plan document."""
     changes = document["changes"]
     assert isinstance(changes, list)
@@ -107,9 +108,11 @@ def test_the_reconcile_loop(project: Path) -> None:
     assert lock["layers"]["alpha"]["us-east-1"] == json.loads(lock_after_first)["layers"][
         "alpha"]["us-east-1"]
 
+    lock_before = (project / "layers.lock.json").read_bytes()
     again = run(project, "apply", "--yes")
     assert again.returncode == 0
     assert (versions("alpha"), versions("beta"), versions("gamma")) == ([1], [1, 2], [1])
+    assert (project / "layers.lock.json").read_bytes() == lock_before
 
 
 def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
@@ -123,11 +126,15 @@ def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
     changes = document["changes"]
     assert isinstance(changes, list)
     assert all(change["reasons"] == ["adopted"] for change in changes)
-    assert run(project, "plan", "--detailed-exitcode").returncode == 0
+    pending = run(project, "plan", "--detailed-exitcode")
+    assert pending.returncode == 2, "recording an adopted version is a pending change"
+    assert "(3 to record in the lockfile)" in pending.stdout
 
-    assert run(project, "apply", "--yes").returncode == 0
+    applied = run(project, "apply")  # no terminal, no --yes: nothing remote changes, no ask
+    assert applied.returncode == 0, applied.stderr
     assert (project / "layers.lock.json").read_bytes() == original
     assert versions("alpha") == [1]
+    assert run(project, "plan", "--detailed-exitcode").returncode == 0
 
 
 def test_plan_json_matches_the_contract(project: Path) -> None:
@@ -305,3 +312,127 @@ def test_apply_json_reports_what_was_published(project: Path) -> None:
     published = {item["layer"]: item for item in document["published"]}
     assert published["alpha"]["layer_version_arn"].endswith(":layer:alpha:1")
     assert published["alpha"]["version"] == 1
+
+
+def test_settings_edit_publishes_with_the_same_content(project: Path) -> None:
+    """Changing only a description publishes v2 with the same CodeSha256 and the new setting."""
+    assert run(project, "apply", "--yes").returncode == 0
+    (project / "layers.yaml").write_text(MANIFEST.replace("Alpha helpers", "Alpha utilities"))
+    document = plan_json(project)
+    alpha = next(c for c in document["changes"] if c["layer"] == "alpha")
+    assert (alpha["action"], alpha["reasons"]) == ("publish", ["settings_changed"])
+    assert alpha["diff"]["description"] == {"from": "Alpha helpers", "to": "Alpha utilities"}
+    applied = run(project, "apply", "--yes")
+    assert applied.returncode == 0, applied.stderr
+    client = boto3.client("lambda")
+    first = client.get_layer_version(LayerName="alpha", VersionNumber=1)
+    second = client.get_layer_version(LayerName="alpha", VersionNumber=2)
+    assert second["Description"] == "Alpha utilities"
+    assert second["Content"]["CodeSha256"] == first["Content"]["CodeSha256"]
+    assert run(project, "plan", "--detailed-exitcode").returncode == 0
+
+
+def test_out_of_band_publish_is_replaced(project: Path, tmp_path: Path) -> None:
+    """A version published by hand with other content is drift: apply publishes ours again."""
+    assert run(project, "apply", "--yes").returncode == 0
+    other = tmp_path / "other.zip"
+    shutil.make_archive(str(other.with_suffix("")), "zip", project / "src" / "alpha")
+    boto3.client("lambda").publish_layer_version(LayerName="beta",
+                                                 Content={"ZipFile": other.read_bytes()})
+    document = plan_json(project)
+    beta = next(c for c in document["changes"] if c["layer"] == "beta")
+    assert beta["action"] == "publish"
+    assert beta["reasons"][0] == "remote_drift"
+    assert "version 2 was published outside reconcile" in beta["notes"][0]
+    applied = run(project, "apply", "--yes")
+    assert applied.returncode == 0, applied.stderr
+    assert versions("beta") == [1, 2, 3]
+    assert run(project, "plan", "--detailed-exitcode").returncode == 0
+
+
+def test_every_version_deleted_is_recreated(project: Path) -> None:
+    """With every version deleted out of band, apply publishes again, at a higher number."""
+    assert run(project, "apply", "--yes").returncode == 0
+    boto3.client("lambda").delete_layer_version(LayerName="gamma", VersionNumber=1)
+    document = plan_json(project)
+    gamma = next(c for c in document["changes"] if c["layer"] == "gamma")
+    assert (gamma["action"], gamma["reasons"]) == ("create", ["new_layer", "remote_drift"])
+    applied = run(project, "apply", "--yes")
+    assert applied.returncode == 0, applied.stderr
+    assert versions("gamma") == [2]
+    lock = json.loads((project / "layers.lock.json").read_text())
+    assert lock["layers"]["gamma"]["us-east-1"]["version"] == 2
+
+
+def test_adoption_after_drift_to_identical_version(project: Path) -> None:
+    """A hand-published version identical to ours is recorded without publishing."""
+    assert run(project, "apply", "--yes").returncode == 0
+    zip_bytes = (project / "dist" / "gamma.zip").read_bytes()
+    boto3.client("lambda").publish_layer_version(
+        LayerName="gamma", Content={"ZipFile": zip_bytes},
+        CompatibleArchitectures=["x86_64"])
+    document = plan_json(project)
+    gamma = next(c for c in document["changes"] if c["layer"] == "gamma")
+    assert (gamma["action"], gamma["reasons"]) == ("noop", ["remote_drift"])
+    assert run(project, "apply", "--yes").returncode == 0
+    assert versions("gamma") == [1, 2]
+    lock = json.loads((project / "layers.lock.json").read_text())
+    assert lock["layers"]["gamma"]["us-east-1"]["version"] == 2
+
+
+def test_layer_folder_holding_the_manifest_converges(tmp_path: Path, moto_url: str) -> None:
+    """`path: .` never packages .reconcile/ or the lockfile, so a second apply publishes nothing."""
+    (tmp_path / "python").mkdir()
+    (tmp_path / "python" / "m.py").write_text("X = 1\n")
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  dot:\n    content: {path: .}\n")
+    assert run(tmp_path, "apply", "--yes").returncode == 0
+    assert run(tmp_path, "apply", "--yes").returncode == 0
+    assert versions("dot") == [1]
+    assert run(tmp_path, "plan", "--detailed-exitcode").returncode == 0
+
+
+def test_invalid_endpoint_url_is_a_clear_error(project: Path) -> None:
+    """A malformed --endpoint-url is one message with a hint, exit 1."""
+    result = run(project, "plan", "--endpoint-url", "not-a-url")
+    assert result.returncode == 1
+    assert "not-a-url" in result.stderr and "hint:" in result.stderr
+
+
+def test_unwritable_lockfile_names_the_published_version(project: Path) -> None:
+    """If the lockfile cannot be written after a publish, the message names what was published."""
+    result = run(project, "apply", "--yes", "--lockfile", "/proc/reconcile.lock.json")
+    assert result.returncode == 1
+    assert "is published but not recorded" in result.stderr
+    assert "arn:aws:lambda:us-east-1:123456789012:layer:alpha:1" in result.stderr
+
+
+def test_apply_json_without_yes_refuses(project: Path) -> None:
+    """apply --format json cannot show the plan for review, so it needs --yes."""
+    result = run(project, "apply", "--format", "json")
+    assert result.returncode == 1
+    assert "--yes" in result.stderr
+    assert versions("alpha") == []
+
+
+def test_outputs_without_lockfile_is_an_error(project: Path) -> None:
+    """outputs before any apply says there is no lockfile, exit 1."""
+    result = run(project, "outputs")
+    assert result.returncode == 1
+    assert "no such lockfile" in result.stderr
+
+
+def test_manifest_errors_come_before_profile_errors(project: Path) -> None:
+    """An invalid manifest is reported even when the AWS profile does not exist."""
+    (project / "layers.yaml").write_text(MANIFEST.replace("description:", "descripton:"))
+    result = run(project, "plan", "--profile", "nosuch")
+    assert result.returncode == 1
+    assert "layers.alpha.descripton: unknown key" in result.stderr
+
+
+def test_malformed_default_region_is_a_clear_error(project: Path) -> None:
+    """A malformed AWS_REGION (no manifest region) is one message naming it, exit 1."""
+    (project / "layers.yaml").write_text(MANIFEST.replace("region: us-east-1\n", ""))
+    result = run(project, "plan", env={**os.environ, "AWS_REGION": "bogus_region"})
+    assert result.returncode == 1
+    assert "'bogus_region' is not a region name" in result.stderr

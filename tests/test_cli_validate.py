@@ -73,7 +73,7 @@ def test_validate_example_from_unrelated_cwd(tmp_path: Path, env: dict[str, str]
 
 
 def test_validate_bad_manifest_reports_each_problem(tmp_path: Path, env: dict[str, str]) -> None:
-    """A bad manifest exits 1, prints each located problem on stderr and writes nothing."""
+    """A bad manifest exits 1, prints every located problem (disk checks too) and writes nothing."""
     manifest = tmp_path / "layers.yaml"
     manifest.write_text(BAD_MANIFEST, encoding="utf-8")
     before = tree(tmp_path)
@@ -84,9 +84,10 @@ def test_validate_bad_manifest_reports_each_problem(tmp_path: Path, env: dict[st
     for located in [
         f"{manifest}:4:5: layers.a.descripton: unknown key",
         f"{manifest}:5:27: layers.a.compatible_runtimes[0]: 'pyhton3.12' is not a Lambda runtime",
+        f"{manifest}:6:21: layers.a.content.path: folder 'x' does not exist",
     ]:
         assert located in result.stderr, result.stderr
-    assert "2 problems found" in result.stderr
+    assert "3 problems found" in result.stderr
     assert tree(tmp_path) == before
     assert not (tmp_path / "layers.lock.json").exists()
     assert not (tmp_path / ".reconcile").exists()

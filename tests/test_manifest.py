@@ -722,3 +722,49 @@ def test_manifest_path_that_is_a_folder_is_a_clear_error(tmp_path: Path) -> None
     with pytest.raises(errors.ReconcilerError) as raised:
         load(tmp_path)
     assert raised.value.message == f"{tmp_path}: is a folder, not a manifest file"
+
+
+def test_missing_keys_are_reported_once_each() -> None:
+    """An empty mapping reports `version` and `layers` missing, once each."""
+    with pytest.raises(errors.ManifestError) as failure:
+        manifest.parse(b"{}\n", file="layers.yaml", schema=workspace.load_schema())
+    assert [(p.field, p.message) for p in failure.value.problems] == [
+        ("layers", "is required but missing"), ("version", "is required but missing")]
+
+
+@pytest.mark.parametrize("prefix", ["./x", ".", "a/../b", "a\\\\b"])
+def test_prefix_with_dot_parts_is_refused(prefix: str) -> None:
+    """A prefix with '.', '..' or a backslash is refused by validate, not only by packaging."""
+    text = f'version: 1\nlayers:\n  a:\n    content: {{path: x, prefix: "{prefix}"}}\n'
+    with pytest.raises(errors.ManifestError) as failure:
+        manifest.parse(text.encode(), file="layers.yaml", schema=workspace.load_schema())
+    assert [p.field for p in failure.value.problems] == ["layers.a.content.prefix"]
+
+
+def test_version_written_as_float_is_refused() -> None:
+    """`version: 1.0` is not `version: 1`."""
+    with pytest.raises(errors.ManifestError) as failure:
+        manifest.parse(b"version: 1.0\nlayers:\n  a:\n    content: {path: x}\n",
+                       file="layers.yaml", schema=workspace.load_schema())
+    assert failure.value.problems[0].field == "version"
+
+
+def test_complex_key_is_a_clear_problem() -> None:
+    """A list used as a layer name is reported as such, without a Python repr."""
+    text = b"version: 1\nlayers:\n  ? [a, b]\n  : {content: {path: x}}\n"
+    with pytest.raises(errors.ManifestError) as failure:
+        manifest.parse(text, file="layers.yaml", schema=workspace.load_schema())
+    messages = [problem.message for problem in failure.value.problems]
+    assert any("a key must be a plain name" in message for message in messages), messages
+    assert "Node" not in str(failure.value)
+
+
+def test_disk_checks_run_even_when_the_schema_fails(tmp_path: Path) -> None:
+    """A typo elsewhere does not hide a missing content folder or zip: all are reported."""
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nlayers:\n  a:\n    descripton: x\n    content: {path: nope}\n"
+        "  b:\n    content: {zip: nope.zip}\n")
+    with pytest.raises(errors.ManifestError) as failure:
+        workspace.load_manifest(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    assert [p.field for p in failure.value.problems] == [
+        "layers.a.descripton", "layers.a.content.path", "layers.b.content.zip"]
