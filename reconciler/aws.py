@@ -8,7 +8,7 @@ what to do about it; nothing else in the program ever sees a botocore type.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import boto3
 import botocore.config
@@ -65,6 +65,8 @@ class Boto3LayerStore:
             raise errors.CredentialsError(
                 str(exc), hint="check --profile / AWS_PROFILE against ~/.aws/config"
             ) from exc
+        except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
+            raise _configuration_error(exc) from exc
         self._endpoint_url = endpoint_url
         # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the first
         # attempt too, as --max-attempts does. Without it, boto3's chain decides
@@ -79,25 +81,31 @@ class Boto3LayerStore:
         """The region boto3's chain resolves (AWS_DEFAULT_REGION, the profile's region).
 
         botocore does not read AWS_REGION; the CLI, which owns the environment, applies it."""
-        return self._session.region_name
+        try:
+            return self._session.region_name
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _configuration_error(exc) from exc
 
     def client(self, region: str) -> LambdaClient:
         """The Lambda client for `region` (created once)."""
         if region not in self._clients:
-            try:
-                self._clients[region] = self._session.client(
-                    "lambda", region_name=region, endpoint_url=self._endpoint_url,
-                    config=self._config,
-                )
-            except ValueError as exc:  # botocore's word for a malformed endpoint URL
-                raise errors.EndpointError(
-                    f"cannot use the endpoint {self._endpoint_url!r}: {exc}",
-                    hint="--endpoint-url / AWS_ENDPOINT_URL must be a URL like "
-                         "http://127.0.0.1:5000") from exc
-            except botocore.exceptions.BotoCoreError as exc:
-                raise translate(exc, operation="creating a Lambda client", layer=None,
-                                region=region, endpoint=self._endpoint_url) from exc
+            self._clients[region] = self._new_client("lambda", region=region)
         return self._clients[region]
+
+    def _new_client(self, service: Literal["lambda", "sts"], *, region: str) -> Any:
+        """A client of boto3's chain, with configuration mistakes turned into AwsErrors."""
+        try:
+            return self._session.client(service, region_name=region,
+                                        endpoint_url=self._endpoint_url, config=self._config)
+        except ValueError as exc:
+            if str(exc).startswith("Invalid endpoint"):
+                raise errors.EndpointError(
+                    f"cannot use the endpoint {self._endpoint_url or '(from AWS_ENDPOINT_URL)'}: "
+                    f"{exc}", hint="--endpoint-url / AWS_ENDPOINT_URL must be a URL like "
+                                   "http://127.0.0.1:5000") from exc
+            raise _configuration_error(exc) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _configuration_error(exc) from exc
 
     def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
         """Every page of ListLayerVersions; the API promises no order, so take the max."""
@@ -165,9 +173,7 @@ class Boto3LayerStore:
 
     def account_id(self) -> str:
         """STS GetCallerIdentity (only called when the manifest names a layer by ARN)."""
-        client = self._session.client("sts", endpoint_url=self._endpoint_url,
-                                      config=self._config,
-                                      region_name=self._session.region_name or "us-east-1")
+        client = self._new_client("sts", region=self.default_region() or "us-east-1")
         with _translated("GetCallerIdentity", layer=None, region=None, client=client):
             return str(client.get_caller_identity()["Account"])
 
@@ -197,6 +203,13 @@ _CREDENTIAL_ERROR_CODES = frozenset({
     "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch",
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
 })
+
+
+def _configuration_error(exc: Exception) -> errors.CredentialsError:
+    """A mistake in the AWS configuration (files, environment, region) rather than a call."""
+    return errors.CredentialsError(
+        f"the AWS configuration is not usable: {exc}",
+        hint="check AWS_* environment variables, --profile and ~/.aws/config")
 
 
 def translate(exc: Exception, *, operation: str, layer: str | None, region: str | None,

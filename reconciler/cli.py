@@ -173,11 +173,20 @@ def _step_summary(markdown: str, *, disabled: bool) -> None:
 
 
 @app.command()
-def validate(manifest: ManifestOption = Path("layers.yaml")) -> None:
-    """Check the manifest and the files it names. Makes no AWS call."""
+def validate(
+    manifest: ManifestOption = Path("layers.yaml"),
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = None,
+    no_summary: NoSummaryOption = False,
+) -> None:
+    """Check the manifest and the files it names. Makes no AWS call (the AWS options are
+    accepted, so a pipeline can pass the same ones to every command, and unused)."""
     _, parsed = _load(manifest, None)
-    for problem in workspace.unsupported_problems(parsed):
-        _err(f"warning: {problem}")
+    unsupported = workspace.unsupported_problems(parsed)
+    if unsupported:
+        for problem in errors.ManifestError(unsupported).problems:  # sorted, as errors are
+            _err(f"warning: {problem}")
     kinds: dict[str, int] = {}
     for spec in parsed.layers:
         kinds[spec.content.kind.value] = kinds.get(spec.content.kind.value, 0) + 1
@@ -297,8 +306,13 @@ def outputs(
     lockfile_path: LockfileOption = None,
     output_format: Annotated[OutputsFormat, typer.Option(
         "--format", help="Output format.")] = OutputsFormat.text,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = None,
+    no_summary: NoSummaryOption = False,
 ) -> None:
-    """Print each layer's latest published LayerVersionArn, from the lockfile."""
+    """Print each layer's latest published LayerVersionArn, from the lockfile. Makes no AWS
+    call (the AWS options are accepted, like validate's, and unused)."""
     space = workspace.Workspace.for_manifest(manifest, lockfile_path)
     if not space.lockfile_path.exists():
         raise errors.LockfileError(f"{space.lockfile_path}: no such lockfile",

@@ -102,8 +102,23 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    # The rename is done: the entry is recorded. Syncing the folder makes the rename itself
+    # durable across a power cut; a file system that cannot do that loses nothing else.
     try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError:
+        pass
+
+
+def check_writable(path: Path) -> None:
+    """Raise OSError unless a lockfile can be written at `path` (checked before an apply
+    publishes anything, so that a publish is never left unrecorded for want of a folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe",
+                                             dir=path.parent)
+    os.close(descriptor)
+    os.unlink(temp_name)

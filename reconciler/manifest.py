@@ -41,6 +41,8 @@ class _Document:
     data: Any
     values: dict[Path, model.Location] = field(default_factory=dict)
     keys: dict[Path, model.Location] = field(default_factory=dict)
+    # Values already reported as bad YAML (an unsupported tag); no further rule repeats it.
+    invalid: set[Path] = field(default_factory=set)
 
 
 class _TooLarge(Exception):
@@ -92,6 +94,8 @@ def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifes
 
     for error in _schema_errors(document.data, schema):
         for path, message, at_key in _explain(error, document.data):
+            if path in document.invalid:
+                continue
             table = document.keys if at_key else document.values
             problem(_nearest(table, path, document), path, message)
     for path, message in _semantic_problems(document.data):
@@ -139,54 +143,76 @@ def _load_yaml(text: str, problem: Any) -> _Document | None:
                                           "`layers:`")
         return None
     document = _Document(data=None)
-    duplicates: list[tuple[model.Location, Path, str]] = []
+    found: list[tuple[model.Location, Path, str]] = []
     try:
-        document.data = _convert(root, (), document, duplicates, budget=[MAX_NODES])
+        document.data = _convert(root, (), document, found, budget=[MAX_NODES])
     except _TooLarge as exc:
         problem(model.Location(1, 1), (), str(exc))
         return None
-    for location, path, message in duplicates:
+    for location, path, message in found:
         problem(location, path, message)
     return document
 
 
+# The tags plain YAML data resolves to; anything else (`!foo`, `!!python/...`) is refused.
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in (
+    "str", "int", "float", "bool", "null", "seq", "map", "timestamp"))
+
+
 def _convert(
     node: yaml.Node, path: Path, document: _Document,
-    duplicates: list[tuple[model.Location, Path, str]], *, budget: list[int],
+    found: list[tuple[model.Location, Path, str]], *, budget: list[int],
 ) -> Any:
+    """Plain data from a composed node, recording locations and the problems `found`
+    (duplicate or non-scalar keys, merge keys, unsupported tags)."""
     budget[0] -= 1
     if budget[0] < 0:
         raise _TooLarge(f"the manifest expands to more than {MAX_NODES:,} values "
                         "(through YAML aliases?)")
     if len(path) > MAX_DEPTH:
         raise _TooLarge(f"the manifest nests deeper than {MAX_DEPTH} levels")
-    document.values.setdefault(path, model.Location(node.start_mark.line + 1,
-                                                    node.start_mark.column + 1))
+    location = model.Location(node.start_mark.line + 1, node.start_mark.column + 1)
+    document.values.setdefault(path, location)
+    if node.tag not in _PLAIN_TAGS:
+        found.append((location, path, f"the YAML tag {node.tag!r} is not supported; write "
+                                      "plain values"))
+        document.invalid.add(path)
+        return None
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key_location = model.Location(key_node.start_mark.line + 1,
                                           key_node.start_mark.column + 1)
             if not isinstance(key_node, yaml.ScalarNode):
-                duplicates.append((key_location, path, "a key must be a plain name, not a "
-                                                       "list or a mapping"))
+                found.append((key_location, path, "a key must be a plain name, not a list or "
+                                                  "a mapping"))
                 continue
             key = str(key_node.value)
             key_path = (*path, key)
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                found.append((key_location, key_path, "YAML merge keys (<<) are not supported; "
+                                                      "use `defaults:` for shared settings"))
+                continue
             if key in result:
                 first = document.keys[key_path]
-                duplicates.append((key_location, key_path,
-                                   f"duplicate key '{key}' (first defined at line {first.line})"))
+                found.append((key_location, key_path,
+                              f"duplicate key '{key}' (first defined at line {first.line})"))
                 continue
             document.keys[key_path] = key_location
-            result[key] = _convert(value_node, key_path, document, duplicates, budget=budget)
+            result[key] = _convert(value_node, key_path, document, found, budget=budget)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _convert(item, (*path, index), document, duplicates, budget=budget)
+            _convert(item, (*path, index), document, found, budget=budget)
             for index, item in enumerate(node.value)
         ]
-    return yaml.constructor.SafeConstructor().construct_object(node)
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node)
+    except (yaml.YAMLError, ValueError) as exc:  # e.g. `!!int x`
+        kind = node.tag.rsplit(":", 1)[-1]
+        found.append((location, path, f"{node.value!r} is not a valid {kind} ({exc})"))
+        document.invalid.add(path)
+        return None
 
 
 def _nearest(table: dict[Path, model.Location], path: Path, document: _Document) -> model.Location:

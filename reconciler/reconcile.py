@@ -7,6 +7,7 @@ first AWS call, so a content mistake stops the run before anything remote is ask
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,7 +129,8 @@ def make_plan(
     layer_regions = {spec.key: _layer_regions(spec, regions=chosen_regions, parsed=parsed)
                      for spec in specs}
     specs_by_key = {spec.key: spec for spec in specs}
-    skip = frozenset({str(space.cache_dir), str(space.lockfile_path.resolve())})
+    skip = frozenset({os.path.realpath(space.cache_dir),
+                      os.path.realpath(space.lockfile_path)})
     build_dir = space.cache_dir / "build"
 
     def build(key: str, artifact: model.Artifact) -> model.Artifact:
@@ -212,48 +214,64 @@ def apply(
 ) -> ApplyReport:
     """Carry out the plan: publish each create/publish change and record each in the lockfile
     right after it succeeds; record noops that the plan says to record. Stops at the first
-    failure (ApplyFailed), with every earlier success already in the lockfile."""
+    failure (ApplyFailed), with every earlier success already in the lockfile.
+
+    Before the first publish it checks what could fail after one: every zip is still there
+    with its planned CodeSha256, and the lockfile's folder is writable.
+    """
+    publishing = [change for change in result.plan.changes if change.action in _PUBLISHING]
+    for change in publishing:
+        zip_path = result.artifacts[change.layer].zip_path
+        if zip_path is None or change.desired.code_sha256 is None or not \
+                sources.zip_matches(Path(zip_path), code_sha256=change.desired.code_sha256):
+            raise errors.ApplyFailed(
+                f"nothing was published: the zip built for {change.layer} at plan time "
+                f"({zip_path}) is gone or changed",
+                hint="was .reconcile/ cleaned during the apply? run apply again")
+    if publishing or result.plan.records:
+        try:
+            lockfile.check_writable(space.lockfile_path)
+        except OSError as exc:
+            raise errors.LockfileError(
+                f"nothing was published: cannot write the lockfile {space.lockfile_path}: "
+                f"{exc.strerror or exc}", hint="pass a writable --lockfile") from exc
+
     published: list[tuple[model.LayerChange, model.RemoteVersion]] = []
     recorded: list[model.LayerChange] = []
 
-    def record(change: model.LayerChange, entry: model.LockEntry) -> model.Lock:
+    def record(change: model.LayerChange, entry: model.LockEntry, *, new: bool) -> model.Lock:
         updated = lock.with_entry(change.layer, change.region, entry)
         try:
             lockfile.write_atomic(space.lockfile_path, updated)
         except OSError as exc:
+            what = (f"{entry.layer_version_arn} is published but not recorded" if new
+                    else f"{entry.layer_version_arn} could not be recorded")
             raise errors.ApplyFailed(
-                f"cannot write {space.lockfile_path}: {exc.strerror or exc}; "
-                f"{entry.layer_version_arn} is published but not recorded",
+                f"cannot write {space.lockfile_path}: {exc.strerror or exc}; {what}",
                 hint="make the lockfile writable and run apply again: the plan will adopt the "
                      "published version instead of publishing it again") from exc
         return updated
 
     for change in result.plan.changes:
         if change.action in _PUBLISHING:
-            zip_path = result.artifacts[change.layer].zip_path
-            if zip_path is None or change.desired.code_sha256 is None or not \
-                    sources.zip_matches(Path(zip_path), code_sha256=change.desired.code_sha256):
-                raise _stopped(change, cause=errors.ContentError(
-                    f"the zip built for it at plan time ({zip_path}) is gone or changed",
-                    hint="was .reconcile/ cleaned during the apply? run apply again"),
-                    published=published)
+            upload = Path(result.artifacts[change.layer].zip_path or "")  # checked above
             progress(f"{change.layer}: publishing in {change.region}")
             try:
                 version = store.publish(region=change.region, layer_name=change.layer_name,
-                                        settings=change.desired.settings,
-                                        zip_path=Path(zip_path))
+                                        settings=change.desired.settings, zip_path=upload)
             except errors.AwsError as exc:
                 raise _stopped(change, cause=exc, published=published) from exc
             if version.code_sha256 != change.desired.code_sha256:
                 raise _stopped(change, cause=errors.AwsError(
-                    f"Lambda reports CodeSha256 {version.code_sha256} for "
-                    f"{version.layer_version_arn}, but the uploaded zip has "
-                    f"{change.desired.code_sha256}"), published=published)
-            lock = record(change, planner.lock_entry_for(change, version))
+                    f"{version.layer_version_arn} was published, but Lambda reports its "
+                    f"CodeSha256 as {version.code_sha256} while the uploaded zip has "
+                    f"{change.desired.code_sha256}; it is not recorded in the lockfile"),
+                    published=published)
+            lock = record(change, planner.lock_entry_for(change, version), new=True)
             published.append((change, version))
         elif change.action is model.Action.NOOP:
             if change.record is not None:
-                lock = record(change, change.record)
+                lock = record(change, change.record, new=False)
                 recorded.append(change)
         else:
             # The planner makes no DELETE change until retention is supported.

@@ -251,8 +251,8 @@ def collect(
 
     `base_dir` is the manifest's folder, which relative paths are read against (never the
     working directory); `label` names the layer in messages, such as "layers.shared-utils";
-    `skip` holds absolute paths never packaged (the tool's own cache folder and lockfile, which
-    change on every run and would make a layer that contains them never converge).
+    `skip` holds real (symlink-free) paths never packaged (the tool's own cache folder and
+    lockfile, which change on every run and would make a layer holding them never converge).
     """
     with _layer_errors(label):
         return _collect(content, base_dir=base_dir, label=label, skip=skip).entries
@@ -331,6 +331,14 @@ def _walk_folder(
 
     prefix = _arcname_prefix(content.prefix, label=label)
     rules = archive.ExcludeRules.compile(content.exclude)
+    # `skip` holds real paths; the walk sees paths under `root`, which may be reached through
+    # a symlink, so compare relative to the real root.
+    real_root = os.path.realpath(root)
+    skipped = {
+        os.path.relpath(path, real_root)
+        for path in skip
+        if os.path.commonpath([real_root, path]) == real_root and path != real_root
+    }
     entries: list[model.Entry] = []
     stats: dict[str, os.stat_result] = {}
     included: set[str] = set()
@@ -342,10 +350,10 @@ def _walk_folder(
             with os.scandir(os.path.join(root, rel_dir)) as scan:
                 dirents = sorted(scan, key=lambda dirent: dirent.name)
             for dirent in dirents:
-                if dirent.path in skip:
+                relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
+                if relpath in skipped:
                     continue  # the tool's own files (.reconcile/, the lockfile) beside the manifest
                 _check_name(dirent.name, path=dirent.path, label=label)
-                relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
                 # Like git, a symlink is never a folder, even one that points at a folder.
                 is_dir = dirent.is_dir(follow_symlinks=False)
                 if rules.excluded(relpath, is_dir=is_dir):
@@ -834,7 +842,8 @@ def prune_builds(build_dir: Path, *, keep: set[str]) -> None:
         return
     for zip_path in build_dir.glob("*.zip"):
         if os.path.abspath(zip_path) not in keep:
-            _remove_quietly(zip_path)
+            with suppress(OSError):  # best effort: it is only a cache
+                os.unlink(zip_path)
 
 
 def zip_matches(zip_path: Path, *, code_sha256: str) -> bool:

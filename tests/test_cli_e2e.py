@@ -129,6 +129,7 @@ def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
     pending = run(project, "plan", "--detailed-exitcode")
     assert pending.returncode == 2, "recording an adopted version is a pending change"
     assert "(3 to record in the lockfile)" in pending.stdout
+    assert "Nothing to publish" in pending.stdout
 
     applied = run(project, "apply")  # no terminal, no --yes: nothing remote changes, no ask
     assert applied.returncode == 0, applied.stderr
@@ -374,6 +375,7 @@ def test_adoption_after_drift_to_identical_version(project: Path) -> None:
     document = plan_json(project)
     gamma = next(c for c in document["changes"] if c["layer"] == "gamma")
     assert (gamma["action"], gamma["reasons"]) == ("noop", ["remote_drift"])
+    assert run(project, "plan", "--detailed-exitcode").returncode == 2
     assert run(project, "apply", "--yes").returncode == 0
     assert versions("gamma") == [1, 2]
     lock = json.loads((project / "layers.lock.json").read_text())
@@ -399,12 +401,12 @@ def test_invalid_endpoint_url_is_a_clear_error(project: Path) -> None:
     assert "not-a-url" in result.stderr and "hint:" in result.stderr
 
 
-def test_unwritable_lockfile_names_the_published_version(project: Path) -> None:
-    """If the lockfile cannot be written after a publish, the message names what was published."""
+def test_unwritable_lockfile_is_refused_before_any_publish(project: Path) -> None:
+    """A lockfile that cannot be written stops apply before the first publish."""
     result = run(project, "apply", "--yes", "--lockfile", "/proc/reconcile.lock.json")
     assert result.returncode == 1
-    assert "is published but not recorded" in result.stderr
-    assert "arn:aws:lambda:us-east-1:123456789012:layer:alpha:1" in result.stderr
+    assert "nothing was published: cannot write the lockfile" in result.stderr
+    assert versions("alpha") == []
 
 
 def test_apply_json_without_yes_refuses(project: Path) -> None:
@@ -466,3 +468,42 @@ def test_layer_arn_of_another_account_is_refused(tmp_path: Path, moto_url: str) 
     assert f"layers.yaml:4:3: layers.{arn}:" in result.stderr
     assert "account 999999999999" in result.stderr
     assert versions("theirs") == []
+
+
+def test_reordered_runtimes_change_nothing(project: Path) -> None:
+    """Runtimes are a set: listing them in another order publishes nothing, lockfile intact."""
+    two_runtimes = MANIFEST.replace("[python3.12]", "[python3.12, python3.13]")
+    (project / "layers.yaml").write_text(two_runtimes)
+    assert run(project, "apply", "--yes").returncode == 0
+    before = (project / "layers.lock.json").read_bytes()
+    (project / "layers.yaml").write_text(MANIFEST.replace("[python3.12]",
+                                                          "[python3.13, python3.12]"))
+    assert run(project, "plan", "--detailed-exitcode").returncode == 0
+    assert run(project, "apply", "--yes").returncode == 0
+    assert (project / "layers.lock.json").read_bytes() == before
+    assert versions("alpha") == [1]
+
+
+def test_region_flag_limits_a_multi_region_manifest(project: Path) -> None:
+    """--region plans and applies only that region of a multi-region manifest."""
+    (project / "layers.yaml").write_text(
+        MANIFEST.replace("region: us-east-1", "region: [us-east-1, eu-west-1]"))
+    document = plan_json(project)
+    assert {(c["layer"], c["region"]) for c in document["changes"]} == {
+        (layer, region) for layer in ("alpha", "beta", "gamma")
+        for region in ("eu-west-1", "us-east-1")}
+    assert run(project, "apply", "--yes", "--region", "eu-west-1").returncode == 0
+    lock = json.loads((project / "layers.lock.json").read_text())
+    assert set(lock["layers"]["alpha"]) == {"eu-west-1"}
+    assert versions("alpha") == []  # us-east-1, the client's default region, is untouched
+    eu = boto3.client("lambda", region_name="eu-west-1")
+    assert len(eu.list_layer_versions(LayerName="alpha")["LayerVersions"]) == 1
+    assert run(project, "plan", "--region", "nowhere-1").returncode == 1
+
+
+def test_markdown_plan_on_stdout(project: Path) -> None:
+    """plan --format markdown prints the table, for pull request comments."""
+    result = run(project, "plan", "--format", "markdown")
+    assert result.returncode == 0
+    assert result.stdout.startswith("### reconcile plan")
+    assert "| + | `beta` | us-east-1 | create v1 | `new_layer` |" in result.stdout

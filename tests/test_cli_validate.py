@@ -175,3 +175,25 @@ def test_default_manifest_missing_is_a_clear_error(tmp_path: Path, env: dict[str
     assert result.returncode == 1
     assert "layers.yaml: no such manifest" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_validate_accepts_the_common_aws_options(tmp_path: Path, env: dict[str, str]) -> None:
+    """validate takes --profile and friends (a pipeline passes them everywhere) and ignores them."""
+    result = run(["validate", "-f", str(EXAMPLE), "--profile", "nosuch", "--endpoint-url",
+                  "not-a-url", "--max-attempts", "3", "--no-summary"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "valid: 3 layers" in result.stdout
+
+
+def test_validate_warns_of_unsupported_features_in_line_order(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """Features plan would refuse are warnings from validate (exit 0), sorted by line."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.txt").write_text("x")
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nlayers:\n  b:\n    content: {path: src}\n    retain: 2\n"
+        "  a:\n    content: {path: src}\n    share: [{account: '123456789012'}]\n")
+    result = run(["validate"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert [line.split(": ")[2] for line in warnings] == ["layers.b.retain", "layers.a.share"]

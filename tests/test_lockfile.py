@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,20 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     lockfile.write_atomic(path, model.Lock().with_entry("a", "us-east-1", ENTRY))
     assert [p.name for p in tmp_path.iterdir()] == ["layers.lock.json"]
     assert lockfile.read(path).get("a", "us-east-1") == ENTRY
+
+
+def test_failed_write_keeps_the_old_lockfile(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails part way (here: fsync) leaves the old bytes and no temp file."""
+    path = tmp_path / "layers.lock.json"
+    lockfile.write_atomic(path, model.Lock().with_entry("a", "us-east-1", ENTRY))
+    before = path.read_bytes()
+
+    def failing_fsync(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        lockfile.write_atomic(path, model.Lock().with_entry("b", "us-east-1", ENTRY))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["layers.lock.json"]

@@ -768,3 +768,22 @@ def test_disk_checks_run_even_when_the_schema_fails(tmp_path: Path) -> None:
         workspace.load_manifest(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
     assert [p.field for p in failure.value.problems] == [
         "layers.a.descripton", "layers.a.content.path", "layers.b.content.zip"]
+
+
+@pytest.mark.parametrize("value", ["!foo bar", "!!python/name:os.system", "!!int x"],
+                         ids=["custom-tag", "python-tag", "bad-int"])
+def test_yaml_tags_are_located_problems(value: str) -> None:
+    """Tags other than plain YAML data are one located problem, never a traceback."""
+    text = f"version: 1\nlayers:\n  a:\n    description: {value}\n    content: {{path: x}}\n"
+    with pytest.raises(errors.ManifestError) as failure:
+        manifest.parse(text.encode(), file="layers.yaml", schema=workspace.load_schema())
+    assert [(p.line, p.column, p.field) for p in failure.value.problems] == [
+        (4, 18, "layers.a.description")]
+
+
+def test_merge_keys_say_to_use_defaults() -> None:
+    """A YAML merge key is refused with a pointer to `defaults:`."""
+    text = b"version: 1\nlayers:\n  a:\n    <<: {description: x}\n    content: {path: x}\n"
+    with pytest.raises(errors.ManifestError) as failure:
+        manifest.parse(text, file="layers.yaml", schema=workspace.load_schema())
+    assert "use `defaults:`" in failure.value.problems[0].message

@@ -69,6 +69,12 @@ TABLE = [
      [R.REMOTE_DRIFT, R.CONTENT_CHANGED], False),
     ("recorded version deleted, older is same", remote(1, CODE_A), lock(2), UNZIPPED, S1, N,
      [R.REMOTE_DRIFT], True),
+    ("recorded version deleted, older differs", remote(1, CODE_B), lock(2), UNZIPPED, S1, P,
+     [R.REMOTE_DRIFT, R.CONTENT_CHANGED], False),
+    ("same version number, another ARN", model.RemoteVersion(
+        version=2, layer_version_arn="arn:aws:lambda:us-east-1:999999999999:layer:utils:2",
+        settings=S1, code_sha256=CODE_A, code_size=10), lock(2), UNZIPPED, S1, N,
+     [R.REMOTE_DRIFT], True),
 ]
 
 
@@ -94,16 +100,6 @@ def test_decision_table(remote_latest: model.RemoteVersion | None,
         assert change.record.fingerprint == artifact.fingerprint
 
 
-def test_reason_never_changes_the_action() -> None:
-    """Drift with identical content is still a noop; the same drift with new content publishes."""
-    same = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=UNZIPPED,
-                                         lock_entry=lock(2), remote_latest=remote(5, CODE_A)))
-    differs = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=UNZIPPED,
-                                            lock_entry=lock(2), remote_latest=remote(5, CODE_B)))
-    assert R.REMOTE_DRIFT in same.reasons and R.REMOTE_DRIFT in differs.reasons
-    assert (same.action, differs.action) == (N, P)
-
-
 def test_drift_notes_say_published_or_deleted() -> None:
     """remote_drift says whether a version was published or the recorded one deleted."""
     published = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=UNZIPPED,
@@ -125,12 +121,6 @@ def test_expected_version_never_goes_back() -> None:
     publish = planner.decide(planner.Inputs(spec=spec(S2), region="r", artifact=UNZIPPED,
                                             lock_entry=lock(2), remote_latest=remote(2, None)))
     assert publish.expected_version == 3
-
-
-def test_in_sync_layer_needs_neither_zip_nor_get() -> None:
-    """A layer in sync with its lock entry needs no zip and no GetLayerVersion."""
-    assert not planner.needs_zip(UNZIPPED, lock(2))
-    assert not planner.needs_remote_code(remote(2, None), lock(2))
 
 
 @pytest.mark.parametrize(

@@ -274,3 +274,65 @@ def test_zip_over_direct_upload_limit_is_refused_before_upload(tmp_path: Path) -
     assert "layers.yaml:5:14: layers.big" in failure.value.message
     assert failure.value.hint is not None and "artifact_bucket" in failure.value.hint
     assert store.writes() == []
+
+
+def test_missing_zip_stops_apply_before_any_publish(space: workspace.Workspace) -> None:
+    """A build zip removed between plan and apply stops apply before its first publish."""
+    store = FakeLayerStore()
+    result = run_plan(space, store)
+    zip_path = result.artifacts["beta"].zip_path
+    assert zip_path is not None
+    Path(zip_path).unlink()
+    with pytest.raises(errors.ApplyFailed, match="nothing was published"):
+        reconcile.apply(result=result, lock=model.Lock(), store=store, space=space)
+    assert store.writes() == []
+    assert not space.lockfile_path.exists()
+
+
+class LockfileSabotagingStore(FakeLayerStore):
+    """A store whose publish turns the lockfile's path into a folder, so the write after it
+    fails (a disk that fills up, a checkout made read-only, in miniature)."""
+
+    lockfile_path: Path = Path()
+
+    def publish(self, *, region: str, layer_name: str, settings: model.Settings,
+                zip_path: Path) -> model.RemoteVersion:
+        """Publish, then make the lockfile unwritable."""
+        version = super().publish(region=region, layer_name=layer_name, settings=settings,
+                                  zip_path=zip_path)
+        self.lockfile_path.mkdir(exist_ok=True)
+        return version
+
+
+def test_lockfile_write_failure_after_publish_names_the_version(
+        space: workspace.Workspace) -> None:
+    """When the lockfile cannot be written after a publish, the error names that version."""
+    store = LockfileSabotagingStore()
+    store.lockfile_path = space.lockfile_path
+    with pytest.raises(errors.ApplyFailed) as failure:
+        run_apply(space, store)
+    assert "arn:aws:lambda:us-east-1:123456789012:layer:alpha:1 is published but not recorded" \
+        in failure.value.message
+    assert store.writes() == [("publish", "us-east-1", "alpha")]
+
+
+def test_content_reached_through_a_symlink_still_skips_tool_files(tmp_path: Path) -> None:
+    """A content path that reaches the manifest's folder through a symlink converges too."""
+    project = tmp_path / "project"
+    (project / "python").mkdir(parents=True)
+    (project / "python" / "m.py").write_text("X = 1\n")
+    (tmp_path / "link").symlink_to(project)
+    (project / "layers.yaml").write_text(
+        f"version: 1\nregion: us-east-1\nlayers:\n  dot:\n    content: {{path: {tmp_path}/link}}\n")
+    space = workspace.Workspace.for_manifest(project / "layers.yaml")
+    store = FakeLayerStore()
+    run_apply(space, store)
+    run_apply(space, store)
+    assert store.writes() == [("publish", "us-east-1", "dot")]
+
+
+def test_unremovable_build_leftovers_do_not_fail_the_plan(space: workspace.Workspace) -> None:
+    """Pruning the build cache is best effort: an odd leftover never fails a plan."""
+    (space.cache_dir / "build" / "stale.zip").mkdir(parents=True)
+    result = run_plan(space, FakeLayerStore())
+    assert [c.action for c in result.plan.changes] == [model.Action.CREATE] * 2

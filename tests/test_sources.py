@@ -220,7 +220,7 @@ def test_content_changes_change_fingerprint_and_zip(tmp_path: Path, kind: str) -
 def test_zip_is_valid_and_extracts_to_the_original_files(tmp_path: Path) -> None:
     """The built zip passes testzip and holds every file with its bytes and mode, and no noise."""
     _write_tree(tmp_path / "layer")
-    artifact = _package(tmp_path, _content(prefix="/opt-prefix/"))
+    artifact = _package(tmp_path, _content(prefix="opt-prefix"))
     assert artifact.zip_path is not None
     with zipfile.ZipFile(artifact.zip_path) as zip_file:
         assert zip_file.testzip() is None
