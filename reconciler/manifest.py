@@ -97,9 +97,9 @@ def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifes
             if path in document.invalid:
                 continue
             table = document.keys if at_key else document.values
-            problem(_nearest(table, path, document), path, message)
+            problem(_nearest(table, path, document=document), path, message)
     for path, message in _semantic_problems(document.data):
-        problem(_nearest(document.keys, path, document), path, message)
+        problem(_nearest(document.keys, path, document=document), path, message)
     refs = _content_refs(document)
     if problems:
         raise errors.ManifestError(problems, content_refs=refs)
@@ -145,7 +145,7 @@ def _load_yaml(text: str, problem: Any) -> _Document | None:
     document = _Document(data=None)
     found: list[tuple[model.Location, Path, str]] = []
     try:
-        document.data = _convert(root, (), document, found, budget=[MAX_NODES])
+        document.data = _convert(root, (), document=document, found=found, budget=[MAX_NODES])
     except _TooLarge as exc:
         problem(model.Location(1, 1), (), str(exc))
         return None
@@ -160,8 +160,8 @@ _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in (
 
 
 def _convert(
-    node: yaml.Node, path: Path, document: _Document,
-    found: list[tuple[model.Location, Path, str]], *, budget: list[int],
+    node: yaml.Node, path: Path, *, document: _Document,
+    found: list[tuple[model.Location, Path, str]], budget: list[int],
 ) -> Any:
     """Plain data from a composed node, recording locations and the problems `found`
     (duplicate or non-scalar keys, merge keys, unsupported tags)."""
@@ -199,11 +199,12 @@ def _convert(
                               f"duplicate key '{key}' (first defined at line {first.line})"))
                 continue
             document.keys[key_path] = key_location
-            result[key] = _convert(value_node, key_path, document, found, budget=budget)
+            result[key] = _convert(value_node, key_path, document=document, found=found,
+                                   budget=budget)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _convert(item, (*path, index), document, found, budget=budget)
+            _convert(item, (*path, index), document=document, found=found, budget=budget)
             for index, item in enumerate(node.value)
         ]
     try:
@@ -215,7 +216,9 @@ def _convert(
         return None
 
 
-def _nearest(table: dict[Path, model.Location], path: Path, document: _Document) -> model.Location:
+def _nearest(
+    table: dict[Path, model.Location], path: Path, *, document: _Document
+) -> model.Location:
     """The location of `path` in `table`, else of it or its nearest ancestor as a value."""
     if path in table:
         return table[path]

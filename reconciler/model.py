@@ -251,7 +251,7 @@ class Lock:
         """The entry for `layer` in `region`, if recorded."""
         return self.entries.get((layer, region))
 
-    def with_entry(self, layer: str, region: str, entry: LockEntry) -> Lock:
+    def with_entry(self, layer: str, region: str, *, entry: LockEntry) -> Lock:
         """A new Lock with `entry` recorded for `layer` in `region`."""
         entries = dict(self.entries)
         entries[(layer, region)] = entry

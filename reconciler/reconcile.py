@@ -240,7 +240,7 @@ def apply(
     recorded: list[model.LayerChange] = []
 
     def record(change: model.LayerChange, entry: model.LockEntry, *, new: bool) -> model.Lock:
-        updated = lock.with_entry(change.layer, change.region, entry)
+        updated = lock.with_entry(change.layer, change.region, entry=entry)
         try:
             lockfile.write_atomic(space.lockfile_path, updated)
         except OSError as exc:

@@ -18,8 +18,10 @@ ENTRY = model.LockEntry(fingerprint="f" * 64, content_sha256="c" * 64, code_sha2
 
 def test_canonical_text_is_sorted_indented_and_newline_terminated() -> None:
     """The same lock gives the same bytes whatever the insertion order."""
-    one = model.Lock().with_entry("b", "us-east-1", ENTRY).with_entry("a", "eu-west-1", ENTRY)
-    two = model.Lock().with_entry("a", "eu-west-1", ENTRY).with_entry("b", "us-east-1", ENTRY)
+    one = model.Lock().with_entry("b", "us-east-1", entry=ENTRY)
+    one = one.with_entry("a", "eu-west-1", entry=ENTRY)
+    two = model.Lock().with_entry("a", "eu-west-1", entry=ENTRY)
+    two = two.with_entry("b", "us-east-1", entry=ENTRY)
     text = lockfile.encode(one)
     assert text == lockfile.encode(two)
     assert text.endswith("}\n") and "\n  \"layers\": {\n" in text
@@ -33,7 +35,7 @@ def test_canonical_text_is_sorted_indented_and_newline_terminated() -> None:
 
 def test_round_trip() -> None:
     """decode(encode(lock)) is the same lock."""
-    lock = model.Lock().with_entry("a", "us-east-1", ENTRY)
+    lock = model.Lock().with_entry("a", "us-east-1", entry=ENTRY)
     assert lockfile.decode(lockfile.encode(lock), file="x") == lock
 
 
@@ -64,7 +66,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     """write_atomic replaces the file and leaves nothing else behind."""
     path = tmp_path / "layers.lock.json"
     path.write_text("old")
-    lockfile.write_atomic(path, model.Lock().with_entry("a", "us-east-1", ENTRY))
+    lockfile.write_atomic(path, model.Lock().with_entry("a", "us-east-1", entry=ENTRY))
     assert [p.name for p in tmp_path.iterdir()] == ["layers.lock.json"]
     assert lockfile.read(path).get("a", "us-east-1") == ENTRY
 
@@ -73,7 +75,7 @@ def test_failed_write_keeps_the_old_lockfile(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A write that fails part way (here: fsync) leaves the old bytes and no temp file."""
     path = tmp_path / "layers.lock.json"
-    lockfile.write_atomic(path, model.Lock().with_entry("a", "us-east-1", ENTRY))
+    lockfile.write_atomic(path, model.Lock().with_entry("a", "us-east-1", entry=ENTRY))
     before = path.read_bytes()
 
     def failing_fsync(descriptor: int) -> None:
@@ -81,6 +83,6 @@ def test_failed_write_keeps_the_old_lockfile(tmp_path: Path,
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="No space left"):
-        lockfile.write_atomic(path, model.Lock().with_entry("b", "us-east-1", ENTRY))
+        lockfile.write_atomic(path, model.Lock().with_entry("b", "us-east-1", entry=ENTRY))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["layers.lock.json"]
