@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler import model, planner
 
@@ -180,3 +182,47 @@ def test_plan_sorts_by_layer_then_region() -> None:
     assert [(c.layer, c.region) for c in result.changes] == [
         ("a", "us-west-2"), ("b", "eu-west-1"), ("b", "us-west-2")]
     assert result.summary() == {"create": 3, "publish": 0, "noop": 0, "delete": 0}
+
+
+_contents = st.sampled_from(["a", "b"])
+_settings = st.sampled_from([S1, S2])
+_CODE = {"a": CODE_A, "b": CODE_B}
+
+
+@settings(max_examples=400, deadline=None)
+@given(local=_contents, desired_settings=_settings,
+       lock_state=st.one_of(st.none(), st.tuples(st.integers(1, 4), _contents)),
+       remote_state=st.one_of(st.none(), st.tuples(st.integers(1, 4), _contents, _settings)))
+def test_publish_exactly_when_something_differs(
+        local: str, desired_settings: model.Settings,
+        lock_state: tuple[int, str] | None,
+        remote_state: tuple[int, str, model.Settings] | None) -> None:
+    """In any consistent world, and gathering evidence as make_plan does, the action is noop
+    exactly when the latest remote version has the local zip's CodeSha256 and the desired
+    settings, create when there is no version, and publish otherwise."""
+    lock_entry = None
+    if lock_state is not None:
+        lock_entry = lock(lock_state[0], _CODE[lock_state[1]], fingerprint=f"fp-{lock_state[1]}")
+    remote_latest = None
+    if remote_state is not None:
+        version, content, remote_settings = remote_state
+        if lock_state is not None and version == lock_state[0]:
+            content = lock_state[1]  # a version number names one immutable content
+        remote_state = (version, content, remote_settings)
+        remote_latest = remote(version, None, remote_settings)  # as ListLayerVersions gives it
+        if planner.needs_remote_code(remote_latest, lock_entry):
+            remote_latest = remote(version, _CODE[content], remote_settings)  # GetLayerVersion
+    artifact = model.Artifact(fingerprint=f"fp-{local}")
+    if planner.needs_zip(artifact, lock_entry):
+        artifact = built(_CODE[local], f"fp-{local}")
+    change = planner.decide(planner.Inputs(spec=spec(desired_settings), region="r",
+                                           artifact=artifact, lock_entry=lock_entry,
+                                           remote_latest=remote_latest))
+    assert change.desired.code_sha256 == _CODE[local]
+    if remote_state is None:
+        assert change.action is model.Action.CREATE
+    elif remote_state[1] == local and remote_state[2] == desired_settings:
+        assert change.action is model.Action.NOOP
+    else:
+        assert change.action is model.Action.PUBLISH
+        assert change.reasons and change.diff
