@@ -1,8 +1,10 @@
 """The use cases: make_plan() gathers desired, recorded and observed state and asks the planner;
 apply() carries out a plan's actions. Never prints or prompts: progress goes to a callback.
 
-make_plan() works local-first: every layer is identified (and, where needed, zipped) before the
-first AWS call, so a content mistake stops the run before anything remote is asked.
+make_plan() works local-first: every layer is identified, and zipped where the lockfile cannot
+vouch for its content, before the first AWS call, so a content mistake stops the run before
+anything remote is asked. A layer that turns out to need publishing only for its settings or
+for drift is zipped after Lambda was read, and decided again with the zip's real digests.
 """
 
 from __future__ import annotations
@@ -96,9 +98,8 @@ def _layer_regions(
 
 def _check_accounts(specs: list[model.LayerSpec], *, store: aws.LayerStore,
                     parsed: model.Manifest) -> None:
-    accounts = {spec.arn_account for spec in specs if spec.arn_account}
-    if not accounts:
-        return
+    if not any(spec.arn_account for spec in specs):
+        return  # no STS call unless a layer is named by ARN
     account = store.account_id()
     for spec in specs:
         if spec.arn_account and spec.arn_account != account:
@@ -195,9 +196,9 @@ def _check_upload_sizes(plan: model.Plan, *, parsed: model.Manifest) -> None:
         size = change.desired.code_size or 0
         if change.action in _PUBLISHING and size > model.MAX_DIRECT_UPLOAD_BYTES:
             location = parsed.locate(("layers", change.layer, "content"))
-            hint = ("set `artifact_bucket:` in the manifest to upload through S3"
-                    if parsed.artifact_bucket is None else
-                    "uploading through artifact_bucket is not supported by this version yet")
+            hint = ("Lambda takes a larger zip only through S3, from the bucket the manifest's "
+                    "`artifact_bucket:` names, and this version of reconcile cannot upload "
+                    "through it yet; make the layer smaller (exclude what it does not need)")
             raise errors.ContentError(
                 f"{parsed.file}:{location.line}:{location.column}: layers.{change.layer}: the "
                 f"zip is {size:,} bytes, over Lambda's {model.MAX_DIRECT_UPLOAD_BYTES:,}-byte "
