@@ -35,6 +35,14 @@ def space(tmp_path: Path) -> workspace.Workspace:
     return workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
 
 
+def folder_layer_space(tmp_path: Path, manifest_text: str) -> workspace.Workspace:
+    """A workspace whose manifest is `manifest_text`, beside a folder `a` with one file."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "layers.yaml").write_text(manifest_text)
+    return workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+
+
 def run_plan(space: workspace.Workspace, store: FakeLayerStore,
              **options: list[str]) -> reconcile.PlanResult:
     """Plan the workspace as the CLI does."""
@@ -174,11 +182,8 @@ def test_content_error_stops_before_any_aws_call(space: workspace.Workspace) -> 
 
 def test_multi_region_plans_each_region(tmp_path: Path) -> None:
     """A list of regions plans every layer in each, sorted by layer then region."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f.txt").write_text("x")
-    (tmp_path / "layers.yaml").write_text(
+    space = folder_layer_space(tmp_path,
         "version: 1\nregion: [us-west-2, eu-west-1]\nlayers:\n  a:\n    content: {path: a}\n")
-    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
     result = run_plan(space, FakeLayerStore())
     assert [(c.layer, c.region) for c in result.plan.changes] == [
         ("a", "eu-west-1"), ("a", "us-west-2")]
@@ -186,12 +191,9 @@ def test_multi_region_plans_each_region(tmp_path: Path) -> None:
 
 def test_unsupported_feature_is_refused_before_aws(tmp_path: Path) -> None:
     """A manifest using sharing (not built yet) is refused by plan, naming the line."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f.txt").write_text("x")
-    (tmp_path / "layers.yaml").write_text(
+    space = folder_layer_space(tmp_path,
         "version: 1\nregion: us-east-1\nlayers:\n  a:\n    content: {path: a}\n"
         "    share:\n      - account: '123456789012'\n")
-    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
     store = FakeLayerStore()
     with pytest.raises(errors.ManifestError) as failure:
         run_plan(space, store)
@@ -202,12 +204,9 @@ def test_unsupported_feature_is_refused_before_aws(tmp_path: Path) -> None:
 
 def test_arn_key_in_another_account_is_refused(tmp_path: Path) -> None:
     """A layer named by an ARN of another account cannot be published: a located error."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f.txt").write_text("x")
     arn = "arn:aws:lambda:us-east-1:999999999999:layer:shared"
-    (tmp_path / "layers.yaml").write_text(
+    space = folder_layer_space(tmp_path,
         f"version: 1\nregion: us-east-1\nlayers:\n  {arn}:\n    content: {{path: a}}\n")
-    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
     store = FakeLayerStore()
     with pytest.raises(errors.ManifestError, match="account 999999999999"):
         run_plan(space, store)
@@ -216,12 +215,9 @@ def test_arn_key_in_another_account_is_refused(tmp_path: Path) -> None:
 
 def test_arn_key_is_planned_by_name(tmp_path: Path) -> None:
     """A layer named by an ARN of this account is listed and published by its name."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f.txt").write_text("x")
     arn = "arn:aws:lambda:us-east-1:123456789012:layer:shared"
-    (tmp_path / "layers.yaml").write_text(
+    space = folder_layer_space(tmp_path,
         f"version: 1\nlayers:\n  {arn}:\n    content: {{path: a}}\n")
-    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
     store = FakeLayerStore()
     result = reconcile.make_plan(parsed=workspace.load_manifest(space), lock=model.Lock(),
                                  store=store, space=space, default_region="us-east-1")
