@@ -227,7 +227,8 @@ def plan(
 
 
 def _confirm(plan: model.Plan, *, yes: bool, as_json: bool) -> None:
-    if yes or not plan.has_remote_changes:
+    """Ask before any change, a lockfile record included; a plan with none needs no answer."""
+    if yes or not plan.has_changes:
         return
     if as_json:
         raise errors.ApplyRefused(

@@ -131,7 +131,10 @@ def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
     assert "(3 to record in the lockfile)" in pending.stdout
     assert "Nothing to publish" in pending.stdout
 
-    applied = run(project, "apply")  # no terminal, no --yes: nothing remote changes, no ask
+    refused = run(project, "apply")  # recording is a change: no terminal, no --yes, refused
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert not (project / "layers.lock.json").exists()
+    applied = run(project, "apply", "--yes")
     assert applied.returncode == 0, applied.stderr
     assert (project / "layers.lock.json").read_bytes() == original
     assert versions("alpha") == [1]
@@ -507,3 +510,13 @@ def test_markdown_plan_on_stdout(project: Path) -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("### reconcile plan")
     assert "| + | `beta` | us-east-1 | create v1 | `new_layer` |" in result.stdout
+
+
+def test_apply_with_nothing_to_do_needs_no_confirmation(project: Path) -> None:
+    """When nothing would change, apply without --yes and without a terminal succeeds."""
+    assert run(project, "apply", "--yes").returncode == 0
+    before = (project / "layers.lock.json").read_bytes()
+    result = run(project, "apply")
+    assert result.returncode == 0, result.stderr
+    assert "No changes." in result.stdout
+    assert (project / "layers.lock.json").read_bytes() == before
