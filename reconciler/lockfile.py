@@ -83,12 +83,9 @@ def read(path: Path) -> model.Lock:
 
 
 def write_atomic(path: Path, lock: model.Lock) -> None:
-    """Replace `path` with `lock`'s canonical text, atomically and durably."""
-    write_text_atomic(path, encode(lock))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temp file beside `path`, fsync it, then rename it over `path`."""
+    """Replace `path` with `lock`'s canonical text, atomically and durably: a temp file beside
+    it, fsynced, then renamed over it."""
+    text = encode(lock)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                              dir=path.parent)

@@ -141,7 +141,7 @@ def make_plan(
 
     # Local first: identify every layer, and zip those whose desired CodeSha256 the lock
     # cannot tell (new or changed content), before any AWS call.
-    cache = sources.StatCache.load(space.cache_dir / "cache.json")
+    cache = sources.StatCache.load(space.stat_cache_path)
     artifacts: dict[str, model.Artifact] = {}
     for spec in specs:
         progress(f"{spec.key}: reading content")

@@ -42,11 +42,6 @@ MAX_LINK_TEXT_BYTES = 4096
 _ZIP_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
-def default_cache_path(manifest_dir: Path) -> Path:
-    """Where the stat cache of a manifest lives: `<manifest dir>/.reconcile/cache.json`."""
-    return manifest_dir / ".reconcile" / "cache.json"
-
-
 @dataclass(frozen=True, slots=True)
 class _CachedDigest:
     """A file's digest and the stat it was computed under."""

@@ -44,6 +44,11 @@ class Workspace:
         """`.reconcile/` beside the manifest: safe to delete at any time."""
         return self.base_dir / CACHE_DIR_NAME
 
+    @property
+    def stat_cache_path(self) -> Path:
+        """The stat cache of the layers' files, `.reconcile/cache.json`."""
+        return self.cache_dir / "cache.json"
+
 
 @cache
 def load_schema() -> dict[str, Any]:

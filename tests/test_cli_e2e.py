@@ -443,14 +443,19 @@ def test_malformed_default_region_is_a_clear_error(project: Path) -> None:
     assert "'bogus_region' is not a region name" in result.stderr
 
 
+def arn_keyed_project(folder: Path, arn: str) -> None:
+    """A manifest in `folder` with one folder layer keyed by `arn`."""
+    (folder / "src").mkdir()
+    (folder / "src" / "m.py").write_text("X = 1\n")
+    (folder / "layers.yaml").write_text(
+        f"version: 1\nregion: us-east-1\nlayers:\n  {arn}:\n    content: {{path: src}}\n")
+
+
 def test_layer_named_by_arn_is_published_by_name(tmp_path: Path, moto_url: str) -> None:
     """A layer keyed by its ARN is published under its name (moto would take the ARN as a
     new name), recorded under the ARN key, and converges."""
     arn = "arn:aws:lambda:us-east-1:123456789012:layer:by-arn"
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "m.py").write_text("X = 1\n")
-    (tmp_path / "layers.yaml").write_text(
-        f"version: 1\nregion: us-east-1\nlayers:\n  {arn}:\n    content: {{path: src}}\n")
+    arn_keyed_project(tmp_path, arn)
     applied = run(tmp_path, "apply", "--yes")
     assert applied.returncode == 0, applied.stderr
     assert versions("by-arn") == [1]
@@ -462,10 +467,7 @@ def test_layer_named_by_arn_is_published_by_name(tmp_path: Path, moto_url: str) 
 def test_layer_arn_of_another_account_is_refused(tmp_path: Path, moto_url: str) -> None:
     """An ARN key in another account is a located error before any publish."""
     arn = "arn:aws:lambda:us-east-1:999999999999:layer:theirs"
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "m.py").write_text("X = 1\n")
-    (tmp_path / "layers.yaml").write_text(
-        f"version: 1\nregion: us-east-1\nlayers:\n  {arn}:\n    content: {{path: src}}\n")
+    arn_keyed_project(tmp_path, arn)
     result = run(tmp_path, "apply", "--yes")
     assert result.returncode == 1
     assert f"layers.yaml:4:3: layers.{arn}:" in result.stderr

@@ -510,7 +510,7 @@ def test_normalized_zip_refuses_link_members_leading_outside(tmp_path: Path) -> 
 
 
 def _cache(tmp_path: Path) -> sources.StatCache:
-    return sources.StatCache.load(sources.default_cache_path(tmp_path))
+    return sources.StatCache.load(tmp_path / ".reconcile" / "cache.json")
 
 
 def _settled_tree(tmp_path: Path) -> Path:
@@ -563,7 +563,7 @@ def test_stat_cache_rehashes_files_modified_near_the_cache_write(tmp_path: Path)
 )
 def test_corrupt_stat_cache_is_ignored(tmp_path: Path, text: str) -> None:
     """An unreadable or foreign cache file gives an empty cache, never an error."""
-    cache_path = sources.default_cache_path(tmp_path)
+    cache_path = (tmp_path / ".reconcile" / "cache.json")
     cache_path.parent.mkdir()
     cache_path.write_bytes(text.encode("utf-8", "surrogateescape"))
     _settled_tree(tmp_path)
@@ -576,7 +576,7 @@ def test_corrupt_stat_cache_is_ignored(tmp_path: Path, text: str) -> None:
 def test_stat_cache_ignores_malformed_entries(tmp_path: Path) -> None:
     """A cache entry of the wrong shape is dropped, and the file is hashed instead."""
     root = _settled_tree(tmp_path)
-    cache_path = sources.default_cache_path(tmp_path)
+    cache_path = (tmp_path / ".reconcile" / "cache.json")
     cache_path.parent.mkdir()
     key = str(root / "README.txt")
     document = {"format": 1, "written_ns": time.time_ns(), "entries": {key: [1, 2, "three"]}}
