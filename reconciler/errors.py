@@ -3,16 +3,27 @@
 Only `cli` turns a ReconcilerError into a message and an exit code; only `aws` wraps
 botocore's exceptions (chained with `from`). Anything else escaping is a bug.
 
-    ReconcilerError                 one clear message, optional hint
-    ├── ManifestError               invalid layers.yaml: carries every located Problem
-    ├── ContentError                a layer's files: missing, unsafe, too large, bad zip
-    ├── LockfileError               unreadable or unsupported layers.lock.json
-    ├── UsageError                  a flag or argument that cannot be honoured (--target)
-    ├── ApplyRefused                apply without confirmation (no terminal, no --yes)
-    ├── ApplyFailed                 a publish failed part way; what was done is recorded
-    └── AwsError                    an AWS call failed (code is the AWS error code, if any)
-        ├── CredentialsError        no credentials or no region
-        └── EndpointError           the endpoint cannot be reached
+    ReconcilerError                 one clear message, optional hint       code
+    ├── ManifestError               invalid layers.yaml: every located Problem  manifest_invalid
+    ├── ContentError                a layer's files: missing, unsafe, too large content_invalid
+    ├── LockfileError               unreadable or unsupported recorded state    state_unreadable
+    ├── StateError                  the state backend cannot do what is asked  state_error
+    │   ├── StateLocked             another run holds the lock (`holder`)      state_locked
+    │   ├── StateConflict           the state moved since it was read          state_conflict
+    │   └── StoreUnsafe             the store ignores conditional writes       store_unsafe
+    ├── UsageError                  a flag or argument that cannot be honoured usage
+    ├── ApplyRefused                apply without confirmation (no terminal)   apply_refused
+    ├── StalePlan                   a saved plan no longer matches (`differences`) plan_stale
+    ├── ApplyFailed                 some changes failed; what was done is recorded apply_failed
+    ├── Interrupted                 stopped by a signal at a safe point        interrupted
+    └── AwsError                    an AWS call failed (`aws_code`: AWS's own) aws_error
+        ├── CredentialsError        no credentials or no region                credentials
+        ├── EndpointError           the endpoint cannot be reached             endpoint
+        ├── PublishNotSent          a publish certainly made no version        publish_not_sent
+        └── PublishOutcomeUnknown   a publish was sent; whether it made a version is unknown
+                                    (next step: look for it, then adopt or retry) publish_unknown
+
+`code` is stable: tests and scripts match it, never the message text.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ class Problem:
 class ReconcilerError(Exception):
     """A failure the user can act on; `hint` says how, when there is something to say."""
 
+    code = "error"
+
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -45,6 +58,8 @@ class ReconcilerError(Exception):
 
 class ManifestError(ReconcilerError):
     """The manifest is invalid; `problems` lists every mistake found, in file order."""
+
+    code = "manifest_invalid"
 
     def __init__(self, problems: list[Problem], *, content_refs: tuple[object, ...] = ()) -> None:
         # One mistake can surface through several rules (jsonschema reports a missing key
@@ -61,34 +76,124 @@ class ManifestError(ReconcilerError):
 class ContentError(ReconcilerError):
     """A layer's content cannot be packaged safely."""
 
+    code = "content_invalid"
+
 
 class LockfileError(ReconcilerError):
     """The lockfile cannot be read or is of an unsupported version."""
+
+    code = "state_unreadable"
 
 
 class UsageError(ReconcilerError):
     """A command-line argument cannot be honoured."""
 
+    code = "usage"
+
 
 class ApplyRefused(ReconcilerError):
     """Apply was not confirmed."""
+
+    code = "apply_refused"
 
 
 class ApplyFailed(ReconcilerError):
     """An apply stopped part way; the lockfile records every publish that succeeded."""
 
+    code = "apply_failed"
+
+
+class StateError(ReconcilerError):
+    """The state backend (lockfile or S3 state) cannot do what was asked."""
+
+    code = "state_error"
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a state lock, as its lock record says."""
+
+    lock_id: str
+    who: str
+    host: str
+    pid: int
+    operation: str
+    created: str
+    path: str
+
+
+class StateLocked(StateError):
+    """Another run holds the state lock; `holder` names it."""
+
+    code = "state_locked"
+
+    def __init__(self, message: str, *, holder: LockHolder, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = holder
+
+
+class StateConflict(StateError):
+    """The state changed since it was read: a write was refused rather than lose a record."""
+
+    code = "state_conflict"
+
+
+class StoreUnsafe(StateError):
+    """The state store accepted a conditional write it should have refused."""
+
+    code = "store_unsafe"
+
+
+class StalePlan(ReconcilerError):
+    """A saved plan no longer matches the world it was made against; `differences` lists
+    each one, in words."""
+
+    code = "plan_stale"
+
+    def __init__(self, differences: list[str], *, hint: str | None = None) -> None:
+        super().__init__("the saved plan is stale, nothing was changed:\n"
+                         + "\n".join(f"  - {line}" for line in differences), hint=hint)
+        self.differences = list(differences)
+
+
+class Interrupted(ReconcilerError):
+    """A signal stopped the run at a safe point; what finished is recorded."""
+
+    code = "interrupted"
+
 
 class AwsError(ReconcilerError):
-    """An AWS API call failed."""
+    """An AWS API call failed; `aws_code` is AWS's own error code, when there is one."""
 
-    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+    code = "aws_error"
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.code = code
+        self.aws_code = code
 
 
 class CredentialsError(AwsError):
     """No usable credentials or region."""
 
+    code = "credentials"
+
 
 class EndpointError(AwsError):
     """The AWS endpoint could not be reached."""
+
+    code = "endpoint"
+
+
+class PublishNotSent(AwsError):
+    """A PublishLayerVersion that certainly made no version (refused before or on arrival:
+    unreachable, throttled, rejected): sending it again cannot duplicate anything."""
+
+    code = "publish_not_sent"
+
+
+class PublishOutcomeUnknown(AwsError):
+    """A PublishLayerVersion that was sent and got no clear answer (5xx, timeout, reset):
+    a version may or may not exist. Look for it before sending it again."""
+
+    code = "publish_unknown"

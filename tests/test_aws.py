@@ -371,7 +371,7 @@ def test_client_errors_become_aws_errors(
 
     error = raised.value
     assert type(error) is error_type
-    assert error.code == code
+    assert error.aws_code == code
     for fragment in in_message:
         assert fragment in error.message
     for fragment in in_hint:
@@ -401,7 +401,7 @@ def test_rejected_credentials_are_credentials_errors(code: str, operation: str) 
                           layer=LAYER, region=REGION, endpoint=None)
 
     assert type(error) is errors.CredentialsError
-    assert error.code == code
+    assert error.aws_code == code
     assert error.hint is not None
     assert "--profile" in error.hint
 
@@ -480,7 +480,7 @@ def test_throttling_beyond_max_attempts_is_an_aws_error(moto_url: str) -> None:
         store.latest_version(region=REGION, layer_name=LAYER)
 
     assert type(raised.value) is errors.AwsError
-    assert raised.value.code == "TooManyRequestsException"
+    assert raised.value.aws_code == "TooManyRequestsException"
     assert "Rate exceeded" in raised.value.message
     assert raised.value.hint is not None
     assert "--max-attempts" in raised.value.hint

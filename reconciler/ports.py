@@ -1,0 +1,63 @@
+"""The protocols between the use cases and the outside world: where the state is kept
+(StateBackend). Core: types only, no implementation and no I/O.
+
+Each port has one contract test suite run against every implementation (the fakes of the
+tests included), so that a fake cannot drift from the real thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from reconciler import errors, model
+
+# The revision of a state that does not exist yet: a first write must find none.
+NO_REVISION = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The recorded state and the revision it was read at (NO_REVISION: there is none)."""
+
+    lock: model.Lock
+    revision: str
+
+
+class StateBackend(Protocol):
+    """Where the recorded state lives, with revisions and a lock (after Terraform's
+    statemgr: Lock(info) -> id, Unlock(id); a write names the revision it replaces).
+
+    - `read()` returns the state and its revision.
+    - `write(lock, expected_revision=...)` replaces the state only if it is still at
+      `expected_revision` (NO_REVISION: only if there is none), and returns the new
+      revision; otherwise it raises errors.StateConflict and changes nothing.
+    - `lock(holder, timeout=...)` takes the exclusive lock, waiting up to `timeout`
+      seconds, and returns the lock id; a lock held by another run raises
+      errors.StateLocked naming its holder. `unlock(lock_id)` releases it.
+    - `force_unlock(lock_id)` releases a lock another run left, if `lock_id` is its id,
+      and returns its holder; errors.StateError otherwise.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the state is, for messages: a path or an s3:// URL."""
+
+    def read(self) -> Snapshot:
+        """The current state and its revision."""
+
+    def write(self, lock: model.Lock, *, expected_revision: str) -> str:
+        """Replace the state if it is still at `expected_revision`; the new revision."""
+
+    def check_writable(self) -> None:
+        """Raise errors.StateError unless a write could succeed (checked before the first
+        publish, so that no publish is left unrecorded for want of a writable state)."""
+
+    def lock(self, holder: errors.LockHolder, *, timeout: float = 0.0) -> str:
+        """Take the lock (holder.lock_id is ignored; the backend makes the id)."""
+
+    def unlock(self, lock_id: str) -> None:
+        """Release the lock this run holds."""
+
+    def force_unlock(self, lock_id: str) -> errors.LockHolder:
+        """Release a lock left by another run, if `lock_id` is its id."""
