@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The tests run against the installed wheel (not the source tree), so that what ships,
 # the schema inside the package included, is what is tested.
 install: $(STAMP)
+	rm -rf build
 	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
 
 lint: install

@@ -7,9 +7,16 @@ errors exit 1 too, so that exit code 2 only ever means "plan --detailed-exitcode
 
 from __future__ import annotations
 
+import datetime
+import getpass
+import hashlib
 import json
 import os
+import signal
+import socket
 import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -19,11 +26,15 @@ import typer
 
 from reconciler import (
     __version__,
+    applying,
+    artifacts,
     aws,
     errors,
     lockfile,
     model,
-    reconcile,
+    planfile,
+    planning,
+    ports,
     render,
     workspace,
 )
@@ -135,29 +146,105 @@ def _default_region(store: aws.Boto3LayerStore) -> str | None:
     return os.environ.get("AWS_REGION") or store.default_region()
 
 
+class _LockfileState:
+    """The lockfile as a state backend (revision: SHA-256 of its bytes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def _revision(self) -> str:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return ports.NO_REVISION
+
+    def read(self) -> ports.Snapshot:
+        return ports.Snapshot(lock=lockfile.read(self.path), revision=self._revision())
+
+    def write(self, lock: model.Lock, *, expected_revision: str) -> str:
+        if self._revision() != expected_revision:
+            raise errors.StateConflict(f"{self.path} changed since it was read")
+        try:
+            lockfile.write_atomic(self.path, lock)
+        except OSError as exc:
+            raise errors.StateError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        return self._revision()
+
+    def check_writable(self) -> None:
+        try:
+            lockfile.check_writable(self.path)
+        except OSError as exc:
+            raise errors.StateError(
+                f"cannot write the lockfile {self.path}: {exc.strerror or exc}",
+                hint="pass a writable --lockfile") from exc
+
+    def lock(self, holder: errors.LockHolder, *, timeout: float = 0.0) -> str:
+        return holder.lock_id
+
+    def unlock(self, lock_id: str) -> None:
+        return None
+
+    def force_unlock(self, lock_id: str) -> errors.LockHolder:
+        raise errors.StateError("the lockfile has no lock to release")
+
+
+def _state_backend(space: workspace.Workspace) -> ports.StateBackend:
+    return _LockfileState(space.lockfile_path)
+
+
+def _holder(operation: str) -> errors.LockHolder:
+    return errors.LockHolder(
+        lock_id="", who=getpass.getuser(), host=socket.gethostname(), pid=os.getpid(),
+        operation=operation,
+        created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        path="")
+
+
 @dataclass(frozen=True)
-class _Planned:
-    """What plan and apply share: the workspace, the lock read and the plan made."""
+class _Session:
+    """What plan and apply share: the workspace, manifest, state, stores and selection."""
 
     space: workspace.Workspace
-    lock: model.Lock
+    parsed: model.Manifest
+    state: ports.StateBackend
     store: aws.Boto3LayerStore
-    result: reconcile.PlanResult
+    code: artifacts.LocalCode
+    selection: planning.Selection
 
 
-def _planned(manifest: Path, lockfile_path: Path | None, *, targets: list[str] | None,
+def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] | None,
              regions: list[str] | None, profile: str | None, endpoint_url: str | None,
-             max_attempts: int | None) -> _Planned:
-    """Validate, read the lock, then (only then) reach for AWS and plan."""
+             max_attempts: int | None) -> _Session:
+    """Validate, then (only then) reach for AWS."""
     space, parsed = _load(manifest, lockfile_path)
-    lock = lockfile.read(space.lockfile_path)
+    state = _state_backend(space)
     store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
-    result = reconcile.make_plan(
-        parsed=parsed, lock=lock, store=store, space=space,
-        default_region=_default_region(store), targets=targets or (), regions=regions or (),
-        progress=_progress,
-    )
-    return _Planned(space=space, lock=lock, store=store, result=result)
+    selection = planning.select(parsed, default_region=_default_region(store),
+                                targets=targets or (), regions=regions or ())
+    return _Session(space=space, parsed=parsed, state=state, store=store,
+                    code=artifacts.LocalCode(space=space, manifest=parsed), selection=selection)
+
+
+def _make_plan(session: _Session, snapshot: ports.Snapshot) -> model.Plan:
+    return planning.make_plan(
+        parsed=session.parsed, selection=session.selection, snapshot=snapshot,
+        state_location=_state_name(session), manifest_digest=session.parsed.sha256,
+        store=session.store, code=session.code, progress=_progress)
+
+
+def _state_name(session: _Session) -> str:
+    """How a plan's basis names the state: stable across checkouts (relative to the manifest
+    folder when it lies inside it)."""
+    location = session.state.location
+    try:
+        return "lockfile:" + Path(location).resolve().relative_to(
+            session.space.base_dir).as_posix()
+    except ValueError:
+        return "lockfile:" + Path(location).resolve().as_posix()
 
 
 def _step_summary(markdown: str, *, disabled: bool) -> None:
@@ -170,6 +257,45 @@ def _step_summary(markdown: str, *, disabled: bool) -> None:
             handle.write(markdown + "\n")
     except OSError as exc:
         _err(f"warning: cannot write GITHUB_STEP_SUMMARY ({target}): {exc.strerror}")
+
+
+def _plan_json(plan: model.Plan) -> str:
+    return json.dumps(planfile.to_document(plan), indent=2, sort_keys=True)
+
+
+def _write_plan_file(path: Path, document: dict[str, Any]) -> None:
+    """Write a plan file atomically (a temp file beside it, then a rename)."""
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                                 dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise errors.UsageError(f"cannot write the plan file {path}: {exc.strerror or exc}"
+                                ) from exc
+
+
+def _read_plan_file(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise errors.UsageError(f"{path}: no such plan file",
+                                hint="make one with `reconcile plan --out FILE`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.UsageError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise errors.UsageError(f"{path}:{exc.lineno}:{exc.colno}: not a plan file (not "
+                                f"JSON: {exc.msg})") from None
+    if not isinstance(document, dict):
+        raise errors.UsageError(f"{path}: not a plan file")
+    return document
 
 
 @app.command()
@@ -203,6 +329,9 @@ def plan(
     lockfile_path: LockfileOption = None,
     output_format: Annotated[PlanFormat, typer.Option(
         "--format", help="Output format.")] = PlanFormat.text,
+    out: Annotated[Path | None, typer.Option(
+        "--out", metavar="PLANFILE",
+        help="Also save the plan, for `reconcile apply PLANFILE` (holds no zips).")] = None,
     detailed_exitcode: Annotated[bool, typer.Option(
         "--detailed-exitcode", help="Exit 2 when changes are pending, 0 when none.")] = False,
     target: TargetOption = None,
@@ -212,17 +341,37 @@ def plan(
     max_attempts: AttemptsOption = None,
     no_summary: NoSummaryOption = False,
 ) -> None:
-    """Show what apply would publish, and why. Changes nothing."""
-    result = _planned(manifest, lockfile_path, targets=target, regions=region, profile=profile,
-                      endpoint_url=endpoint_url, max_attempts=max_attempts).result
+    """Show what apply would publish, and why. Changes nothing remote and no state.
+
+    Examples:
+
+      reconcile plan
+
+      reconcile plan --out plan.json --format markdown   # in a pull-request job
+
+      reconcile plan --detailed-exitcode || [ $? -eq 2 ]
+    """
+    session = _session(manifest, lockfile_path, targets=target, regions=region,
+                       profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
+    the_plan = _make_plan(session, session.state.read())
     if output_format is PlanFormat.json:
-        typer.echo(json.dumps(render.plan_dict(result.plan), indent=2, sort_keys=True))
+        typer.echo(_plan_json(the_plan))
     elif output_format is PlanFormat.markdown:
-        typer.echo(render.markdown(result.plan), nl=False)
+        typer.echo(render.markdown(the_plan), nl=False)
     else:
-        typer.echo(render.text(result.plan, color=_use_color()), nl=False)
-    _step_summary(render.markdown(result.plan), disabled=no_summary)
-    if detailed_exitcode and result.plan.has_changes:
+        typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+    if out is not None:
+        _write_plan_file(out, planfile.to_document(the_plan))
+        if output_format is PlanFormat.text:
+            typer.echo(f"\nSaved the plan to {out}. Apply exactly this plan with:\n"
+                       f"  reconcile apply {out}")
+    _step_summary(render.markdown(the_plan), disabled=no_summary)
+    if the_plan.errors:
+        raise errors.ReconcilerError(
+            f"{len(the_plan.errors)} layer(s) could not be planned: "
+            + ", ".join(error.layer for error in the_plan.errors),
+            hint="the plan above shows each error; the other layers were planned")
+    if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
 
 
@@ -244,8 +393,96 @@ def _confirm(plan: model.Plan, *, yes: bool, as_json: bool) -> None:
         raise errors.ApplyRefused("apply cancelled: nothing was published")
 
 
+LockTimeoutOption = Annotated[float, typer.Option(
+    "--lock-timeout", metavar="SECONDS", min=0,
+    help="Wait this long for a state lock held by another run.")]
+ParallelismOption = Annotated[int, typer.Option(
+    "--parallelism", metavar="N", min=1, help="Layers and regions worked on at once.")]
+
+
+def _fresh_basis(session: _Session, saved: model.Plan,
+                 snapshot: ports.Snapshot) -> tuple[model.PlanBasis, dict[
+                     tuple[str, str], int | None]]:
+    """The basis as it is now, and the remote latest version of every planned layer."""
+    planned_keys = sorted({change.layer for change in saved.changes})
+    specs = [spec for spec in session.selection.specs if spec.key in planned_keys]
+    fingerprints: dict[str, str] = {}
+    for key, found in session.code.identify(specs).items():
+        fingerprints[key] = (found.fingerprint if isinstance(found, model.Artifact)
+                             else f"(cannot be read: {found.message})")
+    remote_latest: dict[tuple[str, str], int | None] = {}
+    for change in saved.changes:
+        if (change.layer, change.region) not in remote_latest:
+            latest = session.store.latest_version(region=change.region,
+                                                  layer_name=change.layer_name)
+            remote_latest[(change.layer, change.region)] = latest.version if latest else None
+    now = planning.basis(selection=session.selection, manifest_digest=session.parsed.sha256,
+                         snapshot=snapshot, state_location=_state_name(session),
+                         fingerprints=fingerprints)
+    return now, remote_latest
+
+
+def _report_document(report: applying.ApplyReport, *, session: _Session,
+                     plan: model.Plan) -> dict[str, Any]:
+    """The apply report, as `apply --format json` prints it."""
+    return {
+        "ok": report.ok,
+        "interrupted": report.interrupted,
+        "state": session.state.location,
+        "published": [
+            {"layer": item.change.layer, "region": item.change.region,
+             "version": item.version.version,
+             "layer_version_arn": item.version.layer_version_arn,
+             "code_sha256": item.version.code_sha256, "adopted": item.adopted}
+            for item in report.published],
+        "recorded": [
+            {"layer": change.layer, "region": change.region,
+             "version": change.record.version if change.record else None,
+             "layer_version_arn": change.record.layer_version_arn if change.record else None}
+            for change in report.recorded],
+        "failed": [
+            {"layer": item.change.layer, "region": item.change.region,
+             "action": item.change.action.value, "error": item.error.message,
+             "code": item.error.code, "hint": item.error.hint}
+            for item in report.failed],
+        "not_attempted": [
+            {"layer": item.change.layer, "region": item.change.region,
+             "action": item.change.action.value, "why": item.why}
+            for item in report.not_attempted],
+        "unchanged": report.unchanged,
+        "plan": planfile.to_document(plan),
+    }
+
+
+class _StopOnSignal:
+    """SIGTERM and Ctrl-C ask apply to stop at the next safe point: no new publish starts,
+    those in flight are awaited and recorded. A second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.event.set()
+        _err("stopping at the next safe point: no new publish starts; those in flight are "
+             "awaited and recorded (Ctrl-C again to stop at once)")
+
+    def __enter__(self) -> threading.Event:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self.event
+
+    def __exit__(self, *_: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
 @app.command()
 def apply(
+    plan_file: Annotated[Path | None, typer.Argument(
+        metavar="[PLANFILE]", help="A plan saved by `plan --out`: apply exactly it.")] = None,
     manifest: ManifestOption = Path("layers.yaml"),
     lockfile_path: LockfileOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
@@ -257,48 +494,108 @@ def apply(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+    parallelism: ParallelismOption = 4,
     no_summary: NoSummaryOption = False,
 ) -> None:
-    """Plan, confirm, then publish exactly the layers that changed and record them."""
-    run = _planned(manifest, lockfile_path, targets=target, regions=region, profile=profile,
-                   endpoint_url=endpoint_url, max_attempts=max_attempts)
-    space, lock, store, result = run.space, run.lock, run.store, run.result
+    """Publish exactly the layers that changed and record them: plan and confirm first, or
+    apply a saved PLANFILE (not asked again: it was reviewed; refused when stale).
+
+    Examples:
+
+      reconcile apply                 # plan, show it, ask
+
+      reconcile apply --yes           # in CI, without a saved plan
+
+      reconcile apply plan.json       # exactly the plan saved by `plan --out plan.json`
+    """
+    session = _session(manifest, lockfile_path, targets=target, regions=region,
+                       profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
     as_json = output_format is ApplyFormat.json
-    if not as_json:
-        typer.echo(render.text(result.plan, color=_use_color()), nl=False)
-    _confirm(result.plan, yes=yes, as_json=as_json)
-    report = reconcile.apply(result=result, lock=lock, store=store, space=space,
-                             progress=_progress)
-    _step_summary(render.markdown(result.plan, title="reconcile apply"), disabled=no_summary)
-    unchanged = sum(1 for change in result.plan.changes
-                    if change.action is model.Action.NOOP and change.record is None)
+    saved: model.Plan | None = None
+    document: dict[str, Any] = {}
+    if plan_file is not None:
+        document = _read_plan_file(plan_file)
+        saved = planfile.from_document(document)
+        applied = document.get("applied")
+        if applied:
+            raise errors.StalePlan(
+                [f"this plan file was applied already ({applied.get('at', 'earlier')}); a "
+                 "plan is applied once"], hint="make a new plan with `reconcile plan --out`")
+    lock_id = session.state.lock(_holder("apply"), timeout=lock_timeout)
+    try:
+        snapshot = session.state.read()
+        if saved is None:
+            the_plan = _make_plan(session, snapshot)
+            if not as_json:
+                typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+            _confirm(the_plan, yes=yes, as_json=as_json)
+        else:
+            the_plan = saved
+            now, remote_latest = _fresh_basis(session, saved, snapshot)
+            stale = planfile.stale_reasons(saved, now=now, remote_latest=remote_latest)
+            if stale:
+                raise errors.StalePlan(stale, hint="make a new plan with `reconcile plan "
+                                                   "--out` and review it again")
+            if not as_json:
+                typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+            if the_plan.has_changes:
+                _write_plan_file(plan_file or Path(), {**document, "applied": {
+                    "at": datetime.datetime.now(datetime.timezone.utc).strftime(
+                        "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
+        with _StopOnSignal() as stop:
+            try:
+                report = applying.apply(the_plan, store=session.store, state=session.state,
+                                        code=session.code, snapshot=snapshot,
+                                        parallelism=parallelism, stop=stop,
+                                        progress=_progress)
+            except errors.ReconcilerError as error:
+                if as_json:
+                    typer.echo(json.dumps({"ok": False, "error": error.message,
+                                           "code": error.code, "published": [],
+                                           "recorded": [], "failed": [], "not_attempted": []},
+                                          indent=2, sort_keys=True))
+                raise
+    finally:
+        session.state.unlock(lock_id)
+    result = _report_document(report, session=session, plan=the_plan)
+    _step_summary(render.apply_markdown(result), disabled=no_summary)
     if as_json:
-        document: dict[str, Any] = {
-            "plan": render.plan_dict(result.plan),
-            "published": [
-                {"layer": change.layer, "region": change.region, "version": version.version,
-                 "layer_version_arn": version.layer_version_arn,
-                 "code_sha256": version.code_sha256}
-                for change, version in report.published
-            ],
-            "recorded": [
-                {"layer": change.layer, "region": change.region,
-                 "version": change.record.version if change.record else None}
-                for change in report.recorded
-            ],
-        }
-        typer.echo(json.dumps(document, indent=2, sort_keys=True))
-        return
-    if report.published or report.recorded:
-        typer.echo("")
-    for change, version in report.published:
-        typer.echo(f"published {change.layer} ({change.region}): {version.layer_version_arn}")
-    for change in report.recorded:
-        arn = change.record.layer_version_arn if change.record else ""
-        typer.echo(f"recorded  {change.layer} ({change.region}): {arn}")
-    typer.echo(f"\nApply complete: {len(report.published)} published, "
-               f"{len(report.recorded)} recorded in {space.lockfile_path.name}, "
-               f"{unchanged} unchanged.")
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        typer.echo(("\n" if report.published or report.recorded or report.failed else "")
+                   + render.apply_text(result), nl=False)
+    if report.interrupted:
+        raise errors.Interrupted(
+            "apply was interrupted: every publish that finished is recorded; "
+            f"{len(report.not_attempted)} change(s) were not started",
+            hint="run apply again to do what is missing")
+    if not report.ok:
+        raise errors.ApplyFailed(
+            f"apply incomplete: {len(report.failed)} failed, {len(report.not_attempted)} not "
+            "attempted; every success is recorded",
+            hint="see each failure above; run apply again to do only what is missing")
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLANFILE", help="A saved plan.")],
+    output_format: Annotated[PlanFormat, typer.Option(
+        "--format", help="Output format.")] = PlanFormat.text,
+) -> None:
+    """Render a plan saved by `plan --out`. Makes no AWS call.
+
+    Example:
+
+      reconcile show plan.json --format markdown
+    """
+    saved = planfile.from_document(_read_plan_file(plan_file))
+    if output_format is PlanFormat.json:
+        typer.echo(_plan_json(saved))
+    elif output_format is PlanFormat.markdown:
+        typer.echo(render.markdown(saved), nl=False)
+    else:
+        typer.echo(render.text(saved, color=_use_color()), nl=False)
 
 
 @app.command()

@@ -8,6 +8,7 @@ checks that need it, such as "the content folder exists", live in `workspace`).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifes
     refs = _content_refs(document)
     if problems:
         raise errors.ManifestError(problems, content_refs=refs)
-    return _build(document, file=file, content_refs=refs)
+    return _build(document, file=file, content_refs=refs, sha256=hashlib.sha256(data).hexdigest())
 
 
 def _content_refs(document: _Document) -> tuple[model.ContentRef, ...]:
@@ -419,8 +420,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
                 seen_default.add(value)
 
 
-def _build(document: _Document, *, file: str,
-           content_refs: tuple[model.ContentRef, ...]) -> model.Manifest:
+def _build(document: _Document, *, file: str, content_refs: tuple[model.ContentRef, ...],
+           sha256: str) -> model.Manifest:
     """The validated data as a model.Manifest (defaults merged, layers sorted by key)."""
     data = document.data
     region = data.get("region")
@@ -467,4 +468,5 @@ def _build(document: _Document, *, file: str,
         state=data.get("state"),
         locations=locations,
         content_refs=content_refs,
+        sha256=sha256,
     )

@@ -34,6 +34,7 @@ class Action(enum.Enum):
     PUBLISH = "publish"
     NOOP = "noop"
     DELETE = "delete"
+    GRANT = "grant"
 
 
 class Reason(enum.Enum):
@@ -171,6 +172,7 @@ class Manifest:
         default_factory=dict, compare=False, repr=False
     )
     content_refs: tuple[ContentRef, ...] = field(default=(), compare=False, repr=False)
+    sha256: str = ""  # of the manifest's bytes: a saved plan's basis names it
 
     def locate(self, path: tuple[str | int, ...]) -> Location:
         """The location of `path`, or of its nearest located ancestor."""
@@ -213,6 +215,7 @@ class Artifact:
     content_sha256: str | None = None
     code_size: int | None = None
     zip_path: str | None = None
+    unzipped_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,9 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class Desired:
-    """The version apply would publish: its content identity and settings."""
+    """The version apply would publish: where its code comes from (the content fingerprint,
+    the zip's digests and size, which apply checks a rebuilt zip against), its settings and
+    grants. `unzipped_size` is the content's size once extracted (Lambda's other limit)."""
 
     settings: Settings
     fingerprint: str
@@ -282,6 +287,8 @@ class Desired:
     content_sha256: str | None
     code_size: int | None
     grants: tuple[Grant, ...] = ()
+    source: SourceKind = SourceKind.PATH
+    unzipped_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -307,16 +314,56 @@ class LayerChange:
 
 
 @dataclass(frozen=True)
+class LayerError:
+    """A layer that could not be planned (its content failed at packaging): shown in the
+    plan with the others; apply refuses to start while any layer has one."""
+
+    layer: str
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanBasis:
+    """What a plan was made against, so that a saved plan can tell when it went stale.
+
+    `state_revision` is the recorded state's revision ("" when there was none),
+    `fingerprints` each planned layer's content fingerprint, `targets` and `regions` the
+    selection (empty: all), and the tool and packaging-format versions that made it.
+    """
+
+    plan_id: str
+    created: str
+    manifest_sha256: str
+    state_location: str
+    state_revision: str
+    fingerprints: tuple[tuple[str, str], ...]
+    targets: tuple[str, ...]
+    regions: tuple[str, ...]
+    tool_version: str
+    packaging_format: int
+
+    def fingerprint(self, layer: str) -> str | None:
+        """The content fingerprint `layer` was planned with."""
+        return dict(self.fingerprints).get(layer)
+
+
+@dataclass(frozen=True)
 class Plan:
-    """Every decision, sorted by layer then region."""
+    """Every decision, sorted by layer then region; the layers that could not be planned;
+    and, for a plan that can be saved, what it was made against."""
 
     changes: tuple[LayerChange, ...]
+    errors: tuple[LayerError, ...] = ()
+    basis: PlanBasis | None = None
 
     def summary(self) -> dict[str, int]:
-        """How many changes of each action, with every action present."""
+        """How many changes of each action, with every action present, and how many
+        changes apply records in the state without publishing (`record`)."""
         counts = {action.value: 0 for action in Action}
         for change in self.changes:
             counts[change.action.value] += 1
+        counts["record"] = len(self.records)
         return counts
 
     @property

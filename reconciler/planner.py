@@ -12,6 +12,7 @@ latest version equal to the recorded one has the recorded CodeSha256.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ def desired_artifact(
         content_sha256=lock_entry.content_sha256,
         code_size=lock_entry.code_size,
         zip_path=artifact.zip_path,
+        unzipped_size=artifact.unzipped_size,
     )
 
 
@@ -76,6 +78,36 @@ def needs_remote_code(
 ) -> bool:
     """True when GetLayerVersion must be called to learn the latest version's CodeSha256."""
     return remote_latest is not None and remote_code_sha256(remote_latest, lock_entry) is None
+
+
+class Evidence(enum.Enum):
+    """What the planner may ask for before it can decide a layer in a region."""
+
+    ZIP = "zip"  # build the zip: its CodeSha256 is unknown, or it is about to be uploaded
+    REMOTE_CODE = "remote_code"  # GetLayerVersion: the remote latest's CodeSha256
+
+
+def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
+    """The evidence decide() still needs for `inputs` (empty: it can decide).
+
+    The caller fulfils what is asked and asks again, so the planner decides once, from
+    complete evidence: the remote latest's CodeSha256 when the lock cannot vouch for it
+    (a version it did not record), and the zip when its digest is unknown (new or changed
+    content) or when the layer will be published (its settings changed, or Lambda drifted):
+    the plan then shows exactly the CodeSha256 that apply uploads.
+    """
+    needs: set[Evidence] = set()
+    lock_entry, remote = inputs.lock_entry, inputs.remote_latest
+    artifact = desired_artifact(inputs.artifact, lock_entry)
+    if needs_remote_code(remote, lock_entry):
+        needs.add(Evidence.REMOTE_CODE)
+    if artifact.code_sha256 is None:
+        needs.add(Evidence.ZIP)
+    elif inputs.artifact.zip_path is None and not needs:
+        change = decide(inputs)
+        if change.action in (model.Action.CREATE, model.Action.PUBLISH):
+            needs.add(Evidence.ZIP)
+    return frozenset(needs)
 
 
 def decide(inputs: Inputs) -> model.LayerChange:
@@ -110,6 +142,8 @@ def decide(inputs: Inputs) -> model.LayerChange:
         content_sha256=artifact.content_sha256,
         code_size=artifact.code_size,
         grants=spec.share,
+        source=spec.content.kind,
+        unzipped_size=artifact.unzipped_size,
     )
     reasons: list[model.Reason] = []
     notes: list[str] = []
@@ -172,10 +206,18 @@ def decide(inputs: Inputs) -> model.LayerChange:
     )
 
 
-def plan(inputs: Iterable[Inputs]) -> model.Plan:
-    """Decide every layer and region; changes sorted by layer, then region."""
+def plan(
+    inputs: Iterable[Inputs],
+    *,
+    layer_errors: Iterable[model.LayerError] = (),
+    basis: model.PlanBasis | None = None,
+) -> model.Plan:
+    """Decide every layer and region; changes sorted by layer, then region. Layers that
+    could not be planned are carried as errors, sorted by layer."""
     changes = [decide(item) for item in inputs]
-    return model.Plan(changes=tuple(sorted(changes, key=lambda c: (c.layer, c.region))))
+    return model.Plan(changes=tuple(sorted(changes, key=lambda c: (c.layer, c.region))),
+                      errors=tuple(sorted(layer_errors, key=lambda error: error.layer)),
+                      basis=basis)
 
 
 def lock_entry_for(

@@ -1,8 +1,8 @@
-"""Plan -> text (Terraform-like, optionally coloured), a JSON-able dict (the plan document of
-the contract) or Markdown (for pull requests and GitHub step summaries).
+"""Plan -> text (Terraform-like, optionally coloured) or Markdown (for pull requests and GitHub
+step summaries); the outcome of an apply -> text and Markdown. The plan document (JSON) is
+`planfile`'s.
 
-Returns strings and dicts; never prints, never decides about terminals (the caller passes
-`color`).
+Returns strings; never prints, never decides about terminals (the caller passes `color`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from typing import Any
 
 from reconciler import model
 
-FORMAT_VERSION = 1
 _SYMBOLS = {
     model.Action.CREATE: "+", model.Action.PUBLISH: "~",
-    model.Action.NOOP: "=", model.Action.DELETE: "-",
+    model.Action.NOOP: "=", model.Action.DELETE: "-", model.Action.GRANT: "*",
 }
 _COLORS = {
     model.Action.CREATE: "\033[32m", model.Action.PUBLISH: "\033[33m",
     model.Action.NOOP: "\033[2m", model.Action.DELETE: "\033[31m",
+    model.Action.GRANT: "\033[36m",
 }
+_MB = 1024 * 1024
 _BOLD, _RESET = "\033[1m", "\033[0m"
 
 
@@ -39,6 +40,8 @@ def _version_text(change: model.LayerChange) -> str:
         return f"publish v{change.expected_version}, replacing v{current}"
     if change.action is model.Action.DELETE:
         return f"delete v{change.version}"
+    if change.action is model.Action.GRANT:
+        return f"update grants of v{change.current.version if change.current else '?'}"
     return f"unchanged at v{change.current.version}" if change.current else "unchanged"
 
 
@@ -54,15 +57,33 @@ def _field_lines(field_change: model.FieldChange) -> list[str]:
 
 
 def summary_line(plan: model.Plan) -> str:
-    """`Plan: 1 to create, 1 to publish, 3 unchanged.` (and deletions when there are any)."""
+    """`Plan: 1 to create, 1 to publish, 3 unchanged.` (and deletions, grants, records and
+    layers in error when there are any)."""
     counts = plan.summary()
     parts = [f"{counts['create']} to create", f"{counts['publish']} to publish"]
     if counts["delete"]:
         parts.append(f"{counts['delete']} to delete")
+    if counts["grant"]:
+        parts.append(f"{counts['grant']} to grant")
     parts.append(f"{counts['noop']} unchanged")
     records = len(plan.records)
     to_record = f" ({records} to record in the lockfile)" if records else ""
-    return f"Plan: {', '.join(parts)}{to_record}."
+    in_error = f"; {len(plan.errors)} in error" if plan.errors else ""
+    return f"Plan: {', '.join(parts)}{to_record}{in_error}."
+
+
+def size_text(change: model.LayerChange) -> str | None:
+    """The zip's size and how close it is to Lambda's limits, for a change that uploads."""
+    size, unzipped = change.desired.code_size, change.desired.unzipped_size
+    if size is None or change.action not in (model.Action.CREATE, model.Action.PUBLISH):
+        return None
+    text = (f"zip: {size / _MB:.1f} MB, {100 * size / model.MAX_DIRECT_UPLOAD_BYTES:.0f}% of "
+            "the 50 MB direct-upload limit")
+    if unzipped is not None:
+        text += (f"; {unzipped / _MB:.1f} MB unzipped, "
+                 f"{100 * unzipped / model.MAX_UNZIPPED_BYTES:.0f}% of the 262,144,000-byte "
+                 "limit")
+    return text
 
 
 def text(plan: model.Plan, *, color: bool = False) -> str:
@@ -81,12 +102,23 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
             details.append("reasons: " + ", ".join(reason.value for reason in change.reasons))
         for field_change in change.diff:
             details.extend(_field_lines(field_change))
+        sizes = size_text(change)
+        if sizes:
+            details.append(sizes)
         details.extend(f"note: {note}" for note in change.notes)
         lines.extend(f"      {detail}" for detail in details)
-    if not plan.changes:
+    for error in plan.errors:
+        lines.append(f"  {paint('!', _COLORS[model.Action.DELETE])} "
+                     f"{paint(error.layer.ljust(width), _BOLD)}  error: {error.message}")
+        if error.hint:
+            lines.append(f"      hint: {error.hint}")
+    if not plan.changes and not plan.errors:
         lines.append("  (no layers selected)")
     lines.append("")
-    if not plan.has_changes:
+    if plan.errors:
+        lines.append(f"{len(plan.errors)} layer(s) could not be planned; apply refuses to "
+                     "start until they are fixed.")
+    elif not plan.has_changes:
         lines.append("No changes. The published layers match the manifest.")
     elif not plan.has_remote_changes:
         lines.append("Nothing to publish: the published layers match the manifest. Apply "
@@ -95,67 +127,24 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _diff_dict(change: model.LayerChange) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for field_change in change.diff:
-        entry: dict[str, Any] = {"from": field_change.before, "to": field_change.after}
-        if field_change.added or field_change.removed:
-            entry["added"] = list(field_change.added)
-            entry["removed"] = list(field_change.removed)
-        result[field_change.field] = entry
-    return result
-
-
-def change_dict(change: model.LayerChange) -> dict[str, Any]:
-    """One change as in the contract's plan document."""
-    current = None
-    if change.current is not None:
-        current = {
-            "version": change.current.version,
-            "layer_version_arn": change.current.layer_version_arn,
-            "code_sha256": change.current.code_sha256,
-        }
-    desired: dict[str, Any] = {
-        "code_sha256": change.desired.code_sha256,
-        "code_size": change.desired.code_size,
-        **change.desired.settings.as_dict(),
-    }
-    document: dict[str, Any] = {
-        "layer": change.layer,
-        "region": change.region,
-        "action": change.action.value,
-        "reasons": [reason.value for reason in change.reasons],
-        "current": current,
-        "desired": desired,
-        "diff": _diff_dict(change),
-        "notes": list(change.notes),
-    }
-    if change.expected_version is not None:
-        document["expected_version"] = change.expected_version
-    if change.version is not None:
-        document["version"] = change.version
-    return document
-
-
-def plan_dict(plan: model.Plan) -> dict[str, Any]:
-    """The plan document (`plan --format json`)."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "changes": [change_dict(change) for change in plan.changes],
-        "summary": plan.summary(),
-    }
-
-
 def markdown(plan: model.Plan, *, title: str = "reconcile plan") -> str:
     """A Markdown table of the plan with the details of each change below it."""
     lines = [f"### {title}", "", summary_line(plan), ""]
-    if plan.changes:
+    shown = [change for change in plan.changes
+             if change.action is not model.Action.NOOP or change.record or change.reasons]
+    unchanged = len(plan.changes) - len(shown)
+    if plan.errors:
+        lines += [f"- :x: `{error.layer}`: {error.message}" for error in plan.errors] + [""]
+    if shown:
         lines += ["| | Layer | Region | Action | Reasons |", "|---|---|---|---|---|"]
-        for change in plan.changes:
+        for change in shown:
             reasons = ", ".join(f"`{reason.value}`" for reason in change.reasons) or "—"
             lines.append(f"| {_SYMBOLS[change.action]} | `{change.layer}` | {change.region} | "
                          f"{_version_text(change)} | {reasons} |")
-        details = [change for change in plan.changes if change.diff or change.notes]
+    if unchanged:
+        lines += ["", f"{unchanged} unchanged layer version(s) not shown."]
+    if plan.changes:
+        details = [change for change in shown if change.diff or change.notes]
         if details:
             lines += ["", "<details><summary>Details</summary>", ""]
             for change in details:
@@ -163,4 +152,59 @@ def markdown(plan: model.Plan, *, title: str = "reconcile plan") -> str:
                 lines += [f"  - `{line}`" for fc in change.diff for line in _field_lines(fc)]
                 lines += [f"  - {note}" for note in change.notes]
             lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def apply_text(report: dict[str, Any]) -> str:
+    """The outcome of an apply (its JSON report) for people: one line per layer and region."""
+    lines: list[str] = []
+    for item in report["published"]:
+        how = " (found published after a lost reply)" if item.get("adopted") else ""
+        lines.append(f"published {item['layer']} ({item['region']}): "
+                     f"{item['layer_version_arn']}{how}")
+    for item in report["recorded"]:
+        lines.append(f"recorded  {item['layer']} ({item['region']}): {item['layer_version_arn']}")
+    for item in report["failed"]:
+        lines.append(f"FAILED    {item['layer']} ({item['region']}): {item['error']}")
+        if item.get("hint"):
+            lines.append(f"          hint: {item['hint']}")
+    for item in report["not_attempted"]:
+        lines.append(f"not tried {item['layer']} ({item['region']}): {item['why']}")
+    counts = (f"{len(report['published'])} published, {len(report['recorded'])} recorded in "
+              f"{report['state']}, {report['unchanged']} unchanged")
+    if report["ok"]:
+        lines.append(f"\nApply complete: {counts}.")
+    else:
+        lines.append(f"\nApply incomplete: {counts}, {len(report['failed'])} failed, "
+                     f"{len(report['not_attempted'])} not attempted. Every success is "
+                     "recorded; run apply again to do what is missing.")
+    return "\n".join(lines) + "\n"
+
+
+def apply_markdown(report: dict[str, Any], *, title: str = "reconcile apply") -> str:
+    """The outcome of an apply for a GitHub step summary: what was published (ARNs) and
+    recorded, and on failure what failed, why, and what was done before."""
+    status = "complete" if report["ok"] else "**incomplete**"
+    lines = [f"### {title}", "",
+             f"Apply {status}: {len(report['published'])} published, "
+             f"{len(report['recorded'])} recorded, {report['unchanged']} unchanged, "
+             f"{len(report['failed'])} failed, {len(report['not_attempted'])} not attempted.",
+             ""]
+    rows = [(item, "published") for item in report["published"]]
+    rows += [(item, "recorded") for item in report["recorded"]]
+    if rows:
+        lines += ["| Layer | Region | Done | LayerVersionArn |", "|---|---|---|---|"]
+        lines += [f"| `{item['layer']}` | {item['region']} | {done} | "
+                  f"`{item['layer_version_arn']}` |" for item, done in rows]
+        lines.append("")
+    if report["failed"]:
+        lines += ["**Failed:**", ""]
+        lines += [f"- `{item['layer']}` ({item['region']}): {item['error']}"
+                  for item in report["failed"]]
+        lines.append("")
+    if report["not_attempted"]:
+        lines += ["**Not attempted:**", ""]
+        lines += [f"- `{item['layer']}` ({item['region']}): {item['why']}"
+                  for item in report["not_attempted"]]
+        lines.append("")
     return "\n".join(lines) + "\n"

@@ -668,7 +668,8 @@ def _identify(
                 file_digests.append((entry, cache.file_sha256(Path(entry.source), file_stat)))
             else:
                 file_digests.append((entry, reader.sha256(entry)))
-    return model.Artifact(fingerprint=archive.fingerprint(file_digests))
+    return model.Artifact(fingerprint=archive.fingerprint(file_digests),
+                          unzipped_size=sum(entry.size for entry in collected.entries))
 
 
 @contextmanager
@@ -714,6 +715,7 @@ def _prebuilt_artifact(
         content_sha256=content_sha256,
         code_size=zip_stat.st_size,
         zip_path=str(zip_path),
+        unzipped_size=unzipped_size,
     )
 
 

@@ -9,14 +9,13 @@ import pty
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from clirun import RECONCILE, plan_json, run, versions
 
-RECONCILE = shutil.which("reconcile", path=str(Path(sys.executable).parent))
 MANIFEST = """\
 version: 1
 region: us-east-1
@@ -34,36 +33,11 @@ layers:
 """
 
 
-def run(cwd: Path, *args: str, stdin: int | None = subprocess.DEVNULL,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the installed CLI (no terminal on stdin unless given one)."""
-    assert RECONCILE, "the reconcile console script is not installed next to this Python"
-    result = subprocess.run([RECONCILE, *args], cwd=cwd, stdin=stdin, capture_output=True,
-                            text=True, env=env or dict(os.environ), timeout=120)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
-def plan_json(cwd: Path, *args: str) -> dict[str, Any]:
-    """`plan --format json` parsed; stdout must be the JSON document and nothing else."""
-    result = run(cwd, "plan", "--format", "json", *args)
-    assert result.returncode == 0, result.stderr
-    document: dict[str, Any] = json.loads(result.stdout)
-    return document
-
-
 def actions(document: dict[str, Any]) -> dict[str, str]:
     """layer -> action of a plan document."""
     changes = document["changes"]
     assert isinstance(changes, list)
     return {change["layer"]: change["action"] for change in changes}
-
-
-def versions(layer: str) -> list[int]:
-    """The versions moto holds for `layer`."""
-    client = boto3.client("lambda")
-    listed = client.list_layer_versions(LayerName=layer)["LayerVersions"]
-    return sorted(version["Version"] for version in listed)
 
 
 @pytest.fixture
@@ -98,7 +72,8 @@ def test_the_reconcile_loop(project: Path) -> None:
     (project / "src" / "beta" / "beta.py").write_text("NAME = 'edited'\n")
     document = plan_json(project)
     assert actions(document) == {"alpha": "noop", "beta": "publish", "gamma": "noop"}
-    assert document["summary"] == {"create": 0, "publish": 1, "noop": 2, "delete": 0}
+    assert document["summary"] == {"create": 0, "publish": 1, "noop": 2, "delete": 0,
+                                   "grant": 0, "record": 0}
 
     second = run(project, "apply", "--yes")
     assert second.returncode == 0, second.stderr

@@ -17,8 +17,10 @@ from importlib.abc import Traversable
 import pytest
 
 PACKAGE = "reconciler"
-CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports"})
-SHELL = frozenset({"workspace", "sources", "lockfile", "aws", "reconcile", "cli"})
+CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
+                  "planfile"})
+SHELL = frozenset({"workspace", "sources", "lockfile", "aws", "artifacts", "planning",
+                   "applying", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
@@ -33,6 +35,7 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "planner": frozenset({"errors", "model"}),
     "render": frozenset({"errors", "model"}),
     "ports": frozenset({"errors", "model"}),
+    "planfile": frozenset({"errors", "model"}),
     **{shell: (CORE | SHELL) - {"cli", shell} for shell in SHELL},
 }
 # Top-level modules no core module may import: the file system, processes, the network, AWS

@@ -181,7 +181,8 @@ def test_plan_sorts_by_layer_then_region() -> None:
     result = planner.plan([item("b", "us-west-2"), item("a", "us-west-2"), item("b", "eu-west-1")])
     assert [(c.layer, c.region) for c in result.changes] == [
         ("a", "us-west-2"), ("b", "eu-west-1"), ("b", "us-west-2")]
-    assert result.summary() == {"create": 3, "publish": 0, "noop": 0, "delete": 0}
+    assert result.summary() == {"create": 3, "publish": 0, "noop": 0, "delete": 0, "grant": 0,
+                                "record": 0}
 
 
 _contents = st.sampled_from(["a", "b"])

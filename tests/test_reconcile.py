@@ -1,14 +1,17 @@
-"""The use cases against the in-memory FakeLayerStore: plan makes no write, apply makes exactly
-the needed publishes and records each in the lockfile as it goes, a second apply does nothing."""
+"""The use cases (planning, applying) against the in-memory FakeLayerStore: plan makes no write,
+apply makes exactly the needed publishes and records each in the lockfile as it goes, one
+failure stops nothing else, a second apply does nothing."""
 
 from __future__ import annotations
 
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
-from fakes import FakeLayerStore
+from fakes import FakeLayerStore, FakeStateBackend
 
-from reconciler import errors, lockfile, model, reconcile, workspace
+from reconciler import applying, artifacts, errors, lockfile, model, planning, workspace
 
 MANIFEST = """\
 version: 1
@@ -43,26 +46,40 @@ def folder_layer_space(tmp_path: Path, manifest_text: str) -> workspace.Workspac
     return workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
 
 
-def run_plan(space: workspace.Workspace, store: FakeLayerStore,
-             **options: list[str]) -> reconcile.PlanResult:
+def run_plan(space: workspace.Workspace, store: FakeLayerStore, *,
+             targets: tuple[str, ...] = (), regions: tuple[str, ...] = (),
+             default_region: str | None = None) -> model.Plan:
     """Plan the workspace as the CLI does."""
-    return reconcile.make_plan(parsed=workspace.load_manifest(space),
-                               lock=lockfile.read(space.lockfile_path), store=store, space=space,
-                               default_region=None, **options)
+    parsed = workspace.load_manifest(space)
+    state = FakeStateBackend(space.lockfile_path)
+    selection = planning.select(parsed, default_region=default_region, targets=targets,
+                                regions=regions)
+    return planning.make_plan(parsed=parsed, selection=selection, snapshot=state.read(),
+                              state_location="lockfile:layers.lock.json",
+                              manifest_digest=parsed.sha256, store=store,
+                              code=artifacts.LocalCode(space=space, manifest=parsed))
 
 
-def run_apply(space: workspace.Workspace, store: FakeLayerStore) -> reconcile.ApplyReport:
+def run_apply(space: workspace.Workspace, store: FakeLayerStore, *,
+              parallelism: int = 1) -> applying.ApplyReport:
     """Plan and apply the workspace as `apply --yes` does."""
-    result = run_plan(space, store)
-    return reconcile.apply(result=result, lock=lockfile.read(space.lockfile_path), store=store,
-                           space=space)
+    parsed = workspace.load_manifest(space)
+    state = FakeStateBackend(space.lockfile_path)
+    snapshot = state.read()
+    selection = planning.select(parsed, default_region=None, targets=(), regions=())
+    code = artifacts.LocalCode(space=space, manifest=parsed)
+    plan = planning.make_plan(parsed=parsed, selection=selection, snapshot=snapshot,
+                              state_location="lockfile:layers.lock.json",
+                              manifest_digest=parsed.sha256, store=store, code=code)
+    return applying.apply(plan, store=store, state=state, code=code, snapshot=snapshot,
+                          parallelism=parallelism)
 
 
 def test_plan_makes_no_write_and_no_lockfile(space: workspace.Workspace) -> None:
     """Planning lists the layers and writes nothing remote and no lockfile."""
     store = FakeLayerStore()
     result = run_plan(space, store)
-    assert [c.action for c in result.plan.changes] == [model.Action.CREATE] * 2
+    assert [c.action for c in result.changes] == [model.Action.CREATE] * 2
     assert store.writes() == []
     assert not space.lockfile_path.exists()
 
@@ -74,9 +91,9 @@ def test_apply_publishes_each_new_layer_once(space: workspace.Workspace) -> None
     assert store.writes() == [("publish", "us-east-1", "alpha"), ("publish", "us-east-1", "beta")]
     lock = lockfile.read(space.lockfile_path)
     assert {key for key in lock.entries} == {("alpha", "us-east-1"), ("beta", "us-east-1")}
-    assert [version.version for _, version in report.published] == [1, 1]
+    assert [item.version.version for item in report.published] == [1, 1]
     entry = lock.get("alpha", "us-east-1")
-    assert entry is not None and entry.code_sha256 == report.published[0][1].code_sha256
+    assert entry is not None and entry.code_sha256 == report.published[0].version.code_sha256
 
 
 def test_second_apply_publishes_nothing_and_keeps_lockfile_bytes(
@@ -88,7 +105,7 @@ def test_second_apply_publishes_nothing_and_keeps_lockfile_bytes(
     store.calls.clear()
     report = run_apply(space, store)
     assert store.writes() == []
-    assert report.published == () and report.recorded == ()
+    assert report.published == [] and report.recorded == []
     assert space.lockfile_path.read_bytes() == before
     # In sync: only ListLayerVersions, no GetLayerVersion (the lock knows the CodeSha256).
     assert [call[0] for call in store.calls] == ["list", "list"]
@@ -102,7 +119,8 @@ def test_changed_file_publishes_only_that_layer(space: workspace.Workspace) -> N
     store.calls.clear()
     report = run_apply(space, store)
     assert store.writes() == [("publish", "us-east-1", "beta")]
-    assert [(c.layer, v.version) for c, v in report.published] == [("beta", 2)]
+    assert [(item.change.layer, item.version.version) for item in report.published] == [
+        ("beta", 2)]
     entry = lockfile.read(space.lockfile_path).get("beta", "us-east-1")
     assert entry is not None and entry.version == 2
 
@@ -113,7 +131,7 @@ def test_settings_change_publishes(space: workspace.Workspace) -> None:
     run_apply(space, store)
     space.manifest_path.write_text(MANIFEST.replace("description: first", "description: 1st"))
     result = run_plan(space, store)
-    alpha = result.plan.changes[0]
+    alpha = result.changes[0]
     assert (alpha.action, alpha.reasons) == (model.Action.PUBLISH,
                                              (model.Reason.SETTINGS_CHANGED,))
 
@@ -132,14 +150,69 @@ def test_deleted_lockfile_adopts_instead_of_republishing(space: workspace.Worksp
 
 
 def test_partial_failure_keeps_what_succeeded(space: workspace.Workspace) -> None:
-    """When the second publish fails, the first is in the lockfile and apply says so."""
-    store = FakeLayerStore(fail_publish={"beta": errors.AwsError("boom", code="ServiceException")})
-    with pytest.raises(errors.ApplyFailed) as failure:
-        run_apply(space, store)
-    assert "apply stopped at beta" in failure.value.message
-    assert "alpha (us-east-1) v1" in failure.value.message
+    """A failed publish stops nothing else: the other layer lands, is recorded, and the
+    report names the failure and its cause."""
+    store = FakeLayerStore(fail_publish={"alpha": errors.AwsError("boom",
+                                                                  code="InvalidParameter")})
+    report = run_apply(space, store)
+    assert not report.ok
+    assert [(item.change.layer, item.error.message) for item in report.failed] == [
+        ("alpha", "boom")]
+    assert [item.change.layer for item in report.published] == ["beta"]
     lock = lockfile.read(space.lockfile_path)
-    assert set(lock.entries) == {("alpha", "us-east-1")}
+    assert set(lock.entries) == {("beta", "us-east-1")}
+    store.fail_publish.clear()
+    store.calls.clear()
+    rerun = run_apply(space, store)
+    assert rerun.ok and store.writes() == [("publish", "us-east-1", "alpha")]
+
+
+def test_a_failing_region_is_given_up_and_others_land(tmp_path: Path) -> None:
+    """A region whose publishes keep failing (unreachable) is given up after a few failures;
+    every other region's publishes land; the rest of that region is reported not attempted."""
+    manifest = "version: 1\nregion: [eu-west-1, us-east-1]\nlayers:\n" + "".join(
+        f"  l{index}:\n    content: {{path: a}}\n" for index in range(4))
+    space = folder_layer_space(tmp_path, manifest)
+    store = FakeLayerStore(fail_region={"eu-west-1": errors.EndpointError("unreachable")})
+    report = run_apply(space, store)
+    assert sorted(item.change.region for item in report.published) == ["us-east-1"] * 4
+    assert len(report.failed) == applying.REGION_FAILURES_TO_GIVE_UP
+    assert len(report.not_attempted) == 4 - applying.REGION_FAILURES_TO_GIVE_UP
+    assert all("eu-west-1 kept failing" in item.why for item in report.not_attempted)
+
+
+def test_stop_request_starts_no_new_publish(space: workspace.Workspace) -> None:
+    """Once stop is asked (SIGTERM, Ctrl-C), no new publish starts; the report says so."""
+    parsed = workspace.load_manifest(space)
+    state = FakeStateBackend(space.lockfile_path)
+    store = FakeLayerStore()
+    code = artifacts.LocalCode(space=space, manifest=parsed)
+    selection = planning.select(parsed, default_region=None, targets=(), regions=())
+    plan = planning.make_plan(parsed=parsed, selection=selection, snapshot=state.read(),
+                              state_location="x", manifest_digest="", store=store, code=code)
+    stop = threading.Event()
+    stop.set()
+    report = applying.apply(plan, store=store, state=state, code=code, snapshot=state.read(),
+                            stop=stop)
+    assert report.interrupted and store.writes() == []
+    assert [item.change.layer for item in report.not_attempted] == ["alpha", "beta"]
+
+
+def test_plan_with_a_layer_in_error_is_refused_by_apply(space: workspace.Workspace) -> None:
+    """A layer whose content fails is shown as an error; the others are planned; apply
+    refuses to start while any layer has an error."""
+    (space.base_dir / "src" / "beta" / "beta.py").unlink()
+    store = FakeLayerStore()
+    plan = run_plan(space, store)
+    assert [change.layer for change in plan.changes] == ["alpha"]
+    assert [error.layer for error in plan.errors] == ["beta"]
+    state = FakeStateBackend(space.lockfile_path)
+    parsed = workspace.load_manifest(space)
+    with pytest.raises(errors.ApplyRefused, match="beta"):
+        applying.apply(plan, store=store, state=state,
+                       code=artifacts.LocalCode(space=space, manifest=parsed),
+                       snapshot=state.read())
+    assert store.writes() == []
 
 
 def test_out_of_band_publish_is_drift(space: workspace.Workspace) -> None:
@@ -149,7 +222,7 @@ def test_out_of_band_publish_is_drift(space: workspace.Workspace) -> None:
     store.put(region="us-east-1", layer_name="alpha", settings=model.Settings(),
               zip_bytes=b"not ours")
     result = run_plan(space, store)
-    alpha = result.plan.changes[0]
+    alpha = result.changes[0]
     assert alpha.action is model.Action.PUBLISH
     assert alpha.reasons[0] is model.Reason.REMOTE_DRIFT
     assert ("get", "us-east-1", "alpha") in store.calls
@@ -158,26 +231,28 @@ def test_out_of_band_publish_is_drift(space: workspace.Workspace) -> None:
 def test_target_limits_the_plan(space: workspace.Workspace) -> None:
     """--target plans only the named layers; an unknown name is a usage error."""
     store = FakeLayerStore()
-    result = run_plan(space, store, targets=["beta"])
-    assert [c.layer for c in result.plan.changes] == ["beta"]
+    result = run_plan(space, store, targets=("beta",))
+    assert [c.layer for c in result.changes] == ["beta"]
     with pytest.raises(errors.UsageError, match="nope"):
-        run_plan(space, store, targets=["nope"])
+        run_plan(space, store, targets=("nope",))
     assert store.calls == [("list", "us-east-1", "beta")]
 
 
 def test_unknown_region_is_a_usage_error(space: workspace.Workspace) -> None:
     """--region must name a region of the manifest."""
     with pytest.raises(errors.UsageError, match="eu-west-1"):
-        run_plan(space, FakeLayerStore(), regions=["eu-west-1"])
+        run_plan(space, FakeLayerStore(), regions=("eu-west-1",))
 
 
-def test_content_error_stops_before_any_aws_call(space: workspace.Workspace) -> None:
-    """A layer whose folder is empty fails the plan before Lambda is asked anything."""
+def test_content_error_asks_lambda_nothing_about_that_layer(
+        space: workspace.Workspace) -> None:
+    """A layer whose folder is empty is an error of the plan, and Lambda is asked nothing
+    about it."""
     (space.base_dir / "src" / "beta" / "beta.py").unlink()
     store = FakeLayerStore()
-    with pytest.raises(errors.ContentError):
-        run_plan(space, store)
-    assert store.calls == []
+    plan = run_plan(space, store)
+    assert "has no files to package" in plan.errors[0].message
+    assert store.calls == [("list", "us-east-1", "alpha")]
 
 
 def test_multi_region_plans_each_region(tmp_path: Path) -> None:
@@ -185,7 +260,7 @@ def test_multi_region_plans_each_region(tmp_path: Path) -> None:
     space = folder_layer_space(tmp_path,
         "version: 1\nregion: [us-west-2, eu-west-1]\nlayers:\n  a:\n    content: {path: a}\n")
     result = run_plan(space, FakeLayerStore())
-    assert [(c.layer, c.region) for c in result.plan.changes] == [
+    assert [(c.layer, c.region) for c in result.changes] == [
         ("a", "eu-west-1"), ("a", "us-west-2")]
 
 
@@ -219,11 +294,10 @@ def test_arn_key_is_planned_by_name(tmp_path: Path) -> None:
     space = folder_layer_space(tmp_path,
         f"version: 1\nlayers:\n  {arn}:\n    content: {{path: a}}\n")
     store = FakeLayerStore()
-    result = reconcile.make_plan(parsed=workspace.load_manifest(space), lock=model.Lock(),
-                                 store=store, space=space, default_region="us-east-1")
+    result = run_plan(space, store, default_region="us-east-1")
     assert ("list", "us-east-1", "shared") in store.calls
-    assert result.plan.changes[0].layer == arn
-    assert result.plan.changes[0].layer_name == "shared"
+    assert result.changes[0].layer == arn
+    assert result.changes[0].layer_name == "shared"
 
 
 def test_unchanged_layer_is_never_zipped(space: workspace.Workspace) -> None:
@@ -237,9 +311,9 @@ def test_unchanged_layer_is_never_zipped(space: workspace.Workspace) -> None:
     assert list(build_dir.glob("*.zip")) == []
     (space.base_dir / "src" / "beta" / "beta.py").write_text("NAME = 'changed'\n")
     result = run_plan(space, store)
-    beta = result.artifacts["beta"]
-    assert [path.name for path in build_dir.glob("*.zip")] == [f"{beta.fingerprint}.zip"]
-    assert result.artifacts["alpha"].zip_path is None
+    assert result.basis is not None
+    beta = result.basis.fingerprint("beta")
+    assert [path.name for path in build_dir.glob("*.zip")] == [f"{beta}.zip"]
 
 
 def test_build_folder_keeps_only_what_the_plan_needs(space: workspace.Workspace) -> None:
@@ -249,7 +323,8 @@ def test_build_folder_keeps_only_what_the_plan_needs(space: workspace.Workspace)
     (space.base_dir / "src" / "beta" / "beta.py").write_text("NAME = 'changed'\n")
     result = run_plan(space, store)
     kept = sorted(path.name for path in (space.cache_dir / "build").glob("*.zip"))
-    assert kept == sorted(f"{a.fingerprint}.zip" for a in result.artifacts.values())
+    assert result.basis is not None
+    assert kept == sorted(f"{fingerprint}.zip" for _, fingerprint in result.basis.fingerprints)
 
 
 def test_zip_over_direct_upload_limit_is_refused_before_upload(tmp_path: Path) -> None:
@@ -264,25 +339,47 @@ def test_zip_over_direct_upload_limit_is_refused_before_upload(tmp_path: Path) -
         "version: 1\nregion: us-east-1\nlayers:\n  big:\n    content: {zip: dist/big.zip}\n")
     space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
     store = FakeLayerStore()
-    with pytest.raises(errors.ContentError) as failure:
-        run_plan(space, store)
-    assert "over Lambda's 52,428,800-byte limit" in failure.value.message
-    assert "layers.yaml:5:14: layers.big" in failure.value.message
-    assert failure.value.hint is not None and "artifact_bucket" in failure.value.hint
+    plan = run_plan(space, store)
+    (failure,) = plan.errors
+    assert "over Lambda's 52,428,800-byte limit" in failure.message
+    assert "layers.yaml:5:14: layers.big" in failure.message
+    assert failure.hint is not None and "artifact_bucket" in failure.hint
     assert store.writes() == []
 
 
-def test_missing_zip_stops_apply_before_any_publish(space: workspace.Workspace) -> None:
-    """A build zip removed between plan and apply stops apply before its first publish."""
+def test_zip_that_no_longer_matches_stops_apply_before_any_publish(
+        space: workspace.Workspace) -> None:
+    """Content edited between plan and apply stops apply before its first publish: the
+    rebuilt zip does not have the planned CodeSha256."""
     store = FakeLayerStore()
-    result = run_plan(space, store)
-    zip_path = result.artifacts["beta"].zip_path
-    assert zip_path is not None
-    Path(zip_path).unlink()
+    plan = run_plan(space, store)
+    for zip_path in (space.cache_dir / "build").glob("*.zip"):
+        zip_path.unlink()
+    (space.base_dir / "src" / "beta" / "beta.py").write_text("NAME = 'edited'\n")
+    state = FakeStateBackend(space.lockfile_path)
+    parsed = workspace.load_manifest(space)
     with pytest.raises(errors.ApplyFailed, match="nothing was published"):
-        reconcile.apply(result=result, lock=model.Lock(), store=store, space=space)
+        applying.apply(plan, store=store, state=state,
+                       code=artifacts.LocalCode(space=space, manifest=parsed),
+                       snapshot=state.read())
     assert store.writes() == []
     assert not space.lockfile_path.exists()
+
+
+def test_saved_plan_applies_from_a_fresh_code_cache(space: workspace.Workspace) -> None:
+    """With no .reconcile/ at all, apply rebuilds each planned zip and uploads exactly the
+    planned CodeSha256."""
+    store = FakeLayerStore()
+    plan = run_plan(space, store)
+    shutil.rmtree(space.cache_dir)
+    state = FakeStateBackend(space.lockfile_path)
+    parsed = workspace.load_manifest(space)
+    report = applying.apply(plan, store=store, state=state,
+                            code=artifacts.LocalCode(space=space, manifest=parsed),
+                            snapshot=state.read())
+    assert report.ok
+    assert {item.version.code_sha256 for item in report.published} == {
+        change.desired.code_sha256 for change in plan.changes}
 
 
 class LockfileSabotagingStore(FakeLayerStore):
@@ -305,11 +402,11 @@ def test_lockfile_write_failure_after_publish_names_the_version(
     """When the lockfile cannot be written after a publish, the error names that version."""
     store = LockfileSabotagingStore()
     store.lockfile_path = space.lockfile_path
-    with pytest.raises(errors.ApplyFailed) as failure:
-        run_apply(space, store)
+    report = run_apply(space, store)
     assert "arn:aws:lambda:us-east-1:123456789012:layer:alpha:1 is published but not recorded" \
-        in failure.value.message
+        in report.failed[0].error.message
     assert store.writes() == [("publish", "us-east-1", "alpha")]
+    assert [item.change.layer for item in report.not_attempted] == ["beta"]
 
 
 def test_content_reached_through_a_symlink_still_skips_tool_files(tmp_path: Path) -> None:
@@ -331,4 +428,4 @@ def test_unremovable_build_leftovers_do_not_fail_the_plan(space: workspace.Works
     """Pruning the build cache is best effort: an odd leftover never fails a plan."""
     (space.cache_dir / "build" / "stale.zip").mkdir(parents=True)
     result = run_plan(space, FakeLayerStore())
-    assert [c.action for c in result.plan.changes] == [model.Action.CREATE] * 2
+    assert [c.action for c in result.changes] == [model.Action.CREATE] * 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler import model, render
+from reconciler import model, planfile, render
 
 S = model.Settings.normalised(description="d", compatible_runtimes=["python3.12"],
                               compatible_architectures=None, license_info=None)
@@ -55,16 +55,19 @@ def test_no_changes_says_so() -> None:
 
 def test_json_document_follows_the_contract() -> None:
     """format_version, changes with the contract's keys, and the summary."""
-    document = json.loads(json.dumps(render.plan_dict(PLAN)))
+    document = json.loads(json.dumps(planfile.to_document(PLAN)))
     assert document["format_version"] == 1
-    assert document["summary"] == {"create": 1, "publish": 1, "noop": 1, "delete": 0}
+    assert document["summary"] == {"create": 1, "publish": 1, "noop": 1, "delete": 0,
+                                   "grant": 0, "record": 0}
     create, publish, _ = document["changes"]
     assert create["current"] is None
     assert create["desired"]["code_sha256"] == DESIRED.code_sha256
     assert create["desired"]["code_size"] == 99
     assert create["desired"]["compatible_runtimes"] == ["python3.12"]
-    assert publish["current"] == {"version": 3, "layer_version_arn": CURRENT.layer_version_arn,
-                                  "code_sha256": CURRENT.code_sha256}
+    assert {key: publish["current"][key] for key in (
+        "version", "layer_version_arn", "code_sha256")} == {
+        "version": 3, "layer_version_arn": CURRENT.layer_version_arn,
+        "code_sha256": CURRENT.code_sha256}
     assert publish["reasons"] == ["content_changed", "settings_changed"]
     assert publish["diff"]["code_sha256"] == {"from": CURRENT.code_sha256,
                                               "to": DESIRED.code_sha256}

@@ -1,0 +1,239 @@
+"""The apply use case: carry out a model.Plan's actions against the stores, nothing beside
+them (the Lambda store, the state backend, the local code). Never prints or prompts: progress
+goes to a callback, and the outcome is an ApplyReport.
+
+How it runs: every check that could fail after a publish is made before the first one (each
+zip rebuilt or found and matched against the planned CodeSha256; the state writable). Then
+the changes run in a bounded pool, layer and region by layer and region: they do not depend
+on each other, so one failure stops nothing else. The calling thread is the one writer of the
+state: each success is recorded the moment it is known, with a revision-checked write, so a
+crash at any point loses no record (the next plan adopts an unrecorded publish). A stop
+request (SIGTERM, Ctrl-C) lets the publishes in flight finish and be recorded, and starts no
+new one. A region whose calls keep failing for reasons of the region (unreachable, 5xx,
+throttled out) is given up after a few failures; its other changes are reported as not
+attempted, and a rerun does only what is missing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from reconciler import aws as aws_port
+from reconciler import errors, model, planner, ports
+
+Progress = Callable[[str], None]
+_PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
+# After this many failures in a row in one region for reasons of the region, its remaining
+# changes are not attempted: they would almost surely fail the same way.
+REGION_FAILURES_TO_GIVE_UP = 2
+_POLL_SECONDS = 0.1
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class CodeSource(Protocol):
+    """Where apply gets the zip of a change (checked against the plan's CodeSha256)."""
+
+    def zip_for(self, change: model.LayerChange) -> Path:
+        """The zip to upload for `change`."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """A version apply published (or found already published after a lost reply)."""
+
+    change: model.LayerChange
+    version: model.RemoteVersion
+    adopted: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A change that failed, and why."""
+
+    change: model.LayerChange
+    error: errors.ReconcilerError
+
+
+@dataclass(frozen=True)
+class NotAttempted:
+    """A change apply did not start, and why."""
+
+    change: model.LayerChange
+    why: str
+
+
+@dataclass
+class ApplyReport:
+    """What apply did: versions published, records written, failures, changes not tried."""
+
+    published: list[Published] = field(default_factory=list)
+    recorded: list[model.LayerChange] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    not_attempted: list[NotAttempted] = field(default_factory=list)
+    unchanged: int = 0
+    interrupted: bool = False
+    lock: model.Lock = field(default_factory=model.Lock)
+    revision: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every change was carried out."""
+        return not (self.failed or self.not_attempted or self.interrupted)
+
+
+def preflight(plan: model.Plan, *, state: ports.StateBackend,
+              code: CodeSource) -> dict[tuple[str, str], Path]:
+    """The checks that could fail after a publish, made before the first one: no layer in
+    error, every zip at hand with its planned CodeSha256, the state writable."""
+    if plan.errors:
+        listed = "\n".join(f"  {error.layer}: {error.message}" for error in plan.errors)
+        raise errors.ApplyRefused(
+            f"refusing to apply: {len(plan.errors)} layer(s) could not be planned:\n{listed}",
+            hint="fix them (or leave them out with --target) and plan again")
+    zips: dict[tuple[str, str], Path] = {}
+    for change in plan.changes:
+        if change.action in _PUBLISHING:
+            try:
+                zips[(change.layer, change.region)] = code.zip_for(change)
+            except errors.ContentError as error:
+                raise errors.ApplyFailed(f"nothing was published: {error.message}",
+                                         hint=error.hint) from error
+    if zips or plan.records:
+        try:
+            state.check_writable()
+        except errors.StateError as error:
+            raise errors.StateError(f"nothing was published: {error.message}",
+                                    hint=error.hint) from error
+    return zips
+
+
+def _region_trouble(error: errors.ReconcilerError) -> bool:
+    """Whether a failure says more about the region than about the change."""
+    if isinstance(error, errors.EndpointError):
+        return True
+    if isinstance(error, errors.PublishOutcomeUnknown):
+        return True
+    return isinstance(error, errors.AwsError) and error.aws_code in (
+        "TooManyRequestsException", "ThrottlingException", "ServiceException",
+        "ServiceUnavailable", "InternalFailure")
+
+
+def apply(
+    plan: model.Plan,
+    *,
+    store: aws_port.LayerStore,
+    state: ports.StateBackend,
+    code: CodeSource,
+    snapshot: ports.Snapshot,
+    parallelism: int = 4,
+    stop: threading.Event | None = None,
+    progress: Progress = _quiet,
+) -> ApplyReport:
+    """Carry out `plan` on top of `snapshot` (the state as read under the lock). Raises only
+    before the first change (preflight); after that every outcome is in the report."""
+    stop = stop or threading.Event()
+    zips = preflight(plan, state=state, code=code)
+    report = ApplyReport(lock=snapshot.lock, revision=snapshot.revision)
+    state_broken: list[str] = []
+
+    def record(change: model.LayerChange, entry: model.LockEntry, *, published: bool) -> bool:
+        updated = report.lock.with_entry(change.layer, change.region, entry=entry)
+        try:
+            report.revision = state.write(updated, expected_revision=report.revision)
+        except errors.ReconcilerError as error:
+            what = (f"{entry.layer_version_arn} is published but not recorded (the next plan "
+                    "adopts it)" if published else
+                    f"{entry.layer_version_arn} could not be recorded")
+            report.failed.append(Failed(change, errors.StateError(
+                f"cannot record in {state.location}: {error.message}; {what}",
+                hint=error.hint)))
+            state_broken.append(error.message)
+            return False
+        report.lock = updated
+        return True
+
+    for change in plan.changes:
+        if change.action is model.Action.NOOP:
+            if change.record is not None:
+                if record(change, change.record, published=False):
+                    report.recorded.append(change)
+            else:
+                report.unchanged += 1
+    if state_broken:
+        for change in plan.changes:
+            if change.action in _PUBLISHING:
+                report.not_attempted.append(NotAttempted(change, "the state cannot be written"))
+        return report
+
+    def publish(change: model.LayerChange) -> Published:
+        progress(f"{change.layer}: publishing in {change.region}")
+        zip_path = zips[(change.layer, change.region)]
+        version = store.publish(region=change.region, layer_name=change.layer_name,
+                                settings=change.desired.settings, zip_path=zip_path)
+        if version.code_sha256 != change.desired.code_sha256:
+            raise errors.AwsError(
+                f"{version.layer_version_arn} was published, but Lambda reports its "
+                f"CodeSha256 as {version.code_sha256} while the uploaded zip has "
+                f"{change.desired.code_sha256}; it is not recorded")
+        return Published(change, version)
+
+    pending = [change for change in plan.changes if change.action in _PUBLISHING]
+    unsupported = [change for change in plan.changes
+                   if change.action not in (*_PUBLISHING, model.Action.NOOP)]
+    for change in unsupported:
+        report.not_attempted.append(NotAttempted(
+            change, f"{change.action.value} changes are not supported by this version"))
+    region_failures: dict[str, int] = {}
+    given_up: dict[str, str] = {}
+    in_flight: dict[concurrent.futures.Future[Published], model.LayerChange] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism),
+                                               thread_name_prefix="reconcile-apply") as pool:
+        while pending or in_flight:
+            while pending and len(in_flight) < max(1, parallelism) and not stop.is_set() \
+                    and not state_broken:
+                change = pending.pop(0)
+                if change.region in given_up:
+                    report.not_attempted.append(NotAttempted(
+                        change, f"{change.region} kept failing: {given_up[change.region]}"))
+                    continue
+                in_flight[pool.submit(publish, change)] = change
+            if (stop.is_set() or state_broken) and pending:
+                why = ("apply was interrupted" if stop.is_set()
+                       else "the state cannot be written")
+                report.not_attempted.extend(NotAttempted(change, why) for change in pending)
+                pending.clear()
+                report.interrupted = stop.is_set()
+            if not in_flight:
+                continue
+            done, _ = concurrent.futures.wait(in_flight, timeout=_POLL_SECONDS,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: _order(in_flight[f])):
+                change = in_flight.pop(future)
+                try:
+                    published = future.result()
+                except errors.ReconcilerError as error:
+                    report.failed.append(Failed(change, error))
+                    if _region_trouble(error):
+                        region_failures[change.region] = region_failures.get(change.region,
+                                                                             0) + 1
+                        if region_failures[change.region] >= REGION_FAILURES_TO_GIVE_UP:
+                            given_up.setdefault(change.region, error.message)
+                    continue
+                region_failures[change.region] = 0
+                if record(change, planner.lock_entry_for(change, published.version),
+                          published=True):
+                    report.published.append(published)
+    report.interrupted = report.interrupted or stop.is_set()
+    return report
+
+
+def _order(change: model.LayerChange) -> tuple[str, str]:
+    return (change.layer, change.region)

@@ -1,0 +1,317 @@
+"""model.Plan <-> the plan document (`plan --format json`, and the body of `plan --out`), and
+the stale check of a saved plan. Pure: dicts in, dicts out; the caller reads and writes files.
+
+The document is the contract's plan JSON with more keys, so that it round-trips: every change
+carries the Lambda layer name, the lock entry apply records, the remote version it was decided
+against (with its settings) and everything about the desired version (fingerprint, digests,
+size, settings, grants). A saved plan also carries its basis (what it was made against) and,
+once applied, an `applied` record. `from_document(to_document(plan)) == plan` for every plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import errors, model
+
+FORMAT_VERSION = 1
+_SETTINGS_ORDER = ("code_sha256", *model.Settings().as_dict())
+
+
+class PlanFileError(errors.ReconcilerError):
+    """A plan file that is not a plan document this reconcile can read."""
+
+    code = "plan_unreadable"
+
+
+def _settings(values: Mapping[str, Any]) -> model.Settings:
+    return model.Settings.normalised(
+        description=values.get("description"),
+        compatible_runtimes=values.get("compatible_runtimes"),
+        compatible_architectures=values.get("compatible_architectures"),
+        license_info=values.get("license_info"),
+    )
+
+
+def _lock_entry(entry: model.LockEntry) -> dict[str, Any]:
+    return {
+        "fingerprint": entry.fingerprint, "content_sha256": entry.content_sha256,
+        "code_sha256": entry.code_sha256, "code_size": entry.code_size,
+        "version": entry.version, "layer_version_arn": entry.layer_version_arn,
+        "settings_sha256": entry.settings_sha256,
+    }
+
+
+def _current(version: model.RemoteVersion | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return {
+        "version": version.version,
+        "layer_version_arn": version.layer_version_arn,
+        "code_sha256": version.code_sha256,
+        "code_size": version.code_size,
+        **version.settings.as_dict(),
+    }
+
+
+def _desired(desired: model.Desired) -> dict[str, Any]:
+    return {
+        "code_sha256": desired.code_sha256,
+        "code_size": desired.code_size,
+        "content_sha256": desired.content_sha256,
+        "fingerprint": desired.fingerprint,
+        "source": desired.source.value,
+        "unzipped_size": desired.unzipped_size,
+        "grants": [[grant.kind, grant.principal] for grant in desired.grants],
+        **desired.settings.as_dict(),
+    }
+
+
+def _diff(change: model.LayerChange) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for field_change in change.diff:
+        entry: dict[str, Any] = {"from": field_change.before, "to": field_change.after}
+        if field_change.added or field_change.removed:
+            entry["added"] = list(field_change.added)
+            entry["removed"] = list(field_change.removed)
+        result[field_change.field] = entry
+    return result
+
+
+def change_document(change: model.LayerChange) -> dict[str, Any]:
+    """One change as in the plan document."""
+    document: dict[str, Any] = {
+        "layer": change.layer,
+        "layer_name": change.layer_name,
+        "region": change.region,
+        "action": change.action.value,
+        "reasons": [reason.value for reason in change.reasons],
+        "record": change.record is not None,
+        "record_entry": _lock_entry(change.record) if change.record is not None else None,
+        "current": _current(change.current),
+        "desired": _desired(change.desired),
+        "diff": _diff(change),
+        "notes": list(change.notes),
+        "limits": {"direct_upload_bytes": model.MAX_DIRECT_UPLOAD_BYTES,
+                   "unzipped_bytes": model.MAX_UNZIPPED_BYTES},
+    }
+    if change.expected_version is not None:
+        document["expected_version"] = change.expected_version
+    if change.version is not None:
+        document["version"] = change.version
+    return document
+
+
+def _basis(basis: model.PlanBasis) -> dict[str, Any]:
+    return {
+        "plan_id": basis.plan_id,
+        "created": basis.created,
+        "manifest_sha256": basis.manifest_sha256,
+        "state_location": basis.state_location,
+        "state_revision": basis.state_revision,
+        "fingerprints": dict(basis.fingerprints),
+        "targets": list(basis.targets),
+        "regions": list(basis.regions),
+        "tool_version": basis.tool_version,
+        "packaging_format": basis.packaging_format,
+    }
+
+
+def to_document(plan: model.Plan) -> dict[str, Any]:
+    """The plan document: the contract's keys, plus what a saved plan needs."""
+    document: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "changes": [change_document(change) for change in plan.changes],
+        "summary": plan.summary(),
+        "errors": [{"layer": error.layer, "message": error.message, "hint": error.hint}
+                   for error in plan.errors],
+    }
+    if plan.basis is not None:
+        document["basis"] = _basis(plan.basis)
+    return document
+
+
+def _require(mapping: Any, key: str, kind: type | tuple[type, ...], *, where: str) -> Any:
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise PlanFileError(f"the plan file has no `{where}{key}`",
+                            hint="make it again with `reconcile plan --out FILE`")
+    value = mapping[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise PlanFileError(f"the plan file's `{where}{key}` has the wrong type",
+                            hint="make it again with `reconcile plan --out FILE`")
+    return value
+
+
+def _optional_int(mapping: Mapping[str, Any], key: str) -> int | None:
+    value = mapping.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _read_change(raw: Any, index: int) -> model.LayerChange:
+    where = f"changes[{index}]."
+    try:
+        action = model.Action(_require(raw, "action", str, where=where))
+        reasons = tuple(model.Reason(reason)
+                        for reason in _require(raw, "reasons", list, where=where))
+    except ValueError as exc:
+        raise PlanFileError(f"the plan file's `{where}` has an unknown value: {exc}",
+                            hint="was it made by a newer reconcile?") from None
+    desired_raw = _require(raw, "desired", dict, where=where)
+    try:
+        source = model.SourceKind(desired_raw.get("source", "path"))
+    except ValueError:
+        raise PlanFileError(f"the plan file's `{where}desired.source` is unknown") from None
+    desired = model.Desired(
+        settings=_settings(desired_raw),
+        fingerprint=str(desired_raw.get("fingerprint") or ""),
+        code_sha256=desired_raw.get("code_sha256"),
+        content_sha256=desired_raw.get("content_sha256"),
+        code_size=_optional_int(desired_raw, "code_size"),
+        grants=tuple(model.Grant(kind=str(kind), principal=str(principal))
+                     for kind, principal in desired_raw.get("grants", [])),
+        source=source,
+        unzipped_size=_optional_int(desired_raw, "unzipped_size"),
+    )
+    current_raw = raw.get("current")
+    current = None
+    if isinstance(current_raw, dict):
+        current = model.RemoteVersion(
+            version=_require(current_raw, "version", int, where=where + "current."),
+            layer_version_arn=str(current_raw.get("layer_version_arn", "")),
+            settings=_settings(current_raw),
+            code_sha256=current_raw.get("code_sha256"),
+            code_size=_optional_int(current_raw, "code_size"),
+        )
+    record_raw = raw.get("record_entry")
+    record = None
+    if isinstance(record_raw, dict):
+        try:
+            record = model.LockEntry(**{name: record_raw[name] for name in (
+                "fingerprint", "content_sha256", "code_sha256", "code_size", "version",
+                "layer_version_arn", "settings_sha256")})
+        except KeyError as exc:
+            raise PlanFileError(f"the plan file's `{where}record_entry` lacks {exc}") from None
+    diff_raw = raw.get("diff") or {}
+    diff = tuple(
+        model.FieldChange(field=name, before=value.get("from"), after=value.get("to"),
+                          added=tuple(value.get("added", ())),
+                          removed=tuple(value.get("removed", ())))
+        for name, value in sorted(diff_raw.items(), key=lambda item: _field_order(item[0]))
+    )
+    return model.LayerChange(
+        layer=_require(raw, "layer", str, where=where),
+        layer_name=str(raw.get("layer_name") or raw["layer"]),
+        region=_require(raw, "region", str, where=where),
+        action=action,
+        reasons=reasons,
+        current=current,
+        desired=desired,
+        diff=diff,
+        notes=tuple(str(note) for note in raw.get("notes", ())),
+        record=record,
+        expected_version=_optional_int(raw, "expected_version"),
+        version=_optional_int(raw, "version"),
+    )
+
+
+def _field_order(name: str) -> int:
+    return _SETTINGS_ORDER.index(name) if name in _SETTINGS_ORDER else len(_SETTINGS_ORDER)
+
+
+def _read_basis(raw: Any) -> model.PlanBasis:
+    where = "basis."
+    fingerprints = _require(raw, "fingerprints", dict, where=where)
+    return model.PlanBasis(
+        plan_id=_require(raw, "plan_id", str, where=where),
+        created=_require(raw, "created", str, where=where),
+        manifest_sha256=_require(raw, "manifest_sha256", str, where=where),
+        state_location=_require(raw, "state_location", str, where=where),
+        state_revision=_require(raw, "state_revision", str, where=where),
+        fingerprints=tuple(sorted((str(k), str(v)) for k, v in fingerprints.items())),
+        targets=tuple(_require(raw, "targets", list, where=where)),
+        regions=tuple(_require(raw, "regions", list, where=where)),
+        tool_version=_require(raw, "tool_version", str, where=where),
+        packaging_format=_require(raw, "packaging_format", int, where=where),
+    )
+
+
+def from_document(document: Any) -> model.Plan:
+    """The Plan a document describes; PlanFileError when it is not one."""
+    if not isinstance(document, dict) or "changes" not in document:
+        raise PlanFileError("the file is not a reconcile plan (no `changes`)",
+                            hint="make one with `reconcile plan --out FILE`")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise PlanFileError(
+            f"plan format_version {document.get('format_version')!r} is not supported "
+            f"(this reconcile reads version {FORMAT_VERSION})")
+    changes = tuple(_read_change(raw, index)
+                    for index, raw in enumerate(_require(document, "changes", list, where="")))
+    plan_errors = tuple(
+        model.LayerError(layer=str(raw.get("layer")), message=str(raw.get("message")),
+                         hint=raw.get("hint"))
+        for raw in document.get("errors", ()) if isinstance(raw, dict))
+    basis = _read_basis(document["basis"]) if "basis" in document else None
+    return model.Plan(changes=changes, errors=plan_errors, basis=basis)
+
+
+def _short(value: str) -> str:
+    return value[:12] + "…" if len(value) > 12 else (value or "none")
+
+
+def stale_reasons(
+    plan: model.Plan,
+    *,
+    now: model.PlanBasis,
+    remote_latest: Mapping[tuple[str, str], int | None],
+) -> list[str]:
+    """Every way the world differs from the one `plan` was made against, in words (empty:
+    the plan can be applied). `now` is the basis as it is now; `remote_latest` the latest
+    version number of each planned (layer, region) now (None: it has none)."""
+    basis = plan.basis
+    if basis is None:
+        return ["the plan has no basis (it was not saved by `reconcile plan --out`)"]
+    reasons: list[str] = []
+    if basis.tool_version != now.tool_version:
+        reasons.append(f"the plan was made by reconcile {basis.tool_version}; this is "
+                       f"reconcile {now.tool_version}")
+    if basis.packaging_format != now.packaging_format:
+        reasons.append(f"the plan was made with packaging format {basis.packaging_format}; "
+                       f"this reconcile packages with format {now.packaging_format}")
+    if basis.manifest_sha256 != now.manifest_sha256:
+        reasons.append(f"the manifest changed since the plan (sha256 "
+                       f"{_short(basis.manifest_sha256)} -> {_short(now.manifest_sha256)})")
+    if basis.targets != now.targets or basis.regions != now.regions:
+        reasons.append(f"the plan selected targets {list(basis.targets) or 'all'} and regions "
+                       f"{list(basis.regions) or 'all'}; this apply selects "
+                       f"{list(now.targets) or 'all'} and {list(now.regions) or 'all'}")
+    planned = dict(basis.fingerprints)
+    current = dict(now.fingerprints)
+    for layer in sorted(planned):
+        if layer in current and current[layer] != planned[layer]:
+            reasons.append(f"layer {layer}'s content changed (fingerprint "
+                           f"{_short(planned[layer])} -> {_short(current[layer])})")
+        elif layer not in current:
+            reasons.append(f"layer {layer} is no longer in the manifest")
+    if basis.state_location != now.state_location:
+        reasons.append(f"the plan recorded its state in {basis.state_location}; this apply "
+                       f"uses {now.state_location}")
+    elif basis.state_revision != now.state_revision:
+        reasons.append(
+            f"the recorded state ({now.state_location}) changed since the plan (revision "
+            f"{_short(basis.state_revision)} -> {_short(now.state_revision)}): another apply "
+            "ran, or this plan was applied already")
+    seen: set[tuple[str, str]] = set()
+    for change in plan.changes:
+        key = (change.layer, change.region)
+        if key not in remote_latest or key in seen:
+            continue
+        seen.add(key)
+        planned_version = change.current.version if change.current is not None else None
+        version_now = remote_latest[key]
+        if version_now != planned_version:
+            was = f"v{planned_version}" if planned_version is not None else "no version"
+            is_now = f"v{version_now}" if version_now is not None else "no version"
+            reasons.append(f"layer {change.layer}'s remote latest in {change.region} is now "
+                           f"{is_now} (the plan saw {was}): published or deleted since the plan")
+    return reasons

@@ -1,0 +1,248 @@
+"""The plan use case: gather the desired state (manifest and content), the recorded state (a
+state snapshot) and the observed state (Lambda), ask the planner what evidence it needs, fetch
+it, and let it decide once. Never prints, never writes remote state or the recorded state; it
+may write the `.reconcile/` cache.
+
+It works local-first: every layer is identified (and zipped where the lock cannot vouch for its
+content) before the first AWS call. A layer whose content cannot be packaged becomes an error
+in the plan and the others are still planned.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reconciler import __version__, archive, artifacts, errors, model, planner, ports, workspace
+from reconciler import aws as aws_port
+
+Progress = Callable[[str], None]
+_REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
+_MAX_EVIDENCE_ROUNDS = 4  # zip, then GetLayerVersion, then the zip of a publish: 3 suffice
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def manifest_sha256(data: bytes) -> str:
+    """The manifest's digest recorded in a plan's basis."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def select_layers(parsed: model.Manifest, targets: Sequence[str]) -> list[model.LayerSpec]:
+    """The layers --target names (all when none); an unknown name is a UsageError."""
+    if not targets:
+        return list(parsed.layers)
+    known = {spec.key for spec in parsed.layers}
+    unknown = [name for name in targets if name not in known]
+    if unknown:
+        raise errors.UsageError(
+            f"--target names no layer of {parsed.file}: {', '.join(unknown)}",
+            hint=f"the layers are: {', '.join(sorted(known))}",
+        )
+    return [spec for spec in parsed.layers if spec.key in set(targets)]
+
+
+def select_regions(
+    parsed: model.Manifest, *, default_region: str | None, only: Sequence[str]
+) -> list[str]:
+    """The manifest's regions (else the AWS default region), limited by --region."""
+    regions = list(parsed.regions) or ([default_region] if default_region else [])
+    if not regions:
+        raise errors.CredentialsError(
+            "no AWS region: the manifest has no `region:` and none is configured",
+            hint="add `region: us-east-1` to the manifest, or set AWS_REGION",
+        )
+    if not parsed.regions and not _REGION_NAME.match(regions[0]):
+        raise errors.CredentialsError(
+            f"the configured AWS region {regions[0]!r} is not a region name",
+            hint="fix AWS_REGION / AWS_DEFAULT_REGION or the profile's region, or add "
+                 "`region:` to the manifest",
+        )
+    unknown = [region for region in only if region not in regions]
+    if unknown:
+        raise errors.UsageError(
+            f"--region {', '.join(unknown)} is not a region of {parsed.file}",
+            hint=f"its regions are: {', '.join(regions)}",
+        )
+    return [region for region in regions if not only or region in only]
+
+
+def layer_regions(
+    spec: model.LayerSpec, *, regions: list[str], parsed: model.Manifest
+) -> list[str]:
+    """The regions a layer is planned in: a layer named by ARN lives in its ARN's region."""
+    if spec.arn_region is None:
+        return regions
+    if spec.arn_region not in regions and not parsed.regions:
+        location = spec.location
+        raise errors.ManifestError([errors.Problem(
+            parsed.file, location.line, location.column, f"layers.{spec.key}",
+            f"the ARN is in region {spec.arn_region}, but the target region is "
+            f"{', '.join(regions)}")])
+    return [region for region in regions if region == spec.arn_region]
+
+
+def check_accounts(specs: list[model.LayerSpec], *, store: aws_port.LayerStore,
+                   parsed: model.Manifest) -> None:
+    """A layer named by an ARN of another account cannot be published: a located error."""
+    if not any(spec.arn_account for spec in specs):
+        return  # no STS call unless a layer is named by ARN
+    account = store.account_id()
+    for spec in specs:
+        if spec.arn_account and spec.arn_account != account:
+            raise errors.ManifestError([errors.Problem(
+                parsed.file, spec.location.line, spec.location.column, f"layers.{spec.key}",
+                f"the ARN is in account {spec.arn_account}, but the credentials are for "
+                f"account {account}; a layer can only be published in your own account")])
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one plan or apply covers: the layers, and the regions of each."""
+
+    specs: tuple[model.LayerSpec, ...]
+    regions: dict[str, list[str]]
+    targets: tuple[str, ...]
+    only_regions: tuple[str, ...]
+
+
+def select(parsed: model.Manifest, *, default_region: str | None, targets: Sequence[str],
+           regions: Sequence[str]) -> Selection:
+    """The layers and regions --target and --region select."""
+    unsupported = workspace.unsupported_problems(parsed)
+    if unsupported:
+        raise errors.ManifestError(unsupported)
+    specs = select_layers(parsed, targets)
+    chosen = select_regions(parsed, default_region=default_region, only=regions)
+    return Selection(
+        specs=tuple(specs),
+        regions={spec.key: layer_regions(spec, regions=chosen, parsed=parsed) for spec in specs},
+        targets=tuple(sorted(set(targets))),
+        only_regions=tuple(sorted(set(regions))),
+    )
+
+
+def basis(*, selection: Selection, manifest_digest: str, snapshot: ports.Snapshot,
+          state_location: str, fingerprints: dict[str, str]) -> model.PlanBasis:
+    """The basis of a plan made now."""
+    return model.PlanBasis(
+        plan_id=str(uuid.uuid4()),
+        created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        manifest_sha256=manifest_digest,
+        state_location=state_location,
+        state_revision=snapshot.revision,
+        fingerprints=tuple(sorted(fingerprints.items())),
+        targets=selection.targets,
+        regions=selection.only_regions,
+        tool_version=__version__,
+        packaging_format=archive.FORMAT_VERSION,
+    )
+
+
+def make_plan(
+    *,
+    parsed: model.Manifest,
+    selection: Selection,
+    snapshot: ports.Snapshot,
+    state_location: str,
+    manifest_digest: str,
+    store: aws_port.LayerStore,
+    code: artifacts.LocalCode,
+    progress: Progress = _quiet,
+) -> model.Plan:
+    """Plan the selection against the snapshot and Lambda."""
+    lock = snapshot.lock
+    specs = list(selection.specs)
+    identified = code.identify(specs)
+    layer_errors = [found for found in identified.values() if isinstance(found, model.LayerError)]
+    found_artifacts = {key: found for key, found in identified.items()
+                       if isinstance(found, model.Artifact)}
+    planned = [spec for spec in specs if spec.key in found_artifacts]
+
+    def fulfil_zip(spec: model.LayerSpec) -> None:
+        progress(f"{spec.key}: packaging")
+        try:
+            found_artifacts[spec.key] = code.build(spec, found_artifacts[spec.key])
+        except errors.ContentError as error:
+            layer_errors.append(model.LayerError(layer=spec.key, message=error.message,
+                                                 hint=error.hint))
+            del found_artifacts[spec.key]
+
+    # Local first: the zips whose CodeSha256 the lock cannot tell, before any AWS call.
+    for spec in planned:
+        if any(planner.needs_zip(found_artifacts[spec.key], lock.get(spec.key, region))
+               for region in selection.regions[spec.key]):
+            fulfil_zip(spec)
+    planned = [spec for spec in planned if spec.key in found_artifacts]
+
+    check_accounts(planned, store=store, parsed=parsed)
+    remote: dict[tuple[str, str], model.RemoteVersion | None] = {}
+    for spec in planned:
+        for region in selection.regions[spec.key]:
+            progress(f"{spec.key}: reading Lambda in {region}")
+            remote[(spec.key, region)] = store.latest_version(region=region,
+                                                              layer_name=spec.name)
+
+    def inputs(spec: model.LayerSpec, region: str) -> planner.Inputs:
+        return planner.Inputs(spec=spec, region=region, artifact=found_artifacts[spec.key],
+                              lock_entry=lock.get(spec.key, region),
+                              remote_latest=remote[(spec.key, region)])
+
+    for _ in range(_MAX_EVIDENCE_ROUNDS):
+        planned = [spec for spec in planned if spec.key in found_artifacts]
+        asked = {(spec.key, region): planner.missing_evidence(inputs(spec, region))
+                 for spec in planned for region in selection.regions[spec.key]}
+        if not any(asked.values()):
+            break
+        for spec in planned:
+            for region in selection.regions[spec.key]:
+                latest = remote[(spec.key, region)]
+                if planner.Evidence.REMOTE_CODE in asked[(spec.key, region)] and latest:
+                    remote[(spec.key, region)] = store.with_code(
+                        region=region, layer_name=spec.name, version=latest)
+            if any(planner.Evidence.ZIP in asked[(spec.key, region)]
+                   for region in selection.regions[spec.key]):
+                fulfil_zip(spec)
+    else:  # pragma: no cover - the planner asks for at most three kinds of evidence in turn
+        raise errors.ReconcilerError("the planner kept asking for evidence; this is a bug")
+
+    planned = [spec for spec in planned if spec.key in found_artifacts]
+    if not selection.targets:
+        code.prune()
+    fingerprints = {key: artifact.fingerprint for key, artifact in found_artifacts.items()}
+    decided = planner.plan(
+        inputs(spec, region) for spec in planned for region in selection.regions[spec.key])
+    return planner.plan(
+        (inputs(spec, region) for spec in planned for region in selection.regions[spec.key]),
+        layer_errors=[*layer_errors, *_upload_size_errors(decided, parsed=parsed)],
+        basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
+                    state_location=state_location, fingerprints=fingerprints),
+    )
+
+
+_PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
+
+
+def _upload_size_errors(plan: model.Plan, *, parsed: model.Manifest) -> list[model.LayerError]:
+    """A zip over Lambda's direct-upload limit cannot be published with Content.ZipFile: an
+    error of that layer (uploads through artifact_bucket are not built yet)."""
+    found: dict[str, model.LayerError] = {}
+    for change in plan.changes:
+        size = change.desired.code_size or 0
+        if change.action in _PUBLISHING and size > model.MAX_DIRECT_UPLOAD_BYTES:
+            location = parsed.locate(("layers", change.layer, "content"))
+            found[change.layer] = model.LayerError(
+                layer=change.layer,
+                message=f"{parsed.file}:{location.line}:{location.column}: "
+                        f"layers.{change.layer}: the zip is {size:,} bytes, over Lambda's "
+                        f"{model.MAX_DIRECT_UPLOAD_BYTES:,}-byte limit for a direct upload",
+                hint="Lambda takes a larger zip only through S3, from the bucket the manifest's "
+                     "`artifact_bucket:` names, and this version of reconcile cannot upload "
+                     "through it yet; make the layer smaller (exclude what it does not need)")
+    return list(found.values())
