@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from reconciler import aws as aws_port
 from reconciler import errors, model, planner, ports
 
 Progress = Callable[[str], None]
@@ -129,7 +128,7 @@ def _region_trouble(error: errors.ReconcilerError) -> bool:
 def apply(
     plan: model.Plan,
     *,
-    store: aws_port.LayerStore,
+    store: ports.LayerStore,
     state: ports.StateBackend,
     code: CodeSource,
     snapshot: ports.Snapshot,

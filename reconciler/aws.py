@@ -7,37 +7,21 @@ what to do about it; nothing else in the program ever sees a botocore type.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+import math
+from collections.abc import Sequence
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import botocore.config
 import botocore.exceptions
 
-from reconciler import errors, model
+from reconciler import errors, model, ports
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
-PAGE_SIZE = 50  # ListLayerVersions' maximum MaxItems
-
-
-class LayerStore(Protocol):
-    """What reconcile needs from Lambda, per region."""
-
-    def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
-        """The highest-numbered version of the layer (None when it has none)."""
-
-    def with_code(self, *, region: str, layer_name: str,
-                  version: model.RemoteVersion) -> model.RemoteVersion:
-        """`version` with its CodeSha256 and CodeSize filled in (GetLayerVersion)."""
-
-    def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: Path) -> model.RemoteVersion:
-        """Publish a new version from a local zip; return it as Lambda reports it."""
-
-    def account_id(self) -> str:
-        """The AWS account of the credentials in use."""
+PAGE_SIZE = 50  # ListLayerVersions' and ListLayers' maximum MaxItems
 
 
 def _settings(item: Any) -> model.Settings:
@@ -132,6 +116,62 @@ class Boto3LayerStore:
             settings=_settings(latest),
         )
 
+    def latest_versions(self, *, region: str, layer_names: Sequence[str]) -> ports.Observed:
+        """The latest version of each layer, from ListLayers pages (50 layers each) while that
+        is cheaper than one ListLayerVersions per layer still unseen.
+
+        Why this cannot miss a version: ListLayers lists every layer of the account and region
+        that has a version, each once, and its LatestMatchingVersion (no runtime or
+        architecture filter) is the layer's latest version. A layer on no page has none.
+        Paging stops early only once every asked layer was seen; when the account holds far
+        more layers than the manifest (few of ours per page), the rest are read one by one.
+        """
+        wanted = set(layer_names)
+        latest: dict[str, model.RemoteVersion | None] = {}
+        if len(wanted) <= 1:
+            for name in wanted:
+                latest[name] = self.latest_version(region=region, layer_name=name)
+            return ports.Observed(latest=latest, how="ListLayerVersions per layer",
+                                  calls=len(wanted))
+        client = self.client(region)
+        calls = pages = 0
+        marker: str | None = None
+        how = "ListLayers"
+        while True:
+            kwargs: dict[str, Any] = {"MaxItems": PAGE_SIZE}
+            if marker:
+                kwargs["Marker"] = marker
+            with _translated("ListLayers", layer=None, region=region, client=client):
+                page = client.list_layers(**kwargs)
+            calls += 1
+            pages += 1
+            for item in page.get("Layers", []):
+                listed_name = str(item.get("LayerName", ""))
+                found = item.get("LatestMatchingVersion")
+                if listed_name in wanted and found:
+                    latest[listed_name] = model.RemoteVersion(
+                        version=int(found["Version"]),
+                        layer_version_arn=found["LayerVersionArn"],
+                        settings=_settings(found))
+            marker = page.get("NextMarker")
+            unseen = wanted - latest.keys()
+            if not marker or not unseen:
+                break
+            hits_per_page = len(latest) / pages
+            pages_left = math.ceil(len(unseen) / hits_per_page) if hits_per_page else math.inf
+            if pages_left > len(unseen):
+                how = (f"ListLayers ({pages} page{'s' if pages != 1 else ''}), then "
+                       f"ListLayerVersions for {len(unseen)} layer(s): the account holds "
+                       "many more layers than the manifest")
+                for name in sorted(unseen):
+                    latest[name] = self.latest_version(region=region, layer_name=name)
+                    calls += 1
+                return ports.Observed(latest=latest, how=how, calls=calls)
+        for name in wanted - latest.keys():
+            latest[name] = None
+        plural = "s" if pages != 1 else ""
+        return ports.Observed(latest=latest, how=f"{how} ({pages} page{plural})", calls=calls)
+
     def with_code(self, *, region: str, layer_name: str,
                   version: model.RemoteVersion) -> model.RemoteVersion:
         """GetLayerVersion: the only call that reports a version's CodeSha256."""
@@ -148,12 +188,12 @@ class Boto3LayerStore:
         )
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: Path) -> model.RemoteVersion:
+                zip_path: PurePath) -> model.RemoteVersion:
         """PublishLayerVersion with Content.ZipFile (the zip is <= 50 MB by then)."""
         client = self.client(region)
         kwargs: dict[str, Any] = {
             "LayerName": layer_name,
-            "Content": {"ZipFile": zip_path.read_bytes()},
+            "Content": {"ZipFile": Path(zip_path).read_bytes()},
             "Description": settings.description,
             "LicenseInfo": settings.license_info,
         }

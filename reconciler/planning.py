@@ -10,6 +10,7 @@ in the plan and the others are still planned.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import hashlib
 import re
@@ -18,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reconciler import __version__, archive, artifacts, errors, model, planner, ports, workspace
-from reconciler import aws as aws_port
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
@@ -88,7 +88,7 @@ def layer_regions(
     return [region for region in regions if region == spec.arn_region]
 
 
-def check_accounts(specs: list[model.LayerSpec], *, store: aws_port.LayerStore,
+def check_accounts(specs: list[model.LayerSpec], *, store: ports.LayerStore,
                    parsed: model.Manifest) -> None:
     """A layer named by an ARN of another account cannot be published: a located error."""
     if not any(spec.arn_account for spec in specs):
@@ -152,11 +152,13 @@ def make_plan(
     snapshot: ports.Snapshot,
     state_location: str,
     manifest_digest: str,
-    store: aws_port.LayerStore,
+    store: ports.LayerStore,
     code: artifacts.LocalCode,
+    parallelism: int = 4,
     progress: Progress = _quiet,
 ) -> model.Plan:
-    """Plan the selection against the snapshot and Lambda."""
+    """Plan the selection against the snapshot and Lambda (regions read `parallelism` at
+    a time)."""
     lock = snapshot.lock
     specs = list(selection.specs)
     identified = code.identify(specs)
@@ -182,12 +184,8 @@ def make_plan(
     planned = [spec for spec in planned if spec.key in found_artifacts]
 
     check_accounts(planned, store=store, parsed=parsed)
-    remote: dict[tuple[str, str], model.RemoteVersion | None] = {}
-    for spec in planned:
-        for region in selection.regions[spec.key]:
-            progress(f"{spec.key}: reading Lambda in {region}")
-            remote[(spec.key, region)] = store.latest_version(region=region,
-                                                              layer_name=spec.name)
+    remote = observe(planned, selection=selection, store=store, parallelism=parallelism,
+                     progress=progress)
 
     def inputs(spec: model.LayerSpec, region: str) -> planner.Inputs:
         return planner.Inputs(spec=spec, region=region, artifact=found_artifacts[spec.key],
@@ -200,12 +198,16 @@ def make_plan(
                  for spec in planned for region in selection.regions[spec.key]}
         if not any(asked.values()):
             break
+        fetch = [(spec, region, latest) for spec in planned
+                 for region in selection.regions[spec.key]
+                 if planner.Evidence.REMOTE_CODE in asked[(spec.key, region)]
+                 and (latest := remote[(spec.key, region)]) is not None]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+            fetched = pool.map(lambda item: store.with_code(
+                region=item[1], layer_name=item[0].name, version=item[2]), fetch)
+            for (spec, region, _), version in zip(fetch, list(fetched), strict=True):
+                remote[(spec.key, region)] = version
         for spec in planned:
-            for region in selection.regions[spec.key]:
-                latest = remote[(spec.key, region)]
-                if planner.Evidence.REMOTE_CODE in asked[(spec.key, region)] and latest:
-                    remote[(spec.key, region)] = store.with_code(
-                        region=region, layer_name=spec.name, version=latest)
             if any(planner.Evidence.ZIP in asked[(spec.key, region)]
                    for region in selection.regions[spec.key]):
                 fulfil_zip(spec)
@@ -227,6 +229,36 @@ def make_plan(
 
 
 _PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
+
+
+def observe(
+    planned: list[model.LayerSpec],
+    *,
+    selection: Selection,
+    store: ports.LayerStore,
+    parallelism: int,
+    progress: Progress = _quiet,
+) -> dict[tuple[str, str], model.RemoteVersion | None]:
+    """The latest remote version of every planned layer in every region, the regions read
+    in parallel (a bounded pool), each in as few calls as the store can manage."""
+    by_region: dict[str, list[model.LayerSpec]] = {}
+    for spec in planned:
+        for region in selection.regions[spec.key]:
+            by_region.setdefault(region, []).append(spec)
+
+    def read(region: str) -> tuple[str, ports.Observed]:
+        progress(f"reading Lambda in {region}")
+        return region, store.latest_versions(
+            region=region, layer_names=sorted({spec.name for spec in by_region[region]}))
+
+    remote: dict[tuple[str, str], model.RemoteVersion | None] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        for region, observed in pool.map(read, sorted(by_region)):
+            progress(f"debug: {region}: {observed.how} ({observed.calls} call"
+                     f"{'s' if observed.calls != 1 else ''})")
+            for spec in by_region[region]:
+                remote[(spec.key, region)] = observed.latest.get(spec.name)
+    return remote
 
 
 def _upload_size_errors(plan: model.Plan, *, parsed: model.Manifest) -> list[model.LayerError]:

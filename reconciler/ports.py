@@ -1,5 +1,5 @@
-"""The protocols between the use cases and the outside world: where the state is kept
-(StateBackend). Core: types only, no implementation and no I/O.
+"""The protocols between the use cases and the outside world: Lambda's layers (LayerStore)
+and where the state is kept (StateBackend). Core: types only, no implementation and no I/O.
 
 Each port has one contract test suite run against every implementation (the fakes of the
 tests included), so that a fake cannot drift from the real thing.
@@ -7,7 +7,9 @@ tests included), so that a fake cannot drift from the real thing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Protocol
 
 from reconciler import errors, model
@@ -22,6 +24,38 @@ class Snapshot:
 
     lock: model.Lock
     revision: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The latest version of each asked layer in one region (None: it has no version), and
+    how it was found (for the plan's debug output)."""
+
+    latest: dict[str, model.RemoteVersion | None]
+    how: str
+    calls: int
+
+
+class LayerStore(Protocol):
+    """What reconcile needs from Lambda, per region. Implementations are safe to call from
+    several threads at once."""
+
+    def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
+        """The highest-numbered version of the layer (None when it has none)."""
+
+    def latest_versions(self, *, region: str, layer_names: Sequence[str]) -> Observed:
+        """The latest version of each layer, in as few calls as the region allows."""
+
+    def with_code(self, *, region: str, layer_name: str,
+                  version: model.RemoteVersion) -> model.RemoteVersion:
+        """`version` with its CodeSha256 and CodeSize filled in (GetLayerVersion)."""
+
+    def publish(self, *, region: str, layer_name: str, settings: model.Settings,
+                zip_path: PurePath) -> model.RemoteVersion:
+        """Publish a new version from a local zip; return it as Lambda reports it."""
+
+    def account_id(self) -> str:
+        """The AWS account of the credentials in use."""
 
 
 class StateBackend(Protocol):

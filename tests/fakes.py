@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,19 @@ class FakeLayerStore:
         return model.RemoteVersion(version=latest.version,
                                    layer_version_arn=latest.layer_version_arn,
                                    settings=latest.settings)
+
+    def latest_versions(self, *, region: str,
+                        layer_names: Sequence[str]) -> ports.Observed:
+        """Each layer's latest, as one ListLayers page would tell (no CodeSha256)."""
+        self.calls.append(("list_layers", region, ",".join(layer_names)))
+        latest: dict[str, model.RemoteVersion | None] = {}
+        for name in layer_names:
+            live = [s.version for s in self.layers.get((region, name), []) if not s.deleted]
+            newest = max(live, key=lambda v: v.version) if live else None
+            latest[name] = None if newest is None else model.RemoteVersion(
+                version=newest.version, layer_version_arn=newest.layer_version_arn,
+                settings=newest.settings)
+        return ports.Observed(latest=latest, how="ListLayers (fake)", calls=1)
 
     def with_code(self, *, region: str, layer_name: str,
                   version: model.RemoteVersion) -> model.RemoteVersion:

@@ -8,7 +8,6 @@ column and field exactly, and a key phrase of the message.
 from __future__ import annotations
 
 import re
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -552,17 +551,16 @@ def test_manifest_error_message_lists_every_problem() -> None:
 def test_huge_manifest_bytes_refused_by_size_without_parsing() -> None:
     """parse() refuses 50 MB of bytes at once, by size, before decoding or parsing them."""
     data = MINIMAL.encode() + (b"# " + b"x" * 97 + b"\n") * 500_000
-    started = time.perf_counter()
     problems = problems_of(data)
-    assert time.perf_counter() - started < 1.0
     assert_problems(problems, [Expected(1, 1, "(root)", "1,048,576 bytes")])
 
 
-def test_alias_bomb_refused_quickly() -> None:
-    """A "billion laughs" manifest is refused within seconds instead of expanding."""
-    started = time.perf_counter()
+def test_alias_bomb_refused_without_expanding() -> None:
+    """A "billion laughs" manifest is refused once the node budget is spent, instead of
+    expanding (the budget bounds the work, not a clock)."""
     problems = problems_of(yaml_lines(*BILLION_LAUGHS))
-    assert time.perf_counter() - started < 10.0
+    assert len(problems) == 1
+    assert f"more than {manifest.MAX_NODES:,} values" in problems[0].message
     assert "through YAML aliases" in problems[0].message
 
 
@@ -695,10 +693,8 @@ def test_huge_manifest_file_refused_quickly_by_size(tmp_path: Path) -> None:
         handle.write(MINIMAL.encode())
         handle.write((b"# " + b"x" * 97 + b"\n") * 500_000)
     size = path.stat().st_size
-    started = time.perf_counter()
     with pytest.raises(errors.ManifestError) as raised:
         load(path)
-    assert time.perf_counter() - started < 2.0
     assert_problems(raised.value.problems, [Expected(1, 1, "(root)", "1,048,576 bytes")],
                     file=str(path))
     # Every byte count the message states must be true: the real size or the limit.

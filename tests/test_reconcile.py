@@ -107,8 +107,9 @@ def test_second_apply_publishes_nothing_and_keeps_lockfile_bytes(
     assert store.writes() == []
     assert report.published == [] and report.recorded == []
     assert space.lockfile_path.read_bytes() == before
-    # In sync: only ListLayerVersions, no GetLayerVersion (the lock knows the CodeSha256).
-    assert [call[0] for call in store.calls] == ["list", "list"]
+    # In sync: one ListLayers for the region, no GetLayerVersion (the lock knows the
+    # CodeSha256 of the versions it recorded).
+    assert store.calls == [("list_layers", "us-east-1", "alpha,beta")]
 
 
 def test_changed_file_publishes_only_that_layer(space: workspace.Workspace) -> None:
@@ -235,7 +236,7 @@ def test_target_limits_the_plan(space: workspace.Workspace) -> None:
     assert [c.layer for c in result.changes] == ["beta"]
     with pytest.raises(errors.UsageError, match="nope"):
         run_plan(space, store, targets=("nope",))
-    assert store.calls == [("list", "us-east-1", "beta")]
+    assert store.calls == [("list_layers", "us-east-1", "beta")]
 
 
 def test_unknown_region_is_a_usage_error(space: workspace.Workspace) -> None:
@@ -252,7 +253,7 @@ def test_content_error_asks_lambda_nothing_about_that_layer(
     store = FakeLayerStore()
     plan = run_plan(space, store)
     assert "has no files to package" in plan.errors[0].message
-    assert store.calls == [("list", "us-east-1", "alpha")]
+    assert store.calls == [("list_layers", "us-east-1", "alpha")]
 
 
 def test_multi_region_plans_each_region(tmp_path: Path) -> None:
@@ -295,7 +296,7 @@ def test_arn_key_is_planned_by_name(tmp_path: Path) -> None:
         f"version: 1\nlayers:\n  {arn}:\n    content: {{path: a}}\n")
     store = FakeLayerStore()
     result = run_plan(space, store, default_region="us-east-1")
-    assert ("list", "us-east-1", "shared") in store.calls
+    assert ("list_layers", "us-east-1", "shared") in store.calls
     assert result.changes[0].layer == arn
     assert result.changes[0].layer_name == "shared"
 
