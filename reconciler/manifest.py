@@ -420,6 +420,21 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
                 seen_default.add(value)
 
 
+def _grants(raw: Any) -> tuple[model.Grant, ...] | None:
+    """The `share` list as grants (None: the layer does not manage its grants). An
+    `account: '*'` is the same as `public: true`."""
+    if raw is None:
+        return None
+    grants: set[model.Grant] = set()
+    for entry in raw:
+        for kind, principal in entry.items():
+            if kind == "public" or (kind == "account" and principal == "*"):
+                grants.add(model.Grant(kind="public", principal="*"))
+            else:
+                grants.add(model.Grant(kind=kind, principal=str(principal)))
+    return tuple(sorted(grants, key=lambda grant: (grant.kind, grant.principal)))
+
+
 def _build(document: _Document, *, file: str, content_refs: tuple[model.ContentRef, ...],
            sha256: str) -> model.Manifest:
     """The validated data as a model.Manifest (defaults merged, layers sorted by key)."""
@@ -452,19 +467,21 @@ def _build(document: _Document, *, file: str, content_refs: tuple[model.ContentR
                 s3_object_version=s3.get("object_version"),
             ),
             location=document.keys[("layers", key)],
-            upload=layer.get("upload"),
-            share=tuple(model.Grant(kind=kind_, principal=principal)
-                        for grant in layer.get("share", ())
-                        for kind_, principal in grant.items()),
-            retain=layer.get("retain"),
+            upload=layer.get("upload", defaults.get("upload")),
+            share=_grants(layer["share"] if "share" in layer else defaults.get("share")),
+            retain=layer.get("retain", defaults.get("retain")),
+            align_versions=bool(layer.get("align_versions", defaults.get(
+                "align_versions", data.get("align_versions", False)))),
         ))
     locations = dict(document.values)
+    buckets = data.get("artifact_bucket")
     return model.Manifest(
         file=file,
         version=data["version"],
         regions=regions,
         layers=tuple(layers),
-        artifact_bucket=data.get("artifact_bucket"),
+        artifact_bucket=buckets if isinstance(buckets, str) else None,
+        artifact_buckets=tuple(sorted(buckets.items())) if isinstance(buckets, dict) else (),
         state=data.get("state"),
         locations=locations,
         content_refs=content_refs,

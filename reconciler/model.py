@@ -50,10 +50,20 @@ class Reason(enum.Enum):
 
 @dataclass(frozen=True)
 class Grant:
-    """One principal a published version is shared with (`account` or `organization`)."""
+    """One principal a published version is shared with: `account` (a 12-digit ID),
+    `organization` (an AWS Organizations ID, principal `*` with an OrganizationId condition)
+    or `public` (principal `*`: anyone)."""
 
     kind: str
     principal: str
+
+    @property
+    def statement_id(self) -> str:
+        """The deterministic statement ID of this grant, so that a retried grant cannot add
+        a second statement."""
+        if self.kind == "public":
+            return "reconcile-public"
+        return f"reconcile-{self.kind}-{self.principal}"
 
 
 @dataclass(frozen=True)
@@ -153,8 +163,17 @@ class LayerSpec:
     arn_region: str | None = None
     arn_account: str | None = None
     upload: str | None = None
-    share: tuple[Grant, ...] = ()
+    # None: the layer does not manage who may use its versions (grants are left alone);
+    # a tuple, even empty: exactly these grants on every version apply publishes and on the
+    # current latest one.
+    share: tuple[Grant, ...] | None = None
     retain: int | None = None
+    align_versions: bool = False
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        """The grants to give each published version (none when unmanaged)."""
+        return self.share or ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +186,7 @@ class Manifest:
     regions: tuple[str, ...]
     layers: tuple[LayerSpec, ...]
     artifact_bucket: str | None = None
+    artifact_buckets: tuple[tuple[str, str], ...] = ()  # region -> bucket, when a map
     state: str | None = None
     locations: Mapping[tuple[str | int, ...], Location] = field(
         default_factory=dict, compare=False, repr=False

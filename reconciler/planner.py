@@ -141,7 +141,7 @@ def decide(inputs: Inputs) -> model.LayerChange:
         code_sha256=artifact.code_sha256,
         content_sha256=artifact.content_sha256,
         code_size=artifact.code_size,
-        grants=spec.share,
+        grants=spec.grants,
         source=spec.content.kind,
         unzipped_size=artifact.unzipped_size,
     )

@@ -301,7 +301,7 @@ BAD_CASES = [
     ),
     pytest.param(
         yaml_lines("version: 1", "colour: blue", *layer()),
-        [Expected(2, 1, "colour", "unknown key (allowed: artifact_bucket, defaults, layers")],
+        [Expected(2, 1, "colour", "unknown key (allowed: align_versions, artifact_bucket, defaults, layers")],
         id="unknown-top-level-key-lists-allowed",
     ),
     pytest.param(
@@ -783,3 +783,30 @@ def test_merge_keys_say_to_use_defaults() -> None:
     with pytest.raises(errors.ManifestError) as failure:
         manifest.parse(text, file="layers.yaml", schema=workspace.load_schema())
     assert "use `defaults:`" in failure.value.problems[0].message
+
+
+def test_fleet_settings_merge_from_defaults_and_top_level() -> None:
+    """share/retain/upload come from defaults unless the layer sets them; align_versions
+    from the layer, else defaults, else the top level; `account: '*'` is `public`."""
+    parsed = parse(yaml_lines(
+        "version: 1", "region: [us-east-1, eu-west-1]", "align_versions: true",
+        "artifact_bucket: {us-east-1: b-use1, eu-west-1: b-euw1}",
+        "defaults:", "  share: [{account: '123456789012'}]", "  retain: 3",
+        "layers:",
+        "  a:", "    content: {path: a}",
+        "  b:", "    content: {path: b}", "    share: [{public: true}, {account: '*'}]",
+        "    align_versions: false", "    upload: s3",
+        "  c:", "    content: {path: c}", "    share: []"))
+    a, b, c = parsed.layers
+    assert a.share == (model.Grant(kind="account", principal="123456789012"),)
+    assert (a.retain, a.align_versions, a.upload) == (3, True, None)
+    assert b.share == (model.Grant(kind="public", principal="*"),)
+    assert (b.align_versions, b.upload) == (False, "s3")
+    assert c.share == () and c.grants == ()
+    assert dict(parsed.artifact_buckets) == {"us-east-1": "b-use1", "eu-west-1": "b-euw1"}
+
+
+def test_a_layer_without_share_leaves_grants_alone() -> None:
+    """No `share` anywhere: the layer's grants are unmanaged (None), not an empty list."""
+    parsed = parse(MINIMAL)
+    assert parsed.layers[0].share is None

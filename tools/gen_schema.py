@@ -58,6 +58,7 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
     description = {"type": "string", "maxLength": limits["description_max"]}
     license_info = {"type": "string", "maxLength": limits["license_max"]}
     region = {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-\\d$"}
+    bucket = {"type": "string", "minLength": 3, "maxLength": 63}
     settings = {
         "description": description,
         "compatible_runtimes": runtimes,
@@ -99,7 +100,18 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
         "properties": {
             "account": {"type": "string", "pattern": "^(\\d{12}|\\*)$"},
             "organization": {"type": "string", "pattern": "^o-[a-z0-9]{10,32}$"},
+            "public": {"const": True, "description": "Anyone may use each version."},
         },
+    }
+    sharing = {
+        "upload": {"enum": ["s3"],
+                   "description": "Always upload through artifact_bucket."},
+        "share": {"type": "array", "items": grant,
+                  "description": "Who may use each published version (GetLayerVersion)."},
+        "retain": {"type": "integer", "minimum": 1,
+                   "description": "Keep this many newest versions; apply deletes older ones."},
+        "align_versions": {"type": "boolean",
+                           "description": "The same version number in every region."},
     }
     layer = {
         "type": "object",
@@ -107,11 +119,8 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
         "required": ["content"],
         "properties": {
             **settings,
+            **sharing,
             "content": content,
-            "upload": {"enum": ["s3"],
-                       "description": "Always upload through artifact_bucket."},
-            "share": {"type": "array", "items": grant},
-            "retain": {"type": "integer", "minimum": 1},
         },
     }
     return {
@@ -133,12 +142,21 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
                     {"type": "array", "items": region, "minItems": 1, "uniqueItems": True},
                 ]
             },
-            "artifact_bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+            "artifact_bucket": {
+                "oneOf": [
+                    bucket,
+                    {"type": "object", "minProperties": 1, "additionalProperties": bucket,
+                     "propertyNames": region},
+                ],
+                "description": "S3 bucket for uploads too large for a direct upload, or a "
+                               "map {region: bucket} (a bucket serves its own region only).",
+            },
+            "align_versions": sharing["align_versions"],
             "state": {"type": "string", "pattern": "^s3://[^/]+(/.*)?$"},
             "defaults": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": settings,
+                "properties": {**settings, **sharing},
             },
             "layers": {
                 "type": "object",
