@@ -633,6 +633,14 @@ def zip_members(zip_file: zipfile.ZipFile) -> list[ZipMember]:
     """The members of an open prebuilt zip, checked member by member (names readable and safe,
     no encryption, stored or deflate, no special file, readable link texts); raises
     _RefusedZip listing every problem. Reads the central directory and link members only."""
+    members, problems = _scan_members(zip_file)
+    if problems:
+        raise _RefusedZip(problems)
+    return members
+
+
+def _scan_members(zip_file: zipfile.ZipFile) -> tuple[list[ZipMember], list[str]]:
+    """The members whose names can be read, and the problems of all members."""
     problems: list[str] = []
     members: list[ZipMember] = []
     names: list[str] = []
@@ -671,9 +679,7 @@ def zip_members(zip_file: zipfile.ZipFile) -> list[ZipMember]:
                 "symlinks"
             )
     problems += archive.check_member_names(names)
-    if problems:
-        raise _RefusedZip(problems)
-    return members
+    return members, problems
 
 
 def _read_link_text(
@@ -712,7 +718,9 @@ def tree_problems(members: Sequence[ZipMember]) -> list[str]:
             problems.append(f"{member.relpath!r} lies inside the symlink {through!r}, so "
                             "extracting it would write wherever that link points")
     tree = archive.ZipTree(files=files, folders=folders, links=links)
-    for relpath in sorted(links):
+    readable = {member.relpath for member in members
+                if member.kind == "link" and member.link_text is not None}
+    for relpath in sorted(readable):
         problem = archive.link_problem(relpath, tree=tree)
         if problem is not None:
             problems.append(f"symlink {relpath!r} {problem}")
@@ -735,12 +743,10 @@ def zip_problems(zip_path: Path, *, check_size: bool = True) -> list[str]:
     False skips the unzipped-size limit (a zip to normalize may exclude enough)."""
     try:
         with zipfile.ZipFile(zip_path) as zip_file:
-            members = zip_members(zip_file)
-    except _RefusedZip as refused:
-        return refused.problems
+            members, problems = _scan_members(zip_file)
     except _ZIP_READ_ERRORS as error:
         return [f"it cannot be read: {error}"]
-    problems = tree_problems(members)
+    problems += tree_problems(members)
     size_problem = _declared_size_problem(members) if check_size else None
     return [*problems, *([size_problem] if size_problem else [])]
 
