@@ -39,7 +39,10 @@ bytes in any folder, under any umask, timezone, file order or modification time:
   it (resolved component by component, following other links, as the kernel resolves them);
   if it holds no file; or if a member's data disagrees with its declared size or CRC-32.
 
-Any change to these rules changes FORMAT_VERSION, which is part of every fingerprint.
+Any change to these rules changes FORMAT_VERSION, which is part of every fingerprint. The
+checks of prebuilt zips (the last three rules) refuse zips and never change the bytes of one
+they accept, so they are not part of FORMAT_VERSION; reading Info-ZIP names right changed
+only the zips of layers whose non-ASCII names used to be garbled.
 """
 
 from __future__ import annotations
