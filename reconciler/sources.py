@@ -9,6 +9,21 @@ that leads outside the folder (it could leak files such as ~/.aws/credentials), 
 broken or one that points at an excluded path is an error; links to folders are not followed.
 A zip with `normalize` is repacked by the same rules as a folder: its members' order, times and
 permission bits are dropped, and the exclude patterns apply to them.
+
+Containment: a content folder or zip must resolve (symlinks resolved) inside the repository
+that holds the manifest (`repository_root`), so that no `../..`, absolute path or symlinked
+folder can publish files from elsewhere on the machine.
+
+Prebuilt zips, byte for byte or to normalize, are checked as strictly as folders (the rules
+are `archive`'s): member names read as unzip reads them, safe names, no encryption, stored or
+deflate only, no special files, no member inside a symlink, every symlink resolving inside the
+zip, at least one file, the declared sizes within Lambda's limit, and every member's data
+inflating (bounded) to exactly its declared size and CRC. The data check of a zip uploaded as
+it is runs once per SHA-256 (the stat cache remembers it).
+
+The tool's own files are never packaged: the `skip` paths and, beside each, the hidden files
+named `.<its name>.*` (its temp and lock files). Build temp files left by a killed build are
+removed by the next build into the same folder.
 """
 
 from __future__ import annotations
@@ -18,13 +33,14 @@ import json
 import os
 import posixpath
 import stat
+import struct
 import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -33,11 +49,19 @@ from reconciler import archive, errors, model
 
 CHUNK_BYTES = archive.CHUNK_BYTES
 CACHE_FORMAT = 1
+# The version of the checks a prebuilt zip's data passed; a zip verified by other checks than
+# these is verified again.
+ZIP_CHECKS_VERSION = 1
 # A file modified within this window of the moment its stat was recorded may have changed
 # again within the same timestamp tick; such entries are re-hashed (git's "racy git" rule).
 RACY_WINDOW_NS = 2_000_000_000
 # A longer symlink text cannot be a real one (PATH_MAX); refuse rather than read a huge member.
 MAX_LINK_TEXT_BYTES = 4096
+
+# Build temp files: `.<fingerprint[:16]>.<pid>.<random>.zip.tmp`. One not written to for this
+# long is abandoned whoever wrote it (a live writer touches it with every chunk).
+BUILD_TEMP_SUFFIX = ".zip.tmp"
+STALE_BUILD_TEMP_SECONDS = 300
 
 _ZIP_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
 
@@ -94,15 +118,25 @@ class StatCache:
     could change again without its stat changing. Changing content while restoring the mtime
     is still noticed through ctime, which no user call can set. `hits` and `misses` count
     lookups served from the cache and files read.
+
+    It also remembers the SHA-256 of each prebuilt zip whose data passed verification (under
+    ZIP_CHECKS_VERSION), so that an unchanged zip is inflated once, not on every plan; one is
+    forgotten with the last cached file that has its digest.
     """
 
     def __init__(
-        self, path: Path, *, entries: Mapping[str, _CachedDigest], written_ns: int
+        self,
+        path: Path,
+        *,
+        entries: Mapping[str, _CachedDigest],
+        written_ns: int,
+        verified_zips: frozenset[str] = frozenset(),
     ) -> None:
         self.path = path
         self._entries = dict(entries)
         self._written_ns = written_ns
         self._used: set[str] = set()
+        self._verified_zips = set(verified_zips)
         self.hits = 0
         self.misses = 0
 
@@ -125,7 +159,20 @@ class StatCache:
             for key, value in raw_entries.items()
             if (cached := _CachedDigest.from_json(value)) is not None
         }
-        return cls(path, entries=entries, written_ns=written_ns)
+        verified = document.get("verified_zips")
+        verified_zips = frozenset(
+            sha256 for sha256 in (verified if isinstance(verified, list) else [])
+            if isinstance(sha256, str)
+        ) if document.get("zip_checks") == ZIP_CHECKS_VERSION else frozenset()
+        return cls(path, entries=entries, written_ns=written_ns, verified_zips=verified_zips)
+
+    def zip_verified(self, sha256: str) -> bool:
+        """Whether the zip with this hex SHA-256 passed the data checks before."""
+        return sha256 in self._verified_zips
+
+    def remember_verified_zip(self, sha256: str) -> None:
+        """Record that the zip with this hex SHA-256 passed the data checks."""
+        self._verified_zips.add(sha256)
 
     def file_sha256(self, path: Path, st: os.stat_result) -> str:
         """Hex SHA-256 of the regular file at `path`, whose stat the caller took as `st`."""
@@ -164,10 +211,14 @@ class StatCache:
             for key, cached in sorted(self._entries.items())
             if key in self._used or os.path.lexists(key)
         }
+        digests = {cached.sha256 for cached in kept.values()}
+        verified_zips = sorted(self._verified_zips & digests)
         document = {
             "format": CACHE_FORMAT,
             "written_ns": written_ns,
             "entries": {key: cached.as_json() for key, cached in kept.items()},
+            "zip_checks": ZIP_CHECKS_VERSION,
+            "verified_zips": verified_zips,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +229,13 @@ class StatCache:
             return False
         self._entries = kept
         self._written_ns = written_ns
+        self._verified_zips = set(verified_zips)
         return True
+
+
+def _same_file_state(first: os.stat_result, second: os.stat_result) -> bool:
+    return (first.st_size, first.st_mtime_ns, first.st_ctime_ns, first.st_ino, first.st_mode) == (
+        second.st_size, second.st_mtime_ns, second.st_ctime_ns, second.st_ino, second.st_mode)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -233,10 +290,13 @@ def _sha256_of(file: archive.ByteReader) -> bytes:
 
 @dataclass(frozen=True)
 class _Collected:
-    """A source's entries, with the stat the walk took of each file (keyed by source)."""
+    """A source's entries, with the stat the walk took of each file (keyed by source), or,
+    for a zip to normalize, the zip and the member each entry's source names."""
 
     entries: list[model.Entry]
     stats: dict[str, os.stat_result]
+    zip_path: Path | None = None
+    zip_members: dict[str, ZipMember] = field(default_factory=dict)
 
 
 def collect(
@@ -261,7 +321,8 @@ def _collect(
     elif content.kind is model.SourceKind.ZIP and content.normalize:
         zip_path = _checked_zip_path(content, base_dir=base_dir, label=label)
         with _reading_zip(zip_path, label=label) as zip_file:
-            collected = _Collected(_zip_members(content, zip_file, label=label), stats={})
+            entries, members = _zip_members(content, zip_file, label=label)
+        collected = _Collected(entries, stats={}, zip_path=zip_path, zip_members=members)
     elif content.kind is model.SourceKind.ZIP:
         raise errors.ContentError(
             f"{label}: a zip without normalize is uploaded as it is and has no entries"
@@ -323,17 +384,11 @@ def _walk_folder(
         raise errors.ContentError(f"{label}: cannot read {root}: {error.strerror}") from error
     if not stat.S_ISDIR(root_stat.st_mode):
         raise errors.ContentError(f"{label}: the content path {root} is not a folder")
+    _check_inside_repository(content.path, base_dir=base_dir, label=label)
 
     prefix = _arcname_prefix(content.prefix, label=label)
     rules = archive.ExcludeRules.compile(content.exclude)
-    # `skip` holds real paths; the walk sees paths under `root`, which may be reached through
-    # a symlink, so compare relative to the real root.
-    real_root = os.path.realpath(root)
-    skipped = {
-        os.path.relpath(path, real_root)
-        for path in skip
-        if os.path.commonpath([real_root, path]) == real_root and path != real_root
-    }
+    skipped = _skipped_relpaths(skip, real_root=os.path.realpath(root))
     entries: list[model.Entry] = []
     stats: dict[str, os.stat_result] = {}
     included: set[str] = set()
@@ -346,7 +401,7 @@ def _walk_folder(
                 dirents = sorted(scan, key=lambda dirent: dirent.name)
             for dirent in dirents:
                 relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
-                if relpath in skipped:
+                if skipped.covers(relpath):
                     continue  # the tool's own files (.reconcile/, the lockfile) beside the manifest
                 _check_name(dirent.name, path=dirent.path, label=label)
                 # Like git, a symlink is never a folder, even one that points at a folder.
@@ -390,6 +445,40 @@ def _walk_folder(
             f"{label}: cannot read {error.filename or root}: {error.strerror}"
         ) from error
     return _Collected(entries, stats)
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """The tool's own paths inside one content folder, relative to its real root: each
+    skipped path itself, and the hidden siblings named `.<its name>.` and more (the temp and
+    lock files written beside it, such as `.layers.lock.json.lock`)."""
+
+    paths: frozenset[str]
+    sibling_prefixes: frozenset[tuple[str, str]]  # (folder relpath or "", name prefix)
+
+    def covers(self, relpath: str) -> bool:
+        if relpath in self.paths:
+            return True
+        folder, _, name = relpath.rpartition("/")
+        return any(folder == skipped_folder and name.startswith(prefix)
+                   for skipped_folder, prefix in self.sibling_prefixes)
+
+
+def _skipped_relpaths(skip: frozenset[str], *, real_root: str) -> _Skipped:
+    """`skip` holds real paths; the walk sees paths under the content root, which may be
+    reached through a symlink, so they are compared relative to the real root."""
+    paths: set[str] = set()
+    prefixes: set[tuple[str, str]] = set()
+    for path in skip:
+        folder, name = os.path.split(path)
+        if os.path.commonpath([real_root, folder]) != real_root:
+            continue
+        rel_folder = Path(os.path.relpath(folder, real_root)).as_posix()
+        rel_folder = "" if rel_folder == "." else rel_folder
+        prefixes.add((rel_folder, f".{name}."))
+        if path != real_root:
+            paths.add(f"{rel_folder}/{name}" if rel_folder else name)
+    return _Skipped(frozenset(paths), frozenset(prefixes))
 
 
 def _link_entry(arcname: str, *, source: str, link_text: str) -> model.Entry:
@@ -453,13 +542,46 @@ def _check_total_size(entries: Sequence[model.Entry], *, label: str) -> None:
         )
 
 
+def repository_root(base_dir: Path) -> Path:
+    """The real path of the repository that holds a manifest in `base_dir`: the nearest folder
+    at or above it with a `.git` (a folder, or the file of a worktree), else `base_dir`."""
+    real_base = Path(os.path.realpath(base_dir))
+    for folder in (real_base, *real_base.parents):
+        if os.path.lexists(folder / ".git"):
+            return folder
+    return real_base
+
+
+def outside_repository(relpath: str, *, base_dir: Path) -> str | None:
+    """Why the manifest's `relpath` may not be packaged, when its real path (every symlink
+    resolved) leaves the repository of the manifest; None when it stays inside."""
+    root = repository_root(base_dir)
+    real_target = os.path.realpath(base_dir / relpath)
+    if os.path.commonpath([root, real_target]) == str(root):
+        return None
+    return (
+        f"'{relpath}' resolves to {real_target}, outside the repository {root}; content must "
+        "stay inside the repository that holds the manifest"
+    )
+
+
+def _check_inside_repository(relpath: str, *, base_dir: Path, label: str) -> None:
+    problem = outside_repository(relpath, base_dir=base_dir)
+    if problem is not None:
+        raise errors.ContentError(
+            f"{label}: {problem}", hint="copy the content into the repository"
+        )
+
+
 def _checked_zip_path(content: model.ContentSpec, *, base_dir: Path, label: str) -> Path:
-    """The absolute path of the content's zip file, which must exist and be a zip."""
+    """The absolute path of the content's zip file, which must exist, be a zip and lie inside
+    the manifest's repository."""
     if content.zip is None:
         raise errors.ContentError(f"{label}: the content has no zip")
     zip_path = Path(os.path.abspath(base_dir / content.zip))
     if not zip_path.exists():
         raise errors.ContentError(f"{label}: the zip file {zip_path} does not exist")
+    _check_inside_repository(content.zip, base_dir=base_dir, label=label)
     if not zip_path.is_file():
         raise errors.ContentError(f"{label}: {zip_path} is not a file")
     if not zipfile.is_zipfile(zip_path):
@@ -477,14 +599,221 @@ def _reading_zip(zip_path: Path, *, label: str) -> Iterator[zipfile.ZipFile]:
         raise errors.ContentError(f"{label}: cannot read the zip {zip_path}: {error}") from error
 
 
-def _check_member_names(zip_file: zipfile.ZipFile, zip_path: str, *, label: str) -> None:
-    problems = archive.check_member_names(zip_file.namelist())
+@dataclass(frozen=True)
+class ZipMember:
+    """One member of a prebuilt zip, by the name unzip gives it (`relpath`: `/`-separated,
+    without `.` or empty parts), with its kind and, for a symlink, its link text."""
+
+    info: zipfile.ZipInfo
+    relpath: str
+    kind: str  # "file", "folder" or "link"
+    link_text: str | None = None
+
+
+class _RefusedZip(Exception):
+    """The problems that make a zip unusable, one line each (turned into a ContentError or a
+    manifest Problem by the caller, which knows how to name the layer)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _raise_refused(zip_path: Path | str, problems: list[str], *, label: str) -> None:
     if problems:
         raise errors.ContentError(
-            f"{label}: the zip {zip_path} has unsafe member names:\n"
+            f"{label}: the zip {zip_path} cannot be used as a layer:\n"
             + "\n".join(f"  {problem}" for problem in problems),
-            hint="rebuild the zip with relative, unique paths",
+            hint="rebuild the zip with relative, unique UTF-8 paths, deflate or no compression, "
+            "no encryption, and links to members inside it",
         )
+
+
+def zip_members(zip_file: zipfile.ZipFile) -> list[ZipMember]:
+    """The members of an open prebuilt zip, checked member by member (names readable and safe,
+    no encryption, stored or deflate, no special file, readable link texts); raises
+    _RefusedZip listing every problem. Reads the central directory and link members only."""
+    members, problems = _scan_members(zip_file)
+    if problems:
+        raise _RefusedZip(problems)
+    return members
+
+
+def _scan_members(zip_file: zipfile.ZipFile) -> tuple[list[ZipMember], list[str]]:
+    """The members whose names can be read, and the problems of all members."""
+    problems: list[str] = []
+    members: list[ZipMember] = []
+    names: list[str] = []
+    for info in zip_file.infolist():
+        name = archive.member_name(info)
+        if name is None:
+            problems.append(
+                f"{archive.raw_member_name(info)!r}: the name is not marked as UTF-8, has no "
+                "Info-ZIP Unicode Path field and is not valid UTF-8, so its meaning is a guess"
+            )
+            continue
+        names.append(name)
+        header_problems = archive.member_header_problems(info, name=name)
+        problems += header_problems
+        mode = info.external_attr >> 16
+        relpath = "/".join(
+            part for part in name.replace("\\", "/").split("/") if part not in ("", ".")
+        )
+        file_type = stat.S_IFMT(mode)
+        if name.endswith(("/", "\\")) or file_type == stat.S_IFDIR:
+            if relpath:
+                members.append(ZipMember(info, relpath, "folder"))
+            continue
+        if not relpath:
+            problems.append(f"{name!r} has an empty name")
+        elif file_type == stat.S_IFLNK:
+            link_text = None if header_problems else _read_link_text(zip_file, info, name=name,
+                                                                     problems=problems)
+            members.append(ZipMember(info, relpath, "link", link_text))
+        elif file_type in (0, stat.S_IFREG):
+            # Zips made on Windows carry no Unix mode (0): a plain, non-executable file.
+            members.append(ZipMember(info, relpath, "file"))
+        else:
+            problems.append(
+                f"{name!r} is a {_file_kind(mode)}; a layer can hold only files, folders and "
+                "symlinks"
+            )
+    problems += archive.check_member_names(names)
+    return members, problems
+
+
+def _read_link_text(
+    zip_file: zipfile.ZipFile, info: zipfile.ZipInfo, *, name: str, problems: list[str]
+) -> str | None:
+    """The link text of a symlink member, read with a bound; None (and a problem) if bad."""
+    if info.file_size > MAX_LINK_TEXT_BYTES:
+        problems.append(f"symlink {name!r} is too long to be a link")
+        return None
+    with zip_file.open(info) as member:
+        data = member.read(MAX_LINK_TEXT_BYTES + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.append(f"symlink {name!r} has a target that is not UTF-8")
+        return None
+
+
+def tree_problems(members: Sequence[ZipMember]) -> list[str]:
+    """What is wrong with the tree the members extract to: a member inside a symlink member,
+    a symlink that is absolute, leaves the tree or dangles, or no file at all."""
+    links = {member.relpath: member.link_text or "" for member in members
+             if member.kind == "link"}
+    files = {member.relpath for member in members if member.kind == "file"}
+    folders = {member.relpath for member in members if member.kind == "folder"}
+    for member in members:
+        parts = member.relpath.split("/")
+        folders.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    problems: list[str] = []
+    for member in members:
+        parts = member.relpath.split("/")
+        through = next((folder for folder in ("/".join(parts[:depth])
+                                              for depth in range(1, len(parts)))
+                        if folder in links), None)
+        if through is not None:
+            problems.append(f"{member.relpath!r} lies inside the symlink {through!r}, so "
+                            "extracting it would write wherever that link points")
+    tree = archive.ZipTree(files=files, folders=folders, links=links)
+    readable = {member.relpath for member in members
+                if member.kind == "link" and member.link_text is not None}
+    for relpath in sorted(readable):
+        problem = archive.link_problem(relpath, tree=tree)
+        if problem is not None:
+            problems.append(f"symlink {relpath!r} {problem}")
+    if not files:
+        problems.append("it holds no files")
+    return problems
+
+
+def _declared_size_problem(members: Sequence[ZipMember]) -> str | None:
+    unzipped_size = sum(member.info.file_size for member in members)
+    if unzipped_size <= model.MAX_UNZIPPED_BYTES:
+        return None
+    return (f"its members declare {unzipped_size} bytes unzipped, over Lambda's limit of "
+            f"{model.MAX_UNZIPPED_BYTES} bytes")
+
+
+def zip_problems(zip_path: Path, *, check_size: bool = True) -> list[str]:
+    """Every problem of a prebuilt zip that its central directory and link members show (no
+    member data is verified: see `verify_zip_data`); empty when it is usable. `check_size`
+    False skips the unzipped-size limit (a zip to normalize may exclude enough)."""
+    try:
+        with zipfile.ZipFile(zip_path) as zip_file:
+            members, problems = _scan_members(zip_file)
+    except _ZIP_READ_ERRORS as error:
+        return [f"it cannot be read: {error}"]
+    problems += tree_problems(members)
+    size_problem = _declared_size_problem(members) if check_size else None
+    return [*problems, *([size_problem] if size_problem else [])]
+
+
+def _checked_members(zip_file: zipfile.ZipFile, zip_path: Path, *, label: str) -> list[ZipMember]:
+    try:
+        return zip_members(zip_file)
+    except _RefusedZip as refused:
+        _raise_refused(zip_path, refused.problems, label=label)
+        raise  # unreachable: _raise_refused raises for any problem
+
+
+def _member_data(
+    zip_file: zipfile.ZipFile, member: ZipMember, *, sink: Callable[[bytes], None] | None = None
+) -> None:
+    """Verify one member's data against its declared sizes and CRC, reading it raw from its
+    local header on (zipfile's own reader trusts the declared size, so a member that inflates
+    to more would go unseen)."""
+    info = member.info
+    name = member.relpath
+    file = zip_file.fp
+    if file is None:
+        raise errors.ContentError(f"{name!r}: the zip is closed")
+    file.seek(info.header_offset)
+    header = file.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise errors.ContentError(f"{name!r}: its local header is missing")
+    fields = _LOCAL_HEADER.unpack(header)
+    flag_bits, name_length, extra_length = fields[2], fields[9], fields[10]
+    if flag_bits & archive.FLAG_ENCRYPTED:
+        raise errors.ContentError(f"{name!r} is encrypted")
+    if file.read(name_length) != archive.raw_member_name(info):
+        raise errors.ContentError(
+            f"{name!r}: its local header names another file than the zip's directory")
+    file.seek(extra_length, os.SEEK_CUR)
+    archive.check_member_data(file, name=name, info=info, sink=sink)
+
+
+# The fixed part of a zip local file header (APPNOTE 4.3.7).
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+
+
+def verify_zip_data(zip_path: Path, *, label: str) -> None:
+    """Check every member of a prebuilt zip: its data inflates, within a bound, to exactly its
+    declared size and CRC-32. Raises ContentError naming the layer and the member."""
+    with _reading_zip(zip_path, label=label) as zip_file:
+        members = _checked_members(zip_file, zip_path, label=label)
+        for member in members:
+            if member.kind != "folder" or member.info.file_size or member.info.compress_size:
+                _verify_one(zip_file, member, zip_path=zip_path, label=label)
+
+
+def _verify_one(
+    zip_file: zipfile.ZipFile,
+    member: ZipMember,
+    *,
+    zip_path: Path,
+    label: str,
+    sink: Callable[[bytes], None] | None = None,
+) -> None:
+    try:
+        _member_data(zip_file, member, sink=sink)
+    except errors.ContentError as error:
+        raise errors.ContentError(
+            f"{label}: the zip {zip_path} cannot be used as a layer: {error.message}",
+            hint="rebuild the zip; its data does not match what its directory declares",
+        ) from None
 
 
 def _member_excluded(rules: archive.ExcludeRules, relpath: str) -> bool:
@@ -498,76 +827,43 @@ def _member_excluded(rules: archive.ExcludeRules, relpath: str) -> bool:
 
 def _zip_members(
     content: model.ContentSpec, zip_file: zipfile.ZipFile, *, label: str
-) -> list[model.Entry]:
-    """The entries of a zip to normalize: its files and symlinks, by the folder's rules."""
-    zip_path = str(zip_file.filename)
-    _check_member_names(zip_file, zip_path, label=label)
+) -> tuple[list[model.Entry], dict[str, ZipMember]]:
+    """The entries of a zip to normalize: its files and symlinks, by the folder's rules, and
+    the member each entry's source names."""
+    zip_path = Path(str(zip_file.filename))
+    members = _checked_members(zip_file, zip_path, label=label)
     prefix = _arcname_prefix(content.prefix, label=label)
     rules = archive.ExcludeRules.compile(content.exclude)
     entries: list[model.Entry] = []
-    seen: set[str] = set()
-    for info in zip_file.infolist():
-        mode = info.external_attr >> 16
-        if info.is_dir() or stat.S_ISDIR(mode):
+    included: list[ZipMember] = []
+    by_source: dict[str, ZipMember] = {}
+    for member in members:
+        if member.kind == "folder" or _member_excluded(rules, member.relpath):
             continue
-        parts = [part for part in info.filename.replace("\\", "/").split("/") if part != "."]
-        relpath = "/".join(part for part in parts if part)
-        member = f"{zip_path}:{info.filename}"
-        if not relpath:
-            raise errors.ContentError(f"{label}: zip member {member} has an empty name")
-        if relpath in seen:
-            raise errors.ContentError(f"{label}: zip member {member} duplicates another")
-        seen.add(relpath)
-        if _member_excluded(rules, relpath):
-            continue
-        source = f"{zip_path}\0{info.filename}"
-        file_type = stat.S_IFMT(mode)
-        if file_type == stat.S_IFLNK:
-            link_text = _member_link_text(zip_file, info, relpath=relpath, label=label)
-            entries.append(_link_entry(prefix + relpath, source=source, link_text=link_text))
-        elif file_type in (0, stat.S_IFREG):
-            # Zips made on Windows carry no Unix mode (0): a plain, non-executable file.
+        included.append(member)
+        source = f"{zip_path}\0{member.info.filename}"
+        by_source[source] = member
+        if member.kind == "link":
+            entries.append(_link_entry(prefix + member.relpath, source=source,
+                                       link_text=member.link_text or ""))
+        else:
+            mode = member.info.external_attr >> 16
             entries.append(
                 model.Entry(
-                    arcname=prefix + relpath,
+                    arcname=prefix + member.relpath,
                     source=source,
-                    size=info.file_size,
+                    size=member.info.file_size,
                     executable=bool(mode & 0o111),
                 )
             )
-        else:
-            raise errors.ContentError(
-                f"{label}: zip member {member} is a {_file_kind(mode)}; "
-                "a layer can hold only files, folders and symlinks"
-            )
-    if not entries:
-        raise errors.ContentError(f"{label}: the zip {zip_path} has no files to package")
-    return entries
-
-
-def _member_link_text(
-    zip_file: zipfile.ZipFile, info: zipfile.ZipInfo, *, relpath: str, label: str
-) -> str:
-    """The text of a symlink member, which must be relative and stay inside the zip."""
-    member = f"{zip_file.filename}:{info.filename}"
-    if info.file_size > MAX_LINK_TEXT_BYTES:
-        raise errors.ContentError(f"{label}: symlink member {member} is too long to be a link")
-    try:
-        link_text = zip_file.read(info).decode("utf-8")
-    except UnicodeDecodeError:
-        raise errors.ContentError(
-            f"{label}: symlink member {member} has a target that is not UTF-8"
-        ) from None
-    if not link_text or link_text.startswith("/") or "\0" in link_text:
-        raise errors.ContentError(
-            f"{label}: symlink member {member} has the target {link_text!r}, "
-            "which would not resolve inside Lambda's /opt"
-        )
-    if not _lexically_inside(relpath, link_text):
-        raise errors.ContentError(
-            f"{label}: symlink member {member} points outside the zip ({link_text!r})"
-        )
-    return link_text
+    # Judged on what is packaged: a link to an excluded member would dangle in the layer.
+    problems = tree_problems(included)
+    if problems == ["it holds no files"]:
+        raise errors.ContentError(f"{label}: the zip {zip_path} has no files to package"
+                                  + (" once exclude patterns are applied"
+                                     if content.exclude else ""))
+    _raise_refused(zip_path, problems, label=label)
+    return entries, by_source
 
 
 class _EntryReader:
@@ -598,11 +894,6 @@ class _EntryReader:
             reader = _HashingReader(file)
             yield reader
         self.sha256_by_arcname[entry.arcname] = reader.hexdigest()
-
-    def sha256(self, entry: model.Entry) -> str:
-        """Hex SHA-256 of `entry`'s bytes."""
-        with self._open_source(entry) as file:
-            return _sha256_of(file).hex()
 
     def _open_source(self, entry: model.Entry) -> AbstractContextManager[archive.ByteReader]:
         zip_path, separator, member = entry.source.partition("\0")
@@ -658,18 +949,36 @@ def _identify(
     if content.kind is model.SourceKind.ZIP and not content.normalize:
         return _prebuilt_artifact(content, base_dir=base_dir, label=label, cache=cache)
     collected = _collect(content, base_dir=base_dir, label=label, skip=skip)
+    if collected.zip_path is not None:
+        return model.Artifact(
+            fingerprint=archive.fingerprint(
+                _verified_member_digests(collected, zip_path=collected.zip_path, label=label)),
+            unzipped_size=sum(entry.size for entry in collected.entries))
     file_digests: list[tuple[model.Entry, str]] = []
-    with _EntryReader(collected.stats) as reader:
-        for entry in collected.entries:
-            if entry.link_target is not None:
-                file_digests.append((entry, ""))
-            elif content.kind is model.SourceKind.PATH:
-                file_stat = collected.stats[entry.source]
-                file_digests.append((entry, cache.file_sha256(Path(entry.source), file_stat)))
-            else:
-                file_digests.append((entry, reader.sha256(entry)))
+    for entry in collected.entries:
+        if entry.link_target is not None:
+            file_digests.append((entry, ""))
+        else:
+            file_stat = collected.stats[entry.source]
+            file_digests.append((entry, cache.file_sha256(Path(entry.source), file_stat)))
     return model.Artifact(fingerprint=archive.fingerprint(file_digests),
                           unzipped_size=sum(entry.size for entry in collected.entries))
+
+
+def _verified_member_digests(
+    collected: _Collected, *, zip_path: Path, label: str
+) -> list[tuple[model.Entry, str]]:
+    """Each entry of a zip to normalize with the SHA-256 of its data, which is verified
+    against its declared size and CRC in the same single, bounded read."""
+    file_digests: list[tuple[model.Entry, str]] = []
+    with _reading_zip(zip_path, label=label) as zip_file:
+        for entry in collected.entries:
+            digest = hashlib.sha256()
+            _verify_one(zip_file, collected.zip_members[entry.source], zip_path=zip_path,
+                        label=label, sink=digest.update)
+            file_digests.append((entry, "" if entry.link_target is not None
+                                 else digest.hexdigest()))
+    return file_digests
 
 
 @contextmanager
@@ -692,7 +1001,8 @@ def _layer_errors(label: str) -> Iterator[None]:
 def _prebuilt_artifact(
     content: model.ContentSpec, *, base_dir: Path, label: str, cache: StatCache
 ) -> model.Artifact:
-    """A zip used as it is: checked for unsafe names and size, then hashed byte for byte."""
+    """A zip used as it is: checked as strictly as a folder (names, links, methods, sizes),
+    its data verified once per SHA-256 (remembered in `cache`), then hashed byte for byte."""
     if content.exclude or content.prefix:
         raise errors.ContentError(
             f"{label}: exclude and prefix apply only to a folder or a zip to normalize",
@@ -700,22 +1010,24 @@ def _prebuilt_artifact(
         )
     zip_path = _checked_zip_path(content, base_dir=base_dir, label=label)
     with _reading_zip(zip_path, label=label) as zip_file:
-        _check_member_names(zip_file, str(zip_path), label=label)
-        unzipped_size = sum(info.file_size for info in zip_file.infolist())
-    if unzipped_size > model.MAX_UNZIPPED_BYTES:
-        raise errors.ContentError(
-            f"{label}: the zip {zip_path} is {unzipped_size} bytes unzipped, over Lambda's "
-            f"limit of {model.MAX_UNZIPPED_BYTES} bytes"
-        )
+        members = _checked_members(zip_file, zip_path, label=label)
+    size_problem = _declared_size_problem(members)
+    _raise_refused(zip_path, [*tree_problems(members), *([size_problem] if size_problem else [])],
+                   label=label)
     zip_stat = os.stat(zip_path)
     content_sha256 = cache.file_sha256(zip_path, zip_stat)
+    if not cache.zip_verified(content_sha256):
+        verify_zip_data(zip_path, label=label)
+        # Remembered only if the file did not change while it was verified.
+        if _same_file_state(os.stat(zip_path), zip_stat):
+            cache.remember_verified_zip(content_sha256)
     return model.Artifact(
         fingerprint=content_sha256,
         code_sha256=archive.code_sha256(bytes.fromhex(content_sha256)),
         content_sha256=content_sha256,
         code_size=zip_stat.st_size,
         zip_path=str(zip_path),
-        unzipped_size=unzipped_size,
+        unzipped_size=sum(member.info.file_size for member in members),
     )
 
 
@@ -792,8 +1104,11 @@ def _build_zip(
     skip: frozenset[str],
 ) -> None:
     collected = _collect(content, base_dir=base_dir, label=label, skip=skip)
+    remove_stale_build_temps(zip_path.parent)
+    # The writer's pid in the name lets a later build tell an abandoned temp file.
     descriptor, temp_name = tempfile.mkstemp(
-        dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.", suffix=".zip.tmp"
+        dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.{os.getpid()}.",
+        suffix=BUILD_TEMP_SUFFIX,
     )
     try:
         with os.fdopen(descriptor, "w+b") as temp_file, _EntryReader(collected.stats) as reader:
@@ -809,6 +1124,44 @@ def _build_zip(
     except BaseException:
         _remove_quietly(temp_name)
         raise
+
+
+def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> list[Path]:
+    """Remove the `*.zip.tmp` files a build left in `build_dir` when it was killed: those
+    whose writer (the pid in the name) is gone, and any not written to for
+    STALE_BUILD_TEMP_SECONDS (a live writer keeps its file's mtime fresh). Returns them."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    removed: list[Path] = []
+    for temp_path in build_dir.glob(f"*{BUILD_TEMP_SUFFIX}"):
+        try:
+            modified_ns = temp_path.stat().st_mtime_ns
+        except OSError:
+            continue
+        writer_gone = _writer_gone(temp_path.name)
+        too_old = now_ns - modified_ns > STALE_BUILD_TEMP_SECONDS * 1_000_000_000
+        if writer_gone or too_old:
+            with suppress(OSError):  # best effort: another run may be removing it too
+                temp_path.unlink()
+                removed.append(temp_path)
+    return removed
+
+
+def _writer_gone(temp_name: str) -> bool:
+    """Whether the process named in `.<stem>.<pid>.<random>.zip.tmp` no longer exists (False
+    when the name carries no pid, or the answer is unknown)."""
+    parts = temp_name.split(".")
+    if len(parts) < 6 or not parts[2].isdigit():
+        return False
+    pid = int(parts[2])
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but is another user's, or signals are not supported here
+        return False
+    return False
 
 
 def _changed_while_planning(label: str, *, planned: str, found: str) -> errors.ContentError:

@@ -9,6 +9,7 @@ disk out of the pure `manifest` module without making `sources` also own manifes
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 from functools import cache
@@ -16,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reconciler import archive, errors, manifest, model
+from reconciler import errors, manifest, model, sources
 
 CACHE_DIR_NAME = ".reconcile"
 
@@ -48,6 +49,14 @@ class Workspace:
     def stat_cache_path(self) -> Path:
         """The stat cache of the layers' files, `.reconcile/cache.json`."""
         return self.cache_dir / "cache.json"
+
+    @property
+    def tool_paths(self) -> frozenset[str]:
+        """The real paths never packaged (the `skip` of sources.identify/collect/build): the
+        `.reconcile/` folder and the lockfile; beside the lockfile, sources also skips its
+        temp and lock files (`.<lockfile name>.*`)."""
+        return frozenset({os.path.realpath(self.cache_dir),
+                          os.path.realpath(self.lockfile_path)})
 
 
 @cache
@@ -82,45 +91,61 @@ def load_manifest(workspace: Workspace) -> model.Manifest:
         refs = tuple(ref for ref in invalid.content_refs if isinstance(ref, model.ContentRef))
         on_disk = content_problems(refs, file=str(path), base_dir=workspace.base_dir)
         raise errors.ManifestError([*invalid.problems, *on_disk]) from None
+    prebuilt = frozenset(spec.key for spec in parsed.layers
+                         if spec.content.kind is model.SourceKind.ZIP
+                         and not spec.content.normalize)
     problems = content_problems(parsed.content_refs, file=parsed.file,
-                                base_dir=workspace.base_dir)
+                                base_dir=workspace.base_dir, prebuilt_layers=prebuilt)
     if problems:
         raise errors.ManifestError(problems)
     return parsed
 
 
-def content_problems(refs: tuple[model.ContentRef, ...], *, file: str,
-                     base_dir: Path) -> list[errors.Problem]:
-    """Problems with the local files the manifest names: folders exist, zips are safe zips."""
+def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir: Path,
+                     prebuilt_layers: frozenset[str] | None = None) -> list[errors.Problem]:
+    """Problems with the local files the manifest names: each resolves (symlinks resolved)
+    inside the manifest's repository, folders exist, zips are safe zips.
+
+    A zip is checked by its central directory and link members (sources.zip_problems); its
+    data is verified when it is identified (plan, apply). The unzipped-size limit is checked
+    for the layers in `prebuilt_layers` (zips uploaded as they are; None: not known), since a
+    zip to normalize may exclude enough to fit.
+    """
     problems: list[errors.Problem] = []
     for ref in refs:
         target = base_dir / ref.relpath
-        if ref.kind is model.SourceKind.PATH:
+        outside = sources.outside_repository(ref.relpath, base_dir=base_dir)
+        if outside is not None:
+            message: str | None = outside
+        elif ref.kind is model.SourceKind.PATH:
             if not target.exists():
-                message: str | None = (f"folder '{ref.relpath}' does not exist (relative to "
-                                       f"{base_dir})")
+                message = (f"folder '{ref.relpath}' does not exist (relative to "
+                           f"{base_dir})")
             elif not target.is_dir():
                 message = f"'{ref.relpath}' is a file, not a folder (use `zip:` for a prebuilt zip)"
             else:
                 message = None
         else:
-            message = _zip_problem(target, shown=ref.relpath)
+            layer_key = str(ref.field_path[1])
+            check_size = prebuilt_layers is not None and layer_key in prebuilt_layers
+            message = _zip_problem(target, shown=ref.relpath, check_size=check_size)
         if message:
             problems.append(errors.Problem(file, ref.location.line, ref.location.column,
                                            manifest.field_name(ref.field_path), message))
     return problems
 
 
-def _zip_problem(zip_path: Path, *, shown: str) -> str | None:
+def _zip_problem(zip_path: Path, *, shown: str, check_size: bool) -> str | None:
     if not zip_path.exists():
         return f"zip '{shown}' does not exist"
     if not zip_path.is_file():
         return f"'{shown}' is not a file"
     try:
-        with zipfile.ZipFile(zip_path) as archive_file:
-            unsafe = archive.check_member_names(archive_file.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
+        if not zipfile.is_zipfile(zip_path):
+            return f"'{shown}' is not a valid zip file"
+    except OSError:
         return f"'{shown}' is not a valid zip file"
+    unsafe = sources.zip_problems(zip_path, check_size=check_size)
     if unsafe:
         return f"'{shown}' is unsafe: " + "; ".join(unsafe)
     return None

@@ -388,3 +388,166 @@ def test_code_sha256_is_base64_of_the_raw_digest() -> None:
     digest = hashlib.sha256(b"").digest()
     assert archive.code_sha256(digest) == "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
     assert base64.b64decode(archive.code_sha256(digest)) == digest
+
+
+def _info(name: str, *, flags: int = 0, extra: bytes = b"") -> zipfile.ZipInfo:
+    """A ZipInfo as zipfile builds it when reading: the name decoded per the UTF-8 flag."""
+    info = zipfile.ZipInfo(name)
+    info.flag_bits = flags
+    info.extra = extra
+    return info
+
+
+def _unicode_path(name: str, *, raw_name: bytes, version: int = 1) -> bytes:
+    body = bytes([version]) + zlib.crc32(raw_name).to_bytes(4, "little") + name.encode()
+    return (0x7075).to_bytes(2, "little") + len(body).to_bytes(2, "little") + body
+
+
+NAME = "python/données.txt"
+RAW_UTF8 = NAME.encode()
+RAW_CP437 = NAME.encode("cp437")  # an old tool's code page: é is 0x82 there
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        pytest.param(_info(NAME, flags=archive.FLAG_UTF8), NAME, id="utf8-flag"),
+        pytest.param(_info(RAW_UTF8.decode("cp437")), NAME, id="raw-utf8-no-flag"),
+        pytest.param(_info(RAW_CP437.decode("cp437"),
+                           extra=_unicode_path(NAME, raw_name=RAW_CP437)), NAME,
+                     id="unicode-path-field"),
+        pytest.param(_info(RAW_UTF8.decode("cp437"),
+                           extra=_unicode_path("other.txt", raw_name=b"stale")), NAME,
+                     id="stale-field-ignored"),
+        pytest.param(_info(RAW_CP437.decode("cp437"),
+                           extra=_unicode_path(NAME, raw_name=RAW_CP437, version=2)), None,
+                     id="unknown-field-version-ignored"),
+        pytest.param(_info(RAW_CP437.decode("cp437")), None, id="cp437-bytes-refused"),
+        pytest.param(_info("python/plain.txt"), "python/plain.txt", id="ascii"),
+    ],
+)
+def test_member_name_reads_names_as_unzip_does(info: zipfile.ZipInfo,
+                                               expected: str | None) -> None:
+    """UTF-8 flag, then a Unicode Path field whose CRC matches, then raw UTF-8, else None."""
+    assert archive.member_name(info) == expected
+
+
+def test_member_header_problems_name_encryption_and_methods() -> None:
+    """Encrypted members and methods other than stored/deflate are each named; those pass."""
+    encrypted = _info("a.txt", flags=archive.FLAG_ENCRYPTED)
+    bzip2 = _info("b.txt")
+    bzip2.compress_type = zipfile.ZIP_BZIP2
+    deflate64 = _info("c.txt")
+    deflate64.compress_type = 9
+    assert archive.member_header_problems(encrypted, name="a.txt") == [
+        "'a.txt' is encrypted, and Lambda cannot extract an encrypted member"]
+    assert "method 12" in archive.member_header_problems(bzip2, name="b.txt")[0]
+    assert "method 9" in archive.member_header_problems(deflate64, name="c.txt")[0]
+    for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        fine = _info("d.txt")
+        fine.compress_type = method
+        assert archive.member_header_problems(fine, name="d.txt") == []
+
+
+TREE_FILES = {"python/pkg/mod.py", "python/data.txt", "top.txt"}
+TREE_FOLDERS = {"python", "python/pkg", "python/sub"}
+
+
+@pytest.mark.parametrize(
+    ("links", "link", "phrase"),
+    [
+        ({"python/l": "data.txt"}, "python/l", None),
+        ({"python/l": "pkg"}, "python/l", None),
+        ({"python/l": "../top.txt"}, "python/l", None),
+        ({"python/a": "pkg", "python/b": "a/mod.py"}, "python/b", None),
+        ({"python/l": "/etc/passwd"}, "python/l", "absolute"),
+        ({"python/l": "../../../../etc/passwd"}, "python/l", "outside the zip"),
+        ({"python/l": "missing.txt"}, "python/l", "broken"),
+        ({"python/l": "data.txt/x"}, "python/l", "broken"),
+        ({"python/l": ""}, "python/l", "empty"),
+        ({"python/a": "b", "python/b": "a"}, "python/a", "loop"),
+        # `..` climbs from where a link leads, not from its name: sub/up is the root, so
+        # sub/up/.. is outside although `sub/up/../..` looks like `.` as text.
+        ({"python/sub/up": "../..", "python/l": "sub/up/../../x"}, "python/l", "outside"),
+        ({"python/sub/abs": "/etc", "python/l": "sub/abs/passwd"}, "python/l", "not in the zip"),
+    ],
+)
+def test_link_problem_resolves_like_the_kernel(links: dict[str, str], link: str,
+                                               phrase: str | None) -> None:
+    """A link resolving inside the tree passes; absolute, escaping, broken and looping fail."""
+    tree = archive.ZipTree(files=TREE_FILES, folders=TREE_FOLDERS, links=links)
+    problem = archive.link_problem(link, tree=tree)
+    if phrase is None:
+        assert problem is None
+    else:
+        assert problem is not None and phrase in problem
+
+
+def _deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _member_info(*, method: int, raw: bytes, file_size: int, crc: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo("m.bin")
+    info.compress_type = method
+    info.compress_size = len(raw)
+    info.file_size = file_size
+    info.CRC = crc
+    return info
+
+
+DATA = b"layer bytes " * 100
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_check_member_data_accepts_honest_members(method: int) -> None:
+    """Data matching its declared size and CRC passes, and the sink gets exactly the data."""
+    raw = DATA if method == zipfile.ZIP_STORED else _deflated(DATA)
+    info = _member_info(method=method, raw=raw, file_size=len(DATA), crc=zlib.crc32(DATA))
+    received = bytearray()
+    archive.check_member_data(io.BytesIO(raw), name="m.bin", info=info, sink=received.extend)
+    assert bytes(received) == DATA
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize(
+    ("size_delta", "crc_delta", "phrase"),
+    [(-1, 0, "more data than its declared size"), (1, 0, "not its declared size"),
+     (0, 1, "CRC-32")],
+)
+def test_check_member_data_refuses_lying_members(method: int, size_delta: int, crc_delta: int,
+                                                 phrase: str) -> None:
+    """A declared size too small or too large, or a wrong CRC, is a ContentError naming it."""
+    raw = DATA if method == zipfile.ZIP_STORED else _deflated(DATA)
+    info = _member_info(method=method, raw=raw, file_size=len(DATA) + size_delta,
+                        crc=(zlib.crc32(DATA) + crc_delta) & 0xFFFFFFFF)
+    with pytest.raises(errors.ContentError, match=phrase) as raised:
+        archive.check_member_data(io.BytesIO(raw), name="m.bin", info=info)
+    assert "'m.bin'" in raised.value.message
+
+
+def test_check_member_data_stops_inflating_past_the_declared_size() -> None:
+    """A bomb declaring 100 bytes yields at most 101 before it is refused, however big it is."""
+    bomb = bytes(64 * 1024 * 1024)
+    raw = _deflated(bomb)
+    info = _member_info(method=zipfile.ZIP_DEFLATED, raw=raw, file_size=100,
+                        crc=zlib.crc32(bomb[:100]))
+    received = bytearray()
+    with pytest.raises(errors.ContentError, match="more data than its declared size"):
+        archive.check_member_data(io.BytesIO(raw), name="m.bin", info=info,
+                                  sink=received.extend)
+    assert len(received) <= 100
+
+
+def test_check_member_data_refuses_truncated_data() -> None:
+    """Compressed data shorter than declared, or a deflate stream cut short, is refused."""
+    raw = _deflated(DATA)
+    info = _member_info(method=zipfile.ZIP_DEFLATED, raw=raw, file_size=len(DATA),
+                        crc=zlib.crc32(DATA))
+    with pytest.raises(errors.ContentError, match="ends inside"):
+        archive.check_member_data(io.BytesIO(raw[:-5]), name="m.bin", info=info)
+    cut = _member_info(method=zipfile.ZIP_DEFLATED, raw=raw[:-5], file_size=len(DATA),
+                       crc=zlib.crc32(DATA))
+    with pytest.raises(errors.ContentError, match="ends before the end of its deflate stream"):
+        archive.check_member_data(io.BytesIO(raw[:-5]), name="m.bin", info=cut)

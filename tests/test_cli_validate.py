@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,31 @@ def test_validate_warns_of_unsupported_features_in_line_order(
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert [line.split(": ")[2] for line in warnings] == ["layers.b.retain", "layers.a.share"]
+
+
+def test_validate_refuses_content_outside_the_repository_and_unsafe_zips(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """Without AWS settings, validate locates a path leaving the repository and a zip whose
+    link leaves it, exits 1 and writes nothing."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "credentials").write_text("aws_secret_access_key = not-real\n")
+    with zipfile.ZipFile(repo / "vendor.zip", "w") as zip_file:
+        zip_file.writestr("python/ok.py", "OK = 1\n")
+        link = zipfile.ZipInfo("python/passwd")
+        link.external_attr = 0o120777 << 16
+        zip_file.writestr(link, "../../../../etc/passwd")
+    manifest = repo / "layers.yaml"
+    manifest.write_text("version: 1\nlayers:\n  leak:\n    content: {path: ../outside}\n"
+                        "  slip:\n    content: {zip: vendor.zip}\n", encoding="utf-8")
+    before = tree(tmp_path)
+    result = run(["validate", "-f", str(manifest)], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"{manifest}:4:21: layers.leak.content.path: '../outside' resolves to" in (
+        result.stderr), result.stderr
+    assert "outside the repository" in result.stderr
+    assert f"{manifest}:6:20: layers.slip.content.zip: 'vendor.zip' is unsafe: symlink " \
+           "'python/passwd' points outside the zip" in result.stderr, result.stderr
+    assert tree(tmp_path) == before

@@ -301,7 +301,8 @@ BAD_CASES = [
     ),
     pytest.param(
         yaml_lines("version: 1", "colour: blue", *layer()),
-        [Expected(2, 1, "colour", "unknown key (allowed: align_versions, artifact_bucket, defaults, layers")],
+        [Expected(2, 1, "colour",
+                  "unknown key (allowed: align_versions, artifact_bucket, defaults, layers")],
         id="unknown-top-level-key-lists-allowed",
     ),
     pytest.param(

@@ -1,0 +1,209 @@
+"""Tests that content cannot leak out of the repository and that the tool's own files are never
+packaged, on real folders in tmp_path: `content.path`/`content.zip` must resolve inside the
+repository of the manifest (sources and the validate checks of workspace), the lockfile's temp
+and lock files are skipped, and abandoned build temp files are removed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zipcraft
+
+from reconciler import errors, model, sources, workspace
+
+LABEL = "layers.leaky"
+
+
+def _repo(tmp_path: Path, *, git_file: bool = False) -> Path:
+    """A repository folder (with a `.git` folder, or the `.git` file of a worktree)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    if git_file:
+        (repo / ".git").write_text("gitdir: /elsewhere/.git/worktrees/repo\n")
+    else:
+        (repo / ".git").mkdir()
+    return repo
+
+
+def _secrets(tmp_path: Path) -> Path:
+    """A folder outside the repository holding a credentials file."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "credentials").write_text("[default]\naws_secret_access_key = not-real\n")
+    return outside
+
+
+def _identify(base_dir: Path, content: model.ContentSpec) -> model.Artifact:
+    return sources.identify(content, base_dir=base_dir, label=LABEL,
+                            cache=sources.StatCache.load(base_dir / ".reconcile" / "c.json"))
+
+
+def _path(path: str) -> model.ContentSpec:
+    return model.ContentSpec(kind=model.SourceKind.PATH, path=path)
+
+
+def test_repository_root_is_the_nearest_folder_with_git(tmp_path: Path) -> None:
+    """The root is the nearest `.git` (folder or worktree file) at or above the manifest's
+    folder, and the manifest's own folder when there is none."""
+    repo = _repo(tmp_path, git_file=True)
+    (repo / "deploy" / "prod").mkdir(parents=True)
+    assert sources.repository_root(repo / "deploy" / "prod") == repo.resolve()
+    assert sources.repository_root(repo) == repo.resolve()
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    assert sources.repository_root(lone) == lone.resolve()
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlinked-folder"])
+def test_content_path_outside_the_repository_is_refused(tmp_path: Path, how: str) -> None:
+    """`../..`, an absolute path and a symlink to a folder outside are refused, naming both."""
+    repo = _repo(tmp_path)
+    outside = _secrets(tmp_path)
+    if how == "dotdot":
+        relpath = "../outside"
+    elif how == "absolute":
+        relpath = str(outside)
+    else:
+        os.symlink(outside, repo / "vendored")
+        relpath = "vendored"
+    with pytest.raises(errors.ContentError) as raised:
+        _identify(repo, _path(relpath))
+    message = raised.value.message
+    assert LABEL in message and relpath in message and "outside the repository" in message
+    assert str(outside.resolve()) in message
+
+
+def test_content_above_the_manifest_but_inside_the_repository_is_allowed(tmp_path: Path) -> None:
+    """A manifest in deploy/ may name ../layers/a: the repository, not its folder, is the fence."""
+    repo = _repo(tmp_path)
+    (repo / "layers" / "a").mkdir(parents=True)
+    (repo / "layers" / "a" / "m.py").write_text("X = 1\n")
+    (repo / "deploy").mkdir()
+    assert _identify(repo / "deploy", _path("../layers/a")).fingerprint
+
+
+def test_zip_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    """A content.zip that resolves outside the repository is refused before it is read."""
+    repo = _repo(tmp_path)
+    zipcraft.write(tmp_path / "stolen.zip", [zipcraft.Member("python/a.py", b"x")])
+    content = model.ContentSpec(kind=model.SourceKind.ZIP, zip="../stolen.zip")
+    with pytest.raises(errors.ContentError, match="outside the repository") as raised:
+        _identify(repo, content)
+    assert LABEL in raised.value.message and "../stolen.zip" in raised.value.message
+
+
+def _validate(repo: Path, content_line: str) -> list[errors.Problem]:
+    manifest_path = repo / "layers.yaml"
+    manifest_path.write_text(f"version: 1\nlayers:\n  leaky:\n    content: {content_line}\n")
+    try:
+        workspace.load_manifest(workspace.Workspace.for_manifest(manifest_path))
+    except errors.ManifestError as invalid:
+        return invalid.problems
+    return []
+
+
+@pytest.mark.parametrize("kind", ["path", "zip"])
+def test_validate_locates_content_outside_the_repository(tmp_path: Path, kind: str) -> None:
+    """The disk checks report an escaping path or zip at its line and column, field named."""
+    repo = _repo(tmp_path)
+    _secrets(tmp_path)
+    zipcraft.write(tmp_path / "outside" / "x.zip", [zipcraft.Member("a.py", b"x")])
+    target = "../outside" if kind == "path" else "../outside/x.zip"
+    problems = _validate(repo, f"{{{kind}: {target}}}")
+    assert [(problem.line, problem.field) for problem in problems] == [
+        (4, f"layers.leaky.content.{kind}")]
+    assert "outside the repository" in problems[0].message
+
+
+def test_validate_reports_unsafe_zip_members(tmp_path: Path) -> None:
+    """validate names a prebuilt zip's escaping link and encrypted member in one problem."""
+    repo = _repo(tmp_path)
+    zipcraft.write(repo / "v.zip", [
+        zipcraft.Member("python/a.py", b"x"),
+        zipcraft.Member("python/passwd", b"../../../../etc/passwd", mode=zipcraft.LINK_MODE),
+        zipcraft.Member("python/s.py", b"x", flags=zipcraft.FLAG_ENCRYPTED)])
+    problems = _validate(repo, "{zip: v.zip}")
+    assert len(problems) == 1
+    assert "python/passwd" in problems[0].message and "encrypted" in problems[0].message
+    assert str(problems[0]).startswith(f"{repo / 'layers.yaml'}:4:")
+
+
+def test_validate_checks_declared_size_only_of_zips_used_as_they_are(tmp_path: Path) -> None:
+    """Declared sizes over the limit fail validate for a byte-for-byte zip, not for one to
+    normalize (its excludes may bring it under; plan checks what is packaged)."""
+    repo = _repo(tmp_path)
+    zipcraft.write(repo / "v.zip", [
+        zipcraft.Member("python/a.py", b"x"),
+        zipcraft.Member("python/huge.bin", b"x", declared_size=model.MAX_UNZIPPED_BYTES)])
+    problems = _validate(repo, "{zip: v.zip}")
+    assert len(problems) == 1 and str(model.MAX_UNZIPPED_BYTES) in problems[0].message
+    assert _validate(repo, "{zip: v.zip, normalize: true}") == []
+
+
+def test_lockfile_temp_and_lock_files_are_never_packaged(tmp_path: Path) -> None:
+    """With `path: .`, the lockfile and every `.<lockfile name>.*` beside it are skipped."""
+    (tmp_path / "python").mkdir()
+    (tmp_path / "python" / "m.py").write_text("X = 1\n")
+    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+    tool_files = ["layers.lock.json", ".layers.lock.json.lock",
+                  ".layers.lock.json.123.ab12.tmp", "python/.layers.lock.json.lock"]
+    for name in tool_files:
+        (tmp_path / name).write_text("changes on every run\n")
+    (tmp_path / ".layers.lockfile").write_text("not the tool's\n")
+    entries = sources.collect(_path("."), base_dir=tmp_path, label=LABEL,
+                              skip=space.tool_paths)
+    # Only the lockfile's own folder is fenced: a same-named file elsewhere is user content.
+    assert sorted(entry.arcname for entry in entries) == [
+        ".layers.lockfile", "python/.layers.lock.json.lock", "python/m.py"]
+
+
+def test_tool_paths_name_the_cache_and_the_lockfile(tmp_path: Path) -> None:
+    """Workspace.tool_paths holds the real paths of .reconcile/ and the lockfile."""
+    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml", tmp_path / "x.lock.json")
+    assert space.tool_paths == frozenset({
+        os.path.realpath(tmp_path / ".reconcile"), os.path.realpath(tmp_path / "x.lock.json")})
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+    return int(finished.stdout)
+
+
+def test_abandoned_build_temp_files_are_removed(tmp_path: Path) -> None:
+    """Temp zips of a dead writer, or untouched for minutes, go; a live writer's fresh one stays."""
+    build_dir = tmp_path / "build"
+    build_dir.mkdir()
+    dead = build_dir / f".0123456789abcdef.{_dead_pid()}.x1y2.zip.tmp"
+    old = build_dir / ".0123456789abcdef.r4nd.zip.tmp"  # no pid: judged by age alone
+    live = build_dir / f".0123456789abcdef.{os.getpid()}.z9.zip.tmp"
+    unrelated = build_dir / "notes.tmp"
+    for path in (dead, old, live, unrelated):
+        path.write_bytes(b"partial")
+    long_ago = time.time() - sources.STALE_BUILD_TEMP_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    os.utime(unrelated, (long_ago, long_ago))
+    removed = sources.remove_stale_build_temps(build_dir)
+    assert sorted(removed) == sorted([dead, old])
+    assert sorted(path.name for path in build_dir.iterdir()) == sorted([live.name, "notes.tmp"])
+
+
+def test_build_removes_abandoned_temp_files_in_its_folder(tmp_path: Path) -> None:
+    """A build into a folder clears what a killed build left there, and leaves only its zip."""
+    (tmp_path / "layer").mkdir()
+    (tmp_path / "layer" / "m.py").write_text("X = 1\n")
+    build_dir = tmp_path / "build"
+    build_dir.mkdir()
+    leftover = build_dir / f".0123456789abcdef.{_dead_pid()}.q.zip.tmp"
+    leftover.write_bytes(b"partial")
+    artifact = _identify(tmp_path, _path("layer"))
+    built = sources.build(_path("layer"), artifact, base_dir=tmp_path, label=LABEL,
+                          build_dir=build_dir)
+    assert [path.name for path in build_dir.iterdir()] == [f"{built.fingerprint}.zip"]
+
