@@ -119,8 +119,69 @@ def _err(message: str) -> None:
 
 
 def _progress(message: str) -> None:
-    if sys.stderr.isatty():
-        _err(f"  … {message}")
+    """Progress goes to the live display when one is running (a terminal, not CI); debug
+    lines go to stderr when RECONCILE_DEBUG is set; anything else is dropped."""
+    if message.startswith("debug: "):
+        if os.environ.get("RECONCILE_DEBUG"):
+            _err(message)
+        return
+    if _LIVE is not None:
+        _LIVE.update(message)
+
+
+class _LiveProgress:
+    """One live display on stderr (rich) while a command works: a line per layer saying
+    what it is doing (packaging, reading Lambda, publishing). Only on a terminal and outside
+    CI; it disappears when the command is done, leaving the command's own result lines."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                  TimeElapsedColumn(), console=Console(stderr=True),
+                                  transient=True)
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def update(self, message: str) -> None:
+        """Show `message` ("layer: what it does", or a region-wide line) on its row."""
+        subject, _, what = message.partition(": ")
+        if not what:
+            subject, what = "", message
+        with self._lock:
+            task = self._tasks.get(subject)
+            if task is None:
+                self._tasks[subject] = self._progress.add_task(message)
+            else:
+                self._progress.update(task, description=message)
+
+    def __enter__(self) -> _LiveProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+
+_LIVE: _LiveProgress | None = None
+
+
+class _progress_display:
+    """Run the live display for the duration of a command, when stderr is a terminal and
+    `CI` is not set; otherwise nothing is shown."""
+
+    def __enter__(self) -> None:
+        global _LIVE
+        if sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get(
+                "TERM") != "dumb":
+            _LIVE = _LiveProgress().__enter__()
+
+    def __exit__(self, *_: object) -> None:
+        global _LIVE
+        if _LIVE is not None:
+            live, _LIVE = _LIVE, None
+            live.__exit__()
 
 
 def _use_color() -> bool:
@@ -353,7 +414,8 @@ def plan(
     """
     session = _session(manifest, lockfile_path, targets=target, regions=region,
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
-    the_plan = _make_plan(session, session.state.read())
+    with _progress_display():
+        the_plan = _make_plan(session, session.state.read())
     if output_format is PlanFormat.json:
         typer.echo(_plan_json(the_plan))
     elif output_format is PlanFormat.markdown:
@@ -526,7 +588,8 @@ def apply(
     try:
         snapshot = session.state.read()
         if saved is None:
-            the_plan = _make_plan(session, snapshot)
+            with _progress_display():
+                the_plan = _make_plan(session, snapshot)
             if not as_json:
                 typer.echo(render.text(the_plan, color=_use_color()), nl=False)
             _confirm(the_plan, yes=yes, as_json=as_json)
@@ -543,7 +606,7 @@ def apply(
                 _write_plan_file(plan_file or Path(), {**document, "applied": {
                     "at": datetime.datetime.now(datetime.timezone.utc).strftime(
                         "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
-        with _StopOnSignal() as stop:
+        with _StopOnSignal() as stop, _progress_display():
             try:
                 report = applying.apply(the_plan, store=session.store, state=session.state,
                                         code=session.code, snapshot=snapshot,
