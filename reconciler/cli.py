@@ -21,12 +21,12 @@ from reconciler import (
     __version__,
     aws,
     errors,
-    lockfile,
     model,
     reconcile,
     render,
     workspace,
 )
+from reconciler.state import local as local_state
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 # Recent typer vendors its own click; its exception base is reached through a public class
@@ -150,7 +150,7 @@ def _planned(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
              max_attempts: int | None) -> _Planned:
     """Validate, read the lock, then (only then) reach for AWS and plan."""
     space, parsed = _load(manifest, lockfile_path)
-    lock = lockfile.read(space.lockfile_path)
+    lock = local_state.LocalStateBackend(space.lockfile_path).read().lock
     store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
     result = reconcile.make_plan(
         parsed=parsed, lock=lock, store=store, space=space,
@@ -318,7 +318,7 @@ def outputs(
     if not space.lockfile_path.exists():
         raise errors.LockfileError(f"{space.lockfile_path}: no such lockfile",
                                    hint="run `reconcile apply` first, or pass --lockfile")
-    lock = lockfile.read(space.lockfile_path)
+    lock = local_state.LocalStateBackend(space.lockfile_path).read().lock
     rows = sorted((layer, region, entry.layer_version_arn)
                   for (layer, region), entry in lock.entries.items())
     if output_format is OutputsFormat.json:

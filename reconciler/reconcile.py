@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import aws, errors, lockfile, model, planner, sources, workspace
+from reconciler import aws, errors, model, planner, sources, workspace
+from reconciler.state import local as local_state
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
@@ -229,26 +230,28 @@ def apply(
                 f"nothing was published: the zip built for {change.layer} at plan time "
                 f"({zip_path}) is gone or changed",
                 hint="was .reconcile/ cleaned during the apply? run apply again")
+    state = local_state.LocalStateBackend(space.lockfile_path)
     if publishing or result.plan.records:
         try:
-            lockfile.check_writable(space.lockfile_path)
-        except OSError as exc:
-            raise errors.LockfileError(
-                f"nothing was published: cannot write the lockfile {space.lockfile_path}: "
-                f"{exc.strerror or exc}", hint="pass a writable --lockfile") from exc
+            state.check_writable()
+        except errors.StateError as exc:
+            raise errors.LockfileError(f"nothing was published: {exc.message}",
+                                       hint=exc.hint) from exc
+    revision = state.read().revision
 
     published: list[tuple[model.LayerChange, model.RemoteVersion]] = []
     recorded: list[model.LayerChange] = []
 
     def record(change: model.LayerChange, entry: model.LockEntry, *, new: bool) -> model.Lock:
+        nonlocal revision
         updated = lock.with_entry(change.layer, change.region, entry=entry)
         try:
-            lockfile.write_atomic(space.lockfile_path, updated)
-        except OSError as exc:
+            revision = state.write(updated, expected_revision=revision)
+        except errors.StateError as exc:
             what = (f"{entry.layer_version_arn} is published but not recorded" if new
                     else f"{entry.layer_version_arn} could not be recorded")
             raise errors.ApplyFailed(
-                f"cannot write {space.lockfile_path}: {exc.strerror or exc}; {what}",
+                f"{exc.message}; {what}",
                 hint="make the lockfile writable and run apply again: the plan will adopt the "
                      "published version instead of publishing it again") from exc
         return updated

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from fakes import FakeLayerStore
 
-from reconciler import errors, lockfile, model, reconcile, workspace
+from reconciler import errors, model, reconcile, workspace
+from reconciler.state import local as local_state
 
 MANIFEST = """\
 version: 1
@@ -43,18 +44,23 @@ def folder_layer_space(tmp_path: Path, manifest_text: str) -> workspace.Workspac
     return workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
 
 
+def recorded(space: workspace.Workspace) -> model.Lock:
+    """The lock recorded in the workspace's lockfile."""
+    return local_state.LocalStateBackend(space.lockfile_path).read().lock
+
+
 def run_plan(space: workspace.Workspace, store: FakeLayerStore,
              **options: list[str]) -> reconcile.PlanResult:
     """Plan the workspace as the CLI does."""
     return reconcile.make_plan(parsed=workspace.load_manifest(space),
-                               lock=lockfile.read(space.lockfile_path), store=store, space=space,
+                               lock=recorded(space), store=store, space=space,
                                default_region=None, **options)
 
 
 def run_apply(space: workspace.Workspace, store: FakeLayerStore) -> reconcile.ApplyReport:
     """Plan and apply the workspace as `apply --yes` does."""
     result = run_plan(space, store)
-    return reconcile.apply(result=result, lock=lockfile.read(space.lockfile_path), store=store,
+    return reconcile.apply(result=result, lock=recorded(space), store=store,
                            space=space)
 
 
@@ -72,7 +78,7 @@ def test_apply_publishes_each_new_layer_once(space: workspace.Workspace) -> None
     store = FakeLayerStore()
     report = run_apply(space, store)
     assert store.writes() == [("publish", "us-east-1", "alpha"), ("publish", "us-east-1", "beta")]
-    lock = lockfile.read(space.lockfile_path)
+    lock = recorded(space)
     assert {key for key in lock.entries} == {("alpha", "us-east-1"), ("beta", "us-east-1")}
     assert [version.version for _, version in report.published] == [1, 1]
     entry = lock.get("alpha", "us-east-1")
@@ -103,7 +109,7 @@ def test_changed_file_publishes_only_that_layer(space: workspace.Workspace) -> N
     report = run_apply(space, store)
     assert store.writes() == [("publish", "us-east-1", "beta")]
     assert [(c.layer, v.version) for c, v in report.published] == [("beta", 2)]
-    entry = lockfile.read(space.lockfile_path).get("beta", "us-east-1")
+    entry = recorded(space).get("beta", "us-east-1")
     assert entry is not None and entry.version == 2
 
 
@@ -138,7 +144,7 @@ def test_partial_failure_keeps_what_succeeded(space: workspace.Workspace) -> Non
         run_apply(space, store)
     assert "apply stopped at beta" in failure.value.message
     assert "alpha (us-east-1) v1" in failure.value.message
-    lock = lockfile.read(space.lockfile_path)
+    lock = recorded(space)
     assert set(lock.entries) == {("alpha", "us-east-1")}
 
 
