@@ -1,5 +1,6 @@
-"""The one contract of ports.StateBackend, run against every implementation (so far the
-local lockfile, in tmp_path)."""
+"""The one contract of ports.StateBackend, run against every implementation: the local
+lockfile (tmp_path), the S3 backend on the real moto server, and the S3 backend over the
+in-memory object store of the tests (so that fake cannot drift from S3)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fakes_state import MemoryObjectStore
 
-from reconciler import errors, model, ports, state
+from reconciler import aws, errors, model, ports, state
 from reconciler.state import local as local_state
+from reconciler.state import s3 as s3_state
 
 ENTRY = model.LockEntry(fingerprint="f" * 64, content_sha256="c" * 64, code_sha256="x" * 43 + "=",
                         code_size=123, version=4,
@@ -25,10 +28,18 @@ THREE = TWO.with_entry("c", "eu-west-1", entry=ENTRY)
 BackendFactory = Callable[[], ports.StateBackend]
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3-moto", "s3-memory"])
 def new_backend(request: pytest.FixtureRequest, tmp_path: Path) -> BackendFactory:
     """A factory of backends that all keep one state, for each implementation."""
-    return lambda: local_state.LocalStateBackend(tmp_path / "layers.lock.json")
+    if request.param == "local":
+        return lambda: local_state.LocalStateBackend(tmp_path / "layers.lock.json")
+    if request.param == "s3-moto":
+        request.getfixturevalue("moto_url")
+        aws.Boto3ObjectStore(bucket="state-bucket").client.create_bucket(Bucket="state-bucket")
+        return lambda: s3_state.S3StateBackend(aws.Boto3ObjectStore(bucket="state-bucket"),
+                                               prefix="team/layers")
+    store = MemoryObjectStore()
+    return lambda: s3_state.S3StateBackend(store, prefix="team/layers")
 
 
 def holder(operation: str = "apply") -> errors.LockHolder:
