@@ -309,3 +309,125 @@ def translate(exc: Exception, *, operation: str, layer: str | None, region: str 
     if isinstance(exc, botocore.exceptions.ParamValidationError):
         return errors.AwsError(f"{operation} for {where}: invalid parameters: {exc}")
     return errors.AwsError(f"{operation} for {where} failed: {exc}")
+
+
+class Boto3ObjectStore:
+    """ports.ObjectStore over boto3's S3 client, for the one bucket of an S3 state.
+
+    Credentials, profile and endpoint come from boto3's standard chain, as for
+    Boto3LayerStore. Conditional writes are sent as PutObject's IfMatch / IfNoneMatch; S3
+    refuses them with 412 PreconditionFailed (409 ConditionalRequestConflict when two race),
+    which become errors.PreconditionFailed. Other failures become StateError (the bucket is
+    missing, access is denied) or AwsError, with hints; no message ever holds a credential.
+    """
+
+    def __init__(self, *, bucket: str, profile: str | None = None,
+                 endpoint_url: str | None = None, region: str | None = None,
+                 max_attempts: int | None = None) -> None:
+        try:
+            session = boto3.Session(profile_name=profile)
+            config = botocore.config.Config(user_agent_extra="reconcile-layers")
+            if max_attempts is not None:
+                config = config.merge(botocore.config.Config(
+                    retries={"mode": "standard", "total_max_attempts": max_attempts}))
+            self._client: Any = session.client(
+                "s3", region_name=region or session.region_name or "us-east-1",
+                endpoint_url=endpoint_url, config=config)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise errors.CredentialsError(
+                str(exc), hint="check --profile / AWS_PROFILE against ~/.aws/config"
+            ) from exc
+        except ValueError as exc:
+            raise errors.EndpointError(
+                f"cannot use the endpoint {endpoint_url or '(from AWS_ENDPOINT_URL)'}: {exc}",
+                hint="--endpoint-url / AWS_ENDPOINT_URL must be a URL like "
+                     "http://127.0.0.1:5000") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _configuration_error(exc) from exc
+        self._bucket = bucket
+
+    @property
+    def client(self) -> Any:
+        """The S3 client (tests register botocore event hooks on it)."""
+        return self._client
+
+    @property
+    def bucket(self) -> str:
+        """The bucket's name."""
+        return self._bucket
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL the client talks to."""
+        return str(self._client.meta.endpoint_url)
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        """GetObject: (bytes, ETag), or None when there is no such key."""
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+            return bytes(response["Body"].read()), str(response["ETag"])
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self._error(exc, operation="GetObject", key=key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error(exc, operation="GetObject", key=key) from exc
+
+    def put(self, key: str, data: bytes, *, if_match: str | None = None,
+            if_none_match: bool = False) -> str:
+        """PutObject with the conditions given; the new ETag."""
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Key": key, "Body": data,
+                                  "ContentType": "application/json"}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        if if_none_match:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            return str(self._client.put_object(**kwargs)["ETag"])
+        except botocore.exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            # If-Match on an object that is gone is refused with 404 NoSuchKey: the object
+            # is not at that ETag, which is all a caller of a conditional write asks.
+            if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
+                    or status in (409, 412) or (if_match is not None
+                                                and error.get("Code") == "NoSuchKey"):
+                raise errors.PreconditionFailed(
+                    f"s3://{self._bucket}/{key}: the conditional write was refused "
+                    f"({error.get('Code', status)})") from exc
+            raise self._error(exc, operation="PutObject", key=key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error(exc, operation="PutObject", key=key) from exc
+
+    def delete(self, key: str) -> None:
+        """DeleteObject (S3 answers 204 whether or not the key existed)."""
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error(exc, operation="DeleteObject", key=key) from exc
+
+    def _error(self, exc: Exception, *, operation: str, key: str) -> errors.ReconcilerError:
+        """The StateError or AwsError (with a hint) for a failed S3 call on `key`."""
+        where = f"s3://{self._bucket}/{key}"
+        if isinstance(exc, botocore.exceptions.ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                return errors.StateError(
+                    f"{operation} {where}: the bucket {self._bucket} does not exist "
+                    f"(at {self.endpoint})",
+                    hint="create the bucket, or fix `state:` in the manifest")
+            if code in ("AccessDenied", "AllAccessDisabled") or (
+                    status == 403 and code not in _CREDENTIAL_ERROR_CODES):
+                return errors.StateError(
+                    f"access denied: {operation} {where}",
+                    hint=f"the credentials lack s3:{operation} on "
+                         f"arn:aws:s3:::{self._bucket}/{key}")
+            if code in ("PermanentRedirect", "AuthorizationHeaderMalformed",
+                        "IllegalLocationConstraintException"):
+                return errors.StateError(
+                    f"{operation} {where}: the bucket is in another region ({code})",
+                    hint="set AWS_REGION to the bucket's region")
+        return translate(exc, operation=operation, layer=None, region=None,
+                         endpoint=self.endpoint)

@@ -8,12 +8,9 @@ errors exit 1 too, so that exit code 2 only ever means "plan --detailed-exitcode
 from __future__ import annotations
 
 import datetime
-import getpass
-import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -30,14 +27,16 @@ from reconciler import (
     artifacts,
     aws,
     errors,
-    lockfile,
     model,
     planfile,
     planning,
     ports,
     render,
+    statefile,
     workspace,
 )
+from reconciler import state as state_package
+from reconciler.state import local as local_state
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 # Recent typer vendors its own click; its exception base is reached through a public class
@@ -207,62 +206,23 @@ def _default_region(store: aws.Boto3LayerStore) -> str | None:
     return os.environ.get("AWS_REGION") or store.default_region()
 
 
-class _LockfileState:
-    """The lockfile as a state backend (revision: SHA-256 of its bytes)."""
+def _state_backend(space: workspace.Workspace, parsed: model.Manifest | None, *,
+                   profile: str | None = None, endpoint_url: str | None = None,
+                   max_attempts: int | None = None) -> ports.StateBackend:
+    """The manifest's `state: s3://...`, else the lockfile beside it (or --lockfile)."""
+    if parsed is None or parsed.state is None:
+        return local_state.LocalStateBackend(space.lockfile_path)
+    from reconciler.state import s3 as s3_state  # only an S3 state needs it (and boto3)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @property
-    def location(self) -> str:
-        return str(self.path)
-
-    def _revision(self) -> str:
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except FileNotFoundError:
-            return ports.NO_REVISION
-
-    def read(self) -> ports.Snapshot:
-        return ports.Snapshot(lock=lockfile.read(self.path), revision=self._revision())
-
-    def write(self, lock: model.Lock, *, expected_revision: str) -> str:
-        if self._revision() != expected_revision:
-            raise errors.StateConflict(f"{self.path} changed since it was read")
-        try:
-            lockfile.write_atomic(self.path, lock)
-        except OSError as exc:
-            raise errors.StateError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
-        return self._revision()
-
-    def check_writable(self) -> None:
-        try:
-            lockfile.check_writable(self.path)
-        except OSError as exc:
-            raise errors.StateError(
-                f"cannot write the lockfile {self.path}: {exc.strerror or exc}",
-                hint="pass a writable --lockfile") from exc
-
-    def lock(self, holder: errors.LockHolder, *, timeout: float = 0.0) -> str:
-        return holder.lock_id
-
-    def unlock(self, lock_id: str) -> None:
-        return None
-
-    def force_unlock(self, lock_id: str) -> errors.LockHolder:
-        raise errors.StateError("the lockfile has no lock to release")
+    bucket, prefix = s3_state.parse_state_url(parsed.state)
+    region = os.environ.get("AWS_REGION") or (parsed.regions[0] if parsed.regions else None)
+    return s3_state.S3StateBackend(
+        aws.Boto3ObjectStore(bucket=bucket, profile=profile, endpoint_url=endpoint_url,
+                             region=region, max_attempts=max_attempts), prefix=prefix)
 
 
-def _state_backend(space: workspace.Workspace) -> ports.StateBackend:
-    return _LockfileState(space.lockfile_path)
-
-
-def _holder(operation: str) -> errors.LockHolder:
-    return errors.LockHolder(
-        lock_id="", who=getpass.getuser(), host=socket.gethostname(), pid=os.getpid(),
-        operation=operation,
-        created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        path="")
+def _holder(operation: str, space: workspace.Workspace) -> errors.LockHolder:
+    return state_package.new_holder(operation=operation, path=str(space.manifest_path))
 
 
 @dataclass(frozen=True)
@@ -282,7 +242,8 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
              max_attempts: int | None) -> _Session:
     """Validate, then (only then) reach for AWS."""
     space, parsed = _load(manifest, lockfile_path)
-    state = _state_backend(space)
+    state = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
+                           max_attempts=max_attempts)
     store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
     selection = planning.select(parsed, default_region=_default_region(store),
                                 targets=targets or (), regions=regions or ())
@@ -301,6 +262,8 @@ def _state_name(session: _Session) -> str:
     """How a plan's basis names the state: stable across checkouts (relative to the manifest
     folder when it lies inside it)."""
     location = session.state.location
+    if location.startswith("s3://"):
+        return location
     try:
         return "lockfile:" + Path(location).resolve().relative_to(
             session.space.base_dir).as_posix()
@@ -584,7 +547,7 @@ def apply(
             raise errors.StalePlan(
                 [f"this plan file was applied already ({applied.get('at', 'earlier')}); a "
                  "plan is applied once"], hint="make a new plan with `reconcile plan --out`")
-    lock_id = session.state.lock(_holder("apply"), timeout=lock_timeout)
+    lock_id = session.state.lock(_holder("apply", session.space), timeout=lock_timeout)
     try:
         snapshot = session.state.read()
         if saved is None:
@@ -672,13 +635,24 @@ def outputs(
     max_attempts: AttemptsOption = None,
     no_summary: NoSummaryOption = False,
 ) -> None:
-    """Print each layer's latest published LayerVersionArn, from the lockfile. Makes no AWS
-    call (the AWS options are accepted, like validate's, and unused)."""
+    """Print each layer's latest published LayerVersionArn, from the recorded state (the
+    lockfile, or the manifest's S3 state: the only case that calls AWS).
+
+    Examples:
+
+      reconcile outputs
+
+      reconcile outputs --format json > layer-arns.json
+    """
     space = workspace.Workspace.for_manifest(manifest, lockfile_path)
-    if not space.lockfile_path.exists():
-        raise errors.LockfileError(f"{space.lockfile_path}: no such lockfile",
+    parsed = workspace.load_manifest(space) if space.manifest_path.exists() else None
+    backend = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
+                             max_attempts=max_attempts)
+    snapshot = backend.read()
+    if snapshot.revision == ports.NO_REVISION:
+        raise errors.LockfileError(f"{backend.location}: no such state",
                                    hint="run `reconcile apply` first, or pass --lockfile")
-    lock = lockfile.read(space.lockfile_path)
+    lock = snapshot.lock
     rows = sorted((layer, region, entry.layer_version_arn)
                   for (layer, region), entry in lock.entries.items())
     if output_format is OutputsFormat.json:
@@ -689,6 +663,128 @@ def outputs(
         return
     for layer, region, arn in rows:
         typer.echo(f"{layer} {region} {arn}")
+
+
+def _ask(question: str, *, yes: bool, refusal: str) -> None:
+    """Ask for 'yes' on a terminal; --yes answers it; without a terminal, refuse."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise errors.ApplyRefused(f"{refusal}: stdin is not a terminal",
+                                  hint="pass --yes to confirm")
+    typer.echo(f"{question} Only 'yes' will be accepted.")
+    if input("  Enter a value: ").strip() != "yes":
+        raise errors.ApplyRefused(f"{refusal}: not confirmed")
+
+
+@app.command("force-unlock")
+def force_unlock(
+    lock_id: Annotated[str, typer.Argument(metavar="LOCK_ID",
+                                           help="The lock id a refusal printed.")],
+    manifest: ManifestOption = Path("layers.yaml"),
+    lockfile_path: LockfileOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
+                   ] = False,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = None,
+) -> None:
+    """Release a state lock left by a run that is gone (killed, crashed runner). Only the
+    lock with that id is released; make sure its run is really gone.
+
+    Example:
+
+      reconcile force-unlock 6f1c2d3e-...
+    """
+    space, parsed = _load(manifest, lockfile_path)
+    backend = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
+                             max_attempts=max_attempts)
+    _ask(f"Release the lock {lock_id} on {backend.location}? A run that still holds it "
+         "could then publish beside another.", yes=yes, refusal="not releasing the lock")
+    holder = backend.force_unlock(lock_id)
+    typer.echo(f"Released the lock {lock_id} on {backend.location} (held by {holder.who} on "
+               f"{holder.host}, pid {holder.pid}, {holder.operation}, since {holder.created}).")
+
+
+state_app = typer.Typer(help="Copy the shared S3 state to or from a local lockfile.",
+                        no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+def _s3_backend(manifest: Path, *, profile: str | None, endpoint_url: str | None,
+                max_attempts: int | None) -> tuple[workspace.Workspace, ports.StateBackend]:
+    space, parsed = _load(manifest, None)
+    if parsed.state is None:
+        raise errors.UsageError(
+            f"{manifest} keeps its state in the lockfile {space.lockfile_path}, not in S3",
+            hint="state pull/push copy the state a manifest's `state: s3://...` names")
+    return space, _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
+                                 max_attempts=max_attempts)
+
+
+@state_app.command("pull")
+def state_pull(
+    file: Annotated[Path | None, typer.Argument(
+        metavar="[FILE]", help="Where to write it [default: the lockfile beside the manifest]")
+    ] = None,
+    manifest: ManifestOption = Path("layers.yaml"),
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = None,
+) -> None:
+    """Copy the S3 state into a local lockfile (canonical bytes), to read or edit it.
+
+    Example:
+
+      reconcile state pull backup.lock.json
+    """
+    space, backend = _s3_backend(manifest, profile=profile, endpoint_url=endpoint_url,
+                                 max_attempts=max_attempts)
+    snapshot = backend.read()
+    target = file or space.lockfile_path
+    if snapshot.revision == ports.NO_REVISION:
+        raise errors.LockfileError(f"{backend.location}: no state yet",
+                                   hint="run `reconcile apply` first")
+    try:
+        target.write_text(statefile.encode(snapshot.lock), encoding="utf-8")
+    except OSError as exc:
+        raise errors.UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    typer.echo(f"Wrote {backend.location} to {target}.")
+
+
+@state_app.command("push")
+def state_push(
+    file: Annotated[Path | None, typer.Argument(
+        metavar="[FILE]", help="The lockfile to push [default: the lockfile beside the "
+                               "manifest]")] = None,
+    manifest: ManifestOption = Path("layers.yaml"),
+    lock_timeout: LockTimeoutOption = 0.0,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = None,
+) -> None:
+    """Replace the S3 state with a local lockfile, under the state lock and checked against
+    the revision read under it (a concurrent apply can never be overwritten half way).
+
+    Example:
+
+      reconcile state push layers.lock.json
+    """
+    space, backend = _s3_backend(manifest, profile=profile, endpoint_url=endpoint_url,
+                                 max_attempts=max_attempts)
+    source = file or space.lockfile_path
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    lock = statefile.decode(text, file=str(source))
+    lock_id = backend.lock(_holder("state push", space), timeout=lock_timeout)
+    try:
+        current = backend.read()
+        backend.write(lock, expected_revision=current.revision)
+    finally:
+        backend.unlock(lock_id)
+    typer.echo(f"Pushed {source} to {backend.location}.")
 
 
 def _report(error: errors.ReconcilerError) -> None:

@@ -10,7 +10,9 @@ botocore's exceptions (chained with `from`). Anything else escaping is a bug.
     ├── StateError                  the state backend cannot do what is asked  state_error
     │   ├── StateLocked             another run holds the lock (`holder`)      state_locked
     │   ├── StateConflict           the state moved since it was read          state_conflict
-    │   └── StoreUnsafe             the store ignores conditional writes       store_unsafe
+    │   ├── StoreUnsafe             the store ignores conditional writes       store_unsafe
+    │   └── PreconditionFailed      an object store refused a conditional write precondition_failed
+    │                               (ports.ObjectStore; the S3 backend turns it into the above)
     ├── UsageError                  a flag or argument that cannot be honoured usage
     ├── ApplyRefused                apply without confirmation (no terminal)   apply_refused
     ├── StalePlan                   a saved plan no longer matches (`differences`) plan_stale
@@ -142,6 +144,13 @@ class StoreUnsafe(StateError):
     """The state store accepted a conditional write it should have refused."""
 
     code = "store_unsafe"
+
+
+class PreconditionFailed(StateError):
+    """An object store refused a conditional write (HTTP 412, or 409 for a concurrent
+    conditional write): the object is not at the ETag, or exists, as the write required."""
+
+    code = "precondition_failed"
 
 
 class StalePlan(ReconcilerError):

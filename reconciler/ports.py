@@ -1,5 +1,6 @@
-"""The protocols between the use cases and the outside world: Lambda's layers (LayerStore)
-and where the state is kept (StateBackend). Core: types only, no implementation and no I/O.
+"""The protocols between the use cases and the outside world: Lambda's layers (LayerStore),
+where the state is kept (StateBackend) and the object store an S3 state lives in
+(ObjectStore). Core: types only, no implementation and no I/O.
 
 Each port has one contract test suite run against every implementation (the fakes of the
 tests included), so that a fake cannot drift from the real thing.
@@ -95,3 +96,35 @@ class StateBackend(Protocol):
 
     def force_unlock(self, lock_id: str) -> errors.LockHolder:
         """Release a lock left by another run, if `lock_id` is its id."""
+
+
+class ObjectStore(Protocol):
+    """One S3 bucket as the S3 state backend needs it: whole objects, ETags and conditional
+    writes. Keys are full object keys; an ETag is returned exactly as the store sends it.
+
+    - `get(key)` returns (bytes, etag), or None when there is no such object.
+    - `put(key, data, if_match=..., if_none_match=...)` writes the object and returns its new
+      ETag. With `if_match` it writes only over an object of that ETag; with
+      `if_none_match` only where there is no object. A refused condition raises
+      errors.PreconditionFailed and changes nothing.
+    - `delete(key)` removes the object (no error when there is none).
+    Every other failure is an errors.StateError or errors.AwsError with a hint.
+    """
+
+    @property
+    def bucket(self) -> str:
+        """The bucket's name."""
+
+    @property
+    def endpoint(self) -> str:
+        """Where the store is reached, for messages (an endpoint URL, or "AWS S3")."""
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None."""
+
+    def put(self, key: str, data: bytes, *, if_match: str | None = None,
+            if_none_match: bool = False) -> str:
+        """Write the object if the condition holds; its new ETag."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object, if there is one."""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import errors, lockfile, model, ports
+from reconciler import errors, model, ports
 
 ACCOUNT = "123456789012"
 
@@ -106,64 +106,3 @@ class FakeLayerStore:
     def writes(self) -> list[tuple[str, str, str]]:
         """The write calls made so far."""
         return [call for call in self.calls if call[0] == "publish"]
-
-
-@dataclass
-class FakeStateBackend:
-    """A ports.StateBackend over a lockfile on disk, with revisions and an in-memory lock, for
-    the use-case tests (the real backends have their own contract tests)."""
-
-    path: Path
-    holder: errors.LockHolder | None = None
-    writes: int = 0
-
-    @property
-    def location(self) -> str:
-        """The lockfile's path."""
-        return str(self.path)
-
-    def _revision(self) -> str:
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except (FileNotFoundError, IsADirectoryError):
-            return ""
-
-    def read(self) -> ports.Snapshot:
-        """The lockfile and the SHA-256 of its bytes."""
-        return ports.Snapshot(lock=lockfile.read(self.path), revision=self._revision())
-
-    def write(self, lock: model.Lock, *, expected_revision: str) -> str:
-        """Write if the file is still at `expected_revision`."""
-        if self._revision() != expected_revision:
-            raise errors.StateConflict(f"{self.path} changed since it was read")
-        try:
-            lockfile.write_atomic(self.path, lock)
-        except OSError as exc:
-            raise errors.StateError(f"cannot write {self.path}: {exc}") from exc
-        self.writes += 1
-        return self._revision()
-
-    def check_writable(self) -> None:
-        """The lockfile's folder must be writable."""
-        try:
-            lockfile.check_writable(self.path)
-        except OSError as exc:
-            raise errors.StateError(f"cannot write the lockfile {self.path}: {exc}") from exc
-
-    def lock(self, holder: errors.LockHolder, *, timeout: float = 0.0) -> str:
-        """Take the lock, or refuse naming the holder."""
-        if self.holder is not None:
-            raise errors.StateLocked("locked", holder=self.holder)
-        self.holder = holder
-        return holder.lock_id or "fake-lock"
-
-    def unlock(self, lock_id: str) -> None:
-        """Release the lock."""
-        self.holder = None
-
-    def force_unlock(self, lock_id: str) -> errors.LockHolder:
-        """Release a lock left by another run."""
-        if self.holder is None:
-            raise errors.StateError("not locked")
-        holder, self.holder = self.holder, None
-        return holder

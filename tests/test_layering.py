@@ -1,7 +1,10 @@
 """The layering rules of DESIGN.md (rule 8), read from each installed module's imports with ast.
 
-Core modules (errors, model, manifest, archive, planner, render) import no shell module, no
-I/O module and no core sibling except `model` and `errors`. Some third-party packages belong
+Core modules (errors, model, manifest, archive, planner, render, ports, statefile) import no
+shell module, no I/O module and no core sibling except `model` and `errors` (ports also
+`errors`' types only). A subpackage's modules are named by their dotted path below the
+package (`state`, `state.local`, `state.s3`); `state.local` and `state.s3` are unaware of
+each other, as kopf's storage kinds are. Some third-party packages belong
 to one module alone (boto3/botocore to aws, deepdiff to planner, typer/click to cli).
 `io`, `zipfile`, `hashlib` and `json` stay allowed in the core: they work on in-memory bytes
 there, and the file system, processes and the network are what the rules keep out.
@@ -18,9 +21,9 @@ import pytest
 
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
-                  "planfile"})
-SHELL = frozenset({"workspace", "sources", "lockfile", "aws", "artifacts", "planning",
-                   "applying", "cli"})
+                  "planfile", "statefile"})
+SHELL = frozenset({"workspace", "sources", "state", "state.local", "state.s3", "aws",
+                   "artifacts", "planning", "applying", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
@@ -36,7 +39,12 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "render": frozenset({"errors", "model"}),
     "ports": frozenset({"errors", "model"}),
     "planfile": frozenset({"errors", "model"}),
+    "statefile": frozenset({"errors", "model"}),
     **{shell: (CORE | SHELL) - {"cli", shell} for shell in SHELL},
+    # The state backends share only their package; neither knows the other exists.
+    "state": (CORE | {"__init__"}),
+    "state.local": (CORE | SHELL) - {"cli", "state.local", "state.s3"},
+    "state.s3": (CORE | SHELL) - {"cli", "state.s3", "state.local"},
 }
 # Top-level modules no core module may import: the file system, processes, the network, AWS
 # and the terminal belong to the shell.
@@ -54,13 +62,17 @@ OWNERS = {
 
 
 def _python_files(folder: Traversable, prefix: str = "") -> dict[str, str]:
-    """Module name (dotted below the package) -> source, for every .py file of the package."""
+    """Module name (dotted below the package) -> source, for every .py file of the package;
+    a subpackage's `__init__.py` is named after the subpackage (`state`)."""
     found: dict[str, str] = {}
     for entry in folder.iterdir():
         if entry.is_dir() and entry.joinpath("__init__.py").is_file():
             found.update(_python_files(entry, f"{prefix}{entry.name}."))
         elif entry.name.endswith(".py"):
-            found[prefix + entry.name.removesuffix(".py")] = entry.read_text(encoding="utf-8")
+            name = prefix + entry.name.removesuffix(".py")
+            if prefix and name.endswith(".__init__"):
+                name = name.removesuffix(".__init__")
+            found[name] = entry.read_text(encoding="utf-8")
     return found
 
 
@@ -77,7 +89,7 @@ def imports_of(source: str) -> tuple[set[str], set[str]]:
             for alias in node.names:
                 top, _, rest = alias.name.partition(".")
                 if top == PACKAGE:
-                    internal.add(rest.partition(".")[0] or "__init__")
+                    internal.add(_module_of(rest))
                 else:
                     external.add(top)
         elif isinstance(node, ast.ImportFrom):
@@ -88,12 +100,33 @@ def imports_of(source: str) -> tuple[set[str], set[str]]:
                     continue
             else:  # a relative import: `from . import x` or `from .x import y`
                 rest = node.module or ""
-            if rest:
-                internal.add(rest.partition(".")[0])
-            else:  # `from reconciler import a, b`: each name is a module or a package attribute
-                internal.update(alias.name if alias.name in SOURCES else "__init__"
-                                for alias in node.names)
+            # `from reconciler[.sub] import a, b`: each name is a module or an attribute of
+            # the (sub)package; `from reconciler.mod import name`: the module itself.
+            for alias in node.names:
+                dotted = f"{rest}.{alias.name}" if rest else alias.name
+                internal.add(dotted if dotted in SOURCES else _module_of(rest))
     return internal, external
+
+
+def _module_of(dotted: str) -> str:
+    """The longest prefix of `dotted` (below the package) that names a module; the package
+    itself ("__init__") when none does."""
+    parts = dotted.split(".") if dotted else []
+    while parts:
+        if ".".join(parts) in SOURCES:
+            return ".".join(parts)
+        parts.pop()
+    return "__init__"
+
+
+def test_import_reader_resolves_subpackage_modules() -> None:
+    """Imports of a subpackage's modules name those modules, not just the subpackage."""
+    source = (
+        "from reconciler.state import new_holder\n"
+        "from reconciler.state.local import LocalStateBackend\n"
+        "import reconciler.state\n"
+    )
+    assert imports_of(source)[0] == {"state.local", "state"}
 
 
 def test_every_module_is_placed_in_a_layer() -> None:

@@ -9,9 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from fakes import FakeLayerStore, FakeStateBackend
+from fakes import FakeLayerStore
 
-from reconciler import applying, artifacts, errors, lockfile, model, planning, workspace
+from reconciler import applying, artifacts, errors, model, planning, workspace
+from reconciler.state.local import LocalStateBackend
 
 MANIFEST = """\
 version: 1
@@ -51,7 +52,7 @@ def run_plan(space: workspace.Workspace, store: FakeLayerStore, *,
              default_region: str | None = None) -> model.Plan:
     """Plan the workspace as the CLI does."""
     parsed = workspace.load_manifest(space)
-    state = FakeStateBackend(space.lockfile_path)
+    state = LocalStateBackend(space.lockfile_path)
     selection = planning.select(parsed, default_region=default_region, targets=targets,
                                 regions=regions)
     return planning.make_plan(parsed=parsed, selection=selection, snapshot=state.read(),
@@ -64,7 +65,7 @@ def run_apply(space: workspace.Workspace, store: FakeLayerStore, *,
               parallelism: int = 1) -> applying.ApplyReport:
     """Plan and apply the workspace as `apply --yes` does."""
     parsed = workspace.load_manifest(space)
-    state = FakeStateBackend(space.lockfile_path)
+    state = LocalStateBackend(space.lockfile_path)
     snapshot = state.read()
     selection = planning.select(parsed, default_region=None, targets=(), regions=())
     code = artifacts.LocalCode(space=space, manifest=parsed)
@@ -89,7 +90,7 @@ def test_apply_publishes_each_new_layer_once(space: workspace.Workspace) -> None
     store = FakeLayerStore()
     report = run_apply(space, store)
     assert store.writes() == [("publish", "us-east-1", "alpha"), ("publish", "us-east-1", "beta")]
-    lock = lockfile.read(space.lockfile_path)
+    lock = LocalStateBackend(space.lockfile_path).read().lock
     assert {key for key in lock.entries} == {("alpha", "us-east-1"), ("beta", "us-east-1")}
     assert [item.version.version for item in report.published] == [1, 1]
     entry = lock.get("alpha", "us-east-1")
@@ -122,7 +123,7 @@ def test_changed_file_publishes_only_that_layer(space: workspace.Workspace) -> N
     assert store.writes() == [("publish", "us-east-1", "beta")]
     assert [(item.change.layer, item.version.version) for item in report.published] == [
         ("beta", 2)]
-    entry = lockfile.read(space.lockfile_path).get("beta", "us-east-1")
+    entry = LocalStateBackend(space.lockfile_path).read().lock.get("beta", "us-east-1")
     assert entry is not None and entry.version == 2
 
 
@@ -160,7 +161,7 @@ def test_partial_failure_keeps_what_succeeded(space: workspace.Workspace) -> Non
     assert [(item.change.layer, item.error.message) for item in report.failed] == [
         ("alpha", "boom")]
     assert [item.change.layer for item in report.published] == ["beta"]
-    lock = lockfile.read(space.lockfile_path)
+    lock = LocalStateBackend(space.lockfile_path).read().lock
     assert set(lock.entries) == {("beta", "us-east-1")}
     store.fail_publish.clear()
     store.calls.clear()
@@ -185,7 +186,7 @@ def test_a_failing_region_is_given_up_and_others_land(tmp_path: Path) -> None:
 def test_stop_request_starts_no_new_publish(space: workspace.Workspace) -> None:
     """Once stop is asked (SIGTERM, Ctrl-C), no new publish starts; the report says so."""
     parsed = workspace.load_manifest(space)
-    state = FakeStateBackend(space.lockfile_path)
+    state = LocalStateBackend(space.lockfile_path)
     store = FakeLayerStore()
     code = artifacts.LocalCode(space=space, manifest=parsed)
     selection = planning.select(parsed, default_region=None, targets=(), regions=())
@@ -207,7 +208,7 @@ def test_plan_with_a_layer_in_error_is_refused_by_apply(space: workspace.Workspa
     plan = run_plan(space, store)
     assert [change.layer for change in plan.changes] == ["alpha"]
     assert [error.layer for error in plan.errors] == ["beta"]
-    state = FakeStateBackend(space.lockfile_path)
+    state = LocalStateBackend(space.lockfile_path)
     parsed = workspace.load_manifest(space)
     with pytest.raises(errors.ApplyRefused, match="beta"):
         applying.apply(plan, store=store, state=state,
@@ -357,7 +358,7 @@ def test_zip_that_no_longer_matches_stops_apply_before_any_publish(
     for zip_path in (space.cache_dir / "build").glob("*.zip"):
         zip_path.unlink()
     (space.base_dir / "src" / "beta" / "beta.py").write_text("NAME = 'edited'\n")
-    state = FakeStateBackend(space.lockfile_path)
+    state = LocalStateBackend(space.lockfile_path)
     parsed = workspace.load_manifest(space)
     with pytest.raises(errors.ApplyFailed, match="nothing was published"):
         applying.apply(plan, store=store, state=state,
@@ -373,7 +374,7 @@ def test_saved_plan_applies_from_a_fresh_code_cache(space: workspace.Workspace) 
     store = FakeLayerStore()
     plan = run_plan(space, store)
     shutil.rmtree(space.cache_dir)
-    state = FakeStateBackend(space.lockfile_path)
+    state = LocalStateBackend(space.lockfile_path)
     parsed = workspace.load_manifest(space)
     report = applying.apply(plan, store=store, state=state,
                             code=artifacts.LocalCode(space=space, manifest=parsed),

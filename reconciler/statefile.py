@@ -1,16 +1,15 @@
-"""The lockfile `layers.lock.json`: canonical JSON encode/decode and the atomic write.
+"""The recorded state's canonical bytes: `layers.lock.json` encode/decode and its revision.
 
 Canonical means sorted keys, 2-space indent and a trailing newline, so the same Lock always
-gives the same bytes and git diffs stay small. Only `apply` writes it, always atomically
-(temp file in the same folder, fsync, os.replace), so a crash never leaves half a file.
+gives the same bytes, git diffs stay small, and the local lockfile and the S3 state object
+hold the same bytes. Core: works on strings and bytes only; where the bytes are kept (and
+how they are written safely) belongs to the state backends.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from reconciler import errors, model
@@ -71,51 +70,6 @@ def decode(text: str, *, file: str) -> model.Lock:
     return model.Lock(entries=entries)
 
 
-def read(path: Path) -> model.Lock:
-    """The lock at `path`; an absent file is an empty lock."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return model.Lock()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise errors.LockfileError(f"{path}: cannot read: {exc}") from None
-    return decode(text, file=str(path))
-
-
-def write_atomic(path: Path, lock: model.Lock) -> None:
-    """Replace `path` with `lock`'s canonical text, atomically and durably: a temp file beside
-    it, fsynced, then renamed over it."""
-    text = encode(lock)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    # The rename is done: the entry is recorded. Syncing the folder makes the rename itself
-    # durable across a power cut; a file system that cannot do that loses nothing else.
-    try:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError:
-        pass
-
-
-def check_writable(path: Path) -> None:
-    """Raise OSError unless a lockfile can be written at `path` (checked before an apply
-    publishes anything, so that a publish is never left unrecorded for want of a folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe",
-                                             dir=path.parent)
-    os.close(descriptor)
-    os.unlink(temp_name)
+def revision_of(data: bytes) -> str:
+    """The revision of a state stored as `data`: its hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
