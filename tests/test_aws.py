@@ -81,12 +81,23 @@ def offline(aws_isolated: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def stubbed(offline: None) -> Iterator[tuple[aws.Boto3LayerStore, botocore.stub.Stubber]]:
-    """A store whose us-east-1 client answers from a Stubber; every queued answer must be used."""
+def stubs(offline: None) -> Iterator[tuple[aws.Boto3LayerStore, botocore.stub.Stubber,
+                                          botocore.stub.Stubber]]:
+    """A store whose us-east-1 read client and publish client answer from Stubbers
+    (store, reads, publishes); every queued answer must be used."""
     store = aws.Boto3LayerStore()
-    with botocore.stub.Stubber(store.client(REGION)) as stubber:
-        yield store, stubber
-        stubber.assert_no_pending_responses()
+    with botocore.stub.Stubber(store.client(REGION)) as reads, \
+            botocore.stub.Stubber(store.publish_client(REGION)) as publishes:
+        yield store, reads, publishes
+        reads.assert_no_pending_responses()
+        publishes.assert_no_pending_responses()
+
+
+@pytest.fixture
+def stubbed(stubs: tuple[aws.Boto3LayerStore, botocore.stub.Stubber, botocore.stub.Stubber]
+            ) -> tuple[aws.Boto3LayerStore, botocore.stub.Stubber]:
+    """A store whose us-east-1 read client answers from a Stubber."""
+    return stubs[0], stubs[1]
 
 
 # --- (a) the contract, against moto -------------------------------------------------------
@@ -317,12 +328,12 @@ def _call(store: aws.Boto3LayerStore, operation: str, zip_path: Path) -> object:
 ERROR_CASES = [
     pytest.param(
         "publish_layer_version", "CodeStorageExceededException", 400,
-        "Code storage limit exceeded.", errors.AwsError,
+        "Code storage limit exceeded.", errors.PublishNotSent,
         ["storage", LAYER, REGION], ["75 GB", "delete old versions"],
         id="code-storage-exceeded"),
     pytest.param(
         "publish_layer_version", "InvalidParameterValueException", 400,
-        "Layers are limited to 15 compatible runtimes.", errors.AwsError,
+        "Layers are limited to 15 compatible runtimes.", errors.PublishNotSent,
         ["Layers are limited to 15 compatible runtimes.", f"'{LAYER}'", REGION], [],
         id="invalid-parameter"),
     pytest.param(
@@ -332,7 +343,7 @@ ERROR_CASES = [
         id="not-found"),
     pytest.param(
         "publish_layer_version", "AccessDeniedException", 403,
-        "User is not authorized to perform: lambda:PublishLayerVersion", errors.AwsError,
+        "User is not authorized to perform: lambda:PublishLayerVersion", errors.PublishNotSent,
         ["access denied", f"'{LAYER}'"], ["lambda:PublishLayerVersion"],
         id="access-denied-publish"),
     pytest.param(
@@ -357,11 +368,13 @@ ERROR_CASES = [
     ("operation", "code", "status", "aws_message", "error_type", "in_message", "in_hint"),
     ERROR_CASES)
 def test_client_errors_become_aws_errors(
-        stubbed: tuple[aws.Boto3LayerStore, botocore.stub.Stubber], tmp_path: Path,
-        operation: str, code: str, status: int, aws_message: str,
+        stubs: tuple[aws.Boto3LayerStore, botocore.stub.Stubber, botocore.stub.Stubber],
+        tmp_path: Path, operation: str, code: str, status: int, aws_message: str,
         error_type: type[errors.AwsError], in_message: list[str], in_hint: list[str]) -> None:
-    """Each Lambda error code becomes the right AwsError (code, message, hint), chained from it."""
-    store, stubber = stubbed
+    """Each Lambda error code becomes the right AwsError (code, message, hint), chained from it;
+    a refused publish is a PublishNotSent that says it made no version."""
+    store, reads, publishes = stubs
+    stubber = publishes if operation == "publish_layer_version" else reads
     stubber.add_client_error(operation, service_error_code=code, service_message=aws_message,
                              http_status_code=status)
     zip_path = make_zip(tmp_path / "layer.zip", {"python/a.py": b"A = 1\n"})
@@ -379,6 +392,8 @@ def test_client_errors_become_aws_errors(
         assert fragment in error.hint
     assert isinstance(error.__cause__, botocore.exceptions.ClientError)
     assert error.__cause__.response["Error"]["Code"] == code
+    if operation == "publish_layer_version":
+        assert "made no version" in error.message
 
 
 def client_error(code: str, status: int, operation: str) -> botocore.exceptions.ClientError:
