@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler import aws, errors, lockfile, model, planner, sources, workspace
+from reconciler import aws, errors, lockfile, model, planner, publishing, sources, workspace
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
@@ -220,8 +220,8 @@ def apply(
     Before the first publish it checks what could fail after one: every zip is still there
     with its planned CodeSha256, and the lockfile's folder is writable.
     """
-    publishing = [change for change in result.plan.changes if change.action in _PUBLISHING]
-    for change in publishing:
+    to_publish = [change for change in result.plan.changes if change.action in _PUBLISHING]
+    for change in to_publish:
         zip_path = result.artifacts[change.layer].zip_path
         if zip_path is None or change.desired.code_sha256 is None or not \
                 sources.zip_matches(Path(zip_path), code_sha256=change.desired.code_sha256):
@@ -229,7 +229,7 @@ def apply(
                 f"nothing was published: the zip built for {change.layer} at plan time "
                 f"({zip_path}) is gone or changed",
                 hint="was .reconcile/ cleaned during the apply? run apply again")
-    if publishing or result.plan.records:
+    if to_publish or result.plan.records:
         try:
             lockfile.check_writable(space.lockfile_path)
         except OSError as exc:
@@ -258,10 +258,17 @@ def apply(
             upload = Path(result.artifacts[change.layer].zip_path or "")  # checked above
             progress(f"{change.layer}: publishing in {change.region}")
             try:
-                version = store.publish(region=change.region, layer_name=change.layer_name,
-                                        settings=change.desired.settings, zip_path=upload)
+                outcome = publishing.publish_exactly_once(
+                    store, region=change.region, layer_name=change.layer_name,
+                    settings=change.desired.settings, zip_path=upload,
+                    code_sha256=change.desired.code_sha256 or "",  # checked above
+                    above_version=change.current.version if change.current else 0)
             except errors.AwsError as exc:
                 raise _stopped(change, cause=exc, published=published) from exc
+            version = outcome.version
+            if outcome.adopted:
+                progress(f"{change.layer}: the publish's reply was lost; found and adopted "
+                         f"v{version.version} in {change.region}")
             if version.code_sha256 != change.desired.code_sha256:
                 raise _stopped(change, cause=errors.AwsError(
                     f"{version.layer_version_arn} was published, but Lambda reports its "
@@ -282,8 +289,14 @@ def apply(
 
 def _stopped(change: model.LayerChange, *, cause: errors.ReconcilerError,
              published: list[tuple[model.LayerChange, model.RemoteVersion]]) -> errors.ApplyFailed:
-    done = ", ".join(f"{c.layer} ({c.region}) v{v.version}" for c, v in published) or "nothing"
+    done = ", ".join(f"{c.layer} ({c.region}) v{v.version}" for c, v in published)
+    if isinstance(cause, errors.PublishOutcomeUnknown):
+        # The failed call may have made a version: "nothing" would be a claim nobody can make.
+        summary = (f"recorded in the lockfile before the failure: {done or 'no version'}; the "
+                   f"failed publish of {change.layer} ({change.region}) may have made a version "
+                   "that is not recorded")
+    else:
+        summary = f"published before the failure, and recorded in the lockfile: {done or 'nothing'}"
     return errors.ApplyFailed(
-        f"apply stopped at {change.layer} ({change.region}): {cause.message}\n"
-        f"published before the failure, and recorded in the lockfile: {done}",
+        f"apply stopped at {change.layer} ({change.region}): {cause.message}\n{summary}",
         hint=cause.hint)
