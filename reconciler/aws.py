@@ -91,9 +91,6 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
             raise _configuration_error(exc) from exc
         self._endpoint_url = endpoint_url
-        # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the first
-        # attempt too, as --max-attempts does. Without it, boto3's chain decides
-        # (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, the profile).
         self._config = botocore.config.Config(user_agent_extra="reconcile-layers")
         if read_timeout is not None:
             self._config = self._config.merge(botocore.config.Config(read_timeout=read_timeout))
@@ -101,6 +98,9 @@ class Boto3LayerStore:
         # would make a second version (total_max_attempts also overrides AWS_MAX_ATTEMPTS).
         self._publish_config = self._config.merge(botocore.config.Config(
             retries={"mode": "standard", "total_max_attempts": 1}))
+        # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the first
+        # attempt too, as --max-attempts does. Without it, boto3's chain decides
+        # (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, the profile).
         if max_attempts is not None:
             self._config = self._config.merge(botocore.config.Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts}))
@@ -286,11 +286,13 @@ def publish_error(exc: Exception, *, layer: str, region: str, endpoint: str | No
                    and (not sent or isinstance(exc, _NOT_SENT_ERRORS))):
         what = ("it was refused and made no version" if refused
                 else "it was never sent and made no version")
-        hint = known.hint
+        message, hint = known.message, known.hint
         if known.aws_code in THROTTLING_CODES:
+            # The publish client makes one attempt: no "retries ran out", no --max-attempts.
+            message = (f"PublishLayerVersion for layer '{layer}' in {region} was throttled: "
+                       f"{_describe(exc)}")
             hint = "retry later: Lambda throttles PublishLayerVersion per account and region"
-        return errors.PublishNotSent(f"{known.message} ({what})", hint=hint,
-                                     code=known.aws_code)
+        return errors.PublishNotSent(f"{message} ({what})", hint=hint, code=known.aws_code)
     return errors.PublishOutcomeUnknown(
         f"PublishLayerVersion for layer '{layer}' in {region} was sent, but its outcome is "
         f"unknown: {_describe(exc)}", hint="run plan: it adopts the version if one was made",
