@@ -65,8 +65,9 @@ def publish_exactly_once(
     - PublishNotSent, otherwise: raised as it is (nothing was made; sending it again would
       be refused again).
     - PublishOutcomeUnknown: look at the versions above `above_version`; a match is adopted;
-      none: send again, within `attempts`. A failed look raises PublishOutcomeUnknown and
-      sends nothing more.
+      none: send again, within `attempts`. From then on every send is preceded by a look
+      (a throttled send too). A failed look raises PublishOutcomeUnknown and sends nothing
+      more; so does a refusal after an unknown outcome (that send may still show a version).
     Out of attempts after an unknown outcome: PublishOutcomeUnknown, saying what was looked
     for; the next plan adopts the version if one appears.
     """
@@ -74,36 +75,28 @@ def publish_exactly_once(
         raise ValueError("attempts must be at least 1")
     where = f"layer '{layer_name}' in {region}"
     sends = waits = 0
+    # Once a send's outcome is unknown, every later send is preceded by a look: that send
+    # may have made the version, and a listing may show it only later.
     unknown: errors.PublishOutcomeUnknown | None = None
+    refused_after_unknown: errors.PublishNotSent | None = None
+
+    def wait() -> None:
+        nonlocal waits
+        sleep(random.uniform(0, backoff_bound(waits)))
+        waits += 1
+
     while True:
-        sends += 1
-        try:
-            version = store.publish(region=region, layer_name=layer_name, settings=settings,
-                                    zip_path=zip_path)
-        except errors.PublishNotSent as not_sent:
-            if unknown is not None:
-                # An earlier send's outcome is still unknown (none was found when looked
-                # for, but a listing may lag): this failure cannot say "no version".
-                raise _still_unknown(where=where, sends=sends, cause=unknown,
-                                     last=not_sent, above_version=above_version,
-                                     code_sha256=code_sha256) from not_sent
-            if not _is_throttling(not_sent) or sends >= attempts:
-                raise _not_sent(not_sent, sends=sends) from not_sent
-            sleep(random.uniform(0, backoff_bound(waits)))
-            waits += 1
-            continue
-        except errors.PublishOutcomeUnknown as outcome_unknown:
-            unknown = outcome_unknown
+        if unknown is not None:
             try:
                 found = store.versions_above(region=region, layer_name=layer_name,
                                              version=above_version)
             except errors.AwsError as lookup_failed:
                 raise errors.PublishOutcomeUnknown(
                     f"PublishLayerVersion for {where} was sent and its outcome is unknown "
-                    f"({outcome_unknown.message}); looking for the version it may have made "
+                    f"({unknown.message}); looking for the version it may have made "
                     f"(above v{above_version}) failed too: {lookup_failed.message}; it was "
                     "not sent again",
-                    hint=_ADOPT_HINT, code=outcome_unknown.aws_code) from outcome_unknown
+                    hint=_ADOPT_HINT, code=unknown.aws_code) from lookup_failed
             matching = [candidate for candidate in found
                         if candidate.version > above_version
                         and candidate.code_sha256 == code_sha256
@@ -112,11 +105,30 @@ def publish_exactly_once(
                 adopted = max(matching, key=lambda candidate: candidate.version)
                 return Published(version=adopted, adopted=True, sends=sends)
             if sends >= attempts:
-                raise _still_unknown(where=where, sends=sends, cause=outcome_unknown,
-                                     last=None, above_version=above_version,
-                                     code_sha256=code_sha256) from outcome_unknown
-            sleep(random.uniform(0, backoff_bound(waits)))
-            waits += 1
+                raise _still_unknown(where=where, sends=sends, cause=unknown,
+                                     last=refused_after_unknown, above_version=above_version,
+                                     code_sha256=code_sha256) from unknown
+            wait()
+        sends += 1
+        try:
+            version = store.publish(region=region, layer_name=layer_name, settings=settings,
+                                    zip_path=zip_path)
+        except errors.PublishNotSent as not_sent:
+            if _is_throttling(not_sent) and sends < attempts:
+                if unknown is None:
+                    wait()
+                else:
+                    refused_after_unknown = not_sent  # the look at the loop's top waits
+                continue
+            if unknown is not None:
+                # An earlier send's outcome is still unknown (none was found when looked
+                # for, but a listing may lag): this failure cannot say "no version".
+                raise _still_unknown(where=where, sends=sends, cause=unknown,
+                                     last=not_sent, above_version=above_version,
+                                     code_sha256=code_sha256) from not_sent
+            raise _not_sent(not_sent, sends=sends) from not_sent
+        except errors.PublishOutcomeUnknown as outcome_unknown:
+            unknown, refused_after_unknown = outcome_unknown, None
             continue
         return Published(version=version, adopted=False, sends=sends)
 

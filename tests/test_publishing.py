@@ -219,6 +219,34 @@ def test_refusal_after_an_unknown_outcome_stays_unknown(zip_path: Path) -> None:
     assert "the last send was refused" in raised.value.message
 
 
+def test_throttled_send_after_an_unknown_outcome_looks_again_first(zip_path: Path) -> None:
+    """Unknown (none found), then throttled: before the third send it looks again, and
+    adopts the first send's version once it shows up (here: it appears during the second
+    call, as a lagging listing would show it)."""
+    store = FakeLayerStore(publish_faults={
+        LAYER: [PublishFault(UNKNOWN), PublishFault(THROTTLED, lands=True)]})
+    sleeps = Sleeps()
+
+    result = publish(store, zip_path, sleep=sleeps)
+
+    assert (result.adopted, result.sends, result.version.version) == (True, 2, 1)
+    assert [call[0] for call in store.calls] == [
+        "publish", "versions_above", "publish", "versions_above"]
+    assert len(sleeps.waits) == 1  # between the first look and the second send
+
+
+def test_unknown_then_throttled_then_success(zip_path: Path) -> None:
+    """Unknown (none found), throttled, then success: three sends, each resend after a look."""
+    store = FakeLayerStore(publish_faults={
+        LAYER: [PublishFault(UNKNOWN), PublishFault(THROTTLED)]})
+
+    result = publish(store, zip_path)
+
+    assert (result.adopted, result.sends, versions(store)) == (False, 3, [1])
+    assert [call[0] for call in store.calls] == [
+        "publish", "versions_above", "publish", "versions_above", "publish"]
+
+
 def test_attempts_must_allow_one_send(zip_path: Path) -> None:
     """attempts < 1 is a programming error, refused before any send."""
     store = FakeLayerStore()
