@@ -93,7 +93,7 @@ def publish_exactly_once(
             except errors.AwsError as lookup_failed:
                 raise errors.PublishOutcomeUnknown(
                     f"PublishLayerVersion for {where} was sent and its outcome is unknown "
-                    f"({unknown.message}); looking for the version it may have made "
+                    f"({_why(unknown)}); looking for the version it may have made "
                     f"(above v{above_version}) failed too: {lookup_failed.message}; it was "
                     "not sent again",
                     hint=_ADOPT_HINT, code=unknown.aws_code) from lookup_failed
@@ -137,11 +137,17 @@ _ADOPT_HINT = ("run plan again: if the publish made a version, the next plan ado
                "(records it) instead of publishing again")
 
 
+def _why(cause: errors.PublishOutcomeUnknown) -> str:
+    """What went wrong, without the store's own "was sent, outcome unknown" preamble, which
+    the messages here say themselves."""
+    return cause.message.partition("outcome is unknown: ")[2] or cause.message
+
+
 def _not_sent(error: errors.PublishNotSent, *, sends: int) -> errors.PublishNotSent:
     if sends == 1:
         return error
-    return errors.PublishNotSent(f"{error.message}; sent {sends} times, each refused, so no "
-                                 "version was made", hint=error.hint, code=error.aws_code)
+    return errors.PublishNotSent(f"{error.message}; it was sent {sends} times, each refused",
+                                 hint=error.hint, code=error.aws_code)
 
 
 def _still_unknown(*, where: str, sends: int, cause: errors.PublishOutcomeUnknown,
@@ -150,7 +156,7 @@ def _still_unknown(*, where: str, sends: int, cause: errors.PublishOutcomeUnknow
     last_words = f"; the last send was refused: {last.message}" if last else ""
     return errors.PublishOutcomeUnknown(
         f"PublishLayerVersion for {where} was sent {sends} time{'s' if sends != 1 else ''} "
-        f"and its outcome is unknown ({cause.message}); looked for a version above "
+        f"and its outcome is unknown (last: {_why(cause)}); looked for a version above "
         f"v{above_version} with CodeSha256 {code_sha256} and the desired settings, and found "
         f"none{last_words}",
         hint=_ADOPT_HINT, code=cause.aws_code)
