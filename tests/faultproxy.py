@@ -11,6 +11,15 @@ the first `times` calls it matches (every call when `times` is None). Every call
 second per region.
 
 It sets no environment variable and knows nothing of reconcile; it only shapes traffic.
+
+    with faultproxy.running(moto_url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.add(faultproxy.reset_after_forward(operation="PublishLayerVersion"),
+                  faultproxy.throttle(times=2, operation="ListLayerVersions", region="eu-west-1"))
+        ...  # run the CLI or a store
+        assert proxy.count(operation="PublishLayerVersion") == 1
+        assert proxy.peak_rate(region="eu-west-1") <= 10
+        assert proxy.errors == []
 """
 
 from __future__ import annotations
