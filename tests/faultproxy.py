@@ -414,7 +414,11 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 if name.lower() not in _HOP_BY_HOP and name.lower() != "server" \
                         and name.lower() != "date":
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
+            length = str(len(body))
+            if self.command == "HEAD":  # a HEAD reply tells the length of the body it omits
+                length = next((value for name, value in headers
+                               if name.lower() == "content-length"), length)
+            self.send_header("Content-Length", length)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)

@@ -148,6 +148,20 @@ def test_stripped_conditional_header_is_ignored_upstream(proxy: faultproxy.Fault
         "CreateBucket", "PutObject", "PutObject", "PutObject", "GetObject"]
 
 
+def test_s3_objects_round_trip_through_the_proxy(proxy: faultproxy.FaultProxy) -> None:
+    """A large PutObject, HeadObject (its Content-Length) and GetObject pass unchanged."""
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=proxy.url, config=NO_RETRIES)
+    s3.create_bucket(Bucket="artifacts")
+    payload = bytes(range(256)) * 8192  # 2 MiB
+
+    s3.put_object(Bucket="artifacts", Key="layers/a.zip", Body=payload)
+
+    assert s3.head_object(Bucket="artifacts", Key="layers/a.zip")["ContentLength"] == len(payload)
+    assert s3.get_object(Bucket="artifacts", Key="layers/a.zip")["Body"].read() == payload
+    assert [call.operation for call in proxy.calls] == [
+        "CreateBucket", "PutObject", "HeadObject", "GetObject"]
+
+
 def test_peak_rate_counts_calls_within_any_window() -> None:
     """peak_rate is the most calls of a region that arrived within any one window."""
     proxy = faultproxy.FaultProxy(upstream="http://unused")
