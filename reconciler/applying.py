@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from reconciler import errors, model, planner, ports
+from reconciler import errors, model, planner, ports, publishing
 
 Progress = Callable[[str], None]
 _PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
@@ -86,6 +86,28 @@ class ApplyReport:
     def ok(self) -> bool:
         """True when every change was carried out."""
         return not (self.failed or self.not_attempted or self.interrupted)
+
+    def failure_summary(self, *, state_location: str) -> str:
+        """What failed and what was done before, in words that never claim more than is
+        known: after a publish whose outcome is unknown, "nothing" is a claim nobody can
+        make, so the message says that publish may have made an unrecorded version."""
+        done = ", ".join(f"{item.change.layer} ({item.change.region}) v{item.version.version}"
+                         for item in self.published)
+        unknown = [item for item in self.failed
+                   if isinstance(item.error, errors.PublishOutcomeUnknown)]
+        failed = "; ".join(f"{item.change.layer} ({item.change.region}): {item.error.message}"
+                           for item in self.failed)
+        lines = [f"apply incomplete: {len(self.failed)} failed, {len(self.not_attempted)} not "
+                 f"attempted" + (f" ({failed})" if failed else "")]
+        if unknown:
+            lines.append(
+                f"recorded in {state_location} before the failure: {done or 'no version'}; "
+                + "; ".join(f"the failed publish of {item.change.layer} ({item.change.region}) "
+                            "may have made a version that is not recorded" for item in unknown))
+        else:
+            lines.append(f"published before the failure, and recorded in the lockfile "
+                         f"({state_location}): {done or 'nothing'}")
+        return "\n".join(lines)
 
 
 def preflight(plan: model.Plan, *, state: ports.StateBackend,
@@ -175,14 +197,22 @@ def apply(
     def publish(change: model.LayerChange) -> Published:
         progress(f"{change.layer}: publishing in {change.region}")
         zip_path = zips[(change.layer, change.region)]
-        version = store.publish(region=change.region, layer_name=change.layer_name,
-                                settings=change.desired.settings, zip_path=zip_path)
+        # Sent once; after an unknown outcome the version is looked for before any resend.
+        outcome = publishing.publish_exactly_once(
+            store, region=change.region, layer_name=change.layer_name,
+            settings=change.desired.settings, zip_path=zip_path,
+            code_sha256=change.desired.code_sha256 or "",  # preflight checked the zip
+            above_version=change.current.version if change.current else 0)
+        version = outcome.version
+        if outcome.adopted:
+            progress(f"{change.layer}: the publish's reply was lost; found v{version.version} "
+                     f"in {change.region}")
         if version.code_sha256 != change.desired.code_sha256:
             raise errors.AwsError(
                 f"{version.layer_version_arn} was published, but Lambda reports its "
                 f"CodeSha256 as {version.code_sha256} while the uploaded zip has "
                 f"{change.desired.code_sha256}; it is not recorded")
-        return Published(change, version)
+        return Published(change, version, adopted=outcome.adopted)
 
     pending = [change for change in plan.changes if change.action in _PUBLISHING]
     unsupported = [change for change in plan.changes

@@ -3,11 +3,19 @@
 The only module that imports boto3 or botocore. Every botocore exception is turned into an
 `errors.AwsError` (chained with `from`) with a message that names the layer, the region and
 what to do about it; nothing else in the program ever sees a botocore type.
+
+PublishLayerVersion has no idempotency token: every call Lambda accepts is a new, permanent
+version. So reads keep botocore's retries, but a publish is sent exactly once, through a
+client of its own whose retries are off, and its failure says what is known: errors.
+PublishNotSent (it certainly made no version) or errors.PublishOutcomeUnknown (it was sent
+and got no clear answer). Deciding whether to send it again is `publishing`'s job, not this
+module's.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +32,10 @@ if TYPE_CHECKING:
 PAGE_SIZE = 50  # ListLayerVersions' and ListLayers' maximum MaxItems
 
 
+# Lambda's and AWS's codes for "slow down": the request was refused, nothing was done.
+THROTTLING_CODES = errors.THROTTLING_CODES
+
+
 def _settings(item: Any) -> model.Settings:
     return model.Settings.normalised(
         description=item.get("Description"),
@@ -34,15 +46,19 @@ def _settings(item: Any) -> model.Settings:
 
 
 class Boto3LayerStore:
-    """LayerStore over boto3, with one Lambda client per region.
+    """LayerStore over boto3, with two Lambda clients per region: one for reads, one for
+    PublishLayerVersion.
 
     Credentials, profile and endpoint come from boto3's standard chain (`AWS_PROFILE`,
-    `AWS_ENDPOINT_URL`, ...); `endpoint_url` overrides the endpoint when given. Throttling
-    and transient errors are retried by botocore's standard retry mode, `max_attempts` times.
+    `AWS_ENDPOINT_URL`, ...); `endpoint_url` overrides the endpoint when given. Reads are
+    retried by botocore (429 with backoff, 5xx, connection errors): `max_attempts` attempts
+    in standard mode when given, else as boto3's chain says (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS,
+    the profile; botocore's default is standard mode, 3 attempts). A publish is never retried
+    by botocore. `read_timeout` (seconds) overrides botocore's 60 for every call.
     """
 
     def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None,
-                 max_attempts: int | None = None) -> None:
+                 max_attempts: int | None = None, read_timeout: float | None = None) -> None:
         try:
             self._session = boto3.Session(profile_name=profile)
         except botocore.exceptions.ProfileNotFound as exc:
@@ -52,14 +68,24 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
             raise _configuration_error(exc) from exc
         self._endpoint_url = endpoint_url
+        self._config = botocore.config.Config(user_agent_extra="reconcile-layers")
+        if read_timeout is not None:
+            self._config = self._config.merge(botocore.config.Config(read_timeout=read_timeout))
+        # The publish client sends each call once: a retry of a publish whose reply was lost
+        # would make a second version (total_max_attempts also overrides AWS_MAX_ATTEMPTS).
+        self._publish_config = self._config.merge(botocore.config.Config(
+            retries={"mode": "standard", "total_max_attempts": 1}))
         # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the first
         # attempt too, as --max-attempts does. Without it, boto3's chain decides
         # (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, the profile).
-        self._config = botocore.config.Config(user_agent_extra="reconcile-layers")
         if max_attempts is not None:
             self._config = self._config.merge(botocore.config.Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts}))
         self._clients: dict[str, LambdaClient] = {}
+        self._publish_clients: dict[str, LambdaClient] = {}
+        # Per thread: did the publish being made reach botocore's `before-send` (signed and
+        # about to go on the wire)? A failure before it certainly sent nothing.
+        self._sending = threading.local()
 
     def default_region(self) -> str | None:
         """The region boto3's chain resolves (AWS_DEFAULT_REGION, the profile's region).
@@ -76,11 +102,26 @@ class Boto3LayerStore:
             self._clients[region] = self._new_client("lambda", region=region)
         return self._clients[region]
 
-    def _new_client(self, service: Literal["lambda", "sts"], *, region: str) -> Any:
+    def publish_client(self, region: str) -> LambdaClient:
+        """The Lambda client that sends PublishLayerVersion in `region`: no retries."""
+        if region not in self._publish_clients:
+            client: LambdaClient = self._new_client("lambda", region=region,
+                                                    config=self._publish_config)
+            client.meta.events.register("before-send.lambda.PublishLayerVersion",
+                                        self._mark_sending)
+            self._publish_clients[region] = client
+        return self._publish_clients[region]
+
+    def _mark_sending(self, **_: Any) -> None:
+        self._sending.reached = True
+
+    def _new_client(self, service: Literal["lambda", "sts"], *, region: str,
+                    config: botocore.config.Config | None = None) -> Any:
         """A client of boto3's chain, with configuration mistakes turned into AwsErrors."""
         try:
             return self._session.client(service, region_name=region,
-                                        endpoint_url=self._endpoint_url, config=self._config)
+                                        endpoint_url=self._endpoint_url,
+                                        config=config or self._config)
         except ValueError as exc:
             if str(exc).startswith("Invalid endpoint"):
                 raise errors.EndpointError(
@@ -91,10 +132,10 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:
             raise _configuration_error(exc) from exc
 
-    def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
-        """Every page of ListLayerVersions; the API promises no order, so take the max."""
+    def _listed(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
+        """Every version on every page of ListLayerVersions (without CodeSha256)."""
         client = self.client(region)
-        latest: dict[str, Any] | None = None
+        found: list[model.RemoteVersion] = []
         marker: str | None = None
         while True:
             kwargs: dict[str, Any] = {"LayerName": layer_name, "MaxItems": PAGE_SIZE}
@@ -102,19 +143,27 @@ class Boto3LayerStore:
                 kwargs["Marker"] = marker
             with _translated("ListLayerVersions", layer=layer_name, region=region, client=client):
                 page = client.list_layer_versions(**kwargs)
-            for item in page.get("LayerVersions", []):
-                if latest is None or item["Version"] > latest["Version"]:
-                    latest = dict(item)
+            found.extend(model.RemoteVersion(version=int(item["Version"]),
+                                             layer_version_arn=item["LayerVersionArn"],
+                                             settings=_settings(item))
+                         for item in page.get("LayerVersions", []))
             marker = page.get("NextMarker")
             if not marker:
-                break
-        if latest is None:
-            return None
-        return model.RemoteVersion(
-            version=int(latest["Version"]),
-            layer_version_arn=latest["LayerVersionArn"],
-            settings=_settings(latest),
-        )
+                return found
+
+    def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
+        """Every page of ListLayerVersions; the API promises no order, so take the max."""
+        listed = self._listed(region=region, layer_name=layer_name)
+        return max(listed, key=lambda item: item.version) if listed else None
+
+    def versions_above(self, *, region: str, layer_name: str,
+                       version: int) -> list[model.RemoteVersion]:
+        """Every page of ListLayerVersions, the versions numbered above `version`, each with
+        its CodeSha256 (one GetLayerVersion each: the listing carries none), lowest first."""
+        above = sorted((item for item in self._listed(region=region, layer_name=layer_name)
+                        if item.version > version), key=lambda item: item.version)
+        return [self.with_code(region=region, layer_name=layer_name, version=item)
+                for item in above]
 
     def latest_versions(self, *, region: str, layer_names: Sequence[str]) -> ports.Observed:
         """The latest version of each layer, from ListLayers pages (50 layers each) while that
@@ -189,8 +238,11 @@ class Boto3LayerStore:
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
                 zip_path: PurePath) -> model.RemoteVersion:
-        """PublishLayerVersion with Content.ZipFile (the zip is <= 50 MB by then)."""
-        client = self.client(region)
+        """PublishLayerVersion with Content.ZipFile (the zip is <= 50 MB by then), sent once.
+
+        Raises errors.PublishNotSent when it certainly made no version, and
+        errors.PublishOutcomeUnknown when it was sent without a clear answer."""
+        client = self.publish_client(region)
         kwargs: dict[str, Any] = {
             "LayerName": layer_name,
             "Content": {"ZipFile": Path(zip_path).read_bytes()},
@@ -201,8 +253,13 @@ class Boto3LayerStore:
             kwargs["CompatibleRuntimes"] = list(settings.compatible_runtimes)
         if settings.compatible_architectures:
             kwargs["CompatibleArchitectures"] = list(settings.compatible_architectures)
-        with _translated("PublishLayerVersion", layer=layer_name, region=region, client=client):
+        self._sending.reached = False
+        try:
             response = client.publish_layer_version(**kwargs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise publish_error(exc, layer=layer_name, region=region,
+                                endpoint=client.meta.endpoint_url,
+                                sent=bool(getattr(self._sending, "reached", False))) from exc
         return model.RemoteVersion(
             version=int(response["Version"]),
             layer_version_arn=response["LayerVersionArn"],
@@ -235,6 +292,57 @@ class _translated:
         raise translate(exc, operation=self.operation, layer=self.layer, region=self.region,
                         endpoint=getattr(getattr(self.client, "meta", None), "endpoint_url",
                                          None)) from exc
+
+
+# Failures that happen before a byte of the request is sent: nothing reached Lambda.
+_NOT_SENT_ERRORS = (botocore.exceptions.EndpointConnectionError,
+                    botocore.exceptions.ConnectTimeoutError)
+
+
+def publish_error(exc: Exception, *, layer: str, region: str, endpoint: str | None,
+                  sent: bool) -> errors.AwsError:
+    """What is known about a failed PublishLayerVersion (`sent`: it reached the wire).
+
+    A reply of 4xx (429 throttling included) means Lambda refused it: no version. A
+    failure before the request was sent (no credentials, invalid parameters) or while
+    connecting made none either. Anything else after sending (5xx, a read timeout, a reset
+    or closed connection, an unreadable reply) leaves the outcome unknown."""
+    known = translate(exc, operation="PublishLayerVersion", layer=layer, region=region,
+                      endpoint=endpoint)
+    refused = False
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        # Throttling means "not processed" whatever the status (S3's SlowDown is a 503).
+        refused = (isinstance(status, int) and 400 <= status < 500) or (
+            known.aws_code in THROTTLING_CODES)
+    if refused or (not isinstance(exc, botocore.exceptions.ClientError)
+                   and (not sent or isinstance(exc, _NOT_SENT_ERRORS))):
+        what = ("it was refused and made no version" if refused
+                else "it was never sent and made no version")
+        message, hint = known.message, known.hint
+        if known.aws_code in THROTTLING_CODES:
+            # The publish client makes one attempt: no "retries ran out", no --max-attempts.
+            message = (f"PublishLayerVersion for layer '{layer}' in {region} was throttled: "
+                       f"{_describe(exc)}")
+            hint = "retry later: Lambda throttles PublishLayerVersion per account and region"
+        return errors.PublishNotSent(f"{message} ({what})", hint=hint, code=known.aws_code)
+    return errors.PublishOutcomeUnknown(
+        f"PublishLayerVersion for layer '{layer}' in {region} was sent, but its outcome is "
+        f"unknown: {_describe(exc)}", hint="run plan: it adopts the version if one was made",
+        code=known.aws_code)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error.get("Code", "Unknown")
+        return f"HTTP {status} {code}: {str(error.get('Message', '')).strip() or code}"
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        return f"no reply within the read timeout ({exc})"
+    if isinstance(exc, botocore.exceptions.ConnectionClosedError):
+        return f"the connection was closed or reset before the reply ({exc})"
+    return str(exc)
 
 
 # Codes that say the credentials themselves are bad (often with HTTP 403), not that they

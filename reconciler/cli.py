@@ -597,10 +597,13 @@ def apply(
             f"{len(report.not_attempted)} change(s) were not started",
             hint="run apply again to do what is missing")
     if not report.ok:
+        unknown = any(isinstance(item.error, errors.PublishOutcomeUnknown)
+                      for item in report.failed)
         raise errors.ApplyFailed(
-            f"apply incomplete: {len(report.failed)} failed, {len(report.not_attempted)} not "
-            "attempted; every success is recorded",
-            hint="see each failure above; run apply again to do only what is missing")
+            report.failure_summary(state_location=session.state.location),
+            hint=("run apply again: the next plan adopts a version a lost publish made, "
+                  "instead of publishing it again, and does only what is missing") if unknown
+            else "see each failure above; run apply again to do only what is missing")
 
 
 @app.command()

@@ -32,6 +32,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# AWS's error codes for "slow down": the request was refused before any work was done.
+THROTTLING_CODES = frozenset({
+    "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException",
+    "RequestLimitExceeded", "SlowDown",
+})
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -55,6 +55,11 @@ class LayerStore(Protocol):
                 zip_path: PurePath) -> model.RemoteVersion:
         """Publish a new version from a local zip; return it as Lambda reports it."""
 
+    def versions_above(self, *, region: str, layer_name: str,
+                       version: int) -> list[model.RemoteVersion]:
+        """Every version numbered above `version`, lowest first, with its CodeSha256 (the
+        lookup after a publish whose outcome is unknown)."""
+
     def account_id(self) -> str:
         """The AWS account of the credentials in use."""
 

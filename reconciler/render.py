@@ -177,7 +177,7 @@ def apply_text(report: dict[str, Any]) -> str:
     else:
         lines.append(f"\nApply incomplete: {counts}, {len(report['failed'])} failed, "
                      f"{len(report['not_attempted'])} not attempted. Every success is "
-                     "recorded; run apply again to do what is missing.")
+                     "recorded.")
     return "\n".join(lines) + "\n"
 
 

@@ -21,15 +21,30 @@ class _Stored:
     deleted: bool = False
 
 
+@dataclass(frozen=True)
+class PublishFault:
+    """What one publish call does instead of succeeding: raise `error`, after making the
+    version when `lands` (a reply lost after Lambda did the work)."""
+
+    error: errors.AwsError
+    lands: bool = False
+
+
 @dataclass
 class FakeLayerStore:
-    """Lambda's layer versions per region and name; version numbers never go back."""
+    """Lambda's layer versions per region and name; version numbers never go back.
+
+    `fail_publish` fails every publish of a layer name; `publish_faults` scripts the next
+    publishes of a layer name, one fault per call, then publishes succeed again;
+    `fail_lookup` makes versions_above raise."""
 
     layers: dict[tuple[str, str], list[_Stored]] = field(default_factory=dict)
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     fail_publish: dict[str, errors.AwsError] = field(default_factory=dict)
     fail_region: dict[str, errors.AwsError] = field(default_factory=dict)
+    publish_faults: dict[str, list[PublishFault]] = field(default_factory=dict)
+    fail_lookup: errors.AwsError | None = None
 
     def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
         """The highest live version, without its CodeSha256 (as ListLayerVersions)."""
@@ -73,8 +88,25 @@ class FakeLayerStore:
             raise self.fail_publish[layer_name]
         if region in self.fail_region:
             raise self.fail_region[region]
+        faults = self.publish_faults.get(layer_name)
+        if faults:
+            fault = faults.pop(0)
+            if fault.lands:
+                self.put(region=region, layer_name=layer_name, settings=settings,
+                         zip_bytes=zip_path.read_bytes())
+            raise fault.error
         return self.put(region=region, layer_name=layer_name, settings=settings,
                         zip_bytes=zip_path.read_bytes())
+
+    def versions_above(self, *, region: str, layer_name: str,
+                       version: int) -> list[model.RemoteVersion]:
+        """The live versions numbered above `version`, lowest first, with their CodeSha256."""
+        self.calls.append(("versions_above", region, layer_name))
+        if self.fail_lookup is not None:
+            raise self.fail_lookup
+        return sorted((s.version for s in self.layers.get((region, layer_name), [])
+                       if not s.deleted and s.version.version > version),
+                      key=lambda v: v.version)
 
     def account_id(self) -> str:
         """The fake account."""

@@ -81,12 +81,23 @@ def offline(aws_isolated: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def stubbed(offline: None) -> Iterator[tuple[aws.Boto3LayerStore, botocore.stub.Stubber]]:
-    """A store whose us-east-1 client answers from a Stubber; every queued answer must be used."""
+def stubs(offline: None) -> Iterator[tuple[aws.Boto3LayerStore, botocore.stub.Stubber,
+                                          botocore.stub.Stubber]]:
+    """A store whose us-east-1 read client and publish client answer from Stubbers
+    (store, reads, publishes); every queued answer must be used."""
     store = aws.Boto3LayerStore()
-    with botocore.stub.Stubber(store.client(REGION)) as stubber:
-        yield store, stubber
-        stubber.assert_no_pending_responses()
+    with botocore.stub.Stubber(store.client(REGION)) as reads, \
+            botocore.stub.Stubber(store.publish_client(REGION)) as publishes:
+        yield store, reads, publishes
+        reads.assert_no_pending_responses()
+        publishes.assert_no_pending_responses()
+
+
+@pytest.fixture
+def stubbed(stubs: tuple[aws.Boto3LayerStore, botocore.stub.Stubber, botocore.stub.Stubber]
+            ) -> tuple[aws.Boto3LayerStore, botocore.stub.Stubber]:
+    """A store whose us-east-1 read client answers from a Stubber."""
+    return stubs[0], stubs[1]
 
 
 # --- (a) the contract, against moto -------------------------------------------------------
@@ -302,6 +313,66 @@ def test_empty_page_with_no_marker_means_no_versions(
     assert store.latest_version(region=REGION, layer_name=LAYER) is None
 
 
+def test_versions_above_reads_every_page_and_fetches_each_code(
+        stubbed: tuple[aws.Boto3LayerStore, botocore.stub.Stubber]) -> None:
+    """versions_above follows NextMarker, keeps only versions above the given one (lowest
+    first, whatever the page order) and asks GetLayerVersion for each one's CodeSha256."""
+    store, stubber = stubbed
+    first_request = {"LayerName": LAYER, "MaxItems": 50}
+    stubber.add_response("list_layer_versions",
+                         {"LayerVersions": [listed(7), listed(2)], "NextMarker": "page-2"},
+                         expected_params=first_request)
+    stubber.add_response("list_layer_versions", {"LayerVersions": [listed(5), listed(3)]},
+                         expected_params={**first_request, "Marker": "page-2"})
+    for number in (5, 7):
+        stubber.add_response(
+            "get_layer_version",
+            {"Version": number, "LayerVersionArn": layer_arn(LAYER, number),
+             "Content": {"CodeSha256": f"sha-{number}", "CodeSize": number}},
+            expected_params={"LayerName": LAYER, "VersionNumber": number})
+
+    above = store.versions_above(region=REGION, layer_name=LAYER, version=3)
+
+    assert [(item.version, item.code_sha256, item.code_size) for item in above] == [
+        (5, "sha-5", 5), (7, "sha-7", 7)]
+
+
+def test_publish_client_never_retries_and_reads_keep_the_default(offline: None) -> None:
+    """The publish client makes one attempt; the read client keeps botocore's standard mode
+    (AWS_RETRY_MODE unset), or --max-attempts in standard mode when given."""
+    default = aws.Boto3LayerStore()
+    chosen = aws.Boto3LayerStore(max_attempts=7)
+
+    assert default.publish_client(REGION).meta.config.retries == {
+        "mode": "standard", "total_max_attempts": 1}
+    assert default.client(REGION).meta.config.retries["mode"] == "standard"
+    assert chosen.client(REGION).meta.config.retries == {
+        "mode": "standard", "total_max_attempts": 7}
+    assert chosen.publish_client(REGION).meta.config.retries == {
+        "mode": "standard", "total_max_attempts": 1}
+
+
+def test_users_retry_mode_governs_reads_not_publishes(
+        offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_RETRY_MODE / AWS_MAX_ATTEMPTS from the environment shape the reads; the publish
+    client still makes exactly one attempt."""
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "6")
+    store = aws.Boto3LayerStore()
+
+    assert store.client(REGION).meta.config.retries == {
+        "mode": "adaptive", "total_max_attempts": 6}
+    assert store.publish_client(REGION).meta.config.retries["total_max_attempts"] == 1
+
+
+def test_read_timeout_applies_to_both_clients(offline: None) -> None:
+    """read_timeout= sets the read timeout of the read and the publish clients."""
+    store = aws.Boto3LayerStore(read_timeout=2.5)
+
+    assert store.client(REGION).meta.config.read_timeout == 2.5
+    assert store.publish_client(REGION).meta.config.read_timeout == 2.5
+
+
 def _call(store: aws.Boto3LayerStore, operation: str, zip_path: Path) -> object:
     """Run the store method that makes the Lambda call `operation`."""
     if operation == "list_layer_versions":
@@ -317,12 +388,12 @@ def _call(store: aws.Boto3LayerStore, operation: str, zip_path: Path) -> object:
 ERROR_CASES = [
     pytest.param(
         "publish_layer_version", "CodeStorageExceededException", 400,
-        "Code storage limit exceeded.", errors.AwsError,
+        "Code storage limit exceeded.", errors.PublishNotSent,
         ["storage", LAYER, REGION], ["75 GB", "delete old versions"],
         id="code-storage-exceeded"),
     pytest.param(
         "publish_layer_version", "InvalidParameterValueException", 400,
-        "Layers are limited to 15 compatible runtimes.", errors.AwsError,
+        "Layers are limited to 15 compatible runtimes.", errors.PublishNotSent,
         ["Layers are limited to 15 compatible runtimes.", f"'{LAYER}'", REGION], [],
         id="invalid-parameter"),
     pytest.param(
@@ -332,7 +403,7 @@ ERROR_CASES = [
         id="not-found"),
     pytest.param(
         "publish_layer_version", "AccessDeniedException", 403,
-        "User is not authorized to perform: lambda:PublishLayerVersion", errors.AwsError,
+        "User is not authorized to perform: lambda:PublishLayerVersion", errors.PublishNotSent,
         ["access denied", f"'{LAYER}'"], ["lambda:PublishLayerVersion"],
         id="access-denied-publish"),
     pytest.param(
@@ -350,6 +421,17 @@ ERROR_CASES = [
         "Rate exceeded", errors.AwsError,
         ["throttled", "Rate exceeded", f"'{LAYER}'"], ["--max-attempts"],
         id="too-many-requests"),
+    pytest.param(
+        "publish_layer_version", "TooManyRequestsException", 429,
+        "Rate exceeded", errors.PublishNotSent,
+        ["throttled", "Rate exceeded", f"'{LAYER}'"], ["retry later"],
+        id="publish-throttled"),
+    pytest.param(
+        "publish_layer_version", "ServiceException", 500,
+        "internal error", errors.PublishOutcomeUnknown,
+        ["was sent, but its outcome is unknown", "HTTP 500 ServiceException", f"'{LAYER}'"],
+        ["adopts"],
+        id="publish-server-error"),
 ]
 
 
@@ -357,11 +439,13 @@ ERROR_CASES = [
     ("operation", "code", "status", "aws_message", "error_type", "in_message", "in_hint"),
     ERROR_CASES)
 def test_client_errors_become_aws_errors(
-        stubbed: tuple[aws.Boto3LayerStore, botocore.stub.Stubber], tmp_path: Path,
-        operation: str, code: str, status: int, aws_message: str,
+        stubs: tuple[aws.Boto3LayerStore, botocore.stub.Stubber, botocore.stub.Stubber],
+        tmp_path: Path, operation: str, code: str, status: int, aws_message: str,
         error_type: type[errors.AwsError], in_message: list[str], in_hint: list[str]) -> None:
-    """Each Lambda error code becomes the right AwsError (code, message, hint), chained from it."""
-    store, stubber = stubbed
+    """Each Lambda error code becomes the right AwsError (code, message, hint), chained from it;
+    a refused publish is a PublishNotSent that says it made no version."""
+    store, reads, publishes = stubs
+    stubber = publishes if operation == "publish_layer_version" else reads
     stubber.add_client_error(operation, service_error_code=code, service_message=aws_message,
                              http_status_code=status)
     zip_path = make_zip(tmp_path / "layer.zip", {"python/a.py": b"A = 1\n"})
@@ -379,6 +463,8 @@ def test_client_errors_become_aws_errors(
         assert fragment in error.hint
     assert isinstance(error.__cause__, botocore.exceptions.ClientError)
     assert error.__cause__.response["Error"]["Code"] == code
+    if error_type is errors.PublishNotSent:
+        assert "made no version" in error.message
 
 
 def client_error(code: str, status: int, operation: str) -> botocore.exceptions.ClientError:

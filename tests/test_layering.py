@@ -23,7 +23,7 @@ PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
                   "planfile", "statefile"})
 SHELL = frozenset({"workspace", "sources", "state", "state.local", "state.s3", "aws",
-                   "artifacts", "planning", "applying", "cli"})
+                   "artifacts", "planning", "applying", "publishing", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
