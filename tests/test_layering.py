@@ -18,7 +18,7 @@ import pytest
 
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports"})
-SHELL = frozenset({"workspace", "sources", "lockfile", "aws", "reconcile", "cli"})
+SHELL = frozenset({"workspace", "sources", "lockfile", "aws", "reconcile", "sandbox", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
@@ -44,6 +44,7 @@ IO_MODULES = frozenset({
 # Third-party packages that exactly one module may import.
 OWNERS = {
     "boto3": "aws", "botocore": "aws", "deepdiff": "planner", "typer": "cli", "click": "cli",
+    "moto": "sandbox",  # the optional extra: only the sandbox's server process may need it
 }
 
 
