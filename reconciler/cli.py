@@ -44,6 +44,8 @@ def _lazy_module(name: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)  # as the import system does: `pkg.child` works
     return module
 
 

@@ -10,6 +10,7 @@ moto (the optional extra `reconcile-layers[sandbox]`) is imported only by the se
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -29,6 +30,7 @@ FOLDER_NAME = "sandbox"
 PID_FILE = "pid.json"
 PORT_FILE = "port"
 LOG_FILE = "server.log"
+LOCK_FILE = "start.lock"
 INSTALL_HINT = "pip install 'reconcile-layers[sandbox]'"
 # What moto's server needs beyond moto itself; the `server` extra of moto brings them.
 REQUIRED_MODULES = ("moto", "flask", "flask_cors", "werkzeug")
@@ -161,6 +163,21 @@ def start(folder: Path, *, timeout_seconds: float = 60.0) -> StartResult:
     Returns once the server answers HTTP. Raises SandboxUnavailable without moto's server,
     SandboxError when the process exits or stays silent (the log's last lines say why).
     """
+    if not hasattr(os, "posix_spawn"):
+        raise SandboxError("the sandbox needs a POSIX system (Linux, macOS)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = (folder / LOCK_FILE).open("a")
+    except OSError as exc:
+        raise SandboxError(f"cannot create {folder}: {exc.strerror}") from None
+    with lock:
+        # Two starts at once would each spawn a server; the second waits here and then
+        # finds the first one running. The kernel drops the lock if this process dies.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start_locked(folder, timeout_seconds=timeout_seconds)
+
+
+def _start_locked(folder: Path, *, timeout_seconds: float) -> StartResult:
     running = status(folder)
     if running is not None:
         return StartResult(sandbox=running, already_running=True)
@@ -174,10 +191,6 @@ def start(folder: Path, *, timeout_seconds: float = 60.0) -> StartResult:
         raise SandboxError(
             f"a sandbox process (pid {record.pid}) is recorded in {folder} but does not answer",
             hint="stop it with `reconcile sandbox stop`, then start again")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SandboxError(f"cannot create {folder}: {exc.strerror}") from None
     _remove(folder / PID_FILE, folder / PORT_FILE)
     pid = _spawn_server(folder)
     process_start = _process_start(pid)
@@ -252,7 +265,7 @@ def _spawn_server(folder: Path) -> int:
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, str(log_path),
-                 os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),  # one log per start
                 (os.POSIX_SPAWN_DUP2, 1, 2),
             ],
             setsid=True,

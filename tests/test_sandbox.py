@@ -190,6 +190,22 @@ def test_start_when_running_reports_the_same_server(
     assert recorded(tmp_path)[0] == pid
 
 
+def test_concurrent_starts_share_one_server(
+        tmp_path: Path, sandboxes: Callable[[Path], subprocess.CompletedProcess[str]]) -> None:
+    """Two starts at the same time end with one server: both print the same endpoint."""
+    assert RECONCILE
+    racers = [subprocess.Popen([RECONCILE, "sandbox", "start"], cwd=tmp_path, text=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=isolated_env())
+              for _ in range(2)]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    # Registered with the fixture (a start of a running sandbox), so teardown stops it.
+    third = sandboxes(tmp_path)
+    assert [racer.returncode for racer in racers] == [0, 0], outputs
+    assert outputs[0][0] == outputs[1][0] == third.stdout
+    assert sorted("already running" in stderr for _, stderr in outputs) == [False, True]
+
+
 def test_sandbox_lives_beside_the_manifest(
         tmp_path: Path, sandboxes: Callable[[Path], subprocess.CompletedProcess[str]]) -> None:
     """With -f, the pid, port and log are under `.reconcile/sandbox/` in the manifest's folder,
@@ -202,7 +218,7 @@ def test_sandbox_lives_beside_the_manifest(
         assert result.returncode == 0, result.stderr
         folder = manifest.parent / ".reconcile" / "sandbox"
         assert sorted(path.name for path in folder.iterdir()) == [
-            "pid.json", "port", "server.log"]
+            "pid.json", "port", "server.log", "start.lock"]
         assert not (elsewhere / ".reconcile").exists()
         port = (folder / "port").read_text().strip()
         assert exports_of(result.stdout)["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
