@@ -50,10 +50,11 @@ def _lazy_module(name: str) -> types.ModuleType:
 
 
 # aws (boto3), reconcile (boto3, deepdiff) and workspace (jsonschema, yaml) cost ~0.7 s to
-# import: `--help`, `--version`, `schema` and `sandbox` must not pay for them. Loading them
-# lazily here, rather than importing inside each command, keeps every command body as it is
-# (tests/test_cli_basics.py checks that --help and --version import neither boto3 nor
-# jsonschema). Type checkers and the layering test see the plain imports.
+# import: `--help` and `--version` must not pay for them, and each command pays only for
+# what it touches. Loading them lazily here, rather than importing inside each command, keeps
+# every command body as it is (tests/test_cli_basics.py checks that --help and --version
+# import neither boto3 nor jsonschema). Type checkers and the layering test see the plain
+# imports.
 if TYPE_CHECKING:
     from reconciler import aws, reconcile, workspace
 else:
