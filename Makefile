@@ -11,7 +11,7 @@ STAMP := $(VENV)/.deps-installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt '.[test,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt '.[sandbox,test,dev]'
 	touch $(STAMP)
 
 # The tests run against the installed wheel (not the source tree), so that what ships,

@@ -8,35 +8,70 @@ errors exit 1 too, so that exit code 2 only ever means "plan --detailed-exitcode
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
 import threading
+import types
 from dataclasses import dataclass
 from enum import Enum
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from reconciler import (
     __version__,
-    applying,
-    artifacts,
-    aws,
+    archive,
     errors,
     model,
     planfile,
-    planning,
     ports,
     render,
+    sandbox,
     statefile,
-    workspace,
 )
 from reconciler import state as state_package
 from reconciler.state import local as local_state
+
+
+def _lazy_module(name: str) -> types.ModuleType:
+    """The module `name`, loaded on its first attribute access (importlib's LazyLoader)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}", name=name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)  # as the import system does: `pkg.child` works
+    return module
+
+
+# aws (boto3), planning and applying (deepdiff), artifacts and workspace (jsonschema, yaml)
+# cost ~0.7 s to
+# import: `--help` and `--version` must not pay for them, and each command pays only for
+# what it touches. Loading them lazily here, rather than importing inside each command, keeps
+# every command body as it is (tests/test_cli_basics.py checks that --help and --version
+# import neither boto3 nor jsonschema). Type checkers and the layering test see the plain
+# imports.
+if TYPE_CHECKING:
+    from reconciler import applying, artifacts, aws, planning, workspace
+else:
+    applying = _lazy_module("reconciler.applying")
+    artifacts = _lazy_module("reconciler.artifacts")
+    aws = _lazy_module("reconciler.aws")
+    planning = _lazy_module("reconciler.planning")
+    workspace = _lazy_module("reconciler.workspace")
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 # Recent typer vendors its own click; its exception base is reached through a public class
@@ -49,7 +84,8 @@ app = typer.Typer(
     name="reconcile",
     help="Declarative reconciler for AWS Lambda layers: validate, plan and apply layers.yaml.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -98,16 +134,27 @@ NoSummaryOption = Annotated[bool, typer.Option(
     "--no-summary", help="Do not append the plan to GITHUB_STEP_SUMMARY.")]
 
 
+def _botocore_version() -> str:
+    """From the installed distribution's metadata: importing botocore would cost ~0.3 s."""
+    try:
+        return metadata.version("botocore")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"reconcile {__version__}")
+        typer.echo(f"reconcile {__version__}\n"
+                   f"packaging format {archive.FORMAT_VERSION}\n"
+                   f"botocore {_botocore_version()} (its Lambda model gives the runtime list)")
         raise typer.Exit(EXIT_OK)
 
 
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        "--version", callback=_version, is_eager=True,
+        help="Print the versions of the tool, its packaging format and botocore, and exit.")
     ] = False,
 ) -> None:
     """Declarative reconciler for AWS Lambda layers."""
@@ -565,10 +612,11 @@ def apply(
                                                    "--out` and review it again")
             if not as_json:
                 typer.echo(render.text(the_plan, color=_use_color()), nl=False)
-            if the_plan.has_changes:
-                _write_plan_file(plan_file or Path(), {**document, "applied": {
-                    "at": datetime.datetime.now(datetime.timezone.utc).strftime(
-                        "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
+            # Marked before the first change: a plan file is applied once, even when the
+            # apply stops half way (its state moved: it is stale from then on anyway).
+            _write_plan_file(plan_file or Path(), {**document, "applied": {
+                "at": datetime.datetime.now(datetime.timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
         with _StopOnSignal() as stop, _progress_display():
             try:
                 report = applying.apply(the_plan, store=session.store, state=session.state,
@@ -788,6 +836,91 @@ def state_push(
     finally:
         backend.unlock(lock_id)
     typer.echo(f"Pushed {source} to {backend.location}.")
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option(
+        "--out", metavar="FILE", help="Write the schema to FILE instead of stdout.")] = None,
+) -> None:
+    """Print the manifest's JSON Schema (the one shipped in this package), for editors: point
+    `# yaml-language-server: $schema=FILE` in layers.yaml at a copy written with --out."""
+    # The shipped file's own layout (tools/gen_schema.py), so that a copy diffs cleanly.
+    text = json.dumps(workspace.load_schema(), indent=2, sort_keys=True) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise errors.UsageError(f"{out}: cannot write: {exc.strerror}") from None
+    typer.echo(f"wrote {out}; in layers.yaml: # yaml-language-server: $schema={out}")
+
+
+sandbox_app = typer.Typer(
+    name="sandbox",
+    help="A local moto server (the embedded AWS) for trying reconcile: no account, no network. "
+         f"Needs the optional extra: {sandbox.INSTALL_HINT}",
+    no_args_is_help=True,
+)
+app.add_typer(sandbox_app)
+
+
+def _sandbox_folder(manifest: Path) -> Path:
+    """`.reconcile/sandbox/` beside the manifest (the cwd for the default, absent manifest)."""
+    space = workspace.Workspace.for_manifest(manifest)
+    if not space.base_dir.is_dir():
+        raise errors.UsageError(f"{space.base_dir}: no such folder (the manifest's folder)")
+    return sandbox.folder_under(space.cache_dir)
+
+
+def _echo_exports(running: sandbox.Sandbox) -> None:
+    variables = sandbox.environment(running)
+    endpoint = variables.pop("AWS_ENDPOINT_URL")
+    typer.echo(f"export AWS_ENDPOINT_URL={shlex.quote(endpoint)}")
+    typer.echo("export " + " ".join(f"{name}={shlex.quote(value)}"
+                                    for name, value in variables.items()))
+
+
+@sandbox_app.command("start")
+def sandbox_start(manifest: ManifestOption = Path("layers.yaml")) -> None:
+    """Start the sandbox (or find it running) and print the exports that point reconcile
+    at it, with fake credentials: eval "$(reconcile sandbox start)". Its pid, port and
+    log live in .reconcile/sandbox/ beside the manifest."""
+    result = sandbox.start(_sandbox_folder(manifest))
+    running = result.sandbox
+    state = "already running" if result.already_running else "started"
+    _err(f"sandbox {state}: moto server pid {running.pid} on {running.endpoint_url} "
+         f"(log: {running.log_path}); `reconcile sandbox stop` ends it.")
+    _echo_exports(running)
+
+
+@sandbox_app.command("status")
+def sandbox_status(manifest: ManifestOption = Path("layers.yaml")) -> None:
+    """Say whether the sandbox runs: exit 0 and its pid, port and endpoint when it does,
+    exit 1 when it does not."""
+    folder = _sandbox_folder(manifest)
+    running = sandbox.status(folder)
+    if running is None:
+        stale = sandbox.stale_pid(folder)
+        note = (f" (a stale record names pid {stale}; `reconcile sandbox stop` removes it)"
+                if stale is not None else "")
+        _err(f"sandbox not running{note}; start it with `reconcile sandbox start`.")
+        raise typer.Exit(EXIT_ERROR)
+    typer.echo(f"sandbox running: pid {running.pid}, port {running.port}, "
+               f"endpoint {running.endpoint_url} (log: {running.log_path})")
+
+
+@sandbox_app.command("stop")
+def sandbox_stop(manifest: ManifestOption = Path("layers.yaml")) -> None:
+    """Stop the sandbox this folder started, and only that process. A stale record (its
+    process gone, or its pid now another process's) is removed without signalling anything."""
+    result = sandbox.stop(_sandbox_folder(manifest))
+    if result.outcome is sandbox.StopOutcome.STOPPED:
+        typer.echo(f"sandbox stopped (pid {result.pid}).")
+    elif result.outcome is sandbox.StopOutcome.STALE_REMOVED:
+        typer.echo(f"sandbox not running: removed the stale record of pid {result.pid} "
+                   "(that process, if any, was left alone).")
+    else:
+        typer.echo("sandbox not running.")
 
 
 def _report(error: errors.ReconcilerError) -> None:

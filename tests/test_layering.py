@@ -23,7 +23,7 @@ PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
                   "planfile", "statefile"})
 SHELL = frozenset({"workspace", "sources", "state", "state.local", "state.s3", "aws",
-                   "artifacts", "planning", "applying", "publishing", "cli"})
+                   "artifacts", "planning", "applying", "publishing", "sandbox", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
@@ -58,6 +58,7 @@ TYPE_ONLY_IO = {"ports": frozenset({"pathlib"})}
 # Third-party packages that exactly one module may import.
 OWNERS = {
     "boto3": "aws", "botocore": "aws", "deepdiff": "planner", "typer": "cli", "click": "cli",
+    "moto": "sandbox",  # the optional extra: only the sandbox's server process may need it
 }
 
 
