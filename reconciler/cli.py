@@ -129,7 +129,8 @@ EndpointOption = Annotated[str | None, typer.Option(
     help="AWS endpoint (default: AWS_ENDPOINT_URL), e.g. a moto server.")]
 AttemptsOption = Annotated[int | None, typer.Option(
     "--max-attempts", metavar="N", min=1,
-    help="Attempts per AWS call, retries included (default: boto3's, AWS_MAX_ATTEMPTS).")]
+    help="Attempts of each read, the first included (default: boto3's, AWS_MAX_ATTEMPTS); "
+         "a publish is sent once and never retried blindly.")]
 NoSummaryOption = Annotated[bool, typer.Option(
     "--no-summary", help="Do not append the plan to GITHUB_STEP_SUMMARY.")]
 
@@ -298,11 +299,12 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
                     code=artifacts.LocalCode(space=space, manifest=parsed), selection=selection)
 
 
-def _make_plan(session: _Session, snapshot: ports.Snapshot) -> model.Plan:
+def _make_plan(session: _Session, snapshot: ports.Snapshot, *,
+               parallelism: int = 4) -> model.Plan:
     return planning.make_plan(
         parsed=session.parsed, selection=session.selection, snapshot=snapshot,
         state_location=_state_name(session), manifest_digest=session.parsed.sha256,
-        store=session.store, code=session.code, progress=_progress)
+        store=session.store, code=session.code, parallelism=parallelism, progress=_progress)
 
 
 def _state_name(session: _Session) -> str:
@@ -394,6 +396,13 @@ def validate(
                f"({sources}), region {regions}.")
 
 
+LockTimeoutOption = Annotated[float, typer.Option(
+    "--lock-timeout", metavar="SECONDS", min=0,
+    help="Wait this long for a state lock held by another run.")]
+ParallelismOption = Annotated[int, typer.Option(
+    "--parallelism", metavar="N", min=1, help="Layers and regions worked on at once.")]
+
+
 @app.command()
 def plan(
     manifest: ManifestOption = Path("layers.yaml"),
@@ -410,6 +419,7 @@ def plan(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    parallelism: ParallelismOption = 4,
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Show what apply would publish, and why. Changes nothing remote and no state.
@@ -425,7 +435,7 @@ def plan(
     session = _session(manifest, lockfile_path, targets=target, regions=region,
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
     with _progress_display():
-        the_plan = _make_plan(session, session.state.read())
+        the_plan = _make_plan(session, session.state.read(), parallelism=parallelism)
     if output_format is PlanFormat.json:
         typer.echo(_plan_json(the_plan))
     elif output_format is PlanFormat.markdown:
@@ -463,13 +473,6 @@ def _confirm(plan: model.Plan, *, yes: bool, as_json: bool) -> None:
     answer = input("  Enter a value: ").strip()
     if answer != "yes":
         raise errors.ApplyRefused("apply cancelled: nothing was published")
-
-
-LockTimeoutOption = Annotated[float, typer.Option(
-    "--lock-timeout", metavar="SECONDS", min=0,
-    help="Wait this long for a state lock held by another run.")]
-ParallelismOption = Annotated[int, typer.Option(
-    "--parallelism", metavar="N", min=1, help="Layers and regions worked on at once.")]
 
 
 def _fresh_basis(session: _Session, saved: model.Plan,
@@ -599,7 +602,7 @@ def apply(
         snapshot = session.state.read()
         if saved is None:
             with _progress_display():
-                the_plan = _make_plan(session, snapshot)
+                the_plan = _make_plan(session, snapshot, parallelism=parallelism)
             if not as_json:
                 typer.echo(render.text(the_plan, color=_use_color()), nl=False)
             _confirm(the_plan, yes=yes, as_json=as_json)
@@ -701,7 +704,8 @@ def outputs(
                              max_attempts=max_attempts)
     snapshot = backend.read()
     if snapshot.revision == ports.NO_REVISION:
-        raise errors.LockfileError(f"{backend.location}: no such state",
+        what = "no state yet" if backend.location.startswith("s3://") else "no such lockfile"
+        raise errors.LockfileError(f"{backend.location}: {what}",
                                    hint="run `reconcile apply` first, or pass --lockfile")
     lock = snapshot.lock
     rows = sorted((layer, region, entry.layer_version_arn)

@@ -166,9 +166,9 @@ def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
                                        f"{what} is not supported by this version of reconcile "
                                        "yet; plan and apply refuse this manifest"))
 
-    if parsed.state is not None:
-        problem(("state",), "shared S3 state")
     for spec in parsed.layers:
+        if spec.align_versions:
+            problem(("layers", spec.key), "align_versions")
         if spec.content.kind is model.SourceKind.S3:
             problem(("layers", spec.key, "content", "s3"), "an S3 content source")
         if spec.share:

@@ -33,6 +33,20 @@ layers:
 """
 
 
+def drain(controller: int) -> bytes:
+    """Everything a pty's controller side still has to give, once the other side closed."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    return output
+
+
 def actions(document: dict[str, Any]) -> dict[str, str]:
     """layer -> action of a plan document."""
     changes = document["changes"]
@@ -266,15 +280,7 @@ def test_colour_on_a_terminal_unless_no_color(project: Path, extra_env: dict[str
                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
                                  timeout=120, check=False)
         os.close(terminal)
-        output = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
+        output = drain(controller)
     finally:
         os.close(controller)
     assert process.returncode == 0, process.stderr
@@ -380,10 +386,11 @@ def test_invalid_endpoint_url_is_a_clear_error(project: Path) -> None:
 
 
 def test_unwritable_lockfile_is_refused_before_any_publish(project: Path) -> None:
-    """A lockfile that cannot be written stops apply before the first publish."""
+    """A lockfile whose folder cannot be written stops apply before anything: the state
+    lock, taken first, cannot be made there."""
     result = run(project, "apply", "--yes", "--lockfile", "/proc/reconcile.lock.json")
     assert result.returncode == 1
-    assert "nothing was published: cannot write the lockfile" in result.stderr
+    assert "cannot lock /proc/reconcile.lock.json" in result.stderr
     assert versions("alpha") == []
 
 
@@ -497,3 +504,25 @@ def test_apply_with_nothing_to_do_needs_no_confirmation(project: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "No changes." in result.stdout
     assert (project / "layers.lock.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(("ci", "shown"), [(None, True), ("true", False)], ids=["tty", "CI"])
+def test_live_progress_only_on_a_terminal_outside_ci(project: Path, ci: str | None,
+                                                      shown: bool) -> None:
+    """With stderr on a terminal, plan shows a live display naming what it does; with CI set
+    (or stderr piped, as in every other test) nothing of it is printed."""
+    controller, terminal = pty.openpty()
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    env["TERM"] = "xterm"
+    if ci:
+        env["CI"] = ci
+    try:
+        process = subprocess.run([str(RECONCILE), "plan"], cwd=project, stdout=subprocess.PIPE,
+                                 stderr=terminal, stdin=subprocess.DEVNULL, env=env,
+                                 timeout=120, check=False)
+        os.close(terminal)
+        output = drain(controller)
+    finally:
+        os.close(controller)
+    assert process.returncode == 0
+    assert (b"reading Lambda in us-east-1" in output) is shown, output
