@@ -336,6 +336,16 @@ def _plan_json(plan: model.Plan) -> str:
     return json.dumps(planfile.to_document(plan), indent=2, sort_keys=True)
 
 
+def _echo_plan(plan: model.Plan, output_format: PlanFormat) -> None:
+    """Print the plan on stdout in the chosen format (JSON: the plan document alone)."""
+    if output_format is PlanFormat.json:
+        typer.echo(_plan_json(plan))
+    elif output_format is PlanFormat.markdown:
+        typer.echo(render.markdown(plan), nl=False)
+    else:
+        typer.echo(render.text(plan, color=_use_color()), nl=False)
+
+
 def _write_plan_file(path: Path, document: dict[str, Any]) -> None:
     """Write a plan file atomically (a temp file beside it, then a rename)."""
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
@@ -436,12 +446,7 @@ def plan(
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
     with _progress_display():
         the_plan = _make_plan(session, session.state.read(), parallelism=parallelism)
-    if output_format is PlanFormat.json:
-        typer.echo(_plan_json(the_plan))
-    elif output_format is PlanFormat.markdown:
-        typer.echo(render.markdown(the_plan), nl=False)
-    else:
-        typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+    _echo_plan(the_plan, output_format)
     if out is not None:
         _write_plan_file(out, planfile.to_document(the_plan))
         if output_format is PlanFormat.text:
@@ -669,13 +674,7 @@ def show(
 
       reconcile show plan.json --format markdown
     """
-    saved = planfile.from_document(_read_plan_file(plan_file))
-    if output_format is PlanFormat.json:
-        typer.echo(_plan_json(saved))
-    elif output_format is PlanFormat.markdown:
-        typer.echo(render.markdown(saved), nl=False)
-    else:
-        typer.echo(render.text(saved, color=_use_color()), nl=False)
+    _echo_plan(planfile.from_document(_read_plan_file(plan_file)), output_format)
 
 
 @app.command()

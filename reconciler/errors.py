@@ -18,6 +18,8 @@ botocore's exceptions (chained with `from`). Anything else escaping is a bug.
     ├── StalePlan                   a saved plan no longer matches (`differences`) plan_stale
     ├── ApplyFailed                 some changes failed; what was done is recorded apply_failed
     ├── Interrupted                 stopped by a signal at a safe point        interrupted
+    ├── SandboxError                the sandbox cannot be started or stopped   sandbox
+    │   └── SandboxUnavailable      moto is not installed (the optional extra) sandbox_unavailable
     └── AwsError                    an AWS call failed (`aws_code`: AWS's own) aws_error
         ├── CredentialsError        no credentials or no region                credentials
         ├── EndpointError           the endpoint cannot be reached             endpoint
@@ -175,6 +177,18 @@ class Interrupted(ReconcilerError):
     """A signal stopped the run at a safe point; what finished is recorded."""
 
     code = "interrupted"
+
+
+class SandboxError(ReconcilerError):
+    """The sandbox server cannot be started or stopped."""
+
+    code = "sandbox"
+
+
+class SandboxUnavailable(SandboxError):
+    """moto's server is not installed (the optional extra is missing)."""
+
+    code = "sandbox_unavailable"
 
 
 class AwsError(ReconcilerError):

@@ -43,16 +43,8 @@ _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 _POLL_SECONDS = 0.05
 
 
-class SandboxError(errors.ReconcilerError):
-    """The sandbox server cannot be started or stopped."""
-
-    code = "sandbox"
-
-
-class SandboxUnavailable(SandboxError):
-    """moto's server is not installed (the optional extra is missing)."""
-
-    code = "sandbox_unavailable"
+SandboxError = errors.SandboxError
+SandboxUnavailable = errors.SandboxUnavailable
 
 
 @dataclass(frozen=True)
