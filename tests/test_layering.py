@@ -18,7 +18,7 @@ import pytest
 
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports"})
-SHELL = frozenset({"workspace", "sources", "lockfile", "aws", "reconcile", "cli"})
+SHELL = frozenset({"workspace", "sources", "zipbuild", "lockfile", "aws", "reconcile", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
