@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -420,32 +420,92 @@ class _InFlight:
         self.reserved -= size
 
 
-def _plan_jobs(
+# Small files are deflated in batches, so that a thread hand-off is paid per batch rather
+# than per file (a layer of Python sources holds thousands of files of a few KiB).
+_BATCH_INPUT_BYTES = 1024 * 1024
+_BATCH_FILES = 256
+
+
+def _plan_tasks(
     ordered: Sequence[model.Entry],
     *,
     previous: PreviousZip | None,
     known_sha256: KnownSha256 | None,
     spool_over: int,
-) -> list[_Job]:
-    jobs: list[_Job] = []
+) -> list[_Task]:
+    """The members in zip order, grouped into tasks: each link or copy alone, consecutive
+    small files into deflate batches, each big (spooled) file alone."""
+    tasks: list[_Task] = []
+    batch: list[_Job] = []
+    batch_bytes = batch_reserved = 0
+
+    def close_batch() -> None:
+        nonlocal batch_bytes, batch_reserved
+        if batch:
+            tasks.append(_Task(tuple(batch)))
+            batch.clear()
+        batch_bytes = batch_reserved = 0
+
     for entry in ordered:
         if archive.needs_zip64(entry.size):
             raise errors.ContentError(f"{entry.arcname} is too large for a layer zip")
         if entry.link_target is not None:
-            jobs.append(_Job(entry, link_bytes=entry.link_target.encode("utf-8")))
+            close_batch()
+            tasks.append(_Task((_Job(entry, link_bytes=entry.link_target.encode("utf-8")),)))
             continue
         if previous is not None and known_sha256 is not None:
             sha256 = known_sha256(entry)
             old = previous.deflated_member(sha256)
             if old is not None and old.size == entry.size:
-                jobs.append(_Job(entry, copy_from=old, known_sha256=sha256))
+                close_batch()
+                tasks.append(_Task((_Job(entry, copy_from=old, known_sha256=sha256),)))
                 continue
         bound = _deflate_bound(entry.size)
-        spooled = bound > spool_over
-        # A spooled job holds at most one chunk of compressed output in memory at a time.
-        reserved = min(bound, archive.CHUNK_BYTES) if spooled else bound
-        jobs.append(_Job(entry, reserved=reserved, spooled=spooled))
-    return jobs
+        if bound > spool_over:
+            close_batch()
+            # A spooled job holds one chunk's compressed output in memory at a time.
+            reserved = _deflate_bound(min(entry.size, archive.CHUNK_BYTES))
+            tasks.append(_Task((_Job(entry, reserved=reserved, spooled=True),)))
+            continue
+        if batch and (
+            batch_bytes + entry.size > _BATCH_INPUT_BYTES
+            or len(batch) >= _BATCH_FILES
+            or batch_reserved + bound > spool_over
+        ):
+            close_batch()
+        batch.append(_Job(entry, reserved=bound))
+        batch_bytes += entry.size
+        batch_reserved += bound
+    close_batch()
+    return tasks
+
+
+@dataclass(frozen=True)
+class _Task:
+    """Consecutive members handled together: one deflate batch for the pool, or one member
+    the writer handles itself (a link or a copy)."""
+
+    jobs: tuple[_Job, ...]
+
+    @property
+    def deflates(self) -> bool:
+        return self.jobs[0].link_bytes is None and self.jobs[0].copy_from is None
+
+    @property
+    def reserved(self) -> int:
+        return sum(job.reserved for job in self.jobs)
+
+
+def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry) -> list[_Deflated]:
+    results: list[_Deflated] = []
+    try:
+        for job in jobs:
+            results.append(_deflate(job.entry, open_entry=open_entry, spooled=job.spooled))
+    except BaseException:
+        for result in results:
+            result.close()
+        raise
+    return results
 
 
 def write_zip(
@@ -467,84 +527,108 @@ def write_zip(
     from its entry's (it changed while being packaged), for NUL characters and duplicates.
     """
     ordered = archive.checked_order(entries)
-    jobs = _plan_jobs(
+    tasks = _plan_tasks(
         ordered, previous=previous, known_sha256=known_sha256,
         spool_over=max(max_in_flight_bytes // 4, 1),
     )
-    output = _HashingOutput(out)
+    writer = _Writer(out, previous=previous)
     in_flight = _InFlight(max_in_flight_bytes)
-    pending: dict[int, Future[_Deflated]] = {}
-    zip_members: list[archive.ZipMember] = []
-    indexed: list[IndexedMember] = []
-    reused = 0
+    pending: dict[int, Future[list[_Deflated]]] = {}
     pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
     try:
         next_to_submit = 0
-        for position, job in enumerate(jobs):
+        for position, task in enumerate(tasks):
             # Keep the workers busy ahead of the writer, within the in-flight budget.
-            while next_to_submit < len(jobs):
-                ahead = jobs[next_to_submit]
-                if ahead.copy_from is None and ahead.link_bytes is None:
+            while next_to_submit < len(tasks):
+                ahead = tasks[next_to_submit]
+                if ahead.deflates:
                     if not in_flight.fits(ahead.reserved):
                         break
                     in_flight.reserve(ahead.reserved)
                     pending[next_to_submit] = pool.submit(
-                        _deflate, ahead.entry, open_entry=open_entry, spooled=ahead.spooled
+                        _deflate_batch, ahead.jobs, open_entry=open_entry
                     )
                 next_to_submit += 1
-            compress_type, external_attr = archive.member_format(job.entry)
-            member = archive.ZipMember(
-                arcname=job.entry.arcname, compress_type=compress_type,
-                external_attr=external_attr, crc=0, compressed_size=0, size=job.entry.size,
-                header_offset=output.offset,
-            )
-            if job.link_bytes is not None:
-                member = replace(member, crc=zlib.crc32(job.link_bytes),
-                                    compressed_size=len(job.link_bytes))
-                output.write(archive.local_header(member))
-                output.write(job.link_bytes)
-                sha256 = hashlib.sha256(job.link_bytes).hexdigest()
-            elif job.copy_from is not None and previous is not None:
-                old = job.copy_from
-                member = replace(member, crc=old.crc, compressed_size=old.compressed_size)
-                output.write(archive.local_header(member))
-                previous.copy_data(old, into=output)
-                sha256 = job.known_sha256
-                reused += 1
-            else:
-                deflated = pending.pop(position).result()
-                try:
-                    member = replace(member, crc=deflated.crc,
-                                        compressed_size=deflated.compressed_size)
-                    output.write(archive.local_header(member))
-                    _write_deflated(deflated, into=output)
-                finally:
+            if not task.deflates:
+                writer.write_member(task.jobs[0], None)
+                continue
+            results = pending.pop(position).result()
+            try:
+                for job, deflated in zip(task.jobs, results, strict=True):
+                    writer.write_member(job, deflated)
+            finally:
+                for deflated in results:
                     deflated.close()
-                in_flight.release(job.reserved)
-                sha256 = deflated.sha256
-            zip_members.append(member)
-            indexed.append(
-                IndexedMember(
-                    arcname=member.arcname, kind=archive.entry_kind(job.entry), sha256=sha256,
-                    crc=member.crc, compress_type=compress_type,
-                    compressed_size=member.compressed_size, size=member.size,
-                    data_offset=output.offset - member.compressed_size,
-                )
-            )
-        output.write(archive.central_directory(zip_members, offset=output.offset))
+            in_flight.release(task.reserved)
+        writer.finish()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for future in pending.values():
             if future.done() and not future.cancelled() and future.exception() is None:
-                future.result().close()
+                for deflated in future.result():
+                    deflated.close()
     return BuiltZip(
-        sha256=output.digest.digest(),
-        code_size=output.offset,
-        members=tuple(indexed),
-        reused=reused,
-        deflated=len(jobs) - reused - sum(job.link_bytes is not None for job in jobs),
+        sha256=writer.output.digest.digest(),
+        code_size=writer.output.offset,
+        members=tuple(writer.indexed),
+        reused=writer.reused,
+        deflated=writer.deflated,
         peak_in_flight_bytes=in_flight.peak,
     )
+
+
+class _Writer:
+    """The one writer: members in zip order, then the central directory."""
+
+    def __init__(self, out: BinaryIO, *, previous: PreviousZip | None) -> None:
+        self.output = _HashingOutput(out)
+        self._previous = previous
+        self._members: list[archive.ZipMember] = []
+        self.indexed: list[IndexedMember] = []
+        self.reused = 0
+        self.deflated = 0
+
+    def write_member(self, job: _Job, deflated: _Deflated | None) -> None:
+        """Write one member: its local header, then its data from where the job says."""
+        compress_type, external_attr = archive.member_format(job.entry)
+        if job.link_bytes is not None:
+            crc, compressed_size = zlib.crc32(job.link_bytes), len(job.link_bytes)
+            sha256 = hashlib.sha256(job.link_bytes).hexdigest()
+        elif job.copy_from is not None:
+            crc, compressed_size = job.copy_from.crc, job.copy_from.compressed_size
+            sha256 = job.known_sha256
+        elif deflated is not None:
+            crc, compressed_size, sha256 = (
+                deflated.crc, deflated.compressed_size, deflated.sha256
+            )
+        else:
+            raise AssertionError("a deflate job reached the writer without its result")
+        member = archive.ZipMember(
+            arcname=job.entry.arcname, compress_type=compress_type, external_attr=external_attr,
+            crc=crc, compressed_size=compressed_size, size=job.entry.size,
+            header_offset=self.output.offset,
+        )
+        self.output.write(archive.local_header(member))
+        data_offset = self.output.offset
+        if job.link_bytes is not None:
+            self.output.write(job.link_bytes)
+        elif job.copy_from is not None and self._previous is not None:
+            self._previous.copy_data(job.copy_from, into=self.output)
+            self.reused += 1
+        elif deflated is not None:
+            _write_deflated(deflated, into=self.output)
+            self.deflated += 1
+        self._members.append(member)
+        self.indexed.append(
+            IndexedMember(
+                arcname=member.arcname, kind=archive.entry_kind(job.entry), sha256=sha256,
+                crc=crc, compress_type=compress_type, compressed_size=compressed_size,
+                size=member.size, data_offset=data_offset,
+            )
+        )
+
+    def finish(self) -> None:
+        self.output.write(archive.central_directory(self._members, offset=self.output.offset))
 
 
 def _write_deflated(deflated: _Deflated, *, into: _HashingOutput) -> None:
