@@ -279,7 +279,9 @@ def write_zip(
     out: BinaryIO,
     open_entry: Callable[[model.Entry], AbstractContextManager[ByteReader]],
 ) -> int:
-    """Write the deterministic zip of `entries` to `out` (a seekable binary file).
+    """Write the deterministic zip of `entries` to `out` (a seekable binary file), one file
+    after another with zipfile. `zipbuild.write_zip` writes the same bytes on every core; this
+    writer stays as the reference its tests compare it with.
 
     File bytes are streamed in chunks of at most CHUNK_BYTES, never whole. Returns the total
     uncompressed size. Raises ContentError when a file's size differs from `entry.size`, which
