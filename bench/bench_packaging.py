@@ -410,21 +410,30 @@ def measure_builds(work_dir: Path, *, tree: str, repeats: int) -> BuildReport:
         "one-file edit, identify + rebuild with previous zip": [],
         "one-file edit, full rebuild": [],
     }
+    # CPU seconds (this process and its children) of the full builds: on a shared machine the
+    # wall time of a parallel build depends on what else runs, its CPU time much less.
+    cpu_samples: dict[str, list[float]] = {name: [] for name in samples}
     code_size = 0
     cache = _warm_cache(work_dir)
     sequential = work_dir / "sequential.zip"
     for round_number in range(repeats):
         build_dir = work_dir / f"full-{round_number}"
+        cpu_before = _cpu_seconds()
         _, seconds, built = _build_seconds(work_dir, build_dir, cache=cache)
+        cpu_samples["full build, parallel"].append(_cpu_seconds() - cpu_before)
         samples["full build, parallel"].append(seconds)
         code_size = built.code_size or 0
         shutil.rmtree(build_dir)
+        cpu_before = _cpu_seconds()
         samples["full build, sequential zipfile"].append(
             _timed(lambda: _sequential_zipfile_build(work_dir, sequential))
         )
+        cpu_samples["full build, sequential zipfile"].append(_cpu_seconds() - cpu_before)
         sequential.unlink()
+        cpu_before = _cpu_seconds()
         info_zip = _info_zip(folder, work_dir / "info-zip.zip")
         if info_zip is not None:
+            cpu_samples["zip -r -X -6"].append(_cpu_seconds() - cpu_before)
             samples["zip -r -X -6"].append(info_zip[0])
             (work_dir / "info-zip.zip").unlink()
     incremental_dir = work_dir / "incremental"
@@ -448,7 +457,15 @@ def measure_builds(work_dir: Path, *, tree: str, repeats: int) -> BuildReport:
         total_bytes=sum(path.stat().st_size for path in files),
         code_size=code_size,
         samples={name: values for name, values in samples.items() if values},
+        cpu_samples={name: values for name, values in cpu_samples.items() if values},
+        load_average=os.getloadavg()[0],
     )
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -460,6 +477,8 @@ class BuildReport:
     total_bytes: int
     code_size: int
     samples: dict[str, list[float]]
+    cpu_samples: dict[str, list[float]]
+    load_average: float
 
     def medians(self) -> dict[str, float]:
         return {name: _median_seconds(values) for name, values in self.samples.items()}
@@ -469,15 +488,18 @@ def _print_build_table(report: BuildReport) -> None:
     samples = report.samples
     total_bytes = report.total_bytes
     reference = samples.get("zip -r -X -6")
-    rows = [["step", "median s", "MiB/s", "x zip -r", "samples"]]
+    rows = [["step", "median s", "MiB/s", "x zip -r", "median CPU s", "samples"]]
     for name, values in samples.items():
         median = _median_seconds(values)
         ratio = f"{median / _median_seconds(reference):.2f}" if reference else "-"
+        cpu = report.cpu_samples.get(name)
         rows.append([name, f"{median:.2f}", f"{total_bytes / MIB / median:.0f}", ratio,
+                     f"{_median_seconds(cpu):.2f}" if cpu else "-",
                      " ".join(f"{value:.2f}" for value in values)])
     print(
         f"\n{report.tree}: {report.files} files, {total_bytes / MIB:.1f} MiB, "
-        f"zip {report.code_size / MIB:.1f} MiB, {os.cpu_count()} CPUs"
+        f"zip {report.code_size / MIB:.1f} MiB, {os.cpu_count()} CPUs, "
+        f"load average {report.load_average:.1f} at the end"
     )
     _print_table(rows)
 
