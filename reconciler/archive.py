@@ -30,6 +30,11 @@ bytes in any folder, under any umask, timezone, file order or modification time:
   `/` or `\\` separators) or appears twice.
 
 Any change to these rules changes FORMAT_VERSION, which is part of every fingerprint.
+
+Besides `write_zip` (zipfile, one file after another), this module holds the zip records
+themselves (`local_header`, `central_directory`) as pure functions of a member's sizes and
+CRC, byte for byte as zipfile writes them, so that `zipbuild` can deflate members on every core
+and still write these bytes.
 """
 
 from __future__ import annotations

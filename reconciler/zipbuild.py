@@ -48,6 +48,7 @@ _WINDOW_BITS = -15
 _INDEX_SUFFIX = ".index.json"
 _MAX_INDEX_BYTES = 64 * 1024 * 1024
 _POINTER_PREFIX = "latest-"
+_SYMLINK = "symlink"  # the kind `archive.entry_kind` gives a link
 
 OpenEntry = Callable[[model.Entry], AbstractContextManager[archive.ByteReader]]
 KnownSha256 = Callable[[model.Entry], str]
@@ -97,9 +98,6 @@ class BuiltZip:
             member.arcname: "" if member.kind == _SYMLINK else member.sha256
             for member in self.members
         }
-
-
-_SYMLINK = "symlink"
 
 
 class _HashingOutput:

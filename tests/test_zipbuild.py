@@ -393,13 +393,16 @@ def _disk_layer(tmp_path: Path) -> Path:
 
 
 def _build_layer(
-    tmp_path: Path, build_dir: Path, *, cache: object = None, previous_zip: Path | None = None
+    tmp_path: Path,
+    build_dir: Path,
+    *,
+    cache: sources.StatCache | None = None,
+    previous_zip: Path | None = None,
 ) -> tuple[model.Artifact, int]:
-    """Identify and build the layer; returns the artifact and the stat-cache lookups the build
-    made (it makes them only to compare files with a verified previous zip)."""
-    digests = cache if isinstance(cache, sources.StatCache) else sources.StatCache(
-        tmp_path / "no-cache.json", entries={}, written_ns=0
-    )
+    """Identify and build the layer (with an empty cache if none is given); returns the
+    artifact and the stat-cache lookups the build made (it makes them only to compare files
+    with a verified previous zip)."""
+    digests = cache or sources.StatCache(tmp_path / "no-cache.json", entries={}, written_ns=0)
     artifact = sources.identify(_layer_content(), base_dir=tmp_path, label=LABEL, cache=digests)
     lookups_before = digests.hits + digests.misses
     built = sources.build(
