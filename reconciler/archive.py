@@ -43,6 +43,11 @@ Any change to these rules changes FORMAT_VERSION, which is part of every fingerp
 checks of prebuilt zips (the last three rules) refuse zips and never change the bytes of one
 they accept, so they are not part of FORMAT_VERSION; reading Info-ZIP names right changed
 only the zips of layers whose non-ASCII names used to be garbled.
+
+Besides `write_zip` (zipfile, one file after another), this module holds the zip records
+themselves (`local_header`, `central_directory`) as pure functions of a member's sizes and
+CRC, byte for byte as zipfile writes them, so that `zipbuild` can deflate members on every core
+and still write these bytes.
 """
 
 from __future__ import annotations
@@ -234,7 +239,8 @@ def _bracket_to_regex(segment: str, start: int) -> tuple[str, int]:
     return regex, index + 1
 
 
-def _entry_kind(entry: model.Entry) -> str:
+def entry_kind(entry: model.Entry) -> str:
+    """The entry's kind as the fingerprint names it: regular, executable or symlink."""
     if entry.link_target is not None:
         return _KIND_SYMLINK
     return _KIND_EXECUTABLE if entry.executable else _KIND_REGULAR
@@ -266,7 +272,7 @@ def fingerprint(files: Iterable[tuple[model.Entry, str]]) -> str:
     digest = hashlib.sha256()
     digest.update(f"reconcile-layer-fingerprint\0format={FORMAT_VERSION}\0".encode())
     for entry, file_sha256 in ordered:
-        kind = _entry_kind(entry)
+        kind = entry_kind(entry)
         identity = entry.link_target if entry.link_target is not None else file_sha256
         # NUL cannot occur in a path, a kind or a digest, so the fields cannot run together.
         digest.update(f"{entry.arcname}\0{kind}\0{identity}\0".encode())
@@ -290,13 +296,23 @@ def _zip_info(entry: model.Entry) -> zipfile.ZipInfo:
     return info
 
 
+def checked_order(entries: Iterable[model.Entry]) -> list[model.Entry]:
+    """The entries in zip order (by the UTF-8 bytes of their path), refusing NUL characters and
+    duplicate names with a ContentError."""
+    ordered = sorted(entries, key=_sort_key)
+    _check_arcnames(ordered)
+    return ordered
+
+
 def write_zip(
     entries: Sequence[model.Entry],
     *,
     out: BinaryIO,
     open_entry: Callable[[model.Entry], AbstractContextManager[ByteReader]],
 ) -> int:
-    """Write the deterministic zip of `entries` to `out` (a seekable binary file).
+    """Write the deterministic zip of `entries` to `out` (a seekable binary file), one file
+    after another with zipfile. `zipbuild.write_zip` writes the same bytes on every core; this
+    writer stays as the reference its tests compare it with.
 
     File bytes are streamed in chunks of at most CHUNK_BYTES, never whole. Returns the total
     uncompressed size. Raises ContentError when a file's size differs from `entry.size`, which
@@ -333,12 +349,117 @@ def _copy_entry(
                 break
             into.write(chunk)
     if copied != entry.size:
-        raise errors.ContentError(
-            f"{entry.arcname} changed while it was being packaged "
-            f"(expected {entry.size} bytes, read {'more' if copied > entry.size else copied})",
-            hint="run the command again once the files are stable",
-        )
+        raise size_changed(entry, copied=copied)
     return copied
+
+
+def size_changed(entry: model.Entry, *, copied: int) -> errors.ContentError:
+    """The error for a file that gave `copied` bytes where its entry said `entry.size`."""
+    return errors.ContentError(
+        f"{entry.arcname} changed while it was being packaged "
+        f"(expected {entry.size} bytes, read {'more' if copied > entry.size else copied})",
+        hint="run the command again once the files are stable",
+    )
+
+
+# The zip records below are the ones zipfile writes for `write_zip`'s members (seekable
+# output: sizes in the local header, no data descriptor). `zipbuild` writes members itself,
+# in parallel, and must give the same bytes; the tests compare both on every Python.
+ZIP64_LIMIT = (1 << 31) - 1
+_ZIP_FILECOUNT_LIMIT = (1 << 16) - 1
+_ZIP_VERSION = 20
+_ZIP64_VERSION = 45
+_UTF8_NAME_FLAG = 0x800
+_DOS_DATE = (ZIP_TIMESTAMP[0] - 1980) << 9 | ZIP_TIMESTAMP[1] << 5 | ZIP_TIMESTAMP[2]
+_DOS_TIME = ZIP_TIMESTAMP[3] << 11 | ZIP_TIMESTAMP[4] << 5 | ZIP_TIMESTAMP[5] // 2
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
+_END_RECORD = struct.Struct("<4s4H2LH")
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+
+
+@dataclass(frozen=True, slots=True)
+class ZipMember:
+    """One member as its headers record it: where its local header starts and what follows."""
+
+    arcname: str
+    compress_type: int
+    external_attr: int
+    crc: int
+    compressed_size: int
+    size: int
+    header_offset: int
+
+
+def member_format(entry: model.Entry) -> tuple[int, int]:
+    """(compress type, external attributes) of the entry's member, by the rules above."""
+    if entry.link_target is not None:
+        return zipfile.ZIP_STORED, _SYMLINK_MODE << 16
+    mode = _EXECUTABLE_MODE if entry.executable else _REGULAR_MODE
+    return zipfile.ZIP_DEFLATED, mode << 16
+
+
+def needs_zip64(size: int) -> bool:
+    """Whether zipfile would write a member of `size` bytes with zip64 extra fields (a case
+    `local_header` does not write: such a file is far beyond Lambda's limits anyway)."""
+    return size * 1.05 > ZIP64_LIMIT
+
+
+def _encoded_name(arcname: str) -> tuple[bytes, int]:
+    """The name's bytes and flag bits: ASCII as is, otherwise UTF-8 with the UTF-8 flag."""
+    try:
+        return arcname.encode("ascii"), 0
+    except UnicodeEncodeError:
+        return arcname.encode("utf-8"), _UTF8_NAME_FLAG
+
+
+def local_header(member: ZipMember) -> bytes:
+    """The local file header written before the member's data (sizes known, no extra)."""
+    if needs_zip64(member.size) or member.compressed_size > ZIP64_LIMIT:
+        raise errors.ContentError(f"{member.arcname} is too large for a layer zip")
+    name, flags = _encoded_name(member.arcname)
+    header = _LOCAL_HEADER.pack(
+        b"PK\x03\x04", _ZIP_VERSION, 0, flags, member.compress_type, _DOS_TIME, _DOS_DATE,
+        member.crc, member.compressed_size, member.size, len(name), 0,
+    )
+    return header + name
+
+
+def central_directory(members: Sequence[ZipMember], *, offset: int) -> bytes:
+    """The central directory and end records of `members`, the directory starting at `offset`.
+
+    Zip64 end records are added, as zipfile adds them, when there are more than 65,535
+    members; offsets and sizes past 2 GiB are refused (a layer zip cannot reach them).
+    """
+    records: list[bytes] = []
+    for member in members:
+        if member.header_offset > ZIP64_LIMIT:
+            raise errors.ContentError("the layer zip is too large for its format")
+        name, flags = _encoded_name(member.arcname)
+        records.append(
+            _CENTRAL_HEADER.pack(
+                b"PK\x01\x02", _ZIP_VERSION, _UNIX_CREATE_SYSTEM, _ZIP_VERSION, 0, flags,
+                member.compress_type, _DOS_TIME, _DOS_DATE, member.crc, member.compressed_size,
+                member.size, len(name), 0, 0, 0, 0, member.external_attr, member.header_offset,
+            )
+            + name
+        )
+    directory = b"".join(records)
+    count = len(members)
+    if offset > ZIP64_LIMIT or len(directory) > ZIP64_LIMIT:
+        raise errors.ContentError("the layer zip is too large for its format")
+    if count > _ZIP_FILECOUNT_LIMIT:
+        end64_offset = offset + len(directory)
+        directory += _ZIP64_END_RECORD.pack(
+            b"PK\x06\x06", 44, _ZIP64_VERSION, _ZIP64_VERSION, 0, 0, count, count,
+            len(directory), offset,
+        ) + _ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, end64_offset, 1)
+        count = _ZIP_FILECOUNT_LIMIT
+        central_size = end64_offset - offset
+    else:
+        central_size = len(directory)
+    return directory + _END_RECORD.pack(b"PK\x05\x06", 0, 0, count, count, central_size, offset, 0)
 
 
 def check_member_names(names: Sequence[str]) -> list[str]:

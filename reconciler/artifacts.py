@@ -13,7 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from reconciler import errors, model, sources, workspace
+from reconciler import errors, model, sources, workspace, zipbuild
 
 
 class LocalCode:
@@ -28,6 +28,9 @@ class LocalCode:
         self.skip = frozenset({os.path.realpath(space.cache_dir),
                                os.path.realpath(space.lockfile_path)})
         self._built: dict[str, model.Artifact] = {}
+        # The run's stat cache: a rebuild takes unchanged files' digests from it (to copy
+        # their compressed bytes from the layer's previous zip) instead of reading them.
+        self._cache: sources.StatCache | None = None
 
     @staticmethod
     def label(spec: model.LayerSpec) -> str:
@@ -39,7 +42,7 @@ class LocalCode:
     ) -> dict[str, model.Artifact | model.LayerError]:
         """Each layer's content identity (no zip), or the error that stops it from being
         planned; the stat cache is loaded and saved once."""
-        cache = sources.StatCache.load(self._space.stat_cache_path)
+        cache = self._cache = sources.StatCache.load(self._space.stat_cache_path)
         found: dict[str, model.Artifact | model.LayerError] = {}
         for spec in specs:
             try:
@@ -55,7 +58,8 @@ class LocalCode:
     def build(self, spec: model.LayerSpec, artifact: model.Artifact) -> model.Artifact:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""
         built = sources.build(spec.content, artifact, base_dir=self._space.base_dir,
-                              label=self.label(spec), build_dir=self.build_dir, skip=self.skip)
+                              label=self.label(spec), build_dir=self.build_dir, skip=self.skip,
+                              cache=self._cache)
         built = dataclasses.replace(built, unzipped_size=artifact.unzipped_size)
         self._built[spec.key] = built
         return built
@@ -80,6 +84,11 @@ class LocalCode:
         return Path(artifact.zip_path)
 
     def prune(self) -> None:
-        """Keep in `.reconcile/build/` only the zips this run built or reused."""
-        sources.prune_builds(self.build_dir, keep={
-            artifact.zip_path for artifact in self._built.values() if artifact.zip_path})
+        """Keep in `.reconcile/build/` the zips this run built or reused, and each layer's
+        latest zip (the base of its next incremental rebuild); remove the others."""
+        keep = {artifact.zip_path for artifact in self._built.values() if artifact.zip_path}
+        for spec in self._manifest.layers:
+            latest = zipbuild.latest_zip(self.build_dir, layer=self.label(spec))
+            if latest is not None:
+                keep.add(os.path.abspath(latest))
+        sources.prune_builds(self.build_dir, keep=keep)

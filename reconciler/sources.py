@@ -45,7 +45,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from reconciler import archive, errors, model
+from reconciler import archive, errors, model, zipbuild
 
 CHUNK_BYTES = archive.CHUNK_BYTES
 CACHE_FORMAT = 1
@@ -868,13 +868,13 @@ def _zip_members(
 
 class _EntryReader:
     """Opens the bytes of entries: files by path (checked against the walk's stat) and
-    members of zips (each zip opened once), hashing what is read."""
+    members of zips (each zip opened once). Files may be opened from several threads at once;
+    members of zips from one thread only (a ZipFile is not shared safely)."""
 
     def __init__(self, stats: Mapping[str, os.stat_result]) -> None:
         self._stats = stats
         self._open_zips: dict[str, zipfile.ZipFile] = {}
         self._exit_stack = ExitStack()
-        self.sha256_by_arcname: dict[str, str] = {}
 
     def __enter__(self) -> _EntryReader:
         return self
@@ -887,15 +887,13 @@ class _EntryReader:
     ) -> None:
         self._exit_stack.close()
 
-    @contextmanager
-    def open(self, entry: model.Entry) -> Iterator[archive.ByteReader]:
-        """Open `entry`; once it has been read to the end, its digest is recorded."""
-        with self._open_source(entry) as file:
-            reader = _HashingReader(file)
-            yield reader
-        self.sha256_by_arcname[entry.arcname] = reader.hexdigest()
+    def sha256(self, entry: model.Entry) -> str:
+        """Hex SHA-256 of `entry`'s bytes."""
+        with self.open(entry) as file:
+            return _sha256_of(file).hex()
 
-    def _open_source(self, entry: model.Entry) -> AbstractContextManager[archive.ByteReader]:
+    def open(self, entry: model.Entry) -> AbstractContextManager[archive.ByteReader]:
+        """Open `entry`'s bytes for reading."""
         zip_path, separator, member = entry.source.partition("\0")
         if not separator:
             return _open_regular_file(entry.source, expected=self._stats[entry.source])
@@ -904,22 +902,6 @@ class _EntryReader:
             zip_file = self._exit_stack.enter_context(zipfile.ZipFile(zip_path))
             self._open_zips[zip_path] = zip_file
         return zip_file.open(member)
-
-
-class _HashingReader:
-    """A reader that hashes the bytes it hands on."""
-
-    def __init__(self, inner: archive.ByteReader) -> None:
-        self._inner = inner
-        self._digest = hashlib.sha256()
-
-    def read(self, size: int = -1, /) -> bytes:
-        chunk = self._inner.read(size)
-        self._digest.update(chunk)
-        return chunk
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
 
 
 def identify(
@@ -1048,20 +1030,28 @@ def build(
     label: str,
     build_dir: Path,
     skip: frozenset[str] = frozenset(),
+    previous_zip: Path | None = None,
+    cache: StatCache | None = None,
 ) -> model.Artifact:
     """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
 
     A zip already built for the fingerprint is reused (only re-hashed). Otherwise the content is
-    collected again, zipped into a temporary file and moved into place; if what was zipped no
-    longer has the fingerprint that was planned, the content changed since and a ContentError
-    says so. A prebuilt zip (all digests known) is returned unchanged. The 50 MB direct-upload
-    limit is the caller's to apply.
+    collected again, zipped on every core into a temporary file and moved into place; if what
+    was zipped no longer has the fingerprint that was planned, the content changed since and a
+    ContentError says so. A prebuilt zip (all digests known) is returned unchanged. The 50 MB
+    direct-upload limit is the caller's to apply.
+
+    The zip is rebuilt incrementally from `previous_zip` (default: the layer's latest zip in
+    `build_dir`, found by `label`): unchanged files, known by their digests (from `cache`, or
+    read again without one), have their compressed bytes copied; the bytes are those of a
+    full build (see `zipbuild`).
     """
     if _is_built(artifact):
         return artifact
     with _layer_errors(label):
         return _build(
-            content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip
+            content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip,
+            previous_zip=previous_zip, cache=cache,
         )
 
 
@@ -1073,6 +1063,8 @@ def _build(
     label: str,
     build_dir: Path,
     skip: frozenset[str],
+    previous_zip: Path | None,
+    cache: StatCache | None,
 ) -> model.Artifact:
     if content.kind is model.SourceKind.S3:
         raise _s3_unsupported(label)
@@ -1087,11 +1079,16 @@ def _build(
         return prebuilt
     zip_path = build_dir / f"{artifact.fingerprint}.zip"
     build_dir.mkdir(parents=True, exist_ok=True)
-    if not (zip_path.is_file() and zipfile.is_zipfile(zip_path)):
-        _build_zip(
-            content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip
+    if zip_path.is_file() and zipfile.is_zipfile(zip_path):
+        built = _built_artifact(artifact.fingerprint, zip_path)
+    else:
+        built = _build_zip(
+            content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
+            previous_zip=previous_zip or zipbuild.latest_zip(build_dir, layer=label),
+            cache=cache,
         )
-    return _built_artifact(artifact.fingerprint, zip_path)
+    zipbuild.remember_latest(build_dir, layer=label, zip_path=zip_path)
+    return built
 
 
 def _build_zip(
@@ -1102,21 +1099,42 @@ def _build_zip(
     label: str,
     zip_path: Path,
     skip: frozenset[str],
-) -> None:
+    previous_zip: Path | None,
+    cache: StatCache | None,
+) -> model.Artifact:
     collected = _collect(content, base_dir=base_dir, label=label, skip=skip)
     remove_stale_build_temps(zip_path.parent)
     # The writer's pid in the name lets a later build tell an abandoned temp file.
+    known_sha256: zipbuild.KnownSha256 | None = None
+    if content.kind is model.SourceKind.PATH:
+        # Without the caller's cache, a file is read once more to be hashed: still far
+        # cheaper than deflating it again.
+        digests = cache or StatCache(zip_path.parent / "unused", entries={}, written_ns=0)
+
+        def known_sha256(entry: model.Entry) -> str:
+            return digests.file_sha256(Path(entry.source), collected.stats[entry.source])
+
     descriptor, temp_name = tempfile.mkstemp(
         dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.{os.getpid()}.",
         suffix=BUILD_TEMP_SUFFIX,
     )
     try:
-        with os.fdopen(descriptor, "w+b") as temp_file, _EntryReader(collected.stats) as reader:
-            archive.write_zip(collected.entries, out=temp_file, open_entry=reader.open)
+        with (
+            os.fdopen(descriptor, "w+b") as temp_file,
+            _EntryReader(collected.stats) as reader,
+            zipbuild.open_previous(previous_zip) as previous,
+        ):
+            built = zipbuild.write_zip(
+                collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
+                known_sha256=known_sha256,
+                # Members of one zip are read through one shared ZipFile: one worker.
+                workers=None if content.kind is model.SourceKind.PATH else 1,
+            )
             temp_file.flush()
             os.fsync(temp_file.fileno())
+        file_sha256 = built.file_sha256()
         zipped = archive.fingerprint(
-            (entry, reader.sha256_by_arcname.get(entry.arcname, "")) for entry in collected.entries
+            (entry, file_sha256[entry.arcname]) for entry in collected.entries
         )
         if zipped != artifact.fingerprint:
             raise _changed_while_planning(label, planned=artifact.fingerprint, found=zipped)
@@ -1124,6 +1142,14 @@ def _build_zip(
     except BaseException:
         _remove_quietly(temp_name)
         raise
+    zipbuild.save_index(zip_path, built)
+    return model.Artifact(
+        fingerprint=artifact.fingerprint,
+        code_sha256=archive.code_sha256(built.sha256),
+        content_sha256=built.sha256.hex(),
+        code_size=built.code_size,
+        zip_path=os.path.abspath(zip_path),
+    )
 
 
 def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> list[Path]:
@@ -1194,6 +1220,7 @@ def prune_builds(build_dir: Path, *, keep: set[str]) -> None:
         if os.path.abspath(zip_path) not in keep:
             with suppress(OSError):  # best effort: it is only a cache
                 os.unlink(zip_path)
+                os.unlink(zipbuild.index_path(zip_path))
 
 
 def zip_matches(zip_path: Path, *, code_sha256: str) -> bool:

@@ -195,7 +195,8 @@ def test_abandoned_build_temp_files_are_removed(tmp_path: Path) -> None:
 
 
 def test_build_removes_abandoned_temp_files_in_its_folder(tmp_path: Path) -> None:
-    """A build into a folder clears what a killed build left there, and leaves only its zip."""
+    """A build into a folder clears what a killed build left there, and leaves only its zip
+    (with the zip's index and the layer's latest-zip pointer, for incremental rebuilds)."""
     (tmp_path / "layer").mkdir()
     (tmp_path / "layer" / "m.py").write_text("X = 1\n")
     build_dir = tmp_path / "build"
@@ -205,5 +206,6 @@ def test_build_removes_abandoned_temp_files_in_its_folder(tmp_path: Path) -> Non
     artifact = _identify(tmp_path, _path("layer"))
     built = sources.build(_path("layer"), artifact, base_dir=tmp_path, label=LABEL,
                           build_dir=build_dir)
-    assert [path.name for path in build_dir.iterdir()] == [f"{built.fingerprint}.zip"]
+    assert not leftover.exists()
+    assert [path.name for path in build_dir.glob("*.zip*")] == [f"{built.fingerprint}.zip"]
 

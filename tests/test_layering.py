@@ -22,7 +22,7 @@ import pytest
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
                   "planfile", "statefile"})
-SHELL = frozenset({"workspace", "sources", "state", "state.local", "state.s3", "aws",
+SHELL = frozenset({"workspace", "sources", "zipbuild", "state", "state.local", "state.s3", "aws",
                    "artifacts", "planning", "applying", "publishing", "sandbox", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 

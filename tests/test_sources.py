@@ -623,9 +623,9 @@ def test_build_reuses_a_zip_already_built_for_the_fingerprint(tmp_path: Path) ->
     after = os.stat(first.zip_path)
     assert second == first
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-    assert sorted(path.name for path in (tmp_path / "build").iterdir()) == [
-        f"{GOLDEN_FINGERPRINT}.zip"
-    ]
+    built_files = sorted(path.name for path in (tmp_path / "build").iterdir())
+    assert built_files[:2] == [f"{GOLDEN_FINGERPRINT}.index.json", f"{GOLDEN_FINGERPRINT}.zip"]
+    assert len(built_files) == 3 and built_files[2].startswith("latest-")  # the layer's pointer
 
 
 def test_build_detects_content_changed_since_identify(tmp_path: Path) -> None:

@@ -1,0 +1,639 @@
+"""Writes a layer's deterministic zip using every core, and rebuilds it incrementally from the
+layer's previous zip. Shell: it runs the thread pool, reads the previous zip and its index, and
+writes the index and the per-layer pointer in the build folder; the byte format (which members,
+in what order, with which headers) is `archive`'s, and this module must not decide any of it.
+
+How the bytes stay those of `archive.write_zip` (zipfile): members are deflated in a thread pool
+(zlib releases the GIL) with `zlib.compressobj(6, DEFLATED, -15)` fed the same CHUNK_BYTES
+chunks, and one writer, the calling thread, writes them in zip order with `archive`'s headers,
+hashing the bytes as it writes them, so the zip is never read back for its SHA-256.
+Deflating the same bytes with the same zlib and settings gives the same stream, so a member
+whose file is unchanged (same SHA-256 of its bytes) can have its compressed bytes copied from
+the previous zip; a rebuild is byte-identical to a full build.
+
+Memory: compressed results waiting for the writer are held in memory only up to
+`max_in_flight_bytes`; each job reserves zlib's worst-case output size before it starts. A file
+whose worst case is over a quarter of that limit is deflated by a worker into an anonymous
+temporary file instead (so big files also deflate in parallel), which the writer copies.
+
+The index beside each zip (`<zip stem>.index.json`) records the zip's own SHA-256 and size,
+the zlib version and settings, and for each member its path, kind, SHA-256 of its bytes, CRC,
+sizes and the offset of its compressed data. It is trusted only when its own digest matches,
+the zip's SHA-256 matches it and every member's local header is where it says; on any doubt the
+previous zip is not used and every file is deflated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from reconciler import archive, errors, model
+
+INDEX_FORMAT = 1
+DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
+# The deflate settings zipfile uses for a ZIP_DEFLATED member: raw deflate, 32 KiB window.
+_WINDOW_BITS = -15
+_INDEX_SUFFIX = ".index.json"
+_MAX_INDEX_BYTES = 64 * 1024 * 1024
+_POINTER_PREFIX = "latest-"
+_SYMLINK = "symlink"  # the kind `archive.entry_kind` gives a link
+
+OpenEntry = Callable[[model.Entry], AbstractContextManager[archive.ByteReader]]
+KnownSha256 = Callable[[model.Entry], str]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedMember:
+    """One member of a built zip, as its index records it."""
+
+    arcname: str
+    kind: str
+    sha256: str
+    crc: int
+    compress_type: int
+    compressed_size: int
+    size: int
+    data_offset: int
+
+    def header(self) -> bytes:
+        """The member's local header, which must sit right before its data (a local header
+        holds neither the member's offset nor its mode)."""
+        return archive.local_header(
+            archive.ZipMember(
+                arcname=self.arcname, compress_type=self.compress_type, external_attr=0,
+                crc=self.crc, compressed_size=self.compressed_size, size=self.size,
+                header_offset=0,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class BuiltZip:
+    """What writing a zip produced: its raw SHA-256 and size, its members, and counters
+    (members copied from the previous zip, members deflated, peak bytes reserved in flight)."""
+
+    sha256: bytes
+    code_size: int
+    members: tuple[IndexedMember, ...]
+    reused: int
+    deflated: int
+    peak_in_flight_bytes: int
+
+    def file_sha256(self) -> dict[str, str]:
+        """Hex SHA-256 of each member's bytes by path ("" for a symlink, as `fingerprint`
+        takes it)."""
+        return {
+            member.arcname: "" if member.kind == _SYMLINK else member.sha256
+            for member in self.members
+        }
+
+
+class _HashingOutput:
+    """The zip being written: every byte goes to the file and into its SHA-256."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+        self.offset = 0
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self.digest.update(data)
+        self.offset += len(data)
+
+
+def _deflate_bound(size: int) -> int:
+    """zlib's compressBound: the most bytes deflating `size` bytes can give."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13
+
+
+@dataclass
+class _Deflated:
+    """A worker's result: the member's CRC, SHA-256 and compressed bytes (in memory or in a
+    temporary file)."""
+
+    crc: int
+    sha256: str
+    compressed_size: int
+    chunks: list[bytes] = field(default_factory=list)
+    spool: IO[bytes] | None = None
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
+
+def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool) -> _Deflated:
+    """Read, hash and deflate one file exactly as zipfile does (same chunks, same settings)."""
+    compressor = zlib.compressobj(archive.DEFLATE_LEVEL, zlib.DEFLATED, _WINDOW_BITS)
+    digest = hashlib.sha256()
+    result = _Deflated(crc=0, sha256="", compressed_size=0)
+    if spooled:
+        result.spool = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by the writer
+
+    def keep(data: bytes) -> None:
+        if not data:
+            return
+        result.compressed_size += len(data)
+        if result.spool is not None:
+            result.spool.write(data)
+        else:
+            result.chunks.append(data)
+
+    try:
+        copied = 0
+        with open_entry(entry) as source:
+            while chunk := source.read(archive.CHUNK_BYTES):
+                copied += len(chunk)
+                # Stop early: a file that keeps growing would otherwise be read without end.
+                if copied > entry.size:
+                    break
+                result.crc = zlib.crc32(chunk, result.crc)
+                digest.update(chunk)
+                keep(compressor.compress(chunk))
+        if copied != entry.size:
+            raise archive.size_changed(entry, copied=copied)
+        keep(compressor.flush())
+    except BaseException:
+        result.close()
+        raise
+    result.sha256 = digest.hexdigest()
+    return result
+
+
+@dataclass(frozen=True)
+class _Job:
+    """How one member's data is obtained: a link's text, a copy from the previous zip, or a
+    deflate job reserving `reserved` bytes of the in-flight budget."""
+
+    entry: model.Entry
+    link_bytes: bytes | None = None
+    copy_from: IndexedMember | None = None
+    known_sha256: str = ""
+    reserved: int = 0
+    spooled: bool = False
+
+
+class PreviousZip:
+    """An earlier zip of the layer whose index has been verified, open for copying members."""
+
+    def __init__(self, file: BinaryIO, members: Sequence[IndexedMember]) -> None:
+        self._file = file
+        self._by_sha256 = {
+            member.sha256: member
+            for member in members
+            if member.kind != _SYMLINK and member.compress_type == zipfile.ZIP_DEFLATED
+        }
+
+    def deflated_member(self, sha256: str) -> IndexedMember | None:
+        """A deflated member whose bytes have that SHA-256, if the zip holds one."""
+        return self._by_sha256.get(sha256)
+
+    def copy_data(self, member: IndexedMember, *, into: _HashingOutput) -> None:
+        """Copy the member's compressed bytes, in chunks."""
+        position = member.data_offset
+        end = member.data_offset + member.compressed_size
+        descriptor = self._file.fileno()
+        while position < end:
+            chunk = os.pread(descriptor, min(archive.CHUNK_BYTES, end - position), position)
+            if not chunk:
+                raise errors.ContentError("the previous zip shrank while it was being read")
+            into.write(chunk)
+            position += len(chunk)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def index_path(zip_path: Path) -> Path:
+    """Where the index of the zip at `zip_path` lives: beside it, `<stem>.index.json`."""
+    return zip_path.with_name(zip_path.stem + _INDEX_SUFFIX)
+
+
+def _index_document(built: BuiltZip) -> dict[str, object]:
+    document: dict[str, object] = {
+        "format": INDEX_FORMAT,
+        "zip_format": archive.FORMAT_VERSION,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "deflate": [archive.DEFLATE_LEVEL, _WINDOW_BITS],
+        "zip_sha256": built.sha256.hex(),
+        "zip_size": built.code_size,
+        "members": [
+            [m.arcname, m.kind, m.sha256, m.crc, m.compress_type, m.compressed_size, m.size,
+             m.data_offset]
+            for m in built.members
+        ],
+    }
+    document["index_sha256"] = _document_sha256(document)
+    return document
+
+
+def _document_sha256(document: dict[str, object]) -> str:
+    body = {key: value for key, value in document.items() if key != "index_sha256"}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
+    ).hexdigest()
+
+
+def save_index(zip_path: Path, built: BuiltZip) -> bool:
+    """Write the index of the zip just built at `zip_path`; False if it cannot be written (it
+    only speeds up the next build). Indexes whose zip is gone are removed on the way."""
+    try:
+        _write_atomically(
+            index_path(zip_path),
+            json.dumps(_index_document(built), separators=(",", ":")).encode("ascii"),
+        )
+        for other in zip_path.parent.glob(f"*{_INDEX_SUFFIX}"):
+            if not other.with_name(other.name.removesuffix(_INDEX_SUFFIX) + ".zip").exists():
+                other.unlink()
+    except OSError:
+        return False
+    return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name[:24]}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as temp_file:
+            temp_file.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def _pointer_path(build_dir: Path, layer: str) -> Path:
+    # Named by a digest of the layer's label, so that any label makes a safe file name.
+    return build_dir / f"{_POINTER_PREFIX}{hashlib.sha256(layer.encode()).hexdigest()[:16]}.json"
+
+
+def remember_latest(build_dir: Path, *, layer: str, zip_path: Path) -> None:
+    """Record `zip_path` (in `build_dir`) as the layer's latest zip; best effort."""
+    document = {"layer": layer, "zip": zip_path.name}
+    with contextlib.suppress(OSError):
+        _write_atomically(_pointer_path(build_dir, layer), json.dumps(document).encode("utf-8"))
+
+
+def latest_zip(build_dir: Path, *, layer: str) -> Path | None:
+    """The layer's latest zip in `build_dir` as `remember_latest` recorded it, if it exists."""
+    try:
+        document = json.loads(_pointer_path(build_dir, layer).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("layer") != layer:
+        return None
+    name = document.get("zip")
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".zip"):
+        return None
+    zip_path = build_dir / name
+    return zip_path if zip_path.is_file() else None
+
+
+@contextlib.contextmanager
+def open_previous(zip_path: Path | None) -> Iterator[PreviousZip | None]:
+    """The verified previous zip at `zip_path`, or None when there is none or any check
+    fails (then the build deflates every file)."""
+    previous = _verified_previous(zip_path) if zip_path is not None else None
+    try:
+        yield previous
+    finally:
+        if previous is not None:
+            previous.close()
+
+
+def _verified_previous(zip_path: Path) -> PreviousZip | None:
+    try:
+        with open(index_path(zip_path), "rb") as index_file:
+            raw_index = index_file.read(_MAX_INDEX_BYTES + 1)
+        document = json.loads(raw_index)
+        members = _indexed_members(document) if len(raw_index) <= _MAX_INDEX_BYTES else None
+    except (OSError, ValueError):
+        return None
+    if members is None:
+        return None
+    try:
+        zip_file = open(zip_path, "rb")  # noqa: SIM115 -- PreviousZip owns and closes it
+    except OSError:
+        return None
+    try:
+        if _zip_matches_index(zip_file, document=document, members=members):
+            return PreviousZip(zip_file, members)
+    except OSError:
+        pass
+    zip_file.close()
+    return None
+
+
+def _indexed_members(document: object) -> list[IndexedMember] | None:
+    """The members of a well-formed index written by this zlib and format, else None."""
+    if not isinstance(document, dict):
+        return None
+    expected = {
+        "format": INDEX_FORMAT,
+        "zip_format": archive.FORMAT_VERSION,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "deflate": [archive.DEFLATE_LEVEL, _WINDOW_BITS],
+    }
+    if any(document.get(key) != value for key, value in expected.items()):
+        return None
+    if document.get("index_sha256") != _document_sha256(document):
+        return None
+    raw_members = document.get("members")
+    if not isinstance(raw_members, list):
+        return None
+    members: list[IndexedMember] = []
+    for raw in raw_members:
+        if not (isinstance(raw, list) and len(raw) == 8):
+            return None
+        arcname, kind, sha256, *numbers = raw
+        if not (isinstance(arcname, str) and isinstance(kind, str) and isinstance(sha256, str)):
+            return None
+        if not all(type(number) is int and number >= 0 for number in numbers):
+            return None
+        crc, compress_type, compressed_size, size, data_offset = numbers
+        members.append(
+            IndexedMember(arcname, kind, sha256, crc, compress_type, compressed_size, size,
+                          data_offset)
+        )
+    return members
+
+
+def _zip_matches_index(
+    zip_file: BinaryIO, *, document: dict[str, object], members: Sequence[IndexedMember]
+) -> bool:
+    """The zip has the index's size and SHA-256, and each member's header where it says."""
+    zip_size = os.fstat(zip_file.fileno()).st_size
+    if zip_size != document.get("zip_size"):
+        return False
+    digest = hashlib.sha256()
+    while chunk := zip_file.read(archive.CHUNK_BYTES):
+        digest.update(chunk)
+    if digest.hexdigest() != document.get("zip_sha256"):
+        return False
+    for member in members:
+        try:
+            header = member.header()
+        except errors.ContentError:
+            return False
+        start = member.data_offset - len(header)
+        if start < 0 or member.data_offset + member.compressed_size > zip_size:
+            return False
+        if os.pread(zip_file.fileno(), len(header), start) != header:
+            return False
+    return True
+
+
+class _InFlight:
+    """Bytes reserved for compressed results the writer has not written yet."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reserved = 0
+        self.peak = 0
+
+    def fits(self, size: int) -> bool:
+        # With nothing in flight any one job may start, or the build could never go on.
+        return self.reserved == 0 or self.reserved + size <= self.limit
+
+    def reserve(self, size: int) -> None:
+        self.reserved += size
+        self.peak = max(self.peak, self.reserved)
+
+    def release(self, size: int) -> None:
+        self.reserved -= size
+
+
+# Small files are deflated in batches, so that a thread hand-off is paid per batch rather
+# than per file (a layer of Python sources holds thousands of files of a few KiB).
+_BATCH_INPUT_BYTES = 1024 * 1024
+_BATCH_FILES = 256
+
+
+def _plan_tasks(
+    ordered: Sequence[model.Entry],
+    *,
+    previous: PreviousZip | None,
+    known_sha256: KnownSha256 | None,
+    spool_over: int,
+) -> list[_Task]:
+    """The members in zip order, grouped into tasks: each link or copy alone, consecutive
+    small files into deflate batches, each big (spooled) file alone."""
+    tasks: list[_Task] = []
+    batch: list[_Job] = []
+    batch_bytes = batch_reserved = 0
+
+    def close_batch() -> None:
+        nonlocal batch_bytes, batch_reserved
+        if batch:
+            tasks.append(_Task(tuple(batch)))
+            batch.clear()
+        batch_bytes = batch_reserved = 0
+
+    for entry in ordered:
+        if archive.needs_zip64(entry.size):
+            raise errors.ContentError(f"{entry.arcname} is too large for a layer zip")
+        if entry.link_target is not None:
+            close_batch()
+            tasks.append(_Task((_Job(entry, link_bytes=entry.link_target.encode("utf-8")),)))
+            continue
+        if previous is not None and known_sha256 is not None:
+            sha256 = known_sha256(entry)
+            old = previous.deflated_member(sha256)
+            if old is not None and old.size == entry.size:
+                close_batch()
+                tasks.append(_Task((_Job(entry, copy_from=old, known_sha256=sha256),)))
+                continue
+        bound = _deflate_bound(entry.size)
+        if bound > spool_over:
+            close_batch()
+            # A spooled job holds one chunk's compressed output in memory at a time.
+            reserved = _deflate_bound(min(entry.size, archive.CHUNK_BYTES))
+            tasks.append(_Task((_Job(entry, reserved=reserved, spooled=True),)))
+            continue
+        if batch and (
+            batch_bytes + entry.size > _BATCH_INPUT_BYTES
+            or len(batch) >= _BATCH_FILES
+            or batch_reserved + bound > spool_over
+        ):
+            close_batch()
+        batch.append(_Job(entry, reserved=bound))
+        batch_bytes += entry.size
+        batch_reserved += bound
+    close_batch()
+    return tasks
+
+
+@dataclass(frozen=True)
+class _Task:
+    """Consecutive members handled together: one deflate batch for the pool, or one member
+    the writer handles itself (a link or a copy)."""
+
+    jobs: tuple[_Job, ...]
+
+    @property
+    def deflates(self) -> bool:
+        return self.jobs[0].link_bytes is None and self.jobs[0].copy_from is None
+
+    @property
+    def reserved(self) -> int:
+        return sum(job.reserved for job in self.jobs)
+
+
+def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry) -> list[_Deflated]:
+    results: list[_Deflated] = []
+    try:
+        for job in jobs:
+            results.append(_deflate(job.entry, open_entry=open_entry, spooled=job.spooled))
+    except BaseException:
+        for result in results:
+            result.close()
+        raise
+    return results
+
+
+def write_zip(
+    entries: Sequence[model.Entry],
+    *,
+    out: BinaryIO,
+    open_entry: OpenEntry,
+    previous: PreviousZip | None = None,
+    known_sha256: KnownSha256 | None = None,
+    workers: int | None = None,
+    max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
+) -> BuiltZip:
+    """Write the deterministic zip of `entries` to `out` (a new, empty file): the bytes of
+    `archive.write_zip`, deflated by `workers` threads (default: one per CPU).
+
+    With `previous` and `known_sha256` (the hex SHA-256 of a file's bytes, from the stat
+    cache), a file whose digest the previous zip holds is copied from it, not deflated.
+    `open_entry` is called from worker threads. Raises ContentError when a file's size differs
+    from its entry's (it changed while being packaged), for NUL characters and duplicates.
+    """
+    ordered = archive.checked_order(entries)
+    tasks = _plan_tasks(
+        ordered, previous=previous, known_sha256=known_sha256,
+        spool_over=max(max_in_flight_bytes // 4, 1),
+    )
+    writer = _Writer(out, previous=previous)
+    in_flight = _InFlight(max_in_flight_bytes)
+    pending: dict[int, Future[list[_Deflated]]] = {}
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    try:
+        next_to_submit = 0
+        for position, task in enumerate(tasks):
+            # Keep the workers busy ahead of the writer, within the in-flight budget.
+            while next_to_submit < len(tasks):
+                ahead = tasks[next_to_submit]
+                if ahead.deflates:
+                    if not in_flight.fits(ahead.reserved):
+                        break
+                    in_flight.reserve(ahead.reserved)
+                    pending[next_to_submit] = pool.submit(
+                        _deflate_batch, ahead.jobs, open_entry=open_entry
+                    )
+                next_to_submit += 1
+            if not task.deflates:
+                writer.write_member(task.jobs[0], None)
+                continue
+            results = pending.pop(position).result()
+            try:
+                for job, deflated in zip(task.jobs, results, strict=True):
+                    writer.write_member(job, deflated)
+            finally:
+                for deflated in results:
+                    deflated.close()
+            in_flight.release(task.reserved)
+        writer.finish()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in pending.values():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                for deflated in future.result():
+                    deflated.close()
+    return BuiltZip(
+        sha256=writer.output.digest.digest(),
+        code_size=writer.output.offset,
+        members=tuple(writer.indexed),
+        reused=writer.reused,
+        deflated=writer.deflated,
+        peak_in_flight_bytes=in_flight.peak,
+    )
+
+
+class _Writer:
+    """The one writer: members in zip order, then the central directory."""
+
+    def __init__(self, out: BinaryIO, *, previous: PreviousZip | None) -> None:
+        self.output = _HashingOutput(out)
+        self._previous = previous
+        self._members: list[archive.ZipMember] = []
+        self.indexed: list[IndexedMember] = []
+        self.reused = 0
+        self.deflated = 0
+
+    def write_member(self, job: _Job, deflated: _Deflated | None) -> None:
+        """Write one member: its local header, then its data from where the job says."""
+        compress_type, external_attr = archive.member_format(job.entry)
+        if job.link_bytes is not None:
+            crc, compressed_size = zlib.crc32(job.link_bytes), len(job.link_bytes)
+            sha256 = hashlib.sha256(job.link_bytes).hexdigest()
+        elif job.copy_from is not None:
+            crc, compressed_size = job.copy_from.crc, job.copy_from.compressed_size
+            sha256 = job.known_sha256
+        elif deflated is not None:
+            crc, compressed_size, sha256 = (
+                deflated.crc, deflated.compressed_size, deflated.sha256
+            )
+        else:
+            raise AssertionError("a deflate job reached the writer without its result")
+        member = archive.ZipMember(
+            arcname=job.entry.arcname, compress_type=compress_type, external_attr=external_attr,
+            crc=crc, compressed_size=compressed_size, size=job.entry.size,
+            header_offset=self.output.offset,
+        )
+        self.output.write(archive.local_header(member))
+        data_offset = self.output.offset
+        if job.link_bytes is not None:
+            self.output.write(job.link_bytes)
+        elif job.copy_from is not None and self._previous is not None:
+            self._previous.copy_data(job.copy_from, into=self.output)
+            self.reused += 1
+        elif deflated is not None:
+            _write_deflated(deflated, into=self.output)
+            self.deflated += 1
+        self._members.append(member)
+        self.indexed.append(
+            IndexedMember(
+                arcname=member.arcname, kind=archive.entry_kind(job.entry), sha256=sha256,
+                crc=crc, compress_type=compress_type, compressed_size=compressed_size,
+                size=member.size, data_offset=data_offset,
+            )
+        )
+
+    def finish(self) -> None:
+        self.output.write(archive.central_directory(self._members, offset=self.output.offset))
+
+
+def _write_deflated(deflated: _Deflated, *, into: _HashingOutput) -> None:
+    if deflated.spool is None:
+        for chunk in deflated.chunks:
+            into.write(chunk)
+        return
+    deflated.spool.seek(0)
+    while chunk := deflated.spool.read(archive.CHUNK_BYTES):
+        into.write(chunk)
