@@ -299,11 +299,11 @@ def apply(
     in_flight: dict[concurrent.futures.Future[Outcome], model.LayerChange] = {}
 
     def release_waiting(change: model.LayerChange, *, why: str | None) -> None:
-        for follower in waiting.pop((change.layer, change.region), []):
-            if why is None:
-                pending.insert(0, (follower, job(follower)))
-            else:
-                report.not_attempted.append(NotAttempted(follower, why))
+        followers = waiting.pop((change.layer, change.region), [])
+        if why is None:  # next in line, in the plan's order (oldest version first)
+            pending[0:0] = [(follower, job(follower)) for follower in followers]
+        else:
+            report.not_attempted.extend(NotAttempted(follower, why) for follower in followers)
 
     with filler_dir, concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, parallelism), thread_name_prefix="reconcile-apply") as pool:
