@@ -12,12 +12,22 @@ request (SIGTERM, Ctrl-C) lets the publishes in flight finish and be recorded, a
 new one. A region whose calls keep failing for reasons of the region (unreachable, 5xx,
 throttled out) is given up after a few failures; its other changes are reported as not
 attempted, and a rerun does only what is missing.
+
+A layer vendor's release (fleet.py's part, carried out here in its own functions): a publish
+gives the new version its grants before it is recorded, after align_versions' filler
+versions when the plan asks for them; the fillers are deleted by a follow-up job the moment
+the real version is recorded. A `grant` change edits the latest version's permissions and
+records the new settings digest; a `delete` change (retention) runs once the same layer and
+region's publish is recorded, and not at all when that publish failed.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import io
+import tempfile
 import threading
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +61,25 @@ class Published:
     change: model.LayerChange
     version: model.RemoteVersion
     adopted: bool = False
+    fillers: tuple[int, ...] = ()  # align_versions' filler versions, deleted next
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A `grant` change carried out on its version."""
+
+    change: model.LayerChange
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """Versions apply deleted for one change: a retention `delete`, or a publish's fillers."""
+
+    change: model.LayerChange
+    versions: tuple[int, ...]
+
+
+Outcome = Published | Granted | Deleted
 
 
 @dataclass(frozen=True)
@@ -75,6 +104,9 @@ class ApplyReport:
 
     published: list[Published] = field(default_factory=list)
     recorded: list[model.LayerChange] = field(default_factory=list)
+    granted: list[model.LayerChange] = field(default_factory=list)
+    deleted: list[Deleted] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     not_attempted: list[NotAttempted] = field(default_factory=list)
     unchanged: int = 0
@@ -127,7 +159,8 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
             except errors.ContentError as error:
                 raise errors.ApplyFailed(f"nothing was published: {error.message}",
                                          hint=error.hint) from error
-    if zips or plan.records:
+    if zips or plan.records or any(change.action is model.Action.GRANT
+                                   for change in plan.changes):
         try:
             state.check_writable()
         except errors.StateError as error:
@@ -190,19 +223,28 @@ def apply(
                 report.unchanged += 1
     if state_broken:
         for change in plan.changes:
-            if change.action in _PUBLISHING:
+            if change.action is not model.Action.NOOP:
                 report.not_attempted.append(NotAttempted(change, "the state cannot be written"))
         return report
 
+    filler_dir = tempfile.TemporaryDirectory(prefix="reconcile-filler-")
+    filler_zip = Path(filler_dir.name) / "filler.zip"
+    filler_zip.write_bytes(filler_zip_bytes())
+
     def publish(change: model.LayerChange) -> Published:
+        fillers = publish_fillers(change, store=store, zip_path=filler_zip, progress=progress)
         progress(f"{change.layer}: publishing in {change.region}")
         zip_path = zips[(change.layer, change.region)]
         # Sent once; after an unknown outcome the version is looked for before any resend.
-        outcome = publishing.publish_exactly_once(
-            store, region=change.region, layer_name=change.layer_name,
-            settings=change.desired.settings, zip_path=zip_path,
-            code_sha256=change.desired.code_sha256 or "",  # preflight checked the zip
-            above_version=change.current.version if change.current else 0)
+        try:
+            outcome = publishing.publish_exactly_once(
+                store, region=change.region, layer_name=change.layer_name,
+                settings=change.desired.settings, zip_path=zip_path,
+                code_sha256=change.desired.code_sha256 or "",  # preflight checked the zip
+                above_version=change.current.version if change.current else 0)
+        except errors.ReconcilerError:
+            delete_fillers(change, fillers, store=store)
+            raise
         version = outcome.version
         if outcome.adopted:
             progress(f"{change.layer}: the publish's reply was lost; found v{version.version} "
@@ -212,44 +254,96 @@ def apply(
                 f"{version.layer_version_arn} was published, but Lambda reports its "
                 f"CodeSha256 as {version.code_sha256} while the uploaded zip has "
                 f"{change.desired.code_sha256}; it is not recorded")
-        return Published(change, version, adopted=outcome.adopted)
+        grant_new_version(change, version, store=store)
+        return Published(change, version, adopted=outcome.adopted, fillers=fillers)
 
-    pending = [change for change in plan.changes if change.action in _PUBLISHING]
-    unsupported = [change for change in plan.changes
-                   if change.action not in (*_PUBLISHING, model.Action.NOOP)]
-    for change in unsupported:
-        report.not_attempted.append(NotAttempted(
-            change, f"{change.action.value} changes are not supported by this version"))
+    def grant(change: model.LayerChange) -> Granted:
+        progress(f"{change.layer}: updating grants in {change.region}")
+        update_grants(change, store=store)
+        return Granted(change)
+
+    def delete(change: model.LayerChange) -> Deleted:
+        progress(f"{change.layer}: deleting v{change.version} in {change.region}")
+        store.delete_version(region=change.region, layer_name=change.layer_name,
+                             version=change.version or 0)
+        return Deleted(change, (change.version or 0,))
+
+    def cleanup(change: model.LayerChange, fillers: tuple[int, ...]) -> Callable[[], Deleted]:
+        def run() -> Deleted:
+            delete_fillers(change, fillers, store=store)
+            return Deleted(change, fillers)
+        return run
+
+    def job(change: model.LayerChange) -> Callable[[], Outcome]:
+        if change.action in _PUBLISHING:
+            return lambda: publish(change)
+        if change.action is model.Action.GRANT:
+            return lambda: grant(change)
+        return lambda: delete(change)
+
+    # Deletions wait for the publish of their layer and region, when there is one.
+    follows_publish = {(change.layer, change.region) for change in plan.changes
+                       if change.action in _PUBLISHING}
+    waiting: dict[tuple[str, str], list[model.LayerChange]] = {}
+    pending: list[tuple[model.LayerChange, Callable[[], Outcome]]] = []
+    for change in plan.changes:
+        if change.action is model.Action.DELETE and (change.layer,
+                                                     change.region) in follows_publish:
+            waiting.setdefault((change.layer, change.region), []).append(change)
+        elif change.action is not model.Action.NOOP:
+            pending.append((change, job(change)))
+    # Filler clean-ups run even after a stop request: a filler is never left behind.
+    urgent: list[tuple[model.LayerChange, Callable[[], Outcome]]] = []
     region_failures: dict[str, int] = {}
     given_up: dict[str, str] = {}
-    in_flight: dict[concurrent.futures.Future[Published], model.LayerChange] = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism),
-                                               thread_name_prefix="reconcile-apply") as pool:
-        while pending or in_flight:
+    in_flight: dict[concurrent.futures.Future[Outcome], model.LayerChange] = {}
+
+    def release_waiting(change: model.LayerChange, *, why: str | None) -> None:
+        followers = waiting.pop((change.layer, change.region), [])
+        if why is None:  # next in line, in the plan's order (oldest version first)
+            pending[0:0] = [(follower, job(follower)) for follower in followers]
+        else:
+            report.not_attempted.extend(NotAttempted(follower, why) for follower in followers)
+
+    with filler_dir, concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, parallelism), thread_name_prefix="reconcile-apply") as pool:
+        while pending or in_flight or urgent:
+            while urgent and len(in_flight) < max(1, parallelism):
+                change, run = urgent.pop(0)
+                in_flight[pool.submit(run)] = change
             while pending and len(in_flight) < max(1, parallelism) and not stop.is_set() \
                     and not state_broken:
-                change = pending.pop(0)
+                change, run = pending.pop(0)
                 if change.region in given_up:
                     report.not_attempted.append(NotAttempted(
                         change, f"{change.region} kept failing: {given_up[change.region]}"))
+                    release_waiting(change, why=f"{change.region} kept failing")
                     continue
-                in_flight[pool.submit(publish, change)] = change
+                in_flight[pool.submit(run)] = change
             if (stop.is_set() or state_broken) and pending:
                 why = ("apply was interrupted" if stop.is_set()
                        else "the state cannot be written")
-                report.not_attempted.extend(NotAttempted(change, why) for change in pending)
+                report.not_attempted.extend(NotAttempted(change, why) for change, _ in pending)
                 pending.clear()
                 report.interrupted = stop.is_set()
             if not in_flight:
+                if not pending and not urgent:
+                    for followers in waiting.values():
+                        report.not_attempted.extend(NotAttempted(change, "apply was interrupted"
+                                                                 if stop.is_set() else
+                                                                 "its publish did not run")
+                                                    for change in followers)
+                    waiting.clear()
                 continue
             done, _ = concurrent.futures.wait(in_flight, timeout=_POLL_SECONDS,
                                               return_when=concurrent.futures.FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: _order(in_flight[f])):
                 change = in_flight.pop(future)
                 try:
-                    published = future.result()
+                    outcome = future.result()
                 except errors.ReconcilerError as error:
                     report.failed.append(Failed(change, error))
+                    release_waiting(change, why=f"the {change.action.value} before it failed")
                     if _region_trouble(error):
                         region_failures[change.region] = region_failures.get(change.region,
                                                                              0) + 1
@@ -257,11 +351,103 @@ def apply(
                             given_up.setdefault(change.region, error.message)
                     continue
                 region_failures[change.region] = 0
-                if record(change, planner.lock_entry_for(change, published.version),
-                          published=True):
-                    report.published.append(published)
+                if isinstance(outcome, Published):
+                    if outcome.fillers:
+                        urgent.append((change, cleanup(change, outcome.fillers)))
+                    if record(change, planner.lock_entry_for(change, outcome.version),
+                              published=True):
+                        report.published.append(outcome)
+                        report.warnings.extend(alignment_warnings(change, outcome.version))
+                        release_waiting(change, why=None)
+                    else:
+                        release_waiting(change, why="its publish could not be recorded")
+                elif isinstance(outcome, Granted):
+                    if change.current is not None and record(
+                            change, planner.lock_entry_for(change, change.current),
+                            published=False):
+                        report.granted.append(change)
+                else:
+                    report.deleted.append(outcome)
     report.interrupted = report.interrupted or stop.is_set()
     return report
+
+
+# align_versions' throwaway versions: a minimal valid zip, described as what it is.
+FILLER_DESCRIPTION = ("reconcile filler for align_versions; deleted by the apply that "
+                      "made it")
+
+
+def filler_zip_bytes() -> bytes:
+    """A minimal valid layer zip (one small text file, fixed metadata): a few hundred
+    bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        info = zipfile.ZipInfo("reconcile-filler.txt", date_time=(1980, 1, 1, 0, 0, 0))
+        archive.writestr(info, FILLER_DESCRIPTION + "\n")
+    return buffer.getvalue()
+
+
+def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_path: Path,
+                    progress: Progress = _quiet) -> tuple[int, ...]:
+    """Publish the change's filler versions (never granted); on a failure, delete those
+    made so far and raise (a filler whose publish's outcome is unknown is then looked for
+    by no one: its description says what it is)."""
+    made: list[int] = []
+    settings = model.Settings(description=FILLER_DESCRIPTION)
+    for _ in range(change.fillers):
+        progress(f"{change.layer}: filler {len(made) + 1}/{change.fillers} in {change.region}")
+        try:
+            made.append(store.publish(region=change.region, layer_name=change.layer_name,
+                                      settings=settings, zip_path=zip_path).version)
+        except errors.ReconcilerError:
+            delete_fillers(change, tuple(made), store=store)
+            raise
+    return tuple(made)
+
+
+def delete_fillers(change: model.LayerChange, fillers: tuple[int, ...], *,
+                   store: ports.LayerStore) -> None:
+    """Delete the filler versions this apply made (and only those)."""
+    for version in fillers:
+        store.delete_version(region=change.region, layer_name=change.layer_name,
+                             version=version)
+
+
+def grant_new_version(change: model.LayerChange, version: model.RemoteVersion, *,
+                      store: ports.LayerStore) -> None:
+    """Give a newly published version the managed grants, before it is recorded. A failure
+    leaves it unrecorded: the next plan adopts it and grants what is missing."""
+    for grant in change.desired.grants:
+        try:
+            store.add_permission(region=change.region, layer_name=change.layer_name,
+                                 version=version.version, grant=grant)
+        except errors.ReconcilerError as error:
+            raise errors.AwsError(
+                f"{version.layer_version_arn} was published, but granting it to "
+                f"{grant.kind} {grant.principal} failed: {error.message}; it is not "
+                "recorded (the next plan adopts it and grants it)",
+                hint=error.hint, code=error.code) from error
+
+
+def update_grants(change: model.LayerChange, *, store: ports.LayerStore) -> None:
+    """Add and remove the statements a `grant` change names on its version."""
+    if change.current is None:
+        return
+    for grant in change.grants_add:
+        store.add_permission(region=change.region, layer_name=change.layer_name,
+                             version=change.current.version, grant=grant)
+    for statement_id in change.grants_remove:
+        store.remove_permission(region=change.region, layer_name=change.layer_name,
+                                version=change.current.version, statement_id=statement_id)
+
+
+def alignment_warnings(change: model.LayerChange, version: model.RemoteVersion) -> list[str]:
+    """A region whose new version missed the align_versions target (versions deleted out of
+    band make Lambda skip their numbers): said, and the next plan aligns again."""
+    if change.align_target is None or version.version == change.align_target:
+        return []
+    return [f"{change.layer} ({change.region}): published v{version.version}, not the "
+            f"align_versions target v{change.align_target}; the next plan aligns again"]
 
 
 def _order(change: model.LayerChange) -> tuple[str, str]:

@@ -14,6 +14,7 @@ module's.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Sequence
@@ -267,6 +268,115 @@ class Boto3LayerStore:
             code_sha256=response["Content"]["CodeSha256"],
             code_size=int(response["Content"]["CodeSize"]),
         )
+
+    def all_versions(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
+        """Every page of ListLayerVersions, lowest first (without CodeSha256)."""
+        return sorted(self._listed(region=region, layer_name=layer_name),
+                      key=lambda item: item.version)
+
+    def delete_version(self, *, region: str, layer_name: str, version: int) -> None:
+        """DeleteLayerVersion (Lambda answers success for a version already gone)."""
+        client = self.client(region)
+        with _translated("DeleteLayerVersion", layer=layer_name, region=region, client=client):
+            client.delete_layer_version(LayerName=layer_name, VersionNumber=version)
+
+    def policy_statements(self, *, region: str, layer_name: str,
+                          version: int) -> frozenset[str]:
+        """GetLayerVersionPolicy's statement IDs; a version without a policy has none
+        (Lambda says ResourceNotFoundException)."""
+        client = self.client(region)
+        try:
+            response = client.get_layer_version_policy(LayerName=layer_name,
+                                                       VersionNumber=version)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return frozenset()
+            raise translate(exc, operation="GetLayerVersionPolicy", layer=layer_name,
+                            region=region, endpoint=client.meta.endpoint_url) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate(exc, operation="GetLayerVersionPolicy", layer=layer_name,
+                            region=region, endpoint=client.meta.endpoint_url) from exc
+        policy = json.loads(response.get("Policy") or "{}")
+        statements = policy.get("Statement", [])
+        if isinstance(statements, dict):
+            statements = [statements]
+        return frozenset(str(statement["Sid"]) for statement in statements
+                         if isinstance(statement, dict) and "Sid" in statement)
+
+    def add_permission(self, *, region: str, layer_name: str, version: int,
+                       grant: model.Grant) -> None:
+        """AddLayerVersionPermission; ResourceConflictException (the statement ID exists:
+        an earlier, maybe unanswered, attempt made it) is success, never a second one."""
+        client = self.client(region)
+        kwargs: dict[str, Any] = {
+            "LayerName": layer_name, "VersionNumber": version,
+            "StatementId": grant.statement_id, "Action": "lambda:GetLayerVersion",
+            "Principal": grant.principal if grant.kind == "account" else "*",
+        }
+        if grant.kind == "organization":
+            kwargs["OrganizationId"] = grant.principal
+        try:
+            client.add_layer_version_permission(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceConflictException":
+                return
+            raise translate(exc, operation="AddLayerVersionPermission", layer=layer_name,
+                            region=region, endpoint=client.meta.endpoint_url) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate(exc, operation="AddLayerVersionPermission", layer=layer_name,
+                            region=region, endpoint=client.meta.endpoint_url) from exc
+
+    def remove_permission(self, *, region: str, layer_name: str, version: int,
+                          statement_id: str) -> None:
+        """RemoveLayerVersionPermission; a statement already gone is no error."""
+        client = self.client(region)
+        try:
+            client.remove_layer_version_permission(LayerName=layer_name, VersionNumber=version,
+                                                   StatementId=statement_id)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return
+            raise translate(exc, operation="RemoveLayerVersionPermission", layer=layer_name,
+                            region=region, endpoint=client.meta.endpoint_url) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate(exc, operation="RemoveLayerVersionPermission", layer=layer_name,
+                            region=region, endpoint=client.meta.endpoint_url) from exc
+
+    def function_uses(self, *, region: str) -> dict[str, tuple[str, ...]]:
+        """ListFunctions with FunctionVersion=ALL, every page: each configuration's Layers."""
+        client = self.client(region)
+        uses: dict[str, set[str]] = {}
+        marker: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"FunctionVersion": "ALL", "MaxItems": PAGE_SIZE}
+            if marker:
+                kwargs["Marker"] = marker
+            with _translated("ListFunctions", layer=None, region=region, client=client):
+                page = client.list_functions(**kwargs)
+            for function in page.get("Functions", []):
+                name = f"{function.get('FunctionName')}:{function.get('Version', '$LATEST')}"
+                for layer in function.get("Layers", []):
+                    uses.setdefault(str(layer["Arn"]), set()).add(name)
+            marker = page.get("NextMarker")
+            if not marker:
+                return {arn: tuple(sorted(names)) for arn, names in uses.items()}
+
+    def code_storage(self, *, region: str) -> model.CodeStorage | None:
+        """GetAccountSettings: AccountUsage.TotalCodeSize against AccountLimit.TotalCodeSize.
+
+        None when the endpoint will not say (moto and some emulators do not implement it;
+        credentials may lack lambda:GetAccountSettings): the storage warning is only
+        advice, so its absence must not stop a plan."""
+        client = self.client(region)
+        try:
+            response = client.get_account_settings()
+        except botocore.exceptions.ClientError:
+            return None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate(exc, operation="GetAccountSettings", layer=None, region=region,
+                            endpoint=client.meta.endpoint_url) from exc
+        return model.CodeStorage(used=int(response["AccountUsage"]["TotalCodeSize"]),
+                                 limit=int(response["AccountLimit"]["TotalCodeSize"]))
 
     def account_id(self) -> str:
         """STS GetCallerIdentity (only called when the manifest names a layer by ARN)."""

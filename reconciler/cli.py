@@ -529,6 +529,17 @@ def _report_document(report: applying.ApplyReport, *, session: _Session,
             {"layer": item.change.layer, "region": item.change.region,
              "action": item.change.action.value, "why": item.why}
             for item in report.not_attempted],
+        "granted": [
+            {"layer": change.layer, "region": change.region,
+             "version": change.current.version if change.current else None,
+             "layer_version_arn": change.current.layer_version_arn if change.current else None}
+            for change in report.granted],
+        "deleted": [
+            {"layer": item.change.layer, "region": item.change.region,
+             "versions": list(item.versions),
+             "filler": item.change.action is not model.Action.DELETE}
+            for item in report.deleted],
+        "warnings": list(report.warnings),
         "unchanged": report.unchanged,
         "plan": planfile.to_document(plan),
     }

@@ -46,6 +46,8 @@ class Reason(enum.Enum):
     REMOTE_DRIFT = "remote_drift"
     ADOPTED = "adopted"
     RETENTION = "retention"
+    GRANTS_CHANGED = "grants_changed"
+    ALIGN_VERSIONS = "align_versions"
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,14 @@ class RemoteVersion:
 
 
 @dataclass(frozen=True)
+class CodeStorage:
+    """The account's Lambda code storage in one region (GetAccountSettings), in bytes."""
+
+    used: int
+    limit: int
+
+
+@dataclass(frozen=True)
 class LockEntry:
     """What the lockfile records for one layer in one region: the version last published
     (or adopted) and the content and settings it was published with."""
@@ -331,6 +341,16 @@ class LayerChange:
     record: LockEntry | None = None
     expected_version: int | None = None
     version: int | None = None  # the version a `delete` change deletes
+    # Sharing: the grants apply adds to `current` (a `grant` change) and the statement IDs
+    # it removes from it; a publish gives the new version `desired.grants` instead.
+    grants_add: tuple[Grant, ...] = ()
+    grants_remove: tuple[str, ...] = ()
+    # align_versions: the version number every region's latest is to have, the throwaway
+    # versions published first to get there, and by how many numbers the region stays
+    # short of it when it cannot get there (then no filler is published).
+    align_target: int | None = None
+    fillers: int = 0
+    shortfall: int = 0
 
 
 @dataclass(frozen=True)
@@ -376,6 +396,8 @@ class Plan:
     changes: tuple[LayerChange, ...]
     errors: tuple[LayerError, ...] = ()
     basis: PlanBasis | None = None
+    # For people (public grants, code storage near its quota): never change what apply does.
+    warnings: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, int]:
         """How many changes of each action, with every action present, and how many
@@ -388,7 +410,7 @@ class Plan:
 
     @property
     def has_remote_changes(self) -> bool:
-        """True when apply would change Lambda (create, publish or delete)."""
+        """True when apply would change Lambda (create, publish, delete or grant)."""
         return any(change.action is not Action.NOOP for change in self.changes)
 
     @property

@@ -100,6 +100,13 @@ def change_document(change: model.LayerChange) -> dict[str, Any]:
         document["expected_version"] = change.expected_version
     if change.version is not None:
         document["version"] = change.version
+    if change.grants_add or change.grants_remove:
+        document["grants"] = {
+            "add": [[grant.kind, grant.principal] for grant in change.grants_add],
+            "remove": list(change.grants_remove)}
+    if change.align_target is not None or change.fillers or change.shortfall:
+        document["align"] = {"target": change.align_target, "fillers": change.fillers,
+                             "shortfall": change.shortfall}
     return document
 
 
@@ -126,6 +133,7 @@ def to_document(plan: model.Plan) -> dict[str, Any]:
         "summary": plan.summary(),
         "errors": [{"layer": error.layer, "message": error.message, "hint": error.hint}
                    for error in plan.errors],
+        "warnings": list(plan.warnings),
     }
     if plan.basis is not None:
         document["basis"] = _basis(plan.basis)
@@ -199,6 +207,8 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
                           removed=tuple(value.get("removed", ())))
         for name, value in sorted(diff_raw.items(), key=lambda item: _field_order(item[0]))
     )
+    grants_raw = raw.get("grants") if isinstance(raw.get("grants"), dict) else {}
+    align_raw = raw.get("align") if isinstance(raw.get("align"), dict) else {}
     return model.LayerChange(
         layer=_require(raw, "layer", str, where=where),
         layer_name=str(raw.get("layer_name") or raw["layer"]),
@@ -212,6 +222,12 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
         record=record,
         expected_version=_optional_int(raw, "expected_version"),
         version=_optional_int(raw, "version"),
+        grants_add=tuple(model.Grant(kind=str(kind), principal=str(principal))
+                         for kind, principal in grants_raw.get("add", [])),
+        grants_remove=tuple(str(sid) for sid in grants_raw.get("remove", [])),
+        align_target=_optional_int(align_raw, "target"),
+        fillers=_optional_int(align_raw, "fillers") or 0,
+        shortfall=_optional_int(align_raw, "shortfall") or 0,
     )
 
 
@@ -252,7 +268,8 @@ def from_document(document: Any) -> model.Plan:
                          hint=raw.get("hint"))
         for raw in document.get("errors", ()) if isinstance(raw, dict))
     basis = _read_basis(document["basis"]) if "basis" in document else None
-    return model.Plan(changes=changes, errors=plan_errors, basis=basis)
+    warnings = tuple(str(warning) for warning in document.get("warnings", ()))
+    return model.Plan(changes=changes, errors=plan_errors, basis=basis, warnings=warnings)
 
 
 def _short(value: str) -> str:

@@ -13,8 +13,8 @@ latest version equal to the recorded one has the recorded CodeSha256.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deepdiff import DeepDiff
@@ -31,6 +31,10 @@ class Inputs:
     artifact: model.Artifact
     lock_entry: model.LockEntry | None
     remote_latest: model.RemoteVersion | None
+    # Evidence asked for only when the layer needs it (None: not read).
+    policy: frozenset[str] | None = None  # statement IDs on the remote latest version
+    versions: tuple[model.RemoteVersion, ...] | None = None  # every live version
+    function_uses: Mapping[str, tuple[str, ...]] | None = None  # version ARN -> functions
 
 
 def desired_artifact(
@@ -85,6 +89,10 @@ class Evidence(enum.Enum):
 
     ZIP = "zip"  # build the zip: its CodeSha256 is unknown, or it is about to be uploaded
     REMOTE_CODE = "remote_code"  # GetLayerVersion: the remote latest's CodeSha256
+    POLICY = "policy"  # GetLayerVersionPolicy of the remote latest (a layer with `share`)
+    VERSIONS = "versions"  # ListLayerVersions, every page (a layer with `retain`)
+    FUNCTION_USES = "function_uses"  # ListFunctions (ALL versions) of the region
+    VERSION_SIZES = "version_sizes"  # GetLayerVersion of each version retention may delete
 
 
 def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
@@ -107,7 +115,120 @@ def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
         change = decide(inputs)
         if change.action in (model.Action.CREATE, model.Action.PUBLISH):
             needs.add(Evidence.ZIP)
-    return frozenset(needs)
+    if needs:
+        return frozenset(needs)
+    return frozenset(_missing_fleet_evidence(inputs))
+
+
+def _missing_fleet_evidence(inputs: Inputs) -> set[Evidence]:
+    """What sharing and retention still need once the main decision can be made: the
+    policy of a latest version that is not replaced (alignment may still replace it; the
+    read is then merely unused), every version, and, for the versions retention could
+    delete (counted as if a version were published, the most it can delete), the functions
+    that use them and their sizes."""
+    needs: set[Evidence] = set()
+    remote, spec = inputs.remote_latest, inputs.spec
+    if remote is None:
+        return needs
+    if spec.share is not None and inputs.policy is None and decide(inputs).action not in (
+            model.Action.CREATE, model.Action.PUBLISH):
+        needs.add(Evidence.POLICY)
+    if spec.retain is None:
+        return needs
+    if inputs.versions is None:
+        needs.add(Evidence.VERSIONS)
+        return needs
+    candidates = retention_candidates(retain=spec.retain, versions=inputs.versions,
+                                      publishing=True)
+    if candidates and inputs.function_uses is None:
+        needs.add(Evidence.FUNCTION_USES)
+    if any(version.code_size is None for version in candidates):
+        needs.add(Evidence.VERSION_SIZES)
+    return needs
+
+
+# A region this many versions or more behind the alignment target is not filled: it is
+# reported short of the target instead (each filler is a real, if brief, publish).
+MAX_FILLERS = 100
+# The share of the account's code storage above which the plan warns.
+STORAGE_WARNING_RATIO = 0.8
+
+
+def grants_diff(desired: tuple[model.Grant, ...],
+                existing: frozenset[str]) -> tuple[tuple[model.Grant, ...], tuple[str, ...]]:
+    """The grants to add to a version whose policy holds the statement IDs `existing`, and
+    the statement IDs to remove from it, so that it holds exactly `desired` (a managed
+    `share` is the whole truth: a statement it does not name is removed). Both sorted."""
+    wanted = {grant.statement_id: grant for grant in desired}
+    add = tuple(wanted[sid] for sid in sorted(set(wanted) - existing))
+    remove = tuple(sorted(existing - set(wanted)))
+    return add, remove
+
+
+def retention_candidates(*, retain: int, versions: Iterable[model.RemoteVersion],
+                         publishing: bool) -> tuple[model.RemoteVersion, ...]:
+    """The versions outside the `retain` newest, newest first; a version about to be
+    published counts as one of the newest."""
+    newest_first = sorted(versions, key=lambda version: version.version, reverse=True)
+    keep = max(0, retain - 1) if publishing else retain
+    return tuple(newest_first[keep:])
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What retention does in one region: the versions to delete (oldest first) and the
+    ones it keeps though they are old enough to go, each with why."""
+
+    delete: tuple[model.RemoteVersion, ...]
+    kept: tuple[tuple[int, str], ...]
+
+
+def retention(*, retain: int, versions: Iterable[model.RemoteVersion], publishing: bool,
+              recorded_version: int | None,
+              function_uses: Mapping[str, tuple[str, ...]]) -> Retention:
+    """Keep the `retain` newest versions (the one being published among them) and, of the
+    older ones, the version the state records as current and every version a function
+    uses (`$LATEST` or a published function version); delete the rest."""
+    delete: list[model.RemoteVersion] = []
+    kept: list[tuple[int, str]] = []
+    for version in retention_candidates(retain=retain, versions=versions,
+                                        publishing=publishing):
+        users = function_uses.get(version.layer_version_arn, ())
+        if version.version == recorded_version:
+            kept.append((version.version, "the recorded version"))
+        elif users:
+            kept.append((version.version, f"used by function {', '.join(sorted(users))}"))
+        else:
+            delete.append(version)
+    return Retention(delete=tuple(sorted(delete, key=lambda version: version.version)),
+                     kept=tuple(sorted(kept)))
+
+
+@dataclass(frozen=True)
+class RegionStanding:
+    """One region of an aligned layer, as the alignment target needs it: whether it
+    publishes anyway, its latest version number (0: none) and the number its next publish
+    is expected to get."""
+
+    publishing: bool
+    latest: int
+    next_version: int
+
+
+def alignment_target(standings: Iterable[RegionStanding]) -> int | None:
+    """The version number every region's latest is to have: the highest next number of the
+    regions that publish, or the highest latest of those that do not, whichever is higher.
+    A region that already holds the desired content at the target needs nothing; one below
+    it publishes (after fillers). None when no region has or gets a version."""
+    numbers = [standing.next_version if standing.publishing else standing.latest
+               for standing in standings]
+    target = max(numbers, default=0)
+    return target or None
+
+
+def fillers_needed(*, target: int, next_version: int) -> int:
+    """How many filler versions take a region from its next number to `target`."""
+    return max(0, target - next_version)
 
 
 def decide(inputs: Inputs) -> model.LayerChange:
@@ -211,13 +332,141 @@ def plan(
     *,
     layer_errors: Iterable[model.LayerError] = (),
     basis: model.PlanBasis | None = None,
+    storage: Mapping[str, model.CodeStorage] | None = None,
 ) -> model.Plan:
-    """Decide every layer and region; changes sorted by layer, then region. Layers that
-    could not be planned are carried as errors, sorted by layer."""
-    changes = [decide(item) for item in inputs]
+    """Decide every layer and region; changes sorted by layer, then region (in a region,
+    the layer's own change first, then its deletions, oldest first). Layers that could not
+    be planned are carried as errors, sorted by layer.
+
+    After each region's own decision: align_versions sets one target number over a layer's
+    regions (align()); a latest version that stays gets its grants reconciled (a `grant`
+    change); retention adds a `delete` change per version it removes. `storage` is the code
+    storage of the regions storage_regions() named, for the warning."""
+    items = list(inputs)
+    decided = align([(item, decide(item)) for item in items])
+    changes: list[model.LayerChange] = []
+    warnings: list[str] = []
+    for item, change in decided:
+        change = _with_grants(item, change)
+        deletions: tuple[model.LayerChange, ...] = ()
+        if item.spec.retain is not None and item.versions is not None:
+            change, deletions = _with_retention(item, change)
+        changes.append(change)
+        changes.extend(deletions)
+    for spec in sorted({item.spec.key: item.spec for item in items}.values(),
+                       key=lambda spec: spec.key):
+        if any(grant.kind == "public" for grant in spec.grants):
+            warnings.append(f"layer {spec.key} is shared publicly: every AWS account may use "
+                            "its versions")
+    for region, found in sorted((storage or {}).items()):
+        if found.limit and found.used > STORAGE_WARNING_RATIO * found.limit:
+            warnings.append(
+                f"{region}: Lambda code storage is {100 * found.used / found.limit:.0f}% full "
+                f"({found.used:,} of {found.limit:,} bytes); old versions count until they "
+                "are deleted (`retain:`)")
     return model.Plan(changes=tuple(sorted(changes, key=lambda c: (c.layer, c.region))),
                       errors=tuple(sorted(layer_errors, key=lambda error: error.layer)),
-                      basis=basis)
+                      basis=basis, warnings=tuple(warnings))
+
+
+def storage_regions(decided: model.Plan) -> list[str]:
+    """The regions whose code storage the plan reads: those where it publishes or deletes
+    (a plan that changes nothing reads none)."""
+    return sorted({change.region for change in decided.changes
+                   if change.action in (*_PUBLISHING, model.Action.DELETE)})
+
+
+_PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
+
+
+def _next_version(item: Inputs, change: model.LayerChange) -> int:
+    if change.expected_version is not None:
+        return change.expected_version
+    known = [v.version for v in (item.remote_latest, item.lock_entry) if v is not None]
+    return max(known, default=0) + 1
+
+
+def align(decided: list[tuple[Inputs, model.LayerChange]]
+          ) -> list[tuple[Inputs, model.LayerChange]]:
+    """Apply align_versions to each region's own decision.
+
+    | region                          | becomes                                         |
+    |---------------------------------|-------------------------------------------------|
+    | publishes, next == target       | publish, no filler                              |
+    | publishes, next < target        | publish after target - next fillers             |
+    | unchanged, latest == target     | unchanged                                       |
+    | unchanged, latest < target      | publish (align_versions) after fillers          |
+    | more than MAX_FILLERS behind    | as decided, `shortfall` says by how much        |
+    """
+    targets: dict[str, int | None] = {}
+    for spec_key in {item.spec.key for item, _ in decided if item.spec.align_versions}:
+        targets[spec_key] = alignment_target(
+            RegionStanding(publishing=change.action in _PUBLISHING,
+                           latest=item.remote_latest.version if item.remote_latest else 0,
+                           next_version=_next_version(item, change))
+            for item, change in decided if item.spec.key == spec_key)
+    aligned: list[tuple[Inputs, model.LayerChange]] = []
+    for item, change in decided:
+        target = targets.get(item.spec.key)
+        if target is None:
+            aligned.append((item, change))
+            continue
+        next_version = _next_version(item, change)
+        latest = item.remote_latest.version if item.remote_latest else 0
+        publishing = change.action in _PUBLISHING
+        if not publishing and latest >= target:
+            aligned.append((item, replace(change, align_target=target)))
+            continue
+        needed = fillers_needed(target=target, next_version=next_version)
+        if needed > MAX_FILLERS:
+            gap = target - (next_version if publishing else latest)
+            aligned.append((item, replace(change, align_target=target, shortfall=gap, notes=(
+                *change.notes, f"align_versions: cannot reach v{target} here: it would take "
+                               f"{needed} filler versions, more than {MAX_FILLERS}; this region "
+                               f"stays {gap} version(s) short"))))
+            continue
+        if publishing:
+            aligned.append((item, replace(change, align_target=target, fillers=needed,
+                                          expected_version=target)))
+            continue
+        aligned.append((item, replace(
+            change, action=model.Action.PUBLISH,
+            reasons=(*change.reasons, model.Reason.ALIGN_VERSIONS), record=None,
+            align_target=target, fillers=needed, expected_version=target)))
+    return aligned
+
+
+def _with_grants(item: Inputs, change: model.LayerChange) -> model.LayerChange:
+    """A latest version that stays gets exactly the managed grants: a `grant` change."""
+    if (item.spec.share is None or item.policy is None or change.action is not model.Action.NOOP
+            or change.current is None):
+        return change
+    add, remove = grants_diff(item.spec.grants, item.policy)
+    if not (add or remove):
+        return change
+    return replace(change, action=model.Action.GRANT,
+                   reasons=(*change.reasons, model.Reason.GRANTS_CHANGED), record=None,
+                   grants_add=add, grants_remove=remove)
+
+
+def _with_retention(item: Inputs, change: model.LayerChange
+                    ) -> tuple[model.LayerChange, tuple[model.LayerChange, ...]]:
+    """`change` noting the old versions retention keeps, and a `delete` change for each it
+    removes."""
+    retain = item.spec.retain or 0
+    chosen = retention(retain=retain, versions=item.versions or (),
+                       publishing=change.action in _PUBLISHING,
+                       recorded_version=item.lock_entry.version if item.lock_entry else None,
+                       function_uses=item.function_uses or {})
+    notes = tuple(f"retention keeps v{version}: {why}" for version, why in chosen.kept)
+    deletions = tuple(
+        model.LayerChange(
+            layer=change.layer, layer_name=change.layer_name, region=change.region,
+            action=model.Action.DELETE, reasons=(model.Reason.RETENTION,), current=version,
+            desired=change.desired, version=version.version,
+            notes=(f"retain: {retain} keeps the {retain} newest versions",))
+        for version in chosen.delete)
+    return replace(change, notes=(*change.notes, *notes)), deletions
 
 
 def lock_entry_for(

@@ -22,7 +22,9 @@ from reconciler import __version__, archive, artifacts, errors, model, planner, 
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
-_MAX_EVIDENCE_ROUNDS = 4  # zip, then GetLayerVersion, then the zip of a publish: 3 suffice
+# zip, then GetLayerVersion, then the zip of a publish; then the policy or every version,
+# then the function uses and the sizes of what retention may delete: 5 suffice.
+_MAX_EVIDENCE_ROUNDS = 8
 
 
 def _quiet(_: str) -> None:
@@ -187,10 +189,17 @@ def make_plan(
     remote = observe(planned, selection=selection, store=store, parallelism=parallelism,
                      progress=progress)
 
+    policies: dict[tuple[str, str], frozenset[str]] = {}
+    versions: dict[tuple[str, str], tuple[model.RemoteVersion, ...]] = {}
+    function_uses: dict[str, dict[str, tuple[str, ...]]] = {}
+
     def inputs(spec: model.LayerSpec, region: str) -> planner.Inputs:
+        key = (spec.key, region)
         return planner.Inputs(spec=spec, region=region, artifact=found_artifacts[spec.key],
                               lock_entry=lock.get(spec.key, region),
-                              remote_latest=remote[(spec.key, region)])
+                              remote_latest=remote[key], policy=policies.get(key),
+                              versions=versions.get(key),
+                              function_uses=function_uses.get(region))
 
     for _ in range(_MAX_EVIDENCE_ROUNDS):
         planned = [spec for spec in planned if spec.key in found_artifacts]
@@ -207,6 +216,9 @@ def make_plan(
                 region=item[1], layer_name=item[0].name, version=item[2]), fetch)
             for (spec, region, _), version in zip(fetch, list(fetched), strict=True):
                 remote[(spec.key, region)] = version
+            fetch_fleet_evidence(asked, planned=planned, remote=remote, policies=policies,
+                                 versions=versions, function_uses=function_uses,
+                                 store=store, pool=pool)
         for spec in planned:
             if any(planner.Evidence.ZIP in asked[(spec.key, region)]
                    for region in selection.regions[spec.key]):
@@ -220,8 +232,14 @@ def make_plan(
     fingerprints = {key: artifact.fingerprint for key, artifact in found_artifacts.items()}
     decided = planner.plan(
         inputs(spec, region) for spec in planned for region in selection.regions[spec.key])
+    storage_regions = planner.storage_regions(decided)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+        storage = {region: found for region, found in zip(storage_regions, pool.map(
+            lambda region: store.code_storage(region=region), storage_regions), strict=True)
+            if found is not None}
     return planner.plan(
         (inputs(spec, region) for spec in planned for region in selection.regions[spec.key]),
+        storage=storage,
         layer_errors=[*layer_errors, *_upload_size_errors(decided, parsed=parsed)],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
                     state_location=state_location, fingerprints=fingerprints),
@@ -229,6 +247,58 @@ def make_plan(
 
 
 _PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
+
+
+def fetch_fleet_evidence(
+    asked: dict[tuple[str, str], frozenset[planner.Evidence]],
+    *,
+    planned: list[model.LayerSpec],
+    remote: dict[tuple[str, str], model.RemoteVersion | None],
+    policies: dict[tuple[str, str], frozenset[str]],
+    versions: dict[tuple[str, str], tuple[model.RemoteVersion, ...]],
+    function_uses: dict[str, dict[str, tuple[str, ...]]],
+    store: ports.LayerStore,
+    pool: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    """Fetch what sharing and retention asked for, in the pool, into the dicts given: the
+    latest version's policy, every version, the region's function uses (once per region)
+    and the sizes of the versions retention may delete."""
+    names = {spec.key: spec for spec in planned}
+    policy_jobs: list[tuple[tuple[str, str], model.LayerSpec, int]] = []
+    version_jobs: list[tuple[tuple[str, str], model.LayerSpec]] = []
+    size_jobs: list[tuple[tuple[str, str], model.LayerSpec, model.RemoteVersion]] = []
+    regions_for_uses: set[str] = set()
+    for (key, region), needs in sorted(asked.items()):
+        spec, latest = names[key], remote.get((key, region))
+        if planner.Evidence.POLICY in needs and latest is not None:
+            policy_jobs.append(((key, region), spec, latest.version))
+        if planner.Evidence.VERSIONS in needs:
+            version_jobs.append(((key, region), spec))
+        if planner.Evidence.FUNCTION_USES in needs and region not in function_uses:
+            regions_for_uses.add(region)
+        if planner.Evidence.VERSION_SIZES in needs and spec.retain is not None:
+            size_jobs.extend(((key, region), spec, version)
+                             for version in planner.retention_candidates(
+                                 retain=spec.retain, versions=versions.get((key, region), ()),
+                                 publishing=True)
+                             if version.code_size is None)
+    found_policies = pool.map(lambda job: store.policy_statements(
+        region=job[0][1], layer_name=job[1].name, version=job[2]), policy_jobs)
+    found_versions = pool.map(lambda job: store.all_versions(
+        region=job[0][1], layer_name=job[1].name), version_jobs)
+    found_sizes = pool.map(lambda job: store.with_code(
+        region=job[0][1], layer_name=job[1].name, version=job[2]), size_jobs)
+    found_uses = pool.map(lambda region: store.function_uses(region=region),
+                          sorted(regions_for_uses))
+    for (policy_key, _, _), statements in zip(policy_jobs, list(found_policies), strict=True):
+        policies[policy_key] = statements
+    for (listed_key, _), listed in zip(version_jobs, list(found_versions), strict=True):
+        versions[listed_key] = tuple(listed)
+    for (sized_key, _, _), sized in zip(size_jobs, list(found_sizes), strict=True):
+        versions[sized_key] = tuple(sized if version.version == sized.version else version
+                                    for version in versions[sized_key])
+    for region, uses in zip(sorted(regions_for_uses), list(found_uses), strict=True):
+        function_uses[region] = uses
 
 
 def observe(

@@ -63,6 +63,33 @@ class LayerStore(Protocol):
     def account_id(self) -> str:
         """The AWS account of the credentials in use."""
 
+    def all_versions(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
+        """Every live version of the layer (every page; no CodeSha256), lowest first."""
+
+    def delete_version(self, *, region: str, layer_name: str, version: int) -> None:
+        """DeleteLayerVersion (a version already gone is no error: the outcome is the same)."""
+
+    def policy_statements(self, *, region: str, layer_name: str,
+                          version: int) -> frozenset[str]:
+        """The statement IDs of the version's permissions policy (none: no policy)."""
+
+    def add_permission(self, *, region: str, layer_name: str, version: int,
+                       grant: model.Grant) -> None:
+        """Grant lambda:GetLayerVersion on the version to `grant`'s principal, under
+        `grant.statement_id`; a statement of that ID already there counts as granted."""
+
+    def remove_permission(self, *, region: str, layer_name: str, version: int,
+                          statement_id: str) -> None:
+        """Remove the statement (one already gone is no error)."""
+
+    def function_uses(self, *, region: str) -> dict[str, tuple[str, ...]]:
+        """Every layer version ARN a function of the account in `region` uses ($LATEST and
+        each published function version), mapped to the functions (`name:qualifier`)."""
+
+    def code_storage(self, *, region: str) -> model.CodeStorage | None:
+        """The account's code storage use and quota in `region` (GetAccountSettings);
+        None when the endpoint does not tell."""
+
 
 class StateBackend(Protocol):
     """Where the recorded state lives, with revisions and a lock (after Terraform's

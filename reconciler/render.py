@@ -33,13 +33,16 @@ def short(code_sha256: object) -> str:
 
 
 def _version_text(change: model.LayerChange) -> str:
+    fillers = (f" after {change.fillers} filler version{'s' if change.fillers != 1 else ''}"
+               if change.fillers else "")
     if change.action is model.Action.CREATE:
-        return f"create v{change.expected_version}"
+        return f"create v{change.expected_version}{fillers}"
     if change.action is model.Action.PUBLISH:
         current = change.current.version if change.current else "?"
-        return f"publish v{change.expected_version}, replacing v{current}"
+        return f"publish v{change.expected_version}{fillers}, replacing v{current}"
     if change.action is model.Action.DELETE:
-        return f"delete v{change.version}"
+        size = change.current.code_size if change.current else None
+        return f"delete v{change.version}" + (f" ({size:,} bytes)" if size is not None else "")
     if change.action is model.Action.GRANT:
         return f"update grants of v{change.current.version if change.current else '?'}"
     return f"unchanged at v{change.current.version}" if change.current else "unchanged"
@@ -54,6 +57,27 @@ def _field_lines(field_change: model.FieldChange) -> list[str]:
         parts += [f"- {value}" for value in field_change.removed]
         return [f"{name}: {', '.join(parts)}"]
     return [f"{name}: {field_change.before!r} -> {field_change.after!r}"]
+
+
+def fleet_lines(change: model.LayerChange) -> list[str]:
+    """The alignment target, the fillers and the grants of a change, for people."""
+    lines: list[str] = []
+    if change.align_target is not None:
+        text = f"align_versions: v{change.align_target} in every region"
+        if change.fillers:
+            text += (f"; {change.fillers} filler version(s) first, deleted once "
+                     f"v{change.align_target} is published")
+        if change.shortfall:
+            text += f"; cannot reach it here: {change.shortfall} version(s) short"
+        lines.append(text)
+    if change.action in (model.Action.CREATE, model.Action.PUBLISH) and change.desired.grants:
+        lines.append("grants on the new version: " + ", ".join(
+            f"{grant.kind} {grant.principal}" for grant in change.desired.grants))
+    if change.grants_add or change.grants_remove:
+        parts = [f"+ {grant.kind} {grant.principal}" for grant in change.grants_add]
+        parts += [f"- {statement_id}" for statement_id in change.grants_remove]
+        lines.append(f"grants: {', '.join(parts)}")
+    return lines
 
 
 def summary_line(plan: model.Plan) -> str:
@@ -102,6 +126,7 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
             details.append("reasons: " + ", ".join(reason.value for reason in change.reasons))
         for field_change in change.diff:
             details.extend(_field_lines(field_change))
+        details.extend(fleet_lines(change))
         sizes = size_text(change)
         if sizes:
             details.append(sizes)
@@ -114,6 +139,8 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
             lines.append(f"      hint: {error.hint}")
     if not plan.changes and not plan.errors:
         lines.append("  (no layers selected)")
+    lines.extend(f"  {paint('warning:', _COLORS[model.Action.PUBLISH])} {warning}"
+                 for warning in plan.warnings)
     lines.append("")
     if plan.errors:
         lines.append(f"{len(plan.errors)} layer(s) could not be planned; apply refuses to "
@@ -135,6 +162,8 @@ def markdown(plan: model.Plan, *, title: str = "reconcile plan") -> str:
     unchanged = len(plan.changes) - len(shown)
     if plan.errors:
         lines += [f"- :x: `{error.layer}`: {error.message}" for error in plan.errors] + [""]
+    if plan.warnings:
+        lines += [f"- :warning: {warning}" for warning in plan.warnings] + [""]
     if shown:
         lines += ["| | Layer | Region | Action | Reasons |", "|---|---|---|---|---|"]
         for change in shown:
@@ -144,12 +173,14 @@ def markdown(plan: model.Plan, *, title: str = "reconcile plan") -> str:
     if unchanged:
         lines += ["", f"{unchanged} unchanged layer version(s) not shown."]
     if plan.changes:
-        details = [change for change in shown if change.diff or change.notes]
+        details = [change for change in shown
+                   if change.diff or change.notes or fleet_lines(change)]
         if details:
             lines += ["", "<details><summary>Details</summary>", ""]
             for change in details:
                 lines.append(f"- `{change.layer}` ({change.region})")
                 lines += [f"  - `{line}`" for fc in change.diff for line in _field_lines(fc)]
+                lines += [f"  - {line}" for line in fleet_lines(change)]
                 lines += [f"  - {note}" for note in change.notes]
             lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
@@ -164,12 +195,19 @@ def apply_text(report: dict[str, Any]) -> str:
                      f"{item['layer_version_arn']}{how}")
     for item in report["recorded"]:
         lines.append(f"recorded  {item['layer']} ({item['region']}): {item['layer_version_arn']}")
+    for item in report.get("granted", []):
+        lines.append(f"granted   {item['layer']} ({item['region']}): {item['layer_version_arn']}")
+    for item in report.get("deleted", []):
+        what = "filler" if item.get("filler") else "deleted"
+        lines.append(f"{what:<9} {item['layer']} ({item['region']}): "
+                     + ", ".join(f"v{version}" for version in item["versions"]))
     for item in report["failed"]:
         lines.append(f"FAILED    {item['layer']} ({item['region']}): {item['error']}")
         if item.get("hint"):
             lines.append(f"          hint: {item['hint']}")
     for item in report["not_attempted"]:
         lines.append(f"not tried {item['layer']} ({item['region']}): {item['why']}")
+    lines.extend(f"warning:  {warning}" for warning in report.get("warnings", []))
     counts = (f"{len(report['published'])} published, {len(report['recorded'])} recorded in "
               f"{report['state']}, {report['unchanged']} unchanged")
     if report["ok"]:

@@ -155,7 +155,7 @@ def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
     """Manifest features this version validates but cannot plan or apply yet.
 
     Planning around them silently would publish something other than what the manifest
-    says (an unshared layer, versions never deleted), so plan and apply refuse them.
+    says, so plan and apply refuse them.
     """
     problems: list[errors.Problem] = []
 
@@ -171,10 +171,6 @@ def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
             problem(("layers", spec.key), "align_versions")
         if spec.content.kind is model.SourceKind.S3:
             problem(("layers", spec.key, "content", "s3"), "an S3 content source")
-        if spec.share:
-            problem(("layers", spec.key, "share"), "sharing")
-        if spec.retain is not None:
-            problem(("layers", spec.key, "retain"), "retention")
         if spec.upload is not None:
             problem(("layers", spec.key, "upload"), "upload through artifact_bucket")
     return problems

@@ -45,6 +45,11 @@ class FakeLayerStore:
     fail_region: dict[str, errors.AwsError] = field(default_factory=dict)
     publish_faults: dict[str, list[PublishFault]] = field(default_factory=dict)
     fail_lookup: errors.AwsError | None = None
+    # (region, layer name, version) -> statement ID -> grant, as a version's policy.
+    policies: dict[tuple[str, str, int], dict[str, model.Grant]] = field(default_factory=dict)
+    # region -> (function name:qualifier, layer version ARNs it uses).
+    functions: dict[str, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
+    storage: dict[str, model.CodeStorage] = field(default_factory=dict)
 
     def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
         """The highest live version, without its CodeSha256 (as ListLayerVersions)."""
@@ -113,6 +118,65 @@ class FakeLayerStore:
         self.calls.append(("account", "", ""))
         return ACCOUNT
 
+    def _live(self, region: str, layer_name: str, version: int) -> _Stored:
+        for stored in self.layers.get((region, layer_name), []):
+            if stored.version.version == version and not stored.deleted:
+                return stored
+        raise errors.AwsError(f"{layer_name}:{version} not found",
+                              code="ResourceNotFoundException")
+
+    def all_versions(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
+        """Every live version, lowest first, without CodeSha256 (as ListLayerVersions)."""
+        self.calls.append(("list_versions", region, layer_name))
+        return [model.RemoteVersion(version=s.version.version,
+                                    layer_version_arn=s.version.layer_version_arn,
+                                    settings=s.version.settings)
+                for s in self.layers.get((region, layer_name), []) if not s.deleted]
+
+    def delete_version(self, *, region: str, layer_name: str, version: int) -> None:
+        """DeleteLayerVersion: success whether or not the version is there."""
+        self.calls.append(("delete", region, f"{layer_name}:{version}"))
+        self.delete(region=region, layer_name=layer_name, version=version)
+
+    def policy_statements(self, *, region: str, layer_name: str,
+                          version: int) -> frozenset[str]:
+        """The version's statement IDs (none without a policy)."""
+        self.calls.append(("policy", region, f"{layer_name}:{version}"))
+        self._live(region, layer_name, version)
+        return frozenset(self.policies.get((region, layer_name, version), {}))
+
+    def add_permission(self, *, region: str, layer_name: str, version: int,
+                       grant: model.Grant) -> None:
+        """Add the statement; one of the same ID already there is kept as it is."""
+        self.calls.append(("grant", region, f"{layer_name}:{version}:{grant.statement_id}"))
+        self._live(region, layer_name, version)
+        self.policies.setdefault((region, layer_name, version), {}).setdefault(
+            grant.statement_id, grant)
+
+    def remove_permission(self, *, region: str, layer_name: str, version: int,
+                          statement_id: str) -> None:
+        """Remove the statement, if there."""
+        self.calls.append(("revoke", region, f"{layer_name}:{version}:{statement_id}"))
+        self.policies.get((region, layer_name, version), {}).pop(statement_id, None)
+
+    def function_uses(self, *, region: str) -> dict[str, tuple[str, ...]]:
+        """The layer version ARNs the region's functions use."""
+        self.calls.append(("list_functions", region, ""))
+        uses: dict[str, set[str]] = {}
+        for name, arns in self.functions.get(region, []):
+            for arn in arns:
+                uses.setdefault(arn, set()).add(name)
+        return {arn: tuple(sorted(names)) for arn, names in uses.items()}
+
+    def code_storage(self, *, region: str) -> model.CodeStorage | None:
+        """The region's code storage (sum of live versions against 75 GB unless set)."""
+        self.calls.append(("account_settings", region, ""))
+        if region in self.storage:
+            return self.storage[region]
+        used = sum(s.version.code_size or 0 for (where, _), stored in self.layers.items()
+                   if where == region for s in stored if not s.deleted)
+        return model.CodeStorage(used=used, limit=75 * 1024**3)
+
     # Out-of-band changes, as another tool or a person would make them.
     def put(self, *, region: str, layer_name: str, settings: model.Settings,
             zip_bytes: bytes) -> model.RemoteVersion:
@@ -137,4 +201,5 @@ class FakeLayerStore:
 
     def writes(self) -> list[tuple[str, str, str]]:
         """The write calls made so far."""
-        return [call for call in self.calls if call[0] == "publish"]
+        return [call for call in self.calls
+                if call[0] in ("publish", "delete", "grant", "revoke")]

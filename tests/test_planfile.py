@@ -68,7 +68,12 @@ _change = st.builds(
         lambda changes: tuple(sorted(changes, key=lambda c: planfile._field_order(c.field)))),
     notes=st.lists(_text, max_size=2).map(tuple), record=st.one_of(st.none(), _lock_entry),
     expected_version=st.one_of(st.none(), st.integers(1, 500)),
-    version=st.one_of(st.none(), st.integers(1, 500)))
+    version=st.one_of(st.none(), st.integers(1, 500)),
+    grants_add=st.lists(st.builds(model.Grant, kind=st.sampled_from(
+        ["account", "organization", "public"]), principal=_text), max_size=2).map(tuple),
+    grants_remove=st.lists(_text, max_size=2).map(tuple),
+    align_target=st.one_of(st.none(), st.integers(1, 500)),
+    fillers=st.integers(0, 100), shortfall=st.integers(0, 300))
 _basis = st.builds(
     model.PlanBasis, plan_id=_text, created=_text,
     manifest_sha256=st.just("0" * 64), state_location=_text, state_revision=_text,
@@ -80,7 +85,8 @@ _plans = st.builds(model.Plan, changes=st.lists(_change, max_size=4).map(tuple),
                    errors=st.lists(st.builds(model.LayerError, layer=_text, message=_text,
                                              hint=st.one_of(st.none(), _text)),
                                    max_size=2).map(tuple),
-                   basis=st.one_of(st.none(), _basis))
+                   basis=st.one_of(st.none(), _basis),
+                   warnings=st.lists(_text, max_size=2).map(tuple))
 
 
 @settings(max_examples=300, deadline=None)

@@ -237,7 +237,9 @@ def test_target_limits_the_plan(space: workspace.Workspace) -> None:
     assert [c.layer for c in result.changes] == ["beta"]
     with pytest.raises(errors.UsageError, match="nope"):
         run_plan(space, store, targets=("nope",))
-    assert store.calls == [("list_layers", "us-east-1", "beta")]
+    # beta is created, so the plan reads the region's code storage too (for its warning).
+    assert store.calls == [("list_layers", "us-east-1", "beta"),
+                           ("account_settings", "us-east-1", "")]
 
 
 def test_unknown_region_is_a_usage_error(space: workspace.Workspace) -> None:
@@ -254,7 +256,8 @@ def test_content_error_asks_lambda_nothing_about_that_layer(
     store = FakeLayerStore()
     plan = run_plan(space, store)
     assert "has no files to package" in plan.errors[0].message
-    assert store.calls == [("list_layers", "us-east-1", "alpha")]
+    assert store.calls == [("list_layers", "us-east-1", "alpha"),
+                           ("account_settings", "us-east-1", "")]
 
 
 def test_multi_region_plans_each_region(tmp_path: Path) -> None:
@@ -267,15 +270,16 @@ def test_multi_region_plans_each_region(tmp_path: Path) -> None:
 
 
 def test_unsupported_feature_is_refused_before_aws(tmp_path: Path) -> None:
-    """A manifest using sharing (not built yet) is refused by plan, naming the line."""
+    """A manifest using shared S3 state (not built yet) is refused by plan, naming the
+    line."""
     space = folder_layer_space(tmp_path,
-        "version: 1\nregion: us-east-1\nlayers:\n  a:\n    content: {path: a}\n"
-        "    share:\n      - account: '123456789012'\n")
+        "version: 1\nregion: us-east-1\nstate: s3://my-state/layers\nlayers:\n  a:\n"
+        "    content: {path: a}\n")
     store = FakeLayerStore()
     with pytest.raises(errors.ManifestError) as failure:
         run_plan(space, store)
-    assert failure.value.problems[0].field == "layers.a.share"
-    assert failure.value.problems[0].line == 7
+    assert failure.value.problems[0].field == "state"
+    assert failure.value.problems[0].line == 3
     assert store.calls == []
 
 
