@@ -167,8 +167,6 @@ def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
                                        "yet; plan and apply refuse this manifest"))
 
     for spec in parsed.layers:
-        if spec.align_versions:
-            problem(("layers", spec.key), "align_versions")
         if spec.content.kind is model.SourceKind.S3:
             problem(("layers", spec.key, "content", "s3"), "an S3 content source")
         if spec.upload is not None:

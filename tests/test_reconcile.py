@@ -270,16 +270,16 @@ def test_multi_region_plans_each_region(tmp_path: Path) -> None:
 
 
 def test_unsupported_feature_is_refused_before_aws(tmp_path: Path) -> None:
-    """A manifest using shared S3 state (not built yet) is refused by plan, naming the
-    line."""
+    """A manifest using upload through the artifact bucket (not built yet) is refused by
+    plan, naming the line."""
     space = folder_layer_space(tmp_path,
-        "version: 1\nregion: us-east-1\nstate: s3://my-state/layers\nlayers:\n  a:\n"
-        "    content: {path: a}\n")
+        "version: 1\nregion: us-east-1\nlayers:\n  a:\n"
+        "    content: {path: a}\n    upload: s3\n")
     store = FakeLayerStore()
     with pytest.raises(errors.ManifestError) as failure:
         run_plan(space, store)
-    assert failure.value.problems[0].field == "state"
-    assert failure.value.problems[0].line == 3
+    assert failure.value.problems[0].field == "layers.a.upload"
+    assert failure.value.problems[0].line == 6
     assert store.calls == []
 
 
