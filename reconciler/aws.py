@@ -315,32 +315,18 @@ class Boto3LayerStore:
         }
         if grant.kind == "organization":
             kwargs["OrganizationId"] = grant.principal
-        try:
+        with _translated("AddLayerVersionPermission", layer=layer_name, region=region,
+                         client=client, tolerate=frozenset({"ResourceConflictException"})):
             client.add_layer_version_permission(**kwargs)
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceConflictException":
-                return
-            raise translate(exc, operation="AddLayerVersionPermission", layer=layer_name,
-                            region=region, endpoint=client.meta.endpoint_url) from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise translate(exc, operation="AddLayerVersionPermission", layer=layer_name,
-                            region=region, endpoint=client.meta.endpoint_url) from exc
 
     def remove_permission(self, *, region: str, layer_name: str, version: int,
                           statement_id: str) -> None:
         """RemoveLayerVersionPermission; a statement already gone is no error."""
         client = self.client(region)
-        try:
+        with _translated("RemoveLayerVersionPermission", layer=layer_name, region=region,
+                         client=client, tolerate=frozenset({"ResourceNotFoundException"})):
             client.remove_layer_version_permission(LayerName=layer_name, VersionNumber=version,
                                                    StatementId=statement_id)
-        except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return
-            raise translate(exc, operation="RemoveLayerVersionPermission", layer=layer_name,
-                            region=region, endpoint=client.meta.endpoint_url) from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise translate(exc, operation="RemoveLayerVersionPermission", layer=layer_name,
-                            region=region, endpoint=client.meta.endpoint_url) from exc
 
     def function_uses(self, *, region: str) -> dict[str, tuple[str, ...]]:
         """ListFunctions with FunctionVersion=ALL, every page: each configuration's Layers."""
@@ -382,23 +368,29 @@ class Boto3LayerStore:
         """STS GetCallerIdentity (only called when the manifest names a layer by ARN)."""
         client = self._new_client("sts", region=self.default_region() or "us-east-1")
         with _translated("GetCallerIdentity", layer=None, region=None, client=client):
-            return str(client.get_caller_identity()["Account"])
+            identity = client.get_caller_identity()
+        return str(identity["Account"])
 
 
 class _translated:
     """Turn botocore exceptions raised inside the block into errors.AwsError."""
 
     def __init__(self, operation: str, *, layer: str | None, region: str | None,
-                 client: Any) -> None:
+                 client: Any, tolerate: frozenset[str] = frozenset()) -> None:
         self.operation, self.layer, self.region, self.client = operation, layer, region, client
+        # AWS error codes that mean the call's goal already holds: swallowed, not raised.
+        self.tolerate = tolerate
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> bool:
         if exc is None or not isinstance(exc, botocore.exceptions.BotoCoreError
                                          | botocore.exceptions.ClientError):
-            return
+            return False
+        if isinstance(exc, botocore.exceptions.ClientError) and \
+                exc.response.get("Error", {}).get("Code") in self.tolerate:
+            return True
         raise translate(exc, operation=self.operation, layer=self.layer, region=self.region,
                         endpoint=getattr(getattr(self.client, "meta", None), "endpoint_url",
                                          None)) from exc
