@@ -23,7 +23,9 @@ region's publish is recorded, and not at all when that publish failed.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import hashlib
 import io
 import tempfile
 import threading
@@ -389,20 +391,50 @@ def filler_zip_bytes() -> bytes:
 
 def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_path: Path,
                     progress: Progress = _quiet) -> tuple[int, ...]:
-    """Publish the change's filler versions (never granted); on a failure, delete those
-    made so far and raise (a filler whose publish's outcome is unknown is then looked for
-    by no one: its description says what it is)."""
+    """Publish the change's filler versions (never granted), each exactly once: a filler
+    whose reply was lost is looked for (by its CodeSha256 and description) before it is sent
+    again, so no filler is made twice. On a failure, delete the fillers made so far, and any
+    filler an unknown outcome may have left above them, then raise."""
     made: list[int] = []
     settings = model.Settings(description=FILLER_DESCRIPTION)
+    code_sha256 = filler_code_sha256()
+    base = change.current.version if change.current else 0
     for _ in range(change.fillers):
         progress(f"{change.layer}: filler {len(made) + 1}/{change.fillers} in {change.region}")
         try:
-            made.append(store.publish(region=change.region, layer_name=change.layer_name,
-                                      settings=settings, zip_path=zip_path).version)
+            outcome = publishing.publish_exactly_once(
+                store, region=change.region, layer_name=change.layer_name, settings=settings,
+                zip_path=zip_path, code_sha256=code_sha256,
+                above_version=made[-1] if made else base)
         except errors.ReconcilerError:
-            delete_fillers(change, tuple(made), store=store)
+            delete_fillers(change, tuple(made) + _stray_fillers(change, store=store,
+                                                                above=made[-1] if made
+                                                                else base),
+                           store=store)
             raise
+        made.append(outcome.version.version)
     return tuple(made)
+
+
+def filler_code_sha256() -> str:
+    """Lambda's CodeSha256 of the filler zip: how a filler is told from any other version."""
+    return base64.b64encode(hashlib.sha256(filler_zip_bytes()).digest()).decode("ascii")
+
+
+def _stray_fillers(change: model.LayerChange, *, store: ports.LayerStore,
+                   above: int) -> tuple[int, ...]:
+    """Fillers above `above` that a publish of unknown outcome made in this apply (the lock
+    keeps any other apply out, and a filler's bytes and description are this tool's own).
+    When even the look fails, nothing more is deleted: the next plan shows the filler as
+    the latest version and publishes over it."""
+    try:
+        found = store.versions_above(region=change.region, layer_name=change.layer_name,
+                                     version=above)
+    except errors.ReconcilerError:
+        return ()
+    return tuple(version.version for version in found
+                 if version.code_sha256 == filler_code_sha256()
+                 and version.settings.description == FILLER_DESCRIPTION)
 
 
 def delete_fillers(change: model.LayerChange, fillers: tuple[int, ...], *,

@@ -28,6 +28,7 @@ class PublishFault:
 
     error: errors.AwsError
     lands: bool = False
+    region: str | None = None  # None: the layer's next publish in any region
 
 
 @dataclass
@@ -93,9 +94,11 @@ class FakeLayerStore:
             raise self.fail_publish[layer_name]
         if region in self.fail_region:
             raise self.fail_region[region]
-        faults = self.publish_faults.get(layer_name)
+        faults = [fault for fault in self.publish_faults.get(layer_name, [])
+                  if fault.region in (None, region)]
         if faults:
-            fault = faults.pop(0)
+            fault = faults[0]
+            self.publish_faults[layer_name].remove(fault)
             if fault.lands:
                 self.put(region=region, layer_name=layer_name, settings=settings,
                          zip_bytes=zip_path.read_bytes())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fakes import FakeLayerStore
+from fakes import FakeLayerStore, PublishFault
 from test_reconcile import folder_layer_space, run_apply, run_plan
 
 from reconciler import applying, errors, model
@@ -108,3 +108,23 @@ def test_alignment_publishes_fillers_and_deletes_them(tmp_path: Path) -> None:
                    for version in live)
         assert ("us-east-1", "a", 1) not in store.policies
     assert not report.warnings
+
+
+def test_a_filler_whose_reply_was_lost_is_found_not_published_twice(tmp_path: Path) -> None:
+    """A filler publish whose reply is lost after Lambda made it is looked up and adopted:
+    the region still reaches the target with one filler per number and none left behind."""
+    space = folder_layer_space(tmp_path, manifest("    align_versions: true\n",
+                                                  regions="eu-west-1, us-east-1"))
+    store = FakeLayerStore()
+    for number in range(2):
+        store.put(region="eu-west-1", layer_name="a", settings=S, zip_bytes=b"x%d" % number)
+    store.publish_faults["a"] = [PublishFault(
+        errors.PublishOutcomeUnknown("connection reset", code="ConnectionReset"),
+        lands=True, region="us-east-1")]
+    report = run_apply(space, store, parallelism=1)
+    assert report.ok, report.failed
+    assert {(item.change.region, item.version.version) for item in report.published} == {
+        ("eu-west-1", 3), ("us-east-1", 3)}
+    assert store.calls.count(("publish", "us-east-1", "a")) == 3
+    live = store.all_versions(region="us-east-1", layer_name="a")
+    assert [version.version for version in live] == [3]
