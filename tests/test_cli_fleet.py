@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import faultproxy
+import pytest
 from clirun import plan_json, run
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
@@ -183,3 +185,44 @@ def test_plan_is_quiet_about_storage_when_the_endpoint_cannot_tell(
     document = plan_json(tmp_path)
     assert document["warnings"] == []
     assert document["changes"][0]["action"] == "create"
+
+
+def test_a_region_whose_publishes_fail_blocks_no_other(tmp_path: Path, moto_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishes signed for eu-west-1 fail for good (503 at the proxy): the other regions
+    land and are recorded, the summary names the region, exit 1; the rerun publishes only
+    eu-west-1's layers, at the number the others have."""
+    regions = ("us-east-1", "eu-west-1", "ap-south-1")
+    names = ("alpha", "beta", "gamma")
+    layers = []
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.py").write_text(f"NAME = {name!r}\n")
+        layers.append(f"  {name}:\n    content: {{path: {name}}}\n")
+    (tmp_path / "layers.yaml").write_text(
+        f"version: 1\nregion: [{', '.join(regions)}]\nalign_versions: true\nlayers:\n"
+        + "".join(layers))
+    with faultproxy.running(moto_url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.add(faultproxy.reject(status=503, code="ServiceUnavailableException",
+                                    operation="PublishLayerVersion", region="eu-west-1"))
+        failed = run(tmp_path, "apply", "--yes", "--format", "json")
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        report = json.loads(failed.stdout)
+        assert {(item["layer"], item["region"]) for item in report["published"]} == {
+            (name, region) for name in names for region in ("us-east-1", "ap-south-1")}
+        assert {item["region"] for item in report["failed"] + report["not_attempted"]} == {
+            "eu-west-1"}
+        assert "eu-west-1" in failed.stderr
+        lock = json.loads((tmp_path / "layers.lock.json").read_text())
+        assert "eu-west-1" not in json.dumps(lock)
+
+        proxy.clear()
+        rerun = run(tmp_path, "apply", "--yes")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        publishes = [call for call in proxy.calls if call.operation == "PublishLayerVersion"]
+        assert sorted(call.region for call in publishes) == ["eu-west-1"] * len(names)
+        assert proxy.errors == []
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    for name in names:
+        assert {int(str(live(name, region)[-1]["Version"])) for region in regions} == {1}
