@@ -208,10 +208,10 @@ def apply_text(report: dict[str, Any]) -> str:
     for item in report["not_attempted"]:
         lines.append(f"not tried {item['layer']} ({item['region']}): {item['why']}")
     lines.extend(f"warning:  {warning}" for warning in report.get("warnings", []))
-    counts = (f"{len(report['published'])} published, {len(report['recorded'])} recorded in "
-              f"{report['state']}, {report['unchanged']} unchanged")
+    counts = (f"{len(report['published'])} published, {len(report['recorded'])} recorded "
+              f"without publishing, {report['unchanged']} unchanged")
     if report["ok"]:
-        lines.append(f"\nApply complete: {counts}.")
+        lines.append(f"\nApply complete: {counts}; {report['state']} is up to date.")
     else:
         lines.append(f"\nApply incomplete: {counts}, {len(report['failed'])} failed, "
                      f"{len(report['not_attempted'])} not attempted. Every success is "
