@@ -59,17 +59,24 @@ def statement_ids(layer: str, region: str, version: int) -> list[str]:
     return sorted(statement["Sid"] for statement in json.loads(policy["Policy"])["Statement"])
 
 
-def fleet_project(tmp_path: Path, *, share: str) -> Path:
-    """12 folder layers in 8 regions, aligned, shared as `share` says."""
+def aligned_project(tmp_path: Path, *, names: tuple[str, ...], regions: tuple[str, ...],
+                    defaults: str = "") -> Path:
+    """One one-file folder layer per name, in `regions`, aligned, with `defaults`."""
     layers = []
-    for name in LAYERS:
+    for name in names:
         (tmp_path / name).mkdir()
         (tmp_path / name / f"{name}.py").write_text(f"NAME = {name!r}\n")
         layers.append(f"  {name}:\n    content: {{path: {name}, prefix: python}}\n")
     (tmp_path / "layers.yaml").write_text(
-        f"version: 1\nregion: [{', '.join(REGIONS)}]\nalign_versions: true\n"
-        f"defaults:\n  compatible_runtimes: [python3.12]\n{share}layers:\n" + "".join(layers))
+        f"version: 1\nregion: [{', '.join(regions)}]\nalign_versions: true\n"
+        f"defaults:\n  compatible_runtimes: [python3.12]\n{defaults}layers:\n"
+        + "".join(layers))
     return tmp_path
+
+
+def fleet_project(tmp_path: Path, *, share: str) -> Path:
+    """12 folder layers in 8 regions, aligned, shared as `share` says."""
+    return aligned_project(tmp_path, names=LAYERS, regions=REGIONS, defaults=share)
 
 
 def test_fleet_release_aligned_and_shared_in_every_region(tmp_path: Path,
@@ -194,14 +201,7 @@ def test_a_region_whose_publishes_fail_blocks_no_other(tmp_path: Path, moto_url:
     eu-west-1's layers, at the number the others have."""
     regions = ("us-east-1", "eu-west-1", "ap-south-1")
     names = ("alpha", "beta", "gamma")
-    layers = []
-    for name in names:
-        (tmp_path / name).mkdir()
-        (tmp_path / name / f"{name}.py").write_text(f"NAME = {name!r}\n")
-        layers.append(f"  {name}:\n    content: {{path: {name}}}\n")
-    (tmp_path / "layers.yaml").write_text(
-        f"version: 1\nregion: [{', '.join(regions)}]\nalign_versions: true\nlayers:\n"
-        + "".join(layers))
+    aligned_project(tmp_path, names=names, regions=regions)
     with faultproxy.running(moto_url) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         proxy.add(faultproxy.reject(status=503, code="ServiceUnavailableException",
