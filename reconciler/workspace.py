@@ -2,7 +2,7 @@
 lockfile and the `.reconcile/` cache live, and the validation checks that need the disk.
 
 Shell: it reads files and never writes any. Paths in the manifest are relative to the
-manifest's folder, never to the working directory. (Not in DESIGN.md's list: it keeps the
+manifest's folder, never to the working directory. (A module of its own: it keeps the
 disk out of the pure `manifest` module without making `sources` also own manifest I/O.)
 """
 
