@@ -19,7 +19,7 @@ import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
 import botocore.config
@@ -403,6 +403,27 @@ _NOT_SENT_ERRORS = (botocore.exceptions.EndpointConnectionError,
 
 def publish_error(exc: Exception, *, layer: str, region: str, endpoint: str | None,
                   sent: bool) -> errors.AwsError:
+    """What is known about a failed PublishLayerVersion (`sent`: it reached the wire), with
+    no secret of a URL in its words (see _publish_error)."""
+    return _redacted(_publish_error(exc, layer=layer, region=region, endpoint=endpoint,
+                                    sent=sent))
+
+
+_Error = TypeVar("_Error", bound=errors.ReconcilerError)
+
+
+def _redacted(error: _Error) -> _Error:
+    """`error` with the userinfo and presigned query strings of every URL in its message and
+    hint redacted: endpoint URLs and botocore's own messages quote them."""
+    error.message = errors.redact_urls(error.message)
+    error.args = (error.message,)
+    if error.hint is not None:
+        error.hint = errors.redact_urls(error.hint)
+    return error
+
+
+def _publish_error(exc: Exception, *, layer: str, region: str, endpoint: str | None,
+                   sent: bool) -> errors.AwsError:
     """What is known about a failed PublishLayerVersion (`sent`: it reached the wire).
 
     A reply of 4xx (429 throttling included) means Lambda refused it: no version. A
@@ -464,7 +485,14 @@ def _configuration_error(exc: Exception) -> errors.CredentialsError:
 
 def translate(exc: Exception, *, operation: str, layer: str | None, region: str | None,
               endpoint: str | None) -> errors.AwsError:
-    """The AwsError (with a hint) for a botocore exception raised by `operation`."""
+    """The AwsError (with a hint) for a botocore exception raised by `operation`, with no
+    secret of a URL (userinfo, presigned query) in its words."""
+    return _redacted(_translate(exc, operation=operation, layer=layer, region=region,
+                                endpoint=endpoint))
+
+
+def _translate(exc: Exception, *, operation: str, layer: str | None, region: str | None,
+               endpoint: str | None) -> errors.AwsError:
     where = f"layer '{layer}' in {region}" if layer else (region or "AWS")
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})

@@ -522,8 +522,9 @@ def _report_document(report: applying.ApplyReport, *, session: _Session,
             for change in report.recorded],
         "failed": [
             {"layer": item.change.layer, "region": item.change.region,
-             "action": item.change.action.value, "error": item.error.message,
-             "code": item.error.code, "hint": item.error.hint}
+             "action": item.change.action.value,
+             "error": errors.redact_urls(item.error.message), "code": item.error.code,
+             "hint": errors.redact_urls(item.error.hint) if item.error.hint else None}
             for item in report.failed],
         "not_attempted": [
             {"layer": item.change.layer, "region": item.change.region,
@@ -644,7 +645,8 @@ def apply(
                                         progress=_progress)
             except errors.ReconcilerError as error:
                 if as_json:
-                    typer.echo(json.dumps({"ok": False, "error": error.message,
+                    typer.echo(json.dumps({"ok": False,
+                                           "error": errors.redact_urls(error.message),
                                            "code": error.code, "published": [],
                                            "recorded": [], "failed": [], "not_attempted": []},
                                           indent=2, sort_keys=True))
@@ -940,13 +942,15 @@ def sandbox_stop(manifest: ManifestOption = Path("layers.yaml")) -> None:
 def _report(error: errors.ReconcilerError) -> None:
     if isinstance(error, errors.ManifestError):
         for problem in error.problems:
-            _err(str(problem))
+            _err(errors.redact_urls(str(problem)))
         count = len(error.problems)
         _err(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.")
         return
-    _err(f"error: {error.message}")
+    # Every message passes here: no URL's userinfo or presigned query is ever printed, even
+    # from a message that quotes an endpoint URL as the user gave it.
+    _err(errors.redact_urls(f"error: {error.message}"))
     if error.hint:
-        _err(f"hint: {error.hint}")
+        _err(errors.redact_urls(f"hint: {error.hint}"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -474,3 +474,48 @@ def test_one_rejected_layer_of_five_blocks_no_other(
     assert rerun.process.returncode == 0, rerun.stderr
     assert proxy.count(operation=PUBLISH) == 1
     assert_converged(checkout, moto_url, layers=layers)
+
+
+# --- 7. no secret out --------------------------------------------------------------------
+
+
+SECRETS = {"AWS_ACCESS_KEY_ID": "AKIASECRETKEYID12345",
+           "AWS_SECRET_ACCESS_KEY": "very-secret-access-key-0123456789",
+           "AWS_SESSION_TOKEN": "session-token-secret-abcdef"}
+USERINFO = "user:url-password-secret"
+
+
+def test_no_secret_in_any_output_or_file(tmp_path: Path, proxy: faultproxy.FaultProxy,
+                                         moto_url: str, state_bucket: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With credentials, a session token and an endpoint URL holding userinfo: no secret in
+    stdout/stderr of plan, apply (succeeding, failing, unreachable, unsafe store), the plan
+    file, the lockfile, the step summary or any file under the checkout."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    endpoint = proxy.url.replace("http://", f"http://{USERINFO}@")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    checkout = make_checkout(tmp_path / "repo", layers=("dot", "x"))
+    shared = make_checkout(tmp_path / "shared", state=state_bucket, layers=("x",))
+    runs = [run(checkout, "plan", "--out", str(tmp_path / "plan.json"))]
+    proxy.add(faultproxy.reject(operation=PUBLISH, key="x", times=1))
+    runs.append(run(checkout, "apply", "--yes"))
+    runs.append(run(checkout, "apply", "--yes"))
+    runs.append(run(shared, "apply", "--yes", "--format", "json"))
+    proxy.add(faultproxy.strip_headers("If-None-Match", "If-Match", service="s3"))
+    unsafe_plan = run(shared, "plan")  # a plan reads the state; the store is unsafe
+    runs.append(unsafe_plan)
+    runs.append(run(checkout, "apply", "--yes", "--endpoint-url",
+                    "http://user:url-password-secret@127.0.0.1:9/"))
+    runs.append(run(shared, "force-unlock", "no-such-lock", "--yes"))
+    texts = [cli.stdout + cli.stderr for cli in runs]
+    files = [path for folder in (checkout, shared) for path in folder.rglob("*")
+             if path.is_file()] + [tmp_path / "plan.json", summary]
+    texts += [path.read_bytes().decode("utf-8", "replace") for path in files]
+    assert any("cannot reach" in text for text in texts)  # the unreachable case ran
+    for secret in [*SECRETS.values(), "url-password-secret"]:
+        leaks = [text[max(0, text.find(secret) - 80):text.find(secret) + 40]
+                 for text in texts if secret in text]
+        assert leaks == [], leaks
