@@ -547,24 +547,54 @@ def _report_document(report: applying.ApplyReport, *, session: _Session,
 
 
 class _StopOnSignal:
-    """SIGTERM and Ctrl-C ask apply to stop at the next safe point: no new publish starts,
-    those in flight are awaited and recorded. A second Ctrl-C stops at once."""
+    """SIGTERM and Ctrl-C, from the moment a run starts taking the state lock until it has
+    released it: the lock is always released (a SIGTERM's default action would end the
+    process at once, leaving an S3 lock object behind for a force-unlock).
+
+    - While the lock is being taken (`deferred`), or while apply publishes, a signal only
+      asks to stop: apply starts no new publish, and awaits and records those in flight; a
+      lock taken meanwhile is released at once (`raise_if_stopped`).
+    - While planning and asking (`interrupt_now()`), nothing has changed yet: a signal
+      raises Interrupted where the run is, and the lock is released on the way out.
+    A second Ctrl-C stops at once (KeyboardInterrupt), the lock still released on the way."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self._previous: dict[int, Any] = {}
+        self._interrupt_now = False
 
     def _handle(self, signum: int, _frame: object) -> None:
         if self.event.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.event.set()
+        if self._interrupt_now:
+            self._interrupt_now = False
+            _err("stopping: nothing was changed; releasing the state lock")
+            raise self._interrupted()
         _err("stopping at the next safe point: no new publish starts; those in flight are "
              "awaited and recorded (Ctrl-C again to stop at once)")
 
-    def __enter__(self) -> threading.Event:
+    @staticmethod
+    def _interrupted() -> errors.Interrupted:
+        return errors.Interrupted("apply was interrupted before any change: nothing was "
+                                  "published or recorded",
+                                  hint="run apply again")
+
+    def raise_if_stopped(self) -> None:
+        """Interrupted if a signal came while the lock was being taken."""
+        if self.event.is_set():
+            raise self._interrupted()
+
+    def interrupt_now(self, enabled: bool) -> None:
+        """From now on a signal raises Interrupted at once (True), or only asks to stop."""
+        self._interrupt_now = enabled
+        if enabled:
+            self.raise_if_stopped()
+
+    def __enter__(self) -> _StopOnSignal:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous[signum] = signal.signal(signum, self._handle)
-        return self.event
+        return self
 
     def __exit__(self, *_: object) -> None:
         for signum, previous in self._previous.items():
@@ -614,45 +644,81 @@ def apply(
             raise errors.StalePlan(
                 [f"this plan file was applied already ({applied.get('at', 'earlier')}); a "
                  "plan is applied once"], hint="make a new plan with `reconcile plan --out`")
-    lock_id = session.state.lock(_holder("apply", session.space), timeout=lock_timeout)
+    with _StopOnSignal() as stopping:
+        lock_id = _take_lock(session.state, _holder("apply", session.space),
+                             timeout=lock_timeout)
+        try:
+            stopping.interrupt_now(True)
+            report, the_plan = _apply_locked(
+                session, saved=saved, plan_file=plan_file, document=document, yes=yes,
+                as_json=as_json, parallelism=parallelism, stopping=stopping)
+        finally:
+            stopping.interrupt_now(False)
+            session.state.unlock(lock_id)
+    _finish_apply(report, session=session, the_plan=the_plan, as_json=as_json,
+                  no_summary=no_summary)
+
+
+def _take_lock(backend: ports.StateBackend, holder: errors.LockHolder, *,
+               timeout: float) -> str:
+    """The state lock; while another run holds it and `timeout` allows, say so and wait."""
     try:
-        snapshot = session.state.read()
-        if saved is None:
-            with _progress_display():
-                the_plan = _make_plan(session, snapshot, parallelism=parallelism)
-            if not as_json:
-                typer.echo(render.text(the_plan, color=_use_color()), nl=False)
-            _confirm(the_plan, yes=yes, as_json=as_json)
-        else:
-            the_plan = saved
-            now, remote_latest = _fresh_basis(session, saved, snapshot)
-            stale = planfile.stale_reasons(saved, now=now, remote_latest=remote_latest)
-            if stale:
-                raise errors.StalePlan(stale, hint="make a new plan with `reconcile plan "
-                                                   "--out` and review it again")
-            if not as_json:
-                typer.echo(render.text(the_plan, color=_use_color()), nl=False)
-            # Marked before the first change: a plan file is applied once, even when the
-            # apply stops half way (its state moved: it is stale from then on anyway).
-            _write_plan_file(plan_file or Path(), {**document, "applied": {
-                "at": datetime.datetime.now(datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
-        with _StopOnSignal() as stop, _progress_display():
-            try:
-                report = applying.apply(the_plan, store=session.store, state=session.state,
-                                        code=session.code, snapshot=snapshot,
-                                        parallelism=parallelism, stop=stop,
-                                        progress=_progress)
-            except errors.ReconcilerError as error:
-                if as_json:
-                    typer.echo(json.dumps({"ok": False,
-                                           "error": errors.redact_urls(error.message),
-                                           "code": error.code, "published": [],
-                                           "recorded": [], "failed": [], "not_attempted": []},
-                                          indent=2, sort_keys=True))
-                raise
-    finally:
-        session.state.unlock(lock_id)
+        return backend.lock(holder, timeout=0.0)
+    except errors.StateLocked as locked:
+        if timeout <= 0:
+            raise
+        _err(f"waiting up to {timeout:g} s for the state lock: {locked.message}")
+    return backend.lock(holder, timeout=timeout)
+
+
+def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Path | None,
+                  document: dict[str, Any], yes: bool, as_json: bool, parallelism: int,
+                  stopping: _StopOnSignal) -> tuple[applying.ApplyReport, model.Plan]:
+    """Apply's work under the lock: plan (or check the saved plan), confirm, apply. A signal
+    raises Interrupted until the first change, then only asks apply to stop."""
+    snapshot = session.state.read()
+    if saved is None:
+        with _progress_display():
+            the_plan = _make_plan(session, snapshot, parallelism=parallelism)
+        if not as_json:
+            typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+        _confirm(the_plan, yes=yes, as_json=as_json)
+    else:
+        the_plan = saved
+        now, remote_latest = _fresh_basis(session, saved, snapshot)
+        stale = planfile.stale_reasons(saved, now=now, remote_latest=remote_latest)
+        if stale:
+            raise errors.StalePlan(stale, hint="make a new plan with `reconcile plan "
+                                               "--out` and review it again")
+        if not as_json:
+            typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+        # Marked before the first change: a plan file is applied once, even when the
+        # apply stops half way (its state moved: it is stale from then on anyway).
+        stopping.interrupt_now(False)
+        _write_plan_file(plan_file or Path(), {**document, "applied": {
+            "at": datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
+    stopping.interrupt_now(False)
+    with _progress_display():
+        try:
+            report = applying.apply(the_plan, store=session.store, state=session.state,
+                                    code=session.code, snapshot=snapshot,
+                                    parallelism=parallelism, stop=stopping.event,
+                                    progress=_progress)
+        except errors.ReconcilerError as error:
+            if as_json:
+                typer.echo(json.dumps({"ok": False,
+                                       "error": errors.redact_urls(error.message),
+                                       "code": error.code, "published": [],
+                                       "recorded": [], "failed": [], "not_attempted": []},
+                                      indent=2, sort_keys=True))
+            raise
+    return report, the_plan
+
+
+def _finish_apply(report: applying.ApplyReport, *, session: _Session, the_plan: model.Plan,
+                  as_json: bool, no_summary: bool) -> None:
+    """Report what apply did, and raise for an interrupted or incomplete apply."""
     result = _report_document(report, session=session, plan=the_plan)
     _step_summary(render.apply_markdown(result), disabled=no_summary)
     if as_json:
@@ -845,12 +911,14 @@ def state_push(
     except OSError as exc:
         raise errors.UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
     lock = statefile.decode(text, file=str(source))
-    lock_id = backend.lock(_holder("state push", space), timeout=lock_timeout)
-    try:
-        current = backend.read()
-        backend.write(lock, expected_revision=current.revision)
-    finally:
-        backend.unlock(lock_id)
+    # A signal only asks to stop: the push is one write, and the lock is released after it.
+    with _StopOnSignal():
+        lock_id = _take_lock(backend, _holder("state push", space), timeout=lock_timeout)
+        try:
+            current = backend.read()
+            backend.write(lock, expected_revision=current.revision)
+        finally:
+            backend.unlock(lock_id)
     typer.echo(f"Pushed {source} to {backend.location}.")
 @app.command()
 def schema(

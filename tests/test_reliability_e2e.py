@@ -336,6 +336,32 @@ def test_a_second_apply_is_refused_naming_the_holder(
     assert_converged(checkout, moto_url)
 
 
+@pytest.mark.parametrize("targets", [(), (("--target", "dot", "--target", "x"),
+                                          ("--target", "y", "--target", "z"))],
+                         ids=["same-set", "disjoint-targets"])
+def test_a_second_apply_with_lock_timeout_waits(
+        checkout: Path, proxy: faultproxy.FaultProxy, moto_url: str,
+        targets: tuple[tuple[str, ...], ...]) -> None:
+    """With --lock-timeout the second apply waits for the first: one set of publishes, no
+    duplicate version, and (with disjoint --target sets) every record of both kept."""
+    first_args, second_args = targets or ((), ())
+    first_layer = "dot"
+    held = faultproxy.hold(forward=False, operation=PUBLISH, key=first_layer)
+    proxy.add(held)
+    first = apply(checkout, *first_args)
+    assert isinstance(held.action, faultproxy.Hold)
+    held.action.wait_arrived()
+    second = Cli(checkout, "apply", "--yes", "--lock-timeout", "60", *second_args)
+    second.wait_for_stderr("waiting")
+    held.action.release()
+
+    assert first.wait() == 0, first.stderr
+    assert second.wait() == 0, second.stderr
+    assert proxy.count(operation=PUBLISH) == 4
+    assert_converged(checkout, moto_url)
+    assert_clean(checkout)
+
+
 # --- 4. shared S3 state from two checkouts ---------------------------------------------------
 
 
@@ -519,3 +545,30 @@ def test_no_secret_in_any_output_or_file(tmp_path: Path, proxy: faultproxy.Fault
         leaks = [text[max(0, text.find(secret) - 80):text.find(secret) + 40]
                  for text in texts if secret in text]
         assert leaks == [], leaks
+
+
+# --- 8. a signal while planning under an S3 lock ----------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_planning_releases_the_s3_lock(
+        tmp_path: Path, proxy: faultproxy.FaultProxy, moto_url: str, state_bucket: str,
+        signum: signal.Signals) -> None:
+    """A signal while apply plans under the S3 lock (a Lambda read held): exit 1, nothing
+    published, and the lock object is deleted (the next apply is not refused)."""
+    checkout = make_checkout(tmp_path / "repo", state=state_bucket, layers=("x",))
+    held = faultproxy.hold(forward=False, operation=LIST)
+    proxy.add(held)
+    applying = apply(checkout)
+    assert isinstance(held.action, faultproxy.Hold)
+    held.action.wait_arrived()
+    assert "team/layers.lock.json.lock" in s3_keys(moto_url)
+    applying.process.send_signal(signum)
+    applying.wait_for_stderr("stopping")
+    held.action.release()
+
+    assert applying.wait() == 1
+    assert "interrupted" in applying.stderr
+    assert proxy.count(operation=PUBLISH) == 0
+    assert "team/layers.lock.json.lock" not in s3_keys(moto_url)
+    assert run(checkout, "apply", "--yes").process.returncode == 0
