@@ -42,6 +42,7 @@ class LocalCode:
     ) -> dict[str, model.Artifact | model.LayerError]:
         """Each layer's content identity (no zip), or the error that stops it from being
         planned; the stat cache is loaded and saved once."""
+        remove_cache_temps(self._space.cache_dir)
         cache = self._cache = sources.StatCache.load(self._space.stat_cache_path)
         found: dict[str, model.Artifact | model.LayerError] = {}
         for spec in specs:
@@ -92,3 +93,22 @@ class LocalCode:
             if latest is not None:
                 keep.add(os.path.abspath(latest))
         sources.prune_builds(self.build_dir, keep=keep)
+
+
+def remove_cache_temps(cache_dir: Path) -> list[Path]:
+    """Remove the temp files a killed run left while saving the stat cache or a build's
+    index or pointer (`.<name>.<random>.tmp` under `.reconcile/`); returns them. Their names
+    carry no pid, but every such save is best effort: a live run whose temp is removed only
+    fails to save that file (it costs time, never a record), so all found at the start of a
+    run go. The zips' own temps (`*.zip.tmp`, named by pid) are left to sources."""
+    removed: list[Path] = []
+    for folder in (cache_dir, cache_dir / "build"):
+        for temp_path in folder.glob(".*.tmp"):
+            if temp_path.name.endswith(sources.BUILD_TEMP_SUFFIX) or not temp_path.is_file():
+                continue
+            try:
+                temp_path.unlink()
+            except OSError:
+                continue  # another run removed it first, or the folder is read-only
+            removed.append(temp_path)
+    return removed

@@ -208,6 +208,17 @@ def test_sigkill_during_packaging(checkout: Path, proxy: faultproxy.FaultProxy,
     rerun_converges(checkout, proxy, moto_url, missing=4)
 
 
+def test_sigkill_while_saving_the_stat_cache(checkout: Path, proxy: faultproxy.FaultProxy,
+                                            moto_url: str) -> None:
+    """Killed the instant the stat cache's new copy is written but not yet renamed: the temp
+    file under .reconcile/ is removed by the rerun, which publishes each layer once."""
+    killed = apply(checkout, kill_at="os.rename|*/.reconcile/cache.json|1")
+    assert killed.wait() == -signal.SIGKILL
+    assert list((checkout / ".reconcile").glob(".cache.json.*.tmp"))
+
+    rerun_converges(checkout, proxy, moto_url, missing=4)
+
+
 def test_sigkill_right_after_a_publish_before_its_record(
         checkout: Path, proxy: faultproxy.FaultProxy, moto_url: str) -> None:
     """Killed while Lambda has made x's version but its reply is held: x is not recorded;
