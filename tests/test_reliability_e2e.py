@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import faultproxy
@@ -33,6 +34,18 @@ LAYERS = ("dot", "x", "y", "z")
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test() -> Iterator[None]:
+    """A test that failed half way must not leave a `reconcile` process behind: it could
+    talk to a later test's proxy (a port is soon reused) and publish into its moto server."""
+    yield
+    while Cli.running:
+        process = Cli.running.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
 
 
 @pytest.fixture
@@ -74,6 +87,7 @@ class Cli:
     """One `reconcile` process, its output in files outside every checkout."""
 
     count = 0
+    running: ClassVar[list[subprocess.Popen[bytes]]] = []
 
     def __init__(self, cwd: Path, *args: str, kill_at: str | None = None) -> None:
         assert RECONCILE, "the reconcile console script is not installed next to this Python"
@@ -90,6 +104,7 @@ class Cli:
             self.process = subprocess.Popen([RECONCILE, *args], cwd=cwd,
                                             stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                             env=env)
+        Cli.running.append(self.process)
 
     @property
     def stdout(self) -> str:
