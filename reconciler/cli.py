@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import types
 from dataclasses import dataclass
 from enum import Enum
@@ -646,7 +647,7 @@ def apply(
                  "plan is applied once"], hint="make a new plan with `reconcile plan --out`")
     with _StopOnSignal() as stopping:
         lock_id = _take_lock(session.state, _holder("apply", session.space),
-                             timeout=lock_timeout)
+                             timeout=lock_timeout, stopping=stopping)
         try:
             stopping.interrupt_now(True)
             report, the_plan = _apply_locked(
@@ -660,15 +661,29 @@ def apply(
 
 
 def _take_lock(backend: ports.StateBackend, holder: errors.LockHolder, *,
-               timeout: float) -> str:
-    """The state lock; while another run holds it and `timeout` allows, say so and wait."""
-    try:
-        return backend.lock(holder, timeout=0.0)
-    except errors.StateLocked as locked:
-        if timeout <= 0:
-            raise
-        _err(f"waiting up to {timeout:g} s for the state lock: {locked.message}")
-    return backend.lock(holder, timeout=timeout)
+               timeout: float, stopping: _StopOnSignal) -> str:
+    """The state lock; while another run holds it and `timeout` allows, say so and wait.
+
+    The waiting is done here, one attempt (`timeout=0`) at a time, so that a signal ends the
+    wait at once: between two attempts this run holds nothing, while an attempt cut off by
+    an exception could leave an S3 lock object that nobody would release."""
+    deadline = time.monotonic() + timeout
+    delay = state_package.FIRST_RETRY_DELAY
+    announced = False
+    while True:
+        try:
+            return backend.lock(holder, timeout=0.0)
+        except errors.StateLocked as locked:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            if not announced:
+                _err(f"waiting up to {timeout:g} s for the state lock: {locked.message}")
+                announced = True
+        if stopping.event.wait(min(delay, remaining)):
+            raise errors.Interrupted(
+                "interrupted while waiting for the state lock: nothing was changed")
+        delay = min(delay * 2, state_package.MAX_RETRY_DELAY)
 
 
 def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Path | None,
@@ -912,8 +927,9 @@ def state_push(
         raise errors.UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
     lock = statefile.decode(text, file=str(source))
     # A signal only asks to stop: the push is one write, and the lock is released after it.
-    with _StopOnSignal():
-        lock_id = _take_lock(backend, _holder("state push", space), timeout=lock_timeout)
+    with _StopOnSignal() as stopping:
+        lock_id = _take_lock(backend, _holder("state push", space), timeout=lock_timeout,
+                             stopping=stopping)
         try:
             current = backend.read()
             backend.write(lock, expected_revision=current.revision)

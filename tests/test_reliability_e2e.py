@@ -388,6 +388,28 @@ def test_a_second_apply_with_lock_timeout_waits(
     assert_clean(checkout)
 
 
+def test_a_signal_ends_a_wait_for_the_lock(checkout: Path, proxy: faultproxy.FaultProxy,
+                                          moto_url: str) -> None:
+    """SIGTERM to an apply waiting (--lock-timeout) for another run's lock ends the wait at
+    once: exit 1, nothing changed by it, and the holder goes on undisturbed."""
+    held = faultproxy.hold(forward=False, operation=PUBLISH, key="dot")
+    proxy.add(held)
+    first = apply(checkout)
+    assert isinstance(held.action, faultproxy.Hold)
+    held.action.wait_arrived()
+    waiting = Cli(checkout, "apply", "--yes", "--lock-timeout", "3600")
+    waiting.wait_for_stderr("waiting")
+    waiting.process.send_signal(signal.SIGTERM)
+
+    assert waiting.wait() == 1
+    assert "interrupted while waiting for the state lock" in waiting.stderr
+    held.action.release()
+    assert first.wait() == 0, first.stderr
+    assert proxy.count(operation=PUBLISH) == 4
+    assert_converged(checkout, moto_url)
+    assert_clean(checkout)
+
+
 # --- 4. shared S3 state from two checkouts ---------------------------------------------------
 
 
@@ -454,6 +476,41 @@ def test_a_killed_s3_apply_is_named_force_unlocked_and_adopted(
     assert {layer: moto_versions(moto_url, layer) for layer in LAYERS} == {
         layer: [1] for layer in LAYERS}
     assert s3_keys(moto_url) == ["team/layers.lock.json"]
+
+
+def test_state_push_takes_the_s3_lock(tmp_path: Path, proxy: faultproxy.FaultProxy,
+                                      moto_url: str, state_bucket: str) -> None:
+    """`state push` while an apply holds the S3 lock is refused naming it, and overwrites
+    nothing; once the apply is done, a pulled state pushes back byte for byte."""
+    checkout = make_checkout(tmp_path / "repo", state=state_bucket, layers=("x",))
+    held = faultproxy.hold(forward=False, operation=PUBLISH, key="x")
+    proxy.add(held)
+    applying = apply(checkout)
+    assert isinstance(held.action, faultproxy.Hold)
+    held.action.wait_arrived()
+    backup = tmp_path / "backup.lock.json"
+    backup.write_text('{\n  "layers": {},\n  "lockfile_version": 1\n}\n')
+
+    refused = run(checkout, "state", "push", str(backup))
+
+    assert refused.process.returncode == 1
+    assert f"pid {applying.process.pid}" in refused.stderr
+    held.action.release()
+    assert applying.wait() == 0, applying.stderr
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_url)
+    stored = s3.get_object(Bucket=BUCKET, Key="team/layers.lock.json")["Body"].read()
+    assert recorded_of(stored) == {"x": 1}
+    assert run(checkout, "state", "pull", str(backup)).process.returncode == 0
+    assert backup.read_bytes() == stored
+    pushed = run(checkout, "state", "push", str(backup))
+    assert pushed.process.returncode == 0, pushed.stderr
+    assert s3_keys(moto_url) == ["team/layers.lock.json"]
+
+
+def recorded_of(data: bytes) -> dict[str, int]:
+    """layer -> recorded version of a state's bytes."""
+    lock = statefile.decode(data.decode("utf-8"), file="state")
+    return {layer: entry.version for (layer, _), entry in lock.entries.items()}
 
 
 # --- 5. unsafe stores and stale writes -------------------------------------------------------
