@@ -390,6 +390,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
             if isinstance(values, list):
                 seen: set[str] = set()
                 for index, value in enumerate(values):
+                    if not isinstance(value, str):
+                        continue  # the schema names a value of the wrong type
                     if value in seen and list_field in layer:
                         yield (("layers", key, list_field, index), f"'{value}' is listed twice")
                     seen.add(value)
@@ -415,6 +417,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
         if isinstance(values, list):
             seen_default: set[str] = set()
             for index, value in enumerate(values):
+                if not isinstance(value, str):
+                    continue  # the schema names a value of the wrong type
                 if value in seen_default:
                     yield (("defaults", list_field, index), f"'{value}' is listed twice")
                 seen_default.add(value)

@@ -811,3 +811,15 @@ def test_a_layer_without_share_leaves_grants_alone() -> None:
     """No `share` anywhere: the layer's grants are unmanaged (None), not an empty list."""
     parsed = parse(MINIMAL)
     assert parsed.layers[0].share is None
+
+
+def test_a_list_where_a_runtime_belongs_is_located_not_a_crash() -> None:
+    """`compatible_runtimes: [[]]` (found by the fuzz test) is a located schema error, in
+    defaults and in a layer, never a TypeError from the duplicate check."""
+    for text in ("version: 1\nregion: us-east-1\ndefaults:\n  compatible_runtimes: [[]]\n"
+                 "layers:\n  a:\n    content: {path: a}\n",
+                 "version: 1\nregion: us-east-1\nlayers:\n  a:\n    compatible_runtimes: [[]]\n"
+                 "    content: {path: a}\n"):
+        with pytest.raises(errors.ManifestError) as raised:
+            manifest.parse(text.encode(), file="layers.yaml", schema=SCHEMA)
+        assert "compatible_runtimes" in str(raised.value)
