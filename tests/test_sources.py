@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import archive, errors, model, sources
+from reconciler import archive, artifacts, errors, model
+from reconciler import content as layer_content
+from reconciler.content import statcache
 
 LABEL = "layers.shared-utils"
 
@@ -89,19 +91,19 @@ def _zip_content(path: str, *, normalize: bool = False) -> model.ContentSpec:
 
 
 def _identify(
-    base_dir: Path, content: model.ContentSpec, cache: sources.StatCache | None = None
+    base_dir: Path, content: model.ContentSpec, cache: statcache.StatCache | None = None
 ) -> model.Artifact:
-    return sources.identify(
+    return layer_content.identify(
         content,
         base_dir=base_dir,
         label=LABEL,
-        cache=cache or sources.StatCache.load(base_dir / ".reconcile" / "cache.json"),
+        cache=cache or statcache.StatCache.load(base_dir / ".reconcile" / "cache.json"),
     )
 
 
 def _package(base_dir: Path, content: model.ContentSpec) -> model.Artifact:
     artifact = _identify(base_dir, content)
-    return sources.build(
+    return artifacts.build(
         content, artifact, base_dir=base_dir, label=LABEL, build_dir=base_dir / "build"
     )
 
@@ -247,7 +249,7 @@ def test_relative_paths_are_read_against_base_dir_not_cwd(
 def test_collect_applies_prefix_and_kinds(tmp_path: Path) -> None:
     """collect gives one entry per packaged file or link, under the prefix, with its kind."""
     _write_tree(tmp_path / "layer")
-    entries = sources.collect(_content(prefix="python"), base_dir=tmp_path, label=LABEL)
+    entries = layer_content.collect(_content(prefix="python"), base_dir=tmp_path, label=LABEL)
     kinds = {
         entry.arcname: ("link", entry.link_target) if entry.link_target else entry.executable
         for entry in entries
@@ -263,7 +265,7 @@ def test_collect_applies_prefix_and_kinds(tmp_path: Path) -> None:
 
 
 def _arcnames(tmp_path: Path, exclude: tuple[str, ...]) -> set[str]:
-    entries = sources.collect(_content(exclude=exclude), base_dir=tmp_path, label=LABEL)
+    entries = layer_content.collect(_content(exclude=exclude), base_dir=tmp_path, label=LABEL)
     return {entry.arcname for entry in entries}
 
 
@@ -434,7 +436,7 @@ def test_prebuilt_zip_is_the_artifact_byte_for_byte(tmp_path: Path) -> None:
         zip_path=str(zip_path),
         unzipped_size=len(b"a = 1\n"),
     )
-    built = sources.build(
+    built = artifacts.build(
         _zip_content("layer.zip"), artifact, base_dir=tmp_path, label=LABEL, build_dir=tmp_path
     )
     assert built is artifact
@@ -488,7 +490,7 @@ def test_normalized_zip_repacks_to_the_same_bytes_as_the_folder(tmp_path: Path) 
         messy.writestr(link, b"shared_utils")
         messy.writestr("python/shared_utils/__pycache__/text.cpython-312.pyc", b"\x00compiled")
     content = _zip_content("messy.zip", normalize=True)
-    normalized = sources.build(
+    normalized = artifacts.build(
         content,
         _identify(tmp_path, content),
         base_dir=tmp_path,
@@ -512,8 +514,8 @@ def test_normalized_zip_refuses_link_members_leading_outside(tmp_path: Path) -> 
         _identify(tmp_path, _zip_content("links.zip", normalize=True))
 
 
-def _cache(tmp_path: Path) -> sources.StatCache:
-    return sources.StatCache.load(tmp_path / ".reconcile" / "cache.json")
+def _cache(tmp_path: Path) -> statcache.StatCache:
+    return statcache.StatCache.load(tmp_path / ".reconcile" / "cache.json")
 
 
 def _settled_tree(tmp_path: Path) -> Path:
@@ -570,7 +572,7 @@ def test_corrupt_stat_cache_is_ignored(tmp_path: Path, text: str) -> None:
     cache_path.parent.mkdir()
     cache_path.write_bytes(text.encode("utf-8", "surrogateescape"))
     _settled_tree(tmp_path)
-    cache = sources.StatCache.load(cache_path)
+    cache = statcache.StatCache.load(cache_path)
     assert _identify(tmp_path, _content(), cache).fingerprint == GOLDEN_FINGERPRINT
     assert cache.misses == len(TREE)
     assert cache.save()
@@ -584,7 +586,7 @@ def test_stat_cache_ignores_malformed_entries(tmp_path: Path) -> None:
     key = str(root / "README.txt")
     document = {"format": 1, "written_ns": time.time_ns(), "entries": {key: [1, 2, "three"]}}
     cache_path.write_text(json.dumps(document))
-    cache = sources.StatCache.load(cache_path)
+    cache = statcache.StatCache.load(cache_path)
     assert _identify(tmp_path, _content(), cache).fingerprint == GOLDEN_FINGERPRINT
     assert cache.misses == len(TREE)
 
@@ -593,7 +595,7 @@ def test_stat_cache_save_is_atomic_and_creates_its_folder(tmp_path: Path) -> Non
     """save creates the folder and leaves exactly the cache file, no temporary file."""
     _settled_tree(tmp_path)
     cache_path = tmp_path / "deep" / ".reconcile" / "cache.json"
-    cache = sources.StatCache.load(cache_path)
+    cache = statcache.StatCache.load(cache_path)
     _identify(tmp_path, _content(), cache)
     assert cache.save()
     assert [path.name for path in cache_path.parent.iterdir()] == ["cache.json"]
@@ -634,7 +636,7 @@ def test_build_detects_content_changed_since_identify(tmp_path: Path) -> None:
     artifact = _identify(tmp_path, _content())
     (root / "README.txt").write_bytes(b"UTILITIES\n")  # same size, other bytes
     with pytest.raises(errors.ContentError, match="changed while planning"):
-        sources.build(
+        artifacts.build(
             _content(), artifact, base_dir=tmp_path, label=LABEL, build_dir=tmp_path / "build"
         )
     assert list((tmp_path / "build").iterdir()) == []
