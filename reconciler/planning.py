@@ -199,7 +199,8 @@ def make_plan(
                               lock_entry=lock.get(spec.key, region),
                               remote_latest=remote[key], policy=policies.get(key),
                               versions=versions.get(key),
-                              function_uses=function_uses.get(region))
+                              function_uses=function_uses.get(region),
+                              artifact_bucket=artifact_bucket(parsed, region=region))
 
     for _ in range(_MAX_EVIDENCE_ROUNDS):
         planned = [spec for spec in planned if spec.key in found_artifacts]
@@ -331,20 +332,30 @@ def observe(
     return remote
 
 
+def artifact_bucket(parsed: model.Manifest, *, region: str) -> str | None:
+    """The manifest's artifact bucket for `region`: the one bucket, or the map's entry (a
+    bucket serves its own region only, as Lambda reads code from its own region)."""
+    if parsed.artifact_buckets:
+        return dict(parsed.artifact_buckets).get(region)
+    return parsed.artifact_bucket
+
+
 def _upload_size_errors(plan: model.Plan, *, parsed: model.Manifest) -> list[model.LayerError]:
-    """A zip over Lambda's direct-upload limit cannot be published with Content.ZipFile: an
-    error of that layer (uploads through artifact_bucket are not built yet)."""
+    """A zip over Lambda's direct-upload limit with no artifact bucket to go through cannot be
+    published (Content.ZipFile refuses it): an error of that layer, naming `artifact_bucket`."""
     found: dict[str, model.LayerError] = {}
     for change in plan.changes:
         size = change.desired.code_size or 0
-        if change.action in _PUBLISHING and size > model.MAX_DIRECT_UPLOAD_BYTES:
+        direct = change.code is None or change.code.route is model.UploadRoute.DIRECT
+        if change.action in _PUBLISHING and direct and size > model.MAX_DIRECT_UPLOAD_BYTES:
             location = parsed.locate(("layers", change.layer, "content"))
             found[change.layer] = model.LayerError(
                 layer=change.layer,
                 message=f"{parsed.file}:{location.line}:{location.column}: "
                         f"layers.{change.layer}: the zip is {size:,} bytes, over Lambda's "
-                        f"{model.MAX_DIRECT_UPLOAD_BYTES:,}-byte limit for a direct upload",
-                hint="Lambda takes a larger zip only through S3, from the bucket the manifest's "
-                     "`artifact_bucket:` names, and this version of reconcile cannot upload "
-                     "through it yet; make the layer smaller (exclude what it does not need)")
+                        f"{model.MAX_DIRECT_UPLOAD_BYTES:,}-byte limit for a direct upload, "
+                        f"and the manifest names no `artifact_bucket` for {change.region}",
+                hint="Lambda takes a larger zip only from S3: add `artifact_bucket: "
+                     "<bucket in that region>` to the manifest (reconcile uploads the zip "
+                     "there), or make the layer smaller")
     return list(found.values())
