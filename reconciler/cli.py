@@ -640,6 +640,7 @@ def apply(
             try:
                 report = applying.apply(the_plan, store=session.store, state=session.state,
                                         code=session.code, snapshot=snapshot,
+                                        objects=session.store,
                                         parallelism=parallelism, stop=stop,
                                         progress=_progress)
             except errors.ReconcilerError as error:

@@ -170,6 +170,4 @@ def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
     for spec in parsed.layers:
         if spec.content.kind is model.SourceKind.S3:
             problem(("layers", spec.key, "content", "s3"), "an S3 content source")
-        if spec.upload is not None:
-            problem(("layers", spec.key, "upload"), "upload through artifact_bucket")
     return problems

@@ -395,10 +395,11 @@ class LockfileSabotagingStore(FakeLayerStore):
     lockfile_path: Path = Path()
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: Path) -> model.RemoteVersion:
+                zip_path: Path | None,
+                s3_object: model.S3Object | None = None) -> model.RemoteVersion:
         """Publish, then make the lockfile unwritable."""
         version = super().publish(region=region, layer_name=layer_name, settings=settings,
-                                  zip_path=zip_path)
+                                  zip_path=zip_path, s3_object=s3_object)
         self.lockfile_path.mkdir(exist_ok=True)
         return version
 
