@@ -183,14 +183,13 @@ def _through_s3(change: model.LayerChange) -> bool:
 def already_uploaded(found: model.StoredObject | None, *, desired: model.Desired) -> bool:
     """Whether the object at a zip's artifact key already is that zip: the same size, and
     either a single-part ChecksumSHA256 equal to its CodeSha256 (S3 computed it over the
-    whole object) or, for a multipart object (whose checksum is one of part checksums,
-    `...-<parts>`), the zip's SHA-256 that reconcile recorded in its metadata. Lambda's
+    whole object) or, for a multipart object (whose checksum is one of part checksums), the
+    zip's SHA-256 that reconcile recorded in its metadata. Lambda's
     CodeSha256 of the published version is checked against the plan either way."""
     if found is None or desired.code_size is None or found.size != desired.code_size:
         return False
-    checksum = found.checksum_sha256
-    if checksum and "-" not in checksum:
-        return checksum == desired.code_sha256
+    if found.checksum_sha256 and not found.multipart:
+        return found.checksum_sha256 == desired.code_sha256
     return found.content_sha256 is not None and found.content_sha256 == desired.content_sha256
 
 

@@ -157,11 +157,14 @@ class Boto3LayerStore:
             raise _s3_error(exc, operation="HeadObject", location=location, region=region,
                             client=client) from exc
         metadata = response.get("Metadata") or {}
+        etag = str(response.get("ETag", ""))
+        checksum = response.get("ChecksumSHA256")
         return model.StoredObject(
-            size=int(response["ContentLength"]), etag=str(response.get("ETag", "")),
-            version_id=response.get("VersionId"),
-            checksum_sha256=response.get("ChecksumSHA256"),
-            content_sha256=metadata.get(CONTENT_SHA256_METADATA))
+            size=int(response["ContentLength"]), etag=etag,
+            version_id=response.get("VersionId"), checksum_sha256=checksum,
+            content_sha256=metadata.get(CONTENT_SHA256_METADATA),
+            multipart=("-" in etag.strip('"') or "-" in (checksum or "")
+                       or response.get("ChecksumType") == "COMPOSITE"))
 
     def upload_file(self, *, region: str, location: model.S3Object, zip_path: PurePath,
                     content_sha256: str) -> None:

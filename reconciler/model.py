@@ -63,16 +63,18 @@ class CodeLocation:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """An S3 object as HeadObject reports it. `checksum_sha256` is S3's base64 ChecksumSHA256
-    (a multipart upload's is a checksum of its parts' checksums, suffixed `-<parts>`);
-    `content_sha256` is the hex SHA-256 reconcile records in the object's metadata when it
-    uploads a zip (None on objects it did not upload)."""
+    """An S3 object as HeadObject reports it. `checksum_sha256` is S3's base64 ChecksumSHA256:
+    the object's own SHA-256 for a single-part object, a checksum of its parts' checksums
+    when `multipart` (told by the ETag's or the checksum's `-<parts>` suffix, or
+    ChecksumType COMPOSITE); `content_sha256` is the hex SHA-256 reconcile records in the
+    object's metadata when it uploads a zip (None on objects it did not upload)."""
 
     size: int
     etag: str
     version_id: str | None = None
     checksum_sha256: str | None = None
     content_sha256: str | None = None
+    multipart: bool = False
 
 
 def artifact_key(*, layer_name: str, content_sha256: str) -> str:
