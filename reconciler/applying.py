@@ -159,7 +159,7 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
             hint="fix them (or leave them out with --target) and plan again")
     zips: dict[tuple[str, str], Path] = {}
     for change in plan.changes:
-        if change.action in _PUBLISHING:
+        if change.action in _PUBLISHING and not _from_s3_source(change):
             try:
                 zips[(change.layer, change.region)] = code.zip_for(change)
             except errors.ContentError as error:
@@ -178,6 +178,11 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
 def _through_s3(change: model.LayerChange) -> bool:
     return (change.action in _PUBLISHING and change.code is not None
             and change.code.route is model.UploadRoute.ARTIFACT_BUCKET)
+
+
+def _from_s3_source(change: model.LayerChange) -> bool:
+    return (change.action in _PUBLISHING and change.code is not None
+            and change.code.route is model.UploadRoute.S3_SOURCE)
 
 
 def already_uploaded(found: model.StoredObject | None, *, desired: model.Desired) -> bool:
@@ -279,11 +284,12 @@ def apply(
     def publish(change: model.LayerChange) -> Published:
         fillers = publish_fillers(change, store=store, zip_path=filler_zip, progress=progress)
         progress(f"{change.layer}: publishing in {change.region}")
-        zip_path = zips[(change.layer, change.region)]
-        s3_object = change.code.s3 if _through_s3(change) and change.code else None
+        zip_path = zips.get((change.layer, change.region))
+        s3_object = change.code.s3 if change.code and (
+            _through_s3(change) or _from_s3_source(change)) else None
         # Sent once; after an unknown outcome the version is looked for before any resend.
         try:
-            if s3_object is not None and objects is not None:
+            if _through_s3(change) and s3_object and zip_path and objects is not None:
                 upload_once(change, s3_object, zip_path=zip_path, objects=objects,
                             progress=progress)
             outcome = publishing.publish_exactly_once(
@@ -299,7 +305,9 @@ def apply(
         if outcome.adopted:
             progress(f"{change.layer}: the publish's reply was lost; found v{version.version} "
                      f"in {change.region}")
-        if version.code_sha256 != change.desired.code_sha256:
+        # An S3 object without a SHA-256 checksum has no CodeSha256 to check against.
+        if change.desired.code_sha256 is not None \
+                and version.code_sha256 != change.desired.code_sha256:
             raise errors.AwsError(
                 f"{version.layer_version_arn} was published, but Lambda reports its "
                 f"CodeSha256 as {version.code_sha256} while the uploaded zip has "

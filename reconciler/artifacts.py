@@ -18,17 +18,21 @@ import zipfile
 from contextlib import suppress
 from pathlib import Path
 
-from reconciler import archive, errors, model, workspace, zipbuild
+from reconciler import archive, errors, manifest, model, ports, workspace, zipbuild
 from reconciler import content as layer_content
-from reconciler.content import common, statcache
+from reconciler.content import common, s3, statcache
 
 
 class LocalCode:
     """The content of one manifest's layers, read relative to the manifest's folder."""
 
-    def __init__(self, *, space: workspace.Workspace, manifest: model.Manifest) -> None:
+    def __init__(self, *, space: workspace.Workspace, manifest: model.Manifest,
+                 objects: ports.ArtifactStore | None = None) -> None:
         self._space = space
         self._manifest = manifest
+        # S3 sources are identified by HeadObject through it (None: no S3 access, as in
+        # `validate`; an S3 source is then an error of its layer).
+        self._objects = objects
         self.build_dir = space.cache_dir / "build"
         # Never packaged: the tool's own files change on every run, and a layer whose folder
         # holds them (`path: .`) would never converge.
@@ -45,13 +49,17 @@ class LocalCode:
         return f"layers.{spec.key}"
 
     def identify(
-        self, specs: list[model.LayerSpec]
+        self, specs: list[model.LayerSpec], *, regions: dict[str, list[str]] | None = None
     ) -> dict[str, model.Artifact | model.LayerError]:
         """Each layer's content identity (no zip), or the error that stops it from being
-        planned; the stat cache is loaded and saved once."""
+        planned; the stat cache is loaded and saved once. An S3 source is looked up with
+        HeadObject in the first of its `regions` (Lambda reads code from its own region)."""
         cache = self._cache = statcache.StatCache.load(self._space.stat_cache_path)
         found: dict[str, model.Artifact | model.LayerError] = {}
         for spec in specs:
+            if spec.content.kind is model.SourceKind.S3:
+                found[spec.key] = self._identify_s3(spec, regions=(regions or {}).get(spec.key))
+                continue
             try:
                 found[spec.key] = layer_content.identify(
                     spec.content, base_dir=self._space.base_dir, label=self.label(spec),
@@ -61,6 +69,27 @@ class LocalCode:
                                                    hint=error.hint)
         cache.save()
         return found
+
+    def _identify_s3(self, spec: model.LayerSpec,
+                     regions: list[str] | None) -> model.Artifact | model.LayerError:
+        path = ("layers", spec.key, "content", "s3")
+        where = self._manifest.locate(path)
+        located = (f"{self._manifest.file}:{where.line}:{where.column}: "
+                   f"{manifest.field_name(path)}")
+        if self._objects is None or not regions:
+            return model.LayerError(layer=spec.key, message=f"{located}: an S3 source is "
+                                    "read only by plan and apply, in a region")
+        try:
+            region = regions[0]
+            found = self._objects.head_object(region=region,
+                                              location=s3.location(spec.content))
+            return s3.identify(spec.content, found=found, region=region)
+        except errors.ContentError as error:
+            return model.LayerError(layer=spec.key, message=f"{located}: {error.message}",
+                                    hint=error.hint)
+        except errors.AwsError as error:
+            return model.LayerError(layer=spec.key, message=f"{located}: {error.message}",
+                                    hint=error.hint)
 
     def build(self, spec: model.LayerSpec, artifact: model.Artifact) -> model.Artifact:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""

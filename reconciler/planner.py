@@ -12,6 +12,7 @@ latest version equal to the recorded one has the recorded CodeSha256.
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -111,7 +112,9 @@ def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
     artifact = desired_artifact(inputs.artifact, lock_entry)
     if needs_remote_code(remote, lock_entry):
         needs.add(Evidence.REMOTE_CODE)
-    if artifact.code_sha256 is None:
+    if inputs.spec.content.kind is model.SourceKind.S3:
+        pass  # no zip to build: Lambda reads the object, whose CodeSha256 S3 may not know
+    elif artifact.code_sha256 is None:
         needs.add(Evidence.ZIP)
     elif inputs.artifact.zip_path is None and not needs:
         change = decide(inputs)
@@ -545,9 +548,13 @@ def settings_diff(before: model.Settings, after: model.Settings) -> tuple[model.
 
 
 def _observed_entry(desired: model.Desired, version: model.RemoteVersion) -> model.LockEntry:
+    code_sha256 = version.code_sha256 or desired.code_sha256 or ""
+    # An S3 object without a SHA-256 checksum: its digest is the one Lambda computed.
+    content_sha256 = desired.content_sha256 or (
+        base64.b64decode(code_sha256).hex() if code_sha256 else "")
     return model.LockEntry(
         fingerprint=desired.fingerprint,
-        content_sha256=desired.content_sha256 or "",
+        content_sha256=content_sha256,
         code_sha256=version.code_sha256 or desired.code_sha256 or "",
         code_size=version.code_size if version.code_size is not None else desired.code_size or 0,
         version=version.version,

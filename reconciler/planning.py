@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reconciler import __version__, archive, artifacts, errors, model, planner, ports, workspace
+from reconciler import __version__, archive, artifacts, errors, model, planner, ports
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
@@ -117,9 +117,6 @@ class Selection:
 def select(parsed: model.Manifest, *, default_region: str | None, targets: Sequence[str],
            regions: Sequence[str]) -> Selection:
     """The layers and regions --target and --region select."""
-    unsupported = workspace.unsupported_problems(parsed)
-    if unsupported:
-        raise errors.ManifestError(unsupported)
     specs = select_layers(parsed, targets)
     chosen = select_regions(parsed, default_region=default_region, only=regions)
     return Selection(
@@ -163,7 +160,7 @@ def make_plan(
     a time)."""
     lock = snapshot.lock
     specs = list(selection.specs)
-    identified = code.identify(specs)
+    identified = code.identify(specs, regions=selection.regions)
     layer_errors = [found for found in identified.values() if isinstance(found, model.LayerError)]
     found_artifacts = {key: found for key, found in identified.items()
                        if isinstance(found, model.Artifact)}
@@ -178,9 +175,11 @@ def make_plan(
                                                  hint=error.hint))
             del found_artifacts[spec.key]
 
-    # Local first: the zips whose CodeSha256 the lock cannot tell, before any AWS call.
+    # Local first: the zips whose CodeSha256 the lock cannot tell, before any AWS call (an
+    # S3 source has no zip to build: Lambda reads its object).
     for spec in planned:
-        if any(planner.needs_zip(found_artifacts[spec.key], lock.get(spec.key, region))
+        if spec.content.kind is not model.SourceKind.S3 and any(
+                planner.needs_zip(found_artifacts[spec.key], lock.get(spec.key, region))
                for region in selection.regions[spec.key]):
             fulfil_zip(spec)
     planned = [spec for spec in planned if spec.key in found_artifacts]

@@ -150,24 +150,3 @@ def _zip_problem(zip_path: Path, *, shown: str, check_size: bool) -> str | None:
     if unsafe:
         return f"'{shown}' is unsafe: " + "; ".join(unsafe)
     return None
-
-
-def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
-    """Manifest features this version validates but cannot plan or apply yet.
-
-    Planning around them silently would publish something other than what the manifest
-    says, so plan and apply refuse them.
-    """
-    problems: list[errors.Problem] = []
-
-    def problem(path: tuple[str | int, ...], what: str) -> None:
-        location = parsed.locate(path)
-        problems.append(errors.Problem(parsed.file, location.line, location.column,
-                                       manifest.field_name(path),
-                                       f"{what} is not supported by this version of reconcile "
-                                       "yet; plan and apply refuse this manifest"))
-
-    for spec in parsed.layers:
-        if spec.content.kind is model.SourceKind.S3:
-            problem(("layers", spec.key, "content", "s3"), "an S3 content source")
-    return problems

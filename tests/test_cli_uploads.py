@@ -108,3 +108,78 @@ def test_upload_s3_sends_a_small_layer_through_the_bucket(
     assert applied.returncode == 0, applied.stderr
     listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
     assert [item["Key"].split("/")[0] for item in listed.get("Contents", [])] == ["small"]
+
+
+ZIP_BYTES_NAME = "python/from_s3.py"
+
+
+def _s3_source_project(folder: Path, *, key: str, version: str | None) -> Path:
+    """A manifest whose one layer's content is an S3 object (pinned to `version`)."""
+    pinned = f", object_version: '{version}'" if version else ""
+    (folder / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  from-s3:\n"
+        f"    content: {{s3: {{bucket: sources, key: {key}{pinned}}}}}\n")
+    return folder
+
+
+@pytest.fixture
+def versioned_source(tmp_path: Path, moto_url: str) -> tuple[str, str]:
+    """A versioned bucket `sources` holding layer.zip twice; (the current version, its
+    checksum). moto publishes a layer from an object's current version whatever
+    S3ObjectVersion says, so the pinned version is the current one."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="sources")
+    s3.put_bucket_versioning(Bucket="sources", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="sources", Key="layer.zip", Body=_zip_bytes(b"FIRST = 1\n"),
+                  ChecksumAlgorithm="SHA256")
+    put = s3.put_object(Bucket="sources", Key="layer.zip", Body=_zip_bytes(b"SECOND = 2\n"),
+                        ChecksumAlgorithm="SHA256")
+    return str(put["VersionId"]), str(put["ChecksumSHA256"])
+
+
+def _zip_bytes(data: bytes) -> bytes:
+    """A one-file zip made in memory."""
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(ZIP_BYTES_NAME, data)
+    return buffer.getvalue()
+
+
+def test_s3_source_from_a_versioned_bucket(
+        tmp_path: Path, versioned_source: tuple[str, str]) -> None:
+    """A pinned object version is identified by HeadObject (its checksum is the CodeSha256),
+    published with S3Bucket/S3Key/S3ObjectVersion, and then plans as a noop."""
+    version, checksum = versioned_source
+    project = _s3_source_project(tmp_path, key="layer.zip", version=version)
+    change = plan_json(project)["changes"][0]
+    assert change["action"] == "create"
+    assert change["desired"]["code_sha256"] == checksum
+    assert change["upload"] == {"route": "s3_source", "s3": {
+        "bucket": "sources", "key": "layer.zip", "version": version}}
+    applied = run(project, "apply", "--yes")
+    assert applied.returncode == 0, applied.stderr
+    published = boto3.client("lambda", region_name="us-east-1").get_layer_version(
+        LayerName="from-s3", VersionNumber=1)
+    assert published["Content"]["CodeSha256"] == checksum
+    assert plan_json(project)["summary"]["noop"] == 1
+
+
+@pytest.mark.parametrize(("key", "version"), [
+    pytest.param("missing.zip", None, id="missing-key"),
+    pytest.param("layer.zip", "no-such-version-id", id="missing-version"),
+])
+def test_missing_s3_object_is_refused_at_plan_time(
+        tmp_path: Path, versioned_source: tuple[str, str], key: str,
+        version: str | None) -> None:
+    """A missing key or version is a located plan error (exit 1), and apply publishes
+    nothing."""
+    project = _s3_source_project(tmp_path, key=key, version=version)
+    planned = run(project, "plan")
+    assert planned.returncode == 1
+    assert "layers.yaml:5:" in planned.stdout + planned.stderr
+    assert "does not exist" in planned.stdout + planned.stderr
+    applied = run(project, "apply", "--yes")
+    assert applied.returncode == 1
+    assert boto3.client("lambda", region_name="us-east-1").list_layers()["Layers"] == []

@@ -5,9 +5,10 @@ shell module, no I/O module and no core sibling except `model` and `errors` (por
 `errors`' types only). A subpackage's modules are named by their dotted path below the
 package (`state`, `state.local`, `state.s3`); `state.local` and `state.s3` are unaware of
 each other, as kopf's storage kinds are, and so are the content kinds (`content.folder`,
-`content.zipsource`): they share only `content.common` and `content.statcache`, and the
-`content` package itself is the one place that chooses a kind. Some third-party packages belong
-to one module alone (boto3/botocore to aws, deepdiff to planner, typer/click to cli).
+`content.zipsource`, `content.s3`): they share only `content.common` and `content.statcache`,
+and the `content` package itself is the one place that chooses a kind. Some third-party
+packages belong to one module alone (boto3/botocore to aws, deepdiff to planner, typer/click
+to cli).
 `io`, `zipfile`, `hashlib` and `json` stay allowed in the core: they work on in-memory bytes
 there, and the file system, processes and the network are what the rules keep out.
 Every import counts, including those inside functions and under `if TYPE_CHECKING:`.
@@ -24,7 +25,7 @@ import pytest
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
                   "planfile", "statefile"})
-CONTENT_KINDS = frozenset({"content.folder", "content.zipsource"})
+CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",

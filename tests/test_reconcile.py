@@ -269,9 +269,9 @@ def test_multi_region_plans_each_region(tmp_path: Path) -> None:
         ("a", "eu-west-1"), ("a", "us-west-2")]
 
 
-def test_unsupported_feature_is_refused_before_aws(tmp_path: Path) -> None:
-    """A manifest using upload through the artifact bucket (not built yet) is refused by
-    plan, naming the line."""
+def test_upload_s3_without_a_bucket_is_refused_before_aws(tmp_path: Path) -> None:
+    """`upload: s3` with no artifact_bucket to upload through is refused by plan, naming the
+    line, before any AWS call."""
     space = folder_layer_space(tmp_path,
         "version: 1\nregion: us-east-1\nlayers:\n  a:\n"
         "    content: {path: a}\n    upload: s3\n")
