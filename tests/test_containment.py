@@ -1,6 +1,6 @@
 """Tests that content cannot leak out of the repository and that the tool's own files are never
 packaged, on real folders in tmp_path: `content.path`/`content.zip` must resolve inside the
-repository of the manifest (sources and the validate checks of workspace), the lockfile's temp
+repository of the manifest (content and the validate checks of workspace), the lockfile's temp
 and lock files are skipped, and abandoned build temp files are removed."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Tests of prebuilt zips in `sources`, uploaded byte for byte or normalized, on real zip files
-written byte by byte (tests/zipcraft.py) and by Info-ZIP's `zip`: every unsafe or lying zip is
-refused with a ContentError naming the layer and the member, names are read as unzip reads
-them, and a verified zip is remembered by its SHA-256."""
+"""Tests of prebuilt zips in `content.zipsource`, uploaded byte for byte or normalized, on real
+zip files written byte by byte (tests/zipcraft.py) and by Info-ZIP's `zip`: every unsafe or
+lying zip is refused with a ContentError naming the layer and the member, names are read as
+unzip reads them, and a verified zip is remembered by its SHA-256."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Tests of `sources` on real files in tmp_path: the folder walk and its safety rules, prebuilt
-and normalized zips, the stat cache, and building zips that are the same bytes whatever the
-order, mtimes, umask, folder or timezone the files were made with."""
+"""Tests of `content` (and `artifacts.build`) on real files in tmp_path: the folder walk and its
+safety rules, prebuilt and normalized zips, the stat cache, and building zips that are the same
+bytes whatever the order, mtimes, umask, folder or timezone the files were made with."""
 
 from __future__ import annotations
 

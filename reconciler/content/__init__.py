@@ -1,6 +1,8 @@
 """Layer content by kind: a ContentSpec's kind chooses its module (`folder`, `zipsource`), and
-this package's functions are the one place that dispatches on it. Shared pieces live in
-`common` and the stat cache in `statcache`.
+this package's functions are the one place that dispatches on it for local content. An S3
+source (`s3`) has no local entries: `artifacts` asks HeadObject through the ArtifactStore port
+and `s3` turns the answer into its identity. Shared pieces live in `common` and the stat cache
+in `statcache`.
 
 Shell: it reads the layers' content and writes nothing but the stat cache; it never prints,
 prompts or talks to AWS. The kind modules are unaware of each other (tests/test_layering.py);
@@ -47,7 +49,8 @@ def collected(
 
 
 def _s3_unsupported(label: str) -> errors.ContentError:
-    return errors.ContentError(f"{label}: s3 content is not supported yet")
+    return errors.ContentError(f"{label}: an S3 source has no local files; it is identified "
+                               "by HeadObject in plan and apply")
 
 
 def identify(
