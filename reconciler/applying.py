@@ -189,8 +189,8 @@ def already_uploaded(found: model.StoredObject | None, *, desired: model.Desired
     """Whether the object at a zip's artifact key already is that zip: the same size, and
     either a single-part ChecksumSHA256 equal to its CodeSha256 (S3 computed it over the
     whole object) or, for a multipart object (whose checksum is one of part checksums), the
-    zip's SHA-256 that reconcile recorded in its metadata. Lambda's
-    CodeSha256 of the published version is checked against the plan either way."""
+    zip's SHA-256 that reconcile recorded in its metadata. Lambda's CodeSha256 of the
+    published version is checked against the plan either way."""
     if found is None or desired.code_size is None or found.size != desired.code_size:
         return False
     if found.checksum_sha256 and not found.multipart:
