@@ -406,10 +406,11 @@ def test_unzipped_size_over_lambda_limit_is_refused(tmp_path: Path) -> None:
     _expect_content_error(tmp_path, str(total), str(model.MAX_UNZIPPED_BYTES))
 
 
-def test_s3_content_is_not_supported_yet(tmp_path: Path) -> None:
-    """S3 content is refused with a ContentError, not a crash."""
+def test_s3_content_has_no_local_identity(tmp_path: Path) -> None:
+    """The local content package refuses an S3 source with a ContentError, not a crash: its
+    identity comes from HeadObject (artifacts and content.s3)."""
     content = model.ContentSpec(kind=model.SourceKind.S3, s3_bucket="bucket", s3_key="key")
-    with pytest.raises(errors.ContentError, match="s3 content is not supported yet"):
+    with pytest.raises(errors.ContentError, match="identified by HeadObject"):
         _identify(tmp_path, content)
 
 
