@@ -1,4 +1,6 @@
-"""The one seam to AWS: the `LayerStore` protocol and its boto3 implementation.
+"""The one seam to AWS: the boto3 implementations of the `LayerStore` and `ArtifactStore`
+ports (Lambda, and the S3 objects layer code is uploaded to or published from) and of the S3
+state's `ObjectStore`.
 
 The only module that imports boto3 or botocore. Every botocore exception is turned into an
 `errors.AwsError` (chained with `from`) with a message that names the layer, the region and
@@ -22,6 +24,8 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
+import boto3.exceptions
+import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
 
@@ -31,6 +35,12 @@ if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
 PAGE_SIZE = 50  # ListLayerVersions' and ListLayers' maximum MaxItems
+# The object metadata key (x-amz-meta-...) an uploaded zip's hex SHA-256 is recorded under: a
+# multipart object's ChecksumSHA256 is a checksum of part checksums, not the zip's.
+CONTENT_SHA256_METADATA = "reconcile-content-sha256"
+# Parts of 16 MiB: a 250 MB zip in 16 parts, each read from the file as it is sent.
+_TRANSFER = boto3.s3.transfer.TransferConfig(multipart_threshold=16 * 1024 * 1024,
+                                             multipart_chunksize=16 * 1024 * 1024)
 
 
 # Lambda's and AWS's codes for "slow down": the request was refused, nothing was done.
@@ -84,6 +94,8 @@ class Boto3LayerStore:
                 retries={"mode": "standard", "total_max_attempts": max_attempts}))
         self._clients: dict[str, LambdaClient] = {}
         self._publish_clients: dict[str, LambdaClient] = {}
+        self._s3_clients: dict[str, Any] = {}
+        self._s3_lock = threading.Lock()
         # Per thread: did the publish being made reach botocore's `before-send` (signed and
         # about to go on the wire)? A failure before it certainly sent nothing.
         self._sending = threading.local()
@@ -116,7 +128,64 @@ class Boto3LayerStore:
     def _mark_sending(self, **_: Any) -> None:
         self._sending.reached = True
 
-    def _new_client(self, service: Literal["lambda", "sts"], *, region: str,
+    def s3_client(self, region: str) -> Any:
+        """The S3 client for `region` (created once; tests register event hooks on it)."""
+        with self._s3_lock:
+            if region not in self._s3_clients:
+                self._s3_clients[region] = self._new_client("s3", region=region)
+            return self._s3_clients[region]
+
+    def head_object(self, *, region: str,
+                    location: model.S3Object) -> model.StoredObject | None:
+        """HeadObject with ChecksumMode ENABLED; None for a missing key or version (404, or
+        400 for a version ID S3 cannot parse)."""
+        client = self.s3_client(region)
+        kwargs: dict[str, Any] = {"Bucket": location.bucket, "Key": location.key,
+                                  "ChecksumMode": "ENABLED"}
+        if location.version:
+            kwargs["VersionId"] = location.version
+        try:
+            response = client.head_object(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NoSuchVersion", "NotFound") or (
+                    location.version and code in ("400", "InvalidArgument")):
+                return None
+            raise _s3_error(exc, operation="HeadObject", location=location, region=region,
+                            client=client) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _s3_error(exc, operation="HeadObject", location=location, region=region,
+                            client=client) from exc
+        metadata = response.get("Metadata") or {}
+        etag = str(response.get("ETag", ""))
+        checksum = response.get("ChecksumSHA256")
+        return model.StoredObject(
+            size=int(response["ContentLength"]), etag=etag,
+            version_id=response.get("VersionId"), checksum_sha256=checksum,
+            content_sha256=metadata.get(CONTENT_SHA256_METADATA),
+            multipart=("-" in etag.strip('"') or "-" in (checksum or "")
+                       or response.get("ChecksumType") == "COMPOSITE"))
+
+    def upload_file(self, *, region: str, location: model.S3Object, zip_path: PurePath,
+                    content_sha256: str) -> None:
+        """boto3's transfer manager from the file on disk: multipart above 16 MiB, each part
+        with its SHA-256 checksum; the zip's own SHA-256 goes into the object's metadata."""
+        client = self.s3_client(region)
+        try:
+            client.upload_file(
+                str(zip_path), location.bucket, location.key, Config=_TRANSFER,
+                ExtraArgs={"ChecksumAlgorithm": "SHA256",
+                           "Metadata": {CONTENT_SHA256_METADATA: content_sha256}})
+        except boto3.exceptions.S3UploadFailedError as exc:
+            cause = exc.__cause__ or exc.__context__
+            raise _s3_error(cause if isinstance(cause, Exception) else exc,
+                            operation="PutObject", location=location, region=region,
+                            client=client) from exc
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _s3_error(exc, operation="PutObject", location=location, region=region,
+                            client=client) from exc
+
+    def _new_client(self, service: Literal["lambda", "sts", "s3"], *, region: str,
                     config: botocore.config.Config | None = None) -> Any:
         """A client of boto3's chain, with configuration mistakes turned into AwsErrors."""
         try:
@@ -238,15 +307,26 @@ class Boto3LayerStore:
         )
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: PurePath) -> model.RemoteVersion:
-        """PublishLayerVersion with Content.ZipFile (the zip is <= 50 MB by then), sent once.
+                zip_path: PurePath | None,
+                s3_object: model.S3Object | None = None) -> model.RemoteVersion:
+        """PublishLayerVersion, sent once: with Content.ZipFile (the zip is <= 50 MB by
+        then), or from `s3_object` with S3Bucket/S3Key (and S3ObjectVersion when pinned).
 
         Raises errors.PublishNotSent when it certainly made no version, and
         errors.PublishOutcomeUnknown when it was sent without a clear answer."""
         client = self.publish_client(region)
+        content: dict[str, Any]
+        if s3_object is not None:
+            content = {"S3Bucket": s3_object.bucket, "S3Key": s3_object.key}
+            if s3_object.version:
+                content["S3ObjectVersion"] = s3_object.version
+        elif zip_path is not None:
+            content = {"ZipFile": Path(zip_path).read_bytes()}
+        else:
+            raise ValueError("a publish needs a zip or an S3 object")
         kwargs: dict[str, Any] = {
             "LayerName": layer_name,
-            "Content": {"ZipFile": Path(zip_path).read_bytes()},
+            "Content": content,
             "Description": settings.description,
             "LicenseInfo": settings.license_info,
         }
@@ -370,6 +450,30 @@ class Boto3LayerStore:
         with _translated("GetCallerIdentity", layer=None, region=None, client=client):
             identity = client.get_caller_identity()
         return str(identity["Account"])
+
+
+def _s3_error(exc: Exception, *, operation: str, location: model.S3Object, region: str,
+              client: Any) -> errors.AwsError:
+    """The AwsError for a failed S3 call on `location`, with the permission it needs."""
+    where = f"s3://{location.bucket}/{location.key}"
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")).strip() or code
+        if code in ("NoSuchBucket",):
+            return errors.AwsError(f"{operation} {where} in {region}: the bucket "
+                                   f"{location.bucket} does not exist", code=code,
+                                   hint="create it in that region, or fix `artifact_bucket` / "
+                                        "`content.s3.bucket` in the manifest")
+        if code in ("AccessDenied", "403", "Forbidden"):
+            action = "s3:PutObject" if operation == "PutObject" else "s3:GetObject"
+            return errors.AwsError(f"access denied: {operation} {where} in {region}: {message}",
+                                   hint=f"the credentials lack {action} on that bucket",
+                                   code=code)
+        return errors.AwsError(f"{operation} {where} in {region} failed ({code}): {message}",
+                               code=code)
+    return translate(exc, operation=f"{operation} {where}", layer=None, region=region,
+                     endpoint=getattr(getattr(client, "meta", None), "endpoint_url", None))
 
 
 class _translated:

@@ -297,7 +297,8 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
     selection = planning.select(parsed, default_region=_default_region(store),
                                 targets=targets or (), regions=regions or ())
     return _Session(space=space, parsed=parsed, state=state, store=store,
-                    code=artifacts.LocalCode(space=space, manifest=parsed), selection=selection)
+                    code=artifacts.LocalCode(space=space, manifest=parsed, objects=store),
+                    selection=selection)
 
 
 def _make_plan(session: _Session, snapshot: ports.Snapshot, *,
@@ -393,10 +394,6 @@ def validate(
     """Check the manifest and the files it names. Makes no AWS call (the AWS options are
     accepted, so a pipeline can pass the same ones to every command, and unused)."""
     _, parsed = _load(manifest, None)
-    unsupported = workspace.unsupported_problems(parsed)
-    if unsupported:
-        for problem in errors.ManifestError(unsupported).problems:  # sorted, as errors are
-            _err(f"warning: {problem}")
     kinds: dict[str, int] = {}
     for spec in parsed.layers:
         kinds[spec.content.kind.value] = kinds.get(spec.content.kind.value, 0) + 1
@@ -488,7 +485,8 @@ def _fresh_basis(session: _Session, saved: model.Plan,
     planned_keys = sorted({change.layer for change in saved.changes})
     specs = [spec for spec in session.selection.specs if spec.key in planned_keys]
     fingerprints: dict[str, str] = {}
-    for key, found in session.code.identify(specs).items():
+    for key, found in session.code.identify(specs,
+                                            regions=session.selection.regions).items():
         fingerprints[key] = (found.fingerprint if isinstance(found, model.Artifact)
                              else f"(cannot be read: {found.message})")
     remote_latest: dict[tuple[str, str], int | None] = {}
@@ -718,6 +716,7 @@ def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Pat
         try:
             report = applying.apply(the_plan, store=session.store, state=session.state,
                                     code=session.code, snapshot=snapshot,
+                                    objects=session.store,
                                     parallelism=parallelism, stop=stopping.event,
                                     progress=_progress)
         except errors.ReconcilerError as error:

@@ -357,6 +357,10 @@ def parse_layer_arn(key: str) -> re.Match[str] | None:
     return LAYER_ARN.match(key)
 
 
+NO_ARTIFACT_BUCKET = ("`upload: s3` uploads through the artifact bucket, and the manifest names "
+                      "no `artifact_bucket`")
+
+
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
     """The rules the schema cannot express, for the parts whose shape is right."""
     if isinstance(data.get("version"), float) and data["version"] == SUPPORTED_VERSION:
@@ -366,6 +370,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
         return
     names: dict[str, str] = {}
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    if defaults and defaults.get("upload") == "s3" and not data.get("artifact_bucket"):
+        yield (("defaults", "upload"), NO_ARTIFACT_BUCKET)
     for key, layer in layers.items():
         name = key
         if key.startswith("arn:"):
@@ -385,6 +391,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
         names[name] = key
         if not isinstance(layer, dict):
             continue
+        if layer.get("upload") == "s3" and not data.get("artifact_bucket"):
+            yield (("layers", key, "upload"), NO_ARTIFACT_BUCKET)
         for list_field in ("compatible_runtimes", "compatible_architectures"):
             values = layer.get(list_field, defaults.get(list_field) if defaults else None)
             if isinstance(values, list):

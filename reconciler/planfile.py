@@ -107,7 +107,34 @@ def change_document(change: model.LayerChange) -> dict[str, Any]:
     if change.align_target is not None or change.fillers or change.shortfall:
         document["align"] = {"target": change.align_target, "fillers": change.fillers,
                              "shortfall": change.shortfall}
+    if change.code is not None:
+        document["upload"] = _code_location(change.code)
     return document
+
+
+def _code_location(code: model.CodeLocation) -> dict[str, Any]:
+    s3 = code.s3
+    return {"route": code.route.value,
+            "s3": None if s3 is None else {"bucket": s3.bucket, "key": s3.key,
+                                           "version": s3.version}}
+
+
+def _read_code_location(raw: Any, *, where: str) -> model.CodeLocation | None:
+    if raw is None:
+        return None
+    try:
+        route = model.UploadRoute(_require(raw, "route", str, where=where))
+    except ValueError as exc:
+        raise PlanFileError(f"the plan file's `{where}route` is unknown: {exc}",
+                            hint="was it made by a newer reconcile?") from None
+    s3_raw = raw.get("s3")
+    s3 = None
+    if s3_raw is not None:
+        version = s3_raw.get("version") if isinstance(s3_raw, dict) else None
+        s3 = model.S3Object(bucket=_require(s3_raw, "bucket", str, where=where + "s3."),
+                            key=_require(s3_raw, "key", str, where=where + "s3."),
+                            version=version if isinstance(version, str) else None)
+    return model.CodeLocation(route=route, s3=s3)
 
 
 def _basis(basis: model.PlanBasis) -> dict[str, Any]:
@@ -228,6 +255,7 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
         align_target=_optional_int(align_raw, "target"),
         fillers=_optional_int(align_raw, "fillers") or 0,
         shortfall=_optional_int(align_raw, "shortfall") or 0,
+        code=_read_code_location(raw.get("upload"), where=where + "upload."),
     )
 
 

@@ -12,6 +12,7 @@ latest version equal to the recorded one has the recorded CodeSha256.
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +36,8 @@ class Inputs:
     policy: frozenset[str] | None = None  # statement IDs on the remote latest version
     versions: tuple[model.RemoteVersion, ...] | None = None  # every live version
     function_uses: Mapping[str, tuple[str, ...]] | None = None  # version ARN -> functions
+    # The manifest's artifact bucket for this region (None: the manifest names none).
+    artifact_bucket: str | None = None
 
 
 def desired_artifact(
@@ -109,7 +112,9 @@ def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
     artifact = desired_artifact(inputs.artifact, lock_entry)
     if needs_remote_code(remote, lock_entry):
         needs.add(Evidence.REMOTE_CODE)
-    if artifact.code_sha256 is None:
+    if inputs.spec.content.kind is model.SourceKind.S3:
+        pass  # no zip to build: Lambda reads the object, whose CodeSha256 S3 may not know
+    elif artifact.code_sha256 is None:
         needs.add(Evidence.ZIP)
     elif inputs.artifact.zip_path is None and not needs:
         change = decide(inputs)
@@ -231,6 +236,33 @@ def fillers_needed(*, target: int, next_version: int) -> int:
     return max(0, target - next_version)
 
 
+def code_location(*, spec: model.LayerSpec, desired: model.Desired,
+                  artifact_bucket: str | None) -> model.CodeLocation:
+    """How a publish of `desired` reaches Lambda.
+
+    | source          | zip size  | upload: s3 | artifact bucket | route                 |
+    |-----------------|-----------|------------|-----------------|-----------------------|
+    | s3              | -         | -          | -               | s3_source             |
+    | folder or zip   | <= 50 MB  | no         | -               | direct                |
+    | folder or zip   | > 50 MB   | -          | yes             | artifact_bucket       |
+    | folder or zip   | any       | yes        | yes             | artifact_bucket       |
+    | folder or zip   | > 50 MB   | -          | no              | direct (a plan error) |
+
+    Through the artifact bucket the zip goes to `<layer>/<content_sha256>.zip`; a zip whose
+    digest is not known yet stays direct until it is (the planner asks for the zip first).
+    """
+    content = spec.content
+    if content.kind is model.SourceKind.S3 and content.s3_bucket and content.s3_key:
+        return model.CodeLocation(route=model.UploadRoute.S3_SOURCE, s3=model.S3Object(
+            bucket=content.s3_bucket, key=content.s3_key, version=content.s3_object_version))
+    too_large = (desired.code_size or 0) > model.MAX_DIRECT_UPLOAD_BYTES
+    if (spec.upload == "s3" or too_large) and artifact_bucket and desired.content_sha256:
+        return model.CodeLocation(route=model.UploadRoute.ARTIFACT_BUCKET, s3=model.S3Object(
+            bucket=artifact_bucket,
+            key=model.artifact_key(layer_name=spec.name, content_sha256=desired.content_sha256)))
+    return model.CodeLocation(route=model.UploadRoute.DIRECT)
+
+
 def decide(inputs: Inputs) -> model.LayerChange:
     """Decide the action for one layer in one region.
 
@@ -250,7 +282,8 @@ def decide(inputs: Inputs) -> model.LayerChange:
 
     remote_drift says whether a version was published outside reconcile (R newer than L) or
     the recorded version was deleted (R older than L, or no version at all). A reason never
-    changes the action: the action depends on R and the desired layer alone.
+    changes the action: the action depends on R and the desired layer alone. A create or
+    publish carries its code location (code_location()).
     """
     spec, region, lock_entry, remote = (
         inputs.spec, inputs.region, inputs.lock_entry, inputs.remote_latest
@@ -284,6 +317,8 @@ def decide(inputs: Inputs) -> model.LayerChange:
                                     after=desired.code_sha256),
                   *settings_diff(model.Settings(), spec.settings)),
             notes=tuple(notes), expected_version=expected_version,
+            code=code_location(spec=spec, desired=desired,
+                               artifact_bucket=inputs.artifact_bucket),
         )
 
     remote_code = remote_code_sha256(remote, lock_entry)
@@ -310,6 +345,8 @@ def decide(inputs: Inputs) -> model.LayerChange:
             layer=spec.key, layer_name=spec.name, region=region, action=model.Action.PUBLISH,
             reasons=tuple(reasons), current=current, desired=desired, diff=tuple(diff),
             notes=tuple(notes), expected_version=expected_version,
+            code=code_location(spec=spec, desired=desired,
+                               artifact_bucket=inputs.artifact_bucket),
         )
 
     record = _observed_entry(desired, current)
@@ -511,9 +548,13 @@ def settings_diff(before: model.Settings, after: model.Settings) -> tuple[model.
 
 
 def _observed_entry(desired: model.Desired, version: model.RemoteVersion) -> model.LockEntry:
+    code_sha256 = version.code_sha256 or desired.code_sha256 or ""
+    # An S3 object without a SHA-256 checksum: its digest is the one Lambda computed.
+    content_sha256 = desired.content_sha256 or (
+        base64.b64decode(code_sha256).hex() if code_sha256 else "")
     return model.LockEntry(
         fingerprint=desired.fingerprint,
-        content_sha256=desired.content_sha256 or "",
+        content_sha256=content_sha256,
         code_sha256=version.code_sha256 or desired.code_sha256 or "",
         code_size=version.code_size if version.code_size is not None else desired.code_size or 0,
         version=version.version,

@@ -110,6 +110,21 @@ def size_text(change: model.LayerChange) -> str | None:
     return text
 
 
+def upload_text(change: model.LayerChange) -> str | None:
+    """How a create or publish hands Lambda its code, for people."""
+    code = change.code
+    if code is None or change.action not in (model.Action.CREATE, model.Action.PUBLISH):
+        return None
+    if code.route is model.UploadRoute.DIRECT or code.s3 is None:
+        return "upload: direct (the zip in the publish request)"
+    where = f"s3://{code.s3.bucket}/{code.s3.key}"
+    if code.s3.version:
+        where += f" (version {code.s3.version})"
+    if code.route is model.UploadRoute.ARTIFACT_BUCKET:
+        return f"upload: through the artifact bucket, {where} (skipped if already there)"
+    return f"upload: none, published from {where}"
+
+
 def text(plan: model.Plan, *, color: bool = False) -> str:
     """The human view: one line per layer and region, then reasons and field changes."""
     def paint(value: str, code: str) -> str:
@@ -130,6 +145,9 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
         sizes = size_text(change)
         if sizes:
             details.append(sizes)
+        upload = upload_text(change)
+        if upload:
+            details.append(upload)
         details.extend(f"note: {note}" for note in change.notes)
         lines.extend(f"      {detail}" for detail in details)
     for error in plan.errors:

@@ -309,6 +309,7 @@ class Call:
     status: int | None
     forwarded: bool
     action: str  # "forward" or the rule action's class name
+    request_bytes: int = 0  # the request body's length (a zip sent inline is megabytes)
 
 
 @dataclass
@@ -490,7 +491,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                                    service=request.service, operation=request.operation,
                                    method=request.method, path=request.path, key=request.key,
                                    status=status, forwarded=forwarded,
-                                   action=type(action).__name__ if action else "forward"))
+                                   action=type(action).__name__ if action else "forward",
+                                   request_bytes=len(request.body)))
 
             if isinstance(action, Reply | ForwardThenReply):
                 forwarded = isinstance(action, ForwardThenReply)

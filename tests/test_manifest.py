@@ -187,7 +187,7 @@ VALID_CASES = [
         id="s3-source",
     ),
     pytest.param(
-        yaml_lines("version: 1", *layer(
+        yaml_lines("version: 1", "artifact_bucket: my-artifacts", *layer(
             "share:", "  - account: '123456789012'", "  - organization: o-a1b2c3d4e5",
             "retain: 3", "upload: s3")),
         lambda m: (m.layers[0].share, m.layers[0].retain, m.layers[0].upload),
@@ -508,6 +508,18 @@ BAD_CASES = [
         [Expected(3, 3, "layers.arn:aws:lambda:eu-west-1:12345678901:layer:foo",
                   "or a layer ARN")],
         id="arn-11-digit-account",
+    ),
+    pytest.param(
+        yaml_lines("version: 1", "layers:", "  foo:", "    content: {path: x}",
+                   "    upload: s3"),
+        [Expected(5, 5, "layers.foo.upload", "names no `artifact_bucket`")],
+        id="upload-s3-without-artifact-bucket",
+    ),
+    pytest.param(
+        yaml_lines("version: 1", "defaults:", "  upload: s3", "layers:", "  foo:",
+                   "    content: {path: x}"),
+        [Expected(3, 3, "defaults.upload", "names no `artifact_bucket`")],
+        id="default-upload-s3-without-artifact-bucket",
     ),
 ]
 
