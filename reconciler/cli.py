@@ -563,11 +563,12 @@ class _StopOnSignal:
     released it: the lock is always released (a SIGTERM's default action would end the
     process at once, leaving an S3 lock object behind for a force-unlock).
 
-    - While the lock is being taken (`deferred`), or while apply publishes, a signal only
-      asks to stop: apply starts no new publish, and awaits and records those in flight; a
-      lock taken meanwhile is released at once (`raise_if_stopped`).
-    - While planning and asking (`interrupt_now()`), nothing has changed yet: a signal
-      raises Interrupted where the run is, and the lock is released on the way out.
+    - While the lock is being taken, or while apply publishes, a signal only asks to stop
+      (`event`): a wait for the lock ends (_take_lock), a lock taken meanwhile is released
+      at once (`raise_if_stopped`), apply starts no new publish and awaits and records those
+      in flight.
+    - While planning and asking (`interrupt_now(True)`), nothing has changed yet: a signal
+      stops the run where it is (_SignalStop), and the lock is released on the way out.
     A second Ctrl-C stops at once (_SignalStop), the lock still released on the way."""
 
     def __init__(self) -> None:
