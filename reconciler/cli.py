@@ -545,17 +545,29 @@ def _report_document(report: applying.ApplyReport, *, session: _Session,
     }
 
 
+class _SignalStop(BaseException):
+    """Raised by the signal handler where the main thread is, to stop at once. A
+    BaseException, so that no `except ReconcilerError` on the way (a planning step that
+    turns errors into layer errors, apply's loop) takes it for a failure and goes on;
+    `_StopOnSignal.__exit__` turns it into Interrupted once the lock is released."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class _StopOnSignal:
     """SIGTERM and Ctrl-C, from the moment a run starts taking the state lock until it has
     released it: the lock is always released (a SIGTERM's default action would end the
     process at once, leaving an S3 lock object behind for a force-unlock).
 
-    - While the lock is being taken (`deferred`), or while apply publishes, a signal only
-      asks to stop: apply starts no new publish, and awaits and records those in flight; a
-      lock taken meanwhile is released at once (`raise_if_stopped`).
-    - While planning and asking (`interrupt_now()`), nothing has changed yet: a signal
-      raises Interrupted where the run is, and the lock is released on the way out.
-    A second Ctrl-C stops at once (KeyboardInterrupt), the lock still released on the way."""
+    - While the lock is being taken, or while apply publishes, a signal only asks to stop
+      (`event`): a wait for the lock ends (_take_lock), a lock taken meanwhile is released
+      at once (`raise_if_stopped`), apply starts no new publish and awaits and records those
+      in flight.
+    - While planning and asking (`interrupt_now(True)`), nothing has changed yet: a signal
+      stops the run where it is (_SignalStop), and the lock is released on the way out.
+    A second Ctrl-C stops at once (_SignalStop), the lock still released on the way."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -564,12 +576,18 @@ class _StopOnSignal:
 
     def _handle(self, signum: int, _frame: object) -> None:
         if self.event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            # Not KeyboardInterrupt: typer would turn it into a silent exit 130.
+            self._interrupt_now = False
+            _err("stopping at once: a publish in flight is not recorded (the next apply "
+                 "adopts it)")
+            raise _SignalStop(
+                "interrupted at once: a publish that was in flight may have made a version "
+                "that is not recorded; the next apply adopts it instead of publishing it again")
         self.event.set()
         if self._interrupt_now:
             self._interrupt_now = False
             _err("stopping: nothing was changed; releasing the state lock")
-            raise self._interrupted()
+            raise _SignalStop(self._interrupted().message)
         _err("stopping at the next safe point: no new publish starts; those in flight are "
              "awaited and recorded (Ctrl-C again to stop at once)")
 
@@ -595,9 +613,11 @@ class _StopOnSignal:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, _: object) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
+        if isinstance(error, _SignalStop):
+            raise errors.Interrupted(error.message, hint="run apply again") from None
 
 
 @app.command()

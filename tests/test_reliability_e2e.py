@@ -328,6 +328,30 @@ def test_a_signal_during_apply_stops_at_a_safe_point(
     rerun_converges(checkout, proxy, moto_url, missing=2)
 
 
+def test_a_second_ctrl_c_stops_at_once_and_the_rerun_adopts(
+        checkout: Path, proxy: faultproxy.FaultProxy, moto_url: str) -> None:
+    """Ctrl-C twice while x's publish is in flight: exit 1 without recording x, saying so
+    (never that everything finished is recorded), the lock released; the rerun adopts x."""
+    held = faultproxy.hold(forward=True, operation=PUBLISH, key="x")
+    proxy.add(held)
+    applying = apply(checkout)
+    assert isinstance(held.action, faultproxy.Hold)
+    held.action.wait_arrived()
+    applying.process.send_signal(signal.SIGINT)
+    applying.wait_for_stderr("stopping at the next safe point")
+    applying.process.send_signal(signal.SIGINT)
+    applying.wait_for_stderr("stopping at once")
+    held.action.release()
+
+    assert applying.wait() == 1
+    assert "may have made a version that is not recorded" in applying.stderr
+    assert recorded(checkout) == {"dot": 1}
+    assert moto_versions(moto_url, "x") == [1]
+    assert_clean(checkout)
+
+    rerun_converges(checkout, proxy, moto_url, missing=2)
+
+
 # --- 3. two applies at once on one checkout --------------------------------------------------
 
 
