@@ -14,6 +14,7 @@ module's.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import threading
@@ -25,12 +26,17 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from reconciler import errors, model, ports
+from reconciler import errors, model, ports, uploadbody
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
 PAGE_SIZE = 50  # ListLayerVersions' and ListLayers' maximum MaxItems
+
+# What a publish's ZipFile is serialized as before the zip is streamed in its place: bytes
+# whose base64 cannot occur elsewhere in the JSON (a layer name or a description).
+_PLACEHOLDER = b"\x00reconcile-streamed-zip-placeholder\x00"
+_PLACEHOLDER_JSON = b'"' + base64.b64encode(_PLACEHOLDER) + b'"'
 
 
 # Lambda's and AWS's codes for "slow down": the request was refused, nothing was done.
@@ -110,11 +116,31 @@ class Boto3LayerStore:
                                                     config=self._publish_config)
             client.meta.events.register("before-send.lambda.PublishLayerVersion",
                                         self._mark_sending)
+            client.meta.events.register("before-sign.lambda.PublishLayerVersion",
+                                        self._stream_zip)
             self._publish_clients[region] = client
         return self._publish_clients[region]
 
     def _mark_sending(self, **_: Any) -> None:
         self._sending.reached = True
+
+    def _stream_zip(self, request: Any, **_: Any) -> None:
+        """Swap the placeholder ZipFile of the serialized request for the zip itself,
+        streamed from disk (botocore would hold the bytes and their base64 in memory: a
+        37 MB zip peaked at 256 MB). The JSON around it is botocore's own, byte for byte."""
+        zip_path: Path | None = getattr(self._sending, "zip_path", None)
+        if zip_path is None:
+            return
+        body = bytes(request.data)
+        before, found, after = body.partition(_PLACEHOLDER_JSON)
+        if not found:  # pragma: no cover - botocore serialized the blob another way
+            raise errors.ReconcilerError("the PublishLayerVersion body has no ZipFile "
+                                         "placeholder; this is a bug")
+        streamed = uploadbody.Base64JsonBody(prefix=before + b'"', path=zip_path,
+                                             suffix=b'"' + after)
+        self._sending.body = streamed
+        request.data = streamed
+        request.headers["Content-Length"] = str(len(streamed))
 
     def _new_client(self, service: Literal["lambda", "sts"], *, region: str,
                     config: botocore.config.Config | None = None) -> Any:
@@ -246,7 +272,8 @@ class Boto3LayerStore:
         client = self.publish_client(region)
         kwargs: dict[str, Any] = {
             "LayerName": layer_name,
-            "Content": {"ZipFile": Path(zip_path).read_bytes()},
+            # Serialized as a marker that _stream_zip replaces with the zip, streamed.
+            "Content": {"ZipFile": _PLACEHOLDER},
             "Description": settings.description,
             "LicenseInfo": settings.license_info,
         }
@@ -255,12 +282,22 @@ class Boto3LayerStore:
         if settings.compatible_architectures:
             kwargs["CompatibleArchitectures"] = list(settings.compatible_architectures)
         self._sending.reached = False
+        self._sending.zip_path = Path(zip_path)
+        self._sending.body = None
         try:
             response = client.publish_layer_version(**kwargs)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise publish_error(exc, layer=layer_name, region=region,
                                 endpoint=client.meta.endpoint_url,
                                 sent=bool(getattr(self._sending, "reached", False))) from exc
+        except OSError as exc:  # the zip could not be read while it was streamed
+            raise publish_error(exc, layer=layer_name, region=region,
+                                endpoint=client.meta.endpoint_url,
+                                sent=bool(getattr(self._sending, "reached", False))) from exc
+        finally:
+            self._sending.zip_path = None
+            if self._sending.body is not None:
+                self._sending.body.close()
         return model.RemoteVersion(
             version=int(response["Version"]),
             layer_version_arn=response["LayerVersionArn"],
