@@ -23,6 +23,8 @@ class LocalCode:
         self._space = space
         self._manifest = manifest
         self.build_dir = space.cache_dir / "build"
+        # Remote zips downloaded for adoption by content, each removed once compared.
+        self.downloads_dir = space.cache_dir / "downloads"
         # Never packaged: the tool's own files change on every run, and a layer whose folder
         # holds them (`path: .`) would never converge.
         self.skip = frozenset({os.path.realpath(space.cache_dir),

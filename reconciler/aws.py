@@ -9,15 +9,22 @@ version. So reads keep botocore's retries, but a publish is sent exactly once, t
 client of its own whose retries are off, and its failure says what is known: errors.
 PublishNotSent (it certainly made no version) or errors.PublishOutcomeUnknown (it was sent
 and got no clear answer). Deciding whether to send it again is `publishing`'s job, not this
-module's.
+module's. A publish streams the zip from disk (`uploadbody`), never holding it in memory.
+
+It also downloads a version's zip from GetLayerVersion's presigned Content.Location (for
+adoption by content): streamed to a file, size-capped, checked against CodeSha256, and named
+in messages without the URL's query string, which holds a signature.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal
@@ -306,6 +313,49 @@ class Boto3LayerStore:
             code_size=int(response["Content"]["CodeSize"]),
         )
 
+    def download_code(self, *, region: str, layer_name: str, version: int,
+                      destination: PurePath, max_bytes: int) -> int:
+        """GetLayerVersion's Content.Location (a presigned URL), streamed to `destination`.
+
+        Refused (errors.AwsError) unless the location is https (or http to a loopback
+        host: a local emulator), the zip is at most `max_bytes` and its bytes have the
+        version's CodeSha256. Messages name the URL without its query string, which holds
+        a signature."""
+        client = self.client(region)
+        with _translated("GetLayerVersion", layer=layer_name, region=region, client=client):
+            response = client.get_layer_version(LayerName=layer_name, VersionNumber=version)
+        content = response.get("Content", {})
+        location, expected = str(content.get("Location", "")), content.get("CodeSha256")
+        size = content.get("CodeSize")
+        where = f"version {version} of layer '{layer_name}' in {region}"
+        shown = _without_query(location)
+        if not _downloadable(location):
+            raise errors.AwsError(f"cannot download {where}: its location {shown} is not an "
+                                  "https URL")
+        if isinstance(size, int) and size > max_bytes:
+            raise errors.AwsError(f"will not download {where}: its zip is {size:,} bytes, "
+                                  f"over {max_bytes:,}")
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with urllib.request.urlopen(location, timeout=_DOWNLOAD_TIMEOUT) as reply, \
+                    open(destination, "wb") as out:
+                while chunk := reply.read(_DOWNLOAD_CHUNK):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise errors.AwsError(f"stopped downloading {where} from {shown}: "
+                                              f"more than {max_bytes:,} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+            reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or \
+                type(exc).__name__
+            raise errors.AwsError(f"cannot download {where} from {shown}: {reason}") from None
+        if expected is not None and base64.b64encode(digest.digest()).decode() != expected:
+            raise errors.AwsError(f"the zip downloaded for {where} from {shown} does not have "
+                                  "the version's CodeSha256")
+        return received
+
     def all_versions(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
         """Every page of ListLayerVersions, lowest first (without CodeSha256)."""
         return sorted(self._listed(region=region, layer_name=layer_name),
@@ -431,6 +481,24 @@ class _translated:
         raise translate(exc, operation=self.operation, layer=self.layer, region=self.region,
                         endpoint=getattr(getattr(self.client, "meta", None), "endpoint_url",
                                          None)) from exc
+
+
+_DOWNLOAD_CHUNK = 1024 * 1024
+_DOWNLOAD_TIMEOUT = 60.0
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _without_query(url: str) -> str:
+    """`url` without its query string and fragment (a presigned URL's signature)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _downloadable(url: str) -> bool:
+    """An https URL, or http to a loopback host (LocalStack, a test's server)."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http"
+                                       and parts.hostname in _LOOPBACK_HOSTS)
 
 
 # Failures that happen before a byte of the request is sent: nothing reached Lambda.

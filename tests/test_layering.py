@@ -23,8 +23,8 @@ PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
                   "planfile", "statefile"})
 SHELL = frozenset({"workspace", "sources", "zipbuild", "state", "state.local", "state.s3", "aws",
-                   "uploadbody", "artifacts", "planning", "applying", "publishing", "sandbox",
-                   "cli"})
+                   "uploadbody", "adoption", "artifacts", "planning", "applying", "publishing",
+                   "sandbox", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
