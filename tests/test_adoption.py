@@ -22,7 +22,18 @@ import clirun
 import pytest
 from fakes import FakeLayerStore
 
-from reconciler import applying, artifacts, aws, model, planner, planning, ports, workspace
+from reconciler import (
+    applying,
+    artifacts,
+    aws,
+    model,
+    planfile,
+    planner,
+    planning,
+    ports,
+    render,
+    workspace,
+)
 from reconciler.state.local import LocalStateBackend
 
 REGION = "us-east-1"
@@ -314,6 +325,8 @@ def test_moto_zip_r_of_the_folder_is_adopted(
     assert change.download is not None
     assert change.download.downloaded_bytes == (tmp_path / "other.zip").stat().st_size
     assert zip_server.requests == ["/utils/1.zip?X-Amz-Signature=secret-signature"]
+    assert "secret-signature" not in render.text(the_plan)
+    assert "secret-signature" not in json.dumps(planfile.to_document(the_plan))
     apply_plan(space, store, the_plan)
     lock = json.loads(space.lockfile_path.read_text())
     assert "utils" in json.dumps(lock)
@@ -338,6 +351,25 @@ def test_moto_one_differing_byte_is_not_adopted(
 
     assert change.action is model.Action.PUBLISH
     assert change.download is not None and change.download.fingerprint is not None
+
+
+def test_a_failed_download_names_the_url_without_its_signature(
+        moto_url: str, tmp_path: Path, zip_server: _ZipServer) -> None:
+    """A presigned URL that answers 404 makes a publish whose note names the URL without its
+    query string (the signature)."""
+    make_folder(tmp_path)
+    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+    publish_out_of_band(_tiny_zip(), zip_server)
+    zip_server.files.clear()
+
+    the_plan = plan_with(space, served_store(zip_server))
+
+    (change,) = the_plan.changes
+    assert change.action is model.Action.PUBLISH
+    assert change.download is not None and change.download.problem is not None
+    assert f"127.0.0.1:{zip_server.server_address[1]}/utils/1.zip" in change.download.problem
+    assert "secret-signature" not in render.text(the_plan)
+    assert "secret-signature" not in json.dumps(planfile.to_document(the_plan))
 
 
 def test_moto_location_is_not_downloaded_and_never_printed_with_its_query(
