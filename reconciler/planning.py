@@ -32,8 +32,9 @@ from reconciler import (
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
-# zip, then GetLayerVersion, then the zip of a publish; then the policy or every version,
-# then the function uses and the sizes of what retention may delete: 5 suffice.
+# zip, then GetLayerVersion, then the zip of a publish or the download of adoption by
+# content; then the policy or every version, then the function uses and the sizes of what
+# retention may delete: 5 suffice.
 _MAX_EVIDENCE_ROUNDS = 8
 
 
