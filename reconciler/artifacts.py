@@ -34,6 +34,8 @@ class LocalCode:
         # `validate`; an S3 source is then an error of its layer).
         self._objects = objects
         self.build_dir = space.cache_dir / "build"
+        # Remote zips downloaded for adoption by content, each removed once compared.
+        self.downloads_dir = space.cache_dir / "downloads"
         # Never packaged: the tool's own files change on every run, and a layer whose folder
         # holds them (`path: .`) would never converge.
         self.skip = frozenset({os.path.realpath(space.cache_dir),

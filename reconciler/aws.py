@@ -11,14 +11,22 @@ version. So reads keep botocore's retries, but a publish is sent exactly once, t
 client of its own whose retries are off, and its failure says what is known: errors.
 PublishNotSent (it certainly made no version) or errors.PublishOutcomeUnknown (it was sent
 and got no clear answer). Deciding whether to send it again is `publishing`'s job, not this
-module's.
+module's. A publish streams the zip from disk (`uploadbody`), never holding it in memory.
+
+It also downloads a version's zip from GetLayerVersion's presigned Content.Location (for
+adoption by content): streamed to a file, size-capped, checked against CodeSha256, and named
+in messages without the URL's query string, which holds a signature.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -29,7 +37,7 @@ import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
 
-from reconciler import errors, model, ports
+from reconciler import errors, model, ports, uploadbody
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -41,6 +49,11 @@ CONTENT_SHA256_METADATA = "reconcile-content-sha256"
 # Parts of 16 MiB: a 250 MB zip in 16 parts, each read from the file as it is sent.
 _TRANSFER = boto3.s3.transfer.TransferConfig(multipart_threshold=16 * 1024 * 1024,
                                              multipart_chunksize=16 * 1024 * 1024)
+
+# What a publish's ZipFile is serialized as before the zip is streamed in its place: bytes
+# whose base64 cannot occur elsewhere in the JSON (a layer name or a description).
+_PLACEHOLDER = b"\x00reconcile-streamed-zip-placeholder\x00"
+_PLACEHOLDER_JSON = b'"' + base64.b64encode(_PLACEHOLDER) + b'"'
 
 
 # Lambda's and AWS's codes for "slow down": the request was refused, nothing was done.
@@ -122,6 +135,8 @@ class Boto3LayerStore:
                                                     config=self._publish_config)
             client.meta.events.register("before-send.lambda.PublishLayerVersion",
                                         self._mark_sending)
+            client.meta.events.register("before-sign.lambda.PublishLayerVersion",
+                                        self._stream_zip)
             self._publish_clients[region] = client
         return self._publish_clients[region]
 
@@ -184,6 +199,24 @@ class Boto3LayerStore:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise _s3_error(exc, operation="PutObject", location=location, region=region,
                             client=client) from exc
+
+    def _stream_zip(self, request: Any, **_: Any) -> None:
+        """Swap the placeholder ZipFile of the serialized request for the zip itself,
+        streamed from disk (botocore would hold the bytes and their base64 in memory: a
+        37 MB zip peaked at 256 MB). The JSON around it is botocore's own, byte for byte."""
+        zip_path: Path | None = getattr(self._sending, "zip_path", None)
+        if zip_path is None:
+            return
+        body = bytes(request.data)
+        before, found, after = body.partition(_PLACEHOLDER_JSON)
+        if not found:  # pragma: no cover - botocore serialized the blob another way
+            raise errors.ReconcilerError("the PublishLayerVersion body has no ZipFile "
+                                         "placeholder; this is a bug")
+        streamed = uploadbody.Base64JsonBody(prefix=before + b'"', path=zip_path,
+                                             suffix=b'"' + after)
+        self._sending.body = streamed
+        request.data = streamed
+        request.headers["Content-Length"] = str(len(streamed))
 
     def _new_client(self, service: Literal["lambda", "sts", "s3"], *, region: str,
                     config: botocore.config.Config | None = None) -> Any:
@@ -321,7 +354,8 @@ class Boto3LayerStore:
             if s3_object.version:
                 content["S3ObjectVersion"] = s3_object.version
         elif zip_path is not None:
-            content = {"ZipFile": Path(zip_path).read_bytes()}
+            # Serialized as a marker that _stream_zip replaces with the zip, streamed.
+            content = {"ZipFile": _PLACEHOLDER}
         else:
             raise ValueError("a publish needs a zip or an S3 object")
         kwargs: dict[str, Any] = {
@@ -335,12 +369,22 @@ class Boto3LayerStore:
         if settings.compatible_architectures:
             kwargs["CompatibleArchitectures"] = list(settings.compatible_architectures)
         self._sending.reached = False
+        self._sending.zip_path = None if zip_path is None else Path(zip_path)
+        self._sending.body = None
         try:
             response = client.publish_layer_version(**kwargs)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise publish_error(exc, layer=layer_name, region=region,
                                 endpoint=client.meta.endpoint_url,
                                 sent=bool(getattr(self._sending, "reached", False))) from exc
+        except OSError as exc:  # the zip could not be read while it was streamed
+            raise publish_error(exc, layer=layer_name, region=region,
+                                endpoint=client.meta.endpoint_url,
+                                sent=bool(getattr(self._sending, "reached", False))) from exc
+        finally:
+            self._sending.zip_path = None
+            if self._sending.body is not None:
+                self._sending.body.close()
         return model.RemoteVersion(
             version=int(response["Version"]),
             layer_version_arn=response["LayerVersionArn"],
@@ -348,6 +392,49 @@ class Boto3LayerStore:
             code_sha256=response["Content"]["CodeSha256"],
             code_size=int(response["Content"]["CodeSize"]),
         )
+
+    def download_code(self, *, region: str, layer_name: str, version: int,
+                      destination: PurePath, max_bytes: int) -> int:
+        """GetLayerVersion's Content.Location (a presigned URL), streamed to `destination`.
+
+        Refused (errors.AwsError) unless the location is https (or http to a loopback
+        host: a local emulator), the zip is at most `max_bytes` and its bytes have the
+        version's CodeSha256. Messages name the URL without its query string, which holds
+        a signature."""
+        client = self.client(region)
+        with _translated("GetLayerVersion", layer=layer_name, region=region, client=client):
+            response = client.get_layer_version(LayerName=layer_name, VersionNumber=version)
+        content = response.get("Content", {})
+        location, expected = str(content.get("Location", "")), content.get("CodeSha256")
+        size = content.get("CodeSize")
+        where = f"version {version} of layer '{layer_name}' in {region}"
+        shown = _without_query(location)
+        if not _downloadable(location):
+            raise errors.AwsError(f"cannot download {where}: its location {shown} is not an "
+                                  "https URL")
+        if isinstance(size, int) and size > max_bytes:
+            raise errors.AwsError(f"will not download {where}: its zip is {size:,} bytes, "
+                                  f"over {max_bytes:,}")
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with urllib.request.urlopen(location, timeout=_DOWNLOAD_TIMEOUT) as reply, \
+                    open(destination, "wb") as out:
+                while chunk := reply.read(_DOWNLOAD_CHUNK):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise errors.AwsError(f"stopped downloading {where} from {shown}: "
+                                              f"more than {max_bytes:,} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+            reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or \
+                type(exc).__name__
+            raise errors.AwsError(f"cannot download {where} from {shown}: {reason}") from None
+        if expected is not None and base64.b64encode(digest.digest()).decode() != expected:
+            raise errors.AwsError(f"the zip downloaded for {where} from {shown} does not have "
+                                  "the version's CodeSha256")
+        return received
 
     def all_versions(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
         """Every page of ListLayerVersions, lowest first (without CodeSha256)."""
@@ -498,6 +585,24 @@ class _translated:
         raise translate(exc, operation=self.operation, layer=self.layer, region=self.region,
                         endpoint=getattr(getattr(self.client, "meta", None), "endpoint_url",
                                          None)) from exc
+
+
+_DOWNLOAD_CHUNK = 1024 * 1024
+_DOWNLOAD_TIMEOUT = 60.0
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _without_query(url: str) -> str:
+    """`url` without its query string and fragment (a presigned URL's signature)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _downloadable(url: str) -> bool:
+    """An https URL, or http to a loopback host (LocalStack, a test's server)."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http"
+                                       and parts.hostname in _LOOPBACK_HOSTS)
 
 
 # Failures that happen before a byte of the request is sent: nothing reached Lambda.

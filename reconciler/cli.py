@@ -302,11 +302,12 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
 
 
 def _make_plan(session: _Session, snapshot: ports.Snapshot, *,
-               parallelism: int = 4) -> model.Plan:
+               parallelism: int = 4, download: bool = True) -> model.Plan:
     return planning.make_plan(
         parsed=session.parsed, selection=session.selection, snapshot=snapshot,
         state_location=_state_name(session), manifest_digest=session.parsed.sha256,
-        store=session.store, code=session.code, parallelism=parallelism, progress=_progress)
+        store=session.store, code=session.code, parallelism=parallelism, progress=_progress,
+        download=download)
 
 
 def _state_name(session: _Session) -> str:
@@ -409,6 +410,9 @@ LockTimeoutOption = Annotated[float, typer.Option(
     help="Wait this long for a state lock held by another run.")]
 ParallelismOption = Annotated[int, typer.Option(
     "--parallelism", metavar="N", min=1, help="Layers and regions worked on at once.")]
+NoDownloadOption = Annotated[bool, typer.Option(
+    "--no-download", help="Never download a published zip to compare its files (no "
+                          "adoption by content).")]
 
 
 @app.command()
@@ -429,6 +433,7 @@ def plan(
     max_attempts: AttemptsOption = None,
     parallelism: ParallelismOption = 4,
     no_summary: NoSummaryOption = False,
+    no_download: NoDownloadOption = False,
 ) -> None:
     """Show what apply would publish, and why. Changes nothing remote and no state.
 
@@ -443,7 +448,8 @@ def plan(
     session = _session(manifest, lockfile_path, targets=target, regions=region,
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
     with _progress_display():
-        the_plan = _make_plan(session, session.state.read(), parallelism=parallelism)
+        the_plan = _make_plan(session, session.state.read(), parallelism=parallelism,
+                              download=not no_download)
     _echo_plan(the_plan, output_format)
     if out is not None:
         _write_plan_file(out, planfile.to_document(the_plan))
@@ -638,6 +644,7 @@ def apply(
     lock_timeout: LockTimeoutOption = 0.0,
     parallelism: ParallelismOption = 4,
     no_summary: NoSummaryOption = False,
+    no_download: NoDownloadOption = False,
 ) -> None:
     """Publish exactly the layers that changed and record them: plan and confirm first, or
     apply a saved PLANFILE (not asked again: it was reviewed; refused when stale).
@@ -670,7 +677,8 @@ def apply(
             stopping.interrupt_now(True)
             report, the_plan = _apply_locked(
                 session, saved=saved, plan_file=plan_file, document=document, yes=yes,
-                as_json=as_json, parallelism=parallelism, stopping=stopping)
+                as_json=as_json, parallelism=parallelism, stopping=stopping,
+                download=not no_download)
         finally:
             stopping.interrupt_now(False)
             session.state.unlock(lock_id)
@@ -706,13 +714,15 @@ def _take_lock(backend: ports.StateBackend, holder: errors.LockHolder, *,
 
 def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Path | None,
                   document: dict[str, Any], yes: bool, as_json: bool, parallelism: int,
-                  stopping: _StopOnSignal) -> tuple[applying.ApplyReport, model.Plan]:
+                  stopping: _StopOnSignal,
+                  download: bool) -> tuple[applying.ApplyReport, model.Plan]:
     """Apply's work under the lock: plan (or check the saved plan), confirm, apply. A signal
     raises Interrupted until the first change, then only asks apply to stop."""
     snapshot = session.state.read()
     if saved is None:
         with _progress_display():
-            the_plan = _make_plan(session, snapshot, parallelism=parallelism)
+            the_plan = _make_plan(session, snapshot, parallelism=parallelism,
+                                  download=download)
         if not as_json:
             typer.echo(render.text(the_plan, color=_use_color()), nl=False)
         _confirm(the_plan, yes=yes, as_json=as_json)

@@ -309,6 +309,18 @@ class RemoteVersion:
 
 
 @dataclass(frozen=True)
+class RemoteContent:
+    """What the downloaded zip of a remote version holds, for adoption by content: the
+    version, the bytes downloaded, and the fingerprint of its files by the rules of a local
+    layer's (None, with `problem`, when it could not be downloaded or read)."""
+
+    version: int
+    downloaded_bytes: int
+    fingerprint: str | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class CodeStorage:
     """The account's Lambda code storage in one region (GetAccountSettings), in bytes."""
 
@@ -409,6 +421,8 @@ class LayerChange:
     shortfall: int = 0
     # A create or publish: where its code comes from and how it reaches Lambda.
     code: CodeLocation | None = None
+    # Adoption by content: the remote latest's zip was downloaded and its files compared.
+    download: RemoteContent | None = None
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,12 @@ def change_document(change: model.LayerChange) -> dict[str, Any]:
                              "shortfall": change.shortfall}
     if change.code is not None:
         document["upload"] = _code_location(change.code)
+    if change.download is not None:
+        document["download"] = {
+            "version": change.download.version, "bytes": change.download.downloaded_bytes,
+            "fingerprint": change.download.fingerprint, "problem": change.download.problem,
+            "same_files": (change.download.fingerprint is not None
+                           and change.download.fingerprint == change.desired.fingerprint)}
     return document
 
 
@@ -236,6 +242,15 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
     )
     grants_raw = raw.get("grants") if isinstance(raw.get("grants"), dict) else {}
     align_raw = raw.get("align") if isinstance(raw.get("align"), dict) else {}
+    download_raw = raw.get("download")
+    download = None
+    if isinstance(download_raw, dict):
+        fingerprint, problem = download_raw.get("fingerprint"), download_raw.get("problem")
+        download = model.RemoteContent(
+            version=_require(download_raw, "version", int, where=where + "download."),
+            downloaded_bytes=_optional_int(download_raw, "bytes") or 0,
+            fingerprint=None if fingerprint is None else str(fingerprint),
+            problem=None if problem is None else str(problem))
     return model.LayerChange(
         layer=_require(raw, "layer", str, where=where),
         layer_name=str(raw.get("layer_name") or raw["layer"]),
@@ -256,6 +271,7 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
         fillers=_optional_int(align_raw, "fillers") or 0,
         shortfall=_optional_int(align_raw, "shortfall") or 0,
         code=_read_code_location(raw.get("upload"), where=where + "upload."),
+        download=download,
     )
 
 

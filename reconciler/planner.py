@@ -13,6 +13,7 @@ latest version equal to the recorded one has the recorded CodeSha256.
 from __future__ import annotations
 
 import base64
+import binascii
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -38,6 +39,10 @@ class Inputs:
     function_uses: Mapping[str, tuple[str, ...]] | None = None  # version ARN -> functions
     # The manifest's artifact bucket for this region (None: the manifest names none).
     artifact_bucket: str | None = None
+    # Adoption by content: whether the remote latest's zip may be downloaded, and what it
+    # was found to hold.
+    download: bool = False
+    remote_content: model.RemoteContent | None = None
 
 
 def desired_artifact(
@@ -96,6 +101,7 @@ class Evidence(enum.Enum):
     VERSIONS = "versions"  # ListLayerVersions, every page (a layer with `retain`)
     FUNCTION_USES = "function_uses"  # ListFunctions (ALL versions) of the region
     VERSION_SIZES = "version_sizes"  # GetLayerVersion of each version retention may delete
+    REMOTE_CONTENT = "remote_content"  # download the remote latest's zip, fingerprint it
 
 
 def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
@@ -122,7 +128,61 @@ def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
             needs.add(Evidence.ZIP)
     if needs:
         return frozenset(needs)
+    if wants_remote_content(inputs):
+        return frozenset({Evidence.REMOTE_CONTENT})
     return frozenset(_missing_fleet_evidence(inputs))
+
+
+def _fingerprints_files(content: model.ContentSpec) -> bool:
+    """A folder's or a zip to normalize's fingerprint is of its files; a zip used as it is
+    is identified by its bytes, so other bytes are other content."""
+    return content.kind is model.SourceKind.PATH or (
+        content.kind is model.SourceKind.ZIP and content.normalize)
+
+
+def wants_remote_content(inputs: Inputs) -> bool:
+    """True when only the remote latest's files can tell whether it already is the desired
+    layer (adoption by content): downloads are allowed, nothing is recorded for the layer,
+    the remote latest's settings are the desired ones but its CodeSha256 is not, and the
+    local content is fingerprinted by its files. Asked once: its answer is kept."""
+    remote, lock_entry = inputs.remote_latest, inputs.lock_entry
+    if not inputs.download or lock_entry is not None or remote is None:
+        return False
+    if inputs.remote_content is not None and inputs.remote_content.version == remote.version:
+        return False
+    artifact = desired_artifact(inputs.artifact, lock_entry)
+    remote_code = remote_code_sha256(remote, lock_entry)
+    return (_fingerprints_files(inputs.spec.content) and artifact.code_sha256 is not None
+            and remote_code is not None and remote_code != artifact.code_sha256
+            and not settings_diff(remote.settings, inputs.spec.settings))
+
+
+def _same_files(inputs: Inputs, fingerprint: str) -> bool:
+    """True when the remote latest's downloaded zip holds the desired files."""
+    found, remote = inputs.remote_content, inputs.remote_latest
+    return (found is not None and remote is not None and found.version == remote.version
+            and found.fingerprint is not None and found.fingerprint == fingerprint
+            and inputs.lock_entry is None)
+
+
+def _download_note(found: model.RemoteContent, *, same: bool) -> str:
+    size = f"{found.downloaded_bytes:,} bytes"
+    if found.fingerprint is None:
+        return (f"could not compare the files of version {found.version} "
+                f"({found.problem or 'unreadable'}); publishing")
+    if same:
+        return (f"same files, other zip bytes: downloaded version {found.version}'s zip "
+                f"({size}) and its files equal the local content")
+    return (f"downloaded version {found.version}'s zip ({size}) to compare: its files "
+            "differ from the local content")
+
+
+def _hex_of(code_sha256: str) -> str | None:
+    """The hex SHA-256 of a base64 CodeSha256 (None when it is not one)."""
+    try:
+        return base64.b64decode(code_sha256, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _missing_fleet_evidence(inputs: Inputs) -> set[Evidence]:
@@ -274,6 +334,9 @@ def decide(inputs: Inputs) -> model.LayerChange:
     | none   | none                |  -   | create  | new_layer                                |
     | none   | recorded            |  -   | create  | new_layer, remote_drift (deleted)        |
     | exists | none                | yes  | noop    | adopted (apply records R in the lock)    |
+    | exists | none                | files| noop    | adopted: R's downloaded zip holds the    |
+    |        |                     |      |         | desired files ("same files, other zip    |
+    |        |                     |      |         | bytes"; see wants_remote_content)        |
     | exists | none                | no   | publish | content_changed and/or settings_changed  |
     | exists | L.version == R      | yes  | noop    | (none)                                   |
     | exists | L.version == R      | no   | publish | content_changed and/or settings_changed  |
@@ -327,7 +390,14 @@ def decide(inputs: Inputs) -> model.LayerChange:
         settings=remote.settings, code_sha256=remote_code, code_size=remote.code_size,
     )
     diff: list[model.FieldChange] = []
-    content_changed = desired.code_sha256 is None or desired.code_sha256 != remote_code
+    downloaded = inputs.remote_content if (
+        inputs.remote_content is not None
+        and inputs.remote_content.version == remote.version) else None
+    same_files = _same_files(inputs, desired.fingerprint)
+    content_changed = not same_files and (
+        desired.code_sha256 is None or desired.code_sha256 != remote_code)
+    if downloaded is not None:
+        notes.append(_download_note(downloaded, same=same_files))
     if content_changed:
         reasons.append(model.Reason.CONTENT_CHANGED)
         diff.append(model.FieldChange(field="code_sha256", before=remote_code,
@@ -347,9 +417,14 @@ def decide(inputs: Inputs) -> model.LayerChange:
             notes=tuple(notes), expected_version=expected_version,
             code=code_location(spec=spec, desired=desired,
                                artifact_bucket=inputs.artifact_bucket),
+            download=downloaded,
         )
 
     record = _observed_entry(desired, current)
+    if same_files:
+        # The lock records the remote zip (its digests), which the local fingerprint now
+        # vouches for: the next plan is a noop without a download.
+        record = replace(record, content_sha256=_hex_of(remote_code or "") or "")
     if lock_entry is None:
         reasons.append(model.Reason.ADOPTED)
         notes.append(f"version {remote.version} already matches; apply records it in the "
@@ -360,7 +435,7 @@ def decide(inputs: Inputs) -> model.LayerChange:
     return model.LayerChange(
         layer=spec.key, layer_name=spec.name, region=region, action=model.Action.NOOP,
         reasons=tuple(reasons), current=current, desired=desired, notes=tuple(notes),
-        record=record if record != lock_entry else None,
+        record=record if record != lock_entry else None, download=downloaded,
     )
 
 

@@ -18,12 +18,22 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reconciler import __version__, archive, artifacts, errors, model, planner, ports
+from reconciler import (
+    __version__,
+    adoption,
+    archive,
+    artifacts,
+    errors,
+    model,
+    planner,
+    ports,
+)
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
-# zip, then GetLayerVersion, then the zip of a publish; then the policy or every version,
-# then the function uses and the sizes of what retention may delete: 5 suffice.
+# zip, then GetLayerVersion, then the zip of a publish or the download of adoption by
+# content; then the policy or every version, then the function uses and the sizes of what
+# retention may delete: 5 suffice.
 _MAX_EVIDENCE_ROUNDS = 8
 
 
@@ -155,9 +165,10 @@ def make_plan(
     code: artifacts.LocalCode,
     parallelism: int = 4,
     progress: Progress = _quiet,
+    download: bool = True,
 ) -> model.Plan:
     """Plan the selection against the snapshot and Lambda (regions read `parallelism` at
-    a time)."""
+    a time). `download` False never downloads a remote zip (no adoption by content)."""
     lock = snapshot.lock
     specs = list(selection.specs)
     identified = code.identify(specs, regions=selection.regions)
@@ -191,6 +202,7 @@ def make_plan(
     policies: dict[tuple[str, str], frozenset[str]] = {}
     versions: dict[tuple[str, str], tuple[model.RemoteVersion, ...]] = {}
     function_uses: dict[str, dict[str, tuple[str, ...]]] = {}
+    contents: dict[tuple[str, str], model.RemoteContent] = {}
 
     def inputs(spec: model.LayerSpec, region: str) -> planner.Inputs:
         key = (spec.key, region)
@@ -199,7 +211,8 @@ def make_plan(
                               remote_latest=remote[key], policy=policies.get(key),
                               versions=versions.get(key),
                               function_uses=function_uses.get(region),
-                              artifact_bucket=artifact_bucket(parsed, region=region))
+                              artifact_bucket=artifact_bucket(parsed, region=region),
+                              download=download, remote_content=contents.get(key))
 
     for _ in range(_MAX_EVIDENCE_ROUNDS):
         planned = [spec for spec in planned if spec.key in found_artifacts]
@@ -219,6 +232,19 @@ def make_plan(
             fetch_fleet_evidence(asked, planned=planned, remote=remote, policies=policies,
                                  versions=versions, function_uses=function_uses,
                                  store=store, pool=pool)
+            downloads = [(spec, region, latest) for spec, region, latest in (
+                (spec, region, remote[(spec.key, region)]) for spec in planned
+                for region in selection.regions[spec.key]
+                if planner.Evidence.REMOTE_CONTENT in asked[(spec.key, region)])
+                if latest is not None]
+            for spec, region, _ in downloads:
+                progress(f"{spec.key}: downloading the latest version in {region} to "
+                         "compare its files")
+            found_contents = pool.map(lambda item: adoption.remote_content(
+                store=store, spec=item[0], region=item[1], version=item[2].version,
+                downloads_dir=code.downloads_dir), downloads)
+            for (spec, region, _), found in zip(downloads, list(found_contents), strict=True):
+                contents[(spec.key, region)] = found
         for spec in planned:
             if any(planner.Evidence.ZIP in asked[(spec.key, region)]
                    for region in selection.regions[spec.key]):

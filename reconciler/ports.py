@@ -59,6 +59,11 @@ class LayerStore(Protocol):
         given, from that S3 object (S3Bucket/S3Key/S3ObjectVersion, in the same region);
         return it as Lambda reports it."""
 
+    def download_code(self, *, region: str, layer_name: str, version: int,
+                      destination: PurePath, max_bytes: int) -> int:
+        """Download the version's zip to `destination` (streamed; refused past `max_bytes`
+        or when its bytes are not the version's CodeSha256); the bytes downloaded."""
+
     def versions_above(self, *, region: str, layer_name: str,
                        version: int) -> list[model.RemoteVersion]:
         """Every version numbered above `version`, lowest first, with its CodeSha256 (the

@@ -20,6 +20,7 @@ ACCOUNT = "123456789012"
 class _Stored:
     version: model.RemoteVersion
     deleted: bool = False
+    zip_bytes: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,17 @@ class FakeLayerStore:
                        if not s.deleted and s.version.version > version),
                       key=lambda v: v.version)
 
+    def download_code(self, *, region: str, layer_name: str, version: int,
+                      destination: Path, max_bytes: int) -> int:
+        """The version's zip bytes, written to `destination` (as a download of its
+        Content.Location); refused past `max_bytes`."""
+        self.calls.append(("download", region, f"{layer_name}:{version}"))
+        stored = self._live(region, layer_name, version)
+        if len(stored.zip_bytes) > max_bytes:
+            raise errors.AwsError(f"{layer_name}:{version} is over {max_bytes} bytes")
+        Path(destination).write_bytes(stored.zip_bytes)
+        return len(stored.zip_bytes)
+
     def account_id(self) -> str:
         """The fake account."""
         self.calls.append(("account", "", ""))
@@ -246,7 +258,8 @@ class FakeLayerStore:
             code_sha256=base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode(),
             code_size=len(zip_bytes),
         )
-        self.layers.setdefault((region, layer_name), []).append(_Stored(version))
+        self.layers.setdefault((region, layer_name), []).append(
+            _Stored(version, zip_bytes=zip_bytes))
         return version
 
     def delete(self, *, region: str, layer_name: str, version: int) -> None:

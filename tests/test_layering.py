@@ -28,6 +28,7 @@ CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render",
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
+                   "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
                    "publishing", "sandbox", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})

@@ -80,7 +80,11 @@ _change = st.builds(
         ["account", "organization", "public"]), principal=_text), max_size=2).map(tuple),
     grants_remove=st.lists(_text, max_size=2).map(tuple),
     align_target=st.one_of(st.none(), st.integers(1, 500)),
-    fillers=st.integers(0, 100), shortfall=st.integers(0, 300), code=_code)
+    fillers=st.integers(0, 100), shortfall=st.integers(0, 300), code=_code,
+    download=st.one_of(st.none(), st.builds(
+        model.RemoteContent, version=st.integers(1, 500),
+        downloaded_bytes=st.integers(0, 10**8),
+        fingerprint=st.one_of(st.none(), _text), problem=st.one_of(st.none(), _text))))
 _basis = st.builds(
     model.PlanBasis, plan_id=_text, created=_text,
     manifest_sha256=st.just("0" * 64), state_location=_text, state_revision=_text,
