@@ -369,7 +369,9 @@ class Boto3LayerStore:
         if settings.compatible_architectures:
             kwargs["CompatibleArchitectures"] = list(settings.compatible_architectures)
         self._sending.reached = False
-        self._sending.zip_path = None if zip_path is None else Path(zip_path)
+        # Streamed in only when the zip travels in the request (not when published from S3).
+        self._sending.zip_path = (Path(zip_path) if zip_path is not None and s3_object is None
+                                  else None)
         self._sending.body = None
         try:
             response = client.publish_layer_version(**kwargs)

@@ -1066,6 +1066,9 @@ def _report(error: errors.ReconcilerError) -> None:
         _err(errors.redact_urls(f"hint: {error.hint}"))
 
 
+_TYPER_INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit 0 (success), 1 (any error, usage errors included) or 2 (changes)."""
     command = typer.main.get_command(app)
@@ -1082,5 +1085,10 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_ERROR
     except KeyboardInterrupt:
         _err("interrupted: every publish that finished is recorded in the lockfile.")
+        code = EXIT_ERROR
+    if code == _TYPER_INTERRUPTED:
+        # typer turns a Ctrl-C outside apply's own handling (plan, validate, show...) into a
+        # silent exit 130; the contract has one code for every error.
+        _err("interrupted: nothing was changed.")
         code = EXIT_ERROR
     sys.exit(code if isinstance(code, int) else EXIT_OK)

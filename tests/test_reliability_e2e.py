@@ -679,3 +679,20 @@ def test_a_signal_while_planning_releases_the_s3_lock(
     assert proxy.count(operation=PUBLISH) == 0
     assert "team/layers.lock.json.lock" not in s3_keys(moto_url)
     assert run(checkout, "apply", "--yes").process.returncode == 0
+
+
+def test_ctrl_c_during_plan_exits_1_with_a_message(
+        checkout: Path, proxy: faultproxy.FaultProxy) -> None:
+    """Ctrl-C while plan waits on Lambda: exit 1 (the contract's one error code, not typer's
+    130) with a message, and no temp file left."""
+    held = faultproxy.hold(forward=False, operation="ListLayers")
+    proxy.add(held)
+    planning = Cli(checkout, "plan")
+    assert isinstance(held.action, faultproxy.Hold)
+    held.action.wait_arrived()
+    planning.process.send_signal(signal.SIGINT)
+    held.action.release()  # the call in flight ends; the exit does not wait for a timeout
+    code = planning.wait()
+    assert code == 1, planning.stderr
+    assert "interrupted" in planning.stderr
+    assert temp_files(checkout) == []
