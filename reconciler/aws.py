@@ -25,7 +25,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from reconciler import errors, model, ports
+from reconciler import errors, model, ports, ratelimit
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -59,7 +59,8 @@ class Boto3LayerStore:
     """
 
     def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None,
-                 max_attempts: int | None = None, read_timeout: float | None = None) -> None:
+                 max_attempts: int | None = None, read_timeout: float | None = None,
+                 max_rps: float | None = ratelimit.DEFAULT_RPS) -> None:
         try:
             self._session = boto3.Session(profile_name=profile)
         except botocore.exceptions.ProfileNotFound as exc:
@@ -84,6 +85,16 @@ class Boto3LayerStore:
                 retries={"mode": "standard", "total_max_attempts": max_attempts}))
         self._clients: dict[str, LambdaClient] = {}
         self._publish_clients: dict[str, LambdaClient] = {}
+        # A boto3 Session is not thread-safe, and its loader caches the Lambda model without a
+        # lock: workers that create clients at once each parse the model again (~90 ms each,
+        # serialised by the GIL). Creating every client under one lock, from the one session,
+        # parses the model once; each further client costs a few ms. Clients are thread-safe,
+        # so the workers of a region share its two clients.
+        self._client_lock = threading.Lock()
+        # One bucket per region (an account's quota is per region), shared by the region's read
+        # and publish clients; None when --max-rps 0 turns the limit off.
+        self._max_rps = max_rps
+        self._buckets: dict[str, ratelimit.TokenBucket] = {}
         # Per thread: did the publish being made reach botocore's `before-send` (signed and
         # about to go on the wire)? A failure before it certainly sent nothing.
         self._sending = threading.local()
@@ -97,21 +108,50 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:
             raise _configuration_error(exc) from exc
 
+    def prepare(self, regions: Sequence[str]) -> None:
+        """Create the read and publish clients of `regions` up front, in the calling thread,
+        so that the workers that then use them in parallel never wait for one another."""
+        for region in regions:
+            self.client(region)
+            self.publish_client(region)
+
     def client(self, region: str) -> LambdaClient:
-        """The Lambda client for `region` (created once)."""
-        if region not in self._clients:
-            self._clients[region] = self._new_client("lambda", region=region)
-        return self._clients[region]
+        """The Lambda client for `region` (created once, rate-limited per region)."""
+        with self._client_lock:
+            if region not in self._clients:
+                client: LambdaClient = self._new_client("lambda", region=region)
+                self._limit(client, region=region)
+                self._clients[region] = client
+            return self._clients[region]
 
     def publish_client(self, region: str) -> LambdaClient:
         """The Lambda client that sends PublishLayerVersion in `region`: no retries."""
-        if region not in self._publish_clients:
-            client: LambdaClient = self._new_client("lambda", region=region,
-                                                    config=self._publish_config)
-            client.meta.events.register("before-send.lambda.PublishLayerVersion",
-                                        self._mark_sending)
-            self._publish_clients[region] = client
-        return self._publish_clients[region]
+        with self._client_lock:
+            if region not in self._publish_clients:
+                client: LambdaClient = self._new_client("lambda", region=region,
+                                                        config=self._publish_config)
+                self._limit(client, region=region)
+                client.meta.events.register("before-send.lambda.PublishLayerVersion",
+                                            self._mark_sending)
+                self._publish_clients[region] = client
+            return self._publish_clients[region]
+
+    def _limit(self, client: LambdaClient, *, region: str) -> None:
+        """Make every request of `client` (each attempt of each Lambda call: a retry counts
+        against the quota too) take a token from the region's bucket first. Called with
+        _client_lock held."""
+        if self._max_rps is None:
+            return
+        bucket = self._buckets.get(region)
+        if bucket is None:
+            bucket = self._buckets[region] = ratelimit.TokenBucket(rate=self._max_rps)
+
+        # before-send runs once per attempt, just before the request goes on the wire; a
+        # handler that returns a value replaces the response, so this one returns None.
+        def take_token(**_: Any) -> None:
+            bucket.acquire()
+
+        client.meta.events.register_first("before-send.lambda", take_token)
 
     def _mark_sending(self, **_: Any) -> None:
         self._sending.reached = True

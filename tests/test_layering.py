@@ -21,7 +21,7 @@ import pytest
 
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
-                  "planfile", "statefile"})
+                  "planfile", "statefile", "ratelimit"})
 SHELL = frozenset({"workspace", "sources", "zipbuild", "state", "state.local", "state.s3", "aws",
                    "artifacts", "planning", "applying", "publishing", "sandbox", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
@@ -40,6 +40,7 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "ports": frozenset({"errors", "model"}),
     "planfile": frozenset({"errors", "model"}),
     "statefile": frozenset({"errors", "model"}),
+    "ratelimit": frozenset(),
     **{shell: (CORE | SHELL) - {"cli", shell} for shell in SHELL},
     # The state backends share only their package; neither knows the other exists.
     "state": (CORE | {"__init__"}),
