@@ -109,11 +109,12 @@ class Boto3LayerStore:
             raise _configuration_error(exc) from exc
 
     def prepare(self, regions: Sequence[str]) -> None:
-        """Create the read and publish clients of `regions` up front, in the calling thread,
-        so that the workers that then use them in parallel never wait for one another."""
+        """Create the read clients of `regions` up front, in the calling thread, so that the
+        workers that then use them in parallel never wait for one another. (Publish clients
+        are made on first use, under the same lock: a plan needs none, and an apply only
+        where it publishes.)"""
         for region in regions:
             self.client(region)
-            self.publish_client(region)
 
     def client(self, region: str) -> LambdaClient:
         """The Lambda client for `region` (created once, rate-limited per region)."""
