@@ -31,7 +31,7 @@ demo: install
 	$(BIN)/python tools/demo.py
 
 # Not part of `test`: wall times are measured and compared with the targets here, never
-# asserted in tests. bench_plan starts its own moto server and proxy (takes ~10 minutes).
+# asserted in tests. bench_plan starts its own moto server and proxy.
 bench: install
 	$(BIN)/python bench/bench_packaging.py
 	$(BIN)/python bench/bench_plan.py

@@ -58,6 +58,10 @@ FLEET_REGIONS = (
     "ap-southeast-2", "af-south-1", "me-south-1",
 )
 REAL_PACKAGES = ("numpy", "sympy", "networkx", "botocore", "moto")
+# Installed in .venv by the dev extras; copied (in turn) only while the tree is below
+# TREE_BYTES, so that the tree is ~100 MB where numpy is not installed.
+FILLER_PACKAGES = ("mypy", "pygments", "cryptography", "pip")
+TREE_BYTES = 95 * 1024 * 1024
 # Older than any racy-timestamp window: the stat cache may trust these files' stat data.
 SETTLED_MTIME = time.time() - 3600
 MIB = 1024 * 1024
@@ -292,10 +296,13 @@ def terraform_step(*, work: Path, count: int, endpoint: str, env: dict[str, str]
 # -------------------------------------------------------------------------------- the real tree
 
 def copy_real_packages(target: Path) -> list[str]:
-    """The installed packages of REAL_PACKAGES (without __pycache__), copied under python/."""
-    found = []
+    """The installed packages of REAL_PACKAGES (without __pycache__), copied under python/,
+    then FILLER_PACKAGES until the tree holds TREE_BYTES."""
+    found: list[str] = []
     sites = {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
-    for package in REAL_PACKAGES:
+    for package in REAL_PACKAGES + FILLER_PACKAGES:
+        if package in FILLER_PACKAGES and found and tree_size(target)[1] >= TREE_BYTES:
+            break
         for site in sites:
             if (site / package).is_dir():
                 shutil.copytree(site / package, target / "python" / package, symlinks=True,
