@@ -148,7 +148,10 @@ class Boto3LayerStore:
             bucket = self._buckets[region] = ratelimit.TokenBucket(rate=self._max_rps)
 
         # before-send runs once per attempt, just before the request goes on the wire; a
-        # handler that returns a value replaces the response, so this one returns None.
+        # handler that returns a value replaces the response, so this one returns None. On a
+        # publish it runs after _mark_sending (botocore calls the more specific event's
+        # handlers first); waiting for a token raises nothing, so a publish marked as sending
+        # still goes on the wire.
         def take_token(**_: Any) -> None:
             bucket.acquire()
 
