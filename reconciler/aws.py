@@ -86,10 +86,10 @@ class Boto3LayerStore:
         self._clients: dict[str, LambdaClient] = {}
         self._publish_clients: dict[str, LambdaClient] = {}
         # A boto3 Session is not thread-safe, and its loader caches the Lambda model without a
-        # lock: workers that create clients at once each parse the model again (~90 ms each,
-        # serialised by the GIL). Creating every client under one lock, from the one session,
-        # parses the model once; each further client costs a few ms. Clients are thread-safe,
-        # so the workers of a region share its two clients.
+        # lock. Every client comes from this one session, under one lock: the model is parsed
+        # once and each further client costs ~5 ms (measured: 20 regions in 0.10 s in turn,
+        # 0.20 s from 4 threads at once; a session per client costs ~130 ms each). Clients
+        # are thread-safe, so the workers of a region share its clients.
         self._client_lock = threading.Lock()
         # One bucket per region (an account's quota is per region), shared by the region's read
         # and publish clients; None when --max-rps 0 turns the limit off.
