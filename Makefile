@@ -35,6 +35,7 @@ demo: install
 bench: install
 	$(BIN)/python bench/bench_packaging.py
 	$(BIN)/python bench/bench_plan.py
+	$(BIN)/python bench/bench_memory.py
 
 # Regenerate schemas/layers.schema.json from the installed botocore's Lambda model.
 schema: install

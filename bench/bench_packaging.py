@@ -1,5 +1,5 @@
 """Benchmark of layer packaging: fingerprinting (cold and warm stat cache), building the zip with
-`sources.build`, its peak memory, and Info-ZIP on the same folder for comparison; then, on the
+`artifacts.build`, its peak memory, and Info-ZIP on the same folder for comparison; then, on the
 generated folder and on a folder of real installed packages, the parallel full build against
 the sequential zipfile writer and `zip -r -X -6`, and a rebuild after a one-file edit with and
 without the layer's previous zip.
@@ -36,7 +36,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler import archive, model, sources
+from reconciler import archive, artifacts, model
+from reconciler import content as layer_content
+from reconciler.content import statcache
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_REAL_PACKAGES = ("numpy", "sympy", "networkx", "botocore", "moto")
@@ -194,11 +196,11 @@ def child(mode: str, *, base_dir: Path, build_dir: Path) -> None:
     """Run in a child process: import only (baseline) or package; print a JSON report."""
     report: dict[str, object] = {}
     if mode == "package":
-        cache = sources.StatCache(build_dir / "unused-cache.json", entries={}, written_ns=0)
+        cache = statcache.StatCache(build_dir / "unused-cache.json", entries={}, written_ns=0)
         started = time.perf_counter()
-        artifact = sources.identify(_content(), base_dir=base_dir, label=LABEL, cache=cache)
+        artifact = layer_content.identify(_content(), base_dir=base_dir, label=LABEL, cache=cache)
         identified = time.perf_counter()
-        built = sources.build(
+        built = artifacts.build(
             _content(), artifact, base_dir=base_dir, label=LABEL, build_dir=build_dir
         )
         finished = time.perf_counter()
@@ -238,9 +240,9 @@ def _number(report: dict[str, object], key: str) -> float:
     return float(value)
 
 
-def _fingerprint_seconds(base_dir: Path, cache: sources.StatCache) -> float:
+def _fingerprint_seconds(base_dir: Path, cache: statcache.StatCache) -> float:
     started = time.perf_counter()
-    sources.identify(_content(), base_dir=base_dir, label=LABEL, cache=cache)
+    layer_content.identify(_content(), base_dir=base_dir, label=LABEL, cache=cache)
     return time.perf_counter() - started
 
 
@@ -289,10 +291,10 @@ def bench(size_mb: int, *, keep: bool) -> None:
             baseline, "peak_rss_bytes"
         )
 
-        cache = sources.StatCache.load(work_dir / "cache" / "cache.json")
+        cache = statcache.StatCache.load(work_dir / "cache" / "cache.json")
         cold_seconds = _fingerprint_seconds(work_dir, cache)
         cache.save()
-        warm_cache = sources.StatCache.load(work_dir / "cache" / "cache.json")
+        warm_cache = statcache.StatCache.load(work_dir / "cache" / "cache.json")
         warm_seconds = _fingerprint_seconds(work_dir, warm_cache)
 
         build_seconds = _number(packaged, "build_seconds")
@@ -314,7 +316,7 @@ def bench(size_mb: int, *, keep: bool) -> None:
                 f"{warm_cache.hits} hits, {warm_cache.misses} files read",
             ],
             [
-                "sources.build (zip)",
+                "artifacts.build (zip)",
                 f"{build_seconds:.2f}",
                 f"{total_mb / build_seconds:.0f}",
                 f"{code_size / MIB:.1f}",
@@ -356,18 +358,18 @@ def _timed(step: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def _warm_cache(work_dir: Path) -> sources.StatCache:
+def _warm_cache(work_dir: Path) -> statcache.StatCache:
     """A stat cache that has seen every file of the layer (as after a previous plan)."""
     cache_path = work_dir / "cache" / "cache.json"
-    cache = sources.StatCache.load(cache_path)
-    sources.identify(_content(), base_dir=work_dir, label=LABEL, cache=cache)
+    cache = statcache.StatCache.load(cache_path)
+    layer_content.identify(_content(), base_dir=work_dir, label=LABEL, cache=cache)
     cache.save()
-    return sources.StatCache.load(cache_path)
+    return statcache.StatCache.load(cache_path)
 
 
 def _sequential_zipfile_build(work_dir: Path, out: Path) -> None:
     """The writer before this change: archive.write_zip (zipfile), one file after another."""
-    entries = sources.collect(_content(), base_dir=work_dir, label=LABEL)
+    entries = layer_content.collect(_content(), base_dir=work_dir, label=LABEL)
     with open(out, "wb") as out_file:
 
         def open_entry(entry: model.Entry) -> contextlib.AbstractContextManager[archive.ByteReader]:
@@ -385,13 +387,13 @@ def _edit_one_file(folder: Path, round_number: int) -> None:
 
 
 def _build_seconds(
-    work_dir: Path, build_dir: Path, *, cache: sources.StatCache
+    work_dir: Path, build_dir: Path, *, cache: statcache.StatCache
 ) -> tuple[float, float, model.Artifact]:
     """(identify seconds, build seconds, artifact) of one plan's packaging."""
     started = time.perf_counter()
-    artifact = sources.identify(_content(), base_dir=work_dir, label=LABEL, cache=cache)
+    artifact = layer_content.identify(_content(), base_dir=work_dir, label=LABEL, cache=cache)
     identified = time.perf_counter()
-    built = sources.build(
+    built = artifacts.build(
         _content(), artifact, base_dir=work_dir, label=LABEL, build_dir=build_dir, cache=cache
     )
     return identified - started, time.perf_counter() - identified, built

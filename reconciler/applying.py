@@ -13,6 +13,10 @@ new one. A region whose calls keep failing for reasons of the region (unreachabl
 throttled out) is given up after a few failures; its other changes are reported as not
 attempted, and a rerun does only what is missing.
 
+Uploads: a change routed through the artifact bucket (its `code`) has its zip, checked in
+preflight, uploaded to its key unless HeadObject finds the same zip there already
+(`already_uploaded`), then published from S3; a rerun finds the object and uploads nothing.
+
 A layer vendor's release (fleet.py's part, carried out here in its own functions): a publish
 gives the new version its grants before it is recorded, after align_versions' filler
 versions when the plan asks for them; the fillers are deleted by a follow-up job the moment
@@ -155,7 +159,7 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
             hint="fix them (or leave them out with --target) and plan again")
     zips: dict[tuple[str, str], Path] = {}
     for change in plan.changes:
-        if change.action in _PUBLISHING:
+        if change.action in _PUBLISHING and not _from_s3_source(change):
             try:
                 zips[(change.layer, change.region)] = code.zip_for(change)
             except errors.ContentError as error:
@@ -169,6 +173,44 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
             raise errors.StateError(f"nothing was published: {error.message}",
                                     hint=error.hint) from error
     return zips
+
+
+def _through_s3(change: model.LayerChange) -> bool:
+    return (change.action in _PUBLISHING and change.code is not None
+            and change.code.route is model.UploadRoute.ARTIFACT_BUCKET)
+
+
+def _from_s3_source(change: model.LayerChange) -> bool:
+    return (change.action in _PUBLISHING and change.code is not None
+            and change.code.route is model.UploadRoute.S3_SOURCE)
+
+
+def already_uploaded(found: model.StoredObject | None, *, desired: model.Desired) -> bool:
+    """Whether the object at a zip's artifact key already is that zip: the same size, and
+    either a single-part ChecksumSHA256 equal to its CodeSha256 (S3 computed it over the
+    whole object) or, for a multipart object (whose checksum is one of part checksums), the
+    zip's SHA-256 that reconcile recorded in its metadata. Lambda's CodeSha256 of the
+    published version is checked against the plan either way."""
+    if found is None or desired.code_size is None or found.size != desired.code_size:
+        return False
+    if found.checksum_sha256 and not found.multipart:
+        return found.checksum_sha256 == desired.code_sha256
+    return found.content_sha256 is not None and found.content_sha256 == desired.content_sha256
+
+
+def upload_once(change: model.LayerChange, s3_object: model.S3Object, *, zip_path: Path,
+                objects: ports.ArtifactStore, progress: Progress) -> bool:
+    """Upload the change's zip to its artifact key unless it is there already; whether it
+    uploaded."""
+    where = f"s3://{s3_object.bucket}/{s3_object.key}"
+    found = objects.head_object(region=change.region, location=s3_object)
+    if already_uploaded(found, desired=change.desired):
+        progress(f"{change.layer}: {where} already holds the zip; not uploaded again")
+        return False
+    progress(f"{change.layer}: uploading {change.desired.code_size or 0:,} bytes to {where}")
+    objects.upload_file(region=change.region, location=s3_object, zip_path=zip_path,
+                        content_sha256=change.desired.content_sha256 or "")
+    return True
 
 
 def _region_trouble(error: errors.ReconcilerError) -> bool:
@@ -189,14 +231,20 @@ def apply(
     state: ports.StateBackend,
     code: CodeSource,
     snapshot: ports.Snapshot,
+    objects: ports.ArtifactStore | None = None,
     parallelism: int = 4,
     stop: threading.Event | None = None,
     progress: Progress = _quiet,
 ) -> ApplyReport:
     """Carry out `plan` on top of `snapshot` (the state as read under the lock). Raises only
-    before the first change (preflight); after that every outcome is in the report."""
+    before the first change (preflight); after that every outcome is in the report.
+    `objects` serves the changes whose code goes through S3 (none: a plan that has one is
+    refused before anything is done)."""
     stop = stop or threading.Event()
     zips = preflight(plan, state=state, code=code)
+    if objects is None and any(_through_s3(change) for change in plan.changes):
+        raise errors.ApplyRefused("refusing to apply: the plan uploads through S3 and this "
+                                  "apply was given no S3 store; this is a bug")
     report = ApplyReport(lock=snapshot.lock, revision=snapshot.revision)
     state_broken: list[str] = []
 
@@ -236,14 +284,20 @@ def apply(
     def publish(change: model.LayerChange) -> Published:
         fillers = publish_fillers(change, store=store, zip_path=filler_zip, progress=progress)
         progress(f"{change.layer}: publishing in {change.region}")
-        zip_path = zips[(change.layer, change.region)]
+        zip_path = zips.get((change.layer, change.region))
+        s3_object = change.code.s3 if change.code and (
+            _through_s3(change) or _from_s3_source(change)) else None
         # Sent once; after an unknown outcome the version is looked for before any resend.
         try:
+            if _through_s3(change) and s3_object and zip_path and objects is not None:
+                upload_once(change, s3_object, zip_path=zip_path, objects=objects,
+                            progress=progress)
             outcome = publishing.publish_exactly_once(
                 store, region=change.region, layer_name=change.layer_name,
                 settings=change.desired.settings, zip_path=zip_path,
                 code_sha256=change.desired.code_sha256 or "",  # preflight checked the zip
-                above_version=change.current.version if change.current else 0)
+                above_version=change.current.version if change.current else 0,
+                s3_object=s3_object)
         except errors.ReconcilerError:
             delete_fillers(change, fillers, store=store)
             raise
@@ -251,7 +305,9 @@ def apply(
         if outcome.adopted:
             progress(f"{change.layer}: the publish's reply was lost; found v{version.version} "
                      f"in {change.region}")
-        if version.code_sha256 != change.desired.code_sha256:
+        # An S3 object without a SHA-256 checksum has no CodeSha256 to check against.
+        if change.desired.code_sha256 is not None \
+                and version.code_sha256 != change.desired.code_sha256:
             raise errors.AwsError(
                 f"{version.layer_version_arn} was published, but Lambda reports its "
                 f"CodeSha256 as {version.code_sha256} while the uploaded zip has "

@@ -5,24 +5,37 @@ apply a zip verified against the CodeSha256 of the plan.
 Shell: it reads the content and writes only under `.reconcile/`. A saved plan holds no zip, so
 `zip_for` rebuilds one from the checkout when `.reconcile/` is gone (another runner, a fresh
 clone): deterministic packaging makes it byte-identical, and the check proves it.
+Build temp files left by a killed build are removed by the next build into the same folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
+import time
+import zipfile
+from contextlib import suppress
 from pathlib import Path
 
-from reconciler import errors, model, sources, workspace, zipbuild
+from reconciler import archive, errors, manifest, model, ports, workspace, zipbuild
+from reconciler import content as layer_content
+from reconciler.content import common, s3, statcache
 
 
 class LocalCode:
     """The content of one manifest's layers, read relative to the manifest's folder."""
 
-    def __init__(self, *, space: workspace.Workspace, manifest: model.Manifest) -> None:
+    def __init__(self, *, space: workspace.Workspace, manifest: model.Manifest,
+                 objects: ports.ArtifactStore | None = None) -> None:
         self._space = space
         self._manifest = manifest
+        # S3 sources are identified by HeadObject through it (None: no S3 access, as in
+        # `validate`; an S3 source is then an error of its layer).
+        self._objects = objects
         self.build_dir = space.cache_dir / "build"
+        # Remote zips downloaded for adoption by content, each removed once compared.
+        self.downloads_dir = space.cache_dir / "downloads"
         # Never packaged: the tool's own files change on every run, and a layer whose folder
         # holds them (`path: .`) would never converge.
         self.skip = frozenset({os.path.realpath(space.cache_dir),
@@ -30,7 +43,7 @@ class LocalCode:
         self._built: dict[str, model.Artifact] = {}
         # The run's stat cache: a rebuild takes unchanged files' digests from it (to copy
         # their compressed bytes from the layer's previous zip) instead of reading them.
-        self._cache: sources.StatCache | None = None
+        self._cache: statcache.StatCache | None = None
 
     @staticmethod
     def label(spec: model.LayerSpec) -> str:
@@ -38,15 +51,20 @@ class LocalCode:
         return f"layers.{spec.key}"
 
     def identify(
-        self, specs: list[model.LayerSpec]
+        self, specs: list[model.LayerSpec], *, regions: dict[str, list[str]] | None = None
     ) -> dict[str, model.Artifact | model.LayerError]:
         """Each layer's content identity (no zip), or the error that stops it from being
-        planned; the stat cache is loaded and saved once."""
-        cache = self._cache = sources.StatCache.load(self._space.stat_cache_path)
+        planned; the stat cache is loaded and saved once. An S3 source is looked up with
+        HeadObject in the first of its `regions` (Lambda reads code from its own region)."""
+        remove_cache_temps(self._space.cache_dir)
+        cache = self._cache = statcache.StatCache.load(self._space.stat_cache_path)
         found: dict[str, model.Artifact | model.LayerError] = {}
         for spec in specs:
+            if spec.content.kind is model.SourceKind.S3:
+                found[spec.key] = self._identify_s3(spec, regions=(regions or {}).get(spec.key))
+                continue
             try:
-                found[spec.key] = sources.identify(
+                found[spec.key] = layer_content.identify(
                     spec.content, base_dir=self._space.base_dir, label=self.label(spec),
                     cache=cache, skip=self.skip)
             except errors.ContentError as error:
@@ -55,9 +73,30 @@ class LocalCode:
         cache.save()
         return found
 
+    def _identify_s3(self, spec: model.LayerSpec,
+                     regions: list[str] | None) -> model.Artifact | model.LayerError:
+        path = ("layers", spec.key, "content", "s3")
+        where = self._manifest.locate(path)
+        located = (f"{self._manifest.file}:{where.line}:{where.column}: "
+                   f"{manifest.field_name(path)}")
+        if self._objects is None or not regions:
+            return model.LayerError(layer=spec.key, message=f"{located}: an S3 source is "
+                                    "read only by plan and apply, in a region")
+        try:
+            region = regions[0]
+            found = self._objects.head_object(region=region,
+                                              location=s3.location(spec.content))
+            return s3.identify(spec.content, found=found, region=region)
+        except errors.ContentError as error:
+            return model.LayerError(layer=spec.key, message=f"{located}: {error.message}",
+                                    hint=error.hint)
+        except errors.AwsError as error:
+            return model.LayerError(layer=spec.key, message=f"{located}: {error.message}",
+                                    hint=error.hint)
+
     def build(self, spec: model.LayerSpec, artifact: model.Artifact) -> model.Artifact:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""
-        built = sources.build(spec.content, artifact, base_dir=self._space.base_dir,
+        built = build(spec.content, artifact, base_dir=self._space.base_dir,
                               label=self.label(spec), build_dir=self.build_dir, skip=self.skip,
                               cache=self._cache)
         built = dataclasses.replace(built, unzipped_size=artifact.unzipped_size)
@@ -75,7 +114,7 @@ class LocalCode:
                                                        unzipped_size=planned.unzipped_size))
         if artifact.zip_path is None or planned.code_sha256 is None \
                 or artifact.code_sha256 != planned.code_sha256 \
-                or not sources.zip_matches(Path(artifact.zip_path),
+                or not zip_matches(Path(artifact.zip_path),
                                            code_sha256=planned.code_sha256):
             raise errors.ContentError(
                 f"{self.label(spec)}: the zip built from this checkout has CodeSha256 "
@@ -91,4 +130,247 @@ class LocalCode:
             latest = zipbuild.latest_zip(self.build_dir, layer=self.label(spec))
             if latest is not None:
                 keep.add(os.path.abspath(latest))
-        sources.prune_builds(self.build_dir, keep=keep)
+        prune_builds(self.build_dir, keep=keep)
+
+
+# Build temp files: `.<fingerprint[:16]>.<pid>.<random>.zip.tmp`. One not written to for this
+# long is abandoned whoever wrote it (a live writer touches it with every chunk).
+BUILD_TEMP_SUFFIX = ".zip.tmp"
+STALE_BUILD_TEMP_SECONDS = 300
+
+
+def _is_built(artifact: model.Artifact) -> bool:
+    return None not in (
+        artifact.zip_path,
+        artifact.code_sha256,
+        artifact.content_sha256,
+        artifact.code_size,
+    )
+
+
+def build(
+    content: model.ContentSpec,
+    artifact: model.Artifact,
+    *,
+    base_dir: Path,
+    label: str,
+    build_dir: Path,
+    skip: frozenset[str] = frozenset(),
+    previous_zip: Path | None = None,
+    cache: statcache.StatCache | None = None,
+) -> model.Artifact:
+    """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
+
+    A zip already built for the fingerprint is reused (only re-hashed). Otherwise the content is
+    collected again, zipped on every core into a temporary file and moved into place; if what
+    was zipped no longer has the fingerprint that was planned, the content changed since and a
+    ContentError says so. A prebuilt zip (all digests known) is returned unchanged. The 50 MB
+    direct-upload limit is the caller's to apply.
+
+    The zip is rebuilt incrementally from `previous_zip` (default: the layer's latest zip in
+    `build_dir`, found by `label`): unchanged files, known by their digests (from `cache`, or
+    read again without one), have their compressed bytes copied; the bytes are those of a
+    full build (see `zipbuild`).
+    """
+    if _is_built(artifact):
+        return artifact
+    with common.layer_errors(label):
+        return _build(
+            content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip,
+            previous_zip=previous_zip, cache=cache,
+        )
+
+
+def _build(
+    content: model.ContentSpec,
+    artifact: model.Artifact,
+    *,
+    base_dir: Path,
+    label: str,
+    build_dir: Path,
+    skip: frozenset[str],
+    previous_zip: Path | None,
+    cache: statcache.StatCache | None,
+) -> model.Artifact:
+    if content.kind is model.SourceKind.ZIP and not content.normalize:
+        # Only the fingerprint was given: the prebuilt zip is hashed again, uncached.
+        uncached = statcache.StatCache(build_dir / "unused", entries={}, written_ns=0)
+        prebuilt = layer_content.identify(content, base_dir=base_dir, label=label, cache=uncached)
+        if prebuilt.fingerprint != artifact.fingerprint:
+            raise _changed_while_planning(
+                label, planned=artifact.fingerprint, found=prebuilt.fingerprint
+            )
+        return prebuilt
+    zip_path = build_dir / f"{artifact.fingerprint}.zip"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if zip_path.is_file() and zipfile.is_zipfile(zip_path):
+        built = _built_artifact(artifact.fingerprint, zip_path)
+    else:
+        built = _build_zip(
+            content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
+            previous_zip=previous_zip or zipbuild.latest_zip(build_dir, layer=label),
+            cache=cache,
+        )
+    zipbuild.remember_latest(build_dir, layer=label, zip_path=zip_path)
+    return built
+
+
+def _build_zip(
+    content: model.ContentSpec,
+    artifact: model.Artifact,
+    *,
+    base_dir: Path,
+    label: str,
+    zip_path: Path,
+    skip: frozenset[str],
+    previous_zip: Path | None,
+    cache: statcache.StatCache | None,
+) -> model.Artifact:
+    collected = layer_content.collected(content, base_dir=base_dir, label=label, skip=skip)
+    remove_stale_build_temps(zip_path.parent)
+    # The writer's pid in the name lets a later build tell an abandoned temp file.
+    known_sha256: zipbuild.KnownSha256 | None = None
+    if content.kind is model.SourceKind.PATH:
+        # Without the caller's cache, a file is read once more to be hashed: still far
+        # cheaper than deflating it again.
+        digests = cache or statcache.StatCache(zip_path.parent / "unused", entries={}, written_ns=0)
+
+        def known_sha256(entry: model.Entry) -> str:
+            return digests.file_sha256(Path(entry.source), collected.stats[entry.source])
+
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.{os.getpid()}.",
+        suffix=BUILD_TEMP_SUFFIX,
+    )
+    try:
+        with (
+            os.fdopen(descriptor, "w+b") as temp_file,
+            common.EntryReader(collected.stats) as reader,
+            zipbuild.open_previous(previous_zip) as previous,
+        ):
+            built = zipbuild.write_zip(
+                collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
+                known_sha256=known_sha256,
+                # Members of one zip are read through one shared ZipFile: one worker.
+                workers=None if content.kind is model.SourceKind.PATH else 1,
+            )
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        file_sha256 = built.file_sha256()
+        zipped = archive.fingerprint(
+            (entry, file_sha256[entry.arcname]) for entry in collected.entries
+        )
+        if zipped != artifact.fingerprint:
+            raise _changed_while_planning(label, planned=artifact.fingerprint, found=zipped)
+        os.replace(temp_name, zip_path)
+    except BaseException:
+        common.remove_quietly(temp_name)
+        raise
+    zipbuild.save_index(zip_path, built)
+    return model.Artifact(
+        fingerprint=artifact.fingerprint,
+        code_sha256=archive.code_sha256(built.sha256),
+        content_sha256=built.sha256.hex(),
+        code_size=built.code_size,
+        zip_path=os.path.abspath(zip_path),
+    )
+
+
+def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> list[Path]:
+    """Remove the `*.zip.tmp` files a build left in `build_dir` when it was killed: those
+    whose writer (the pid in the name) is gone, and any not written to for
+    STALE_BUILD_TEMP_SECONDS (a live writer keeps its file's mtime fresh). Returns them."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    removed: list[Path] = []
+    for temp_path in build_dir.glob(f"*{BUILD_TEMP_SUFFIX}"):
+        try:
+            modified_ns = temp_path.stat().st_mtime_ns
+        except OSError:
+            continue
+        writer_gone = _writer_gone(temp_path.name)
+        too_old = now_ns - modified_ns > STALE_BUILD_TEMP_SECONDS * 1_000_000_000
+        if writer_gone or too_old:
+            with suppress(OSError):  # best effort: another run may be removing it too
+                temp_path.unlink()
+                removed.append(temp_path)
+    return removed
+
+
+def _writer_gone(temp_name: str) -> bool:
+    """Whether the process named in `.<stem>.<pid>.<random>.zip.tmp` no longer exists (False
+    when the name carries no pid, or the answer is unknown)."""
+    parts = temp_name.split(".")
+    if len(parts) < 6 or not parts[2].isdigit():
+        return False
+    pid = int(parts[2])
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but is another user's, or signals are not supported here
+        return False
+    return False
+
+
+def _changed_while_planning(label: str, *, planned: str, found: str) -> errors.ContentError:
+    return errors.ContentError(
+        f"{label}: the content changed while planning "
+        f"(planned fingerprint {planned[:12]}, found {found[:12]})",
+        hint="run the command again once the files are stable",
+    )
+
+
+def _built_artifact(fingerprint: str, zip_path: Path) -> model.Artifact:
+    with open(zip_path, "rb") as zip_file:
+        digest = common.sha256_of(zip_file)
+        code_size = os.fstat(zip_file.fileno()).st_size
+    return model.Artifact(
+        fingerprint=fingerprint,
+        code_sha256=archive.code_sha256(digest),
+        content_sha256=digest.hex(),
+        code_size=code_size,
+        zip_path=os.path.abspath(zip_path),
+    )
+
+
+def prune_builds(build_dir: Path, *, keep: set[str]) -> None:
+    """Remove the zips in `build_dir` other than those in `keep` (absolute paths), so that the
+    build folder holds what the latest plan needs rather than every zip ever built."""
+    if not build_dir.is_dir():
+        return
+    for zip_path in build_dir.glob("*.zip"):
+        if os.path.abspath(zip_path) not in keep:
+            with suppress(OSError):  # best effort: it is only a cache
+                os.unlink(zip_path)
+                os.unlink(zipbuild.index_path(zip_path))
+
+
+def zip_matches(zip_path: Path, *, code_sha256: str) -> bool:
+    """Whether the file at `zip_path` exists and has that CodeSha256 (checked right before an
+    upload, since `.reconcile/` may be cleaned at any time)."""
+    try:
+        with open(zip_path, "rb") as zip_file:
+            return archive.code_sha256(common.sha256_of(zip_file)) == code_sha256
+    except OSError:
+        return False
+
+
+def remove_cache_temps(cache_dir: Path) -> list[Path]:
+    """Remove the temp files a killed run left while saving the stat cache or a build's
+    index or pointer (`.<name>.<random>.tmp` under `.reconcile/`); returns them. Their names
+    carry no pid, but every such save is best effort: a live run whose temp is removed only
+    fails to save that file (it costs time, never a record), so all found at the start of a
+    run go. The zips' own temps (`*.zip.tmp`, named by pid) are left to the build clean-up."""
+    removed: list[Path] = []
+    for folder in (cache_dir, cache_dir / "build"):
+        for temp_path in folder.glob(".*.tmp"):
+            if temp_path.name.endswith(BUILD_TEMP_SUFFIX) or not temp_path.is_file():
+                continue
+            try:
+                temp_path.unlink()
+            except OSError:
+                continue  # another run removed it first, or the folder is read-only
+            removed.append(temp_path)
+    return removed

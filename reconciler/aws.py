@@ -1,4 +1,6 @@
-"""The one seam to AWS: the `LayerStore` protocol and its boto3 implementation.
+"""The one seam to AWS: the boto3 implementations of the `LayerStore` and `ArtifactStore`
+ports (Lambda, and the S3 objects layer code is uploaded to or published from) and of the S3
+state's `ObjectStore`.
 
 The only module that imports boto3 or botocore. Every botocore exception is turned into an
 `errors.AwsError` (chained with `from`) with a message that names the layer, the region and
@@ -9,28 +11,49 @@ version. So reads keep botocore's retries, but a publish is sent exactly once, t
 client of its own whose retries are off, and its failure says what is known: errors.
 PublishNotSent (it certainly made no version) or errors.PublishOutcomeUnknown (it was sent
 and got no clear answer). Deciding whether to send it again is `publishing`'s job, not this
-module's.
+module's. A publish streams the zip from disk (`uploadbody`), never holding it in memory.
+
+It also downloads a version's zip from GetLayerVersion's presigned Content.Location (for
+adoption by content): streamed to a file, size-capped, checked against CodeSha256, and named
+in messages without the URL's query string, which holds a signature.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
+import boto3.exceptions
+import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
 
-from reconciler import errors, model, ports, ratelimit
+from reconciler import errors, model, ports, ratelimit, uploadbody
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
 PAGE_SIZE = 50  # ListLayerVersions' and ListLayers' maximum MaxItems
+# The object metadata key (x-amz-meta-...) an uploaded zip's hex SHA-256 is recorded under: a
+# multipart object's ChecksumSHA256 is a checksum of part checksums, not the zip's.
+CONTENT_SHA256_METADATA = "reconcile-content-sha256"
+# Parts of 16 MiB: a 250 MB zip in 16 parts, each read from the file as it is sent.
+_TRANSFER = boto3.s3.transfer.TransferConfig(multipart_threshold=16 * 1024 * 1024,
+                                             multipart_chunksize=16 * 1024 * 1024)
+
+# What a publish's ZipFile is serialized as before the zip is streamed in its place: bytes
+# whose base64 cannot occur elsewhere in the JSON (a layer name or a description).
+_PLACEHOLDER = b"\x00reconcile-streamed-zip-placeholder\x00"
+_PLACEHOLDER_JSON = b'"' + base64.b64encode(_PLACEHOLDER) + b'"'
 
 
 # Lambda's and AWS's codes for "slow down": the request was refused, nothing was done.
@@ -95,6 +118,9 @@ class Boto3LayerStore:
         # and publish clients; None when --max-rps 0 turns the limit off.
         self._max_rps = max_rps
         self._buckets: dict[str, ratelimit.TokenBucket] = {}
+        self._s3_clients: dict[str, Any] = {}
+        # S3 clients come from the same session, so under the same lock (see above).
+        self._s3_lock = self._client_lock
         # Per thread: did the publish being made reach botocore's `before-send` (signed and
         # about to go on the wire)? A failure before it certainly sent nothing.
         self._sending = threading.local()
@@ -134,6 +160,8 @@ class Boto3LayerStore:
                 self._limit(client, region=region)
                 client.meta.events.register("before-send.lambda.PublishLayerVersion",
                                             self._mark_sending)
+                client.meta.events.register("before-sign.lambda.PublishLayerVersion",
+                                            self._stream_zip)
                 self._publish_clients[region] = client
             return self._publish_clients[region]
 
@@ -160,7 +188,82 @@ class Boto3LayerStore:
     def _mark_sending(self, **_: Any) -> None:
         self._sending.reached = True
 
-    def _new_client(self, service: Literal["lambda", "sts"], *, region: str,
+    def s3_client(self, region: str) -> Any:
+        """The S3 client for `region` (created once; tests register event hooks on it)."""
+        with self._s3_lock:
+            if region not in self._s3_clients:
+                self._s3_clients[region] = self._new_client("s3", region=region)
+            return self._s3_clients[region]
+
+    def head_object(self, *, region: str,
+                    location: model.S3Object) -> model.StoredObject | None:
+        """HeadObject with ChecksumMode ENABLED; None for a missing key or version (404, or
+        400 for a version ID S3 cannot parse)."""
+        client = self.s3_client(region)
+        kwargs: dict[str, Any] = {"Bucket": location.bucket, "Key": location.key,
+                                  "ChecksumMode": "ENABLED"}
+        if location.version:
+            kwargs["VersionId"] = location.version
+        try:
+            response = client.head_object(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NoSuchVersion", "NotFound") or (
+                    location.version and code in ("400", "InvalidArgument")):
+                return None
+            raise _s3_error(exc, operation="HeadObject", location=location, region=region,
+                            client=client) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _s3_error(exc, operation="HeadObject", location=location, region=region,
+                            client=client) from exc
+        metadata = response.get("Metadata") or {}
+        etag = str(response.get("ETag", ""))
+        checksum = response.get("ChecksumSHA256")
+        return model.StoredObject(
+            size=int(response["ContentLength"]), etag=etag,
+            version_id=response.get("VersionId"), checksum_sha256=checksum,
+            content_sha256=metadata.get(CONTENT_SHA256_METADATA),
+            multipart=("-" in etag.strip('"') or "-" in (checksum or "")
+                       or response.get("ChecksumType") == "COMPOSITE"))
+
+    def upload_file(self, *, region: str, location: model.S3Object, zip_path: PurePath,
+                    content_sha256: str) -> None:
+        """boto3's transfer manager from the file on disk: multipart above 16 MiB, each part
+        with its SHA-256 checksum; the zip's own SHA-256 goes into the object's metadata."""
+        client = self.s3_client(region)
+        try:
+            client.upload_file(
+                str(zip_path), location.bucket, location.key, Config=_TRANSFER,
+                ExtraArgs={"ChecksumAlgorithm": "SHA256",
+                           "Metadata": {CONTENT_SHA256_METADATA: content_sha256}})
+        except boto3.exceptions.S3UploadFailedError as exc:
+            cause = exc.__cause__ or exc.__context__
+            raise _s3_error(cause if isinstance(cause, Exception) else exc,
+                            operation="PutObject", location=location, region=region,
+                            client=client) from exc
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise _s3_error(exc, operation="PutObject", location=location, region=region,
+                            client=client) from exc
+
+    def _stream_zip(self, request: Any, **_: Any) -> None:
+        """Swap the placeholder ZipFile of the serialized request for the zip itself,
+        streamed from disk (botocore would hold the bytes and their base64 in memory: a
+        37 MB zip peaked at 256 MB). The JSON around it is botocore's own, byte for byte."""
+        zip_path: Path | None = getattr(self._sending, "zip_path", None)
+        if zip_path is None:
+            return
+        body = bytes(request.data)
+        before, found, after = body.partition(_PLACEHOLDER_JSON)
+        if not found:  # pragma: no cover - botocore serialized the blob another way
+            raise errors.ReconcilerError("the PublishLayerVersion body has no ZipFile "
+                                         "placeholder; this is a bug")
+        streamed = uploadbody.Base64JsonBody(prefix=before + b'"', path=zip_path,
+                                             suffix=b'"' + after)
+        self._sending.body = streamed
+        request.data = streamed
+        request.headers["Content-Length"] = str(len(streamed))
+
+    def _new_client(self, service: Literal["lambda", "sts", "s3"], *, region: str,
                     config: botocore.config.Config | None = None) -> Any:
         """A client of boto3's chain, with configuration mistakes turned into AwsErrors."""
         try:
@@ -282,15 +385,27 @@ class Boto3LayerStore:
         )
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: PurePath) -> model.RemoteVersion:
-        """PublishLayerVersion with Content.ZipFile (the zip is <= 50 MB by then), sent once.
+                zip_path: PurePath | None,
+                s3_object: model.S3Object | None = None) -> model.RemoteVersion:
+        """PublishLayerVersion, sent once: with Content.ZipFile (the zip is <= 50 MB by
+        then), or from `s3_object` with S3Bucket/S3Key (and S3ObjectVersion when pinned).
 
         Raises errors.PublishNotSent when it certainly made no version, and
         errors.PublishOutcomeUnknown when it was sent without a clear answer."""
         client = self.publish_client(region)
+        content: dict[str, Any]
+        if s3_object is not None:
+            content = {"S3Bucket": s3_object.bucket, "S3Key": s3_object.key}
+            if s3_object.version:
+                content["S3ObjectVersion"] = s3_object.version
+        elif zip_path is not None:
+            # Serialized as a marker that _stream_zip replaces with the zip, streamed.
+            content = {"ZipFile": _PLACEHOLDER}
+        else:
+            raise ValueError("a publish needs a zip or an S3 object")
         kwargs: dict[str, Any] = {
             "LayerName": layer_name,
-            "Content": {"ZipFile": Path(zip_path).read_bytes()},
+            "Content": content,
             "Description": settings.description,
             "LicenseInfo": settings.license_info,
         }
@@ -299,12 +414,22 @@ class Boto3LayerStore:
         if settings.compatible_architectures:
             kwargs["CompatibleArchitectures"] = list(settings.compatible_architectures)
         self._sending.reached = False
+        self._sending.zip_path = None if zip_path is None else Path(zip_path)
+        self._sending.body = None
         try:
             response = client.publish_layer_version(**kwargs)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise publish_error(exc, layer=layer_name, region=region,
                                 endpoint=client.meta.endpoint_url,
                                 sent=bool(getattr(self._sending, "reached", False))) from exc
+        except OSError as exc:  # the zip could not be read while it was streamed
+            raise publish_error(exc, layer=layer_name, region=region,
+                                endpoint=client.meta.endpoint_url,
+                                sent=bool(getattr(self._sending, "reached", False))) from exc
+        finally:
+            self._sending.zip_path = None
+            if self._sending.body is not None:
+                self._sending.body.close()
         return model.RemoteVersion(
             version=int(response["Version"]),
             layer_version_arn=response["LayerVersionArn"],
@@ -312,6 +437,49 @@ class Boto3LayerStore:
             code_sha256=response["Content"]["CodeSha256"],
             code_size=int(response["Content"]["CodeSize"]),
         )
+
+    def download_code(self, *, region: str, layer_name: str, version: int,
+                      destination: PurePath, max_bytes: int) -> int:
+        """GetLayerVersion's Content.Location (a presigned URL), streamed to `destination`.
+
+        Refused (errors.AwsError) unless the location is https (or http to a loopback
+        host: a local emulator), the zip is at most `max_bytes` and its bytes have the
+        version's CodeSha256. Messages name the URL without its query string, which holds
+        a signature."""
+        client = self.client(region)
+        with _translated("GetLayerVersion", layer=layer_name, region=region, client=client):
+            response = client.get_layer_version(LayerName=layer_name, VersionNumber=version)
+        content = response.get("Content", {})
+        location, expected = str(content.get("Location", "")), content.get("CodeSha256")
+        size = content.get("CodeSize")
+        where = f"version {version} of layer '{layer_name}' in {region}"
+        shown = _without_query(location)
+        if not _downloadable(location):
+            raise errors.AwsError(f"cannot download {where}: its location {shown} is not an "
+                                  "https URL")
+        if isinstance(size, int) and size > max_bytes:
+            raise errors.AwsError(f"will not download {where}: its zip is {size:,} bytes, "
+                                  f"over {max_bytes:,}")
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with urllib.request.urlopen(location, timeout=_DOWNLOAD_TIMEOUT) as reply, \
+                    open(destination, "wb") as out:
+                while chunk := reply.read(_DOWNLOAD_CHUNK):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise errors.AwsError(f"stopped downloading {where} from {shown}: "
+                                              f"more than {max_bytes:,} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+            reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or \
+                type(exc).__name__
+            raise errors.AwsError(f"cannot download {where} from {shown}: {reason}") from None
+        if expected is not None and base64.b64encode(digest.digest()).decode() != expected:
+            raise errors.AwsError(f"the zip downloaded for {where} from {shown} does not have "
+                                  "the version's CodeSha256")
+        return received
 
     def all_versions(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
         """Every page of ListLayerVersions, lowest first (without CodeSha256)."""
@@ -416,6 +584,30 @@ class Boto3LayerStore:
         return str(identity["Account"])
 
 
+def _s3_error(exc: Exception, *, operation: str, location: model.S3Object, region: str,
+              client: Any) -> errors.AwsError:
+    """The AwsError for a failed S3 call on `location`, with the permission it needs."""
+    where = f"s3://{location.bucket}/{location.key}"
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")).strip() or code
+        if code in ("NoSuchBucket",):
+            return errors.AwsError(f"{operation} {where} in {region}: the bucket "
+                                   f"{location.bucket} does not exist", code=code,
+                                   hint="create it in that region, or fix `artifact_bucket` / "
+                                        "`content.s3.bucket` in the manifest")
+        if code in ("AccessDenied", "403", "Forbidden"):
+            action = "s3:PutObject" if operation == "PutObject" else "s3:GetObject"
+            return errors.AwsError(f"access denied: {operation} {where} in {region}: {message}",
+                                   hint=f"the credentials lack {action} on that bucket",
+                                   code=code)
+        return errors.AwsError(f"{operation} {where} in {region} failed ({code}): {message}",
+                               code=code)
+    return translate(exc, operation=f"{operation} {where}", layer=None, region=region,
+                     endpoint=getattr(getattr(client, "meta", None), "endpoint_url", None))
+
+
 class _translated:
     """Turn botocore exceptions raised inside the block into errors.AwsError."""
 
@@ -440,6 +632,24 @@ class _translated:
                                          None)) from exc
 
 
+_DOWNLOAD_CHUNK = 1024 * 1024
+_DOWNLOAD_TIMEOUT = 60.0
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _without_query(url: str) -> str:
+    """`url` without its query string and fragment (a presigned URL's signature)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _downloadable(url: str) -> bool:
+    """An https URL, or http to a loopback host (LocalStack, a test's server)."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http"
+                                       and parts.hostname in _LOOPBACK_HOSTS)
+
+
 # Failures that happen before a byte of the request is sent: nothing reached Lambda.
 _NOT_SENT_ERRORS = (botocore.exceptions.EndpointConnectionError,
                     botocore.exceptions.ConnectTimeoutError)
@@ -447,6 +657,27 @@ _NOT_SENT_ERRORS = (botocore.exceptions.EndpointConnectionError,
 
 def publish_error(exc: Exception, *, layer: str, region: str, endpoint: str | None,
                   sent: bool) -> errors.AwsError:
+    """What is known about a failed PublishLayerVersion (`sent`: it reached the wire), with
+    no secret of a URL in its words (see _publish_error)."""
+    return _redacted(_publish_error(exc, layer=layer, region=region, endpoint=endpoint,
+                                    sent=sent))
+
+
+_Error = TypeVar("_Error", bound=errors.ReconcilerError)
+
+
+def _redacted(error: _Error) -> _Error:
+    """`error` with the userinfo and presigned query strings of every URL in its message and
+    hint redacted: endpoint URLs and botocore's own messages quote them."""
+    error.message = errors.redact_urls(error.message)
+    error.args = (error.message,)
+    if error.hint is not None:
+        error.hint = errors.redact_urls(error.hint)
+    return error
+
+
+def _publish_error(exc: Exception, *, layer: str, region: str, endpoint: str | None,
+                   sent: bool) -> errors.AwsError:
     """What is known about a failed PublishLayerVersion (`sent`: it reached the wire).
 
     A reply of 4xx (429 throttling included) means Lambda refused it: no version. A
@@ -508,7 +739,14 @@ def _configuration_error(exc: Exception) -> errors.CredentialsError:
 
 def translate(exc: Exception, *, operation: str, layer: str | None, region: str | None,
               endpoint: str | None) -> errors.AwsError:
-    """The AwsError (with a hint) for a botocore exception raised by `operation`."""
+    """The AwsError (with a hint) for a botocore exception raised by `operation`, with no
+    secret of a URL (userinfo, presigned query) in its words."""
+    return _redacted(_translate(exc, operation=operation, layer=layer, region=region,
+                                endpoint=endpoint))
+
+
+def _translate(exc: Exception, *, operation: str, layer: str | None, region: str | None,
+               endpoint: str | None) -> errors.AwsError:
     where = f"layer '{layer}' in {region}" if layer else (region or "AWS")
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import types
 from dataclasses import dataclass
 from enum import Enum
@@ -302,15 +303,17 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
     # Every client up front, in this thread: the workers then only use them (see aws).
     store.prepare(sorted({region for listed in selection.regions.values() for region in listed}))
     return _Session(space=space, parsed=parsed, state=state, store=store,
-                    code=artifacts.LocalCode(space=space, manifest=parsed), selection=selection)
+                    code=artifacts.LocalCode(space=space, manifest=parsed, objects=store),
+                    selection=selection)
 
 
 def _make_plan(session: _Session, snapshot: ports.Snapshot, *,
-               parallelism: int = 4) -> model.Plan:
+               parallelism: int = 4, download: bool = True) -> model.Plan:
     return planning.make_plan(
         parsed=session.parsed, selection=session.selection, snapshot=snapshot,
         state_location=_state_name(session), manifest_digest=session.parsed.sha256,
-        store=session.store, code=session.code, parallelism=parallelism, progress=_progress)
+        store=session.store, code=session.code, parallelism=parallelism, progress=_progress,
+        download=download)
 
 
 def _state_name(session: _Session) -> str:
@@ -398,10 +401,6 @@ def validate(
     """Check the manifest and the files it names. Makes no AWS call (the AWS options are
     accepted, so a pipeline can pass the same ones to every command, and unused)."""
     _, parsed = _load(manifest, None)
-    unsupported = workspace.unsupported_problems(parsed)
-    if unsupported:
-        for problem in errors.ManifestError(unsupported).problems:  # sorted, as errors are
-            _err(f"warning: {problem}")
     kinds: dict[str, int] = {}
     for spec in parsed.layers:
         kinds[spec.content.kind.value] = kinds.get(spec.content.kind.value, 0) + 1
@@ -417,6 +416,9 @@ LockTimeoutOption = Annotated[float, typer.Option(
     help="Wait this long for a state lock held by another run.")]
 ParallelismOption = Annotated[int, typer.Option(
     "--parallelism", metavar="N", min=1, help="Layers and regions worked on at once.")]
+NoDownloadOption = Annotated[bool, typer.Option(
+    "--no-download", help="Never download a published zip to compare its files (no "
+                          "adoption by content).")]
 MaxRpsOption = Annotated[float, typer.Option(
     "--max-rps", metavar="N", min=0,
     help=f"Lambda calls per second per region, at most (default {ratelimit.DEFAULT_RPS:g}, "
@@ -442,6 +444,7 @@ def plan(
     parallelism: ParallelismOption = 4,
     max_rps: MaxRpsOption = ratelimit.DEFAULT_RPS,
     no_summary: NoSummaryOption = False,
+    no_download: NoDownloadOption = False,
 ) -> None:
     """Show what apply would publish, and why. Changes nothing remote and no state.
 
@@ -457,7 +460,8 @@ def plan(
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
                        max_rps=max_rps)
     with _progress_display():
-        the_plan = _make_plan(session, session.state.read(), parallelism=parallelism)
+        the_plan = _make_plan(session, session.state.read(), parallelism=parallelism,
+                              download=not no_download)
     _echo_plan(the_plan, output_format)
     if out is not None:
         _write_plan_file(out, planfile.to_document(the_plan))
@@ -499,7 +503,8 @@ def _fresh_basis(session: _Session, saved: model.Plan,
     planned_keys = sorted({change.layer for change in saved.changes})
     specs = [spec for spec in session.selection.specs if spec.key in planned_keys]
     fingerprints: dict[str, str] = {}
-    for key, found in session.code.identify(specs).items():
+    for key, found in session.code.identify(specs,
+                                            regions=session.selection.regions).items():
         fingerprints[key] = (found.fingerprint if isinstance(found, model.Artifact)
                              else f"(cannot be read: {found.message})")
     remote_latest: dict[tuple[str, str], int | None] = {}
@@ -534,8 +539,9 @@ def _report_document(report: applying.ApplyReport, *, session: _Session,
             for change in report.recorded],
         "failed": [
             {"layer": item.change.layer, "region": item.change.region,
-             "action": item.change.action.value, "error": item.error.message,
-             "code": item.error.code, "hint": item.error.hint}
+             "action": item.change.action.value,
+             "error": errors.redact_urls(item.error.message), "code": item.error.code,
+             "hint": errors.redact_urls(item.error.hint) if item.error.hint else None}
             for item in report.failed],
         "not_attempted": [
             {"layer": item.change.layer, "region": item.change.region,
@@ -557,29 +563,79 @@ def _report_document(report: applying.ApplyReport, *, session: _Session,
     }
 
 
+class _SignalStop(BaseException):
+    """Raised by the signal handler where the main thread is, to stop at once. A
+    BaseException, so that no `except ReconcilerError` on the way (a planning step that
+    turns errors into layer errors, apply's loop) takes it for a failure and goes on;
+    `_StopOnSignal.__exit__` turns it into Interrupted once the lock is released."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class _StopOnSignal:
-    """SIGTERM and Ctrl-C ask apply to stop at the next safe point: no new publish starts,
-    those in flight are awaited and recorded. A second Ctrl-C stops at once."""
+    """SIGTERM and Ctrl-C, from the moment a run starts taking the state lock until it has
+    released it: the lock is always released (a SIGTERM's default action would end the
+    process at once, leaving an S3 lock object behind for a force-unlock).
+
+    - While the lock is being taken, or while apply publishes, a signal only asks to stop
+      (`event`): a wait for the lock ends (_take_lock), a lock taken meanwhile is released
+      at once (`raise_if_stopped`), apply starts no new publish and awaits and records those
+      in flight.
+    - While planning and asking (`interrupt_now(True)`), nothing has changed yet: a signal
+      stops the run where it is (_SignalStop), and the lock is released on the way out.
+    A second Ctrl-C stops at once (_SignalStop), the lock still released on the way."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self._previous: dict[int, Any] = {}
+        self._interrupt_now = False
 
     def _handle(self, signum: int, _frame: object) -> None:
         if self.event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            # Not KeyboardInterrupt: typer would turn it into a silent exit 130.
+            self._interrupt_now = False
+            _err("stopping at once: a publish in flight is not recorded (the next apply "
+                 "adopts it)")
+            raise _SignalStop(
+                "interrupted at once: a publish that was in flight may have made a version "
+                "that is not recorded; the next apply adopts it instead of publishing it again")
         self.event.set()
+        if self._interrupt_now:
+            self._interrupt_now = False
+            _err("stopping: nothing was changed; releasing the state lock")
+            raise _SignalStop(self._interrupted().message)
         _err("stopping at the next safe point: no new publish starts; those in flight are "
              "awaited and recorded (Ctrl-C again to stop at once)")
 
-    def __enter__(self) -> threading.Event:
+    @staticmethod
+    def _interrupted() -> errors.Interrupted:
+        return errors.Interrupted("apply was interrupted before any change: nothing was "
+                                  "published or recorded",
+                                  hint="run apply again")
+
+    def raise_if_stopped(self) -> None:
+        """Interrupted if a signal came while the lock was being taken."""
+        if self.event.is_set():
+            raise self._interrupted()
+
+    def interrupt_now(self, enabled: bool) -> None:
+        """From now on a signal raises Interrupted at once (True), or only asks to stop."""
+        self._interrupt_now = enabled
+        if enabled:
+            self.raise_if_stopped()
+
+    def __enter__(self) -> _StopOnSignal:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous[signum] = signal.signal(signum, self._handle)
-        return self.event
+        return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, _: object) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
+        if isinstance(error, _SignalStop):
+            raise errors.Interrupted(error.message, hint="run apply again") from None
 
 
 @app.command()
@@ -601,6 +657,7 @@ def apply(
     parallelism: ParallelismOption = 4,
     max_rps: MaxRpsOption = ratelimit.DEFAULT_RPS,
     no_summary: NoSummaryOption = False,
+    no_download: NoDownloadOption = False,
 ) -> None:
     """Publish exactly the layers that changed and record them: plan and confirm first, or
     apply a saved PLANFILE (not asked again: it was reviewed; refused when stale).
@@ -627,44 +684,99 @@ def apply(
             raise errors.StalePlan(
                 [f"this plan file was applied already ({applied.get('at', 'earlier')}); a "
                  "plan is applied once"], hint="make a new plan with `reconcile plan --out`")
-    lock_id = session.state.lock(_holder("apply", session.space), timeout=lock_timeout)
-    try:
-        snapshot = session.state.read()
-        if saved is None:
-            with _progress_display():
-                the_plan = _make_plan(session, snapshot, parallelism=parallelism)
-            if not as_json:
-                typer.echo(render.text(the_plan, color=_use_color()), nl=False)
-            _confirm(the_plan, yes=yes, as_json=as_json)
-        else:
-            the_plan = saved
-            now, remote_latest = _fresh_basis(session, saved, snapshot)
-            stale = planfile.stale_reasons(saved, now=now, remote_latest=remote_latest)
-            if stale:
-                raise errors.StalePlan(stale, hint="make a new plan with `reconcile plan "
-                                                   "--out` and review it again")
-            if not as_json:
-                typer.echo(render.text(the_plan, color=_use_color()), nl=False)
-            # Marked before the first change: a plan file is applied once, even when the
-            # apply stops half way (its state moved: it is stale from then on anyway).
-            _write_plan_file(plan_file or Path(), {**document, "applied": {
-                "at": datetime.datetime.now(datetime.timezone.utc).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
-        with _StopOnSignal() as stop, _progress_display():
-            try:
-                report = applying.apply(the_plan, store=session.store, state=session.state,
-                                        code=session.code, snapshot=snapshot,
-                                        parallelism=parallelism, stop=stop,
-                                        progress=_progress)
-            except errors.ReconcilerError as error:
-                if as_json:
-                    typer.echo(json.dumps({"ok": False, "error": error.message,
-                                           "code": error.code, "published": [],
-                                           "recorded": [], "failed": [], "not_attempted": []},
-                                          indent=2, sort_keys=True))
+    with _StopOnSignal() as stopping:
+        lock_id = _take_lock(session.state, _holder("apply", session.space),
+                             timeout=lock_timeout, stopping=stopping)
+        try:
+            stopping.interrupt_now(True)
+            report, the_plan = _apply_locked(
+                session, saved=saved, plan_file=plan_file, document=document, yes=yes,
+                as_json=as_json, parallelism=parallelism, stopping=stopping,
+                download=not no_download)
+        finally:
+            stopping.interrupt_now(False)
+            session.state.unlock(lock_id)
+    _finish_apply(report, session=session, the_plan=the_plan, as_json=as_json,
+                  no_summary=no_summary)
+
+
+def _take_lock(backend: ports.StateBackend, holder: errors.LockHolder, *,
+               timeout: float, stopping: _StopOnSignal) -> str:
+    """The state lock; while another run holds it and `timeout` allows, say so and wait.
+
+    The waiting is done here, one attempt (`timeout=0`) at a time, so that a signal ends the
+    wait at once: between two attempts this run holds nothing, while an attempt cut off by
+    an exception could leave an S3 lock object that nobody would release."""
+    deadline = time.monotonic() + timeout
+    delay = state_package.FIRST_RETRY_DELAY
+    announced = False
+    while True:
+        try:
+            return backend.lock(holder, timeout=0.0)
+        except errors.StateLocked as locked:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise
-    finally:
-        session.state.unlock(lock_id)
+            if not announced:
+                _err(f"waiting up to {timeout:g} s for the state lock: {locked.message}")
+                announced = True
+        if stopping.event.wait(min(delay, remaining)):
+            raise errors.Interrupted(
+                "interrupted while waiting for the state lock: nothing was changed")
+        delay = min(delay * 2, state_package.MAX_RETRY_DELAY)
+
+
+def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Path | None,
+                  document: dict[str, Any], yes: bool, as_json: bool, parallelism: int,
+                  stopping: _StopOnSignal,
+                  download: bool) -> tuple[applying.ApplyReport, model.Plan]:
+    """Apply's work under the lock: plan (or check the saved plan), confirm, apply. A signal
+    raises Interrupted until the first change, then only asks apply to stop."""
+    snapshot = session.state.read()
+    if saved is None:
+        with _progress_display():
+            the_plan = _make_plan(session, snapshot, parallelism=parallelism,
+                                  download=download)
+        if not as_json:
+            typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+        _confirm(the_plan, yes=yes, as_json=as_json)
+    else:
+        the_plan = saved
+        now, remote_latest = _fresh_basis(session, saved, snapshot)
+        stale = planfile.stale_reasons(saved, now=now, remote_latest=remote_latest)
+        if stale:
+            raise errors.StalePlan(stale, hint="make a new plan with `reconcile plan "
+                                               "--out` and review it again")
+        if not as_json:
+            typer.echo(render.text(the_plan, color=_use_color()), nl=False)
+        # Marked before the first change: a plan file is applied once, even when the
+        # apply stops half way (its state moved: it is stale from then on anyway).
+        stopping.interrupt_now(False)
+        _write_plan_file(plan_file or Path(), {**document, "applied": {
+            "at": datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"), "state_revision": snapshot.revision}})
+    stopping.interrupt_now(False)
+    with _progress_display():
+        try:
+            report = applying.apply(the_plan, store=session.store, state=session.state,
+                                    code=session.code, snapshot=snapshot,
+                                    objects=session.store,
+                                    parallelism=parallelism, stop=stopping.event,
+                                    progress=_progress)
+        except errors.ReconcilerError as error:
+            if as_json:
+                typer.echo(json.dumps({"ok": False,
+                                       "error": errors.redact_urls(error.message),
+                                       "code": error.code, "published": [],
+                                       "recorded": [], "failed": [], "not_attempted": []},
+                                      indent=2, sort_keys=True))
+            raise
+    return report, the_plan
+
+
+def _finish_apply(report: applying.ApplyReport, *, session: _Session, the_plan: model.Plan,
+                  as_json: bool, no_summary: bool) -> None:
+    """Report what apply did, and raise for an interrupted or incomplete apply."""
     result = _report_document(report, session=session, plan=the_plan)
     _step_summary(render.apply_markdown(result), disabled=no_summary)
     if as_json:
@@ -857,12 +969,15 @@ def state_push(
     except OSError as exc:
         raise errors.UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
     lock = statefile.decode(text, file=str(source))
-    lock_id = backend.lock(_holder("state push", space), timeout=lock_timeout)
-    try:
-        current = backend.read()
-        backend.write(lock, expected_revision=current.revision)
-    finally:
-        backend.unlock(lock_id)
+    # A signal only asks to stop: the push is one write, and the lock is released after it.
+    with _StopOnSignal() as stopping:
+        lock_id = _take_lock(backend, _holder("state push", space), timeout=lock_timeout,
+                             stopping=stopping)
+        try:
+            current = backend.read()
+            backend.write(lock, expected_revision=current.revision)
+        finally:
+            backend.unlock(lock_id)
     typer.echo(f"Pushed {source} to {backend.location}.")
 @app.command()
 def schema(
@@ -954,13 +1069,15 @@ def sandbox_stop(manifest: ManifestOption = Path("layers.yaml")) -> None:
 def _report(error: errors.ReconcilerError) -> None:
     if isinstance(error, errors.ManifestError):
         for problem in error.problems:
-            _err(str(problem))
+            _err(errors.redact_urls(str(problem)))
         count = len(error.problems)
         _err(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.")
         return
-    _err(f"error: {error.message}")
+    # Every message passes here: no URL's userinfo or presigned query is ever printed, even
+    # from a message that quotes an endpoint URL as the user gave it.
+    _err(errors.redact_urls(f"error: {error.message}"))
     if error.hint:
-        _err(f"hint: {error.hint}")
+        _err(errors.redact_urls(f"hint: {error.hint}"))
 
 
 def main(argv: list[str] | None = None) -> None:

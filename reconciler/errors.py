@@ -32,6 +32,7 @@ botocore's exceptions (chained with `from`). Anything else escaping is a bug.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # AWS's error codes for "slow down": the request was refused before any work was done.
@@ -39,6 +40,30 @@ THROTTLING_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException",
     "RequestLimitExceeded", "SlowDown",
 })
+
+
+# `scheme://user:password@host`: the userinfo of a URL (an endpoint URL may carry one).
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"<>]+@")
+# A URL's query string; presigned URLs carry their signature and credential in it.
+_URL_QUERY = re.compile(r"(?P<url>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"<>]+)\?[^\s#'\"<>]*")
+_SECRET_QUERY_KEYS = re.compile(
+    r"(?i)(x-amz-(signature|credential|security-token)|signature|awsaccesskeyid|"
+    r"security-token|token|password|secret)=")
+REDACTED = "***"
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL's userinfo (`user:password@`) and every secret-bearing query
+    string (a presigned URL's signature, credential or token) replaced by `***`: messages
+    quote endpoint URLs and AWS errors, and no secret may reach the terminal or a file."""
+
+    def query(found: re.Match[str]) -> str:
+        whole = found.group(0)
+        if _SECRET_QUERY_KEYS.search(whole):
+            return f"{found.group('url')}?{REDACTED}"
+        return whole
+
+    return _URL_QUERY.sub(query, _URL_USERINFO.sub(rf"\g<scheme>{REDACTED}@", text))
 
 
 @dataclass(frozen=True)

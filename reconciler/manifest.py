@@ -357,6 +357,10 @@ def parse_layer_arn(key: str) -> re.Match[str] | None:
     return LAYER_ARN.match(key)
 
 
+NO_ARTIFACT_BUCKET = ("`upload: s3` uploads through the artifact bucket, and the manifest names "
+                      "no `artifact_bucket`")
+
+
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
     """The rules the schema cannot express, for the parts whose shape is right."""
     if isinstance(data.get("version"), float) and data["version"] == SUPPORTED_VERSION:
@@ -366,6 +370,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
         return
     names: dict[str, str] = {}
     defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    if defaults and defaults.get("upload") == "s3" and not data.get("artifact_bucket"):
+        yield (("defaults", "upload"), NO_ARTIFACT_BUCKET)
     for key, layer in layers.items():
         name = key
         if key.startswith("arn:"):
@@ -385,11 +391,15 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
         names[name] = key
         if not isinstance(layer, dict):
             continue
+        if layer.get("upload") == "s3" and not data.get("artifact_bucket"):
+            yield (("layers", key, "upload"), NO_ARTIFACT_BUCKET)
         for list_field in ("compatible_runtimes", "compatible_architectures"):
             values = layer.get(list_field, defaults.get(list_field) if defaults else None)
             if isinstance(values, list):
                 seen: set[str] = set()
                 for index, value in enumerate(values):
+                    if not isinstance(value, str):
+                        continue  # the schema names a value of the wrong type
                     if value in seen and list_field in layer:
                         yield (("layers", key, list_field, index), f"'{value}' is listed twice")
                     seen.add(value)
@@ -415,6 +425,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
         if isinstance(values, list):
             seen_default: set[str] = set()
             for index, value in enumerate(values):
+                if not isinstance(value, str):
+                    continue  # the schema names a value of the wrong type
                 if value in seen_default:
                     yield (("defaults", list_field, index), f"'{value}' is listed twice")
                 seen_default.add(value)

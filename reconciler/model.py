@@ -1,8 +1,9 @@
 """The values reconcile reasons about: frozen dataclasses and enums, and nothing that does I/O.
 
 Desired state (Manifest, LayerSpec, Settings, Artifact), recorded state (Lock, LockEntry),
-observed state (RemoteVersion) and the decision (Action, Reason, FieldChange, LayerChange,
-Plan). A Plan is a plain value: comparable, serialisable, free of clients and open files.
+observed state (RemoteVersion) and the decision (Action, Reason, FieldChange, CodeLocation,
+LayerChange, Plan). A Plan is a plain value: comparable, serialisable, free of clients and open
+files.
 """
 
 from __future__ import annotations
@@ -25,6 +26,61 @@ class SourceKind(enum.Enum):
     PATH = "path"
     ZIP = "zip"
     S3 = "s3"
+
+
+class UploadRoute(enum.Enum):
+    """How a publish hands Lambda its code: the zip in the request (`direct`, up to
+    MAX_DIRECT_UPLOAD_BYTES), the zip uploaded to the artifact bucket first
+    (`artifact_bucket`), or the layer's own S3 object (`s3_source`)."""
+
+    DIRECT = "direct"
+    ARTIFACT_BUCKET = "artifact_bucket"
+    S3_SOURCE = "s3_source"
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An S3 object Lambda reads a layer's code from; `version` None: the current one."""
+
+    bucket: str
+    key: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class CodeLocation:
+    """Where one publish takes its code from, and how it gets to Lambda.
+
+    The local zip itself is named by the change's `desired` (fingerprint, CodeSha256, size:
+    apply rebuilds it from the checkout and checks it, since a plan holds no zips); `s3` is
+    the object Lambda reads, the artifact bucket's key the zip is uploaded to, or the
+    layer's S3 source. A direct upload has none.
+    """
+
+    route: UploadRoute
+    s3: S3Object | None = None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An S3 object as HeadObject reports it. `checksum_sha256` is S3's base64 ChecksumSHA256:
+    the object's own SHA-256 for a single-part object, a checksum of its parts' checksums
+    when `multipart` (told by the ETag's or the checksum's `-<parts>` suffix, or
+    ChecksumType COMPOSITE); `content_sha256` is the hex SHA-256 reconcile records in the
+    object's metadata when it uploads a zip (None on objects it did not upload)."""
+
+    size: int
+    etag: str
+    version_id: str | None = None
+    checksum_sha256: str | None = None
+    content_sha256: str | None = None
+    multipart: bool = False
+
+
+def artifact_key(*, layer_name: str, content_sha256: str) -> str:
+    """The artifact bucket's key for a zip: `<layer>/<content_sha256>.zip`. The digest in the
+    key makes an object there the zip itself, so a rerun finds it instead of uploading."""
+    return f"{layer_name}/{content_sha256}.zip"
 
 
 class Action(enum.Enum):
@@ -253,6 +309,18 @@ class RemoteVersion:
 
 
 @dataclass(frozen=True)
+class RemoteContent:
+    """What the downloaded zip of a remote version holds, for adoption by content: the
+    version, the bytes downloaded, and the fingerprint of its files by the rules of a local
+    layer's (None, with `problem`, when it could not be downloaded or read)."""
+
+    version: int
+    downloaded_bytes: int
+    fingerprint: str | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class CodeStorage:
     """The account's Lambda code storage in one region (GetAccountSettings), in bytes."""
 
@@ -351,6 +419,10 @@ class LayerChange:
     align_target: int | None = None
     fillers: int = 0
     shortfall: int = 0
+    # A create or publish: where its code comes from and how it reaches Lambda.
+    code: CodeLocation | None = None
+    # Adoption by content: the remote latest's zip was downloaded and its files compared.
+    download: RemoteContent | None = None
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,40 @@ def change_document(change: model.LayerChange) -> dict[str, Any]:
     if change.align_target is not None or change.fillers or change.shortfall:
         document["align"] = {"target": change.align_target, "fillers": change.fillers,
                              "shortfall": change.shortfall}
+    if change.code is not None:
+        document["upload"] = _code_location(change.code)
+    if change.download is not None:
+        document["download"] = {
+            "version": change.download.version, "bytes": change.download.downloaded_bytes,
+            "fingerprint": change.download.fingerprint, "problem": change.download.problem,
+            "same_files": (change.download.fingerprint is not None
+                           and change.download.fingerprint == change.desired.fingerprint)}
     return document
+
+
+def _code_location(code: model.CodeLocation) -> dict[str, Any]:
+    s3 = code.s3
+    return {"route": code.route.value,
+            "s3": None if s3 is None else {"bucket": s3.bucket, "key": s3.key,
+                                           "version": s3.version}}
+
+
+def _read_code_location(raw: Any, *, where: str) -> model.CodeLocation | None:
+    if raw is None:
+        return None
+    try:
+        route = model.UploadRoute(_require(raw, "route", str, where=where))
+    except ValueError as exc:
+        raise PlanFileError(f"the plan file's `{where}route` is unknown: {exc}",
+                            hint="was it made by a newer reconcile?") from None
+    s3_raw = raw.get("s3")
+    s3 = None
+    if s3_raw is not None:
+        version = s3_raw.get("version") if isinstance(s3_raw, dict) else None
+        s3 = model.S3Object(bucket=_require(s3_raw, "bucket", str, where=where + "s3."),
+                            key=_require(s3_raw, "key", str, where=where + "s3."),
+                            version=version if isinstance(version, str) else None)
+    return model.CodeLocation(route=route, s3=s3)
 
 
 def _basis(basis: model.PlanBasis) -> dict[str, Any]:
@@ -209,6 +242,15 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
     )
     grants_raw = raw.get("grants") if isinstance(raw.get("grants"), dict) else {}
     align_raw = raw.get("align") if isinstance(raw.get("align"), dict) else {}
+    download_raw = raw.get("download")
+    download = None
+    if isinstance(download_raw, dict):
+        fingerprint, problem = download_raw.get("fingerprint"), download_raw.get("problem")
+        download = model.RemoteContent(
+            version=_require(download_raw, "version", int, where=where + "download."),
+            downloaded_bytes=_optional_int(download_raw, "bytes") or 0,
+            fingerprint=None if fingerprint is None else str(fingerprint),
+            problem=None if problem is None else str(problem))
     return model.LayerChange(
         layer=_require(raw, "layer", str, where=where),
         layer_name=str(raw.get("layer_name") or raw["layer"]),
@@ -228,6 +270,8 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
         align_target=_optional_int(align_raw, "target"),
         fillers=_optional_int(align_raw, "fillers") or 0,
         shortfall=_optional_int(align_raw, "shortfall") or 0,
+        code=_read_code_location(raw.get("upload"), where=where + "upload."),
+        download=download,
     )
 
 

@@ -12,6 +12,8 @@ latest version equal to the recorded one has the recorded CodeSha256.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +37,12 @@ class Inputs:
     policy: frozenset[str] | None = None  # statement IDs on the remote latest version
     versions: tuple[model.RemoteVersion, ...] | None = None  # every live version
     function_uses: Mapping[str, tuple[str, ...]] | None = None  # version ARN -> functions
+    # The manifest's artifact bucket for this region (None: the manifest names none).
+    artifact_bucket: str | None = None
+    # Adoption by content: whether the remote latest's zip may be downloaded, and what it
+    # was found to hold.
+    download: bool = False
+    remote_content: model.RemoteContent | None = None
 
 
 def desired_artifact(
@@ -93,6 +101,7 @@ class Evidence(enum.Enum):
     VERSIONS = "versions"  # ListLayerVersions, every page (a layer with `retain`)
     FUNCTION_USES = "function_uses"  # ListFunctions (ALL versions) of the region
     VERSION_SIZES = "version_sizes"  # GetLayerVersion of each version retention may delete
+    REMOTE_CONTENT = "remote_content"  # download the remote latest's zip, fingerprint it
 
 
 def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
@@ -109,7 +118,9 @@ def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
     artifact = desired_artifact(inputs.artifact, lock_entry)
     if needs_remote_code(remote, lock_entry):
         needs.add(Evidence.REMOTE_CODE)
-    if artifact.code_sha256 is None:
+    if inputs.spec.content.kind is model.SourceKind.S3:
+        pass  # no zip to build: Lambda reads the object, whose CodeSha256 S3 may not know
+    elif artifact.code_sha256 is None:
         needs.add(Evidence.ZIP)
     elif inputs.artifact.zip_path is None and not needs:
         change = decide(inputs)
@@ -117,7 +128,61 @@ def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
             needs.add(Evidence.ZIP)
     if needs:
         return frozenset(needs)
+    if wants_remote_content(inputs):
+        return frozenset({Evidence.REMOTE_CONTENT})
     return frozenset(_missing_fleet_evidence(inputs))
+
+
+def _fingerprints_files(content: model.ContentSpec) -> bool:
+    """A folder's or a zip to normalize's fingerprint is of its files; a zip used as it is
+    is identified by its bytes, so other bytes are other content."""
+    return content.kind is model.SourceKind.PATH or (
+        content.kind is model.SourceKind.ZIP and content.normalize)
+
+
+def wants_remote_content(inputs: Inputs) -> bool:
+    """True when only the remote latest's files can tell whether it already is the desired
+    layer (adoption by content): downloads are allowed, nothing is recorded for the layer,
+    the remote latest's settings are the desired ones but its CodeSha256 is not, and the
+    local content is fingerprinted by its files. Asked once: its answer is kept."""
+    remote, lock_entry = inputs.remote_latest, inputs.lock_entry
+    if not inputs.download or lock_entry is not None or remote is None:
+        return False
+    if inputs.remote_content is not None and inputs.remote_content.version == remote.version:
+        return False
+    artifact = desired_artifact(inputs.artifact, lock_entry)
+    remote_code = remote_code_sha256(remote, lock_entry)
+    return (_fingerprints_files(inputs.spec.content) and artifact.code_sha256 is not None
+            and remote_code is not None and remote_code != artifact.code_sha256
+            and not settings_diff(remote.settings, inputs.spec.settings))
+
+
+def _same_files(inputs: Inputs, fingerprint: str) -> bool:
+    """True when the remote latest's downloaded zip holds the desired files."""
+    found, remote = inputs.remote_content, inputs.remote_latest
+    return (found is not None and remote is not None and found.version == remote.version
+            and found.fingerprint is not None and found.fingerprint == fingerprint
+            and inputs.lock_entry is None)
+
+
+def _download_note(found: model.RemoteContent, *, same: bool) -> str:
+    size = f"{found.downloaded_bytes:,} bytes"
+    if found.fingerprint is None:
+        return (f"could not compare the files of version {found.version} "
+                f"({found.problem or 'unreadable'}); publishing")
+    if same:
+        return (f"same files, other zip bytes: downloaded version {found.version}'s zip "
+                f"({size}) and its files equal the local content")
+    return (f"downloaded version {found.version}'s zip ({size}) to compare: its files "
+            "differ from the local content")
+
+
+def _hex_of(code_sha256: str) -> str | None:
+    """The hex SHA-256 of a base64 CodeSha256 (None when it is not one)."""
+    try:
+        return base64.b64decode(code_sha256, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _missing_fleet_evidence(inputs: Inputs) -> set[Evidence]:
@@ -231,6 +296,33 @@ def fillers_needed(*, target: int, next_version: int) -> int:
     return max(0, target - next_version)
 
 
+def code_location(*, spec: model.LayerSpec, desired: model.Desired,
+                  artifact_bucket: str | None) -> model.CodeLocation:
+    """How a publish of `desired` reaches Lambda.
+
+    | source          | zip size  | upload: s3 | artifact bucket | route                 |
+    |-----------------|-----------|------------|-----------------|-----------------------|
+    | s3              | -         | -          | -               | s3_source             |
+    | folder or zip   | <= 50 MB  | no         | -               | direct                |
+    | folder or zip   | > 50 MB   | -          | yes             | artifact_bucket       |
+    | folder or zip   | any       | yes        | yes             | artifact_bucket       |
+    | folder or zip   | > 50 MB   | -          | no              | direct (a plan error) |
+
+    Through the artifact bucket the zip goes to `<layer>/<content_sha256>.zip`; a zip whose
+    digest is not known yet stays direct until it is (the planner asks for the zip first).
+    """
+    content = spec.content
+    if content.kind is model.SourceKind.S3 and content.s3_bucket and content.s3_key:
+        return model.CodeLocation(route=model.UploadRoute.S3_SOURCE, s3=model.S3Object(
+            bucket=content.s3_bucket, key=content.s3_key, version=content.s3_object_version))
+    too_large = (desired.code_size or 0) > model.MAX_DIRECT_UPLOAD_BYTES
+    if (spec.upload == "s3" or too_large) and artifact_bucket and desired.content_sha256:
+        return model.CodeLocation(route=model.UploadRoute.ARTIFACT_BUCKET, s3=model.S3Object(
+            bucket=artifact_bucket,
+            key=model.artifact_key(layer_name=spec.name, content_sha256=desired.content_sha256)))
+    return model.CodeLocation(route=model.UploadRoute.DIRECT)
+
+
 def decide(inputs: Inputs) -> model.LayerChange:
     """Decide the action for one layer in one region.
 
@@ -242,6 +334,9 @@ def decide(inputs: Inputs) -> model.LayerChange:
     | none   | none                |  -   | create  | new_layer                                |
     | none   | recorded            |  -   | create  | new_layer, remote_drift (deleted)        |
     | exists | none                | yes  | noop    | adopted (apply records R in the lock)    |
+    | exists | none                | files| noop    | adopted: R's downloaded zip holds the    |
+    |        |                     |      |         | desired files ("same files, other zip    |
+    |        |                     |      |         | bytes"; see wants_remote_content)        |
     | exists | none                | no   | publish | content_changed and/or settings_changed  |
     | exists | L.version == R      | yes  | noop    | (none)                                   |
     | exists | L.version == R      | no   | publish | content_changed and/or settings_changed  |
@@ -250,7 +345,8 @@ def decide(inputs: Inputs) -> model.LayerChange:
 
     remote_drift says whether a version was published outside reconcile (R newer than L) or
     the recorded version was deleted (R older than L, or no version at all). A reason never
-    changes the action: the action depends on R and the desired layer alone.
+    changes the action: the action depends on R and the desired layer alone. A create or
+    publish carries its code location (code_location()).
     """
     spec, region, lock_entry, remote = (
         inputs.spec, inputs.region, inputs.lock_entry, inputs.remote_latest
@@ -284,6 +380,8 @@ def decide(inputs: Inputs) -> model.LayerChange:
                                     after=desired.code_sha256),
                   *settings_diff(model.Settings(), spec.settings)),
             notes=tuple(notes), expected_version=expected_version,
+            code=code_location(spec=spec, desired=desired,
+                               artifact_bucket=inputs.artifact_bucket),
         )
 
     remote_code = remote_code_sha256(remote, lock_entry)
@@ -292,7 +390,14 @@ def decide(inputs: Inputs) -> model.LayerChange:
         settings=remote.settings, code_sha256=remote_code, code_size=remote.code_size,
     )
     diff: list[model.FieldChange] = []
-    content_changed = desired.code_sha256 is None or desired.code_sha256 != remote_code
+    downloaded = inputs.remote_content if (
+        inputs.remote_content is not None
+        and inputs.remote_content.version == remote.version) else None
+    same_files = _same_files(inputs, desired.fingerprint)
+    content_changed = not same_files and (
+        desired.code_sha256 is None or desired.code_sha256 != remote_code)
+    if downloaded is not None:
+        notes.append(_download_note(downloaded, same=same_files))
     if content_changed:
         reasons.append(model.Reason.CONTENT_CHANGED)
         diff.append(model.FieldChange(field="code_sha256", before=remote_code,
@@ -310,9 +415,16 @@ def decide(inputs: Inputs) -> model.LayerChange:
             layer=spec.key, layer_name=spec.name, region=region, action=model.Action.PUBLISH,
             reasons=tuple(reasons), current=current, desired=desired, diff=tuple(diff),
             notes=tuple(notes), expected_version=expected_version,
+            code=code_location(spec=spec, desired=desired,
+                               artifact_bucket=inputs.artifact_bucket),
+            download=downloaded,
         )
 
     record = _observed_entry(desired, current)
+    if same_files:
+        # The lock records the remote zip (its digests), which the local fingerprint now
+        # vouches for: the next plan is a noop without a download.
+        record = replace(record, content_sha256=_hex_of(remote_code or "") or "")
     if lock_entry is None:
         reasons.append(model.Reason.ADOPTED)
         notes.append(f"version {remote.version} already matches; apply records it in the "
@@ -323,7 +435,7 @@ def decide(inputs: Inputs) -> model.LayerChange:
     return model.LayerChange(
         layer=spec.key, layer_name=spec.name, region=region, action=model.Action.NOOP,
         reasons=tuple(reasons), current=current, desired=desired, notes=tuple(notes),
-        record=record if record != lock_entry else None,
+        record=record if record != lock_entry else None, download=downloaded,
     )
 
 
@@ -516,9 +628,13 @@ def settings_diff(before: model.Settings, after: model.Settings) -> tuple[model.
 
 
 def _observed_entry(desired: model.Desired, version: model.RemoteVersion) -> model.LockEntry:
+    code_sha256 = version.code_sha256 or desired.code_sha256 or ""
+    # An S3 object without a SHA-256 checksum: its digest is the one Lambda computed.
+    content_sha256 = desired.content_sha256 or (
+        base64.b64decode(code_sha256).hex() if code_sha256 else "")
     return model.LockEntry(
         fingerprint=desired.fingerprint,
-        content_sha256=desired.content_sha256 or "",
+        content_sha256=content_sha256,
         code_sha256=version.code_sha256 or desired.code_sha256 or "",
         code_size=version.code_size if version.code_size is not None else desired.code_size or 0,
         version=version.version,

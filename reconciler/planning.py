@@ -18,12 +18,22 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from reconciler import __version__, archive, artifacts, errors, model, planner, ports, workspace
+from reconciler import (
+    __version__,
+    adoption,
+    archive,
+    artifacts,
+    errors,
+    model,
+    planner,
+    ports,
+)
 
 Progress = Callable[[str], None]
 _REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")  # as the manifest schema's `region`
-# zip, then GetLayerVersion, then the zip of a publish; then the policy or every version,
-# then the function uses and the sizes of what retention may delete: 5 suffice.
+# zip, then GetLayerVersion, then the zip of a publish or the download of adoption by
+# content; then the policy or every version, then the function uses and the sizes of what
+# retention may delete: 5 suffice.
 _MAX_EVIDENCE_ROUNDS = 8
 
 
@@ -117,9 +127,6 @@ class Selection:
 def select(parsed: model.Manifest, *, default_region: str | None, targets: Sequence[str],
            regions: Sequence[str]) -> Selection:
     """The layers and regions --target and --region select."""
-    unsupported = workspace.unsupported_problems(parsed)
-    if unsupported:
-        raise errors.ManifestError(unsupported)
     specs = select_layers(parsed, targets)
     chosen = select_regions(parsed, default_region=default_region, only=regions)
     return Selection(
@@ -158,12 +165,13 @@ def make_plan(
     code: artifacts.LocalCode,
     parallelism: int = 4,
     progress: Progress = _quiet,
+    download: bool = True,
 ) -> model.Plan:
     """Plan the selection against the snapshot and Lambda (regions read `parallelism` at
-    a time)."""
+    a time). `download` False never downloads a remote zip (no adoption by content)."""
     lock = snapshot.lock
     specs = list(selection.specs)
-    identified = code.identify(specs)
+    identified = code.identify(specs, regions=selection.regions)
     layer_errors = [found for found in identified.values() if isinstance(found, model.LayerError)]
     found_artifacts = {key: found for key, found in identified.items()
                        if isinstance(found, model.Artifact)}
@@ -178,9 +186,11 @@ def make_plan(
                                                  hint=error.hint))
             del found_artifacts[spec.key]
 
-    # Local first: the zips whose CodeSha256 the lock cannot tell, before any AWS call.
+    # Local first: the zips whose CodeSha256 the lock cannot tell, before any AWS call (an
+    # S3 source has no zip to build: Lambda reads its object).
     for spec in planned:
-        if any(planner.needs_zip(found_artifacts[spec.key], lock.get(spec.key, region))
+        if spec.content.kind is not model.SourceKind.S3 and any(
+                planner.needs_zip(found_artifacts[spec.key], lock.get(spec.key, region))
                for region in selection.regions[spec.key]):
             fulfil_zip(spec)
     planned = [spec for spec in planned if spec.key in found_artifacts]
@@ -192,6 +202,7 @@ def make_plan(
     policies: dict[tuple[str, str], frozenset[str]] = {}
     versions: dict[tuple[str, str], tuple[model.RemoteVersion, ...]] = {}
     function_uses: dict[str, dict[str, tuple[str, ...]]] = {}
+    contents: dict[tuple[str, str], model.RemoteContent] = {}
 
     def inputs(spec: model.LayerSpec, region: str) -> planner.Inputs:
         key = (spec.key, region)
@@ -199,7 +210,9 @@ def make_plan(
                               lock_entry=lock.get(spec.key, region),
                               remote_latest=remote[key], policy=policies.get(key),
                               versions=versions.get(key),
-                              function_uses=function_uses.get(region))
+                              function_uses=function_uses.get(region),
+                              artifact_bucket=artifact_bucket(parsed, region=region),
+                              download=download, remote_content=contents.get(key))
 
     for _ in range(_MAX_EVIDENCE_ROUNDS):
         planned = [spec for spec in planned if spec.key in found_artifacts]
@@ -219,6 +232,19 @@ def make_plan(
             fetch_fleet_evidence(asked, planned=planned, remote=remote, policies=policies,
                                  versions=versions, function_uses=function_uses,
                                  store=store, pool=pool)
+            downloads = [(spec, region, latest) for spec, region, latest in (
+                (spec, region, remote[(spec.key, region)]) for spec in planned
+                for region in selection.regions[spec.key]
+                if planner.Evidence.REMOTE_CONTENT in asked[(spec.key, region)])
+                if latest is not None]
+            for spec, region, _ in downloads:
+                progress(f"{spec.key}: downloading the latest version in {region} to "
+                         "compare its files")
+            found_contents = pool.map(lambda item: adoption.remote_content(
+                store=store, spec=item[0], region=item[1], version=item[2].version,
+                downloads_dir=code.downloads_dir), downloads)
+            for (spec, region, _), found in zip(downloads, list(found_contents), strict=True):
+                contents[(spec.key, region)] = found
         for spec in planned:
             if any(planner.Evidence.ZIP in asked[(spec.key, region)]
                    for region in selection.regions[spec.key]):
@@ -331,20 +357,30 @@ def observe(
     return remote
 
 
+def artifact_bucket(parsed: model.Manifest, *, region: str) -> str | None:
+    """The manifest's artifact bucket for `region`: the one bucket, or the map's entry (a
+    bucket serves its own region only, as Lambda reads code from its own region)."""
+    if parsed.artifact_buckets:
+        return dict(parsed.artifact_buckets).get(region)
+    return parsed.artifact_bucket
+
+
 def _upload_size_errors(plan: model.Plan, *, parsed: model.Manifest) -> list[model.LayerError]:
-    """A zip over Lambda's direct-upload limit cannot be published with Content.ZipFile: an
-    error of that layer (uploads through artifact_bucket are not built yet)."""
+    """A zip over Lambda's direct-upload limit with no artifact bucket to go through cannot be
+    published (Content.ZipFile refuses it): an error of that layer, naming `artifact_bucket`."""
     found: dict[str, model.LayerError] = {}
     for change in plan.changes:
         size = change.desired.code_size or 0
-        if change.action in _PUBLISHING and size > model.MAX_DIRECT_UPLOAD_BYTES:
+        direct = change.code is None or change.code.route is model.UploadRoute.DIRECT
+        if change.action in _PUBLISHING and direct and size > model.MAX_DIRECT_UPLOAD_BYTES:
             location = parsed.locate(("layers", change.layer, "content"))
             found[change.layer] = model.LayerError(
                 layer=change.layer,
                 message=f"{parsed.file}:{location.line}:{location.column}: "
                         f"layers.{change.layer}: the zip is {size:,} bytes, over Lambda's "
-                        f"{model.MAX_DIRECT_UPLOAD_BYTES:,}-byte limit for a direct upload",
-                hint="Lambda takes a larger zip only through S3, from the bucket the manifest's "
-                     "`artifact_bucket:` names, and this version of reconcile cannot upload "
-                     "through it yet; make the layer smaller (exclude what it does not need)")
+                        f"{model.MAX_DIRECT_UPLOAD_BYTES:,}-byte limit for a direct upload, "
+                        f"and the manifest names no `artifact_bucket` for {change.region}",
+                hint="Lambda takes a larger zip only from S3: add `artifact_bucket: "
+                     "<bucket in that region>` to the manifest (reconcile uploads the zip "
+                     "there), or make the layer smaller")
     return list(found.values())

@@ -1,6 +1,7 @@
 """The protocols between the use cases and the outside world: Lambda's layers (LayerStore),
-where the state is kept (StateBackend) and the object store an S3 state lives in
-(ObjectStore). Core: types only, no implementation and no I/O.
+the S3 objects layer code is uploaded to or read from (ArtifactStore), where the state is
+kept (StateBackend) and the object store an S3 state lives in (ObjectStore). Core: types
+only, no implementation and no I/O.
 
 Each port has one contract test suite run against every implementation (the fakes of the
 tests included), so that a fake cannot drift from the real thing.
@@ -52,8 +53,16 @@ class LayerStore(Protocol):
         """`version` with its CodeSha256 and CodeSize filled in (GetLayerVersion)."""
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: PurePath) -> model.RemoteVersion:
-        """Publish a new version from a local zip; return it as Lambda reports it."""
+                zip_path: PurePath | None,
+                s3_object: model.S3Object | None = None) -> model.RemoteVersion:
+        """Publish a new version from a local zip (Content.ZipFile), or, when `s3_object` is
+        given, from that S3 object (S3Bucket/S3Key/S3ObjectVersion, in the same region);
+        return it as Lambda reports it."""
+
+    def download_code(self, *, region: str, layer_name: str, version: int,
+                      destination: PurePath, max_bytes: int) -> int:
+        """Download the version's zip to `destination` (streamed; refused past `max_bytes`
+        or when its bytes are not the version's CodeSha256); the bytes downloaded."""
 
     def versions_above(self, *, region: str, layer_name: str,
                        version: int) -> list[model.RemoteVersion]:
@@ -89,6 +98,20 @@ class LayerStore(Protocol):
     def code_storage(self, *, region: str) -> model.CodeStorage | None:
         """The account's code storage use and quota in `region` (GetAccountSettings);
         None when the endpoint does not tell."""
+
+
+class ArtifactStore(Protocol):
+    """The S3 objects of layer code, per region: the artifact bucket apply uploads zips to,
+    and the objects `content.s3` names. Safe to call from several threads at once."""
+
+    def head_object(self, *, region: str,
+                    location: model.S3Object) -> model.StoredObject | None:
+        """HeadObject with its checksum (None: no such object, or no such version)."""
+
+    def upload_file(self, *, region: str, location: model.S3Object, zip_path: PurePath,
+                    content_sha256: str) -> None:
+        """Upload the file at `zip_path` to `location` (multipart when large, streamed from
+        the file, with a SHA-256 checksum), recording `content_sha256` in its metadata."""
 
 
 class StateBackend(Protocol):

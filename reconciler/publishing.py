@@ -49,14 +49,15 @@ def publish_exactly_once(
     region: str,
     layer_name: str,
     settings: model.Settings,
-    zip_path: Path,
+    zip_path: Path | None,
     code_sha256: str,
     above_version: int,
+    s3_object: model.S3Object | None = None,
     attempts: int = 3,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Published:
-    """Publish `zip_path` as a new version of `layer_name` in `region`, at most `attempts`
-    sends, never two versions for one call.
+    """Publish `zip_path` (or, when given, `s3_object`) as a new version of `layer_name` in
+    `region`, at most `attempts` sends, never two versions for one call.
 
     `above_version` is the remote latest version the plan was decided against (0: none): a
     version above it with `code_sha256` and equal `settings` is what an unknown outcome made.
@@ -112,7 +113,7 @@ def publish_exactly_once(
         sends += 1
         try:
             version = store.publish(region=region, layer_name=layer_name, settings=settings,
-                                    zip_path=zip_path)
+                                    zip_path=zip_path, s3_object=s3_object)
         except errors.PublishNotSent as not_sent:
             if _is_throttling(not_sent) and sends < attempts:
                 if unknown is None:

@@ -96,18 +96,48 @@ def summary_line(plan: model.Plan) -> str:
     return f"Plan: {', '.join(parts)}{to_record}{in_error}."
 
 
+def byte_size(size: int) -> str:
+    """A size as people read it: bytes, KB or MB (binary units, as Lambda's limits are)."""
+    if size < 1024:
+        return f"{size:,} bytes"
+    if size < _MB:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / _MB:.1f} MB"
+
+
+def _share(part: int, whole: int) -> str:
+    """`part` as a percentage of `whole`; a small non-zero share is `<1%`, not `0%`."""
+    percent = 100 * part / whole
+    return "<1%" if 0 < percent < 1 else f"{percent:.0f}%"
+
+
 def size_text(change: model.LayerChange) -> str | None:
     """The zip's size and how close it is to Lambda's limits, for a change that uploads."""
     size, unzipped = change.desired.code_size, change.desired.unzipped_size
     if size is None or change.action not in (model.Action.CREATE, model.Action.PUBLISH):
         return None
-    text = (f"zip: {size / _MB:.1f} MB, {100 * size / model.MAX_DIRECT_UPLOAD_BYTES:.0f}% of "
+    text = (f"zip: {byte_size(size)}, {_share(size, model.MAX_DIRECT_UPLOAD_BYTES)} of "
             "the 50 MB direct-upload limit")
     if unzipped is not None:
-        text += (f"; {unzipped / _MB:.1f} MB unzipped, "
-                 f"{100 * unzipped / model.MAX_UNZIPPED_BYTES:.0f}% of the 262,144,000-byte "
+        text += (f"; {byte_size(unzipped)} unzipped, "
+                 f"{_share(unzipped, model.MAX_UNZIPPED_BYTES)} of the 262,144,000-byte "
                  "limit")
     return text
+
+
+def upload_text(change: model.LayerChange) -> str | None:
+    """How a create or publish hands Lambda its code, for people."""
+    code = change.code
+    if code is None or change.action not in (model.Action.CREATE, model.Action.PUBLISH):
+        return None
+    if code.route is model.UploadRoute.DIRECT or code.s3 is None:
+        return "upload: direct (the zip in the publish request)"
+    where = f"s3://{code.s3.bucket}/{code.s3.key}"
+    if code.s3.version:
+        where += f" (version {code.s3.version})"
+    if code.route is model.UploadRoute.ARTIFACT_BUCKET:
+        return f"upload: through the artifact bucket, {where} (skipped if already there)"
+    return f"upload: none, published from {where}"
 
 
 def text(plan: model.Plan, *, color: bool = False) -> str:
@@ -130,6 +160,9 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
         sizes = size_text(change)
         if sizes:
             details.append(sizes)
+        upload = upload_text(change)
+        if upload:
+            details.append(upload)
         details.extend(f"note: {note}" for note in change.notes)
         lines.extend(f"      {detail}" for detail in details)
     for error in plan.errors:

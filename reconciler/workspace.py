@@ -3,7 +3,7 @@ lockfile and the `.reconcile/` cache live, and the validation checks that need t
 
 Shell: it reads files and never writes any. Paths in the manifest are relative to the
 manifest's folder, never to the working directory. (A module of its own: it keeps the
-disk out of the pure `manifest` module without making `sources` also own manifest I/O.)
+disk out of the pure `manifest` module without making `content` also own manifest I/O.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, manifest, model, sources
+from reconciler import errors, manifest, model
+from reconciler.content import common, zipsource
 
 CACHE_DIR_NAME = ".reconcile"
 
@@ -52,9 +53,9 @@ class Workspace:
 
     @property
     def tool_paths(self) -> frozenset[str]:
-        """The real paths never packaged (the `skip` of sources.identify/collect/build): the
-        `.reconcile/` folder and the lockfile; beside the lockfile, sources also skips its
-        temp and lock files (`.<lockfile name>.*`)."""
+        """The real paths never packaged (the `skip` of content.identify/collect and
+        artifacts.build): the `.reconcile/` folder and the lockfile; beside the lockfile,
+        content also skips its temp and lock files (`.<lockfile name>.*`)."""
         return frozenset({os.path.realpath(self.cache_dir),
                           os.path.realpath(self.lockfile_path)})
 
@@ -106,7 +107,7 @@ def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir:
     """Problems with the local files the manifest names: each resolves (symlinks resolved)
     inside the manifest's repository, folders exist, zips are safe zips.
 
-    A zip is checked by its central directory and link members (sources.zip_problems); its
+    A zip is checked by its central directory and link members (zipsource.zip_problems); its
     data is verified when it is identified (plan, apply). The unzipped-size limit is checked
     for the layers in `prebuilt_layers` (zips uploaded as they are; None: not known), since a
     zip to normalize may exclude enough to fit.
@@ -114,7 +115,7 @@ def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir:
     problems: list[errors.Problem] = []
     for ref in refs:
         target = base_dir / ref.relpath
-        outside = sources.outside_repository(ref.relpath, base_dir=base_dir)
+        outside = common.outside_repository(ref.relpath, base_dir=base_dir)
         if outside is not None:
             message: str | None = outside
         elif ref.kind is model.SourceKind.PATH:
@@ -145,30 +146,7 @@ def _zip_problem(zip_path: Path, *, shown: str, check_size: bool) -> str | None:
             return f"'{shown}' is not a valid zip file"
     except OSError:
         return f"'{shown}' is not a valid zip file"
-    unsafe = sources.zip_problems(zip_path, check_size=check_size)
+    unsafe = zipsource.zip_problems(zip_path, check_size=check_size)
     if unsafe:
         return f"'{shown}' is unsafe: " + "; ".join(unsafe)
     return None
-
-
-def unsupported_problems(parsed: model.Manifest) -> list[errors.Problem]:
-    """Manifest features this version validates but cannot plan or apply yet.
-
-    Planning around them silently would publish something other than what the manifest
-    says, so plan and apply refuse them.
-    """
-    problems: list[errors.Problem] = []
-
-    def problem(path: tuple[str | int, ...], what: str) -> None:
-        location = parsed.locate(path)
-        problems.append(errors.Problem(parsed.file, location.line, location.column,
-                                       manifest.field_name(path),
-                                       f"{what} is not supported by this version of reconcile "
-                                       "yet; plan and apply refuse this manifest"))
-
-    for spec in parsed.layers:
-        if spec.content.kind is model.SourceKind.S3:
-            problem(("layers", spec.key, "content", "s3"), "an S3 content source")
-        if spec.upload is not None:
-            problem(("layers", spec.key, "upload"), "upload through artifact_bucket")
-    return problems

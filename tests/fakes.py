@@ -1,6 +1,7 @@
-"""An in-memory LayerStore for the tests that are not about AWS itself (pip-tools'
-FakeRepository, httpx's MockTransport): it behaves like Lambda's layer API and records every
-call, so tests can assert exactly which calls a plan or an apply made."""
+"""An in-memory LayerStore and ArtifactStore for the tests that are not about AWS itself
+(pip-tools' FakeRepository, httpx's MockTransport): they behave like Lambda's layer API and S3
+objects and record every call, so tests can assert exactly which calls a plan or an apply
+made."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ ACCOUNT = "123456789012"
 class _Stored:
     version: model.RemoteVersion
     deleted: bool = False
+    zip_bytes: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,45 @@ class PublishFault:
     error: errors.AwsError
     lands: bool = False
     region: str | None = None  # None: the layer's next publish in any region
+
+
+@dataclass
+class FakeArtifactStore:
+    """S3 objects per region, bucket and key (single-part: ChecksumSHA256 is the object's
+    SHA-256); `calls` records ("head"|"upload", region, "bucket/key")."""
+
+    objects: dict[tuple[str, str, str], tuple[bytes, dict[str, str]]] = field(
+        default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def head_object(self, *, region: str,
+                    location: model.S3Object) -> model.StoredObject | None:
+        """The object's size, checksum and metadata, or None."""
+        self.calls.append(("head", region, f"{location.bucket}/{location.key}"))
+        found = self.objects.get((region, location.bucket, location.key))
+        if found is None:
+            return None
+        data, metadata = found
+        return model.StoredObject(
+            size=len(data), etag=hashlib.md5(data).hexdigest(),
+            checksum_sha256=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            content_sha256=metadata.get("reconcile-content-sha256"))
+
+    def upload_file(self, *, region: str, location: model.S3Object, zip_path: Path,
+                    content_sha256: str) -> None:
+        """Store the file's bytes under the key."""
+        self.calls.append(("upload", region, f"{location.bucket}/{location.key}"))
+        self.objects[(region, location.bucket, location.key)] = (
+            Path(zip_path).read_bytes(), {"reconcile-content-sha256": content_sha256})
+
+    def read(self, *, region: str, location: model.S3Object) -> bytes:
+        """An object's bytes, as Lambda reads them for a publish from S3."""
+        found = self.objects.get((region, location.bucket, location.key))
+        if found is None:
+            raise errors.PublishNotSent(
+                f"PublishLayerVersion: s3://{location.bucket}/{location.key} does not exist",
+                code="InvalidParameterValueException")
+        return found[0]
 
 
 @dataclass
@@ -51,6 +92,10 @@ class FakeLayerStore:
     # region -> (function name:qualifier, layer version ARNs it uses).
     functions: dict[str, list[tuple[str, tuple[str, ...]]]] = field(default_factory=dict)
     storage: dict[str, model.CodeStorage] = field(default_factory=dict)
+    # Where a publish from S3 reads its object (the same fake apply uploads to).
+    objects: FakeArtifactStore = field(default_factory=FakeArtifactStore)
+    # (region, layer name, "zip" | "s3") per publish: how each one carried its code.
+    publish_routes: list[tuple[str, str, str]] = field(default_factory=list)
 
     def latest_version(self, *, region: str, layer_name: str) -> model.RemoteVersion | None:
         """The highest live version, without its CodeSha256 (as ListLayerVersions)."""
@@ -87,9 +132,11 @@ class FakeLayerStore:
                               code="ResourceNotFoundException")
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: Path) -> model.RemoteVersion:
-        """A new version from the zip's bytes."""
+                zip_path: Path | None,
+                s3_object: model.S3Object | None = None) -> model.RemoteVersion:
+        """A new version from the zip's bytes, or from the S3 object's."""
         self.calls.append(("publish", region, layer_name))
+        self.publish_routes.append((region, layer_name, "s3" if s3_object else "zip"))
         if layer_name in self.fail_publish:
             raise self.fail_publish[layer_name]
         if region in self.fail_region:
@@ -101,10 +148,17 @@ class FakeLayerStore:
             self.publish_faults[layer_name].remove(fault)
             if fault.lands:
                 self.put(region=region, layer_name=layer_name, settings=settings,
-                         zip_bytes=zip_path.read_bytes())
+                         zip_bytes=self._code(region, zip_path, s3_object))
             raise fault.error
         return self.put(region=region, layer_name=layer_name, settings=settings,
-                        zip_bytes=zip_path.read_bytes())
+                        zip_bytes=self._code(region, zip_path, s3_object))
+
+    def _code(self, region: str, zip_path: Path | None,
+              s3_object: model.S3Object | None) -> bytes:
+        if s3_object is not None:
+            return self.objects.read(region=region, location=s3_object)
+        assert zip_path is not None, "a publish needs a zip or an S3 object"
+        return zip_path.read_bytes()
 
     def versions_above(self, *, region: str, layer_name: str,
                        version: int) -> list[model.RemoteVersion]:
@@ -115,6 +169,17 @@ class FakeLayerStore:
         return sorted((s.version for s in self.layers.get((region, layer_name), [])
                        if not s.deleted and s.version.version > version),
                       key=lambda v: v.version)
+
+    def download_code(self, *, region: str, layer_name: str, version: int,
+                      destination: Path, max_bytes: int) -> int:
+        """The version's zip bytes, written to `destination` (as a download of its
+        Content.Location); refused past `max_bytes`."""
+        self.calls.append(("download", region, f"{layer_name}:{version}"))
+        stored = self._live(region, layer_name, version)
+        if len(stored.zip_bytes) > max_bytes:
+            raise errors.AwsError(f"{layer_name}:{version} is over {max_bytes} bytes")
+        Path(destination).write_bytes(stored.zip_bytes)
+        return len(stored.zip_bytes)
 
     def account_id(self) -> str:
         """The fake account."""
@@ -193,7 +258,8 @@ class FakeLayerStore:
             code_sha256=base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode(),
             code_size=len(zip_bytes),
         )
-        self.layers.setdefault((region, layer_name), []).append(_Stored(version))
+        self.layers.setdefault((region, layer_name), []).append(
+            _Stored(version, zip_bytes=zip_bytes))
         return version
 
     def delete(self, *, region: str, layer_name: str, version: int) -> None:

@@ -35,7 +35,7 @@ import struct
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict
@@ -176,7 +176,34 @@ class StripHeaders:
     names: tuple[str, ...]
 
 
-Action = Reply | ForwardThenReply | Reset | Delay | StripHeaders
+@dataclass(frozen=True)
+class Hold:
+    """Hold the call where it is (`forward`: upstream did the work first; else it has not
+    seen the call) and answer nothing until the test calls `release()`: then reply upstream's
+    answer (forwarding first when it had not). `arrived` is set when the call is held, so a
+    test can act (kill, signal) at that exact point. When the proxy stops, a call still held
+    is dropped (a reset, never forwarded)."""
+
+    forward: bool = True
+    arrived: threading.Event = field(default_factory=threading.Event, compare=False)
+    released: threading.Event = field(default_factory=threading.Event, compare=False)
+    abandoned: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    def release(self) -> None:
+        """Let the held call go on."""
+        self.released.set()
+
+    def wait_arrived(self, timeout: float = 60) -> None:
+        """Block until a call is held; AssertionError when none came within `timeout`."""
+        assert self.arrived.wait(timeout), "no call reached the hold"
+
+    def abandon(self) -> None:
+        """Drop a held call (and any later one): reset, not forwarded."""
+        self.abandoned.set()
+        self.released.set()
+
+
+Action = Reply | ForwardThenReply | Reset | Delay | StripHeaders | Hold
 
 
 @dataclass
@@ -253,6 +280,11 @@ def strip_headers(*names: str, times: int | None = None, **match: Unpack[Match])
     return Rule(StripHeaders(tuple(name.lower() for name in names)), times=times, **match)
 
 
+def hold(*, forward: bool = True, times: int | None = 1, **match: Unpack[Match]) -> Rule:
+    """Hold the matching calls until released (see Hold); `rule.action` is the Hold."""
+    return Rule(Hold(forward=forward), times=times, **match)
+
+
 def region_down(region: str, *, status: int = 503, times: int | None = None) -> Rule:
     """Every call signed for `region` fails with `status`, never forwarded."""
     body = _aws_json_error("ServiceUnavailableException", f"{region} is down (fault proxy)")
@@ -277,6 +309,7 @@ class Call:
     status: int | None
     forwarded: bool
     action: str  # "forward" or the rule action's class name
+    request_bytes: int = 0  # the request body's length (a zip sent inline is megabytes)
 
 
 @dataclass
@@ -458,7 +491,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                                    service=request.service, operation=request.operation,
                                    method=request.method, path=request.path, key=request.key,
                                    status=status, forwarded=forwarded,
-                                   action=type(action).__name__ if action else "forward"))
+                                   action=type(action).__name__ if action else "forward",
+                                   request_bytes=len(request.body)))
 
             if isinstance(action, Reply | ForwardThenReply):
                 forwarded = isinstance(action, ForwardThenReply)
@@ -467,6 +501,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 record(action.status, forwarded=forwarded)
                 self._reply(action.status, [("Content-Type", action.content_type),
                                             ("x-amzn-RequestId", "fault-proxy")], action.body)
+            elif isinstance(action, Hold):
+                self._hold(request, action, record)
             elif isinstance(action, Reset):
                 if action.forward:
                     self._forward(request)
@@ -485,6 +521,22 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 except OSError:
                     # The client gave up waiting (its read timeout) and closed the socket.
                     self.close_connection = True
+
+        def _hold(self, request: Request, action: Hold,
+                  record: Callable[..., None]) -> None:
+            answer = self._forward(request) if action.forward else None
+            action.arrived.set()
+            action.released.wait()
+            if action.abandoned.is_set():
+                record(None, forwarded=action.forward)
+                self._reset()
+                return
+            status, headers, body = answer or self._forward(request)
+            record(status, forwarded=True)
+            try:
+                self._reply(status, headers, body)
+            except OSError:
+                self.close_connection = True  # the client is gone (killed while held)
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
 
@@ -510,6 +562,9 @@ def running(upstream: str) -> Iterator[FaultProxy]:
     try:
         yield proxy
     finally:
+        for rule in proxy.rules:
+            if isinstance(rule.action, Hold):
+                rule.action.abandon()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -639,6 +639,35 @@ def test_unknown_aws_profile_variable_is_a_credentials_error(
     assert "no-such-profile" in raised.value.message
 
 
+def test_publish_from_s3_sends_bucket_key_and_version_not_the_zip(
+        moto_url: str, zips: tuple[Path, Path]) -> None:
+    """A publish from an S3 object sends S3Bucket/S3Key/S3ObjectVersion and no ZipFile, and
+    HeadObject reports the object's size, version and single-part SHA-256 checksum."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="sources")
+    s3.put_bucket_versioning(Bucket="sources", VersioningConfiguration={"Status": "Enabled"})
+    put = s3.put_object(Bucket="sources", Key="layer.zip", Body=zips[1].read_bytes(),
+                        ChecksumAlgorithm="SHA256")
+    store = aws.Boto3LayerStore()
+    location = model.S3Object(bucket="sources", key="layer.zip", version=put["VersionId"])
+    found = store.head_object(region=REGION, location=location)
+    assert found is not None
+    assert (found.size, found.version_id, found.multipart) == (
+        zips[1].stat().st_size, put["VersionId"], False)
+    assert found.checksum_sha256 == code_sha256(zips[1])
+    assert store.head_object(region=REGION, location=model.S3Object(
+        bucket="sources", key="missing.zip")) is None
+    sent: list[dict[str, Any]] = []
+    store.publish_client(REGION).meta.events.register(
+        "before-call.lambda.PublishLayerVersion",
+        lambda params, **_: sent.append(json.loads(params["body"])))
+    published = store.publish(region=REGION, layer_name=LAYER, settings=SETTINGS,
+                              zip_path=None, s3_object=location)
+    assert sent[0]["Content"] == {"S3Bucket": "sources", "S3Key": "layer.zip",
+                                  "S3ObjectVersion": put["VersionId"]}
+    assert published.code_sha256 == code_sha256(zips[1])
+
+
 def test_workers_asking_at_once_share_one_client_per_region(aws_isolated: None) -> None:
     """Clients made concurrently from one store are one per region, whoever asks first."""
     import concurrent.futures

@@ -1,6 +1,6 @@
 """Tests that content cannot leak out of the repository and that the tool's own files are never
 packaged, on real folders in tmp_path: `content.path`/`content.zip` must resolve inside the
-repository of the manifest (sources and the validate checks of workspace), the lockfile's temp
+repository of the manifest (content and the validate checks of workspace), the lockfile's temp
 and lock files are skipped, and abandoned build temp files are removed."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import zipcraft
 
-from reconciler import errors, model, sources, workspace
+from reconciler import artifacts, errors, model, workspace
+from reconciler import content as layer_content
+from reconciler.content import common, statcache
 
 LABEL = "layers.leaky"
 
@@ -39,8 +41,8 @@ def _secrets(tmp_path: Path) -> Path:
 
 
 def _identify(base_dir: Path, content: model.ContentSpec) -> model.Artifact:
-    return sources.identify(content, base_dir=base_dir, label=LABEL,
-                            cache=sources.StatCache.load(base_dir / ".reconcile" / "c.json"))
+    return layer_content.identify(content, base_dir=base_dir, label=LABEL,
+                            cache=statcache.StatCache.load(base_dir / ".reconcile" / "c.json"))
 
 
 def _path(path: str) -> model.ContentSpec:
@@ -52,11 +54,11 @@ def test_repository_root_is_the_nearest_folder_with_git(tmp_path: Path) -> None:
     folder, and the manifest's own folder when there is none."""
     repo = _repo(tmp_path, git_file=True)
     (repo / "deploy" / "prod").mkdir(parents=True)
-    assert sources.repository_root(repo / "deploy" / "prod") == repo.resolve()
-    assert sources.repository_root(repo) == repo.resolve()
+    assert common.repository_root(repo / "deploy" / "prod") == repo.resolve()
+    assert common.repository_root(repo) == repo.resolve()
     lone = tmp_path / "lone"
     lone.mkdir()
-    assert sources.repository_root(lone) == lone.resolve()
+    assert common.repository_root(lone) == lone.resolve()
 
 
 @pytest.mark.parametrize("how", ["dotdot", "absolute", "symlinked-folder"])
@@ -155,7 +157,7 @@ def test_lockfile_temp_and_lock_files_are_never_packaged(tmp_path: Path) -> None
     for name in tool_files:
         (tmp_path / name).write_text("changes on every run\n")
     (tmp_path / ".layers.lockfile").write_text("not the tool's\n")
-    entries = sources.collect(_path("."), base_dir=tmp_path, label=LABEL,
+    entries = layer_content.collect(_path("."), base_dir=tmp_path, label=LABEL,
                               skip=space.tool_paths)
     # Only the lockfile's own folder is fenced: a same-named file elsewhere is user content.
     assert sorted(entry.arcname for entry in entries) == [
@@ -186,10 +188,10 @@ def test_abandoned_build_temp_files_are_removed(tmp_path: Path) -> None:
     unrelated = build_dir / "notes.tmp"
     for path in (dead, old, live, unrelated):
         path.write_bytes(b"partial")
-    long_ago = time.time() - sources.STALE_BUILD_TEMP_SECONDS - 60
+    long_ago = time.time() - artifacts.STALE_BUILD_TEMP_SECONDS - 60
     os.utime(old, (long_ago, long_ago))
     os.utime(unrelated, (long_ago, long_ago))
-    removed = sources.remove_stale_build_temps(build_dir)
+    removed = artifacts.remove_stale_build_temps(build_dir)
     assert sorted(removed) == sorted([dead, old])
     assert sorted(path.name for path in build_dir.iterdir()) == sorted([live.name, "notes.tmp"])
 
@@ -204,7 +206,7 @@ def test_build_removes_abandoned_temp_files_in_its_folder(tmp_path: Path) -> Non
     leftover = build_dir / f".0123456789abcdef.{_dead_pid()}.q.zip.tmp"
     leftover.write_bytes(b"partial")
     artifact = _identify(tmp_path, _path("layer"))
-    built = sources.build(_path("layer"), artifact, base_dir=tmp_path, label=LABEL,
+    built = artifacts.build(_path("layer"), artifact, base_dir=tmp_path, label=LABEL,
                           build_dir=build_dir)
     assert not leftover.exists()
     assert [path.name for path in build_dir.glob("*.zip*")] == [f"{built.fingerprint}.zip"]

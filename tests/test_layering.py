@@ -4,8 +4,11 @@ Core modules (errors, model, manifest, archive, planner, render, ports, statefil
 shell module, no I/O module and no core sibling except `model` and `errors` (ports also
 `errors`' types only). A subpackage's modules are named by their dotted path below the
 package (`state`, `state.local`, `state.s3`); `state.local` and `state.s3` are unaware of
-each other, as kopf's storage kinds are. Some third-party packages belong
-to one module alone (boto3/botocore to aws, deepdiff to planner, typer/click to cli).
+each other, as kopf's storage kinds are, and so are the content kinds (`content.folder`,
+`content.zipsource`, `content.s3`): they share only `content.common` and `content.statcache`,
+and the `content` package itself is the one place that chooses a kind. Some third-party
+packages belong to one module alone (boto3/botocore to aws, deepdiff to planner, typer/click
+to cli).
 `io`, `zipfile`, `hashlib` and `json` stay allowed in the core: they work on in-memory bytes
 there, and the file system, processes and the network are what the rules keep out.
 Every import counts, including those inside functions and under `if TYPE_CHECKING:`.
@@ -22,8 +25,12 @@ import pytest
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
                   "planfile", "statefile", "ratelimit"})
-SHELL = frozenset({"workspace", "sources", "zipbuild", "state", "state.local", "state.s3", "aws",
-                   "artifacts", "planning", "applying", "publishing", "sandbox", "cli"})
+CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
+CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
+SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
+                   "uploadbody", "adoption",
+                   "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
+                   "publishing", "sandbox", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
@@ -46,6 +53,11 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "state": (CORE | {"__init__"}),
     "state.local": (CORE | SHELL) - {"cli", "state.local", "state.s3"},
     "state.s3": (CORE | SHELL) - {"cli", "state.s3", "state.local"},
+    # A content kind knows the shared pieces and the core, never another kind or the package
+    # that dispatches to it; the shared pieces know no kind.
+    **{kind: CORE | CONTENT_SHARED - {kind} for kind in CONTENT_KINDS},
+    "content.common": CORE,
+    "content.statcache": CORE | {"content.common"},
 }
 # Top-level modules no core module may import: the file system, processes, the network, AWS
 # and the terminal belong to the shell.

@@ -187,7 +187,7 @@ VALID_CASES = [
         id="s3-source",
     ),
     pytest.param(
-        yaml_lines("version: 1", *layer(
+        yaml_lines("version: 1", "artifact_bucket: my-artifacts", *layer(
             "share:", "  - account: '123456789012'", "  - organization: o-a1b2c3d4e5",
             "retain: 3", "upload: s3")),
         lambda m: (m.layers[0].share, m.layers[0].retain, m.layers[0].upload),
@@ -509,6 +509,18 @@ BAD_CASES = [
                   "or a layer ARN")],
         id="arn-11-digit-account",
     ),
+    pytest.param(
+        yaml_lines("version: 1", "layers:", "  foo:", "    content: {path: x}",
+                   "    upload: s3"),
+        [Expected(5, 5, "layers.foo.upload", "names no `artifact_bucket`")],
+        id="upload-s3-without-artifact-bucket",
+    ),
+    pytest.param(
+        yaml_lines("version: 1", "defaults:", "  upload: s3", "layers:", "  foo:",
+                   "    content: {path: x}"),
+        [Expected(3, 3, "defaults.upload", "names no `artifact_bucket`")],
+        id="default-upload-s3-without-artifact-bucket",
+    ),
 ]
 
 
@@ -811,3 +823,15 @@ def test_a_layer_without_share_leaves_grants_alone() -> None:
     """No `share` anywhere: the layer's grants are unmanaged (None), not an empty list."""
     parsed = parse(MINIMAL)
     assert parsed.layers[0].share is None
+
+
+def test_a_list_where_a_runtime_belongs_is_located_not_a_crash() -> None:
+    """`compatible_runtimes: [[]]` (found by the fuzz test) is a located schema error, in
+    defaults and in a layer, never a TypeError from the duplicate check."""
+    for text in ("version: 1\nregion: us-east-1\ndefaults:\n  compatible_runtimes: [[]]\n"
+                 "layers:\n  a:\n    content: {path: a}\n",
+                 "version: 1\nregion: us-east-1\nlayers:\n  a:\n    compatible_runtimes: [[]]\n"
+                 "    content: {path: a}\n"):
+        with pytest.raises(errors.ManifestError) as raised:
+            manifest.parse(text.encode(), file="layers.yaml", schema=SCHEMA)
+        assert "compatible_runtimes" in str(raised.value)

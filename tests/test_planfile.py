@@ -59,6 +59,13 @@ _field_change = st.one_of(
               added=st.lists(_text, min_size=1, max_size=2).map(tuple),
               removed=st.lists(_text, max_size=2).map(tuple)),
 )
+_code = st.one_of(
+    st.none(),
+    st.just(model.CodeLocation(route=model.UploadRoute.DIRECT)),
+    st.builds(model.CodeLocation, route=st.sampled_from(
+        [model.UploadRoute.ARTIFACT_BUCKET, model.UploadRoute.S3_SOURCE]),
+        s3=st.builds(model.S3Object, bucket=_text, key=_text,
+                     version=st.one_of(st.none(), _text))))
 _change = st.builds(
     model.LayerChange, layer=_text, layer_name=_text, region=st.sampled_from(
         ["us-east-1", "eu-west-1"]), action=st.sampled_from(list(model.Action)),
@@ -73,7 +80,11 @@ _change = st.builds(
         ["account", "organization", "public"]), principal=_text), max_size=2).map(tuple),
     grants_remove=st.lists(_text, max_size=2).map(tuple),
     align_target=st.one_of(st.none(), st.integers(1, 500)),
-    fillers=st.integers(0, 100), shortfall=st.integers(0, 300))
+    fillers=st.integers(0, 100), shortfall=st.integers(0, 300), code=_code,
+    download=st.one_of(st.none(), st.builds(
+        model.RemoteContent, version=st.integers(1, 500),
+        downloaded_bytes=st.integers(0, 10**8),
+        fingerprint=st.one_of(st.none(), _text), problem=st.one_of(st.none(), _text))))
 _basis = st.builds(
     model.PlanBasis, plan_id=_text, created=_text,
     manifest_sha256=st.just("0" * 64), state_location=_text, state_revision=_text,

@@ -242,3 +242,57 @@ def test_publish_exactly_when_something_differs(
     else:
         assert change.action is model.Action.PUBLISH
         assert change.reasons and change.diff
+
+
+BIG = model.MAX_DIRECT_UPLOAD_BYTES + 1
+ROUTE = model.UploadRoute
+ROUTES = [
+    # id, zip size, layer's upload, artifact bucket, route, key in the bucket
+    ("small, no bucket", 10, None, None, ROUTE.DIRECT, None),
+    ("small, a bucket", 10, None, "arts", ROUTE.DIRECT, None),
+    ("small, upload s3", 10, "s3", "arts", ROUTE.ARTIFACT_BUCKET, "utils/hex.zip"),
+    ("large, a bucket", BIG, None, "arts", ROUTE.ARTIFACT_BUCKET, "utils/hex.zip"),
+    ("large, no bucket", BIG, None, None, ROUTE.DIRECT, None),
+]
+
+
+@pytest.mark.parametrize(("size", "upload", "bucket", "route", "key"),
+                         [row[1:] for row in ROUTES], ids=[row[0] for row in ROUTES])
+def test_publish_route_follows_size_upload_and_bucket(
+        size: int, upload: str | None, bucket: str | None, route: model.UploadRoute,
+        key: str | None) -> None:
+    """A create goes direct unless its zip is too large or `upload: s3` asks, and a bucket
+    is there to take it (at `<layer>/<content_sha256>.zip`)."""
+    layer = model.LayerSpec(key="utils", name="utils", settings=S1, upload=upload,
+                            content=model.ContentSpec(kind=model.SourceKind.PATH, path="x"),
+                            location=model.Location(1, 1))
+    artifact = model.Artifact(fingerprint="fp-a", code_sha256=CODE_A, content_sha256="hex",
+                              code_size=size, zip_path="/tmp/x.zip")
+    change = planner.decide(planner.Inputs(spec=layer, region="us-east-1", artifact=artifact,
+                                           lock_entry=None, remote_latest=None,
+                                           artifact_bucket=bucket))
+    assert change.code is not None
+    assert change.code.route is route
+    assert (change.code.s3.key if change.code.s3 else None) == key
+    assert (change.code.s3.bucket if change.code.s3 else None) == (bucket if key else None)
+
+
+def test_s3_source_publishes_from_its_own_object() -> None:
+    """A layer whose content is an S3 object is published from that object, version pinned."""
+    layer = model.LayerSpec(key="utils", name="utils", settings=S1, location=model.Location(1, 1),
+                            content=model.ContentSpec(kind=model.SourceKind.S3, s3_bucket="src",
+                                                      s3_key="k.zip", s3_object_version="v1"))
+    code = planner.code_location(spec=layer, desired=planner.decide(planner.Inputs(
+        spec=layer, region="us-east-1", artifact=built(CODE_A), lock_entry=None,
+        remote_latest=None)).desired, artifact_bucket="arts")
+    assert code == model.CodeLocation(route=ROUTE.S3_SOURCE,
+                                      s3=model.S3Object(bucket="src", key="k.zip", version="v1"))
+
+
+def test_noop_carries_no_code_location() -> None:
+    """Only a create or publish says how its code travels; a noop uploads nothing."""
+    change = planner.decide(planner.Inputs(spec=spec(), region="us-east-1",
+                                           artifact=built(CODE_A), lock_entry=lock(2),
+                                           remote_latest=remote(2), artifact_bucket="arts"))
+    assert change.action is N
+    assert change.code is None

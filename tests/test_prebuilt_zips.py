@@ -1,7 +1,7 @@
-"""Tests of prebuilt zips in `sources`, uploaded byte for byte or normalized, on real zip files
-written byte by byte (tests/zipcraft.py) and by Info-ZIP's `zip`: every unsafe or lying zip is
-refused with a ContentError naming the layer and the member, names are read as unzip reads
-them, and a verified zip is remembered by its SHA-256."""
+"""Tests of prebuilt zips in `content.zipsource`, uploaded byte for byte or normalized, on real
+zip files written byte by byte (tests/zipcraft.py) and by Info-ZIP's `zip`: every unsafe or
+lying zip is refused with a ContentError naming the layer and the member, names are read as
+unzip reads them, and a verified zip is remembered by its SHA-256."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import zipcraft
 from zipcraft import Member
 
-from reconciler import errors, model, sources
+from reconciler import artifacts, errors, model
+from reconciler import content as layer_content
+from reconciler.content import statcache, zipsource
 
 LABEL = "layers.vendor"
 FILE = Member("python/ok.py", b"OK = 1\n")
@@ -24,19 +26,19 @@ def _zip_content(path: str = "vendor.zip", *, normalize: bool) -> model.ContentS
     return model.ContentSpec(kind=model.SourceKind.ZIP, zip=path, normalize=normalize)
 
 
-def _cache(base_dir: Path) -> sources.StatCache:
-    return sources.StatCache.load(base_dir / ".reconcile" / "cache.json")
+def _cache(base_dir: Path) -> statcache.StatCache:
+    return statcache.StatCache.load(base_dir / ".reconcile" / "cache.json")
 
 
 def _identify(base_dir: Path, content: model.ContentSpec,
-              cache: sources.StatCache | None = None) -> model.Artifact:
-    return sources.identify(content, base_dir=base_dir, label=LABEL,
+              cache: statcache.StatCache | None = None) -> model.Artifact:
+    return layer_content.identify(content, base_dir=base_dir, label=LABEL,
                             cache=cache or _cache(base_dir))
 
 
 def _package(base_dir: Path, content: model.ContentSpec) -> model.Artifact:
     artifact = _identify(base_dir, content)
-    return sources.build(content, artifact, base_dir=base_dir, label=LABEL,
+    return artifacts.build(content, artifact, base_dir=base_dir, label=LABEL,
                          build_dir=base_dir / ".reconcile" / "build")
 
 
@@ -103,7 +105,7 @@ def test_validate_lists_the_same_problems(tmp_path: Path) -> None:
     zipcraft.write(tmp_path / "vendor.zip", [
         FILE, _link("python/passwd", "../../../../etc/passwd"),
         Member("python/secret.py", b"x", flags=zipcraft.FLAG_ENCRYPTED)])
-    problems = sources.zip_problems(tmp_path / "vendor.zip")
+    problems = zipsource.zip_problems(tmp_path / "vendor.zip")
     assert any("python/passwd" in problem and "outside" in problem for problem in problems)
     assert any("python/secret.py" in problem and "encrypted" in problem for problem in problems)
 

@@ -58,7 +58,8 @@ def run_plan(space: workspace.Workspace, store: FakeLayerStore, *,
     return planning.make_plan(parsed=parsed, selection=selection, snapshot=state.read(),
                               state_location="lockfile:layers.lock.json",
                               manifest_digest=parsed.sha256, store=store,
-                              code=artifacts.LocalCode(space=space, manifest=parsed))
+                              code=artifacts.LocalCode(space=space, manifest=parsed,
+                                                       objects=store.objects))
 
 
 def run_apply(space: workspace.Workspace, store: FakeLayerStore, *,
@@ -68,12 +69,12 @@ def run_apply(space: workspace.Workspace, store: FakeLayerStore, *,
     state = LocalStateBackend(space.lockfile_path)
     snapshot = state.read()
     selection = planning.select(parsed, default_region=None, targets=(), regions=())
-    code = artifacts.LocalCode(space=space, manifest=parsed)
+    code = artifacts.LocalCode(space=space, manifest=parsed, objects=store.objects)
     plan = planning.make_plan(parsed=parsed, selection=selection, snapshot=snapshot,
                               state_location="lockfile:layers.lock.json",
                               manifest_digest=parsed.sha256, store=store, code=code)
     return applying.apply(plan, store=store, state=state, code=code, snapshot=snapshot,
-                          parallelism=parallelism)
+                          objects=store.objects, parallelism=parallelism)
 
 
 def test_plan_makes_no_write_and_no_lockfile(space: workspace.Workspace) -> None:
@@ -269,9 +270,9 @@ def test_multi_region_plans_each_region(tmp_path: Path) -> None:
         ("a", "eu-west-1"), ("a", "us-west-2")]
 
 
-def test_unsupported_feature_is_refused_before_aws(tmp_path: Path) -> None:
-    """A manifest using upload through the artifact bucket (not built yet) is refused by
-    plan, naming the line."""
+def test_upload_s3_without_a_bucket_is_refused_before_aws(tmp_path: Path) -> None:
+    """`upload: s3` with no artifact_bucket to upload through is refused by plan, naming the
+    line, before any AWS call."""
     space = folder_layer_space(tmp_path,
         "version: 1\nregion: us-east-1\nlayers:\n  a:\n"
         "    content: {path: a}\n    upload: s3\n")
@@ -395,10 +396,11 @@ class LockfileSabotagingStore(FakeLayerStore):
     lockfile_path: Path = Path()
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: Path) -> model.RemoteVersion:
+                zip_path: Path | None,
+                s3_object: model.S3Object | None = None) -> model.RemoteVersion:
         """Publish, then make the lockfile unwritable."""
         version = super().publish(region=region, layer_name=layer_name, settings=settings,
-                                  zip_path=zip_path)
+                                  zip_path=zip_path, s3_object=s3_object)
         self.lockfile_path.mkdir(exist_ok=True)
         return version
 
@@ -435,3 +437,44 @@ def test_unremovable_build_leftovers_do_not_fail_the_plan(space: workspace.Works
     (space.cache_dir / "build" / "stale.zip").mkdir(parents=True)
     result = run_plan(space, FakeLayerStore())
     assert [c.action for c in result.changes] == [model.Action.CREATE] * 2
+
+
+def test_upload_s3_goes_through_the_bucket_once(tmp_path: Path) -> None:
+    """`upload: s3` uploads the zip to the artifact bucket and publishes from S3; when the
+    version is gone and the layer is published again, the object is found, not re-uploaded."""
+    space = folder_layer_space(tmp_path,
+        "version: 1\nregion: us-east-1\nartifact_bucket: arts\nlayers:\n  a:\n"
+        "    content: {path: a}\n    upload: s3\n")
+    store = FakeLayerStore()
+    report = run_apply(space, store)
+    assert not report.failed
+    assert store.publish_routes == [("us-east-1", "a", "s3")]
+    store.delete_version(region="us-east-1", layer_name="a", version=1)
+    report = run_apply(space, store)
+    assert not report.failed
+    assert store.publish_routes[-1] == ("us-east-1", "a", "s3")
+    uploads = [call for call in store.objects.calls if call[0] == "upload"]
+    assert len(uploads) == 1 and uploads[0][2].startswith("arts/a/")
+
+
+def test_s3_source_is_planned_from_head_object_and_a_missing_one_is_an_error(
+        tmp_path: Path) -> None:
+    """An S3 source's CodeSha256 comes from HeadObject (no download) and it is published from
+    the object; a missing object is a located error of its layer, and nothing is published."""
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  a:\n"
+        "    content: {s3: {bucket: src, key: a.zip}}\n"
+        "  b:\n    content: {s3: {bucket: src, key: missing.zip}}\n")
+    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+    store = FakeLayerStore()
+    store.objects.objects[("us-east-1", "src", "a.zip")] = (b"PK-zip-bytes", {})
+    plan = run_plan(space, store)
+    [change] = plan.changes
+    assert change.code == model.CodeLocation(route=model.UploadRoute.S3_SOURCE,
+                                             s3=model.S3Object(bucket="src", key="a.zip"))
+    assert change.desired.code_size == len(b"PK-zip-bytes")
+    [error] = plan.errors
+    assert error.layer == "b"
+    assert error.message.startswith(f"{tmp_path / 'layers.yaml'}:7:")
+    assert "does not exist" in error.message
+    assert store.writes() == []

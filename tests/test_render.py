@@ -80,3 +80,10 @@ def test_markdown_is_a_table() -> None:
     text = render.markdown(PLAN)
     assert "| | Layer | Region | Action | Reasons |" in text
     assert "| ~ | `b` | us-east-1 | publish v4, replacing v3 |" in text
+
+
+def test_sizes_read_as_bytes_kb_or_mb() -> None:
+    """A few hundred bytes read as bytes, not `0.0 MB`; larger sizes as KB or MB."""
+    assert render.byte_size(294) == "294 bytes"
+    assert render.byte_size(5 * 1024) == "5.0 KB"
+    assert render.byte_size(37 * 1024 * 1024) == "37.0 MB"

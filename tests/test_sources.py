@@ -1,6 +1,6 @@
-"""Tests of `sources` on real files in tmp_path: the folder walk and its safety rules, prebuilt
-and normalized zips, the stat cache, and building zips that are the same bytes whatever the
-order, mtimes, umask, folder or timezone the files were made with."""
+"""Tests of `content` (and `artifacts.build`) on real files in tmp_path: the folder walk and its
+safety rules, prebuilt and normalized zips, the stat cache, and building zips that are the same
+bytes whatever the order, mtimes, umask, folder or timezone the files were made with."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import archive, errors, model, sources
+from reconciler import archive, artifacts, errors, model
+from reconciler import content as layer_content
+from reconciler.content import statcache
 
 LABEL = "layers.shared-utils"
 
@@ -89,19 +91,19 @@ def _zip_content(path: str, *, normalize: bool = False) -> model.ContentSpec:
 
 
 def _identify(
-    base_dir: Path, content: model.ContentSpec, cache: sources.StatCache | None = None
+    base_dir: Path, content: model.ContentSpec, cache: statcache.StatCache | None = None
 ) -> model.Artifact:
-    return sources.identify(
+    return layer_content.identify(
         content,
         base_dir=base_dir,
         label=LABEL,
-        cache=cache or sources.StatCache.load(base_dir / ".reconcile" / "cache.json"),
+        cache=cache or statcache.StatCache.load(base_dir / ".reconcile" / "cache.json"),
     )
 
 
 def _package(base_dir: Path, content: model.ContentSpec) -> model.Artifact:
     artifact = _identify(base_dir, content)
-    return sources.build(
+    return artifacts.build(
         content, artifact, base_dir=base_dir, label=LABEL, build_dir=base_dir / "build"
     )
 
@@ -247,7 +249,7 @@ def test_relative_paths_are_read_against_base_dir_not_cwd(
 def test_collect_applies_prefix_and_kinds(tmp_path: Path) -> None:
     """collect gives one entry per packaged file or link, under the prefix, with its kind."""
     _write_tree(tmp_path / "layer")
-    entries = sources.collect(_content(prefix="python"), base_dir=tmp_path, label=LABEL)
+    entries = layer_content.collect(_content(prefix="python"), base_dir=tmp_path, label=LABEL)
     kinds = {
         entry.arcname: ("link", entry.link_target) if entry.link_target else entry.executable
         for entry in entries
@@ -263,7 +265,7 @@ def test_collect_applies_prefix_and_kinds(tmp_path: Path) -> None:
 
 
 def _arcnames(tmp_path: Path, exclude: tuple[str, ...]) -> set[str]:
-    entries = sources.collect(_content(exclude=exclude), base_dir=tmp_path, label=LABEL)
+    entries = layer_content.collect(_content(exclude=exclude), base_dir=tmp_path, label=LABEL)
     return {entry.arcname for entry in entries}
 
 
@@ -404,10 +406,11 @@ def test_unzipped_size_over_lambda_limit_is_refused(tmp_path: Path) -> None:
     _expect_content_error(tmp_path, str(total), str(model.MAX_UNZIPPED_BYTES))
 
 
-def test_s3_content_is_not_supported_yet(tmp_path: Path) -> None:
-    """S3 content is refused with a ContentError, not a crash."""
+def test_s3_content_has_no_local_identity(tmp_path: Path) -> None:
+    """The local content package refuses an S3 source with a ContentError, not a crash: its
+    identity comes from HeadObject (artifacts and content.s3)."""
     content = model.ContentSpec(kind=model.SourceKind.S3, s3_bucket="bucket", s3_key="key")
-    with pytest.raises(errors.ContentError, match="s3 content is not supported yet"):
+    with pytest.raises(errors.ContentError, match="identified by HeadObject"):
         _identify(tmp_path, content)
 
 
@@ -434,7 +437,7 @@ def test_prebuilt_zip_is_the_artifact_byte_for_byte(tmp_path: Path) -> None:
         zip_path=str(zip_path),
         unzipped_size=len(b"a = 1\n"),
     )
-    built = sources.build(
+    built = artifacts.build(
         _zip_content("layer.zip"), artifact, base_dir=tmp_path, label=LABEL, build_dir=tmp_path
     )
     assert built is artifact
@@ -488,7 +491,7 @@ def test_normalized_zip_repacks_to_the_same_bytes_as_the_folder(tmp_path: Path) 
         messy.writestr(link, b"shared_utils")
         messy.writestr("python/shared_utils/__pycache__/text.cpython-312.pyc", b"\x00compiled")
     content = _zip_content("messy.zip", normalize=True)
-    normalized = sources.build(
+    normalized = artifacts.build(
         content,
         _identify(tmp_path, content),
         base_dir=tmp_path,
@@ -512,8 +515,8 @@ def test_normalized_zip_refuses_link_members_leading_outside(tmp_path: Path) -> 
         _identify(tmp_path, _zip_content("links.zip", normalize=True))
 
 
-def _cache(tmp_path: Path) -> sources.StatCache:
-    return sources.StatCache.load(tmp_path / ".reconcile" / "cache.json")
+def _cache(tmp_path: Path) -> statcache.StatCache:
+    return statcache.StatCache.load(tmp_path / ".reconcile" / "cache.json")
 
 
 def _settled_tree(tmp_path: Path) -> Path:
@@ -570,7 +573,7 @@ def test_corrupt_stat_cache_is_ignored(tmp_path: Path, text: str) -> None:
     cache_path.parent.mkdir()
     cache_path.write_bytes(text.encode("utf-8", "surrogateescape"))
     _settled_tree(tmp_path)
-    cache = sources.StatCache.load(cache_path)
+    cache = statcache.StatCache.load(cache_path)
     assert _identify(tmp_path, _content(), cache).fingerprint == GOLDEN_FINGERPRINT
     assert cache.misses == len(TREE)
     assert cache.save()
@@ -584,7 +587,7 @@ def test_stat_cache_ignores_malformed_entries(tmp_path: Path) -> None:
     key = str(root / "README.txt")
     document = {"format": 1, "written_ns": time.time_ns(), "entries": {key: [1, 2, "three"]}}
     cache_path.write_text(json.dumps(document))
-    cache = sources.StatCache.load(cache_path)
+    cache = statcache.StatCache.load(cache_path)
     assert _identify(tmp_path, _content(), cache).fingerprint == GOLDEN_FINGERPRINT
     assert cache.misses == len(TREE)
 
@@ -593,7 +596,7 @@ def test_stat_cache_save_is_atomic_and_creates_its_folder(tmp_path: Path) -> Non
     """save creates the folder and leaves exactly the cache file, no temporary file."""
     _settled_tree(tmp_path)
     cache_path = tmp_path / "deep" / ".reconcile" / "cache.json"
-    cache = sources.StatCache.load(cache_path)
+    cache = statcache.StatCache.load(cache_path)
     _identify(tmp_path, _content(), cache)
     assert cache.save()
     assert [path.name for path in cache_path.parent.iterdir()] == ["cache.json"]
@@ -634,7 +637,7 @@ def test_build_detects_content_changed_since_identify(tmp_path: Path) -> None:
     artifact = _identify(tmp_path, _content())
     (root / "README.txt").write_bytes(b"UTILITIES\n")  # same size, other bytes
     with pytest.raises(errors.ContentError, match="changed while planning"):
-        sources.build(
+        artifacts.build(
             _content(), artifact, base_dir=tmp_path, label=LABEL, build_dir=tmp_path / "build"
         )
     assert list((tmp_path / "build").iterdir()) == []

@@ -18,7 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import archive, errors, model, sources, zipbuild
+from reconciler import archive, artifacts, errors, model, zipbuild
+from reconciler import content as layer_content
+from reconciler.content import statcache
 
 # The same pinned value as in test_archive: the parallel writer must give these bytes too.
 GOLDEN_CODE_SHA256 = "sAxozhOaCnjYU1eukQBo2McIpqCLHvHAAf6Mzux/fe8="
@@ -396,16 +398,17 @@ def _build_layer(
     tmp_path: Path,
     build_dir: Path,
     *,
-    cache: sources.StatCache | None = None,
+    cache: statcache.StatCache | None = None,
     previous_zip: Path | None = None,
 ) -> tuple[model.Artifact, int]:
     """Identify and build the layer (with an empty cache if none is given); returns the
     artifact and the stat-cache lookups the build made (it makes them only to compare files
     with a verified previous zip)."""
-    digests = cache or sources.StatCache(tmp_path / "no-cache.json", entries={}, written_ns=0)
-    artifact = sources.identify(_layer_content(), base_dir=tmp_path, label=LABEL, cache=digests)
+    digests = cache or statcache.StatCache(tmp_path / "no-cache.json", entries={}, written_ns=0)
+    artifact = layer_content.identify(_layer_content(), base_dir=tmp_path, label=LABEL,
+                                      cache=digests)
     lookups_before = digests.hits + digests.misses
-    built = sources.build(
+    built = artifacts.build(
         _layer_content(), artifact, base_dir=tmp_path, label=LABEL, build_dir=build_dir,
         cache=digests, previous_zip=previous_zip,
     )
@@ -428,11 +431,11 @@ def test_sources_build_rebuilds_from_the_layers_previous_zip(
     every file with it and gives the bytes of a full build in an empty build folder."""
     root = _disk_layer(tmp_path)
     cache_path = tmp_path / "cache.json"
-    first_cache = sources.StatCache.load(cache_path)
+    first_cache = statcache.StatCache.load(cache_path)
     first, _ = _build_layer(tmp_path, tmp_path / "build", cache=first_cache)
     first_cache.save()
     _edit_on_disk(root, edit)
-    cache = sources.StatCache.load(cache_path) if warm else None
+    cache = statcache.StatCache.load(cache_path) if warm else None
     rebuilt, lookups = _build_layer(tmp_path, tmp_path / "build", cache=cache)
     full, full_lookups = _build_layer(tmp_path, tmp_path / "fresh-build")
     assert rebuilt.fingerprint != first.fingerprint

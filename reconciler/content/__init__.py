@@ -1,0 +1,76 @@
+"""Layer content by kind: a ContentSpec's kind chooses its module (`folder`, `zipsource`), and
+this package's functions are the one place that dispatches on it for local content. An S3
+source (`s3`) has no local entries: `artifacts` asks HeadObject through the ArtifactStore port
+and `s3` turns the answer into its identity. Shared pieces live in `common` and the stat cache
+in `statcache`.
+
+Shell: it reads the layers' content and writes nothing but the stat cache; it never prints,
+prompts or talks to AWS. The kind modules are unaware of each other (tests/test_layering.py);
+building zips into `.reconcile/build` is `artifacts`'.
+
+Containment: a content folder or zip must resolve (symlinks resolved) inside the repository
+that holds the manifest (`common.repository_root`), so that no `../..`, absolute path or
+symlinked folder can publish files from elsewhere on the machine. The tool's own files are
+never packaged: the `skip` paths and, beside each, the hidden files named `.<its name>.*` (its
+temp and lock files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler import errors, model
+from reconciler.content import common, folder, statcache, zipsource
+
+
+def collect(
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str] = frozenset()
+) -> list[model.Entry]:
+    """The entries of a folder (`path`) or of a zip to normalize, checked for safety and size.
+
+    `base_dir` is the manifest's folder, which relative paths are read against (never the
+    working directory); `label` names the layer in messages, such as "layers.shared-utils";
+    `skip` holds real (symlink-free) paths never packaged (the tool's own cache folder and
+    lockfile, which change on every run and would make a layer holding them never converge).
+    """
+    with common.layer_errors(label):
+        return collected(content, base_dir=base_dir, label=label, skip=skip).entries
+
+
+def collected(
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str]
+) -> common.Collected:
+    """The entries of a folder or a zip to normalize, with what reading their bytes needs."""
+    if content.kind is model.SourceKind.PATH:
+        return folder.collect(content, base_dir=base_dir, label=label, skip=skip)
+    if content.kind is model.SourceKind.ZIP:
+        return zipsource.collect(content, base_dir=base_dir, label=label)
+    raise _s3_unsupported(label)
+
+
+def _s3_unsupported(label: str) -> errors.ContentError:
+    return errors.ContentError(f"{label}: an S3 source has no local files; it is identified "
+                               "by HeadObject in plan and apply")
+
+
+def identify(
+    content: model.ContentSpec,
+    *,
+    base_dir: Path,
+    label: str,
+    cache: statcache.StatCache,
+    skip: frozenset[str] = frozenset(),
+) -> model.Artifact:
+    """The content identity of a layer, computed without zipping.
+
+    For a folder or a zip to normalize, only the fingerprint is known (file digests come from
+    `cache` when a file is unchanged). A zip without normalize is the artifact itself, byte for
+    byte, so every digest is known at once.
+    """
+    with common.layer_errors(label):
+        if content.kind is model.SourceKind.PATH:
+            return folder.identify(content, base_dir=base_dir, label=label, cache=cache,
+                                   skip=skip)
+        if content.kind is model.SourceKind.ZIP:
+            return zipsource.identify(content, base_dir=base_dir, label=label, cache=cache)
+        raise _s3_unsupported(label)

@@ -1,0 +1,231 @@
+"""What every content kind shares: opening a file the walk saw (and only that file), hashing
+in chunks, atomic writes, the naming and containment rules, the entries a source collects and
+the reader that opens their bytes (files, or members of a zip to normalize).
+
+Shell: it reads files and writes only what its callers ask (the stat cache). It knows no
+content kind's rules of its own and imports none of the kind modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from reconciler import archive, errors, model
+
+CHUNK_BYTES = archive.CHUNK_BYTES
+ZIP_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def same_file_state(first: os.stat_result, second: os.stat_result) -> bool:
+    return (first.st_size, first.st_mtime_ns, first.st_ctime_ns, first.st_ino, first.st_mode) == (
+        second.st_size, second.st_mtime_ns, second.st_ctime_ns, second.st_ino, second.st_mode)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as temp_file:
+            temp_file.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        remove_quietly(temp_name)
+        raise
+
+
+def remove_quietly(path: str | Path) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextmanager
+def open_regular_file(path: Path | str, *, expected: os.stat_result) -> Iterator[BinaryIO]:
+    """Open the file the walk saw at `path`, refusing anything that replaced it since.
+
+    O_NONBLOCK keeps a FIFO swapped in after the walk from blocking the open; the inode check
+    catches a file replaced by a symlink to somewhere else (such as a credentials file).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb") as file:
+        opened = os.fstat(descriptor)
+        # Windows' scandir leaves st_ino and st_dev at 0: nothing to compare with there.
+        same_file = expected.st_ino == 0 or (opened.st_dev, opened.st_ino) == (
+            expected.st_dev,
+            expected.st_ino,
+        )
+        if not same_file or not stat.S_ISREG(opened.st_mode):
+            raise errors.ContentError(
+                f"{path} was replaced while it was being packaged",
+                hint="run the command again once the files are stable",
+            )
+        yield file
+
+
+def sha256_of(file: archive.ByteReader) -> bytes:
+    """The raw SHA-256 digest of everything `file` still has to give, read in chunks."""
+    digest = hashlib.sha256()
+    while chunk := file.read(CHUNK_BYTES):
+        digest.update(chunk)
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class Collected:
+    """A source's entries, with the stat the walk took of each file (keyed by source), or,
+    for a zip to normalize, the zip whose members the entries' sources name
+    (`<zip path>\0<member name>`)."""
+
+    entries: list[model.Entry]
+    stats: dict[str, os.stat_result]
+    zip_path: Path | None = None
+
+
+def arcname_prefix(prefix: str, *, label: str) -> str:
+    """The prefix as a zip folder ("" or "some/folder/"), refusing `.` and `..` parts."""
+    parts = [part for part in prefix.replace("\\", "/").split("/") if part]
+    if any(part in (".", "..") for part in parts):
+        raise errors.ContentError(f"{label}: prefix {prefix!r} may not contain '.' or '..'")
+    return "".join(f"{part}/" for part in parts)
+
+
+def check_name(name: str, *, path: str, label: str) -> None:
+    """Refuse file names that cannot be carried faithfully into a zip for Lambda."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.ContentError(
+            f"{label}: the name of {path!r} is not valid UTF-8", hint="rename the file"
+        ) from None
+    # Info-ZIP's unzip reads a backslash as a folder separator, so the file would move.
+    if "\\" in name:
+        raise errors.ContentError(
+            f"{label}: the name of {path} contains a backslash", hint="rename the file"
+        )
+
+
+def file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device file"
+    return "special file"
+
+
+def link_entry(arcname: str, *, source: str, link_text: str) -> model.Entry:
+    """A symlink entry: no bytes of its own, its link text stored as its content."""
+    return model.Entry(arcname=arcname, source=source, size=len(link_text.encode("utf-8")),
+                       executable=False, link_target=link_text)
+
+
+
+def check_total_size(entries: Sequence[model.Entry], *, label: str) -> None:
+    total_size = sum(entry.size for entry in entries)
+    if total_size > model.MAX_UNZIPPED_BYTES:
+        raise errors.ContentError(
+            f"{label}: the content is {total_size} bytes unzipped, over Lambda's limit of "
+            f"{model.MAX_UNZIPPED_BYTES} bytes",
+            hint="exclude what the functions do not need, or split the layer",
+        )
+
+
+def repository_root(base_dir: Path) -> Path:
+    """The real path of the repository that holds a manifest in `base_dir`: the nearest folder
+    at or above it with a `.git` (a folder, or the file of a worktree), else `base_dir`."""
+    real_base = Path(os.path.realpath(base_dir))
+    for folder in (real_base, *real_base.parents):
+        if os.path.lexists(folder / ".git"):
+            return folder
+    return real_base
+
+
+def outside_repository(relpath: str, *, base_dir: Path) -> str | None:
+    """Why the manifest's `relpath` may not be packaged, when its real path (every symlink
+    resolved) leaves the repository of the manifest; None when it stays inside."""
+    root = repository_root(base_dir)
+    real_target = os.path.realpath(base_dir / relpath)
+    if os.path.commonpath([root, real_target]) == str(root):
+        return None
+    return (
+        f"'{relpath}' resolves to {real_target}, outside the repository {root}; content must "
+        "stay inside the repository that holds the manifest"
+    )
+
+
+def check_inside_repository(relpath: str, *, base_dir: Path, label: str) -> None:
+    problem = outside_repository(relpath, base_dir=base_dir)
+    if problem is not None:
+        raise errors.ContentError(
+            f"{label}: {problem}", hint="copy the content into the repository"
+        )
+
+
+class EntryReader:
+    """Opens the bytes of entries: files by path (checked against the walk's stat) and
+    members of zips (each zip opened once). Files may be opened from several threads at once;
+    members of zips from one thread only (a ZipFile is not shared safely)."""
+
+    def __init__(self, stats: Mapping[str, os.stat_result]) -> None:
+        self._stats = stats
+        self._open_zips: dict[str, zipfile.ZipFile] = {}
+        self._exit_stack = ExitStack()
+
+    def __enter__(self) -> EntryReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._exit_stack.close()
+
+    def sha256(self, entry: model.Entry) -> str:
+        """Hex SHA-256 of `entry`'s bytes."""
+        with self.open(entry) as file:
+            return sha256_of(file).hex()
+
+    def open(self, entry: model.Entry) -> AbstractContextManager[archive.ByteReader]:
+        """Open `entry`'s bytes for reading."""
+        zip_path, separator, member = entry.source.partition("\0")
+        if not separator:
+            return open_regular_file(entry.source, expected=self._stats[entry.source])
+        zip_file = self._open_zips.get(zip_path)
+        if zip_file is None:
+            zip_file = self._exit_stack.enter_context(zipfile.ZipFile(zip_path))
+            self._open_zips[zip_path] = zip_file
+        return zip_file.open(member)
+
+
+@contextmanager
+def layer_errors(label: str) -> Iterator[None]:
+    """Report every failure to read the layer's content as a ContentError naming the layer."""
+    try:
+        yield
+    except errors.ContentError as error:
+        if error.message.startswith(f"{label}: "):
+            raise
+        raise errors.ContentError(f"{label}: {error.message}", hint=error.hint) from error
+    except OSError as error:
+        raise errors.ContentError(
+            f"{label}: cannot read {error.filename or 'the content'}: {error.strerror or error}"
+        ) from error
+    except (EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise errors.ContentError(f"{label}: a zip cannot be read: {error}") from error
+
+

@@ -1,0 +1,205 @@
+"""The folder source (`content.path`): the walk with exclude pruning, the file-type and
+symlink rules, and the folder's identity (its fingerprint, from the stat cache's digests).
+
+Symlinks: a link whose target stays inside the content folder is kept as a link (Lambda
+extracts it as one under /opt). A link with an absolute target (it would dangle in /opt), one
+that leads outside the folder (it could leak files such as ~/.aws/credentials), one that is
+broken or one that points at an excluded path is an error; links to folders are not followed.
+
+Shell: it reads the folder and never writes; it imports no other content kind.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler import archive, errors, model
+from reconciler.content import common, statcache
+
+
+def _walk(
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str]
+) -> common.Collected:
+    if content.path is None:
+        raise errors.ContentError(f"{label}: the content has no path")
+    root = os.path.abspath(base_dir / content.path)
+    try:
+        root_stat = os.stat(root)
+    except FileNotFoundError:
+        raise errors.ContentError(f"{label}: the content folder {root} does not exist") from None
+    except OSError as error:
+        raise errors.ContentError(f"{label}: cannot read {root}: {error.strerror}") from error
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise errors.ContentError(f"{label}: the content path {root} is not a folder")
+    common.check_inside_repository(content.path, base_dir=base_dir, label=label)
+
+    prefix = common.arcname_prefix(content.prefix, label=label)
+    rules = archive.ExcludeRules.compile(content.exclude)
+    skipped = _skipped_relpaths(skip, real_root=os.path.realpath(root))
+    entries: list[model.Entry] = []
+    stats: dict[str, os.stat_result] = {}
+    included: set[str] = set()
+    links: list[tuple[str, str]] = []
+    pending_dirs = [""]
+    try:
+        while pending_dirs:
+            rel_dir = pending_dirs.pop()
+            with os.scandir(os.path.join(root, rel_dir)) as scan:
+                dirents = sorted(scan, key=lambda dirent: dirent.name)
+            for dirent in dirents:
+                relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
+                if skipped.covers(relpath):
+                    continue  # the tool's own files (.reconcile/, the lockfile) beside the manifest
+                common.check_name(dirent.name, path=dirent.path, label=label)
+                # Like git, a symlink is never a folder, even one that points at a folder.
+                is_dir = dirent.is_dir(follow_symlinks=False)
+                if rules.excluded(relpath, is_dir=is_dir):
+                    continue
+                included.add(relpath)
+                if dirent.is_symlink():
+                    links.append((relpath, dirent.path))
+                elif is_dir:
+                    pending_dirs.append(relpath)
+                else:
+                    file_stat = dirent.stat(follow_symlinks=False)
+                    if not stat.S_ISREG(file_stat.st_mode):
+                        raise errors.ContentError(
+                            f"{label}: {dirent.path} is a {common.file_kind(file_stat.st_mode)}; "
+                            "a layer can hold only files, folders and symlinks",
+                            hint="remove it or add it to the layer's exclude patterns",
+                        )
+                    entries.append(
+                        model.Entry(
+                            arcname=prefix + relpath,
+                            source=dirent.path,
+                            size=file_stat.st_size,
+                            executable=bool(file_stat.st_mode & 0o111),
+                        )
+                    )
+                    stats[dirent.path] = file_stat
+        if not entries:
+            raise errors.ContentError(
+                f"{label}: the content folder {root} has no files to package"
+                + (" once exclude patterns are applied" if content.exclude else "")
+            )
+        for relpath, link_path in links:
+            link_text = _checked_link_text(
+                relpath, link_path, root=root, included=included, label=label
+            )
+            entries.append(common.link_entry(prefix + relpath, source=link_path,
+                                             link_text=link_text))
+    except OSError as error:
+        raise errors.ContentError(
+            f"{label}: cannot read {error.filename or root}: {error.strerror}"
+        ) from error
+    return common.Collected(entries, stats)
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """The tool's own paths inside one content folder, relative to its real root: each
+    skipped path itself, and the hidden siblings named `.<its name>.` and more (the temp and
+    lock files written beside it, such as `.layers.lock.json.lock`)."""
+
+    paths: frozenset[str]
+    sibling_prefixes: frozenset[tuple[str, str]]  # (folder relpath or "", name prefix)
+
+    def covers(self, relpath: str) -> bool:
+        if relpath in self.paths:
+            return True
+        folder, _, name = relpath.rpartition("/")
+        return any(folder == skipped_folder and name.startswith(prefix)
+                   for skipped_folder, prefix in self.sibling_prefixes)
+
+
+def _skipped_relpaths(skip: frozenset[str], *, real_root: str) -> _Skipped:
+    """`skip` holds real paths; the walk sees paths under the content root, which may be
+    reached through a symlink, so they are compared relative to the real root."""
+    paths: set[str] = set()
+    prefixes: set[tuple[str, str]] = set()
+    for path in skip:
+        folder, name = os.path.split(path)
+        if os.path.commonpath([real_root, folder]) != real_root:
+            continue
+        rel_folder = Path(os.path.relpath(folder, real_root)).as_posix()
+        rel_folder = "" if rel_folder == "." else rel_folder
+        prefixes.add((rel_folder, f".{name}."))
+        if path != real_root:
+            paths.add(f"{rel_folder}/{name}" if rel_folder else name)
+    return _Skipped(frozenset(paths), frozenset(prefixes))
+
+
+def _lexically_inside(relpath: str, link_text: str) -> bool:
+    """Whether the link text, read from the link's folder, stays inside the content root."""
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relpath), link_text))
+    return resolved != ".." and not resolved.startswith("../")
+
+
+def _checked_link_text(
+    relpath: str, link_path: str, *, root: str, included: set[str], label: str
+) -> str:
+    """The text of a symlink that is safe to keep as a link, or a ContentError."""
+    link_text = os.readlink(link_path)
+    try:
+        link_text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.ContentError(
+            f"{label}: symlink {link_path!r} has a target that is not valid UTF-8"
+        ) from None
+    if posixpath.isabs(link_text) or os.path.isabs(link_text):
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} has the absolute target {link_text!r}, "
+            "which would not exist inside Lambda's /opt",
+            hint="make it a relative link to a file inside the content folder",
+        )
+    real_root = os.path.realpath(root)
+    real_target = os.path.realpath(link_path)
+    inside = os.path.commonpath([real_root, real_target]) == real_root
+    if not inside or not _lexically_inside(relpath, link_text):
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} points outside the content folder (to {real_target})",
+            hint="copy the file into the content folder or exclude the link",
+        )
+    if not os.path.exists(link_path):
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} is broken (its target {link_text!r} does not exist)",
+            hint="fix or remove the link, or exclude it",
+        )
+    target_relpath = Path(os.path.relpath(real_target, real_root)).as_posix()
+    if target_relpath != "." and target_relpath not in included:
+        raise errors.ContentError(
+            f"{label}: symlink {link_path} points to {target_relpath}, which is excluded "
+            "and so would dangle in the layer",
+        )
+    return link_text
+
+
+def collect(
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str]
+) -> common.Collected:
+    """The folder's entries (files and kept links), checked for safety and total size."""
+    collected = _walk(content, base_dir=base_dir, label=label, skip=skip)
+    common.check_total_size(collected.entries, label=label)
+    return collected
+
+
+def identify(
+    content: model.ContentSpec, *, base_dir: Path, label: str, cache: statcache.StatCache,
+    skip: frozenset[str],
+) -> model.Artifact:
+    """The folder's fingerprint (no zip): its entries with their files' digests, taken from
+    `cache` when a file is unchanged."""
+    collected = collect(content, base_dir=base_dir, label=label, skip=skip)
+    file_digests: list[tuple[model.Entry, str]] = []
+    for entry in collected.entries:
+        if entry.link_target is not None:
+            file_digests.append((entry, ""))
+        else:
+            file_stat = collected.stats[entry.source]
+            file_digests.append((entry, cache.file_sha256(Path(entry.source), file_stat)))
+    return model.Artifact(fingerprint=archive.fingerprint(file_digests),
+                          unzipped_size=sum(entry.size for entry in collected.entries))

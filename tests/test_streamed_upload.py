@@ -1,0 +1,155 @@
+"""The direct upload streams the zip: the body it sends is byte for byte the JSON botocore
+would have built from the zip's bytes, it is signed over its real SHA-256, and a publish
+through a moto server gets the zip's CodeSha256."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+
+from reconciler import aws, model, uploadbody
+
+REGION = "us-east-1"
+SETTINGS = model.Settings.normalised(description="streamed \u00e9 \"quoted\"",
+                                     compatible_runtimes=["python3.12"],
+                                     compatible_architectures=["arm64"], license_info="MIT")
+
+
+class _Body:
+    """The raw body of a canned botocore response."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+    def read(self, *_: Any) -> bytes:
+        return self._data
+
+
+class Capture:
+    """A before-send handler that keeps the request's body and headers and answers as
+    PublishLayerVersion would, without a server."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.headers: dict[str, str] = {}
+        self.url = ""
+
+    def __call__(self, request: botocore.awsrequest.AWSPreparedRequest,
+                 **_: Any) -> botocore.awsrequest.AWSResponse:
+        body = request.body
+        if hasattr(body, "read"):
+            self.body = body.read()
+        else:
+            self.body = bytes(body or b"")
+        self.url = request.url
+        self.headers = {name: value.decode() if isinstance(value, bytes) else value
+                        for name, value in request.headers.items()}
+        reply = json.dumps({"Version": 1, "LayerVersionArn": "arn:aws:lambda:us-east-1:"
+                            "123456789012:layer:x:1", "Content": {"CodeSha256": "x",
+                                                                 "CodeSize": 1}}).encode()
+        return botocore.awsrequest.AWSResponse(
+            request.url, 201, {"Content-Type": "application/json"}, _Body(reply))
+
+
+@pytest.fixture
+def offline(aws_isolated: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region; every request is answered by a Capture."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 1000, 3 * 256 * 1024 + 1, 2_000_003])
+def test_streamed_body_is_the_json_botocore_would_send(
+        offline: None, tmp_path: Path, size: int) -> None:
+    """For zips of every size mod 3 and across read pieces, the streamed body equals the body
+    botocore serializes from the zip's bytes, and Content-Length is its length."""
+    zip_path = tmp_path / "layer.zip"
+    zip_path.write_bytes(os.urandom(size))
+    plain = boto3.client("lambda", region_name=REGION)
+    expected = Capture()
+    plain.meta.events.register("before-send.lambda.PublishLayerVersion", expected)
+    plain.publish_layer_version(
+        LayerName="x", Content={"ZipFile": zip_path.read_bytes()},
+        Description=SETTINGS.description, LicenseInfo=SETTINGS.license_info,
+        CompatibleRuntimes=list(SETTINGS.compatible_runtimes),
+        CompatibleArchitectures=list(SETTINGS.compatible_architectures))
+    store = aws.Boto3LayerStore()
+    streamed = Capture()
+    store.publish_client(REGION).meta.events.register(
+        "before-send.lambda.PublishLayerVersion", streamed)
+
+    store.publish(region=REGION, layer_name="x", settings=SETTINGS, zip_path=zip_path)
+
+    assert streamed.body == expected.body
+    assert streamed.headers["Content-Length"] == str(len(expected.body))
+    assert streamed.headers["Authorization"] == signature_over(expected.body, sent=streamed)
+
+
+def signature_over(body: bytes, *, sent: Capture) -> str:
+    """The SigV4 Authorization header of the request `sent` captured, were its body `body`
+    (the same date, headers and credentials): equal only if it was signed over `body`."""
+    request = botocore.awsrequest.AWSRequest(method="POST", url=sent.url, data=body,
+                                             headers={name: value for name, value in
+                                                      sent.headers.items()
+                                                      # botocore adds amz-sdk-* after
+                                                      # signing: they are not signed.
+                                                      if name != "Authorization"
+                                                      and not name.startswith("amz-sdk-")})
+    timestamp = sent.headers["X-Amz-Date"]
+    request.context["timestamp"] = timestamp
+    credentials = botocore.credentials.Credentials("testing", "testing")
+    signer = botocore.auth.SigV4Auth(credentials, "lambda", REGION)
+    canonical = signer.canonical_request(request)
+    string_to_sign = signer.string_to_sign(request, canonical)
+    signature = signer.signature(string_to_sign, request)
+    scope = f"testing/{timestamp[:8]}/{REGION}/lambda/aws4_request"
+    return (f"AWS4-HMAC-SHA256 Credential={scope}, "
+            f"SignedHeaders={signer.signed_headers(signer.headers_to_sign(request))}, "
+            f"Signature={signature}")
+
+
+def test_body_reads_and_seeks_like_a_file(tmp_path: Path) -> None:
+    """Reads of any size from any position give the bytes of prefix + base64 + suffix."""
+    data = os.urandom(10_007)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    whole = b'{"a":"' + base64.b64encode(data) + b'"}'
+    with uploadbody.Base64JsonBody(prefix=b'{"a":"', path=path, suffix=b'"}') as body:
+        assert len(body) == len(whole)
+        assert body.read() == whole
+        for start, size in [(0, 1), (5, 7), (6, 4), (7, 5), (100, 3333), (len(whole) - 3, 10)]:
+            body.seek(start)
+            assert body.read(size) == whole[start:start + size]
+        assert body.seek(0, io.SEEK_END) == len(whole)
+        assert body.read(5) == b""
+
+
+def test_publish_through_moto_gets_the_zips_code_sha256(moto_url: str, tmp_path: Path) -> None:
+    """A streamed publish through a moto server makes a version whose CodeSha256 and size
+    are the zip's."""
+    zip_path = tmp_path / "layer.zip"
+    zip_path.write_bytes(os.urandom(300_001))
+
+    published = aws.Boto3LayerStore().publish(region=REGION, layer_name="streamed",
+                                              settings=SETTINGS, zip_path=zip_path)
+
+    assert published.code_sha256 == base64.b64encode(
+        hashlib.sha256(zip_path.read_bytes()).digest()).decode()
+    assert published.code_size == 300_001
