@@ -30,8 +30,11 @@ test: lint
 demo: install
 	$(BIN)/python tools/demo.py
 
+# Not part of `test`: wall times are measured and compared with the targets here, never
+# asserted in tests. bench_plan starts its own moto server and proxy.
 bench: install
 	$(BIN)/python bench/bench_packaging.py
+	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_memory.py
 
 # Regenerate schemas/layers.schema.json from the installed botocore's Lambda model.

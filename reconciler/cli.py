@@ -33,6 +33,7 @@ from reconciler import (
     model,
     planfile,
     ports,
+    ratelimit,
     render,
     sandbox,
     statefile,
@@ -244,9 +245,11 @@ def _load(manifest_path: Path, lockfile_path: Path | None) -> tuple[
 
 
 def _store(*, profile: str | None, endpoint_url: str | None,
-           max_attempts: int | None) -> aws.Boto3LayerStore:
+           max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS
+           ) -> aws.Boto3LayerStore:
+    # --max-rps 0 turns the client-side limit off (the store takes None for "no limit").
     return aws.Boto3LayerStore(profile=profile, endpoint_url=endpoint_url,
-                               max_attempts=max_attempts)
+                               max_attempts=max_attempts, max_rps=max_rps or None)
 
 
 def _default_region(store: aws.Boto3LayerStore) -> str | None:
@@ -288,14 +291,17 @@ class _Session:
 
 def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] | None,
              regions: list[str] | None, profile: str | None, endpoint_url: str | None,
-             max_attempts: int | None) -> _Session:
+             max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS) -> _Session:
     """Validate, then (only then) reach for AWS."""
     space, parsed = _load(manifest, lockfile_path)
     state = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
                            max_attempts=max_attempts)
-    store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
+    store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
+                   max_rps=max_rps)
     selection = planning.select(parsed, default_region=_default_region(store),
                                 targets=targets or (), regions=regions or ())
+    # Every client up front, in this thread: the workers then only use them (see aws).
+    store.prepare(sorted({region for listed in selection.regions.values() for region in listed}))
     return _Session(space=space, parsed=parsed, state=state, store=store,
                     code=artifacts.LocalCode(space=space, manifest=parsed, objects=store),
                     selection=selection)
@@ -413,6 +419,10 @@ ParallelismOption = Annotated[int, typer.Option(
 NoDownloadOption = Annotated[bool, typer.Option(
     "--no-download", help="Never download a published zip to compare its files (no "
                           "adoption by content).")]
+MaxRpsOption = Annotated[float, typer.Option(
+    "--max-rps", metavar="N", min=0,
+    help=f"Lambda calls per second per region, at most (default {ratelimit.DEFAULT_RPS:g}, "
+         "under Lambda's ~15/s quota; 0: no limit).")]
 
 
 @app.command()
@@ -432,6 +442,7 @@ def plan(
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
     parallelism: ParallelismOption = 4,
+    max_rps: MaxRpsOption = ratelimit.DEFAULT_RPS,
     no_summary: NoSummaryOption = False,
     no_download: NoDownloadOption = False,
 ) -> None:
@@ -446,7 +457,8 @@ def plan(
       reconcile plan --detailed-exitcode || [ $? -eq 2 ]
     """
     session = _session(manifest, lockfile_path, targets=target, regions=region,
-                       profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
+                       profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
+                       max_rps=max_rps)
     with _progress_display():
         the_plan = _make_plan(session, session.state.read(), parallelism=parallelism,
                               download=not no_download)
@@ -643,6 +655,7 @@ def apply(
     max_attempts: AttemptsOption = None,
     lock_timeout: LockTimeoutOption = 0.0,
     parallelism: ParallelismOption = 4,
+    max_rps: MaxRpsOption = ratelimit.DEFAULT_RPS,
     no_summary: NoSummaryOption = False,
     no_download: NoDownloadOption = False,
 ) -> None:
@@ -658,7 +671,8 @@ def apply(
       reconcile apply plan.json       # exactly the plan saved by `plan --out plan.json`
     """
     session = _session(manifest, lockfile_path, targets=target, regions=region,
-                       profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts)
+                       profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
+                       max_rps=max_rps)
     as_json = output_format is ApplyFormat.json
     saved: model.Plan | None = None
     document: dict[str, Any] = {}

@@ -590,6 +590,11 @@ def lock_entry_for(
 
 def settings_diff(before: model.Settings, after: model.Settings) -> tuple[model.FieldChange, ...]:
     """Field-level changes from `before` to `after`, lists compared as sets."""
+    # Equal settings have no field change, whatever DeepDiff would do with them: the shortcut
+    # cannot hide a change, and it spares a fleet plan ~0.5 ms per layer and region (DeepDiff
+    # hashes every list), most of a no-change plan's CPU time.
+    if before == after:
+        return ()
     difference = DeepDiff(before.as_dict(), after.as_dict(), ignore_order=True, view="tree")
     scalars: dict[str, model.FieldChange] = {}
     added: dict[str, list[str]] = {}

@@ -666,3 +666,29 @@ def test_publish_from_s3_sends_bucket_key_and_version_not_the_zip(
     assert sent[0]["Content"] == {"S3Bucket": "sources", "S3Key": "layer.zip",
                                   "S3ObjectVersion": put["VersionId"]}
     assert published.code_sha256 == code_sha256(zips[1])
+
+
+def test_workers_asking_at_once_share_one_client_per_region(aws_isolated: None) -> None:
+    """Clients made concurrently from one store are one per region, whoever asks first."""
+    import concurrent.futures
+
+    store = aws.Boto3LayerStore(endpoint_url="http://127.0.0.1:1")
+    regions = ["us-east-1", "eu-west-1", "ap-south-1"] * 8
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        clients = list(pool.map(store.client, regions))
+    assert len({id(client) for client in clients}) == 3
+    for region, client in zip(regions, clients, strict=True):
+        assert client is store.client(region)
+        assert client.meta.region_name == region
+    store.prepare(["us-east-1", "us-west-2"])
+    assert store.client("us-east-1") is clients[0]
+
+
+def test_every_call_in_a_region_takes_a_token_of_its_bucket(moto_url: str) -> None:
+    """At 1 request/s with a burst of 3, five calls in one region cannot end before 2 s have
+    passed (3 + t tokens by time t): a lower bound that the limit guarantees, not a speed."""
+    store = aws.Boto3LayerStore(max_rps=1.0)
+    start = time.monotonic()
+    for _ in range(5):
+        store.latest_version(region=REGION, layer_name="nothing")
+    assert time.monotonic() - start >= 1.9

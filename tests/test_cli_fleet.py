@@ -226,3 +226,24 @@ def test_a_region_whose_publishes_fail_blocks_no_other(tmp_path: Path, moto_url:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
     for name in names:
         assert {int(str(live(name, region)[-1]["Version"])) for region in regions} == {1}
+
+
+def test_max_rps_holds_per_region_over_every_second_of_a_fleet_apply_and_plan(
+        tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No region sees more than --max-rps calls plus the burst in any 1 s, measured at the
+    proxy by signing region, while the pool works on every region at once (without the limit
+    this fleet reaches 11 calls/s per region on a 2-core machine)."""
+    regions = ("us-east-1", "eu-west-1", "ap-south-1")
+    names = tuple(f"rate{number:02d}" for number in range(10))
+    aligned_project(tmp_path, names=names, regions=regions)
+    limit, burst = 6, 3  # burst: reconciler.ratelimit.DEFAULT_BURST
+    with faultproxy.running(moto_url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        applied = run(tmp_path, "apply", "--yes", "--max-rps", str(limit), "--parallelism", "8")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        planned = run(tmp_path, "plan", "--max-rps", str(limit), "--parallelism", "8")
+        assert planned.returncode == 0, planned.stderr
+        for region in regions:
+            assert proxy.count(operation="PublishLayerVersion", region=region) == len(names)
+            assert proxy.peak_rate(region=region) <= limit + burst, region
+        assert proxy.errors == []

@@ -24,7 +24,7 @@ import pytest
 
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
-                  "planfile", "statefile"})
+                  "planfile", "statefile", "ratelimit"})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
@@ -47,6 +47,7 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "ports": frozenset({"errors", "model"}),
     "planfile": frozenset({"errors", "model"}),
     "statefile": frozenset({"errors", "model"}),
+    "ratelimit": frozenset(),
     **{shell: (CORE | SHELL) - {"cli", shell} for shell in SHELL},
     # The state backends share only their package; neither knows the other exists.
     "state": (CORE | {"__init__"}),

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -167,6 +169,19 @@ def test_settings_order_does_not_matter() -> None:
                                           compatible_architectures=["x86_64"], license_info="MIT")
     assert planner.settings_diff(S2, reordered) == ()
     assert S2.digest() == reordered.digest()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("description", "other"), ("compatible_runtimes", ("python3.13",)),
+    ("compatible_architectures", ("arm64",)), ("license_info", "Apache-2.0"),
+    ("compatible_runtimes", ()),
+])
+def test_the_equal_settings_shortcut_still_sees_every_one_field_change(
+        field: str, value: object) -> None:
+    """settings_diff skips DeepDiff only for equal settings: one changed field is named."""
+    changed = dataclasses.replace(S2, **{field: value})
+    assert [change.field for change in planner.settings_diff(S2, changed)] == [field]
+    assert planner.settings_diff(S2, dataclasses.replace(S2)) == ()
 
 
 def test_plan_sorts_by_layer_then_region() -> None:
