@@ -12,11 +12,11 @@ Two applies are measured:
   zeros, so its zip is over the 50 MB direct limit and goes through S3 by itself), packaged,
   uploaded with the transfer manager and published from S3; target: peak RSS under 150 MB.
 
-Each measurement is one child process, whose own peak RSS comes from os.wait4. The moto
-server runs in a process of its own: Linux counts in a child's ru_maxrss the RSS it had
-before exec, a copy of this process, so a moto server holding a published 40 MiB zip in this
-process made the next apply read 400 MB. It prints a table and writes the figures
-as JSON to bench/results/.
+Each measurement is one child process, whose own peak RSS is its VmHWM (bench/peak.py: not
+os.wait4's ru_maxrss, which on Linux keeps the RSS the child had before exec, a copy of this
+process: a moto server holding a published 40 MiB zip in this process made the next apply
+read 400 MB). The moto server runs in a process of its own as well. It prints a table and
+writes the figures as JSON to bench/results/.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import peak  # bench/peak.py, beside this script
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MIB = 1024 * 1024
@@ -53,17 +55,12 @@ class Measurement:
 
 
 def _peak_rss_of(command: list[str], *, env: dict[str, str], cwd: Path, name: str) -> Measurement:
-    """Run `command` as one child and read its own peak RSS (Linux reports ru_maxrss in KiB)."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
-    if child.returncode != 0 and child.stderr is not None:
-        sys.stderr.write(child.stderr.read().decode(errors="replace"))
-    return Measurement(name=name, seconds=round(seconds, 2),
-                       peak_rss_mb=round(usage.ru_maxrss / 1024, 1), exit_code=child.returncode)
+    """Run `command` as one child and read its own peak RSS (VmHWM; see bench/peak.py)."""
+    measured, stderr = peak.run(command, env=env, cwd=cwd)
+    if measured.exit_code != 0:
+        sys.stderr.write(stderr.decode(errors="replace"))
+    return Measurement(name=name, seconds=round(measured.seconds, 2),
+                       peak_rss_mb=round(measured.peak_mib, 1), exit_code=measured.exit_code)
 
 
 def _random_zip(path: Path, *, size_mb: int) -> int:

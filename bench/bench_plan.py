@@ -5,7 +5,7 @@
 It starts a moto server (a child process) and, in this process, the loopback proxy of
 tests/faultproxy.py in front of it; every `reconcile` run is the installed console script in a
 child process pointed at the proxy, so each figure is a real command's wall time (start-up,
-imports and all), its peak RSS (os.wait4's rusage of that child) and the API calls the proxy
+imports and all), its peak RSS (the child's own VmHWM, bench/peak.py) and the API calls the proxy
 saw. Measured:
 
 - N layers (one region): cold no-change plan (no `.reconcile/`, as on a fresh CI checkout),
@@ -47,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import faultproxy  # noqa: E402  (the tests' proxy, reused rather than copied)
+import peak  # noqa: E402  (bench/peak.py, beside this script)
 
 RESULTS_DIR = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
@@ -98,20 +99,15 @@ def measure(command: list[str], *, cwd: Path, env: dict[str, str],
     """Run `command` to its end; its wall time, peak RSS and the calls the proxy saw."""
     already = len(proxy.calls) if proxy is not None else 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=out, stderr=err)
-        # wait4 gives this child's own rusage (its peak RSS, with the children it reaped),
-        # unlike RUSAGE_CHILDREN, which is the largest of every child so far.
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if check and process.returncode not in (0, 2):
+        # The child's own VmHWM (bench/peak.py): os.wait4's ru_maxrss would include this
+        # process's memory at the fork, and the proxy here holds whole request bodies.
+        measured, _ = peak.run(command, cwd=cwd, env=env, stdout=out, stderr=err)
+        if check and measured.exit_code not in (0, 2):
             err.seek(0)
             out.seek(0)
-            raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n"
+            raise SystemExit(f"{' '.join(command)} failed ({measured.exit_code}):\n"
                              f"{out.read().decode()[-2000:]}\n{err.read().decode()[-4000:]}")
-    run = Run(seconds=seconds, rss_mib=usage.ru_maxrss / 1024, code=process.returncode)
+    run = Run(seconds=measured.seconds, rss_mib=measured.peak_mib, code=measured.exit_code)
     if proxy is not None:  # every call of earlier runs was answered before they ended
         calls = proxy.calls[already:]
         run.calls = len(calls)
