@@ -289,6 +289,29 @@ class _Session:
     selection: planning.Selection
 
 
+def _refuse_plan_file_in_a_layer(out: Path, *, session: _Session) -> None:
+    """A plan file inside a folder layer's content would be packaged with it: `apply
+    PLANFILE` would then find that layer's content changed (the plan file is new) and refuse
+    the plan as stale. Refused before anything is done, unless the layer excludes it."""
+    target = out.absolute().parent.resolve() / out.name
+    for spec in session.selection.specs:
+        if spec.content.kind is not model.SourceKind.PATH or spec.content.path is None:
+            continue
+        folder = (session.space.base_dir / spec.content.path).resolve()
+        if not target.is_relative_to(folder):
+            continue
+        parts = target.relative_to(folder).parts
+        rules = archive.ExcludeRules.compile(spec.content.exclude)
+        if any(rules.excluded("/".join(parts[:depth]), is_dir=depth < len(parts))
+               for depth in range(1, len(parts) + 1)):
+            continue
+        raise errors.UsageError(
+            f"--out {out}: the plan file would be inside layers.{spec.key}'s content "
+            f"({spec.content.path}) and packaged with it, so the plan could never be applied",
+            hint="write the plan file outside the layer's folder (or exclude it in "
+                 f"layers.{spec.key}.content.exclude)")
+
+
 def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] | None,
              regions: list[str] | None, profile: str | None, endpoint_url: str | None,
              max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS) -> _Session:
@@ -459,6 +482,8 @@ def plan(
     session = _session(manifest, lockfile_path, targets=target, regions=region,
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
                        max_rps=max_rps)
+    if out is not None:
+        _refuse_plan_file_in_a_layer(out, session=session)
     with _progress_display():
         the_plan = _make_plan(session, session.state.read(), parallelism=parallelism,
                               download=not no_download)

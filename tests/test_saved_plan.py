@@ -156,3 +156,19 @@ def test_not_a_plan_file_is_a_clear_error(checkout: Path, tmp_path: Path) -> Non
     result = run(checkout, "apply", str(bogus))
     assert result.returncode == 1 and "bogus.json:1:2: not a plan file" in result.stderr
     assert versions("alpha") == []
+
+
+def test_a_plan_file_inside_a_layer_folder_is_refused_unless_excluded(checkout: Path) -> None:
+    """`plan --out` into a folder layer's content is refused before anything is done (it would
+    be packaged, and the saved plan then always stale); an excluded path is accepted."""
+    refused = run(checkout, "plan", "--out", "src/beta/plan.json")
+    assert refused.returncode == 1
+    assert "layers.beta's content" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (checkout / "src" / "beta" / "plan.json").exists()
+    assert versions("beta") == []
+    (checkout / "layers.yaml").write_text(MANIFEST.replace(
+        "content: {path: src/beta}", "content: {path: src/beta, exclude: ['*.plan']}"))
+    accepted = run(checkout, "plan", "--out", "src/beta/saved.plan")
+    assert accepted.returncode == 0, accepted.stderr
+    assert run(checkout, "apply", "src/beta/saved.plan").returncode == 0
+    assert versions("beta") == [1]
