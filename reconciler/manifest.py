@@ -411,6 +411,12 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
             found = f" (found {', '.join(sources)})" if sources else ""
             yield (("layers", key, "content"), f"needs exactly one of path, zip or s3{found}")
             continue
+        listed_regions = data.get("region")
+        if sources == ["s3"] and isinstance(listed_regions, list) and len(listed_regions) > 1:
+            yield (("layers", key, "content", "s3"),
+                   f"Lambda reads an S3 object from its own region only, and this manifest "
+                   f"lists {len(listed_regions)} regions: a layer with content.s3 is published "
+                   "to one region (use `path` or `zip` with an artifact_bucket map for many)")
         for option, owner in (("prefix", "path"), ("exclude", "path"), ("normalize", "zip")):
             if option in content and owner not in sources:
                 yield (("layers", key, "content", option), f"only applies to a `{owner}` source")

@@ -98,6 +98,21 @@ def publish_exactly_once(
                     f"(above v{above_version}) failed too: {lookup_failed.message}; it was "
                     "not sent again",
                     hint=_ADOPT_HINT, code=unknown.aws_code) from lookup_failed
+            if not code_sha256:
+                # The code's CodeSha256 is not known before the publish (an S3 object with
+                # no single-part SHA-256 checksum): a version above with the desired
+                # settings may be this publish's, and nothing can tell. Never sent again.
+                unclear = [candidate.version for candidate in found
+                           if candidate.version > above_version
+                           and candidate.settings == settings]
+                if unclear:
+                    raise errors.PublishOutcomeUnknown(
+                        f"PublishLayerVersion for {where} was sent and its outcome is "
+                        f"unknown ({_why(unknown)}); v{max(unclear)} has the desired settings "
+                        "but its code cannot be compared (its CodeSha256 is not known before "
+                        "the publish); it was not sent again",
+                        hint="check that version's code; `reconcile plan` shows what it "
+                             "would do next", code=unknown.aws_code)
             matching = [candidate for candidate in found
                         if candidate.version > above_version
                         and candidate.code_sha256 == code_sha256

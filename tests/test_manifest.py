@@ -835,3 +835,14 @@ def test_a_list_where_a_runtime_belongs_is_located_not_a_crash() -> None:
         with pytest.raises(errors.ManifestError) as raised:
             manifest.parse(text.encode(), file="layers.yaml", schema=SCHEMA)
         assert "compatible_runtimes" in str(raised.value)
+
+
+def test_s3_content_in_a_manifest_of_many_regions_is_located() -> None:
+    """content.s3 with several regions is refused at the s3 key: Lambda reads an S3 object
+    from its own region only."""
+    text = ("version: 1\nregion: [us-east-1, eu-west-1]\nlayers:\n  a:\n"
+            "    content: {s3: {bucket: b, key: a.zip}}\n")
+    with pytest.raises(errors.ManifestError) as raised:
+        manifest.parse(text.encode(), file="layers.yaml", schema=SCHEMA)
+    assert "layers.a.content.s3" in str(raised.value)
+    assert "its own region only" in str(raised.value)

@@ -336,3 +336,18 @@ def test_apply_failure_never_sent_says_nothing_published(space: workspace.Worksp
     message = report.failure_summary(state_location="layers.lock.json")
     assert "recorded in the lockfile (layers.lock.json): nothing" in message
     assert "made no version" in message
+
+
+def test_unknown_outcome_with_unknown_code_is_never_sent_twice(zip_path: Path) -> None:
+    """Without a CodeSha256 to compare (an S3 object with no SHA-256 checksum), a lost reply
+    whose version landed is not sent again: PublishOutcomeUnknown names that version."""
+    store = FakeLayerStore(publish_faults={LAYER: [PublishFault(UNKNOWN, lands=True)]})
+
+    with pytest.raises(errors.PublishOutcomeUnknown) as raised:
+        publishing.publish_exactly_once(
+            store, region=REGION, layer_name=LAYER, settings=SETTINGS, zip_path=zip_path,
+            code_sha256="", above_version=0, sleep=Sleeps())
+
+    assert "v1 has the desired settings" in raised.value.message
+    assert versions(store) == [1]
+    assert [call[0] for call in store.calls] == ["publish", "versions_above"]
