@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from reconciler import archive, errors, model
+from reconciler.content import common
 
 INDEX_FORMAT = 1
 DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
@@ -251,7 +252,7 @@ def save_index(zip_path: Path, built: BuiltZip) -> bool:
     """Write the index of the zip just built at `zip_path`; False if it cannot be written (it
     only speeds up the next build). Indexes whose zip is gone are removed on the way."""
     try:
-        _write_atomically(
+        common.write_atomically(
             index_path(zip_path),
             json.dumps(_index_document(built), separators=(",", ":")).encode("ascii"),
         )
@@ -263,20 +264,6 @@ def save_index(zip_path: Path, built: BuiltZip) -> bool:
     return True
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name[:24]}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as temp_file:
-            temp_file.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-
-
 def _pointer_path(build_dir: Path, layer: str) -> Path:
     # Named by a digest of the layer's label, so that any label makes a safe file name.
     return build_dir / f"{_POINTER_PREFIX}{hashlib.sha256(layer.encode()).hexdigest()[:16]}.json"
@@ -286,7 +273,8 @@ def remember_latest(build_dir: Path, *, layer: str, zip_path: Path) -> None:
     """Record `zip_path` (in `build_dir`) as the layer's latest zip; best effort."""
     document = {"layer": layer, "zip": zip_path.name}
     with contextlib.suppress(OSError):
-        _write_atomically(_pointer_path(build_dir, layer), json.dumps(document).encode("utf-8"))
+        common.write_atomically(_pointer_path(build_dir, layer),
+                                json.dumps(document).encode("utf-8"))
 
 
 def latest_zip(build_dir: Path, *, layer: str) -> Path | None:

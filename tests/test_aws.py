@@ -504,7 +504,7 @@ def test_access_denied_on_sts_names_sts_permission() -> None:
 # --- (c) throttling and retries: a before-send hook in front of moto ----------------------
 
 
-class _Body:
+class CannedBody:
     """The raw body of a canned botocore response: `stream()` and `read()` over bytes."""
 
     def __init__(self, data: bytes) -> None:
@@ -533,7 +533,7 @@ class Throttler:
         body = json.dumps({"__type": "TooManyRequestsException",
                            "message": "Rate exceeded"}).encode()
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": "throttled"}
-        return botocore.awsrequest.AWSResponse(request.url, 429, headers, _Body(body))
+        return botocore.awsrequest.AWSResponse(request.url, 429, headers, CannedBody(body))
 
 
 def throttled_store(*, max_attempts: int, throttles: int) -> tuple[aws.Boto3LayerStore, Throttler]:

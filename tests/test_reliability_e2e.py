@@ -12,9 +12,9 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import boto3
 import faultproxy
@@ -151,6 +151,18 @@ def apply(cwd: Path, *args: str, kill_at: str | None = None) -> Cli:
     return Cli(cwd, "apply", "--yes", "--parallelism", "1", *args, kill_at=kill_at)
 
 
+def started_and_held(proxy: faultproxy.FaultProxy, start: Callable[[], Cli],
+                     **hold: Any) -> tuple[Cli, faultproxy.Hold]:
+    """Hold the first call matching `hold` at the proxy, start a run, and return it once
+    that call has arrived (the run is then stopped at that exact point)."""
+    rule = faultproxy.hold(**hold)
+    proxy.add(rule)
+    started = start()
+    assert isinstance(rule.action, faultproxy.Hold)
+    rule.action.wait_arrived()
+    return started, rule.action
+
+
 def moto_versions(moto_url: str, layer: str) -> list[int]:
     """The versions moto holds for `layer`, asked directly (not through the proxy)."""
     client = boto3.client("lambda", region_name=REGION, endpoint_url=moto_url)
@@ -238,11 +250,8 @@ def test_sigkill_right_after_a_publish_before_its_record(
         checkout: Path, proxy: faultproxy.FaultProxy, moto_url: str) -> None:
     """Killed while Lambda has made x's version but its reply is held: x is not recorded;
     the rerun adopts it (no second publish of x) and publishes only y and z."""
-    held = faultproxy.hold(forward=True, operation=PUBLISH, key="x")
-    proxy.add(held)
-    killed = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    killed, _held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=True, operation=PUBLISH, key="x")
     killed.kill()
     assert moto_versions(moto_url, "x") == [1]
     assert recorded(checkout) == {"dot": 1}
@@ -288,11 +297,8 @@ def test_sigkill_between_layers(checkout: Path, proxy: faultproxy.FaultProxy,
     """Killed after dot and x are recorded, with y's publish not yet sent (held before
     Lambda sees it): the lock left by the dead run is taken over, and the rerun publishes
     only y and z."""
-    held = faultproxy.hold(forward=False, operation=PUBLISH, key="y")
-    proxy.add(held)
-    killed = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    killed, _held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=False, operation=PUBLISH, key="y")
     killed.kill()
     assert recorded(checkout) == {"dot": 1, "x": 1}
     assert (checkout / ".layers.lock.json.lock").exists()  # a dead run's: taken over
@@ -310,14 +316,11 @@ def test_a_signal_during_apply_stops_at_a_safe_point(
         signum: signal.Signals) -> None:
     """A signal while x's publish is in flight: x is awaited and recorded, no later publish
     starts, exit 1 (interrupted), the lock is released and no temp file is left."""
-    held = faultproxy.hold(forward=True, operation=PUBLISH, key="x")
-    proxy.add(held)
-    applying = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    applying, held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=True, operation=PUBLISH, key="x")
     applying.process.send_signal(signum)
     applying.wait_for_stderr("stopping at the next safe point")
-    held.action.release()
+    held.release()
 
     assert applying.wait() == 1
     assert "interrupted" in applying.stderr
@@ -332,16 +335,13 @@ def test_a_second_ctrl_c_stops_at_once_and_the_rerun_adopts(
         checkout: Path, proxy: faultproxy.FaultProxy, moto_url: str) -> None:
     """Ctrl-C twice while x's publish is in flight: exit 1 without recording x, saying so
     (never that everything finished is recorded), the lock released; the rerun adopts x."""
-    held = faultproxy.hold(forward=True, operation=PUBLISH, key="x")
-    proxy.add(held)
-    applying = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    applying, held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=True, operation=PUBLISH, key="x")
     applying.process.send_signal(signal.SIGINT)
     applying.wait_for_stderr("stopping at the next safe point")
     applying.process.send_signal(signal.SIGINT)
     applying.wait_for_stderr("stopping at once")
-    held.action.release()
+    held.release()
 
     assert applying.wait() == 1
     assert "may have made a version that is not recorded" in applying.stderr
@@ -367,11 +367,8 @@ def test_a_second_apply_is_refused_naming_the_holder(
     """While one apply holds the lock, a second is refused at once (exit 1) naming the
     holder's pid and operation and the force-unlock command; it calls no AWS API and
     publishes nothing."""
-    held = faultproxy.hold(forward=False, operation=PUBLISH, key="dot")
-    proxy.add(held)
-    first = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    first, held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=False, operation=PUBLISH, key="dot")
     calls_before = proxy.count()
 
     second = run(checkout, "apply", "--yes")
@@ -381,7 +378,7 @@ def test_a_second_apply_is_refused_naming_the_holder(
     assert "is locked by" in second.stderr
     lock_id_in(second.stderr)
     assert proxy.count() == calls_before
-    held.action.release()
+    held.release()
     assert first.wait() == 0, first.stderr
     assert_converged(checkout, moto_url)
 
@@ -396,14 +393,11 @@ def test_a_second_apply_with_lock_timeout_waits(
     duplicate version, and (with disjoint --target sets) every record of both kept."""
     first_args, second_args = targets or ((), ())
     first_layer = "dot"
-    held = faultproxy.hold(forward=False, operation=PUBLISH, key=first_layer)
-    proxy.add(held)
-    first = apply(checkout, *first_args)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    first, held = started_and_held(proxy, lambda: apply(checkout, *first_args),
+                                    forward=False, operation=PUBLISH, key=first_layer)
     second = Cli(checkout, "apply", "--yes", "--lock-timeout", "60", *second_args)
     second.wait_for_stderr("waiting")
-    held.action.release()
+    held.release()
 
     assert first.wait() == 0, first.stderr
     assert second.wait() == 0, second.stderr
@@ -416,18 +410,15 @@ def test_a_signal_ends_a_wait_for_the_lock(checkout: Path, proxy: faultproxy.Fau
                                           moto_url: str) -> None:
     """SIGTERM to an apply waiting (--lock-timeout) for another run's lock ends the wait at
     once: exit 1, nothing changed by it, and the holder goes on undisturbed."""
-    held = faultproxy.hold(forward=False, operation=PUBLISH, key="dot")
-    proxy.add(held)
-    first = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    first, held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=False, operation=PUBLISH, key="dot")
     waiting = Cli(checkout, "apply", "--yes", "--lock-timeout", "3600")
     waiting.wait_for_stderr("waiting")
     waiting.process.send_signal(signal.SIGTERM)
 
     assert waiting.wait() == 1
     assert "interrupted while waiting for the state lock" in waiting.stderr
-    held.action.release()
+    held.release()
     assert first.wait() == 0, first.stderr
     assert proxy.count(operation=PUBLISH) == 4
     assert_converged(checkout, moto_url)
@@ -477,11 +468,8 @@ def test_a_killed_s3_apply_is_named_force_unlocked_and_adopted(
     """Killed with x published but unrecorded: its lock object stays; the next apply is
     refused naming it; `force-unlock LOCK_ID --yes` clears it; the apply after adopts x."""
     checkout = make_checkout(tmp_path / "repo", state=state_bucket)
-    held = faultproxy.hold(forward=True, operation=PUBLISH, key="x")
-    proxy.add(held)
-    killed = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    killed, _held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=True, operation=PUBLISH, key="x")
     killed.kill()
     assert "team/layers.lock.json.lock" in s3_keys(moto_url)
 
@@ -507,11 +495,8 @@ def test_state_push_takes_the_s3_lock(tmp_path: Path, proxy: faultproxy.FaultPro
     """`state push` while an apply holds the S3 lock is refused naming it, and overwrites
     nothing; once the apply is done, a pulled state pushes back byte for byte."""
     checkout = make_checkout(tmp_path / "repo", state=state_bucket, layers=("x",))
-    held = faultproxy.hold(forward=False, operation=PUBLISH, key="x")
-    proxy.add(held)
-    applying = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    applying, held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=False, operation=PUBLISH, key="x")
     backup = tmp_path / "backup.lock.json"
     backup.write_text('{\n  "layers": {},\n  "lockfile_version": 1\n}\n')
 
@@ -519,7 +504,7 @@ def test_state_push_takes_the_s3_lock(tmp_path: Path, proxy: faultproxy.FaultPro
 
     assert refused.process.returncode == 1
     assert f"pid {applying.process.pid}" in refused.stderr
-    held.action.release()
+    held.release()
     assert applying.wait() == 0, applying.stderr
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_url)
     stored = s3.get_object(Bucket=BUCKET, Key="team/layers.lock.json")["Body"].read()
@@ -563,15 +548,12 @@ def test_a_stale_etag_write_is_refused_and_loses_nothing(
     record of x is refused (StateConflict), that other write survives, exit 1; the next
     apply adopts x rather than publishing it again."""
     checkout = make_checkout(tmp_path / "repo", state=state_bucket, layers=("x",))
-    held = faultproxy.hold(forward=True, operation=PUBLISH, key="x")
-    proxy.add(held)
-    applying = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    applying, held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=True, operation=PUBLISH, key="x")
     other = b'{\n  "layers": {},\n  "lockfile_version": 1\n}\n'
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_url)
     s3.put_object(Bucket=BUCKET, Key="team/layers.lock.json", Body=other)
-    held.action.release()
+    held.release()
 
     assert applying.wait() == 1
     assert "changed since it was read" in applying.stderr
@@ -664,15 +646,12 @@ def test_a_signal_while_planning_releases_the_s3_lock(
     """A signal while apply plans under the S3 lock (a Lambda read held): exit 1, nothing
     published, and the lock object is deleted (the next apply is not refused)."""
     checkout = make_checkout(tmp_path / "repo", state=state_bucket, layers=("x",))
-    held = faultproxy.hold(forward=False, operation=LIST)
-    proxy.add(held)
-    applying = apply(checkout)
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    applying, held = started_and_held(proxy, lambda: apply(checkout),
+                                    forward=False, operation=LIST)
     assert "team/layers.lock.json.lock" in s3_keys(moto_url)
     applying.process.send_signal(signum)
     applying.wait_for_stderr("stopping")
-    held.action.release()
+    held.release()
 
     assert applying.wait() == 1
     assert "interrupted" in applying.stderr
@@ -685,13 +664,10 @@ def test_ctrl_c_during_plan_exits_1_with_a_message(
         checkout: Path, proxy: faultproxy.FaultProxy) -> None:
     """Ctrl-C while plan waits on Lambda: exit 1 (the contract's one error code, not typer's
     130) with a message, and no temp file left."""
-    held = faultproxy.hold(forward=False, operation="ListLayers")
-    proxy.add(held)
-    planning = Cli(checkout, "plan")
-    assert isinstance(held.action, faultproxy.Hold)
-    held.action.wait_arrived()
+    planning, held = started_and_held(proxy, lambda: Cli(checkout, "plan"),
+                                    forward=False, operation="ListLayers")
     planning.process.send_signal(signal.SIGINT)
-    held.action.release()  # the call in flight ends; the exit does not wait for a timeout
+    held.release()  # the call in flight ends; the exit does not wait for a timeout
     code = planning.wait()
     assert code == 1, planning.stderr
     assert "interrupted" in planning.stderr

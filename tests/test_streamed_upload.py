@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 import pytest
+from test_aws import CannedBody
 
 from reconciler import aws, model, uploadbody
 
@@ -25,19 +25,6 @@ REGION = "us-east-1"
 SETTINGS = model.Settings.normalised(description="streamed \u00e9 \"quoted\"",
                                      compatible_runtimes=["python3.12"],
                                      compatible_architectures=["arm64"], license_info="MIT")
-
-
-class _Body:
-    """The raw body of a canned botocore response."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._data
-
-    def read(self, *_: Any) -> bytes:
-        return self._data
 
 
 class Capture:
@@ -63,7 +50,7 @@ class Capture:
                             "123456789012:layer:x:1", "Content": {"CodeSha256": "x",
                                                                  "CodeSize": 1}}).encode()
         return botocore.awsrequest.AWSResponse(
-            request.url, 201, {"Content-Type": "application/json"}, _Body(reply))
+            request.url, 201, {"Content-Type": "application/json"}, CannedBody(reply))
 
 
 @pytest.fixture

@@ -33,8 +33,10 @@ def same_file_state(first: os.stat_result, second: os.stat_result) -> bool:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file beside it (`.<name[:24]>.<random>.tmp`,
+    a bounded name) and a rename: readers see the old bytes or the new, never a part."""
     descriptor, temp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        dir=path.parent, prefix=f".{path.name[:24]}.", suffix=".tmp"
     )
     try:
         with os.fdopen(descriptor, "wb") as temp_file:
