@@ -19,8 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from reconciler import model
 
 
@@ -595,6 +593,10 @@ def settings_diff(before: model.Settings, after: model.Settings) -> tuple[model.
     # hashes every list), most of a no-change plan's CPU time.
     if before == after:
         return ()
+    # Imported here, not at the top: deepdiff (and the pydantic it loads) costs ~40-90 ms of
+    # start-up, and a no-change plan, which never gets here, must not pay for it.
+    from deepdiff import DeepDiff
+
     difference = DeepDiff(before.as_dict(), after.as_dict(), ignore_order=True, view="tree")
     scalars: dict[str, model.FieldChange] = {}
     added: dict[str, list[str]] = {}
