@@ -1,4 +1,4 @@
-"""The one seam to AWS: the boto3 implementations of the `LayerStore` and `ArtifactStore`
+"""The one seam to AWS: the botocore implementations of the `LayerStore` and `ArtifactStore`
 ports (Lambda, and the S3 objects layer code is uploaded to or published from) and of the S3
 state's `ObjectStore`.
 
@@ -31,11 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import boto3
-import boto3.exceptions
-import boto3.s3.transfer
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from reconciler import errors, model, ports, ratelimit, uploadbody
 
@@ -47,8 +45,7 @@ PAGE_SIZE = 50  # ListLayerVersions' and ListLayers' maximum MaxItems
 # multipart object's ChecksumSHA256 is a checksum of part checksums, not the zip's.
 CONTENT_SHA256_METADATA = "reconcile-content-sha256"
 # Parts of 16 MiB: a 250 MB zip in 16 parts, each read from the file as it is sent.
-_TRANSFER = boto3.s3.transfer.TransferConfig(multipart_threshold=16 * 1024 * 1024,
-                                             multipart_chunksize=16 * 1024 * 1024)
+_PART_BYTES = 16 * 1024 * 1024
 
 # What a publish's ZipFile is serialized as before the zip is streamed in its place: bytes
 # whose base64 cannot occur elsewhere in the JSON (a layer name or a description).
@@ -69,14 +66,25 @@ def _settings(item: Any) -> model.Settings:
     )
 
 
+def _session(profile: str | None) -> botocore.session.Session:
+    """A botocore session of the standard chain (AWS_PROFILE or `profile`, the environment,
+    the config files), as boto3.Session makes one. Raises ProfileNotFound for a missing profile
+    and a BotoCoreError for an unparsable config file now, as boto3.Session does, rather than
+    at the first call. botocore, not boto3: boto3 adds nothing a client here uses and costs
+    ~0.1 s of start-up (it imports s3transfer); upload_file imports it where it is needed."""
+    session = botocore.session.Session(profile=profile)
+    session.get_scoped_config()
+    return session
+
+
 class Boto3LayerStore:
-    """LayerStore over boto3, with two Lambda clients per region: one for reads, one for
+    """LayerStore over botocore, with two Lambda clients per region: one for reads, one for
     PublishLayerVersion.
 
-    Credentials, profile and endpoint come from boto3's standard chain (`AWS_PROFILE`,
+    Credentials, profile and endpoint come from the standard chain (`AWS_PROFILE`,
     `AWS_ENDPOINT_URL`, ...); `endpoint_url` overrides the endpoint when given. Reads are
     retried by botocore (429 with backoff, 5xx, connection errors): `max_attempts` attempts
-    in standard mode when given, else as boto3's chain says (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS,
+    in standard mode when given, else as the standard chain says (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS,
     the profile; botocore's default is standard mode, 3 attempts). A publish is never retried
     by botocore. `read_timeout` (seconds) overrides botocore's 60 for every call.
     """
@@ -85,7 +93,7 @@ class Boto3LayerStore:
                  max_attempts: int | None = None, read_timeout: float | None = None,
                  max_rps: float | None = ratelimit.DEFAULT_RPS) -> None:
         try:
-            self._session = boto3.Session(profile_name=profile)
+            self._session = _session(profile)
         except botocore.exceptions.ProfileNotFound as exc:
             raise errors.CredentialsError(
                 str(exc), hint="check --profile / AWS_PROFILE against ~/.aws/config"
@@ -101,14 +109,14 @@ class Boto3LayerStore:
         self._publish_config = self._config.merge(botocore.config.Config(
             retries={"mode": "standard", "total_max_attempts": 1}))
         # botocore's `max_attempts` counts retries only; `total_max_attempts` counts the first
-        # attempt too, as --max-attempts does. Without it, boto3's chain decides
+        # attempt too, as --max-attempts does. Without it, the standard chain decides
         # (AWS_MAX_ATTEMPTS, AWS_RETRY_MODE, the profile).
         if max_attempts is not None:
             self._config = self._config.merge(botocore.config.Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts}))
         self._clients: dict[str, LambdaClient] = {}
         self._publish_clients: dict[str, LambdaClient] = {}
-        # A boto3 Session is not thread-safe, and its loader caches the Lambda model without a
+        # A botocore Session is not thread-safe, and its loader caches the Lambda model without a
         # lock. Every client comes from this one session, under one lock: the model is parsed
         # once and each further client costs ~5 ms (measured: 20 regions in 0.10 s in turn,
         # 0.20 s from 4 threads at once; a session per client costs ~130 ms each). Clients
@@ -126,11 +134,12 @@ class Boto3LayerStore:
         self._sending = threading.local()
 
     def default_region(self) -> str | None:
-        """The region boto3's chain resolves (AWS_DEFAULT_REGION, the profile's region).
+        """The region the standard chain resolves (AWS_DEFAULT_REGION, the profile's region).
 
         botocore does not read AWS_REGION; the CLI, which owns the environment, applies it."""
         try:
-            return self._session.region_name
+            region: str | None = self._session.get_config_variable("region")
+            return region
         except botocore.exceptions.BotoCoreError as exc:
             raise _configuration_error(exc) from exc
 
@@ -230,12 +239,21 @@ class Boto3LayerStore:
                     content_sha256: str) -> None:
         """boto3's transfer manager from the file on disk: multipart above 16 MiB, each part
         with its SHA-256 checksum; the zip's own SHA-256 goes into the object's metadata."""
+        # boto3 is imported here, for its transfer manager only: the clients are botocore's
+        # own (importing boto3 costs ~0.1 s of every command's start-up, s3transfer included).
+        import boto3.exceptions
+        import boto3.s3.transfer
+
         client = self.s3_client(region)
+        config = boto3.s3.transfer.TransferConfig(multipart_threshold=_PART_BYTES,
+                                                  multipart_chunksize=_PART_BYTES)
         try:
-            client.upload_file(
-                str(zip_path), location.bucket, location.key, Config=_TRANSFER,
-                ExtraArgs={"ChecksumAlgorithm": "SHA256",
-                           "Metadata": {CONTENT_SHA256_METADATA: content_sha256}})
+            # (boto3-stubs type `config` as botocore's Config; boto3 takes this TransferConfig)
+            with boto3.s3.transfer.S3Transfer(client, config) as transfer:  # type: ignore[arg-type]
+                transfer.upload_file(
+                    str(zip_path), location.bucket, location.key,
+                    extra_args={"ChecksumAlgorithm": "SHA256",
+                                "Metadata": {CONTENT_SHA256_METADATA: content_sha256}})
         except boto3.exceptions.S3UploadFailedError as exc:
             cause = exc.__cause__ or exc.__context__
             raise _s3_error(cause if isinstance(cause, Exception) else exc,
@@ -265,11 +283,11 @@ class Boto3LayerStore:
 
     def _new_client(self, service: Literal["lambda", "sts", "s3"], *, region: str,
                     config: botocore.config.Config | None = None) -> Any:
-        """A client of boto3's chain, with configuration mistakes turned into AwsErrors."""
+        """A client of the standard chain, with configuration mistakes turned into AwsErrors."""
         try:
-            return self._session.client(service, region_name=region,
-                                        endpoint_url=self._endpoint_url,
-                                        config=config or self._config)
+            return self._session.create_client(service, region_name=region,
+                                               endpoint_url=self._endpoint_url,
+                                               config=config or self._config)
         except ValueError as exc:
             if str(exc).startswith("Invalid endpoint"):
                 raise errors.EndpointError(
@@ -806,9 +824,9 @@ def _translate(exc: Exception, *, operation: str, layer: str | None, region: str
 
 
 class Boto3ObjectStore:
-    """ports.ObjectStore over boto3's S3 client, for the one bucket of an S3 state.
+    """ports.ObjectStore over botocore's S3 client, for the one bucket of an S3 state.
 
-    Credentials, profile and endpoint come from boto3's standard chain, as for
+    Credentials, profile and endpoint come from the standard chain, as for
     Boto3LayerStore. Conditional writes are sent as PutObject's IfMatch / IfNoneMatch; S3
     refuses them with 412 PreconditionFailed (409 ConditionalRequestConflict when two race),
     which become errors.PreconditionFailed. Other failures become StateError (the bucket is
@@ -819,13 +837,13 @@ class Boto3ObjectStore:
                  endpoint_url: str | None = None, region: str | None = None,
                  max_attempts: int | None = None) -> None:
         try:
-            session = boto3.Session(profile_name=profile)
+            session = _session(profile)
             config = botocore.config.Config(user_agent_extra="reconcile-layers")
             if max_attempts is not None:
                 config = config.merge(botocore.config.Config(
                     retries={"mode": "standard", "total_max_attempts": max_attempts}))
-            self._client: Any = session.client(
-                "s3", region_name=region or session.region_name or "us-east-1",
+            self._client: Any = session.create_client(
+                "s3", region_name=region or session.get_config_variable("region") or "us-east-1",
                 endpoint_url=endpoint_url, config=config)
         except botocore.exceptions.ProfileNotFound as exc:
             raise errors.CredentialsError(
