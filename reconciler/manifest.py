@@ -12,12 +12,14 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from reconciler import errors, model
+
+if TYPE_CHECKING:  # imported where it is used (_schema_errors): see parse's `schema_checked`
+    import jsonschema
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 # A YAML alias may point at a big node many times over ("billion laughs"); counting every
@@ -61,8 +63,14 @@ def field_name(path: Path) -> str:
     return text or "(root)"
 
 
-def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifest:
-    """Parse and validate a manifest; raise ManifestError listing every problem found."""
+def parse(data: bytes, *, file: str, schema: Mapping[str, Any],
+          schema_checked: bool = False) -> model.Manifest:
+    """Parse and validate a manifest; raise ManifestError listing every problem found.
+
+    `schema_checked`: the caller knows that these very bytes passed this very schema before
+    (workspace keeps that record); the JSON Schema pass, the one that needs jsonschema (~50 ms
+    to import), is skipped and every other rule still runs. Validation is a pure function of
+    the bytes and the schema, so a record of both cannot let a mistake through."""
     problems: list[errors.Problem] = []
 
     def problem(location: model.Location, path: Path, message: str) -> None:
@@ -93,7 +101,7 @@ def parse(data: bytes, *, file: str, schema: Mapping[str, Any]) -> model.Manifes
                            f"not {kind}")
         raise errors.ManifestError(problems)
 
-    for error in _schema_errors(document.data, schema):
+    for error in () if schema_checked else _schema_errors(document.data, schema):
         for path, message, at_key in _explain(error, document.data):
             if path in document.invalid:
                 continue
@@ -233,6 +241,8 @@ def _nearest(
 
 
 def _schema_errors(data: Any, schema: Mapping[str, Any]) -> Iterator[jsonschema.ValidationError]:
+    import jsonschema  # here, not at the top: a manifest known to be valid never needs it
+
     validator = jsonschema.Draft202012Validator(schema)
     yield from sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
 

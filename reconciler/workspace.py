@@ -1,13 +1,16 @@
 """The files around a manifest: reading it (size-capped), the bundled schema, where the
 lockfile and the `.reconcile/` cache live, and the validation checks that need the disk.
 
-Shell: it reads files and never writes any. Paths in the manifest are relative to the
+Shell: it reads files and writes one, a cache: `.reconcile/manifest-valid`, the record of
+the last manifest that passed the JSON Schema. Paths in the manifest are relative to the
 manifest's folder, never to the working directory. (A module of its own: it keeps the
 disk out of the pure `manifest` module without making `content` also own manifest I/O.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import zipfile
@@ -17,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reconciler import errors, manifest, model
+from reconciler import __version__, errors, manifest, model
 from reconciler.content import common, zipsource
 
 CACHE_DIR_NAME = ".reconcile"
@@ -52,6 +55,11 @@ class Workspace:
         return self.cache_dir / "cache.json"
 
     @property
+    def validation_record_path(self) -> Path:
+        """`.reconcile/manifest-valid`: the key of the last manifest that passed the schema."""
+        return self.cache_dir / "manifest-valid"
+
+    @property
     def tool_paths(self) -> frozenset[str]:
         """The real paths never packaged (the `skip` of content.identify/collect and
         artifacts.build): the `.reconcile/` folder and the lockfile; beside the lockfile,
@@ -61,11 +69,55 @@ class Workspace:
 
 
 @cache
+def _schema_text() -> bytes:
+    return resources.files("reconciler").joinpath("schemas/layers.schema.json").read_bytes()
+
+
+@cache
 def load_schema() -> dict[str, Any]:
     """The manifest JSON Schema shipped inside the package."""
-    text = resources.files("reconciler").joinpath("schemas/layers.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = json.loads(_schema_text())
     return schema
+
+
+def _validator_stamp() -> bytes:
+    """Name, size and mtime of each module of the installed jsonschema (found, not imported):
+    another release, or a changed file, is another validator, which may judge otherwise."""
+    spec = importlib.util.find_spec("jsonschema")
+    folders = spec.submodule_search_locations if spec is not None else None
+    if not folders:
+        return b"no jsonschema"
+    stamp: list[str] = []
+    for folder in folders:
+        with os.scandir(folder) as found:
+            stamp.extend(f"{item.name}:{item.stat().st_size}:{item.stat().st_mtime_ns}"
+                         for item in found if item.name.endswith(".py"))
+    return "\n".join(sorted(stamp)).encode()
+
+
+def _validation_key(data: bytes) -> str:
+    """What a manifest's schema verdict depends on: its bytes, the schema, the validator and
+    this tool (which turns the bytes into data). Equal keys, equal verdicts."""
+    digest = hashlib.sha256(b"reconcile manifest-valid 1\0")
+    for part in (__version__.encode(), _schema_text(), _validator_stamp(), data):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
+
+
+def _recorded_valid(workspace: Workspace, key: str) -> bool:
+    try:
+        return workspace.validation_record_path.read_text("ascii").strip() == key
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _record_valid(workspace: Workspace, key: str) -> None:
+    """Best effort, as every cache here: a run that cannot write it validates again next time."""
+    try:
+        workspace.cache_dir.mkdir(exist_ok=True)
+        common.write_atomically(workspace.validation_record_path, f"{key}\n".encode())
+    except OSError:
+        pass
 
 
 def load_manifest(workspace: Workspace) -> model.Manifest:
@@ -86,8 +138,13 @@ def load_manifest(workspace: Workspace) -> model.Manifest:
         raise errors.ReconcilerError(f"{path}: is a folder, not a manifest file") from None
     except OSError as exc:
         raise errors.ReconcilerError(f"{path}: cannot read: {exc.strerror}") from None
+    # The schema pass is skipped when the record says these very bytes passed it before
+    # (~60 ms of a warm plan: jsonschema's import and the validation); see _validation_key.
+    key = _validation_key(data)
+    known_valid = _recorded_valid(workspace, key)
     try:
-        parsed = manifest.parse(data, file=str(path), schema=load_schema())
+        parsed = manifest.parse(data, file=str(path), schema=load_schema(),
+                                schema_checked=known_valid)
     except errors.ManifestError as invalid:
         refs = tuple(ref for ref in invalid.content_refs if isinstance(ref, model.ContentRef))
         on_disk = content_problems(refs, file=str(path), base_dir=workspace.base_dir)
@@ -99,6 +156,8 @@ def load_manifest(workspace: Workspace) -> model.Manifest:
                                 base_dir=workspace.base_dir, prebuilt_layers=prebuilt)
     if problems:
         raise errors.ManifestError(problems)
+    if not known_valid:
+        _record_valid(workspace, key)
     return parsed
 
 
