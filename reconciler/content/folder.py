@@ -200,6 +200,6 @@ def identify(
             file_digests.append((entry, ""))
         else:
             file_stat = collected.stats[entry.source]
-            file_digests.append((entry, cache.file_sha256(Path(entry.source), file_stat)))
+            file_digests.append((entry, cache.file_sha256(entry.source, file_stat)))
     return model.Artifact(fingerprint=archive.fingerprint(file_digests),
                           unzipped_size=sum(entry.size for entry in collected.entries))

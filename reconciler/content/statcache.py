@@ -133,7 +133,7 @@ class StatCache:
         """Record that the zip with this hex SHA-256 passed the data checks."""
         self._verified_zips.add(sha256)
 
-    def file_sha256(self, path: Path, st: os.stat_result) -> str:
+    def file_sha256(self, path: str | Path, st: os.stat_result) -> str:
         """Hex SHA-256 of the regular file at `path`, whose stat the caller took as `st`."""
         key = os.path.abspath(path)
         self._used.add(key)
@@ -145,9 +145,8 @@ class StatCache:
                 return cached.sha256
         self.misses += 1
         hashed_ns = time.time_ns()
-        with common.open_regular_file(path, expected=st) as file:
-            sha256 = common.sha256_of(file).hex()
-            after = os.fstat(file.fileno())
+        digest, after = common.hash_regular_file(key, expected=st)
+        sha256 = digest.hex()
         fresh = _CachedDigest(
             st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, hashed_ns, sha256
         )
