@@ -319,6 +319,12 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
              max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS) -> _Session:
     """Validate, then (only then) reach for AWS."""
     space, parsed = _load(manifest, lockfile_path)
+    code = artifacts.LocalCode(space=space, manifest=parsed)
+    # The layers' files are walked and hashed in a worker process while this one imports
+    # botocore and makes its clients (artifacts.Prefetch); with targets, only those layers
+    # are identified, in this process.
+    if not targets:
+        code.prefetch(list(parsed.layers))
     state = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
                            max_attempts=max_attempts)
     store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
@@ -327,8 +333,8 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
                                 targets=targets or (), regions=regions or ())
     # Every client up front, in this thread: the workers then only use them (see aws).
     store.prepare(sorted({region for listed in selection.regions.values() for region in listed}))
-    return _Session(space=space, parsed=parsed, state=state, store=store,
-                    code=artifacts.LocalCode(space=space, manifest=parsed, objects=store),
+    code.use_objects(store)
+    return _Session(space=space, parsed=parsed, state=state, store=store, code=code,
                     selection=selection)
 
 

@@ -157,6 +157,35 @@ class StatCache:
             self._entries.pop(key, None)
         return sha256
 
+    def export(self) -> dict[str, object]:
+        """What this run learned, as plain data: the entry of each file looked up (None for
+        one that changed while it was read), the verified zips and the counts. A worker
+        process that identified layers hands it to the run's own cache (`absorb`)."""
+        return {"entries": {key: (cached.as_json() if (cached := self._entries.get(key))
+                                  else None) for key in self._used},
+                "verified_zips": sorted(self._verified_zips),
+                "hits": self.hits, "misses": self.misses}
+
+    def absorb(self, exported: Mapping[str, object]) -> None:
+        """Take in what another copy of this cache (a worker's) learned: see `export`."""
+        entries = exported.get("entries")
+        if not isinstance(entries, dict):
+            return
+        for key, value in entries.items():
+            cached = _CachedDigest.from_json(value)
+            if cached is None:
+                self._entries.pop(key, None)
+            else:
+                self._entries[key] = cached
+            self._used.add(key)
+        verified = exported.get("verified_zips")
+        self._verified_zips.update(item for item in (verified if isinstance(verified, list)
+                                                     else []) if isinstance(item, str))
+        for name in ("hits", "misses"):
+            count = exported.get(name)
+            if type(count) is int:
+                setattr(self, name, getattr(self, name) + count)
+
     def save(self) -> bool:
         """Write the cache atomically; False when it cannot be written (it is only a cache).
 

@@ -1,0 +1,135 @@
+"""artifacts.Prefetch: the layers identified in a forked worker give exactly what identifying
+them in the run's own process gives, and a worker that fails costs time, never a result.
+
+Each scenario runs in a fresh interpreter: the worker is forked only from a process that has
+started no thread, and pytest's may have (a moto server of another test module)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+MANIFEST = """\
+version: 1
+region: us-east-1
+layers:
+  tools:
+    compatible_runtimes: [python3.12]
+    content: {path: tools, prefix: python}
+  more:
+    compatible_runtimes: [python3.12]
+    content: {path: more}
+  leaky:
+    compatible_runtimes: [python3.12]
+    content: {path: leaky}
+"""
+
+# Runs in the child interpreter: identify through a worker (or not), print plain results.
+SCENARIO = textwrap.dedent("""
+    import json, os, signal, sys
+    from pathlib import Path
+    from reconciler import artifacts, model, workspace
+    mode = sys.argv[1]
+    space = workspace.Workspace.for_manifest(Path("layers.yaml"))
+    parsed = workspace.load_manifest(space)
+    code = artifacts.LocalCode(space=space, manifest=parsed)
+    specs = list(parsed.layers)
+    worker = None
+    if mode != "inline":
+        code.prefetch(specs)
+        worker = code.prefetching
+        assert worker is not None, "no worker was started"
+        if mode == "killed":
+            os.kill(worker.pid, signal.SIGKILL)
+    found = code.identify(specs)
+    cache = json.loads(space.stat_cache_path.read_text())
+    print(json.dumps({
+        "found": {key: (value.fingerprint if isinstance(value, model.Artifact)
+                        else "error: " + value.message.replace(os.getcwd(), "<project>"))
+                  for key, value in found.items()},
+        "cached": {key: entry[-1] for key, entry in cache["entries"].items()},
+        "worker_used": worker is not None and worker.collect() is not None,
+    }))
+""")
+
+
+def _project(folder: Path, *, tools: int = 40) -> Path:
+    for layer, files in (("tools", tools), ("more", 3), ("leaky", 1)):
+        (folder / layer).mkdir(parents=True)
+        for number in range(files):
+            (folder / layer / f"m{number}.py").write_bytes(os.urandom(3000 + number))
+    os.chmod(folder / "tools" / "m1.py", 0o755)
+    (folder / "leaky" / "out").symlink_to("../tools/m0.py")  # leaves its folder: an error
+    (folder / "layers.yaml").write_text(MANIFEST)
+    return folder
+
+
+def _identify(folder: Path, mode: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", SCENARIO, mode], cwd=folder, check=True,
+                          capture_output=True, text=True)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture
+def two_copies(tmp_path: Path) -> tuple[Path, Path]:
+    """The same project in two folders (no shared stat cache)."""
+    first = _project(tmp_path / "a")
+    second = tmp_path / "b"
+    subprocess.run(["cp", "-a", str(first), str(second)], check=True)
+    return first, second
+
+
+def test_the_worker_identifies_as_this_process_does(two_copies: tuple[Path, Path]) -> None:
+    """Fingerprints, content errors and the saved stat cache's digests are the same whether
+    the layers are identified by a worker or in the run's own process."""
+    first, second = two_copies
+    through_worker = _identify(first, "worker")
+    inline = _identify(second, "inline")
+    assert through_worker["worker_used"] is True
+    found = through_worker["found"]
+    assert isinstance(found, dict) and found == inline["found"]
+    assert str(found["leaky"]).startswith("error: ") and "outside" in str(found["leaky"])
+    relative = {mode: {os.path.relpath(key, folder): digest for key, digest in
+                       dict(result["cached"]).items()}  # type: ignore[call-overload]
+                for mode, folder, result in (("worker", first, through_worker),
+                                             ("inline", second, inline))}
+    assert relative["worker"] == relative["inline"]
+    assert len(relative["worker"]) == 43  # tools and more; leaky stops before hashing
+
+
+def test_a_killed_worker_costs_time_not_a_result(tmp_path: Path) -> None:
+    """A worker killed as soon as it starts (3,000 files keep it busy far longer than the
+    kill takes): the layers are identified in the run's own process instead, alike."""
+    first = _project(tmp_path / "a", tools=3000)
+    second = tmp_path / "b"
+    subprocess.run(["cp", "-a", str(first), str(second)], check=True)
+    killed = _identify(first, "killed")
+    assert killed["worker_used"] is False
+    assert killed["found"] == _identify(second, "inline")["found"]
+
+
+def test_a_same_size_rewrite_with_its_mtime_restored_is_seen(tmp_path: Path) -> None:
+    """Warm (the stat cache holds every file), a file rewritten with other bytes of the same
+    size and its mtime put back is still seen through the worker: its ctime changed."""
+    folder = _project(tmp_path / "p")
+    victim = folder / "tools" / "m5.py"
+    old = os.stat(victim)
+    os.utime(folder / "tools", ns=(old.st_atime_ns, old.st_mtime_ns - 10**10))
+    for path in (folder / "tools").iterdir():  # settled files, older than the racy window
+        os.utime(path, ns=(old.st_atime_ns - 10**10, old.st_mtime_ns - 10**10))
+    before = _identify(folder, "worker")
+    settled = os.stat(victim)
+    victim.write_bytes(os.urandom(settled.st_size))
+    os.utime(victim, ns=(settled.st_atime_ns, settled.st_mtime_ns))
+    after = _identify(folder, "worker")
+    assert os.stat(victim).st_mtime_ns == settled.st_mtime_ns
+    found_before, found_after = dict(before["found"]), dict(after["found"])  # type: ignore[call-overload]
+    assert found_before["tools"] != found_after["tools"]
+    assert found_before["more"] == found_after["more"]
