@@ -1,7 +1,9 @@
 """Run one command as a child process and measure its wall time and its own peak RSS.
 
 The peak is the child's VmHWM from /proc/<pid>/status, read every few milliseconds until it
-exits (the high-water mark only grows, so the last read holds every earlier peak). Not
+exits (the high-water mark only grows, so the last read holds every earlier peak), and that
+of each process it forks (reconcile identifies layers in a forked worker): the figure is the
+largest single process's, as their pages are shared, not summed. Not
 os.wait4's ru_maxrss: on Linux, exec keeps the larger of the parent's memory at the fork and
 the child's own, so a benchmark whose own process is large (a moto server, a proxy holding a
 40 MB request) would be reported as the child's peak. Elsewhere than Linux it falls back to
@@ -41,6 +43,22 @@ def _vm_hwm_kib(pid: int) -> int | None:
     return None
 
 
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every live process below it (Linux's /proc/<pid>/task/<tid>/children)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as kids:
+                    pending.extend(int(kid) for kid in kids.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def run(command: list[str], *, cwd: Path, env: dict[str, str],
         stdout: int | IO[bytes] | None = subprocess.DEVNULL,
         stderr: int | IO[bytes] | None = subprocess.PIPE) -> tuple[Measured, bytes]:
@@ -54,9 +72,10 @@ def run(command: list[str], *, cwd: Path, env: dict[str, str],
         while True:
             if child.poll() is not None:
                 break
-            found = _vm_hwm_kib(child.pid)
-            if found is not None:
-                peak_kib = max(peak_kib, found)
+            for pid in _descendants(child.pid):
+                found = _vm_hwm_kib(pid)
+                if found is not None:
+                    peak_kib = max(peak_kib, found)
             time.sleep(_POLL_SECONDS)
         seconds = time.perf_counter() - started
         if child.stderr is not None:

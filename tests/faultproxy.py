@@ -310,6 +310,9 @@ class Call:
     forwarded: bool
     action: str  # "forward" or the rule action's class name
     request_bytes: int = 0  # the request body's length (a zip sent inline is megabytes)
+    # Seconds from sending the request upstream to having its whole reply: the server's own
+    # time (a benchmark subtracts it to show the client's); 0 when it was not forwarded.
+    upstream_seconds: float = 0.0
 
 
 @dataclass
@@ -429,6 +432,7 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 int, list[tuple[str, str]], bytes]:
             connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1",
                                                     upstream.port, timeout=60)
+            started = time.monotonic()
             try:
                 headers = {name: value for name, value in self.headers.items()
                            if name.lower() not in _HOP_BY_HOP and name.lower() not in strip}
@@ -437,6 +441,7 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                                    headers=headers)
                 response = connection.getresponse()
                 body = response.read()
+                self.upstream_seconds += time.monotonic() - started
                 return response.status, response.getheaders(), body
             finally:
                 connection.close()
@@ -479,8 +484,11 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 proxy._failed(f"{self.command} {self.path}: {exc!r}")
                 raise
 
+        upstream_seconds = 0.0  # this request's time upstream (see Call)
+
         def _proxy_one(self) -> None:
             arrived = time.monotonic()
+            self.upstream_seconds = 0.0
             request = self._request()
             action = proxy._take_action(request)
 
@@ -492,7 +500,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                                    method=request.method, path=request.path, key=request.key,
                                    status=status, forwarded=forwarded,
                                    action=type(action).__name__ if action else "forward",
-                                   request_bytes=len(request.body)))
+                                   request_bytes=len(request.body),
+                                   upstream_seconds=self.upstream_seconds))
 
             if isinstance(action, Reply | ForwardThenReply):
                 forwarded = isinstance(action, ForwardThenReply)

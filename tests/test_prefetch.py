@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,13 @@ SCENARIO = textwrap.dedent("""
         assert worker is not None, "no worker was started"
         if mode == "killed":
             os.kill(worker.pid, signal.SIGKILL)
+        if mode in ("abandoned", "run killed"):
+            print(worker.pid, flush=True)
+            if mode == "run killed":
+                import time
+                time.sleep(0.1)  # the worker is at work, past its start-up checks
+                os.kill(os.getpid(), signal.SIGKILL)
+            sys.exit(0)
     found = code.identify(specs)
     cache = json.loads(space.stat_cache_path.read_text())
     print(json.dumps({
@@ -59,11 +67,11 @@ SCENARIO = textwrap.dedent("""
 """)
 
 
-def _project(folder: Path, *, tools: int = 40) -> Path:
+def _project(folder: Path, *, tools: int = 40, size: int = 3000) -> Path:
     for layer, files in (("tools", tools), ("more", 3), ("leaky", 1)):
         (folder / layer).mkdir(parents=True)
         for number in range(files):
-            (folder / layer / f"m{number}.py").write_bytes(os.urandom(3000 + number))
+            (folder / layer / f"m{number}.py").write_bytes(os.urandom(size + number % 97))
     os.chmod(folder / "tools" / "m1.py", 0o755)
     (folder / "leaky" / "out").symlink_to("../tools/m0.py")  # leaves its folder: an error
     (folder / "layers.yaml").write_text(MANIFEST)
@@ -133,3 +141,34 @@ def test_a_same_size_rewrite_with_its_mtime_restored_is_seen(tmp_path: Path) -> 
     found_before, found_after = dict(before["found"]), dict(after["found"])  # type: ignore[call-overload]
     assert found_before["tools"] != found_after["tools"]
     assert found_before["more"] == found_after["more"]
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie nobody reaped yet is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def busy_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project of 40,000 small files, made once for the tests that only read it."""
+    return _project(tmp_path_factory.mktemp("busy") / "p", tools=40000, size=64)
+
+
+@pytest.mark.parametrize("how", ["abandoned", "run killed"])
+def test_a_run_that_ends_before_collecting_leaves_no_worker(busy_project: Path,
+                                                            how: str) -> None:
+    """A run that exits without collecting its worker (an early error) stops it before it
+    exits, and a run killed by SIGKILL takes its worker with it at once: nothing goes on
+    hashing in the background (40,000 files keep a worker busy for most of a second)."""
+    done = subprocess.run([sys.executable, "-c", SCENARIO, how], cwd=busy_project,
+                          capture_output=True, text=True)
+    pid = int(done.stdout.split()[0])
+    if how == "run killed":  # the kernel signals the worker as the run dies; let it land
+        deadline = time.monotonic() + 0.3
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert not _alive(pid)
