@@ -86,7 +86,10 @@ class Prefetch:
         local = [spec for spec in specs if spec.content.kind is not model.SourceKind.S3]
         if not local or sys.platform != "linux" or threading.active_count() > 1:
             return None
-        reader, writer = os.pipe()
+        try:
+            reader, writer = os.pipe()
+        except OSError:  # out of descriptors: identify in this process, as without a worker
+            return None
         parent = os.getpid()
         try:
             pid = os.fork()

@@ -62,18 +62,23 @@ def open_regular_file(path: Path | str, *, expected: os.stat_result) -> Iterator
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     descriptor = os.open(path, flags)
     with os.fdopen(descriptor, "rb") as file:
-        opened = os.fstat(descriptor)
-        # Windows' scandir leaves st_ino and st_dev at 0: nothing to compare with there.
-        same_file = expected.st_ino == 0 or (opened.st_dev, opened.st_ino) == (
-            expected.st_dev,
-            expected.st_ino,
-        )
-        if not same_file or not stat.S_ISREG(opened.st_mode):
-            raise errors.ContentError(
-                f"{path} was replaced while it was being packaged",
-                hint="run the command again once the files are stable",
-            )
+        _check_still_the_file(path, os.fstat(descriptor), expected=expected)
         yield file
+
+
+def _check_still_the_file(path: Path | str, opened: os.stat_result, *,
+                          expected: os.stat_result) -> None:
+    """ContentError unless the opened file is the regular file the walk saw at `path`."""
+    # Windows' scandir leaves st_ino and st_dev at 0: nothing to compare with there.
+    same_file = expected.st_ino == 0 or (opened.st_dev, opened.st_ino) == (
+        expected.st_dev,
+        expected.st_ino,
+    )
+    if not same_file or not stat.S_ISREG(opened.st_mode):
+        raise errors.ContentError(
+            f"{path} was replaced while it was being packaged",
+            hint="run the command again once the files are stable",
+        )
 
 
 def hash_regular_file(path: str, *, expected: os.stat_result) -> tuple[bytes, os.stat_result]:
@@ -88,14 +93,7 @@ def hash_regular_file(path: str, *, expected: os.stat_result) -> tuple[bytes, os
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     descriptor = os.open(path, flags)
     try:
-        opened = os.fstat(descriptor)
-        same_file = expected.st_ino == 0 or (opened.st_dev, opened.st_ino) == (
-            expected.st_dev, expected.st_ino)
-        if not same_file or not stat.S_ISREG(opened.st_mode):
-            raise errors.ContentError(
-                f"{path} was replaced while it was being packaged",
-                hint="run the command again once the files are stable",
-            )
+        _check_still_the_file(path, os.fstat(descriptor), expected=expected)
         digest = hashlib.sha256()
         while True:
             chunk = os.read(descriptor, CHUNK_BYTES)
