@@ -13,17 +13,13 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
-import pickle
-import signal
-import sys
 import tempfile
-import threading
 import time
 import zipfile
 from contextlib import suppress
 from pathlib import Path
 
-from reconciler import archive, errors, manifest, model, ports, workspace, zipbuild
+from reconciler import archive, errors, forking, manifest, model, ports, workspace, zipbuild
 from reconciler import content as layer_content
 from reconciler.content import common, s3, statcache
 
@@ -45,38 +41,24 @@ def _identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
     return found
 
 
-def _die_with_parent(parent: int) -> None:
-    """In a worker: be killed when the run dies (even by SIGKILL), through Linux's
-    PR_SET_PDEATHSIG; exit at once if it has died already."""
-    import ctypes  # the worker's only: ~5 ms the run itself never pays
-
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 class Prefetch:
-    """The local layers' identities computed in a forked worker process while this one goes
-    on (it imports botocore and makes its clients, ~0.2 s, then reads the state): on a cold
-    plan of a ~100 MB tree the walk and the hashing, ~0.3 s, then cost nothing more. Threads
-    cannot do this: under the GIL, hashing 7,660 small files beside an import measured no
-    faster than the two in turn; two processes take the longer of the two.
+    """The local layers' identities computed in a forked worker process (forking.Forked)
+    while this one goes on (it imports botocore and makes its clients, ~0.2 s, then reads the
+    state): on a cold plan of a ~100 MB tree the walk and the hashing, ~0.3 s, then cost
+    nothing more. Threads cannot do this: under the GIL, hashing 7,660 small files beside an
+    import measured no faster than the two in turn; two processes take the longer of the two.
 
     Why it cannot change a plan: the worker runs the very identify code on a copy of this
     run's stat cache (fork), and hands back plain data, its results and what its cache
     learned (`StatCache.export`); this process saves the cache, once. Any failure of the
     worker (killed, an unexpected error, a result that does not unpickle) only means the
-    layers are identified here instead, as without a worker. It is used only where fork is
-    safe: on Linux, before this process has started any thread.
+    layers are identified here instead, as without a worker.
     """
 
-    def __init__(self, *, pid: int, reader: int, keys: frozenset[str]) -> None:
-        self._pid = pid
-        self._reader = reader
+    def __init__(self, *, worker: forking.Forked[tuple[Identified, dict[str, object]]],
+                 keys: frozenset[str]) -> None:
+        self._worker = worker
         self.keys = keys
-        self._result: tuple[Identified, dict[str, object]] | None = None
-        self._collected = False
 
     @classmethod
     def start(cls, *, space: workspace.Workspace, specs: list[model.LayerSpec],
@@ -84,42 +66,13 @@ class Prefetch:
         """Fork the worker for the local layers of `specs`; None where it would not help or
         fork is not safe (nothing to identify, not Linux, a thread already running)."""
         local = [spec for spec in specs if spec.content.kind is not model.SourceKind.S3]
-        if not local or sys.platform != "linux" or threading.active_count() > 1:
+        if not local:
             return None
-        try:
-            reader, writer = os.pipe()
-        except OSError:  # out of descriptors: identify in this process, as without a worker
+        worker = forking.Forked.start(lambda: (
+            _identify_local(local, space=space, cache=cache, skip=skip), cache.export()))
+        if worker is None:
             return None
-        parent = os.getpid()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(reader)
-            os.close(writer)
-            return None
-        if pid == 0:  # the worker: never returns into the caller's code
-            status = 1
-            try:
-                os.close(reader)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                _die_with_parent(parent)
-                # Hold none of the run's streams: a pipe reader (`reconcile plan | tee`, CI)
-                # waits for every writer to close, and the worker writes nothing there.
-                quiet = os.open(os.devnull, os.O_RDWR)
-                for stream in (0, 1, 2):
-                    os.dup2(quiet, stream)
-                found = _identify_local(local, space=space, cache=cache, skip=skip)
-                payload = pickle.dumps((found, cache.export()))
-                with os.fdopen(writer, "wb") as out:
-                    out.write(payload)
-                status = 0
-            except BaseException:
-                pass
-            finally:
-                os._exit(status)
-        os.close(writer)
-        started = cls(pid=pid, reader=reader, keys=frozenset(spec.key for spec in local))
+        started = cls(worker=worker, keys=frozenset(spec.key for spec in local))
         # A run that ends before it collects (a credentials error, a usage error) must not
         # leave its worker hashing on in the background.
         atexit.register(started.cancel)
@@ -127,37 +80,20 @@ class Prefetch:
 
     def cancel(self) -> None:
         """Stop the worker if it is still running and nobody collected it."""
-        if self._collected:
-            return
-        self._collected = True
-        with suppress(OSError):
-            os.kill(self._pid, signal.SIGKILL)
-        with suppress(OSError):
-            os.waitpid(self._pid, 0)
-        with suppress(OSError):
-            os.close(self._reader)
+        self._worker.cancel()
 
     @property
     def pid(self) -> int:
         """The worker's process ID."""
-        return self._pid
+        return self._worker.pid
 
     def collect(self) -> tuple[Identified, dict[str, object]] | None:
         """The worker's results and cache export (waiting for them), or None if it failed."""
-        if self._collected:
-            return self._result
-        self._collected = True
-        try:
-            with os.fdopen(self._reader, "rb") as source:
-                payload = source.read()
-            _, status = os.waitpid(self._pid, 0)
-            if status == 0:
-                found, exported = pickle.loads(payload)
-                if isinstance(found, dict) and isinstance(exported, dict):
-                    self._result = (found, exported)
-        except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
-            self._result = None
-        return self._result
+        result = self._worker.collect()
+        if (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], dict)
+                and isinstance(result[1], dict)):
+            return result
+        return None
 
 
 class LocalCode:

@@ -30,7 +30,7 @@ CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
                    "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
-                   "publishing", "sandbox", "cli"})
+                   "publishing", "sandbox", "forking", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
@@ -57,6 +57,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     # that dispatches to it; the shared pieces know no kind.
     **{kind: CORE | CONTENT_SHARED - {kind} for kind in CONTENT_KINDS},
     "content.common": CORE,
+    # Forks a child for a callable and hands its result back: it knows nothing of the project.
+    "forking": frozenset(),
     "content.statcache": CORE | {"content.common"},
 }
 # Top-level modules no core module may import: the file system, processes, the network, AWS
