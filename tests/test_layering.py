@@ -59,7 +59,7 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "content.common": CORE,
     # Forks a child for a callable and hands its result back: it knows nothing of the project.
     "forking": frozenset(),
-    "content.statcache": CORE | {"content.common"},
+    "content.statcache": CORE | {"content.common", "forking"},
 }
 # Top-level modules no core module may import: the file system, processes, the network, AWS
 # and the terminal belong to the shell.

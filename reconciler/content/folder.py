@@ -195,11 +195,14 @@ def identify(
     `cache` when a file is unchanged."""
     collected = collect(content, base_dir=base_dir, label=label, skip=skip)
     file_digests: list[tuple[model.Entry, str]] = []
-    for entry in collected.entries:
-        if entry.link_target is not None:
-            file_digests.append((entry, ""))
-        else:
-            file_stat = collected.stats[entry.source]
-            file_digests.append((entry, cache.file_sha256(entry.source, file_stat)))
+    files = [(entry.source, collected.stats[entry.source]) for entry in collected.entries
+             if entry.link_target is None]
+    with cache.reading_ahead(files):  # a cold tree is read in two processes
+        for entry in collected.entries:
+            if entry.link_target is not None:
+                file_digests.append((entry, ""))
+            else:
+                file_stat = collected.stats[entry.source]
+                file_digests.append((entry, cache.file_sha256(entry.source, file_stat)))
     return model.Artifact(fingerprint=archive.fingerprint(file_digests),
                           unzipped_size=sum(entry.size for entry in collected.entries))
