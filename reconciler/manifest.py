@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,21 +63,39 @@ def field_name(path: Path) -> str:
     return text or "(root)"
 
 
-def parse(data: bytes, *, file: str, schema: Mapping[str, Any],
-          schema_checked: bool = False) -> model.Manifest:
-    """Parse and validate a manifest; raise ManifestError listing every problem found.
+@dataclass(frozen=True)
+class Unchecked:
+    """A manifest read and held to every rule but the JSON Schema pass, which `check` makes.
 
-    `schema_checked`: the caller knows that these very bytes passed this very schema before
-    (workspace keeps that record); the JSON Schema pass, the one that needs jsonschema (~50 ms
-    to import), is skipped and every other rule still runs. Validation is a pure function of
-    the bytes and the schema, so a record of both cannot let a mistake through."""
-    problems: list[errors.Problem] = []
+    `early` is what `check` will return if the bytes pass that pass: built before it (the
+    pass needs jsonschema, ~50 ms to import on a run that has no record of these bytes), so
+    that a run can start reading the layers' files meanwhile. It is only a guess until then:
+    None when a rule already failed or the build broke on data the schema would refuse."""
 
+    file: str
+    sha256: str
+    document: _Document
+    leading: tuple[errors.Problem, ...]  # before the schema's (YAML the tool refuses)
+    trailing: tuple[errors.Problem, ...]  # after them (the rules a schema cannot express)
+    content_refs: tuple[model.ContentRef, ...]
+    early: model.Manifest | None
+
+
+def _problem_adder(file: str, problems: list[errors.Problem]
+                   ) -> Callable[[model.Location, Path, str], None]:
+    """A function that appends a located problem of `file` to `problems`."""
     def problem(location: model.Location, path: Path, message: str) -> None:
         problems.append(
             errors.Problem(file, location.line, location.column, field_name(path), message)
         )
+    return problem
 
+
+def read(data: bytes, *, file: str) -> Unchecked:
+    """Read a manifest's bytes: ManifestError if they are not a YAML mapping at all, else
+    everything `check` needs, with the manifest they would give (see Unchecked.early)."""
+    problems: list[errors.Problem] = []
+    problem = _problem_adder(file, problems)
     start = model.Location(1, 1)
     if len(data) > MAX_MANIFEST_BYTES:
         problem(start, (), f"the manifest is larger than {MAX_MANIFEST_BYTES:,} bytes, the "
@@ -100,19 +118,55 @@ def parse(data: bytes, *, file: str, schema: Mapping[str, Any],
         problem(start, (), f"the manifest must be a mapping with `version` and `layers`, "
                            f"not {kind}")
         raise errors.ManifestError(problems)
+    leading = tuple(problems)
+    trailing: list[errors.Problem] = []
+    add_trailing = _problem_adder(file, trailing)
+    for path, message in _semantic_problems(document.data):
+        add_trailing(_nearest(document.keys, path, document=document), path, message)
+    refs = _content_refs(document)
+    sha256 = hashlib.sha256(data).hexdigest()
+    early = None
+    if not leading and not trailing:
+        try:
+            early = _build(document, file=file, content_refs=refs, sha256=sha256)
+        except Exception:  # data the schema pass would refuse can break the build anywhere
+            early = None
+    return Unchecked(file=file, sha256=sha256, document=document, leading=leading,
+                     trailing=tuple(trailing), content_refs=refs, early=early)
 
+
+def check(unchecked: Unchecked, *, schema: Mapping[str, Any],
+          schema_checked: bool = False) -> model.Manifest:
+    """The JSON Schema pass over a manifest read by `read`, then every problem found at
+    once (ManifestError), or the manifest.
+
+    `schema_checked`: the caller knows that these very bytes passed this very schema before
+    (workspace keeps that record); the JSON Schema pass, the one that needs jsonschema (~50 ms
+    to import), is skipped and every other rule still runs. Validation is a pure function of
+    the bytes and the schema, so a record of both cannot let a mistake through."""
+    document = unchecked.document
+    problems = list(unchecked.leading)
+    problem = _problem_adder(unchecked.file, problems)
     for error in () if schema_checked else _schema_errors(document.data, schema):
         for path, message, at_key in _explain(error, document.data):
             if path in document.invalid:
                 continue
             table = document.keys if at_key else document.values
             problem(_nearest(table, path, document=document), path, message)
-    for path, message in _semantic_problems(document.data):
-        problem(_nearest(document.keys, path, document=document), path, message)
-    refs = _content_refs(document)
+    problems.extend(unchecked.trailing)
     if problems:
-        raise errors.ManifestError(problems, content_refs=refs)
-    return _build(document, file=file, content_refs=refs, sha256=hashlib.sha256(data).hexdigest())
+        raise errors.ManifestError(problems, content_refs=unchecked.content_refs)
+    if unchecked.early is not None:
+        return unchecked.early
+    return _build(document, file=unchecked.file, content_refs=unchecked.content_refs,
+                  sha256=unchecked.sha256)
+
+
+def parse(data: bytes, *, file: str, schema: Mapping[str, Any],
+          schema_checked: bool = False) -> model.Manifest:
+    """Parse and validate a manifest (`read`, then `check`); raise ManifestError listing
+    every problem found."""
+    return check(read(data, file=file), schema=schema, schema_checked=schema_checked)
 
 
 def _content_refs(document: _Document) -> tuple[model.ContentRef, ...]:

@@ -846,3 +846,36 @@ def test_s3_content_in_a_manifest_of_many_regions_is_located() -> None:
         manifest.parse(text.encode(), file="layers.yaml", schema=SCHEMA)
     assert "layers.a.content.s3" in str(raised.value)
     assert "its own region only" in str(raised.value)
+
+
+EARLY_VALID = """\
+version: 1
+region: [us-east-1, eu-west-1]
+defaults: {compatible_runtimes: [python3.12]}
+layers:
+  tools: {content: {path: tools, prefix: python, exclude: ["*.pyc"]}, description: Tools}
+  vendor: {content: {zip: vendor.zip}}
+"""
+
+
+def test_the_early_manifest_is_the_checked_one() -> None:
+    """`read` builds, before the schema pass, exactly the manifest `check` returns for
+    bytes that pass it (what a run starts reading layer files from meanwhile)."""
+    unchecked = manifest.read(EARLY_VALID.encode(), file=FILE)
+    assert unchecked.early is not None
+    assert unchecked.early == manifest.check(unchecked, schema=SCHEMA)
+    assert unchecked.early == manifest.parse(EARLY_VALID.encode(), file=FILE, schema=SCHEMA)
+
+
+@pytest.mark.parametrize("text", [
+    "version: 1\nlayers: {tools: {content: 5}}\n",             # the build would index an int
+    "version: 1\nlayers: {tools: {content: {path: [a]}}}\n",   # a path that is no string
+    "version: 1\nlayers: [tools]\n",                           # layers that are no mapping
+    "version: 1\nlayers: {tools: {content: {path: t}, compatible_runtimes: 3}}\n",
+])
+def test_bytes_the_schema_refuses_give_no_manifest(text: str) -> None:
+    """Bytes that break the build before the schema pass give no early manifest (or one
+    nobody may use: `check` refuses the bytes), and never an exception from `read`."""
+    unchecked = manifest.read(text.encode(), file=FILE)
+    with pytest.raises(errors.ManifestError):
+        manifest.check(unchecked, schema=SCHEMA)
