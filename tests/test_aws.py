@@ -692,3 +692,37 @@ def test_every_call_in_a_region_takes_a_token_of_its_bucket(moto_url: str) -> No
     for _ in range(5):
         store.latest_version(region=REGION, layer_name="nothing")
     assert time.monotonic() - start >= 1.9
+
+
+def test_the_loader_knows_the_services_botocores_knows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sessions' data loader lists, for each kind of model a client loads, exactly the
+    services among lambda, s3 and sts that botocore's own loader lists (it only skips the
+    ~410 folders of the others), and still refuses a service it does not list."""
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    import botocore.loaders
+
+    ours = aws._session(None).get_component("data_loader")
+    theirs = botocore.loaders.create_loader()
+    for kind in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2"):
+        expected = [name for name in theirs.list_available_services(kind)
+                    if name in ("lambda", "s3", "sts")]
+        assert ours.list_available_services(kind) == expected
+    assert ours.list_available_services("service-2") == ["lambda", "s3", "sts"]
+    with pytest.raises(botocore.exceptions.UnknownServiceError):
+        ours.load_service_model("dynamodb", "service-2")
+
+
+def test_the_loader_reads_models_from_aws_data_path(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Lambda model of a later API version folder put under AWS_DATA_PATH is the one a
+    session loads, as with botocore's own loader."""
+    import botocore.loaders
+
+    real = botocore.loaders.create_loader().load_service_model("lambda", "service-2")
+    real["metadata"]["serviceFullName"] = "Lambda from AWS_DATA_PATH"
+    folder = tmp_path / "models" / "lambda" / "2099-01-01"
+    folder.mkdir(parents=True)
+    (folder / "service-2.json").write_text(json.dumps(real))
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path / "models"))
+    model_found = aws._session(None).get_service_model("lambda")
+    assert model_found.metadata["serviceFullName"] == "Lambda from AWS_DATA_PATH"
