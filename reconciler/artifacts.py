@@ -56,9 +56,9 @@ class Prefetch:
     """
 
     def __init__(self, *, worker: forking.Forked[tuple[Identified, dict[str, object]]],
-                 keys: frozenset[str]) -> None:
+                 contents: dict[str, model.ContentSpec]) -> None:
         self._worker = worker
-        self.keys = keys
+        self.contents = contents  # what the worker identifies, by layer key
 
     @classmethod
     def start(cls, *, space: workspace.Workspace, specs: list[model.LayerSpec],
@@ -72,7 +72,7 @@ class Prefetch:
             _identify_local(local, space=space, cache=cache, skip=skip), cache.export()))
         if worker is None:
             return None
-        started = cls(worker=worker, keys=frozenset(spec.key for spec in local))
+        started = cls(worker=worker, contents={spec.key: spec.content for spec in local})
         # A run that ends before it collects (a credentials error, a usage error) must not
         # leave its worker hashing on in the background.
         atexit.register(started.cancel)
@@ -96,11 +96,42 @@ class Prefetch:
         return None
 
 
+def own_paths(space: workspace.Workspace) -> frozenset[str]:
+    """The tool's own files, never packaged (real paths): they change on every run, and a
+    layer whose folder holds them (`path: .`) would never converge."""
+    return frozenset({os.path.realpath(space.cache_dir), os.path.realpath(space.lockfile_path)})
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadStart:
+    """A run's stat cache, loaded once, and the worker identifying its local layers on a
+    copy of it (None where none could be forked): begun as soon as the layers are known,
+    from the manifest's early build (manifest.Unchecked.early) while the schema pass and
+    the rest of the start-up go on, then handed to the run's LocalCode."""
+
+    cache: statcache.StatCache
+    prefetch: Prefetch | None
+
+    @classmethod
+    def begin(cls, space: workspace.Workspace, specs: list[model.LayerSpec]) -> HeadStart:
+        """Load the stat cache and start the worker for the local layers of `specs`; it
+        writes nothing (the manifest may yet prove invalid: then nothing may change)."""
+        cache = statcache.StatCache.load(space.stat_cache_path)
+        return cls(cache=cache, prefetch=Prefetch.start(space=space, specs=specs, cache=cache,
+                                                        skip=own_paths(space)))
+
+    def cancel(self) -> None:
+        """Stop the worker, if any (the run ends before it needs the layers)."""
+        if self.prefetch is not None:
+            self.prefetch.cancel()
+
+
 class LocalCode:
     """The content of one manifest's layers, read relative to the manifest's folder."""
 
     def __init__(self, *, space: workspace.Workspace, manifest: model.Manifest,
-                 objects: ports.ArtifactStore | None = None) -> None:
+                 objects: ports.ArtifactStore | None = None,
+                 head_start: HeadStart | None = None) -> None:
         self._space = space
         self._manifest = manifest
         # S3 sources are identified by HeadObject through it (None: no S3 access, as in
@@ -109,26 +140,25 @@ class LocalCode:
         self.build_dir = space.cache_dir / "build"
         # Remote zips downloaded for adoption by content, each removed once compared.
         self.downloads_dir = space.cache_dir / "downloads"
-        # Never packaged: the tool's own files change on every run, and a layer whose folder
-        # holds them (`path: .`) would never converge.
-        self.skip = frozenset({os.path.realpath(space.cache_dir),
-                               os.path.realpath(space.lockfile_path)})
+        self.skip = own_paths(space)
         self._built: dict[str, model.Artifact] = {}
         # The run's stat cache: a rebuild takes unchanged files' digests from it (to copy
         # their compressed bytes from the layer's previous zip) instead of reading them.
         self._cache: statcache.StatCache | None = None
         self._prefetch: Prefetch | None = None
-        self._preloaded = False  # the stat cache was loaded by prefetch(), for identify()
+        self._preloaded = False  # the stat cache was loaded by a head start, for identify()
+        if head_start is not None:
+            self._take(head_start)
+
+    def _take(self, head_start: HeadStart) -> None:
+        self._cache, self._prefetch = head_start.cache, head_start.prefetch
+        self._preloaded = True
 
     def prefetch(self, specs: list[model.LayerSpec]) -> None:
-        """Start identifying the local layers of `specs` in a worker process (Prefetch); the
-        next `identify` takes its results. Loads the run's stat cache (once: the worker
-        uses a copy of it)."""
-        remove_cache_temps(self._space.cache_dir)
-        cache = self._cache = statcache.StatCache.load(self._space.stat_cache_path)
-        self._preloaded = True
-        self._prefetch = Prefetch.start(space=self._space, specs=specs, cache=cache,
-                                        skip=self.skip)
+        """Start identifying the local layers of `specs` in a worker process (HeadStart);
+        the next `identify` takes its results. Loads the run's stat cache (once: the
+        worker uses a copy of it)."""
+        self._take(HeadStart.begin(self._space, specs))
 
     @property
     def prefetching(self) -> Prefetch | None:
@@ -151,15 +181,19 @@ class LocalCode:
         planned; the stat cache is loaded and saved once. An S3 source is looked up with
         HeadObject in the first of its `regions` (Lambda reads code from its own region)."""
         prefetched, self._prefetch = self._prefetch, None
+        remove_cache_temps(self._space.cache_dir)
         if self._cache is None or not self._preloaded:
-            remove_cache_temps(self._space.cache_dir)
             self._cache = statcache.StatCache.load(self._space.stat_cache_path)
         cache, self._preloaded = self._cache, False
         done: Identified = {}
         if prefetched is not None and (result := prefetched.collect()) is not None:
             worker_found, exported = result
             cache.absorb(exported)
-            done = {key: found for key, found in worker_found.items() if key in prefetched.keys}
+            # Only for the very contents it was asked about (a head start is begun from the
+            # manifest's early build, which is the checked one: this only makes sure).
+            wanted = {spec.key: spec.content for spec in specs}
+            done = {key: found for key, found in worker_found.items()
+                    if key in wanted and prefetched.contents.get(key) == wanted[key]}
         local = [spec for spec in specs
                  if spec.content.kind is not model.SourceKind.S3 and spec.key not in done]
         done.update(_identify_local(local, space=self._space, cache=cache, skip=self.skip))

@@ -318,13 +318,24 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
              regions: list[str] | None, profile: str | None, endpoint_url: str | None,
              max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS) -> _Session:
     """Validate, then (only then) reach for AWS."""
-    space, parsed = _load(manifest, lockfile_path)
-    code = artifacts.LocalCode(space=space, manifest=parsed)
-    # The layers' files are walked and hashed in a worker process while this one imports
-    # botocore and makes its clients (artifacts.Prefetch); with targets, only those layers
-    # are identified, in this process.
-    if not targets:
-        code.prefetch(list(parsed.layers))
+    space = workspace.Workspace.for_manifest(manifest, lockfile_path)
+    # The layers' files are walked and hashed in a worker process while this one validates
+    # the manifest against its schema, imports botocore and makes its clients
+    # (artifacts.HeadStart, begun from the manifest's early build); with targets, only those
+    # layers are identified, in this process.
+    begun: list[artifacts.HeadStart] = []
+
+    def head_start(early: model.Manifest) -> None:
+        begun.append(artifacts.HeadStart.begin(space, list(early.layers)))
+
+    try:
+        parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
+    except BaseException:
+        for started in begun:  # a manifest with problems: nothing is read for it
+            started.cancel()
+        raise
+    code = artifacts.LocalCode(space=space, manifest=parsed,
+                               head_start=begun[0] if begun else None)
     state = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
                            max_attempts=max_attempts)
     store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,

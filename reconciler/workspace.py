@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -120,10 +121,14 @@ def _record_valid(workspace: Workspace, key: str) -> None:
         pass
 
 
-def load_manifest(workspace: Workspace) -> model.Manifest:
+def load_manifest(workspace: Workspace, *,
+                  head_start: Callable[[model.Manifest], None] | None = None) -> model.Manifest:
     """Read, parse and validate the manifest, including the checks of the files it names.
 
     Raises ManifestError with every problem, or ReconcilerError when the file is unreadable.
+    `head_start` is called with the manifest the bytes give if they pass the schema, before
+    the schema pass and the checks on disk (see manifest.Unchecked.early); a run that stops on
+    a problem found after it must undo what it began.
     """
     path = workspace.manifest_path
     try:
@@ -143,8 +148,10 @@ def load_manifest(workspace: Workspace) -> model.Manifest:
     key = _validation_key(data)
     known_valid = _recorded_valid(workspace, key)
     try:
-        parsed = manifest.parse(data, file=str(path), schema=load_schema(),
-                                schema_checked=known_valid)
+        unchecked = manifest.read(data, file=str(path))
+        if head_start is not None and unchecked.early is not None:
+            head_start(unchecked.early)
+        parsed = manifest.check(unchecked, schema=load_schema(), schema_checked=known_valid)
     except errors.ManifestError as invalid:
         refs = tuple(ref for ref in invalid.content_refs if isinstance(ref, model.ContentRef))
         on_disk = content_problems(refs, file=str(path), base_dir=workspace.base_dir)

@@ -172,3 +172,53 @@ def test_a_run_that_ends_before_collecting_leaves_no_worker(busy_project: Path,
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
     assert not _alive(pid)
+
+
+def _session_members(session: int) -> list[int]:
+    """The live processes of the session led by `session` (zombies excluded)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[3]) == session:  # state, ..., session
+            members.append(int(entry))
+    return members
+
+
+@pytest.mark.parametrize("problem", [
+    ("compatible_runtimes: [python3.12]", "compatible_runtimes: [python9]"),  # the schema's
+    ("content: {path: tools, prefix: python}", "content: {path: gone, prefix: python}"),
+])
+def test_a_manifest_refused_after_the_head_start_leaves_nothing(
+        busy_project: Path, problem: tuple[str, str]) -> None:
+    """The layers' files start being read before the schema pass and the checks on disk; a
+    manifest refused by either (a runtime the schema does not know, a folder that does not
+    exist) still exits 1 with the located problem, writes nothing, and leaves no worker
+    reading the 40,000 files in the background."""
+    old, new = problem
+    refused = busy_project / "refused.yaml"
+    refused.write_text(MANIFEST.replace(old, new, 1))
+    before = sorted(path.name for path in busy_project.iterdir())
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL="http://127.0.0.1:9")
+    script = Path(sys.executable).parent / "reconcile"
+    try:
+        run = subprocess.Popen([str(script), "plan", "-f", "refused.yaml"], cwd=busy_project,
+                               env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+        _, err = run.communicate(timeout=60)
+        after = sorted(path.name for path in busy_project.iterdir())
+    finally:
+        refused.unlink()
+    assert run.returncode == 1, err
+    assert err.startswith("refused.yaml:") and "Traceback" not in err
+    assert "1 problem found; nothing was changed." in err
+    assert ("python9" in err) if "python9" in new else ("'gone' does not exist" in err)
+    assert _session_members(run.pid) == []
+    assert after == before
