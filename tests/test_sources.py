@@ -616,6 +616,30 @@ def test_stat_cache_forgets_deleted_files(tmp_path: Path) -> None:
     assert (again.hits, again.misses) == (len(TREE) - 1, 0)
 
 
+def test_a_run_of_trusted_hits_leaves_the_cache_file_alone(tmp_path: Path) -> None:
+    """A run whose every lookup is a trusted hit writes nothing (the file keeps its inode and
+    bytes); a run that reads one changed file writes the cache again, with its new digest."""
+    root = _settled_tree(tmp_path)
+    cache_path = tmp_path / ".reconcile" / "cache.json"
+    first = _cache(tmp_path)
+    _identify(tmp_path, _content(), first)
+    assert first.save()
+    written = cache_path.stat()
+    saved = cache_path.read_bytes()
+    warm = _cache(tmp_path)
+    assert _identify(tmp_path, _content(), warm).fingerprint == GOLDEN_FINGERPRINT
+    assert warm.misses == 0 and warm.save()
+    assert cache_path.stat().st_ino == written.st_ino and cache_path.read_bytes() == saved
+    edited = root / "README.txt"
+    edited.write_bytes(edited.read_bytes() + b"more\n")
+    os.utime(edited, (time.time() - 10, time.time() - 10))
+    changed = _cache(tmp_path)
+    _identify(tmp_path, _content(), changed)
+    assert changed.misses == 1 and changed.save()
+    entries = json.loads(cache_path.read_text())["entries"]
+    assert entries[str(edited)][-1] == hashlib.sha256(edited.read_bytes()).hexdigest()
+
+
 def test_build_reuses_a_zip_already_built_for_the_fingerprint(tmp_path: Path) -> None:
     """A second build of the same fingerprint reuses the zip file instead of rewriting it."""
     _write_tree(tmp_path / "layer")

@@ -107,6 +107,10 @@ class StatCache:
         self._entries = dict(entries)
         self._written_ns = written_ns
         self._used: set[str] = set()
+        # Keys whose entry this run set or dropped, and whether a verified zip was added: a
+        # run that changed neither writes nothing (a warm plan's ~40 ms of JSON).
+        self._changed: set[str] = set()
+        self._zips_added = False
         self._verified_zips = set(verified_zips)
         # Digests a helper process is reading ahead (`reading_ahead`): the files it was given
         # and, once collected, the digests it took.
@@ -149,7 +153,9 @@ class StatCache:
 
     def remember_verified_zip(self, sha256: str) -> None:
         """Record that the zip with this hex SHA-256 passed the data checks."""
-        self._verified_zips.add(sha256)
+        if sha256 not in self._verified_zips:
+            self._verified_zips.add(sha256)
+            self._zips_added = True
 
     def _trusted(self, key: str, st: os.stat_result) -> _CachedDigest | None:
         """The cached digest of `key` if it may be given for a file whose stat is `st`."""
@@ -172,6 +178,7 @@ class StatCache:
         if key in self._ahead_keys:
             self._collect_ahead()
         ahead = self._ahead.pop(key, None)
+        self._changed.add(key)
         if ahead is not None and ahead.matches(st):
             self._entries[key] = ahead
             self.read_ahead += 1
@@ -232,29 +239,33 @@ class StatCache:
                     self._ahead[item[0]] = cached
 
     def export(self) -> dict[str, object]:
-        """What this run learned, as plain data: the entry of each file looked up (None for
-        one that changed while it was read), the verified zips and the counts. A worker
-        process that identified layers hands it to the run's own cache (`absorb`)."""
-        return {"entries": {key: (cached.as_json() if (cached := self._entries.get(key))
-                                  else None) for key in self._used},
+        """What this run learned, as plain data: the files looked up, the entry of each file
+        read (None for one that changed while it was read), the verified zips and the counts.
+        A worker process that identified layers hands it to the run's own cache (`absorb`)."""
+        return {"used": list(self._used),
+                "entries": {key: (cached.as_json() if (cached := self._entries.get(key))
+                                  else None) for key in self._changed},
                 "verified_zips": sorted(self._verified_zips),
                 "hits": self.hits, "misses": self.misses, "read_ahead": self.read_ahead}
 
     def absorb(self, exported: Mapping[str, object]) -> None:
-        """Take in what another copy of this cache (a worker's) learned: see `export`."""
-        entries = exported.get("entries")
-        if not isinstance(entries, dict):
+        """Take in what another copy of this cache (a worker's, forked from this one, so the
+        data is this code's own) learned: see `export`."""
+        used, entries = exported.get("used"), exported.get("entries")
+        if not isinstance(used, list) or not isinstance(entries, dict):
             return
+        self._used.update(used)
         for key, value in entries.items():
             cached = _CachedDigest.from_json(value)
             if cached is None:
                 self._entries.pop(key, None)
             else:
                 self._entries[key] = cached
-            self._used.add(key)
+            self._changed.add(key)
         verified = exported.get("verified_zips")
-        self._verified_zips.update(item for item in (verified if isinstance(verified, list)
-                                                     else []) if isinstance(item, str))
+        for item in verified if isinstance(verified, list) else []:
+            if isinstance(item, str):
+                self.remember_verified_zip(item)
         for name in ("hits", "misses", "read_ahead"):
             count = exported.get(name)
             if type(count) is int:
@@ -264,9 +275,11 @@ class StatCache:
         """Write the cache atomically; False when it cannot be written (it is only a cache).
 
         Entries not used in this run are kept while their file exists, so that a run over
-        some layers does not forget the others.
+        some layers does not forget the others. A run that set no entry, dropped none and
+        verified no new zip writes nothing: every lookup was a trusted hit, and the file on
+        disk already says all it would say (a new write time would only trust sooner
+        entries that no lookup of this run needed).
         """
-        written_ns = time.time_ns()
         kept = {
             key: cached
             for key, cached in sorted(self._entries.items())
@@ -274,6 +287,10 @@ class StatCache:
         }
         digests = {cached.sha256 for cached in kept.values()}
         verified_zips = sorted(self._verified_zips & digests)
+        if (not self._changed and not self._zips_added and len(kept) == len(self._entries)
+                and len(verified_zips) == len(self._verified_zips) and self.path.exists()):
+            return True
+        written_ns = time.time_ns()
         document = {
             "format": CACHE_FORMAT,
             "written_ns": written_ns,
@@ -291,6 +308,8 @@ class StatCache:
         self._entries = kept
         self._written_ns = written_ns
         self._verified_zips = set(verified_zips)
+        self._changed.clear()
+        self._zips_added = False
         return True
 
 
