@@ -50,9 +50,9 @@ class Prefetch:
 
     Why it cannot change a plan: the worker runs the very identify code on a copy of this
     run's stat cache (fork), and hands back plain data, its results and what its cache
-    learned (`StatCache.export`); this process saves the cache, once. Any failure of the
-    worker (killed, an unexpected error, a result that does not unpickle) only means the
-    layers are identified here instead, as without a worker.
+    learned (`StatCache.hand_back`: the bytes of the cache to save); this process saves the
+    cache, once. Any failure of the worker (killed, an unexpected error, a result that does
+    not unpickle) only means the layers are identified here instead, as without a worker.
     """
 
     def __init__(self, *, worker: forking.Forked[tuple[Identified, dict[str, object]]],
@@ -69,7 +69,7 @@ class Prefetch:
         if not local:
             return None
         worker = forking.Forked.start(lambda: (
-            _identify_local(local, space=space, cache=cache, skip=skip), cache.export()))
+            _identify_local(local, space=space, cache=cache, skip=skip), cache.hand_back()))
         if worker is None:
             return None
         started = cls(worker=worker, contents={spec.key: spec.content for spec in local})
@@ -88,7 +88,8 @@ class Prefetch:
         return self._worker.pid
 
     def collect(self) -> tuple[Identified, dict[str, object]] | None:
-        """The worker's results and cache export (waiting for them), or None if it failed."""
+        """The worker's results and what its cache hands back (waiting for them), or None if
+        it failed."""
         result = self._worker.collect()
         if (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], dict)
                 and isinstance(result[1], dict)):
@@ -187,8 +188,8 @@ class LocalCode:
         cache, self._preloaded = self._cache, False
         done: Identified = {}
         if prefetched is not None and (result := prefetched.collect()) is not None:
-            worker_found, exported = result
-            cache.absorb(exported)
+            worker_found, handed = result
+            cache.take_back(handed)
             # Only for the very contents it was asked about (a head start is begun from the
             # manifest's early build, which is the checked one: this only makes sure).
             wanted = {spec.key: spec.content for spec in specs}

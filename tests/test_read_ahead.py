@@ -47,12 +47,11 @@ SCENARIO = textwrap.dedent("""
                 digests[os.path.basename(path)] = cache.file_sha256(path, st)
     except errors.ContentError as failure:
         error = failure.message.replace(str(folder), "<folder>")
-    exported = cache.export()
+    snapshot = cache.snapshot()
+    saved = json.loads(snapshot)["entries"] if snapshot else {}
     print(json.dumps({
         "digests": digests, "error": error, "read_ahead": cache.read_ahead,
-        "misses": cache.misses,
-        "remembered": sorted(os.path.basename(key)
-                             for key, entry in exported["entries"].items() if entry),
+        "misses": cache.misses, "remembered": sorted(os.path.basename(key) for key in saved),
     }))
 """)
 

@@ -640,6 +640,33 @@ def test_a_run_of_trusted_hits_leaves_the_cache_file_alone(tmp_path: Path) -> No
     assert entries[str(edited)][-1] == hashlib.sha256(edited.read_bytes()).hexdigest()
 
 
+def test_a_workers_cache_is_taken_back_whole(tmp_path: Path) -> None:
+    """What a worker's copy of the cache hands back is what the run's copy saves, byte for
+    byte, and what its later lookups are served from (every one a hit); a run's copy that
+    changed since refuses it, and then saves only its own entries."""
+    root = _settled_tree(tmp_path)
+    cache_path = tmp_path / ".reconcile" / "cache.json"
+    worker, run = _cache(tmp_path), _cache(tmp_path)
+    assert _identify(tmp_path, _content(), worker).fingerprint == GOLDEN_FINGERPRINT
+    handed = worker.hand_back()
+    assert isinstance(handed["snapshot"], bytes) and handed["misses"] == len(TREE)
+    assert run.take_back(handed) and run.misses == len(TREE)
+    assert run.save() and cache_path.read_bytes() == handed["snapshot"]
+    assert _identify(tmp_path, _content(), run).fingerprint == GOLDEN_FINGERPRINT
+    assert run.hits == len(TREE)
+    changed, late = _cache(tmp_path), _cache(tmp_path)
+    edited = root / "README.txt"
+    edited.write_bytes(b"edited\n")
+    os.utime(edited, (time.time() - 10, time.time() - 10))
+    _identify(tmp_path, _content(), changed)
+    _identify(tmp_path, _content(), late)
+    assert late.misses == 1
+    assert not late.take_back(changed.hand_back())
+    assert late.save()
+    assert json.loads(cache_path.read_text())["entries"][str(edited)][-1] == \
+        hashlib.sha256(b"edited\n").hexdigest()
+
+
 def test_build_reuses_a_zip_already_built_for_the_fingerprint(tmp_path: Path) -> None:
     """A second build of the same fingerprint reuses the zip file instead of rewriting it."""
     _write_tree(tmp_path / "layer")
