@@ -123,6 +123,13 @@ class ExcludeRules:
 
     def __init__(self, rules: Sequence[_Rule]) -> None:
         self._rules = tuple(rules)
+        # With no negated pattern a path is excluded as soon as any rule matches it, so one
+        # alternation of the rules for files (those not dir-only) and one for folders (all)
+        # judge a path in one match instead of one per rule (a walk asks ~9,000 times).
+        self._either: tuple[re.Pattern[str] | None, re.Pattern[str] | None] | None = None
+        if not any(rule.negated for rule in self._rules):
+            self._either = (_alternation([rule for rule in self._rules if not rule.dir_only]),
+                            _alternation(self._rules))
 
     @classmethod
     def compile(cls, patterns: Sequence[str]) -> ExcludeRules:
@@ -136,12 +143,22 @@ class ExcludeRules:
 
     def excluded(self, relpath: str, *, is_dir: bool) -> bool:
         """Whether `relpath` (POSIX, relative to the content folder) is excluded."""
+        if self._either is not None:
+            either = self._either[1] if is_dir else self._either[0]
+            return either is not None and either.match(relpath) is not None
         for rule in reversed(self._rules):
             if rule.dir_only and not is_dir:
                 continue
             if rule.regex.match(relpath):
                 return not rule.negated
         return False
+
+
+def _alternation(rules: Sequence[_Rule]) -> re.Pattern[str] | None:
+    """One regex that matches what any of `rules` matches (None for no rule)."""
+    if not rules:
+        return None
+    return re.compile("|".join(f"(?:{rule.regex.pattern})" for rule in rules), re.DOTALL)
 
 
 def _compile_pattern(line: str) -> _Rule | None:

@@ -361,6 +361,24 @@ def test_single_star_never_crosses_a_slash(folder: str, name: str) -> None:
     assert not rules.excluded(f"{folder}/{name}.py", is_dir=False)
 
 
+@settings(deadline=None, max_examples=200)
+@given(
+    patterns=st.lists(st.sampled_from(["*.txt", "docs/", "/build", "a/**/b", "pkg/*.py",
+                                       "[ab].md", "tests", "**/x", "?.c", "b/"]), max_size=4),
+    relpath=st.lists(st.sampled_from(["a", "b", "x", "docs", "build", "pkg", "tests", "a.txt",
+                                      "b.md", "y.c", "m.py"]), min_size=1, max_size=4),
+    is_dir=st.booleans(),
+)
+def test_rules_without_negation_judge_as_one_rule_at_a_time(
+        patterns: list[str], relpath: list[str], is_dir: bool) -> None:
+    """Without a negated pattern, the rules judge a path in one combined match: the same
+    verdict as rule by rule (which a negated pattern that matches nothing forces)."""
+    path = "/".join(relpath)
+    combined = archive.ExcludeRules.compile(patterns)
+    one_by_one = archive.ExcludeRules.compile([*patterns, "!never\x01matched"])
+    assert combined.excluded(path, is_dir=is_dir) is one_by_one.excluded(path, is_dir=is_dir)
+
+
 @pytest.mark.parametrize(
     ("names", "offenders"),
     [

@@ -11,6 +11,7 @@ Shell: it reads the folder and never writes; it imports no other content kind.
 
 from __future__ import annotations
 
+import operator
 import os
 import posixpath
 import stat
@@ -19,6 +20,8 @@ from pathlib import Path
 
 from reconciler import archive, errors, model
 from reconciler.content import common, statcache
+
+_by_name = operator.attrgetter("name")
 
 
 def _walk(
@@ -49,10 +52,11 @@ def _walk(
         while pending_dirs:
             rel_dir = pending_dirs.pop()
             with os.scandir(os.path.join(root, rel_dir)) as scan:
-                dirents = sorted(scan, key=lambda dirent: dirent.name)
+                dirents = sorted(scan, key=_by_name)
             for dirent in dirents:
                 relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
-                if skipped.covers(relpath):
+                # Most content folders hold none of the tool's own files: no test per entry.
+                if skipped and skipped.covers(relpath):
                     continue  # the tool's own files (.reconcile/, the lockfile) beside the manifest
                 common.check_name(dirent.name, path=dirent.path, label=label)
                 # Like git, a symlink is never a folder, even one that points at a folder.
@@ -107,6 +111,9 @@ class _Skipped:
 
     paths: frozenset[str]
     sibling_prefixes: frozenset[tuple[str, str]]  # (folder relpath or "", name prefix)
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.sibling_prefixes)
 
     def covers(self, relpath: str) -> bool:
         if relpath in self.paths:

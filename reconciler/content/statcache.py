@@ -289,7 +289,7 @@ class StatCache:
             "zip_checks": ZIP_CHECKS_VERSION,
             "verified_zips": verified_zips,
         }
-        encoded = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        encoded = json.dumps(document, separators=(",", ":"), check_circular=False).encode()
         return encoded, kept, written_ns, verified_zips
 
     def snapshot(self) -> bytes | None:
