@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reconciler import (
+    SANDBOX_INSTALL_HINT,
     __version__,
     archive,
     errors,
@@ -34,7 +35,6 @@ from reconciler import (
     ports,
     ratelimit,
     render,
-    sandbox,
     statefile,
 )
 from reconciler import state as state_package
@@ -66,12 +66,13 @@ def _lazy_module(name: str) -> types.ModuleType:
 # import neither boto3 nor jsonschema). Type checkers and the layering test see the plain
 # imports.
 if TYPE_CHECKING:
-    from reconciler import applying, artifacts, aws, planning, workspace
+    from reconciler import applying, artifacts, aws, planning, sandbox, workspace
 else:
     applying = _lazy_module("reconciler.applying")
     artifacts = _lazy_module("reconciler.artifacts")
     aws = _lazy_module("reconciler.aws")
     planning = _lazy_module("reconciler.planning")
+    sandbox = _lazy_module("reconciler.sandbox")  # urllib.request: only its commands need it
     workspace = _lazy_module("reconciler.workspace")
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -1045,7 +1046,7 @@ def schema(
 sandbox_app = typer.Typer(
     name="sandbox",
     help="A local moto server (the embedded AWS) for trying reconcile: no account, no network. "
-         f"Needs the optional extra: {sandbox.INSTALL_HINT}",
+         f"Needs the optional extra: {SANDBOX_INSTALL_HINT}",
     no_args_is_help=True,
 )
 app.add_typer(sandbox_app)

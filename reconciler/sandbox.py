@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from reconciler import errors
+from reconciler import SANDBOX_INSTALL_HINT, errors
 
 FOLDER_NAME = "sandbox"
 PID_FILE = "pid.json"
 PORT_FILE = "port"
 LOG_FILE = "server.log"
 LOCK_FILE = "start.lock"
-INSTALL_HINT = "pip install 'reconcile-layers[sandbox]'"
+INSTALL_HINT = SANDBOX_INSTALL_HINT
 # What moto's server needs beyond moto itself; the `server` extra of moto brings them.
 REQUIRED_MODULES = ("moto", "flask", "flask_cors", "werkzeug")
 # moto accepts any credentials; these say plainly that they are not real ones.

@@ -23,7 +23,7 @@ from reconciler import __version__, archive
 
 RECONCILE = shutil.which("reconcile", path=str(Path(sys.executable).parent))
 REPO = Path(__file__).resolve().parents[1]
-HEAVY_MODULES = ("boto3", "botocore", "jsonschema")
+HEAVY_MODULES = ("boto3", "botocore", "jsonschema", "urllib.request")
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -98,7 +98,8 @@ def test_shell_completion_is_offered(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["-h"], ["plan", "--help"]])
 def test_help_and_version_import_neither_boto3_nor_jsonschema(args: list[str]) -> None:
-    """--help and --version stay fast: they do not import boto3, botocore or jsonschema."""
+    """--help and --version stay fast: they import neither boto3, botocore, jsonschema nor
+    urllib.request (only the sandbox commands need it)."""
     program = (
         "import json, sys\n"
         "from reconciler import cli\n"
