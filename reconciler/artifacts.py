@@ -29,15 +29,14 @@ Identified = dict[str, "model.Artifact | model.LayerError"]
 def _identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
                     cache: statcache.StatCache, skip: frozenset[str]) -> Identified:
     """Each local (folder or zip) layer's identity, or the content error that stops it."""
+    identified = layer_content.identify_all(
+        [(LocalCode.label(spec), spec.content) for spec in specs], base_dir=space.base_dir,
+        cache=cache, skip=skip)
     found: Identified = {}
     for spec in specs:
-        try:
-            found[spec.key] = layer_content.identify(
-                spec.content, base_dir=space.base_dir, label=LocalCode.label(spec),
-                cache=cache, skip=skip)
-        except errors.ContentError as error:
-            found[spec.key] = model.LayerError(layer=spec.key, message=error.message,
-                                               hint=error.hint)
+        result = identified[LocalCode.label(spec)]
+        found[spec.key] = result if isinstance(result, model.Artifact) else model.LayerError(
+            layer=spec.key, message=result.message, hint=result.hint)
     return found
 
 

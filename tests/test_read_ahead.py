@@ -123,3 +123,57 @@ def test_a_rewritten_files_digest_is_of_its_new_bytes(tmp_path: Path) -> None:
     assert isinstance(digests, dict)
     assert digests["f0597"] == hashlib.sha256((folder / "f0597").read_bytes()).hexdigest()
     assert digests["f0597"] != hashlib.sha256(saved["f0597"]).hexdigest()
+
+
+# Runs in the child interpreter: identify_all over every layer folder of the project (or each
+# layer alone with identify), print each identity or error and the helper's share.
+MANY = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    from reconciler import content, errors, model
+    from reconciler.content import statcache
+    base, how = Path(sys.argv[1]), sys.argv[2]
+    names = sorted(os.listdir(base / "layers"))
+    specs = [(f"layers.{name}", model.ContentSpec(kind=model.SourceKind.PATH,
+                                                  path=f"layers/{name}")) for name in names]
+    specs.append(("layers.gone", model.ContentSpec(kind=model.SourceKind.PATH,
+                                                   path="layers/gone")))
+    cache = statcache.StatCache(base / "cache.json", entries={}, written_ns=0)
+    if how == "all":
+        found = content.identify_all(specs, base_dir=base, cache=cache)
+    else:
+        found = {}
+        for label, spec in specs:
+            try:
+                found[label] = content.identify(spec, base_dir=base, label=label, cache=cache)
+            except errors.ContentError as error:
+                found[label] = error
+    print(json.dumps({
+        "found": {label: (value.fingerprint if isinstance(value, model.Artifact)
+                          else "error: " + value.message.replace(str(base), "<base>"))
+                  for label, value in found.items()},
+        "read_ahead": cache.read_ahead, "misses": cache.misses,
+    }))
+""")
+
+
+def test_many_small_layers_are_read_in_two_processes(tmp_path: Path) -> None:
+    """Twelve layers of 50 files (each below AHEAD_MIN_FILES alone): identify_all has a
+    helper read a share of all 600 files, and gives every layer the identity identify gives
+    it alone; a layer whose folder is missing is an error of that layer only."""
+    for layer in range(12):
+        folder = tmp_path / "layers" / f"l{layer:02d}"
+        folder.mkdir(parents=True)
+        for number in range(50):
+            (folder / f"m{number}.py").write_bytes(os.urandom(200 + number))
+    runs = {}
+    for how in ("all", "one by one"):
+        done = subprocess.run([sys.executable, "-c", MANY, str(tmp_path), how],
+                              capture_output=True, text=True, check=True, timeout=120)
+        runs[how] = json.loads(done.stdout)
+    together, alone = runs["all"], runs["one by one"]
+    assert together["found"] == alone["found"]
+    assert list(together["found"]) == [*(f"layers.l{n:02d}" for n in range(12)), "layers.gone"]
+    assert str(together["found"]["layers.gone"]).startswith("error: ")
+    assert together["misses"] == alone["misses"] == 600
+    assert alone["read_ahead"] == 0 and 100 < together["read_ahead"] < 500

@@ -17,6 +17,7 @@ temp and lock files).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler import errors, model
@@ -74,3 +75,39 @@ def identify(
         if content.kind is model.SourceKind.ZIP:
             return zipsource.identify(content, base_dir=base_dir, label=label, cache=cache)
         raise _s3_unsupported(label)
+
+
+def identify_all(
+    layers: Sequence[tuple[str, model.ContentSpec]],
+    *,
+    base_dir: Path,
+    cache: statcache.StatCache,
+    skip: frozenset[str] = frozenset(),
+) -> dict[str, model.Artifact | errors.ContentError]:
+    """`identify` for several layers (label -> its identity, or the ContentError that stops
+    it): the folders are walked first, then all their files are read within one
+    StatCache.reading_ahead, so that a helper process reads a share of them even when each
+    layer alone is too small for one (a hundred layers of a hundred files). Each layer's
+    result is the one `identify` gives it alone: a problem in one stops only that layer."""
+    found: dict[str, model.Artifact | errors.ContentError] = {}
+    walked: list[tuple[str, common.Collected]] = []
+    for label, content in layers:
+        try:
+            with common.layer_errors(label):
+                if content.kind is model.SourceKind.PATH:
+                    walked.append((label, folder.collect(content, base_dir=base_dir,
+                                                         label=label, skip=skip)))
+                else:
+                    found[label] = identify(content, base_dir=base_dir, label=label,
+                                            cache=cache, skip=skip)
+        except errors.ContentError as error:
+            found[label] = error
+    files = [item for _, collected in walked for item in folder.files_of(collected)]
+    with cache.reading_ahead(files):
+        for label, collected in walked:
+            try:
+                with common.layer_errors(label):
+                    found[label] = folder.fingerprint(collected, cache=cache)
+            except errors.ContentError as error:
+                found[label] = error
+    return {label: found[label] for label, _ in layers}

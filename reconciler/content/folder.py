@@ -194,6 +194,27 @@ def collect(
     return collected
 
 
+def files_of(collected: common.Collected) -> list[tuple[str, os.stat_result]]:
+    """The regular files of a walk with the stat it took of each: what `fingerprint` reads
+    (for StatCache.reading_ahead)."""
+    return [(entry.source, collected.stats[entry.source]) for entry in collected.entries
+            if entry.link_target is None]
+
+
+def fingerprint(collected: common.Collected, *, cache: statcache.StatCache) -> model.Artifact:
+    """The identity of a walked folder: its entries with their files' digests, taken from
+    `cache` when a file is unchanged."""
+    file_digests: list[tuple[model.Entry, str]] = []
+    for entry in collected.entries:
+        if entry.link_target is not None:
+            file_digests.append((entry, ""))
+        else:
+            file_stat = collected.stats[entry.source]
+            file_digests.append((entry, cache.file_sha256(entry.source, file_stat)))
+    return model.Artifact(fingerprint=archive.fingerprint(file_digests),
+                          unzipped_size=sum(entry.size for entry in collected.entries))
+
+
 def identify(
     content: model.ContentSpec, *, base_dir: Path, label: str, cache: statcache.StatCache,
     skip: frozenset[str],
@@ -201,15 +222,5 @@ def identify(
     """The folder's fingerprint (no zip): its entries with their files' digests, taken from
     `cache` when a file is unchanged."""
     collected = collect(content, base_dir=base_dir, label=label, skip=skip)
-    file_digests: list[tuple[model.Entry, str]] = []
-    files = [(entry.source, collected.stats[entry.source]) for entry in collected.entries
-             if entry.link_target is None]
-    with cache.reading_ahead(files):  # a cold tree is read in two processes
-        for entry in collected.entries:
-            if entry.link_target is not None:
-                file_digests.append((entry, ""))
-            else:
-                file_stat = collected.stats[entry.source]
-                file_digests.append((entry, cache.file_sha256(entry.source, file_stat)))
-    return model.Artifact(fingerprint=archive.fingerprint(file_digests),
-                          unzipped_size=sum(entry.size for entry in collected.entries))
+    with cache.reading_ahead(files_of(collected)):  # a cold tree is read in two processes
+        return fingerprint(collected, cache=cache)
