@@ -142,6 +142,8 @@ class LocalCode:
         self.downloads_dir = space.cache_dir / "downloads"
         self.skip = own_paths(space)
         self._built: dict[str, model.Artifact] = {}
+        # Zips whose CodeSha256 this run computed from their bytes, with their stat then.
+        self._zips_read: dict[str, tuple[os.stat_result, str]] = {}
         # The run's stat cache: a rebuild takes unchanged files' digests from it (to copy
         # their compressed bytes from the layer's previous zip) instead of reading them.
         self._cache: statcache.StatCache | None = None
@@ -229,12 +231,37 @@ class LocalCode:
 
     def build(self, spec: model.LayerSpec, artifact: model.Artifact) -> model.Artifact:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""
+        given = _is_built(artifact)
         built = build(spec.content, artifact, base_dir=self._space.base_dir,
                               label=self.label(spec), build_dir=self.build_dir, skip=self.skip,
                               cache=self._cache)
         built = dataclasses.replace(built, unzipped_size=artifact.unzipped_size)
         self._built[spec.key] = built
+        if not given and built.zip_path is not None and built.code_sha256 is not None:
+            # Its CodeSha256 comes from the bytes this run just wrote or read.
+            self._remember_zip(built.zip_path, built.code_sha256)
         return built
+
+    def _remember_zip(self, zip_path: str, code_sha256: str) -> None:
+        with suppress(OSError):
+            self._zips_read[zip_path] = (os.stat(zip_path), code_sha256)
+
+    def _zip_has(self, zip_path: str, code_sha256: str) -> bool:
+        """Whether the zip at `zip_path` has that CodeSha256. Known without reading it again
+        when this run wrote or read it and its stat (size, mtime, ctime, inode) is the same
+        since: a fleet's layer goes to every region from one zip, which was re-read for each
+        (~30 ms a region for 37 MB). Any other is read. A change that kept the stat would
+        still be caught after the publish: Lambda's CodeSha256 is compared with the plan's,
+        and a version that differs is not recorded."""
+        known = self._zips_read.get(zip_path)
+        if known is not None and known[1] == code_sha256:
+            with suppress(OSError):
+                if common.same_file_state(os.stat(zip_path), known[0]):
+                    return True
+        if not zip_matches(Path(zip_path), code_sha256=code_sha256):
+            return False
+        self._remember_zip(zip_path, code_sha256)
+        return True
 
     def zip_for(self, change: model.LayerChange) -> Path:
         """The zip to upload for `change`, built from this checkout if needed and checked
@@ -247,8 +274,7 @@ class LocalCode:
                                                        unzipped_size=planned.unzipped_size))
         if artifact.zip_path is None or planned.code_sha256 is None \
                 or artifact.code_sha256 != planned.code_sha256 \
-                or not zip_matches(Path(artifact.zip_path),
-                                           code_sha256=planned.code_sha256):
+                or not self._zip_has(artifact.zip_path, planned.code_sha256):
             raise errors.ContentError(
                 f"{self.label(spec)}: the zip built from this checkout has CodeSha256 "
                 f"{artifact.code_sha256}, not the planned {planned.code_sha256}",

@@ -705,3 +705,47 @@ def test_file_swapped_for_a_symlink_after_the_walk_is_refused(tmp_path: Path) ->
     os.symlink(secret, victim)
     with pytest.raises(errors.ContentError, match="replaced"):
         _cache(tmp_path).file_sha256(victim, walked_stat)
+
+
+def _change(region: str, artifact: model.Artifact) -> model.LayerChange:
+    """A create of layer `tools` in `region` with `artifact`'s digests as the plan's."""
+    return model.LayerChange(
+        layer="tools", layer_name="tools", region=region, action=model.Action.CREATE,
+        reasons=(model.Reason.NEW_LAYER,), current=None,
+        desired=model.Desired(settings=model.Settings.normalised(
+            description=None, compatible_runtimes=["python3.12"], compatible_architectures=None,
+            license_info=None),
+                              fingerprint=artifact.fingerprint,
+                              code_sha256=artifact.code_sha256,
+                              content_sha256=artifact.content_sha256,
+                              code_size=artifact.code_size))
+
+
+def test_zip_for_checks_the_zip_of_every_region_against_the_plan(tmp_path: Path) -> None:
+    """The zip one layer goes to several regions from is handed out for each while it has the
+    planned CodeSha256, and refused once it is rewritten, even with its size and mtime put
+    back (its ctime tells), as it is when another checkout builds other bytes."""
+    from reconciler import workspace
+
+    _settled_tree(tmp_path)
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: [us-east-1, eu-west-1]\nlayers:\n"
+        "  tools:\n    compatible_runtimes: [python3.12]\n    content: {path: layer}\n")
+    space = workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+    parsed = workspace.load_manifest(space)
+    code = artifacts.LocalCode(space=space, manifest=parsed)
+    (identified,) = code.identify(list(parsed.layers)).values()
+    assert isinstance(identified, model.Artifact)
+    built = code.build(parsed.layer("tools"), identified)
+    assert built.zip_path is not None
+    changes = [_change(region, built) for region in ("us-east-1", "eu-west-1")]
+    assert [code.zip_for(change) for change in changes] == [Path(built.zip_path)] * 2
+    zip_path = Path(built.zip_path)
+    before = zip_path.stat()
+    data = bytearray(zip_path.read_bytes())
+    data[-30] ^= 0xFF  # a byte of the central directory's end record (its comment length)
+    zip_path.write_bytes(bytes(data))
+    os.utime(zip_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    for change in changes:
+        with pytest.raises(errors.ContentError, match="not the planned"):
+            code.zip_for(change)
