@@ -69,18 +69,35 @@ def _settings(item: Any) -> model.Settings:
 
 
 class _ServicesLoader(botocore.loaders.Loader):
-    """botocore's loader of data files, asked only about the services this tool uses.
+    """botocore's loader of data files, told which services exist when asked for one of the
+    services this tool calls.
 
     botocore's `load_service_model` first lists every service it knows, to refuse an unknown
     name: ~410 folders listed and ~2,000 paths looked up, once for each kind of model a client
-    loads (service-2, endpoint-rule-set-1): ~25 ms of every run that makes a client. The
-    services here are fixed, so the list is made of theirs alone, by the same rule over the
-    same search paths (AWS_DATA_PATH, ~/.aws/models, botocore's own data): a model placed in
-    any of them is found as before, and any other service name is still unknown."""
+    loads (service-2, endpoint-rule-set-1): ~25 ms of every run that makes a client. For
+    lambda, s3 and sts the list is made of those alone, by the same rule over the same search
+    paths (AWS_DATA_PATH, ~/.aws/models, botocore's own data), so a model placed in any of
+    them is found as before. Any other name (the `sso` and `sso-oidc` clients botocore's own
+    credential providers make for an IAM Identity Center profile) gets botocore's full list."""
 
     SERVICES = ("lambda", "s3", "sts")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._asking = threading.local()  # the service being loaded, in this thread
+
+    def load_service_model(self, service_name: str, type_name: str,
+                           api_version: str | None = None) -> Any:
+        self._asking.service = service_name
+        try:
+            return super().load_service_model(service_name, type_name, api_version)
+        finally:
+            self._asking.service = None
+
     def list_available_services(self, type_name: str) -> list[str]:
+        if getattr(self._asking, "service", None) not in self.SERVICES:
+            found: list[str] = super().list_available_services(type_name)
+            return found
         services = set()
         for location in self.search_paths:
             for service in self.SERVICES:

@@ -695,21 +695,24 @@ def test_every_call_in_a_region_takes_a_token_of_its_bucket(moto_url: str) -> No
 
 
 def test_the_loader_knows_the_services_botocores_knows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sessions' data loader lists, for each kind of model a client loads, exactly the
-    services among lambda, s3 and sts that botocore's own loader lists (it only skips the
-    ~410 folders of the others), and still refuses a service it does not list."""
+    """The sessions' data loader loads each kind of model a client loads for lambda, s3 and
+    sts as botocore's own loader does (it lists only those three to check the name), still
+    makes clients of other services (the `sso` and `sso-oidc` clients an IAM Identity Center
+    profile needs), and still refuses a service botocore does not know."""
     monkeypatch.delenv("AWS_DATA_PATH", raising=False)
     import botocore.loaders
 
-    ours = aws._session(None).get_component("data_loader")
+    session = aws._session(None)
+    ours = session.get_component("data_loader")
     theirs = botocore.loaders.create_loader()
-    for kind in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2"):
-        expected = [name for name in theirs.list_available_services(kind)
-                    if name in ("lambda", "s3", "sts")]
-        assert ours.list_available_services(kind) == expected
-    assert ours.list_available_services("service-2") == ["lambda", "s3", "sts"]
+    for service in ("lambda", "s3", "sts"):
+        for kind in ("service-2", "endpoint-rule-set-1", "paginators-1"):
+            assert ours.load_service_model(service, kind) == \
+                theirs.load_service_model(service, kind)
+    for service in ("sso", "sso-oidc"):
+        assert session.create_client(service, region_name=REGION).meta.service_model
     with pytest.raises(botocore.exceptions.UnknownServiceError):
-        ours.load_service_model("dynamodb", "service-2")
+        ours.load_service_model("no-such-service", "service-2")
 
 
 def test_the_loader_reads_models_from_aws_data_path(tmp_path: Path,
