@@ -198,7 +198,8 @@ class LocalCode:
                     if key in wanted and prefetched.contents.get(key) == wanted[key]}
         local = [spec for spec in specs
                  if spec.content.kind is not model.SourceKind.S3 and spec.key not in done]
-        done.update(_identify_local(local, space=self._space, cache=cache, skip=self.skip))
+        if local:  # (none when the worker did them all: the cache it handed back stays as is)
+            done.update(_identify_local(local, space=self._space, cache=cache, skip=self.skip))
         found: Identified = {}
         for spec in specs:
             if spec.content.kind is model.SourceKind.S3:
@@ -250,9 +251,10 @@ class LocalCode:
         """Whether the zip at `zip_path` has that CodeSha256. Known without reading it again
         when this run wrote or read it and its stat (size, mtime, ctime, inode) is the same
         since: a fleet's layer goes to every region from one zip, which was re-read for each
-        (~30 ms a region for 37 MB). Any other is read. A change that kept the stat would
-        still be caught after the publish: Lambda's CodeSha256 is compared with the plan's,
-        and a version that differs is not recorded."""
+        (~30 ms a region for 37 MB). Any other is read. A change that kept the whole stat
+        (a same-size rewrite within one timestamp tick of the build, on a file system with
+        coarse timestamps) would still be caught after the publish: Lambda's CodeSha256 is
+        compared with the plan's, and a version that differs is not recorded."""
         known = self._zips_read.get(zip_path)
         if known is not None and known[1] == code_sha256:
             with suppress(OSError):

@@ -55,6 +55,10 @@ SCENARIO = textwrap.dedent("""
                 time.sleep(0.1)  # the worker is at work, past its start-up checks
                 os.kill(os.getpid(), signal.SIGKILL)
             sys.exit(0)
+    if mode == "held":  # let the worker finish first (43 files take it a few ms)
+        import time
+        time.sleep(0.5)
+    identified_ns = __import__("time").time_ns()
     found = code.identify(specs)
     cache = json.loads(space.stat_cache_path.read_text())
     print(json.dumps({
@@ -63,6 +67,7 @@ SCENARIO = textwrap.dedent("""
                   for key, value in found.items()},
         "cached": {key: entry[-1] for key, entry in cache["entries"].items()},
         "worker_used": worker is not None and worker.collect() is not None,
+        "written_before_identify": cache["written_ns"] < identified_ns,
     }))
 """)
 
@@ -110,6 +115,20 @@ def test_the_worker_identifies_as_this_process_does(two_copies: tuple[Path, Path
                                              ("inline", second, inline))}
     assert relative["worker"] == relative["inline"]
     assert len(relative["worker"]) == 43  # tools and more; leaky stops before hashing
+
+
+def test_the_run_saves_the_cache_the_worker_encoded(two_copies: tuple[Path, Path]) -> None:
+    """The stat cache the run saves is the worker's bytes as they are (their write time is
+    the worker's, before the run even asked for them), with the digests an inline identify
+    saves."""
+    first, second = two_copies
+    held = _identify(first, "held")
+    inline = _identify(second, "inline")
+    assert held["worker_used"] is True and held["written_before_identify"] is True
+    assert inline["written_before_identify"] is False
+    assert held["found"] == inline["found"]
+    assert sorted(dict(held["cached"]).values()) == \
+        sorted(dict(inline["cached"]).values())  # type: ignore[call-overload]
 
 
 def test_a_killed_worker_costs_time_not_a_result(tmp_path: Path) -> None:
@@ -190,6 +209,12 @@ def _session_members(session: int) -> list[int]:
     return members
 
 
+def _listing(folder: Path) -> list[tuple[str, int, int]]:
+    """Every path under `folder` (the 40,000 layer files aside) with its size and mtime."""
+    return sorted((str(path.relative_to(folder)), path.lstat().st_size, path.lstat().st_mtime_ns)
+                  for path in folder.rglob("*") if path.parent.name != "tools")
+
+
 @pytest.mark.parametrize("problem", [
     ("compatible_runtimes: [python3.12]", "compatible_runtimes: [python9]"),  # the schema's
     ("content: {path: tools, prefix: python}", "content: {path: gone, prefix: python}"),
@@ -203,7 +228,7 @@ def test_a_manifest_refused_after_the_head_start_leaves_nothing(
     old, new = problem
     refused = busy_project / "refused.yaml"
     refused.write_text(MANIFEST.replace(old, new, 1))
-    before = sorted(path.name for path in busy_project.iterdir())
+    before = _listing(busy_project)
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL="http://127.0.0.1:9")
@@ -213,7 +238,7 @@ def test_a_manifest_refused_after_the_head_start_leaves_nothing(
                                env=env, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
         _, err = run.communicate(timeout=60)
-        after = sorted(path.name for path in busy_project.iterdir())
+        after = _listing(busy_project)
     finally:
         refused.unlink()
     assert run.returncode == 1, err

@@ -117,9 +117,11 @@ class StatCache:
         self._helper: forking.Forked[list[list[int | str]]] | None = None
         self._ahead_keys: frozenset[str] = frozenset()
         self._ahead: dict[str, _CachedDigest] = {}
-        # A worker's snapshot taken in by `adopt`, read only when it is needed.
+        # A worker's snapshot taken in by `take_back`, read only when it is needed; and
+        # whether the worker said its copy had nothing to save (nor has this one since).
         self._pending: bytes | None = None
         self._pending_written = False
+        self._saved_by_worker = False
         self.hits = 0
         self.misses = 0
         self.read_ahead = 0  # of the misses, the files a helper read (`reading_ahead`)
@@ -135,7 +137,7 @@ class StatCache:
         return cls(path, entries=entries, written_ns=written_ns, verified_zips=verified_zips)
 
     def _ready(self) -> None:
-        """Take in the adopted snapshot, if any, before the cache is read or changed."""
+        """Take in the snapshot taken back, if any, before the cache is read or changed."""
         if self._pending is None:
             return
         self._entries, self._written_ns, verified = _parsed(self._pending)
@@ -166,6 +168,8 @@ class StatCache:
             return False
         if snapshot is not None:
             self._pending, self._pending_written = snapshot, False
+        else:  # the worker's copy, this one's and more, had nothing to save
+            self._saved_by_worker = True
         for name in ("hits", "misses", "read_ahead"):
             count = handed.get(name)
             if type(count) is int:
@@ -231,7 +235,11 @@ class StatCache:
         the file's stat after the read is still `st`), and `file_sha256` gives a digest read
         ahead only to a caller whose stat is the one it was taken under; any other file, and
         every file when the helper fails, is read here as without a helper. What the helper
-        read and nobody asked for is forgotten when the block ends."""
+        read and nobody asked for is forgotten when the block ends. Not nested: within a
+        block, another reads nothing ahead."""
+        if not files or self._helper is not None or self._ahead_keys:
+            yield  # nothing to read (the cache is left as it is), or a block already open
+            return
         self._ready()
         misses = [(key, st) for path, st in files
                   if self._trusted(key := _key(path), st) is None]
@@ -294,7 +302,7 @@ class StatCache:
 
     def snapshot(self) -> bytes | None:
         """The bytes `save` would write now (None: it would write nothing), for a worker to
-        hand back to the run's own copy of this cache (`adopt`)."""
+        hand back to the run's own copy of this cache (`take_back`)."""
         found = self._document()
         return found[0] if found is not None else None
 
@@ -307,12 +315,14 @@ class StatCache:
         disk already says all it would say (a new write time would only trust sooner
         entries that no lookup of this run needed).
         """
-        if self._pending is not None:  # an adopted snapshot, still as the worker encoded it
+        if self._pending is not None:  # a snapshot taken back, still as the worker encoded it
             if not self._pending_written:
                 if not self._write(self._pending):
                     return False
                 self._pending_written = True
             return True
+        if self._saved_by_worker and not self._changed and not self._zips_added:
+            return True  # nothing since the worker found nothing to write (no lstat each)
         found = self._document()
         if found is None:
             return True
