@@ -1,8 +1,8 @@
 """Work done in a forked child process while this one goes on, for the plain data it hands back.
 
 Shell: it forks processes and knows nothing of the project. artifacts.Prefetch identifies the
-layers in one while the run imports botocore; the stat cache hashes the later half of a cold
-folder in one while this process hashes the first half.
+layers in one while the run imports botocore; the stat cache has one hash a share of the files
+of a cold identify while this process hashes the others (StatCache.reading_ahead).
 
 A child never returns into the caller's code: it runs `work`, writes its pickled result to a
 pipe and leaves with os._exit (no atexit handler, no buffered stream of the parent's is
@@ -55,7 +55,8 @@ class Forked(Generic[T]):
         self._pid = pid
         self._reader = reader
         self._result: object = _FAILED
-        self._collected = False
+        self._collected = False  # collect() gave its answer, or cancel() was called
+        self._reaped = False  # the child was waited for (its pipe end is closed)
 
     @classmethod
     def start(cls, work: Callable[[], T]) -> Forked[T] | None:
@@ -102,29 +103,34 @@ class Forked(Generic[T]):
     def collect(self) -> T | None:
         """What `work` returned (waiting for it), or None if the child failed."""
         if not self._collected:
-            self._collected = True
             try:
                 with os.fdopen(self._reader, "rb") as source:
                     payload = source.read()
                 _, status = os.waitpid(self._pid, 0)
+                self._reaped = True
                 if status == 0:
                     self._result = pickle.loads(payload)
             except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
                     AttributeError, ImportError):
                 self._result = _FAILED
+            finally:  # even when interrupted (KeyboardInterrupt): cancel() still reaps it
+                self._collected = True
         if self._result is _FAILED:
             return None
         result: T = self._result  # type: ignore[assignment]
         return result
 
     def cancel(self) -> None:
-        """Stop the child if it is still running and nobody collected it."""
-        if self._collected:
+        """Stop the child if it has not been waited for yet; collect then gives None."""
+        if self._reaped:
             return
-        self._collected = True
+        reader_open = not self._collected  # collect() closes it, even when interrupted
+        self._collected = self._reaped = True
+        self._result = _FAILED
         with suppress(OSError):
             os.kill(self._pid, signal.SIGKILL)
         with suppress(OSError):
             os.waitpid(self._pid, 0)
-        with suppress(OSError):
-            os.close(self._reader)
+        if reader_open:
+            with suppress(OSError):
+                os.close(self._reader)
