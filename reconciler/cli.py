@@ -332,7 +332,7 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
     try:
         parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
     except BaseException:
-        for started in begun:  # a manifest with problems: nothing is read for it
+        for started in begun:  # a manifest with problems: nothing more is read, nothing written
             started.cancel()
         raise
     code = artifacts.LocalCode(space=space, manifest=parsed,

@@ -7,6 +7,7 @@ column and field exactly, and a key phrase of the message.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zipfile
 from collections.abc import Callable
@@ -858,13 +859,25 @@ layers:
 """
 
 
+def parsed_content(parsed: model.Manifest) -> dict[str, tuple[str, str | None, str,
+                                                              tuple[str, ...]]]:
+    """Each layer's content as (kind, path or zip, prefix, exclude)."""
+    return {spec.key: (spec.content.kind.value,
+                       spec.content.path or spec.content.zip, spec.content.prefix,
+                       spec.content.exclude) for spec in parsed.layers}
+
+
 def test_the_early_manifest_is_the_checked_one() -> None:
     """`read` builds, before the schema pass, exactly the manifest `check` returns for
     bytes that pass it (what a run starts reading layer files from meanwhile)."""
     unchecked = manifest.read(EARLY_VALID.encode(), file=FILE)
     assert unchecked.early is not None
-    assert unchecked.early == manifest.check(unchecked, schema=SCHEMA)
-    assert unchecked.early == manifest.parse(EARLY_VALID.encode(), file=FILE, schema=SCHEMA)
+    # Built after the schema pass from the same document, as without an early build:
+    built_late = manifest.check(dataclasses.replace(unchecked, early=None), schema=SCHEMA)
+    assert built_late is not unchecked.early and built_late == unchecked.early
+    assert [spec.key for spec in built_late.layers] == ["tools", "vendor"]
+    assert parsed_content(built_late) == {"tools": ("path", "tools", "python", ("*.pyc",)),
+                                          "vendor": ("zip", "vendor.zip", "", ())}
 
 
 @pytest.mark.parametrize("text", [

@@ -72,8 +72,8 @@ def _run(folder: Path, mode: str, how: str) -> dict[str, object]:
 
 
 def test_digests_read_ahead_are_the_files_digests(tmp_path: Path) -> None:
-    """600 files: the helper reads a share of them (and only files nobody could answer for),
-    and every digest is the SHA-256 of the file's bytes, each remembered."""
+    """600 files: the helper reads a share of them, and every digest is the SHA-256 of the
+    file's bytes, each remembered."""
     folder = _folder(tmp_path, 600)
     found = _run(folder, "clean", "ahead")
     digests = found["digests"]

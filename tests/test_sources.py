@@ -707,7 +707,7 @@ def test_file_swapped_for_a_symlink_after_the_walk_is_refused(tmp_path: Path) ->
         _cache(tmp_path).file_sha256(victim, walked_stat)
 
 
-def _change(region: str, artifact: model.Artifact) -> model.LayerChange:
+def _create_change(region: str, artifact: model.Artifact) -> model.LayerChange:
     """A create of layer `tools` in `region` with `artifact`'s digests as the plan's."""
     return model.LayerChange(
         layer="tools", layer_name="tools", region=region, action=model.Action.CREATE,
@@ -738,10 +738,11 @@ def test_zip_for_checks_the_zip_of_every_region_against_the_plan(tmp_path: Path)
     assert isinstance(identified, model.Artifact)
     built = code.build(parsed.layer("tools"), identified)
     assert built.zip_path is not None
-    changes = [_change(region, built) for region in ("us-east-1", "eu-west-1")]
+    changes = [_create_change(region, built) for region in ("us-east-1", "eu-west-1")]
     assert [code.zip_for(change) for change in changes] == [Path(built.zip_path)] * 2
     zip_path = Path(built.zip_path)
     before = zip_path.stat()
+    time.sleep(0.05)  # let the ctime clock tick past the one recorded
     data = bytearray(zip_path.read_bytes())
     data[-30] ^= 0xFF  # a byte of the central directory's end record (its comment length)
     zip_path.write_bytes(bytes(data))
