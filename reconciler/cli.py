@@ -35,6 +35,7 @@ from reconciler import (
     ports,
     ratelimit,
     render,
+    savedplan,
     statefile,
 )
 from reconciler import state as state_package
@@ -356,7 +357,66 @@ def _make_plan(session: _Session, snapshot: ports.Snapshot, *,
         parsed=session.parsed, selection=session.selection, snapshot=snapshot,
         state_location=_state_name(session), manifest_digest=session.parsed.sha256,
         store=session.store, code=session.code, parallelism=parallelism, progress=_progress,
-        download=download)
+        download=download, manifest_path=_manifest_in_repository(session.space.manifest_path))
+
+
+def _repository_anchor() -> Path:
+    """Where a saved plan's manifest path starts: the repository holding the working
+    directory (the nearest folder with `.git` at or above it), else the working directory."""
+    from reconciler.content import common  # the rule content paths are checked by
+
+    return common.repository_root(Path.cwd().resolve())
+
+
+def _manifest_in_repository(manifest: Path) -> str:
+    """The manifest's path below the repository anchor, as a saved plan names it ("" when
+    it lies outside: `apply PLANFILE` then needs -f)."""
+    try:
+        return manifest.resolve().relative_to(_repository_anchor()).as_posix()
+    except ValueError:
+        return ""
+
+
+def _saved_manifest(saved: model.PlanBasis, plan_file: Path) -> Path:
+    """The manifest a saved plan names, found below this checkout's repository anchor; never
+    a path outside it (the plan file is not trusted)."""
+    from pathlib import PurePosixPath
+
+    named = PurePosixPath(saved.manifest)
+    if not saved.manifest or named.is_absolute() or ".." in named.parts or "\\" in saved.manifest:
+        raise errors.UsageError(
+            f"{plan_file}: the plan does not name a manifest inside the repository "
+            f"({saved.manifest or 'none'})",
+            hint="pass -f MANIFEST: the manifest the plan was made for")
+    return _repository_anchor() / Path(*named.parts)
+
+
+def _saved_selection(saved: model.Plan, *, plan_file: Path, manifest: Path | None,
+                     targets: list[str] | None, regions: list[str] | None,
+                     no_download: bool) -> tuple[Path, list[str], list[str], bool]:
+    """The manifest, targets, regions and download choice a saved plan was made with; flags
+    given again must agree with them (UsageError naming each difference)."""
+    basis = saved.basis
+    if basis is None:
+        raise errors.StalePlan(["the plan has no basis (it was not saved by "
+                                "`reconcile plan --out`)"],
+                               hint="make a new plan with `reconcile plan --out`")
+    given = _manifest_in_repository(manifest) if manifest is not None else None
+    if manifest is not None and given == "":
+        given = str(manifest)
+    differences = savedplan.selection_differences(basis, manifest=given,
+                                                  targets=targets or [], regions=regions or [])
+    if no_download and basis.download:
+        differences.append("the plan was made allowing downloads; this apply passes "
+                           "--no-download")
+    if differences:
+        raise errors.UsageError(
+            f"{plan_file}: the options disagree with the plan's own selection:\n"
+            + "\n".join(f"  - {line}" for line in differences),
+            hint="`reconcile apply PLANFILE` needs no -f, --target or --region: the plan "
+                 "carries its selection")
+    chosen = manifest if manifest is not None else _saved_manifest(basis, plan_file)
+    return chosen, list(basis.targets), list(basis.regions), basis.download
 
 
 def _state_name(session: _Session) -> str:
@@ -418,19 +478,15 @@ def _write_plan_file(path: Path, document: dict[str, Any]) -> None:
 
 
 def _read_plan_file(path: Path) -> dict[str, Any]:
+    """A saved plan's document, within limits and checked against the plan schema."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise errors.UsageError(f"{path}: no such plan file",
                                 hint="make one with `reconcile plan --out FILE`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise errors.UsageError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise errors.UsageError(f"{path}:{exc.lineno}:{exc.colno}: not a plan file (not "
-                                f"JSON: {exc.msg})") from None
-    if not isinstance(document, dict):
-        raise errors.UsageError(f"{path}: not a plan file")
-    return document
+    except OSError as exc:
+        raise errors.UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return savedplan.read_document(data, file=str(path))
 
 
 @app.command()
@@ -511,8 +567,10 @@ def plan(
     if out is not None:
         _write_plan_file(out, planfile.to_document(the_plan))
         if output_format is PlanFormat.text:
+            manifest_flag = ("" if the_plan.basis is None or the_plan.basis.manifest
+                             else f" -f {shlex.quote(str(manifest))}")
             typer.echo(f"\nSaved the plan to {out}. Apply exactly this plan with:\n"
-                       f"  reconcile apply {out}")
+                       f"  reconcile apply {shlex.quote(str(out))}{manifest_flag}")
     _step_summary(render.markdown(the_plan), disabled=no_summary)
     if the_plan.errors:
         raise errors.ReconcilerError(
@@ -539,29 +597,6 @@ def _confirm(plan: model.Plan, *, yes: bool, as_json: bool) -> None:
     answer = input("  Enter a value: ").strip()
     if answer != "yes":
         raise errors.ApplyRefused("apply cancelled: nothing was published")
-
-
-def _fresh_basis(session: _Session, saved: model.Plan,
-                 snapshot: ports.Snapshot) -> tuple[model.PlanBasis, dict[
-                     tuple[str, str], int | None]]:
-    """The basis as it is now, and the remote latest version of every planned layer."""
-    planned_keys = sorted({change.layer for change in saved.changes})
-    specs = [spec for spec in session.selection.specs if spec.key in planned_keys]
-    fingerprints: dict[str, str] = {}
-    for key, found in session.code.identify(specs,
-                                            regions=session.selection.regions).items():
-        fingerprints[key] = (found.fingerprint if isinstance(found, model.Artifact)
-                             else f"(cannot be read: {found.message})")
-    remote_latest: dict[tuple[str, str], int | None] = {}
-    for change in saved.changes:
-        if (change.layer, change.region) not in remote_latest:
-            latest = session.store.latest_version(region=change.region,
-                                                  layer_name=change.layer_name)
-            remote_latest[(change.layer, change.region)] = latest.version if latest else None
-    now = planning.basis(selection=session.selection, manifest_digest=session.parsed.sha256,
-                         snapshot=snapshot, state_location=_state_name(session),
-                         fingerprints=fingerprints)
-    return now, remote_latest
 
 
 def _report_document(report: applying.ApplyReport, *, session: _Session,
@@ -687,7 +722,9 @@ class _StopOnSignal:
 def apply(
     plan_file: Annotated[Path | None, typer.Argument(
         metavar="[PLANFILE]", help="A plan saved by `plan --out`: apply exactly it.")] = None,
-    manifest: ManifestOption = Path("layers.yaml"),
+    manifest: Annotated[Path | None, typer.Option(
+        "-f", "--manifest", metavar="MANIFEST",
+        help="The manifest [default: layers.yaml; with PLANFILE, the plan's own].")] = None,
     lockfile_path: LockfileOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
                    ] = False,
@@ -705,7 +742,9 @@ def apply(
     no_download: NoDownloadOption = False,
 ) -> None:
     """Publish exactly the layers that changed and record them: plan and confirm first, or
-    apply a saved PLANFILE (not asked again: it was reviewed; refused when stale).
+    apply a saved PLANFILE (not asked again: it was reviewed). With PLANFILE, apply decides
+    again with the plan's own selection and refuses, naming each difference, unless the
+    fresh decision makes exactly the plan's changes.
 
     Examples:
 
@@ -715,34 +754,61 @@ def apply(
 
       reconcile apply plan.json       # exactly the plan saved by `plan --out plan.json`
     """
-    session = _session(manifest, lockfile_path, targets=target, regions=region,
-                       profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
-                       max_rps=max_rps)
     as_json = output_format is ApplyFormat.json
     saved: model.Plan | None = None
     document: dict[str, Any] = {}
+    download = not no_download
     if plan_file is not None:
+        # Checked before anything else: the file is an artifact a pull request produced.
         document = _read_plan_file(plan_file)
         saved = planfile.from_document(document)
         applied = document.get("applied")
         if applied:
+            at = applied.get("at", "earlier") if isinstance(applied, dict) else "earlier"
             raise errors.StalePlan(
-                [f"this plan file was applied already ({applied.get('at', 'earlier')}); a "
-                 "plan is applied once"], hint="make a new plan with `reconcile plan --out`")
+                [f"this plan file was applied already ({at}); a plan is applied once"],
+                hint="make a new plan with `reconcile plan --out`")
+        manifest, target, region, download = _saved_selection(
+            saved, plan_file=plan_file, manifest=manifest, targets=target, regions=region,
+            no_download=no_download)
+    session = _session(manifest or Path("layers.yaml"), lockfile_path, targets=target,
+                       regions=region, profile=profile, endpoint_url=endpoint_url,
+                       max_attempts=max_attempts, max_rps=max_rps)
     with _StopOnSignal() as stopping:
         lock_id = _take_lock(session.state, _holder("apply", session.space),
                              timeout=lock_timeout, stopping=stopping)
+        outcome: tuple[applying.ApplyReport, model.Plan] | None = None
         try:
             stopping.interrupt_now(True)
-            report, the_plan = _apply_locked(
+            outcome = _apply_locked(
                 session, saved=saved, plan_file=plan_file, document=document, yes=yes,
                 as_json=as_json, parallelism=parallelism, stopping=stopping,
-                download=not no_download)
+                download=download)
         finally:
             stopping.interrupt_now(False)
-            session.state.unlock(lock_id)
+            unlock_error = _unlock(session.state, lock_id)
+            if unlock_error is not None and outcome is None:
+                # The error on its way out says what happened; this says what is left.
+                _err(errors.redact_urls(_unlock_failure(session, lock_id, unlock_error)))
+    report, the_plan = outcome
     _finish_apply(report, session=session, the_plan=the_plan, as_json=as_json,
-                  no_summary=no_summary)
+                  no_summary=no_summary, lock_id=lock_id, unlock_error=unlock_error)
+
+
+def _unlock(backend: ports.StateBackend, lock_id: str) -> errors.ReconcilerError | None:
+    """Release the state lock; its failure is returned, so that it never hides what the
+    apply did (the report is still printed and written)."""
+    try:
+        backend.unlock(lock_id)
+    except errors.ReconcilerError as error:
+        return error
+    return None
+
+
+def _unlock_failure(session: _Session, lock_id: str, error: errors.ReconcilerError) -> str:
+    return (f"error: could not release the state lock {lock_id} on {session.state.location}: "
+            f"{error.message}\nhint: once no apply runs, release it with "
+            f"`reconcile force-unlock {lock_id}`")
 
 
 def _take_lock(backend: ports.StateBackend, holder: errors.LockHolder, *,
@@ -786,9 +852,13 @@ def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Pat
             typer.echo(render.text(the_plan, color=_use_color()), nl=False)
         _confirm(the_plan, yes=yes, as_json=as_json)
     else:
-        the_plan = saved
-        now, remote_latest = _fresh_basis(session, saved, snapshot)
-        stale = planfile.stale_reasons(saved, now=now, remote_latest=remote_latest)
+        # Decided again: what runs is this fresh plan, and only if it is the saved one.
+        with _progress_display():
+            the_plan = _make_plan(session, snapshot, parallelism=parallelism,
+                                  download=download)
+        assert the_plan.basis is not None  # make_plan always gives one
+        stale = [*savedplan.basis_differences(saved.basis, now=the_plan.basis),
+                 *savedplan.differences(saved, the_plan)]
         if stale:
             raise errors.StalePlan(stale, hint="make a new plan with `reconcile plan "
                                                "--out` and review it again")
@@ -820,15 +890,28 @@ def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Pat
 
 
 def _finish_apply(report: applying.ApplyReport, *, session: _Session, the_plan: model.Plan,
-                  as_json: bool, no_summary: bool) -> None:
-    """Report what apply did, and raise for an interrupted or incomplete apply."""
+                  as_json: bool, no_summary: bool, lock_id: str,
+                  unlock_error: errors.ReconcilerError | None) -> None:
+    """Report what apply did (a lock that could not be released included), and raise for
+    an interrupted or incomplete apply, or a lock left behind."""
     result = _report_document(report, session=session, plan=the_plan)
+    result["lock"] = {"id": lock_id, "released": unlock_error is None,
+                      "error": (errors.redact_urls(unlock_error.message)
+                                if unlock_error is not None else None)}
     _step_summary(render.apply_markdown(result), disabled=no_summary)
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
         typer.echo(("\n" if report.published or report.recorded or report.failed else "")
                    + render.apply_text(result), nl=False)
+    if unlock_error is not None:
+        if report.interrupted or not report.ok:
+            _err(errors.redact_urls(_unlock_failure(session, lock_id, unlock_error)))
+        else:
+            raise errors.StateError(
+                f"every change above was made and recorded, but the state lock {lock_id} on "
+                f"{session.state.location} could not be released: {unlock_error.message}",
+                hint=f"once no apply runs, release it with `reconcile force-unlock {lock_id}`")
     if report.interrupted:
         raise errors.Interrupted(
             "apply was interrupted: every publish that finished is recorded; "

@@ -186,6 +186,12 @@ class PreconditionFailed(StateError):
     code = "precondition_failed"
 
 
+class PlanFileError(ReconcilerError):
+    """A plan file that is not a plan document this reconcile can read."""
+
+    code = "plan_unreadable"
+
+
 class StalePlan(ReconcilerError):
     """A saved plan no longer matches the world it was made against; `differences` lists
     each one, in words."""

@@ -441,7 +441,10 @@ class PlanBasis:
 
     `state_revision` is the recorded state's revision ("" when there was none),
     `fingerprints` each planned layer's content fingerprint, `targets` and `regions` the
-    selection (empty: all), and the tool and packaging-format versions that made it.
+    selection (empty: all), and the tool and packaging-format versions that made it. The rest
+    of the selection: `manifest` is the manifest's path below the repository root the plan was
+    made from ("" when it lay outside it: then `apply PLANFILE` needs `-f`), and `download`
+    whether adoption by content could download zips (`--no-download` not given).
     """
 
     plan_id: str
@@ -454,6 +457,8 @@ class PlanBasis:
     regions: tuple[str, ...]
     tool_version: str
     packaging_format: int
+    manifest: str = ""
+    download: bool = True
 
     def fingerprint(self, layer: str) -> str | None:
         """The content fingerprint `layer` was planned with."""

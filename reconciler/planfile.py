@@ -4,8 +4,9 @@ the stale check of a saved plan. Pure: dicts in, dicts out; the caller reads and
 The document is the contract's plan JSON with more keys, so that it round-trips: every change
 carries the Lambda layer name, the lock entry apply records, the remote version it was decided
 against (with its settings) and everything about the desired version (fingerprint, digests,
-size, settings, grants). A saved plan also carries its basis (what it was made against) and,
-once applied, an `applied` record. `from_document(to_document(plan)) == plan` for every plan.
+size, settings, grants). A saved plan also carries its basis (what it was made against, and its
+selection) and, once applied, an `applied` record. What `apply PLANFILE` checks lives in
+savedplan. `from_document(to_document(plan)) == plan` for every plan.
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ FORMAT_VERSION = 1
 _SETTINGS_ORDER = ("code_sha256", *model.Settings().as_dict())
 
 
-class PlanFileError(errors.ReconcilerError):
-    """A plan file that is not a plan document this reconcile can read."""
-
-    code = "plan_unreadable"
+PlanFileError = errors.PlanFileError
 
 
 def _settings(values: Mapping[str, Any]) -> model.Settings:
@@ -155,6 +153,8 @@ def _basis(basis: model.PlanBasis) -> dict[str, Any]:
         "regions": list(basis.regions),
         "tool_version": basis.tool_version,
         "packaging_format": basis.packaging_format,
+        "manifest": basis.manifest,
+        "download": basis.download,
     }
 
 
@@ -293,6 +293,8 @@ def _read_basis(raw: Any) -> model.PlanBasis:
         regions=tuple(_require(raw, "regions", list, where=where)),
         tool_version=_require(raw, "tool_version", str, where=where),
         packaging_format=_require(raw, "packaging_format", int, where=where),
+        manifest=str(raw.get("manifest") or ""),
+        download=raw.get("download") is not False,
     )
 
 
@@ -314,65 +316,3 @@ def from_document(document: Any) -> model.Plan:
     basis = _read_basis(document["basis"]) if "basis" in document else None
     warnings = tuple(str(warning) for warning in document.get("warnings", ()))
     return model.Plan(changes=changes, errors=plan_errors, basis=basis, warnings=warnings)
-
-
-def _short(value: str) -> str:
-    return value[:12] + "…" if len(value) > 12 else (value or "none")
-
-
-def stale_reasons(
-    plan: model.Plan,
-    *,
-    now: model.PlanBasis,
-    remote_latest: Mapping[tuple[str, str], int | None],
-) -> list[str]:
-    """Every way the world differs from the one `plan` was made against, in words (empty:
-    the plan can be applied). `now` is the basis as it is now; `remote_latest` the latest
-    version number of each planned (layer, region) now (None: it has none)."""
-    basis = plan.basis
-    if basis is None:
-        return ["the plan has no basis (it was not saved by `reconcile plan --out`)"]
-    reasons: list[str] = []
-    if basis.tool_version != now.tool_version:
-        reasons.append(f"the plan was made by reconcile {basis.tool_version}; this is "
-                       f"reconcile {now.tool_version}")
-    if basis.packaging_format != now.packaging_format:
-        reasons.append(f"the plan was made with packaging format {basis.packaging_format}; "
-                       f"this reconcile packages with format {now.packaging_format}")
-    if basis.manifest_sha256 != now.manifest_sha256:
-        reasons.append(f"the manifest changed since the plan (sha256 "
-                       f"{_short(basis.manifest_sha256)} -> {_short(now.manifest_sha256)})")
-    if basis.targets != now.targets or basis.regions != now.regions:
-        reasons.append(f"the plan selected targets {list(basis.targets) or 'all'} and regions "
-                       f"{list(basis.regions) or 'all'}; this apply selects "
-                       f"{list(now.targets) or 'all'} and {list(now.regions) or 'all'}")
-    planned = dict(basis.fingerprints)
-    current = dict(now.fingerprints)
-    for layer in sorted(planned):
-        if layer in current and current[layer] != planned[layer]:
-            reasons.append(f"layer {layer}'s content changed (fingerprint "
-                           f"{_short(planned[layer])} -> {_short(current[layer])})")
-        elif layer not in current:
-            reasons.append(f"layer {layer} is no longer in the manifest")
-    if basis.state_location != now.state_location:
-        reasons.append(f"the plan recorded its state in {basis.state_location}; this apply "
-                       f"uses {now.state_location}")
-    elif basis.state_revision != now.state_revision:
-        reasons.append(
-            f"the recorded state ({now.state_location}) changed since the plan (revision "
-            f"{_short(basis.state_revision)} -> {_short(now.state_revision)}): another apply "
-            "ran, or this plan was applied already")
-    seen: set[tuple[str, str]] = set()
-    for change in plan.changes:
-        key = (change.layer, change.region)
-        if key not in remote_latest or key in seen:
-            continue
-        seen.add(key)
-        planned_version = change.current.version if change.current is not None else None
-        version_now = remote_latest[key]
-        if version_now != planned_version:
-            was = f"v{planned_version}" if planned_version is not None else "no version"
-            is_now = f"v{version_now}" if version_now is not None else "no version"
-            reasons.append(f"layer {change.layer}'s remote latest in {change.region} is now "
-                           f"{is_now} (the plan saw {was}): published or deleted since the plan")
-    return reasons

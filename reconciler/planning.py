@@ -138,7 +138,8 @@ def select(parsed: model.Manifest, *, default_region: str | None, targets: Seque
 
 
 def basis(*, selection: Selection, manifest_digest: str, snapshot: ports.Snapshot,
-          state_location: str, fingerprints: dict[str, str]) -> model.PlanBasis:
+          state_location: str, fingerprints: dict[str, str], manifest_path: str = "",
+          download: bool = True) -> model.PlanBasis:
     """The basis of a plan made now."""
     return model.PlanBasis(
         plan_id=str(uuid.uuid4()),
@@ -151,6 +152,8 @@ def basis(*, selection: Selection, manifest_digest: str, snapshot: ports.Snapsho
         regions=selection.only_regions,
         tool_version=__version__,
         packaging_format=archive.FORMAT_VERSION,
+        manifest=manifest_path,
+        download=download,
     )
 
 
@@ -166,9 +169,11 @@ def make_plan(
     parallelism: int = 4,
     progress: Progress = _quiet,
     download: bool = True,
+    manifest_path: str = "",
 ) -> model.Plan:
     """Plan the selection against the snapshot and Lambda (regions read `parallelism` at
-    a time). `download` False never downloads a remote zip (no adoption by content)."""
+    a time). `download` False never downloads a remote zip (no adoption by content).
+    `manifest_path` names the manifest in the basis (its path below the repository root)."""
     lock = snapshot.lock
     specs = list(selection.specs)
     identified = code.identify(specs, regions=selection.regions)
@@ -268,7 +273,8 @@ def make_plan(
         storage=storage,
         layer_errors=[*layer_errors, *_upload_size_errors(decided, parsed=parsed)],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
-                    state_location=state_location, fingerprints=fingerprints),
+                    state_location=state_location, fingerprints=fingerprints,
+                    manifest_path=manifest_path, download=download),
     )
 
 

@@ -278,4 +278,8 @@ def apply_markdown(report: dict[str, Any], *, title: str = "reconcile apply") ->
         lines += [f"- `{item['layer']}` ({item['region']}): {item['why']}"
                   for item in report["not_attempted"]]
         lines.append("")
+    lock = report.get("lock")
+    if isinstance(lock, dict) and not lock.get("released", True):
+        lines += [f"**The state lock `{lock['id']}` could not be released:** {lock['error']}. "
+                  f"Once no apply runs: `reconcile force-unlock {lock['id']}`", ""]
     return "\n".join(lines) + "\n"

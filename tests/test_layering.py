@@ -24,7 +24,7 @@ import pytest
 
 PACKAGE = "reconciler"
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
-                  "planfile", "statefile", "ratelimit"})
+                  "planfile", "savedplan", "statefile", "ratelimit"})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
@@ -46,6 +46,7 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "render": frozenset({"errors", "model"}),
     "ports": frozenset({"errors", "model"}),
     "planfile": frozenset({"errors", "model"}),
+    "savedplan": frozenset({"errors", "model"}),
     "statefile": frozenset({"errors", "model"}),
     "ratelimit": frozenset(),
     **{shell: (CORE | SHELL) - {"cli", shell} for shell in SHELL},

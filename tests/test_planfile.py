@@ -1,9 +1,11 @@
 """The plan document: every plan shape round-trips through planfile, every document is valid
-against the shipped plan schema, and each kind of staleness is named."""
+against the shipped plan schema, and a saved plan is compared with the fresh decision: each
+difference named, files read within limits."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import model, planfile
+from reconciler import errors, model, planfile, savedplan
 
 SCHEMA = json.loads(resources.files("reconciler").joinpath("schemas/plan.schema.json")
                     .read_text("utf-8"))
@@ -91,7 +93,8 @@ _basis = st.builds(
     fingerprints=st.dictionaries(_text, _text, max_size=3).map(
         lambda found: tuple(sorted(found.items()))),
     targets=st.lists(_text, max_size=2).map(tuple), regions=st.lists(_text, max_size=2).map(
-        tuple), tool_version=_text, packaging_format=st.integers(1, 3))
+        tuple), tool_version=_text, packaging_format=st.integers(1, 3),
+    manifest=st.one_of(st.just(""), _text), download=st.booleans())
 _plans = st.builds(model.Plan, changes=st.lists(_change, max_size=4).map(tuple),
                    errors=st.lists(st.builds(model.LayerError, layer=_text, message=_text,
                                              hint=st.one_of(st.none(), _text)),
@@ -131,38 +134,104 @@ CHANGE = model.LayerChange(
 SAVED = model.Plan(changes=(CHANGE,), basis=basis())
 
 
-@pytest.mark.parametrize(("now", "remote", "expected"), [
-    (basis(), {("alpha", "us-east-1"): 5}, []),
-    (basis(plan_id="other", created="later"), {("alpha", "us-east-1"): 5}, []),
-    (basis(manifest_sha256="b" * 64), {}, ["the manifest changed since the plan"]),
-    (basis(fingerprints=(("alpha", "e" * 64),)), {},
-     ["layer alpha's content changed (fingerprint ffffffffffff… -> eeeeeeeeeeee…)"]),
-    (basis(state_revision="r2"), {}, ["the recorded state (lockfile:layers.lock.json) "
-                                      "changed since the plan"]),
-    (basis(), {("alpha", "us-east-1"): 7},
-     ["layer alpha's remote latest in us-east-1 is now v7 (the plan saw v5)"]),
-    (basis(), {("alpha", "us-east-1"): None},
-     ["layer alpha's remote latest in us-east-1 is now no version (the plan saw v5)"]),
-    (basis(tool_version="0.2.0"), {}, ["the plan was made by reconcile 0.1.0"]),
-    (basis(packaging_format=2), {}, ["the plan was made with packaging format 1"]),
-    (basis(targets=("alpha",)), {}, ["the plan selected targets all"]),
-], ids=["fresh", "new-id", "manifest", "content", "state", "published", "deleted", "tool",
-        "format", "selection"])
-def test_each_kind_of_staleness_is_named(now: model.PlanBasis,
-                                         remote: dict[tuple[str, str], int | None],
-                                         expected: list[str]) -> None:
-    """stale_reasons names each difference from the world the plan was made against."""
-    reasons = planfile.stale_reasons(SAVED, now=now, remote_latest=remote)
-    assert len(reasons) == len(expected)
-    for reason, start in zip(reasons, expected, strict=True):
-        assert reason.startswith(start), reason
+def _with(change: model.LayerChange, **fields: Any) -> model.Plan:
+    return model.Plan(changes=(replace(change, **fields),), basis=basis(plan_id="fresh"))
 
 
-def test_several_differences_are_all_named() -> None:
-    """Every difference is listed, not only the first."""
-    now = basis(manifest_sha256="b" * 64, state_revision="r9")
-    reasons = planfile.stale_reasons(SAVED, now=now, remote_latest={("alpha", "us-east-1"): 6})
-    assert len(reasons) == 3
+@pytest.mark.parametrize(("fresh", "expected"), [
+    (model.Plan(changes=(CHANGE,), basis=basis(plan_id="other", created="later")), []),
+    (_with(CHANGE, notes=("other words",), reasons=(model.Reason.REMOTE_DRIFT,)), []),
+    (_with(CHANGE, desired=replace(CHANGE.desired, code_sha256="B" * 43 + "=")),
+     ["the plan would publish layer alpha in us-east-1 with other values than deciding "
+      "again now: code_sha256 AAAAAAAAAAAAAAAAAAAA… -> BBBBBBBBBBBBBBBBBBBB…"]),
+    (_with(CHANGE, current=model.RemoteVersion(version=7, layer_version_arn="arn:5",
+                                               settings=S1)),
+     ["the plan would publish layer alpha in us-east-1 with other values than deciding "
+      "again now: current version 5 -> 7"]),
+    (_with(CHANGE, action=model.Action.NOOP),
+     ["the plan would publish layer alpha in us-east-1; deciding again now does not (now: "
+      "noop (its latest is v5))"]),
+    (model.Plan(changes=(CHANGE, replace(CHANGE, action=model.Action.DELETE, version=2,
+                                         reasons=(model.Reason.RETENTION,))), basis=basis()),
+     ["deciding again now would also delete v2 of layer alpha in us-east-1, which the plan "
+      "does not"]),
+    (_with(CHANGE, code=model.CodeLocation(route=model.UploadRoute.S3_SOURCE, s3=model.S3Object(
+        bucket="b", key="k"))),
+     ["the plan would publish layer alpha in us-east-1 with other values than deciding again "
+      "now: upload bucket none -> b; upload key none -> k; upload route none -> s3_source"]),
+    (model.Plan(changes=(), errors=(model.LayerError(layer="alpha", message="gone"),)),
+     ["layer alpha cannot be planned now: gone", "the plan would publish layer alpha"]),
+], ids=["new-id", "words", "content", "latest", "now-noop", "extra-delete", "route", "error"])
+def test_each_difference_from_the_fresh_decision_is_named(fresh: model.Plan,
+                                                          expected: list[str]) -> None:
+    """savedplan.differences names each way the fresh decision differs from the saved plan's
+    changes; notes, reasons of a publish and the plan's id are not differences."""
+    found = savedplan.differences(SAVED, fresh)
+    assert len(found) == len(expected), found
+    for line, start in zip(found, expected, strict=True):
+        assert line.startswith(start), line
+
+
+def test_a_noop_without_a_record_is_not_a_change() -> None:
+    """A layer the plan leaves alone may have moved since (another apply): no difference."""
+    noop = replace(CHANGE, layer="beta", action=model.Action.NOOP)
+    saved = model.Plan(changes=(CHANGE, noop), basis=basis())
+    moved = replace(noop, current=model.RemoteVersion(version=9, layer_version_arn="arn:9",
+                                                      settings=S1))
+    assert savedplan.differences(saved, model.Plan(changes=(CHANGE, moved))) == []
+
+
+def test_a_change_listed_twice_is_named() -> None:
+    """A publish listed twice in the file is refused even though the fresh plan has it."""
+    saved = model.Plan(changes=(CHANGE, CHANGE), basis=basis())
+    assert savedplan.differences(saved, SAVED) == [
+        "the plan lists publish layer alpha in us-east-1 2 times"]
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    (basis(), []),
+    (basis(manifest_sha256="b" * 64, state_revision="r2", fingerprints=()), []),
+    (basis(tool_version="0.2.0"), ["the plan was made by reconcile 0.1.0"]),
+    (basis(packaging_format=2), ["the plan was made with packaging format 1"]),
+    (basis(state_location="s3://b/x"), ["the plan recorded its state in lockfile:"]),
+], ids=["same", "other-manifest-and-state", "tool", "format", "state-location"])
+def test_the_basis_must_name_the_same_tool_and_state(now: model.PlanBasis,
+                                                     expected: list[str]) -> None:
+    """Only the tool, its packaging format and the state's location must agree; another
+    manifest digest or state revision is judged by the fresh decision instead."""
+    found = savedplan.basis_differences(SAVED.basis, now=now)
+    assert [line[:len(start)] for line, start in zip(found, expected, strict=True)] == expected
+    assert len(found) == len(expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_plans)
+def test_a_plan_decided_again_the_same_has_no_difference(plan: model.Plan) -> None:
+    """Every plan compared with itself read back from its document differs in nothing but
+    its changes listed twice (which the comparison names)."""
+    document = json.loads(json.dumps(planfile.to_document(plan)))
+    again = planfile.from_document(savedplan.read_document(
+        json.dumps(document).encode(), file="plan.json"))
+    found = savedplan.differences(plan, replace(again, errors=()))
+    assert all(line.startswith("the plan lists ") for line in found), found
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\xff\xfe", "not UTF-8"),
+    (b"{not json", "plan.json:1:2: not a plan file (not JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested"),
+    (b'{"format_version": 1, "changes": [], "warnings": ' + b"[" * 40 + b"]" * 40 + b"}",
+     "nested more than 32 levels"),
+    (b'{"format_version": 1, "changes": [{"layer": 1}], "summary": {}}',
+     "plan.json: not a valid plan file:\n  changes[0]"),
+    (b'{"format_version": 3, "changes": []}', "format_version 3 is not supported"),
+], ids=["utf8", "json", "deep-json", "deep-document", "schema", "version"])
+def test_a_plan_file_is_read_within_limits_and_checked(data: bytes, message: str) -> None:
+    """read_document refuses, with one PlanFileError naming the file, bytes that are not a
+    plan document, too deep, or against the schema; never a RecursionError."""
+    with pytest.raises(errors.PlanFileError) as refused:
+        savedplan.read_document(data, file="plan.json")
+    assert message in refused.value.message
 
 
 @pytest.mark.parametrize("document", [

@@ -1,7 +1,8 @@
 """Saved plans end to end, through the installed CLI against a moto server: `plan --out` in
 one checkout, `apply PLANFILE` in another (another folder, other mtimes, no `.reconcile/`)
-uploads exactly the planned CodeSha256; each kind of staleness is refused naming the
-difference, with nothing published; a plan file is applied once; `show` renders it."""
+uploads exactly the planned CodeSha256; apply decides again and refuses a plan whose changes
+are no longer what it would do, naming each difference, with nothing published; a plan file
+is applied once; `show` renders it (tests/test_saved_plan_verified.py: crafted plan files)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ def test_a_plan_file_is_applied_once(checkout: Path, tmp_path: Path) -> None:
 
 
 def test_a_copy_of_an_applied_plan_is_stale(checkout: Path, tmp_path: Path) -> None:
-    """A copy of a plan file that was applied elsewhere is refused too: the state moved."""
+    """A copy of a plan file that was applied elsewhere is refused too: deciding again, the
+    layers it creates exist already."""
     plan_file = tmp_path / "plan.json"
     saved_plan(checkout, plan_file)
     copy = tmp_path / "copy.json"
@@ -94,13 +96,14 @@ def test_a_copy_of_an_applied_plan_is_stale(checkout: Path, tmp_path: Path) -> N
     assert run(checkout, "apply", str(plan_file)).returncode == 0
     again = run(checkout, "apply", str(copy))
     assert again.returncode == 1
-    assert "the recorded state" in again.stderr and "changed since the plan" in again.stderr
-    assert "alpha's remote latest in us-east-1 is now v1" in again.stderr
+    assert ("the plan would create layer alpha in us-east-1; deciding again now does not "
+            "(now: noop (its latest is v1))") in again.stderr
     assert versions("alpha") == [1]
 
 
 def test_changed_manifest_and_content_are_named(checkout: Path, tmp_path: Path) -> None:
-    """An edited manifest and an edited file are both named; nothing is published."""
+    """An edited setting and an edited file are both named with their values; nothing is
+    published."""
     plan_file = tmp_path / "plan.json"
     saved_plan(checkout, plan_file)
     (checkout / "layers.yaml").write_text(MANIFEST.replace("Alpha helpers", "Alpha tools"))
@@ -108,8 +111,10 @@ def test_changed_manifest_and_content_are_named(checkout: Path, tmp_path: Path) 
     refused = run(checkout, "apply", str(plan_file))
     assert refused.returncode == 1
     assert "the saved plan is stale" in refused.stderr
-    assert "the manifest changed since the plan" in refused.stderr
-    assert "layer beta's content changed (fingerprint" in refused.stderr
+    assert ("the plan would create layer alpha in us-east-1 with other values than deciding "
+            "again now: description Alpha helpers -> Alpha tools") in refused.stderr
+    assert "the plan would create layer beta in us-east-1 with other values" in refused.stderr
+    assert "code_sha256 " in refused.stderr and "fingerprint " in refused.stderr
     assert versions("alpha") == [] and versions("beta") == []
     assert not (checkout / "layers.lock.json").exists()
 
@@ -122,17 +127,20 @@ def test_out_of_band_publish_makes_the_plan_stale(checkout: Path, tmp_path: Path
                                                  Content={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
     refused = run(checkout, "apply", str(plan_file))
     assert refused.returncode == 1
-    assert "layer beta's remote latest in us-east-1 is now v1 (the plan saw no version)" \
-        in refused.stderr
+    assert ("the plan would create layer beta in us-east-1; deciding again now does not (now: "
+            "publish (its latest is v1))") in refused.stderr
+    assert "deciding again now would also publish layer beta in us-east-1" in refused.stderr
     assert versions("beta") == [1] and versions("alpha") == []
 
 
 def test_other_selection_is_stale(checkout: Path, tmp_path: Path) -> None:
-    """Applying a plan with another --target than it was made with is refused."""
+    """Applying a plan with another --target than it was made with is refused: the plan
+    carries its own selection."""
     plan_file = tmp_path / "plan.json"
     saved_plan(checkout, plan_file)
     refused = run(checkout, "apply", str(plan_file), "--target", "alpha")
-    assert refused.returncode == 1 and "the plan selected targets all" in refused.stderr
+    assert refused.returncode == 1
+    assert "the plan selected targets all; this apply selects ['alpha']" in refused.stderr
     assert versions("alpha") == []
 
 

@@ -1,0 +1,259 @@
+"""A saved plan is an approval, not instructions: the checks of `apply PLANFILE`. Pure: bytes
+and plans in, documents and words out; the caller reads the file and decides again.
+
+The plan file travels as a CI artifact that a pull request produced, so nothing in it is
+trusted. It is read within limits (size, nesting) and checked against the shipped plan schema
+before anything else (`read_document`). Apply then decides again, from the checkout, the state
+and Lambda, with the plan's own selection, and `differences` compares the two decisions change
+by change: every change the saved plan would make (create, publish, delete, grant, record, with
+its fillers, upload route, bucket and key, settings, grants, version numbers and CodeSha256)
+must be one the fresh decision makes, and the fresh decision must make no change the plan
+lacks. Apply carries out the fresh decision, so no field of the file is ever used as a path,
+bucket, key, layer name, region or ARN: it is only compared. A no-op without a record is not a
+change, so a plan is stale only when what its own changes depend on moved (an apply of other
+layers in between leaves it applicable).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from reconciler import errors, model
+
+# A plan of 4,000 layers in 20 regions is ~60 MB of JSON; anything larger is not a plan.
+MAX_PLAN_FILE_BYTES = 256 * 1024 * 1024
+# The plan document nests 6 levels deep (changes[].desired.grants[][]); 32 leaves room for keys
+# a newer reconcile adds, and keeps a hostile file far from the interpreter's recursion limit.
+MAX_DEPTH = 32
+# Schema violations listed before "and N more".
+_MAX_LISTED = 5
+
+
+@cache
+def plan_schema() -> dict[str, Any]:
+    """The plan document's JSON Schema shipped inside the package."""
+    text = resources.files("reconciler").joinpath("schemas/plan.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _too_deep(document: Any) -> bool:
+    """True when `document` nests more than MAX_DEPTH containers (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values()
+                         if isinstance(item, dict | list))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
+    return False
+
+
+def _json_path(path: Iterable[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(the document)"
+
+
+def _error(message: str, *, hint: str) -> errors.PlanFileError:
+    return errors.PlanFileError(message, hint=hint)
+
+
+def read_document(data: bytes, *, file: str) -> dict[str, Any]:
+    """The plan document in `data` (the bytes of `file`), checked against the plan schema
+    within the size and nesting limits; PlanFileError naming the file and field otherwise."""
+    hint = "make the plan again with `reconcile plan --out FILE`"
+    if len(data) > MAX_PLAN_FILE_BYTES:
+        raise _error(f"{file}: {len(data):,} bytes, more than a plan file can be "
+                     f"({MAX_PLAN_FILE_BYTES:,})", hint=hint)
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _error(f"{file}: not a plan file (not UTF-8: {exc.reason} at byte "
+                     f"{exc.start})", hint=hint) from None
+    except json.JSONDecodeError as exc:
+        raise _error(f"{file}:{exc.lineno}:{exc.colno}: not a plan file (not JSON: "
+                     f"{exc.msg})", hint=hint) from None
+    except RecursionError:
+        raise _error(f"{file}: not a plan file (nested too deeply)", hint=hint) from None
+    if _too_deep(document):
+        raise _error(f"{file}: not a plan file (nested more than {MAX_DEPTH} levels)",
+                     hint=hint)
+    if not isinstance(document, dict) or "changes" not in document:
+        raise _error(f"{file}: not a reconcile plan (no `changes`)", hint=hint)
+    if document.get("format_version") != 1:
+        raise _error(f"{file}: plan format_version {document.get('format_version')!r} "
+                     "is not supported (this reconcile reads version 1)",
+                     hint="was it made by another reconcile? " + hint)
+    import jsonschema  # only a saved plan needs it here (~50 ms to import)
+
+    validator = jsonschema.Draft202012Validator(plan_schema())
+    found = sorted(validator.iter_errors(document), key=lambda error: str(list(error.path)))
+    if found:
+        lines = [f"{_json_path(error.absolute_path)}: {_shorten(error.message)}"
+                 for error in found[:_MAX_LISTED]]
+        more = f"\n  ... and {len(found) - _MAX_LISTED} more" if len(found) > _MAX_LISTED else ""
+        raise _error(f"{file}: not a valid plan file:\n  " + "\n  ".join(lines) + more,
+                     hint=hint)
+    return document
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _short(value: object) -> str:
+    if value is None:
+        return "none"
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
+Address = tuple[str, str, str, int]  # layer, region, action, deleted version (0: none)
+
+
+def _what(change: model.LayerChange) -> dict[str, object]:
+    """The parts of `change` that say what apply does: equal substance, equal calls."""
+    current = change.current
+    facts: dict[str, object] = {"layer name": change.layer_name}
+    if change.action in (model.Action.CREATE, model.Action.PUBLISH):
+        desired, location = change.desired, change.code
+        s3 = location.s3 if location is not None else None
+        facts.update({
+            "current version": current.version if current else None,
+            "code_sha256": desired.code_sha256, "content_sha256": desired.content_sha256,
+            "code_size": desired.code_size, "fingerprint": desired.fingerprint,
+            "source": desired.source.value, **desired.settings.as_dict(),
+            "grants": sorted([grant.kind, grant.principal] for grant in desired.grants),
+            "expected version": change.expected_version,
+            "align target": change.align_target, "fillers": change.fillers,
+            "shortfall": change.shortfall,
+            "upload route": location.route.value if location else None,
+            "upload bucket": s3.bucket if s3 else None, "upload key": s3.key if s3 else None,
+            "upload object version": s3.version if s3 else None,
+        })
+    elif change.action is model.Action.DELETE:
+        facts.update({"version arn": current.layer_version_arn if current else None,
+                      "reasons": sorted(reason.value for reason in change.reasons)})
+    elif change.action is model.Action.GRANT:
+        facts.update({
+            "current version": current.version if current else None,
+            "version arn": current.layer_version_arn if current else None,
+            "grants added": sorted([grant.kind, grant.principal]
+                                   for grant in change.grants_add),
+            "grants removed": sorted(change.grants_remove)})
+    if change.record is not None:
+        record = change.record
+        facts.update({"recorded version": record.version,
+                      "recorded arn": record.layer_version_arn,
+                      "recorded code_sha256": record.code_sha256,
+                      "recorded content_sha256": record.content_sha256,
+                      "recorded code_size": record.code_size,
+                      "recorded fingerprint": record.fingerprint,
+                      "recorded settings": record.settings_sha256})
+    return facts
+
+
+def _address(change: model.LayerChange) -> Address:
+    return (change.layer, change.region, change.action.value, change.version or 0)
+
+
+def substance(plan: model.Plan) -> dict[Address, dict[str, object]]:
+    """Every change `plan` would make, by address (a no-op without a record makes none)."""
+    found: dict[Address, dict[str, object]] = {}
+    for change in plan.changes:
+        if change.action is model.Action.NOOP and change.record is None:
+            continue
+        found[_address(change)] = _what(change)
+    return found
+
+
+def _describe(address: Address) -> str:
+    layer, region, action, version = address
+    verb = {"create": "create", "publish": "publish", "delete": f"delete v{version} of",
+            "grant": "change the grants of", "noop": "record"}.get(action, action)
+    return f"{verb} layer {layer} in {region}"
+
+
+def _fresh_action(fresh: model.Plan, layer: str, region: str) -> str:
+    for change in fresh.changes:
+        if (change.layer, change.region) == (layer, region) and change.action is not \
+                model.Action.DELETE:
+            current = f" (its latest is v{change.current.version})" if change.current else ""
+            return f"{change.action.value}{current}"
+    return "nothing (the layer or region is not planned now)"
+
+
+def differences(saved: model.Plan, fresh: model.Plan) -> list[str]:
+    """Each way the fresh decision differs from the saved plan's, in words (empty: the saved
+    plan is exactly what apply would do now)."""
+    lines: list[str] = []
+    if fresh.errors:
+        lines.extend(f"layer {error.layer} cannot be planned now: {error.message}"
+                     for error in fresh.errors)
+    listed = Counter(_address(change) for change in saved.changes
+                     if change.action is not model.Action.NOOP or change.record is not None)
+    lines.extend(f"the plan lists {_describe(address)} {count} times"
+                 for address, count in sorted(listed.items()) if count > 1)
+    before, now = substance(saved), substance(fresh)
+    for address in sorted(set(before) | set(now)):
+        layer, region = address[0], address[1]
+        if address not in now:
+            lines.append(f"the plan would {_describe(address)}; deciding again now does not "
+                         f"(now: {_fresh_action(fresh, layer, region)})")
+        elif address not in before:
+            lines.append(f"deciding again now would also {_describe(address)}, which the plan "
+                         "does not")
+        else:
+            changed = [f"{name} {_short(before[address].get(name))} -> "
+                       f"{_short(now[address].get(name))}"
+                       for name in sorted(set(before[address]) | set(now[address]))
+                       if before[address].get(name) != now[address].get(name)]
+            if changed:
+                lines.append(f"the plan would {_describe(address)} with other values than "
+                             f"deciding again now: {'; '.join(changed)}")
+    return lines
+
+
+def basis_differences(saved: model.PlanBasis | None, *, now: model.PlanBasis) -> list[str]:
+    """What the saved basis says that must hold for the fresh decision to be comparable: the
+    same tool and packaging format, and the same state."""
+    if saved is None:
+        return ["the plan has no basis (it was not saved by `reconcile plan --out`)"]
+    lines: list[str] = []
+    if saved.tool_version != now.tool_version:
+        lines.append(f"the plan was made by reconcile {saved.tool_version}; this is "
+                     f"reconcile {now.tool_version}")
+    if saved.packaging_format != now.packaging_format:
+        lines.append(f"the plan was made with packaging format {saved.packaging_format}; this "
+                     f"reconcile packages with format {now.packaging_format}")
+    if saved.state_location != now.state_location:
+        lines.append(f"the plan recorded its state in {saved.state_location}; this apply uses "
+                     f"{now.state_location}")
+    return lines
+
+
+def selection_differences(saved: model.PlanBasis, *, manifest: str | None,
+                          targets: list[str], regions: list[str]) -> list[str]:
+    """Flags given to `apply PLANFILE` that disagree with the plan's own selection (a flag
+    not given agrees). `manifest` is the given manifest's path in the plan's terms."""
+    lines: list[str] = []
+    if manifest is not None and manifest != saved.manifest:
+        lines.append(f"the plan was made for the manifest {saved.manifest or '(unknown)'}; "
+                     f"-f names {manifest}")
+    if targets and sorted(set(targets)) != sorted(saved.targets):
+        lines.append(f"the plan selected targets {list(saved.targets) or 'all'}; this apply "
+                     f"selects {sorted(set(targets))}")
+    if regions and sorted(set(regions)) != sorted(saved.regions):
+        lines.append(f"the plan selected regions {list(saved.regions) or 'all'}; this apply "
+                     f"selects {sorted(set(regions))}")
+    return lines
