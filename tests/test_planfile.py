@@ -244,3 +244,57 @@ def test_what_is_not_a_plan_is_refused(document: Any) -> None:
     """A document that is not a plan of this format is one PlanFileError, never a crash."""
     with pytest.raises(planfile.PlanFileError):
         planfile.from_document(document)
+
+
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 10**6), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside `value` (the root included)."""
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(_paths(item, (*prefix, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_paths(item, (*prefix, index)))
+    return found
+
+
+_REAL = planfile.to_document(model.Plan(
+    changes=(CHANGE, replace(CHANGE, layer="beta", action=model.Action.NOOP,
+                             record=model.LockEntry(
+                                 fingerprint="f", content_sha256="c", code_sha256=CODE,
+                                 code_size=1, version=5, layer_version_arn="arn:5",
+                                 settings_sha256="s"),
+                             code=model.CodeLocation(route=model.UploadRoute.DIRECT))),
+    basis=basis()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_mutated_plan_file_is_a_plan_or_one_plan_file_error(data: st.DataObject) -> None:
+    """Any subtree of a real plan document replaced by any JSON value reads as a plan or
+    fails with one PlanFileError: never a KeyError, TypeError or RecursionError."""
+    document = json.loads(json.dumps(_REAL))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(document)))
+        value = data.draw(_json_values)
+        if not path:
+            document = value
+            continue
+        parent = document
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = value
+    try:
+        plan = planfile.from_document(savedplan.read_document(
+            json.dumps(document).encode(), file="plan.json"))
+    except errors.PlanFileError as refused:
+        assert refused.message.startswith("plan.json: ") or "plan file" in refused.message
+    else:
+        assert isinstance(plan, model.Plan)
