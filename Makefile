@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: install lint test demo bench schema clean
+.PHONY: install lint test demo bench schema dist dist-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ bench: install
 # Regenerate schemas/layers.schema.json from the installed botocore's Lambda model.
 schema: install
 	$(BIN)/python tools/gen_schema.py
+
+# A wheel and an sdist in dist/ (PEP 517 build, in an isolated environment).
+dist: $(STAMP)
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
+
+# Each of them installed into a fresh virtualenv outside the source tree (dependencies from the
+# package index), then both command names and a validate of the example.
+dist-check: dist
+	$(BIN)/python tools/dist_check.py dist
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .reconcile examples/.reconcile

@@ -67,11 +67,12 @@ def _lazy_module(name: str) -> types.ModuleType:
 # import neither boto3 nor jsonschema). Type checkers and the layering test see the plain
 # imports.
 if TYPE_CHECKING:
-    from reconciler import applying, artifacts, aws, planning, sandbox, workspace
+    from reconciler import applying, artifacts, aws, github, planning, sandbox, workspace
 else:
     applying = _lazy_module("reconciler.applying")
     artifacts = _lazy_module("reconciler.artifacts")
     aws = _lazy_module("reconciler.aws")
+    github = _lazy_module("reconciler.github")  # urllib.request: only Actions runs need it
     planning = _lazy_module("reconciler.planning")
     sandbox = _lazy_module("reconciler.sandbox")  # urllib.request: only its commands need it
     workspace = _lazy_module("reconciler.workspace")
@@ -432,16 +433,74 @@ def _state_name(session: _Session) -> str:
         return "lockfile:" + Path(location).resolve().as_posix()
 
 
-def _step_summary(markdown: str, *, disabled: bool) -> None:
-    """Append to GitHub Actions' job summary when running there."""
-    target = os.environ.get("GITHUB_STEP_SUMMARY")
-    if disabled or not target:
+@dataclass
+class _Run:
+    """What GitHub Actions is told about a plan or apply, whatever its outcome: the step
+    summary (once per run) and the step outputs, written by main() on the way out."""
+
+    command: str
+    manifest: str
+    summary: bool
+    summarised: bool = False
+    changes: bool = False
+    plan_file: str | None = None
+
+
+_RUN: _Run | None = None
+
+
+def _begin(command: str, manifest: Path, *, no_summary: bool) -> None:
+    global _RUN
+    _RUN = _Run(command=command, manifest=_manifest_in_repository(manifest) or str(manifest),
+                summary=not no_summary)
+
+
+def _summary_title() -> str:
+    return (github.heading(_RUN.command, _RUN.manifest) if _RUN is not None
+            else "reconcile")
+
+
+def _step_summary(markdown: str) -> None:
+    """Append to GitHub Actions' job summary when running there (and not --no-summary)."""
+    run = _RUN
+    actions = github.Actions.from_environment(os.environ)
+    if run is None or not run.summary or actions.step_summary is None:
         return
+    run.summarised = True
     try:
-        with open(target, "a", encoding="utf-8") as handle:
-            handle.write(markdown + "\n")
-    except OSError as exc:
-        _err(f"warning: cannot write GITHUB_STEP_SUMMARY ({target}): {exc.strerror}")
+        github.append_step_summary(actions.step_summary, markdown, run_url=actions.run_url)
+    except errors.ReconcilerError as error:
+        _err(f"warning: {error.message}")
+
+
+def _finish_github(code: int, failure: errors.ReconcilerError | None) -> None:
+    """On every outcome of plan or apply: a summary for a run that wrote none (an invalid
+    manifest, a refusal, an error), and the step outputs."""
+    run = _RUN
+    if run is None:
+        return
+    if failure is not None and not run.summarised:
+        lines = [f"### {_summary_title()}", "", f":x: **{run.command} failed**: "
+                 f"{_markdown_text(failure.message)}"]
+        if isinstance(failure, errors.ManifestError):
+            lines += [f"- `{_markdown_text(str(problem))}`" for problem in failure.problems]
+        if failure.hint:
+            lines += ["", f"Hint: {_markdown_text(failure.hint)}"]
+        _step_summary(errors.redact_urls("\n".join(lines) + "\n"))
+    actions = github.Actions.from_environment(os.environ)
+    if actions.output is None:
+        return
+    values = {"exitcode": str(code), "changes": "true" if run.changes else "false"}
+    if run.plan_file is not None:
+        values["plan-file"] = run.plan_file
+    try:
+        github.write_outputs(actions.output, values)
+    except errors.ReconcilerError as error:
+        _err(f"warning: {error.message}")
+
+
+def _markdown_text(text: str) -> str:
+    return text.replace("\n", " ").replace("|", "\\|")
 
 
 def _plan_json(plan: model.Plan) -> str:
@@ -555,6 +614,7 @@ def plan(
 
       reconcile plan --detailed-exitcode || [ $? -eq 2 ]
     """
+    _begin("plan", manifest, no_summary=no_summary)
     session = _session(manifest, lockfile_path, targets=target, regions=region,
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
                        max_rps=max_rps)
@@ -564,14 +624,18 @@ def plan(
         the_plan = _make_plan(session, session.state.read(), parallelism=parallelism,
                               download=not no_download)
     _echo_plan(the_plan, output_format)
+    if _RUN is not None:
+        _RUN.changes = the_plan.has_changes
     if out is not None:
         _write_plan_file(out, planfile.to_document(the_plan))
+        if _RUN is not None:
+            _RUN.plan_file = str(out)
         if output_format is PlanFormat.text:
             manifest_flag = ("" if the_plan.basis is None or the_plan.basis.manifest
                              else f" -f {shlex.quote(str(manifest))}")
             typer.echo(f"\nSaved the plan to {out}. Apply exactly this plan with:\n"
                        f"  reconcile apply {shlex.quote(str(out))}{manifest_flag}")
-    _step_summary(render.markdown(the_plan), disabled=no_summary)
+    _step_summary(render.markdown(the_plan, title=_summary_title()))
     if the_plan.errors:
         raise errors.ReconcilerError(
             f"{len(the_plan.errors)} layer(s) could not be planned: "
@@ -754,6 +818,7 @@ def apply(
 
       reconcile apply plan.json       # exactly the plan saved by `plan --out plan.json`
     """
+    _begin("apply", manifest or Path("layers.yaml"), no_summary=no_summary)
     as_json = output_format is ApplyFormat.json
     saved: model.Plan | None = None
     document: dict[str, Any] = {}
@@ -771,6 +836,7 @@ def apply(
         manifest, target, region, download = _saved_selection(
             saved, plan_file=plan_file, manifest=manifest, targets=target, regions=region,
             no_download=no_download)
+        _begin("apply", manifest, no_summary=no_summary)
     session = _session(manifest or Path("layers.yaml"), lockfile_path, targets=target,
                        regions=region, profile=profile, endpoint_url=endpoint_url,
                        max_attempts=max_attempts, max_rps=max_rps)
@@ -898,7 +964,10 @@ def _finish_apply(report: applying.ApplyReport, *, session: _Session, the_plan: 
     result["lock"] = {"id": lock_id, "released": unlock_error is None,
                       "error": (errors.redact_urls(unlock_error.message)
                                 if unlock_error is not None else None)}
-    _step_summary(render.apply_markdown(result), disabled=no_summary)
+    if _RUN is not None:
+        _RUN.changes = bool(report.published or report.recorded or report.granted
+                            or report.deleted)
+    _step_summary(render.apply_markdown(result, title=_summary_title()))
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -940,6 +1009,47 @@ def show(
       reconcile show plan.json --format markdown
     """
     _echo_plan(planfile.from_document(_read_plan_file(plan_file)), output_format)
+
+
+@app.command()
+def comment(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLANFILE", help="A saved plan.")],
+) -> None:
+    """Post the saved plan's Markdown on the pull request, as one comment per manifest that
+    every later run updates. Reads GITHUB_API_URL, GITHUB_TOKEN, GITHUB_REPOSITORY and the
+    event at GITHUB_EVENT_PATH, as GitHub Actions sets them; outside a pull request it posts
+    nothing. Makes no AWS call.
+
+    Example:
+
+      reconcile comment plan.json
+    """
+    saved = planfile.from_document(_read_plan_file(plan_file))
+    environment = os.environ
+    number = github.pull_request_number(environment.get("GITHUB_EVENT_PATH"))
+    if number is None:
+        event = environment.get("GITHUB_EVENT_NAME") or "no GitHub event"
+        typer.echo(f"not a pull request ({event}): no comment posted.")
+        return
+    token = environment.get("GITHUB_TOKEN")
+    repository = environment.get("GITHUB_REPOSITORY")
+    if not token or not repository:
+        missing = [name for name, value in (("GITHUB_TOKEN", token),
+                                            ("GITHUB_REPOSITORY", repository)) if not value]
+        raise errors.UsageError(f"{' and '.join(missing)} not set: cannot post the comment",
+                                hint="in a workflow, pass `GITHUB_TOKEN: ${{ github.token }}` "
+                                     "in the step's env")
+    manifest = (saved.basis.manifest if saved.basis is not None and saved.basis.manifest
+                else "layers.yaml")
+    actions = github.Actions.from_environment(environment)
+    body = github.comment_body(render.markdown(saved, title=github.heading("plan", manifest)),
+                               manifest=manifest, run_url=actions.run_url)
+    client = github.CommentClient(
+        api_url=environment.get("GITHUB_API_URL") or "https://api.github.com", token=token,
+        repository=repository)
+    posted = github.post_comment(client, number=number, body=body, manifest=manifest)
+    typer.echo(f"{'posted' if posted.created else 'updated'} the plan comment on pull request "
+               f"#{number}: {posted.url}")
 
 
 @app.command()
@@ -1196,8 +1306,11 @@ def sandbox_stop(manifest: ManifestOption = Path("layers.yaml")) -> None:
 
 def _report(error: errors.ReconcilerError) -> None:
     if isinstance(error, errors.ManifestError):
+        annotate = github.Actions.from_environment(os.environ).annotations
         for problem in error.problems:
             _err(errors.redact_urls(str(problem)))
+            if annotate:  # workflow commands are read from stdout
+                typer.echo(errors.redact_urls(github.annotation(problem)))
         count = len(error.problems)
         _err(f"{count} problem{'s' if count != 1 else ''} found; nothing was changed.")
         return
@@ -1214,10 +1327,12 @@ _TYPER_INTERRUPTED = 130
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit 0 (success), 1 (any error, usage errors included) or 2 (changes)."""
     command = typer.main.get_command(app)
+    failure: errors.ReconcilerError | None = None
     try:
         code = command.main(args=argv, prog_name="reconcile", standalone_mode=False)
     except errors.ReconcilerError as error:
         _report(error)
+        failure = error
         code = EXIT_ERROR
     except _ClickException as error:
         error.show()  # type: ignore[attr-defined]
@@ -1233,4 +1348,8 @@ def main(argv: list[str] | None = None) -> None:
         # silent exit 130; the contract has one code for every error.
         _err("interrupted: nothing was changed.")
         code = EXIT_ERROR
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+    code = code if isinstance(code, int) else EXIT_OK
+    if code == EXIT_ERROR and failure is None:
+        failure = errors.ReconcilerError("interrupted or refused (see the job's log)")
+    _finish_github(code, failure)
+    sys.exit(code)

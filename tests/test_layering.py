@@ -30,7 +30,7 @@ CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
                    "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
-                   "publishing", "sandbox", "forking", "cli"})
+                   "publishing", "sandbox", "forking", "github", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
