@@ -181,7 +181,8 @@ def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir:
     problems: list[errors.Problem] = []
     for ref in refs:
         target = base_dir / ref.relpath
-        outside = common.outside_repository(ref.relpath, base_dir=base_dir)
+        outside = (common.outside_repository(ref.relpath, base_dir=base_dir)
+                   or common.inside_git_folder(ref.relpath, base_dir=base_dir))
         if outside is not None:
             message: str | None = outside
         elif ref.kind is model.SourceKind.PATH:
@@ -194,25 +195,34 @@ def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir:
                 message = None
         else:
             layer_key = str(ref.field_path[1])
-            check_size = prebuilt_layers is not None and layer_key in prebuilt_layers
-            message = _zip_problem(target, shown=ref.relpath, check_size=check_size)
+            as_is = prebuilt_layers is not None and layer_key in prebuilt_layers
+            message = _zip_problem(target, shown=ref.relpath, as_is=as_is)
         if message:
             problems.append(errors.Problem(file, ref.location.line, ref.location.column,
                                            manifest.field_name(ref.field_path), message))
     return problems
 
 
-def _zip_problem(zip_path: Path, *, shown: str, check_size: bool) -> str | None:
+def _zip_problem(zip_path: Path, *, shown: str, as_is: bool) -> str | None:
+    """`as_is`: the zip is known to be uploaded as it is (not normalized), so its declared
+    size must fit and it may hold no `.git` member (a zip to normalize drops them)."""
     if not zip_path.exists():
         return f"zip '{shown}' does not exist"
     if not zip_path.is_file():
         return f"'{shown}' is not a file"
     try:
+        zip_stat = zip_path.stat()
+    except OSError:
+        return f"'{shown}' cannot be read"
+    if common.private_hard_link(zip_stat):
+        return common.private_hard_link_problem(f"'{shown}'", links=zip_stat.st_nlink)
+    try:
         if not zipfile.is_zipfile(zip_path):
             return f"'{shown}' is not a valid zip file"
     except OSError:
         return f"'{shown}' is not a valid zip file"
-    unsafe = zipsource.zip_problems(zip_path, check_size=check_size)
+    unsafe = zipsource.zip_problems(zip_path, check_size=as_is, refuse_git=as_is)
     if unsafe:
         return f"'{shown}' is unsafe: " + "; ".join(unsafe)
     return None
+
