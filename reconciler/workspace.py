@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, errors, manifest, model
+from reconciler import content as layer_content
 from reconciler.content import common, zipsource
 
 CACHE_DIR_NAME = ".reconcile"
@@ -226,3 +227,30 @@ def _zip_problem(zip_path: Path, *, shown: str, as_is: bool) -> str | None:
         return f"'{shown}' is unsafe: " + "; ".join(unsafe)
     return None
 
+
+def walk_problems(space: Workspace, parsed: model.Manifest) -> list[errors.Problem]:
+    """What the walk that `plan` makes of each folder layer and zip to normalize refuses (an
+    empty folder, a link or a hard link out, a FIFO, a device, a name a zip cannot hold, the
+    size limit...), located at the layer's `content.path` or `content.zip`. The same walk as
+    plan's (content.collect, with the same skipped paths), without reading any file's bytes:
+    for `validate`, which makes no AWS call and so runs no plan. A zip used as it is was
+    checked by load_manifest; its data is verified at plan, once per SHA-256."""
+    refs = {ref.field_path[1]: ref for ref in parsed.content_refs}
+    problems: list[errors.Problem] = []
+    for spec in parsed.layers:
+        ref = refs.get(spec.key)
+        walked = spec.content.kind is model.SourceKind.PATH or (
+            spec.content.kind is model.SourceKind.ZIP and spec.content.normalize)
+        if ref is None or not walked:
+            continue
+        label = f"layers.{spec.key}"
+        try:
+            layer_content.collect(spec.content, base_dir=space.base_dir, label=label,
+                                  skip=space.tool_paths)
+        except errors.ContentError as refused:
+            message = refused.message.removeprefix(f"{label}: ")
+            if refused.hint:
+                message += f"; {refused.hint}"
+            problems.append(errors.Problem(parsed.file, ref.location.line, ref.location.column,
+                                           manifest.field_name(ref.field_path), message))
+    return problems

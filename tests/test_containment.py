@@ -340,3 +340,45 @@ def test_private_hard_linked_zip_is_refused(tmp_path: Path) -> None:
     with pytest.raises(errors.ContentError, match="is a hard link"):
         _identify(repo, model.ContentSpec(kind=model.SourceKind.ZIP, zip="v.zip"))
 
+
+def _walk_problems(repo: Path, content_line: str) -> list[errors.Problem]:
+    """What validate reports for one layer: the manifest's checks, then plan's walk."""
+    problems = _validate(repo, content_line)
+    if problems:
+        return problems
+    space = workspace.Workspace.for_manifest(repo / "layers.yaml")
+    return workspace.walk_problems(space, workspace.load_manifest(space))
+
+
+def test_walk_problems_locate_what_plan_refuses(tmp_path: Path) -> None:
+    """validate's walk reports an empty folder and a FIFO at the layer's content line, with the
+    hint, and nothing for a sound folder, a zip used as it is or an S3 source."""
+    repo = _repo(tmp_path)
+    (repo / "empty").mkdir()
+    (repo / "fifo").mkdir()
+    (repo / "fifo" / "m.py").write_text("X = 1\n")
+    os.mkfifo(repo / "fifo" / "pipe")
+    empty = _walk_problems(repo, "{path: empty}")
+    assert [str(problem) for problem in empty] == [
+        f"{repo / 'layers.yaml'}:4:21: layers.leaky.content.path: the content folder "
+        f"{repo / 'empty'} has no files to package"]
+    fifo = _walk_problems(repo, "{path: fifo}")
+    assert len(fifo) == 1 and fifo[0].field == "layers.leaky.content.path"
+    assert fifo[0].message.endswith(
+        "is a FIFO; a layer can hold only files, folders and symlinks; remove it or add it to "
+        "the layer's exclude patterns")
+    assert _walk_problems(repo, "{path: fifo, exclude: [pipe]}") == []
+    zipcraft.write(repo / "v.zip", [zipcraft.Member("python/a.py", b"x")])
+    assert _walk_problems(repo, "{zip: v.zip}") == []
+    assert _walk_problems(repo, "{s3: {bucket: my-bucket, key: k.zip}}") == []
+
+
+def test_walk_problems_of_a_zip_to_normalize(tmp_path: Path) -> None:
+    """A zip to normalize whose only file is git's has nothing left to package: validate says
+    so at its content line."""
+    repo = _repo(tmp_path)
+    zipcraft.write(repo / "v.zip", [zipcraft.Member(".git/config", b"[core]\n")])
+    problems = _walk_problems(repo, "{zip: v.zip, normalize: true}")
+    assert [(problem.line, problem.field) for problem in problems] == [
+        (4, "layers.leaky.content.zip")]
+    assert "has no files to package" in problems[0].message
