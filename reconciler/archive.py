@@ -25,7 +25,10 @@ bytes in any folder, under any umask, timezone, file order or modification time:
   pattern with a `/` elsewhere is anchored to the content folder, otherwise it matches a name
   at any depth; `*` and `?` stay within one folder, `**` spans folders; a file inside an
   excluded folder cannot be re-included (so `!__pycache__/` is needed to bring pyc files in
-  `__pycache__` back, besides `!*.pyc`).
+  `__pycache__` back, besides `!*.pyc`). Anything named `.git` never reaches these patterns
+  (the content package leaves it out, as it does the tool's own files), so `!.git/` brings
+  nothing back; that selection is not part of FORMAT_VERSION (it changes no zip of a layer
+  without git's files).
 - A prebuilt zip is refused if a member name is absolute (`/x`, `C:x`), has a `..` part (with
   `/` or `\\` separators) or appears twice.
 - A prebuilt zip's member names are read as Info-ZIP's unzip reads them: UTF-8 when the

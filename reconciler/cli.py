@@ -558,7 +558,10 @@ def validate(
 ) -> None:
     """Check the manifest and the files it names. Makes no AWS call (the AWS options are
     accepted, so a pipeline can pass the same ones to every command, and unused)."""
-    _, parsed = _load(manifest, None)
+    space, parsed = _load(manifest, None)
+    walked = workspace.walk_problems(space, parsed)  # what plan's walk would refuse
+    if walked:
+        raise errors.ManifestError(walked)
     kinds: dict[str, int] = {}
     for spec in parsed.layers:
         kinds[spec.content.kind.value] = kinds.get(spec.content.kind.value, 0) + 1

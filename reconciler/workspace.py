@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, errors, manifest, model
+from reconciler import content as layer_content
 from reconciler.content import common, zipsource
 
 CACHE_DIR_NAME = ".reconcile"
@@ -181,7 +182,8 @@ def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir:
     problems: list[errors.Problem] = []
     for ref in refs:
         target = base_dir / ref.relpath
-        outside = common.outside_repository(ref.relpath, base_dir=base_dir)
+        outside = (common.outside_repository(ref.relpath, base_dir=base_dir)
+                   or common.inside_git_folder(ref.relpath, base_dir=base_dir))
         if outside is not None:
             message: str | None = outside
         elif ref.kind is model.SourceKind.PATH:
@@ -194,25 +196,61 @@ def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir:
                 message = None
         else:
             layer_key = str(ref.field_path[1])
-            check_size = prebuilt_layers is not None and layer_key in prebuilt_layers
-            message = _zip_problem(target, shown=ref.relpath, check_size=check_size)
+            as_is = prebuilt_layers is not None and layer_key in prebuilt_layers
+            message = _zip_problem(target, shown=ref.relpath, as_is=as_is)
         if message:
             problems.append(errors.Problem(file, ref.location.line, ref.location.column,
                                            manifest.field_name(ref.field_path), message))
     return problems
 
 
-def _zip_problem(zip_path: Path, *, shown: str, check_size: bool) -> str | None:
+def _zip_problem(zip_path: Path, *, shown: str, as_is: bool) -> str | None:
+    """`as_is`: the zip is known to be uploaded as it is (not normalized), so its declared
+    size must fit and it may hold no `.git` member (a zip to normalize drops them)."""
     if not zip_path.exists():
         return f"zip '{shown}' does not exist"
     if not zip_path.is_file():
         return f"'{shown}' is not a file"
     try:
+        zip_stat = zip_path.stat()
+    except OSError:
+        return f"'{shown}' cannot be read"
+    if common.private_hard_link(zip_stat):
+        return common.private_hard_link_problem(f"'{shown}'", links=zip_stat.st_nlink)
+    try:
         if not zipfile.is_zipfile(zip_path):
             return f"'{shown}' is not a valid zip file"
     except OSError:
         return f"'{shown}' is not a valid zip file"
-    unsafe = zipsource.zip_problems(zip_path, check_size=check_size)
+    unsafe = zipsource.zip_problems(zip_path, check_size=as_is, refuse_git=as_is)
     if unsafe:
         return f"'{shown}' is unsafe: " + "; ".join(unsafe)
     return None
+
+
+def walk_problems(space: Workspace, parsed: model.Manifest) -> list[errors.Problem]:
+    """What the walk that `plan` makes of each folder layer and zip to normalize refuses (an
+    empty folder, a link or a hard link out, a FIFO, a device, a name a zip cannot hold, the
+    size limit...), located at the layer's `content.path` or `content.zip`. The same walk as
+    plan's (content.collect, with the same skipped paths), without reading any file's bytes:
+    for `validate`, which makes no AWS call and so runs no plan. A zip used as it is was
+    checked by load_manifest; its data is verified at plan, once per SHA-256."""
+    refs = {ref.field_path[1]: ref for ref in parsed.content_refs}
+    problems: list[errors.Problem] = []
+    for spec in parsed.layers:
+        ref = refs.get(spec.key)
+        walked = spec.content.kind is model.SourceKind.PATH or (
+            spec.content.kind is model.SourceKind.ZIP and spec.content.normalize)
+        if ref is None or not walked:
+            continue
+        label = f"layers.{spec.key}"
+        try:
+            layer_content.collect(spec.content, base_dir=space.base_dir, label=label,
+                                  skip=space.tool_paths)
+        except errors.ContentError as refused:
+            message = refused.message.removeprefix(f"{label}: ")
+            if refused.hint:
+                message += f"; {refused.hint}"
+            problems.append(errors.Problem(parsed.file, ref.location.line, ref.location.column,
+                                           manifest.field_name(ref.field_path), message))
+    return problems

@@ -164,6 +164,7 @@ def test_python_m_reconciler_is_the_same_program(
 def test_default_manifest_is_layers_yaml_in_cwd(tmp_path: Path, env: dict[str, str]) -> None:
     """Without -f, validate reads `layers.yaml` in the working directory."""
     (tmp_path / "layers" / "a").mkdir(parents=True)
+    (tmp_path / "layers" / "a" / "m.py").write_text("X = 1\n")  # an empty folder is refused
     (tmp_path / "layers.yaml").write_text(
         "version: 1\nlayers:\n  a:\n    content: {path: layers/a}\n", encoding="utf-8")
     result = run(["validate"], cwd=tmp_path, env=env)

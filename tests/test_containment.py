@@ -211,3 +211,174 @@ def test_build_removes_abandoned_temp_files_in_its_folder(tmp_path: Path) -> Non
     assert not leftover.exists()
     assert [path.name for path in build_dir.glob("*.zip*")] == [f"{built.fingerprint}.zip"]
 
+
+
+def _folder_with_git(repo: Path) -> None:
+    """Files beside the repository's `.git`, whose config holds a token as actions/checkout
+    leaves it, and git's names elsewhere: a worktree's `.git` file, a `.GIT` folder."""
+    (repo / ".git" / "config").write_text(
+        '[http "https://github.com/"]\n\textraheader = AUTHORIZATION: basic c2VjcmV0\n')
+    (repo / "python" / "sub").mkdir(parents=True)
+    (repo / "python" / "m.py").write_text("X = 1\n")
+    (repo / "python" / "sub" / ".git").write_text("gitdir: ../../.git/modules/sub\n")
+    (repo / "python" / ".GIT").mkdir()
+    (repo / "python" / ".GIT" / "config").write_text("[core]\n")
+
+
+@pytest.mark.parametrize("exclude", [(), ("!.git/", "!.git/**"), ("!.git", "!**/.git/**"),
+                                     ("!*",)])
+def test_git_is_never_packaged_whatever_the_patterns(tmp_path: Path,
+                                                     exclude: tuple[str, ...]) -> None:
+    """`.git` folders and files, in any case and at any depth, are left out even when a negated
+    pattern re-includes them."""
+    repo = _repo(tmp_path)
+    _folder_with_git(repo)
+    content = model.ContentSpec(kind=model.SourceKind.PATH, path=".", exclude=exclude)
+    entries = layer_content.collect(content, base_dir=repo, label=LABEL)
+    assert [entry.arcname for entry in entries] == ["python/m.py"]
+
+
+@pytest.mark.parametrize("relpath", [".git", ".git/hooks", "python/sub/../../.git", ".GIT",
+                                     "via-link"])
+def test_content_path_at_or_inside_git_is_refused(tmp_path: Path, relpath: str) -> None:
+    """A content folder that is a `.git`, lies in one, or reaches one through a symlink is
+    refused at validate (located) and at plan's identify (naming the layer)."""
+    repo = _repo(tmp_path)
+    _folder_with_git(repo)
+    (repo / ".git" / "hooks").mkdir()
+    (repo / ".git" / "hooks" / "pre-commit").write_text("#!/bin/sh\n")
+    (repo / ".GIT").mkdir()
+    (repo / ".GIT" / "f").write_text("x\n")
+    os.symlink(".git", repo / "via-link")
+    problems = _validate(repo, f"{{path: '{relpath}'}}")
+    assert [(problem.line, problem.field) for problem in problems] == [
+        (4, "layers.leaky.content.path")]
+    assert "inside a .git folder" in problems[0].message
+    with pytest.raises(errors.ContentError, match=r"inside a \.git folder") as raised:
+        _identify(repo, _path(relpath))
+    assert raised.value.message.startswith(f"{LABEL}: '{relpath}'")
+
+
+def test_a_folder_named_like_git_is_still_content(tmp_path: Path) -> None:
+    """Only `.git` itself is git's: `.github`, `git` and `x.git` are packaged as usual."""
+    repo = _repo(tmp_path)
+    for name in (".github", "git", "x.git"):
+        (repo / "src" / name).mkdir(parents=True)
+        (repo / "src" / name / "f").write_text("x\n")
+    entries = layer_content.collect(_path("src"), base_dir=repo, label=LABEL)
+    assert sorted(entry.arcname for entry in entries) == [".github/f", "git/f", "x.git/f"]
+    assert _validate(repo, "{path: src/.github}") == []
+
+
+def test_prebuilt_zip_with_git_members_is_refused(tmp_path: Path) -> None:
+    """A zip uploaded as it is may hold no `.git` member (validate and identify refuse it,
+    counting them); a zip to normalize drops them."""
+    repo = _repo(tmp_path)
+    zipcraft.write(repo / "v.zip", [
+        zipcraft.Member("python/a.py", b"x"),
+        zipcraft.Member(".git/config", b"extraheader = AUTHORIZATION: basic c2VjcmV0\n"),
+        zipcraft.Member("python/.Git/HEAD", b"ref: refs/heads/main\n")])
+    problems = _validate(repo, "{zip: v.zip}")
+    assert len(problems) == 1 and problems[0].field == "layers.leaky.content.zip"
+    assert "2 member(s) lie in a .git folder" in problems[0].message
+    assert "'.git/config'" in problems[0].message
+    with pytest.raises(errors.ContentError, match=r"2 member\(s\) lie in a .git folder"):
+        _identify(repo, model.ContentSpec(kind=model.SourceKind.ZIP, zip="v.zip"))
+    normalized = model.ContentSpec(kind=model.SourceKind.ZIP, zip="v.zip", normalize=True)
+    assert _validate(repo, "{zip: v.zip, normalize: true}") == []
+    entries = layer_content.collect(normalized, base_dir=repo, label=LABEL)
+    assert [entry.arcname for entry in entries] == ["python/a.py"]
+
+
+def _private_file(path: Path) -> Path:
+    path.write_text("[default]\naws_secret_access_key = not-real\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_private_hard_link_leaving_the_folder_is_refused(tmp_path: Path) -> None:
+    """A hard link to a file only its owner may read, whose other link lies outside the
+    content folder, is refused naming the path and the links the walk saw."""
+    repo = _repo(tmp_path)
+    (repo / "src").mkdir()
+    os.link(_private_file(_secrets(tmp_path) / "private"), repo / "src" / "creds")
+    with pytest.raises(errors.ContentError, match="hard link") as raised:
+        _identify(repo, _path("src"))
+    message = raised.value.message
+    assert message.startswith(f"{LABEL}: {repo / 'src' / 'creds'} is a hard link")
+    assert "(2 links, 1 of them in the content folder)" in message
+    assert raised.value.hint is not None and "cp, not ln" in raised.value.hint
+
+
+def test_hard_links_that_are_readable_or_all_inside_are_packaged(tmp_path: Path) -> None:
+    """A readable hard-linked file (as uv and pnpm link from their caches) is packaged, and so
+    is a private one whose every link is inside the content folder."""
+    repo = _repo(tmp_path)
+    (repo / "src").mkdir()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "six.py").write_text("X = 1\n")
+    (cache / "six.py").chmod(0o644)
+    os.link(cache / "six.py", repo / "src" / "six.py")
+    os.link(_private_file(repo / "src" / "a.cfg"), repo / "src" / "b.cfg")
+    entries = layer_content.collect(_path("src"), base_dir=repo, label=LABEL)
+    assert sorted(entry.arcname for entry in entries) == ["a.cfg", "b.cfg", "six.py"]
+    # Excluding one of the private pair hides a link from the walk: then it is refused.
+    content = model.ContentSpec(kind=model.SourceKind.PATH, path="src", exclude=("b.cfg",))
+    with pytest.raises(errors.ContentError, match="hard link"):
+        layer_content.collect(content, base_dir=repo, label=LABEL)
+
+
+def test_private_hard_linked_zip_is_refused(tmp_path: Path) -> None:
+    """A content.zip that is a hard link to a private file is refused at validate and plan."""
+    repo = _repo(tmp_path)
+    zipcraft.write(tmp_path / "outside.zip", [zipcraft.Member("python/a.py", b"x")])
+    (tmp_path / "outside.zip").chmod(0o600)
+    os.link(tmp_path / "outside.zip", repo / "v.zip")
+    problems = _validate(repo, "{zip: v.zip}")
+    assert len(problems) == 1 and "'v.zip' is a hard link" in problems[0].message
+    with pytest.raises(errors.ContentError, match="is a hard link"):
+        _identify(repo, model.ContentSpec(kind=model.SourceKind.ZIP, zip="v.zip"))
+
+
+def _walk_problems(repo: Path, content_line: str) -> list[errors.Problem]:
+    """What validate reports for one layer: the manifest's checks, then plan's walk."""
+    problems = _validate(repo, content_line)
+    if problems:
+        return problems
+    space = workspace.Workspace.for_manifest(repo / "layers.yaml")
+    return workspace.walk_problems(space, workspace.load_manifest(space))
+
+
+def test_walk_problems_locate_what_plan_refuses(tmp_path: Path) -> None:
+    """validate's walk reports an empty folder and a FIFO at the layer's content line, with the
+    hint, and nothing for a sound folder, a zip used as it is or an S3 source."""
+    repo = _repo(tmp_path)
+    (repo / "empty").mkdir()
+    (repo / "fifo").mkdir()
+    (repo / "fifo" / "m.py").write_text("X = 1\n")
+    os.mkfifo(repo / "fifo" / "pipe")
+    empty = _walk_problems(repo, "{path: empty}")
+    assert [str(problem) for problem in empty] == [
+        f"{repo / 'layers.yaml'}:4:21: layers.leaky.content.path: the content folder "
+        f"{repo / 'empty'} has no files to package"]
+    fifo = _walk_problems(repo, "{path: fifo}")
+    assert len(fifo) == 1 and fifo[0].field == "layers.leaky.content.path"
+    assert fifo[0].message.endswith(
+        "is a FIFO; a layer can hold only files, folders and symlinks; remove it or add it to "
+        "the layer's exclude patterns")
+    assert _walk_problems(repo, "{path: fifo, exclude: [pipe]}") == []
+    zipcraft.write(repo / "v.zip", [zipcraft.Member("python/a.py", b"x")])
+    assert _walk_problems(repo, "{zip: v.zip}") == []
+    assert _walk_problems(repo, "{s3: {bucket: my-bucket, key: k.zip}}") == []
+
+
+def test_walk_problems_of_a_zip_to_normalize(tmp_path: Path) -> None:
+    """A zip to normalize whose only file is git's has nothing left to package: validate says
+    so at its content line."""
+    repo = _repo(tmp_path)
+    zipcraft.write(repo / "v.zip", [zipcraft.Member(".git/config", b"[core]\n")])
+    problems = _walk_problems(repo, "{zip: v.zip, normalize: true}")
+    assert [(problem.line, problem.field) for problem in problems] == [
+        (4, "layers.leaky.content.zip")]
+    assert "has no files to package" in problems[0].message

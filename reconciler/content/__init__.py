@@ -12,7 +12,11 @@ Containment: a content folder or zip must resolve (symlinks resolved) inside the
 that holds the manifest (`common.repository_root`), so that no `../..`, absolute path or
 symlinked folder can publish files from elsewhere on the machine. The tool's own files are
 never packaged: the `skip` paths and, beside each, the hidden files named `.<its name>.*` (its
-temp and lock files).
+temp and lock files). Nor is anything named `.git` (common.is_git_name), whatever the patterns
+say: a content path at or in one is refused, a zip used as it is that holds one is refused, and
+folders and zips to normalize leave it out. A hard link cannot be followed to its other names,
+so only a private one (only its owner may read it) with links out of sight is refused
+(common.private_hard_link).
 """
 
 from __future__ import annotations

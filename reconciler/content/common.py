@@ -203,6 +203,48 @@ def check_inside_repository(relpath: str, *, base_dir: Path, label: str) -> None
         raise errors.ContentError(
             f"{label}: {problem}", hint="copy the content into the repository"
         )
+    problem = inside_git_folder(relpath, base_dir=base_dir)
+    if problem is not None:
+        raise errors.ContentError(f"{label}: {problem}")
+
+
+def is_git_name(name: str) -> bool:
+    """Whether a file or folder name is git's own `.git`, in any case: on a case-insensitive
+    file system `.GIT` is the same folder (git refuses such names in a tree for that reason).
+    Nothing so named is ever packaged, whatever the exclude patterns say: it can hold
+    credentials (actions/checkout leaves the job's token in `.git/config`)."""
+    return len(name) == 4 and name.lower() == ".git"
+
+
+def inside_git_folder(relpath: str, *, base_dir: Path) -> str | None:
+    """Why the manifest's `relpath` may not be packaged when it is a `.git` or lies inside one,
+    by its path as written or by its real path in the repository; None otherwise."""
+    written = Path(os.path.normpath(relpath)).parts
+    real = Path(os.path.realpath(base_dir / relpath))
+    root = repository_root(base_dir)
+    in_repository = real.relative_to(root).parts if real.is_relative_to(root) else ()
+    if not any(is_git_name(part) for part in (*written, *in_repository)):
+        return None
+    return (f"'{relpath}' is or lies inside a .git folder, and git's files are never "
+            "packaged (they can hold credentials, such as the token actions/checkout leaves "
+            "in .git/config)")
+
+
+def private_hard_link(file_stat: os.stat_result) -> bool:
+    """Whether a regular file has other hard links and only its owner may read it: the shape
+    of a link to a secret such as ~/.aws/credentials (0600). A hard link has no target to
+    follow, so where its other names lie cannot be known; the files that pip, uv or pnpm link
+    from their caches are readable by all, and so are not refused."""
+    return file_stat.st_nlink > 1 and not file_stat.st_mode & (stat.S_IRGRP | stat.S_IROTH)
+
+
+def private_hard_link_problem(shown: str, *, links: int, seen: int | None = None) -> str:
+    """The message for a private hard-linked file whose other links lie out of sight (`seen`:
+    how many of its links the walk of the content folder found)."""
+    where = "" if seen is None else f", {seen} of them in the content folder"
+    return (f"{shown} is a hard link to a file only its owner may read ({links} links{where}); "
+            "where its other links lie cannot be checked, and a hard link to a secret such as "
+            "~/.aws/credentials looks the same")
 
 
 class EntryReader:

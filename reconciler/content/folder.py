@@ -6,6 +6,11 @@ extracts it as one under /opt). A link with an absolute target (it would dangle 
 that leads outside the folder (it could leak files such as ~/.aws/credentials), one that is
 broken or one that points at an excluded path is an error; links to folders are not followed.
 
+Never walked, whatever the exclude patterns say: the tool's own files (`skip`) and anything
+named `.git` (common.is_git_name). Hard links: a file with other links is refused only when
+only its owner may read it and some of its links lie outside the walk (common.private_hard_link
+says why the rule stops there).
+
 Shell: it reads the folder and never writes; it imports no other content kind.
 """
 
@@ -47,6 +52,7 @@ def _walk(
     stats: dict[str, os.stat_result] = {}
     included: set[str] = set()
     links: list[tuple[str, str]] = []
+    private_links: list[tuple[str, os.stat_result]] = []
     pending_dirs = [""]
     try:
         while pending_dirs:
@@ -58,6 +64,8 @@ def _walk(
                 # Most content folders hold none of the tool's own files: no test per entry.
                 if skipped and skipped.covers(relpath):
                     continue  # the tool's own files (.reconcile/, the lockfile) beside the manifest
+                if common.is_git_name(dirent.name):
+                    continue  # before the patterns: no `!.git/` can bring it back
                 common.check_name(dirent.name, path=dirent.path, label=label)
                 # Like git, a symlink is never a folder, even one that points at a folder.
                 is_dir = dirent.is_dir(follow_symlinks=False)
@@ -85,11 +93,14 @@ def _walk(
                         )
                     )
                     stats[dirent.path] = file_stat
+                    if common.private_hard_link(file_stat):
+                        private_links.append((dirent.path, file_stat))
         if not entries:
             raise errors.ContentError(
                 f"{label}: the content folder {root} has no files to package"
                 + (" once exclude patterns are applied" if content.exclude else "")
             )
+        _check_private_links(private_links, label=label)
         for relpath, link_path in links:
             link_text = _checked_link_text(
                 relpath, link_path, root=root, included=included, label=label
@@ -138,6 +149,22 @@ def _skipped_relpaths(skip: frozenset[str], *, real_root: str) -> _Skipped:
         if path != real_root:
             paths.add(f"{rel_folder}/{name}" if rel_folder else name)
     return _Skipped(frozenset(paths), frozenset(prefixes))
+
+
+def _check_private_links(found: list[tuple[str, os.stat_result]], *, label: str) -> None:
+    """Refuse a private hard-linked file unless the walk saw every one of its links."""
+    seen: dict[tuple[int, int], int] = {}
+    for _, file_stat in found:
+        inode = (file_stat.st_dev, file_stat.st_ino)
+        seen[inode] = seen.get(inode, 0) + 1
+    for path, file_stat in found:
+        names = seen[(file_stat.st_dev, file_stat.st_ino)]
+        if names < file_stat.st_nlink:
+            raise errors.ContentError(
+                f"{label}: " + common.private_hard_link_problem(
+                    path, links=file_stat.st_nlink, seen=names),
+                hint="copy the file into the content folder instead of linking it (cp, not ln), "
+                     "or exclude it")
 
 
 def _lexically_inside(relpath: str, link_text: str) -> bool:

@@ -7,7 +7,9 @@ symlink resolving inside the zip, at least one file, the declared sizes within L
 and every member's data inflating (bounded) to exactly its declared size and CRC. The data
 check of a zip uploaded as it is runs once per SHA-256 (the stat cache remembers it). A zip
 with `normalize` drops its members' order, times and permission bits, and the exclude
-patterns apply to its members.
+patterns apply to its members. Members in or named `.git` (common.is_git_name) refuse a zip
+used as it is (the tool never changes its bytes) and are dropped from a zip to normalize,
+whatever the patterns say.
 
 Shell: it reads zips and never writes; it imports no other content kind.
 """
@@ -41,6 +43,12 @@ def _checked_zip_path(content: model.ContentSpec, *, base_dir: Path, label: str)
     common.check_inside_repository(content.zip, base_dir=base_dir, label=label)
     if not zip_path.is_file():
         raise errors.ContentError(f"{label}: {zip_path} is not a file")
+    zip_stat = os.stat(zip_path)
+    if common.private_hard_link(zip_stat):
+        raise errors.ContentError(
+            f"{label}: " + common.private_hard_link_problem(
+                str(zip_path), links=zip_stat.st_nlink),
+            hint="copy the zip into the repository instead of linking it (cp, not ln)")
     if not zipfile.is_zipfile(zip_path):
         raise errors.ContentError(f"{label}: {zip_path} is not a zip file")
     return zip_path
@@ -186,6 +194,19 @@ def tree_problems(members: Sequence[ZipMember]) -> list[str]:
     return problems
 
 
+def _in_git(relpath: str) -> bool:
+    return any(common.is_git_name(part) for part in relpath.split("/"))
+
+
+def git_problems(members: Sequence[ZipMember]) -> list[str]:
+    """One problem naming the members in or named `.git`, if any (for a zip used as it is)."""
+    found = [member.relpath for member in members if _in_git(member.relpath)]
+    if not found:
+        return []
+    return [f"{len(found)} member(s) lie in a .git folder or are named .git (such as "
+            f"{found[0]!r}); a layer never holds git's files, which can hold credentials"]
+
+
 def _declared_size_problem(members: Sequence[ZipMember]) -> str | None:
     unzipped_size = sum(member.info.file_size for member in members)
     if unzipped_size <= model.MAX_UNZIPPED_BYTES:
@@ -194,16 +215,20 @@ def _declared_size_problem(members: Sequence[ZipMember]) -> str | None:
             f"{model.MAX_UNZIPPED_BYTES} bytes")
 
 
-def zip_problems(zip_path: Path, *, check_size: bool = True) -> list[str]:
+def zip_problems(zip_path: Path, *, check_size: bool = True,
+                 refuse_git: bool = True) -> list[str]:
     """Every problem of a prebuilt zip that its central directory and link members show (no
     member data is verified: see `verify_zip_data`); empty when it is usable. `check_size`
-    False skips the unzipped-size limit (a zip to normalize may exclude enough)."""
+    False skips the unzipped-size limit (a zip to normalize may exclude enough), `refuse_git`
+    False the `.git` members (a zip to normalize drops them)."""
     try:
         with zipfile.ZipFile(zip_path) as zip_file:
             members, problems = _scan_members(zip_file)
     except common.ZIP_READ_ERRORS as error:
         return [f"it cannot be read: {error}"]
     problems += tree_problems(members)
+    if refuse_git:
+        problems += git_problems(members)
     size_problem = _declared_size_problem(members) if check_size else None
     return [*problems, *([size_problem] if size_problem else [])]
 
@@ -295,7 +320,8 @@ def _zip_members(
     included: list[ZipMember] = []
     by_source: dict[str, ZipMember] = {}
     for member in members:
-        if member.kind == "folder" or _member_excluded(rules, member.relpath):
+        if (member.kind == "folder" or _in_git(member.relpath)
+                or _member_excluded(rules, member.relpath)):
             continue
         included.append(member)
         source = f"{zip_path}\0{member.info.filename}"
@@ -353,8 +379,8 @@ def _prebuilt_artifact(
     with _reading_zip(zip_path, label=label) as zip_file:
         members = _checked_members(zip_file, zip_path, label=label)
     size_problem = _declared_size_problem(members)
-    _raise_refused(zip_path, [*tree_problems(members), *([size_problem] if size_problem else [])],
-                   label=label)
+    _raise_refused(zip_path, [*tree_problems(members), *git_problems(members),
+                              *([size_problem] if size_problem else [])], label=label)
     zip_stat = os.stat(zip_path)
     content_sha256 = cache.file_sha256(zip_path, zip_stat)
     if not cache.zip_verified(content_sha256):
