@@ -245,9 +245,10 @@ def basis_differences(saved: model.PlanBasis | None, *, now: model.PlanBasis) ->
 def selection_differences(saved: model.PlanBasis, *, manifest: str | None,
                           targets: list[str], regions: list[str]) -> list[str]:
     """Flags given to `apply PLANFILE` that disagree with the plan's own selection (a flag
-    not given agrees). `manifest` is the given manifest's path in the plan's terms."""
+    not given agrees). `manifest` is the given manifest's path in the plan's terms; a plan
+    that names none (its manifest lay outside the repository) takes the one -f gives."""
     lines: list[str] = []
-    if manifest is not None and manifest != saved.manifest:
+    if manifest is not None and saved.manifest and manifest != saved.manifest:
         lines.append(f"the plan was made for the manifest {saved.manifest or '(unknown)'}; "
                      f"-f names {manifest}")
     if targets and sorted(set(targets)) != sorted(saved.targets):

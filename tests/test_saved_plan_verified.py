@@ -307,3 +307,23 @@ def test_a_lock_that_cannot_be_released_still_reports_what_was_done(
     proxy.clear()
     assert run(repo, "force-unlock", lock_id, "--yes").returncode == 0
     assert run(repo, "plan", "--detailed-exitcode").returncode == 0
+
+
+def test_a_manifest_outside_the_repository_needs_f_again(checkout: Path, tmp_path: Path) -> None:
+    """A plan made from a folder that does not hold the manifest prints a next step with -f,
+    and that command works; without -f the apply asks for it, changing nothing."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / ".git").mkdir(parents=True)
+    plan_file = tmp_path / "plan.json"
+    manifest = checkout / "layers.yaml"
+    result = run(elsewhere, "plan", "-f", str(manifest), "--out", str(plan_file))
+    assert result.returncode == 0, result.stderr
+    assert f"reconcile apply {plan_file} -f {manifest}\n" in result.stdout
+    needs_f = run(elsewhere, "apply", str(plan_file))
+    assert needs_f.returncode == 1
+    assert "the plan does not name a manifest inside the repository (none)" in needs_f.stderr
+    assert "pass -f MANIFEST" in needs_f.stderr
+    assert versions("alpha") == []
+    applied = run(elsewhere, "apply", str(plan_file), "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    assert versions("alpha") == [1] and versions("beta") == [1]
