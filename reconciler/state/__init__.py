@@ -83,13 +83,13 @@ def host_tag() -> str:
 
 
 def alive_on_this_host(holder: errors.LockHolder) -> str | None:
-    """Why `holder` is known to be alive ("pid 42 is running on this host"), or None when
+    """Why `holder` is known to be alive here ("pid 42 is running"), or None when
     its record names another host (whose processes this kernel cannot see) or a pid that
     is not running."""
     if holder.host != socket.gethostname() or holder.pid <= 0 or \
             holder.pid == os.getpid() or not process_alive(holder.pid):
         return None
-    return f"pid {holder.pid} is running on this host"
+    return f"pid {holder.pid} is running"
 
 
 def process_alive(pid: int) -> bool:
