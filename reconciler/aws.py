@@ -21,6 +21,7 @@ in messages without the URL's query string, which holds a signature.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import math
@@ -970,6 +971,24 @@ class Boto3ObjectStore:
             self._client.delete_object(Bucket=self._bucket, Key=key)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._error(exc, operation="DeleteObject", key=key) from exc
+
+    def listing(self, prefix: str) -> list[ports.StoredKey]:
+        """ListObjectsV2 under `prefix`, every page."""
+        found: list[ports.StoredKey] = []
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
+        try:
+            while True:
+                response = self._client.list_objects_v2(**kwargs)
+                for item in response.get("Contents", []):
+                    key, modified = item.get("Key"), item.get("LastModified")
+                    if isinstance(key, str) and isinstance(modified, datetime.datetime):
+                        found.append(ports.StoredKey(key=key, last_modified=modified))
+                token = response.get("NextContinuationToken")
+                if not response.get("IsTruncated") or not token:
+                    return found
+                kwargs["ContinuationToken"] = token
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error(exc, operation="ListBucket", key=prefix) from exc
 
     def _error(self, exc: Exception, *, operation: str, key: str) -> errors.ReconcilerError:
         """The StateError or AwsError (with a hint) for a failed S3 call on `key`."""

@@ -1117,12 +1117,16 @@ def force_unlock(
     lockfile_path: LockfileOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
                    ] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Release it even when its holder is alive on this host.")] = False,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
 ) -> None:
     """Release a state lock left by a run that is gone (killed, crashed runner). Only the
-    lock with that id is released; make sure its run is really gone.
+    lock with that id is released; make sure its run is really gone. A lock whose holder is
+    alive on this host is refused unless --force; one held from another host is shown with
+    its age before the question.
 
     Example:
 
@@ -1131,11 +1135,12 @@ def force_unlock(
     space, parsed = _load(manifest, lockfile_path)
     backend = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
                              max_attempts=max_attempts)
-    _ask(f"Release the lock {lock_id} on {backend.location}? A run that still holds it "
-         "could then publish beside another.", yes=yes, refusal="not releasing the lock")
+    question = state_package.force_unlock_question(
+        backend.current_lock(), lock_id=lock_id, location=backend.location, force=force)
+    _ask(question, yes=yes, refusal="not releasing the lock")
     holder = backend.force_unlock(lock_id)
-    typer.echo(f"Released the lock {lock_id} on {backend.location} (held by {holder.who} on "
-               f"{holder.host}, pid {holder.pid}, {holder.operation}, since {holder.created}).")
+    typer.echo(f"Released the lock {lock_id} on {backend.location} (held by "
+               f"{state_package.describe_holder(holder)}).")
 
 
 state_app = typer.Typer(help="Copy the shared S3 state to or from a local lockfile.",

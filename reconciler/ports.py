@@ -9,6 +9,7 @@ tests included), so that a fake cannot drift from the real thing.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -26,6 +27,25 @@ class Snapshot:
 
     lock: model.Lock
     revision: str
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """A state lock as force-unlock inspects it: the holder its record names, and, when this
+    host can tell that the holder is alive, how it can tell (words for the refusal: "pid 42
+    is running and holds the lock file's flock"); None when it cannot tell."""
+
+    holder: errors.LockHolder
+    alive_here: str | None
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """One object of an ObjectStore listing: its key and when the store last wrote it (the
+    store's clock, timezone-aware)."""
+
+    key: str
+    last_modified: datetime.datetime
 
 
 @dataclass(frozen=True)
@@ -126,7 +146,12 @@ class StateBackend(Protocol):
       seconds, and returns the lock id; a lock held by another run raises
       errors.StateLocked naming its holder. `unlock(lock_id)` releases it.
     - `force_unlock(lock_id)` releases a lock another run left, if `lock_id` is its id,
-      and returns its holder; errors.StateError otherwise.
+      and returns its holder; errors.StateError otherwise. `current_lock()` says who holds
+      the lock now and whether that holder is alive on this host, for force-unlock to
+      refuse a live one.
+    - A lock or write whose reply was lost (the store did it, the client's retry was
+      refused by the condition it set, or no answer came) is read back: finding its own
+      lock id, or its own bytes, it succeeded.
     """
 
     @property
@@ -152,6 +177,9 @@ class StateBackend(Protocol):
     def force_unlock(self, lock_id: str) -> errors.LockHolder:
         """Release a lock left by another run, if `lock_id` is its id."""
 
+    def current_lock(self) -> HeldLock | None:
+        """The lock as it is now (None: not locked); reads only."""
+
 
 class ObjectStore(Protocol):
     """One S3 bucket as the S3 state backend needs it: whole objects, ETags and conditional
@@ -163,6 +191,7 @@ class ObjectStore(Protocol):
       `if_none_match` only where there is no object. A refused condition raises
       errors.PreconditionFailed and changes nothing.
     - `delete(key)` removes the object (no error when there is none).
+    - `listing(prefix)` lists the keys that start with `prefix`, with their write times.
     Every other failure is an errors.StateError or errors.AwsError with a hint.
     """
 
@@ -183,3 +212,6 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object, if there is one."""
+
+    def listing(self, prefix: str) -> list[StoredKey]:
+        """Every object whose key starts with `prefix` (all pages)."""

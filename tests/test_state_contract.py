@@ -169,3 +169,19 @@ def test_force_unlock_without_a_lock_is_an_error(new_backend: BackendFactory) ->
     """force_unlock() when nothing is locked raises StateError."""
     with pytest.raises(errors.StateError):
         new_backend().force_unlock("0" * 8)
+
+
+def test_current_lock_names_the_holder_and_reads_only(new_backend: BackendFactory) -> None:
+    """current_lock() is None while nothing is locked and names the holder's lock id while
+    one run holds it, without taking or releasing anything."""
+    inspector = new_backend()
+    assert inspector.current_lock() is None
+    holding = new_backend()
+    lock_id = holding.lock(holder("apply"))
+    current = inspector.current_lock()
+    assert current is not None
+    assert current.holder.lock_id == lock_id and current.holder.operation == "apply"
+    with pytest.raises(errors.StateLocked):
+        inspector.lock(holder())
+    holding.unlock(lock_id)
+    assert inspector.current_lock() is None

@@ -344,3 +344,39 @@ def test_concurrent_processes_lose_no_record(tmp_path: Path) -> None:
     lock = local_state.LocalStateBackend(path).read().lock
     assert sorted(layer for layer, _ in lock.entries) == sorted(
         [f"p{n}" for n in range(25)] + [f"q{n}" for n in range(25)])
+
+
+def test_current_lock_is_alive_while_a_process_holds_its_flock(tmp_path: Path) -> None:
+    """A lock held by a live process of this host (its flock held) is alive here, naming
+    the pid and the flock; once that process is killed it no longer is."""
+    path = tmp_path / "layers.lock.json"
+    assert local_state.LocalStateBackend(path).current_lock() is None
+    run = child("hold", path)
+    try:
+        assert run.stdout is not None
+        lock_id = run.stdout.readline().split()[1]
+        current = local_state.LocalStateBackend(path).current_lock()
+        assert current is not None and current.holder.lock_id == lock_id
+        assert f"pid {run.pid}" in (current.alive_here or "")
+        assert "flock" in (current.alive_here or "")
+        with pytest.raises(errors.StateLocked):  # inspecting took nothing from the holder
+            local_state.LocalStateBackend(path).lock(holder())
+    finally:
+        kill(run)
+    after = local_state.LocalStateBackend(path).current_lock()
+    assert after is not None and after.holder.lock_id == lock_id
+    assert after.alive_here is None
+
+
+def test_a_live_pid_without_the_flock_is_not_alive_here(tmp_path: Path) -> None:
+    """A record naming this host and a running pid whose flock nobody holds (the pid was
+    reused after its holder died) is not alive here: force-unlock may release it."""
+    other = state.new_holder(operation="apply", path="layers.yaml")
+    record = state.encode_record(
+        errors.LockHolder(lock_id="reused", who=other.who, host=socket.gethostname(),
+                          pid=os.getppid(), operation="apply", created=other.created,
+                          path="layers.yaml"), lock_id="reused")
+    (tmp_path / ".layers.lock.json.lock").write_bytes(record)
+    current = local_state.LocalStateBackend(tmp_path / "layers.lock.json").current_lock()
+    assert current is not None and current.holder.pid == os.getppid()
+    assert current.alive_here is None

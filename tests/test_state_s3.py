@@ -5,7 +5,13 @@ strips the conditional headers plays an unsafe store."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import datetime
+import os
+import socket
+import subprocess
+import sys
+from typing import Any, Literal
 
 import pytest
 from fakes_state import MemoryObjectStore
@@ -19,6 +25,7 @@ ENTRY = model.LockEntry(fingerprint="f" * 64, content_sha256="c" * 64, code_sha2
                         layer_version_arn="arn:aws:lambda:us-east-1:123456789012:layer:a:4",
                         settings_sha256="s" * 64)
 ONE = model.Lock().with_entry("a", "us-east-1", entry=ENTRY)
+LostReply = Literal["retried", "no-reply"]
 
 
 def holder() -> errors.LockHolder:
@@ -160,3 +167,153 @@ def test_a_state_url_that_is_not_s3_is_refused() -> None:
     """A state location that is not s3://BUCKET[/PREFIX] is a StateError."""
     with pytest.raises(errors.StateError):
         s3_state.parse_state_url("https://example.com/state")
+
+
+# --- lost replies: the outcome is read back ---------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["retried", "no-reply"])
+def test_a_lost_reply_on_the_lock_create_still_holds_the_lock(how: LostReply) -> None:
+    """The lock's create made the object but its reply was lost (botocore's retry answered
+    412, or no answer came): lock() reads it back, holds the lock, and unlock removes it."""
+    memory = MemoryObjectStore(lose_replies={"p/layers.lock.json.lock": (1, how)})
+    backend = s3_state.S3StateBackend(memory, prefix="p")
+    lock_id = backend.lock(holder())
+    record = state.decode_record(memory.objects["p/layers.lock.json.lock"][0])
+    assert record is not None and record.lock_id == lock_id
+    backend.unlock(lock_id)
+    assert sorted(memory.objects) == []
+
+
+def test_a_lock_create_that_failed_without_an_object_is_reported() -> None:
+    """A lock create that failed and made nothing (read back: no lock object) raises the
+    store's own error rather than claiming the lock."""
+    class RefusingStore(MemoryObjectStore):
+        def put(self, key: str, data: bytes, *, if_match: str | None = None,
+                if_none_match: bool = False) -> str:
+            if key.endswith(".lock"):
+                raise errors.AwsError("PutObject: the connection was reset")
+            return super().put(key, data, if_match=if_match, if_none_match=if_none_match)
+
+    memory = RefusingStore()
+    with pytest.raises(errors.AwsError, match="reset"):
+        s3_state.S3StateBackend(memory, prefix="p").lock(holder())
+    assert sorted(memory.objects) == []
+
+
+@pytest.mark.parametrize("how", ["retried", "no-reply"])
+def test_a_lost_reply_on_the_probe_create_passes_the_probe(how: LostReply) -> None:
+    """The probe's create was done but its reply lost: the proof goes on from the object it
+    reads back, the store is proven, and no probe object is left."""
+    memory = MemoryObjectStore(lose_replies={"p/.reconcile-probe-*": (1, how)})
+    backend = s3_state.S3StateBackend(memory, prefix="p")
+    backend.check_writable()
+    assert memory.lose_replies["p/.reconcile-probe-*"][0] == 0  # the fault did happen
+    assert sorted(memory.objects) == []
+    backend.unlock(backend.lock(holder()))
+
+
+@pytest.mark.parametrize("how", ["retried", "no-reply"])
+def test_a_lost_reply_on_a_state_write_returns_the_new_revision(how: LostReply) -> None:
+    """A state write done whose reply was lost (the retry refused by its own new ETag) is
+    this run's write: it returns the ETag read back, not a StateConflict."""
+    memory = MemoryObjectStore()
+    backend = s3_state.S3StateBackend(memory, prefix="p")
+    first = backend.write(ONE, expected_revision=ports.NO_REVISION)
+    two = ONE.with_entry("b", "eu-west-1", entry=ENTRY)
+    memory.lose_replies["p/layers.lock.json"] = (1, how)
+    second = backend.write(two, expected_revision=first)
+    assert backend.read() == ports.Snapshot(lock=two, revision=second)
+    with pytest.raises(errors.StateConflict):  # a real conflict is still one
+        backend.write(ONE, expected_revision=first)
+
+
+# --- probe objects that killed runs left ------------------------------------------------------
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def probe(prefix: str, *, host: str | None = None, pid: int) -> str:
+    """A probe key as a run of `host` (this one's tag by default) and `pid` names it."""
+    return f"{prefix}.reconcile-probe-h{host or state.host_tag()}-p{pid}-0123abcd"
+
+
+def test_leftover_probes_are_removed_only_when_stale() -> None:
+    """Proving the store removes the probes of dead runs of this host and probes older than
+    an hour; a fresh probe of another host or of a live process, the lock, the state and
+    anything below another folder are kept."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    memory = MemoryObjectStore()
+    old = now - datetime.timedelta(seconds=s3_state.STALE_PROBE_SECONDS + 60)
+    gone = {probe("p/", pid=dead_pid()): now,
+            probe("p/", host="0badc0de", pid=1): old,
+            "p/.reconcile-probe-2f0e3a52-9a7c-4f4e-8e8b-4b1a1d6c0c11": old}  # older format
+    kept = {probe("p/", pid=os.getppid()): now,
+            probe("p/", host="0badc0de", pid=1): now,
+            "p/.reconcile-probe-2f0e3a52-0000-4f4e-8e8b-4b1a1d6c0c11": now,
+            probe("p/sub/", pid=dead_pid()): old,
+            "p/layers.lock.json": old, "p/layers.lock.json.lock": old}
+    for key, when in {**gone, **kept}.items():
+        memory.clock = lambda when=when: when
+        memory.put(key, b"x")
+    memory.clock = lambda: now
+
+    s3_state.S3StateBackend(memory, prefix="p").check_writable()
+
+    assert sorted(memory.objects) == sorted(kept)
+
+
+def test_a_refused_listing_does_not_fail_the_run() -> None:
+    """A store that refuses the listing (no s3:ListBucket) keeps its leftovers, and the
+    proof, lock and write go on."""
+    class NoListing(MemoryObjectStore):
+        def listing(self, prefix: str) -> list[ports.StoredKey]:
+            raise errors.StateError(f"access denied: ListBucket {prefix}")
+
+    memory = NoListing()
+    leftover = probe("p/", pid=dead_pid())
+    memory.put(leftover, b"x")
+    backend = s3_state.S3StateBackend(memory, prefix="p")
+    backend.unlock(backend.lock(holder()))
+    assert sorted(memory.objects) == [leftover]
+
+
+def test_leftover_probes_are_listed_and_removed_on_s3(store: aws.Boto3ObjectStore) -> None:
+    """On moto: a dead run's probe beside the state is removed by the next proof, through
+    ListObjectsV2 under the probe prefix."""
+    leftover = probe("team/", pid=dead_pid())
+    store.client.put_object(Bucket=BUCKET, Key=leftover, Body=b"probe\n")
+    backend = s3_state.S3StateBackend(store, prefix="team")
+    backend.write(ONE, expected_revision=ports.NO_REVISION)
+    assert keys(store) == ["team/layers.lock.json"]
+
+
+# --- who holds the lock, for force-unlock -----------------------------------------------------
+
+
+def record_of(*, host: str, pid: int, lock_id: str = "the-id") -> bytes:
+    """A lock record naming `host` and `pid`."""
+    return state.encode_record(
+        dataclasses.replace(holder(), host=host, pid=pid), lock_id=lock_id)
+
+
+def test_current_lock_says_whether_its_holder_is_alive_here() -> None:
+    """A lock naming this host and a running pid is alive here; a dead pid, or another host
+    (whose processes this host cannot see), is not; no lock object is None."""
+    memory = MemoryObjectStore()
+    backend = s3_state.S3StateBackend(memory, prefix="p")
+    assert backend.current_lock() is None
+    here, live = socket.gethostname(), os.getppid()
+    for host, pid, alive in ((here, live, True), (here, dead_pid(), False),
+                             ("ci-runner-7", live, False)):
+        memory.objects["p/layers.lock.json.lock"] = (record_of(host=host, pid=pid), '"e"')
+        current = backend.current_lock()
+        assert current is not None and current.holder.pid == pid
+        assert (current.alive_here is not None) is alive, (host, pid)
+        if alive:
+            assert f"pid {pid}" in (current.alive_here or "")

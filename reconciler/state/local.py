@@ -29,7 +29,9 @@ holds `flock(LOCK_EX)` on the inode that the name `.<name>.lock` currently names
   rename from a run holding the flock of the inode the name names (only one run can hold
   it, and it keeps it until after the rename), or by unlink from that same run (unlock).
   So at every instant at most one run holds the flock of the named inode. Only
-  `force_unlock` (a person's decision, as in Terraform) removes a lock without the flock.
+  `force_unlock` (a person's decision, as in Terraform) removes a lock without the flock;
+  `current_lock` tells it first whether the holder is alive here (its record names this
+  host and a running pid, and the flock is held), which force-unlock refuses.
 A record naming a live pid, or another host (whose processes this kernel cannot see),
 raises StateLocked naming the holder.
 """
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import secrets
@@ -63,26 +64,6 @@ def tool_file_prefix(path: Path) -> str:
     """The prefix (`.<lockfile name>.`) of every file the tool keeps beside the lockfile at
     `path`: the packager skips files whose name starts with it."""
     return f".{path.name}."
-
-
-def _host_tag() -> str:
-    """A short, file-name-safe digest of this host's name, for temp file names."""
-    return hashlib.sha256(socket.gethostname().encode("utf-8")).hexdigest()[:8]
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether a process of this host has id `pid` (this process included)."""
-    if pid == os.getpid():
-        return True
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -197,7 +178,7 @@ class LocalStateBackend:
         """A new temp file beside `target`, named so that a later run can tell it is ours
         and whether its writer is still alive; (path, open descriptor)."""
         while True:
-            temp = target.with_name(f".{target.name}.{_host_tag()}.{os.getpid()}."
+            temp = target.with_name(f".{target.name}.{state.host_tag()}.{os.getpid()}."
                                     f"{secrets.token_hex(6)}.tmp")
             try:
                 return temp, os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
@@ -229,7 +210,7 @@ class LocalStateBackend:
         """Remove the temp files that killed runs of this host left beside `target`."""
         pattern = re.compile(rf"^\.{re.escape(target.name)}\.([0-9a-f]{{8}})\.(\d+)\."
                              rf"[0-9a-f]+\.tmp$")
-        host_tag = _host_tag()
+        host_tag = state.host_tag()
         try:
             names = os.listdir(target.parent)
         except OSError:
@@ -237,7 +218,7 @@ class LocalStateBackend:
         for name in names:
             found = pattern.match(name)
             if found and found.group(1) == host_tag and \
-                    not _process_alive(int(found.group(2))):
+                    not state.process_alive(int(found.group(2))):
                 (target.parent / name).unlink(missing_ok=True)
 
     def check_writable(self) -> None:
@@ -345,7 +326,7 @@ class LocalStateBackend:
             # which holds no flock on it) is a dead run's.
             if holder is not None and (
                     holder.host != socket.gethostname()
-                    or (holder.pid != os.getpid() and _process_alive(holder.pid))):
+                    or (holder.pid != os.getpid() and state.process_alive(holder.pid))):
                 raise _Busy(holder)
             os.rename(temp, lock_path)
             return True
@@ -410,6 +391,31 @@ class LocalStateBackend:
         if held is not None:
             os.close(held[0])
         return holder
+
+    def current_lock(self) -> ports.HeldLock | None:
+        """The lock file's holder; alive here when its record names this host and a running
+        pid and its flock is held (a pid reused after the holder died holds no flock)."""
+        lock_path = self._lock_path()
+        try:
+            descriptor = os.open(lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._lock_error(exc) from exc
+        try:
+            holder = self._holder_of(descriptor, lock_path=lock_path)
+            alive = state.alive_on_this_host(holder)
+            if alive is not None:
+                try:
+                    # Shared and not waiting: it fails only while a holder has LOCK_EX.
+                    fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    alive = f"{alive} and holds the lock file's flock"
+                else:
+                    alive = None
+        finally:
+            os.close(descriptor)  # releases a shared flock taken above
+        return ports.HeldLock(holder=holder, alive_here=alive)
 
 
 def _bytes_or_none(path: Path) -> bytes | None:
