@@ -14,10 +14,18 @@ from __future__ import annotations
 import hashlib
 import stat
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    canonicalize_version,
+    parse_wheel_filename,
+)
+
 from reconciler import archive, errors, model
+from reconciler.builds import Wheel
 from reconciler.content import common
 
 # Files an installer writes about the install, not the wheel's (PEP 376, PEP 610): they would
@@ -38,6 +46,33 @@ def verify_sha256(path: Path, *, expected: str, label: str) -> None:
             f"{label}: {path.name} has SHA-256 {digest.hexdigest()}, but the lock says "
             f"{expected}", hint="the wheel is not the one that was locked: lock it again, or "
                                 "remove the wrong file from find_links or the cache")
+
+
+def find_links_wheels(folders: Sequence[Path],
+                      wanted: Mapping[str, str]) -> dict[str, list[Wheel]]:
+    """The wheels in `folders` (not recursive) of the packages `wanted` (canonical name ->
+    version), hashed: only files whose name and version match are read. Unreadable names
+    are skipped (they may be anything a folder holds)."""
+    found: dict[str, list[Wheel]] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.whl")):
+            try:
+                name, version, _, _ = parse_wheel_filename(path.name)
+            except InvalidWheelFilename:
+                continue
+            name = canonicalize_name(name)
+            if (name not in wanted or canonicalize_version(str(version))
+                    != canonicalize_version(wanted[name])):
+                continue
+            digest = hashlib.sha256()
+            with path.open("rb") as file:
+                while chunk := file.read(common.CHUNK_BYTES):
+                    digest.update(chunk)
+            found.setdefault(name, []).append(Wheel(filename=path.name,
+                                                    sha256=digest.hexdigest(),
+                                                    path=str(path),
+                                                    size=path.stat().st_size))
+    return found
 
 
 def layer_entries(wheels: Sequence[tuple[str, Path]], *, prefix: str,
