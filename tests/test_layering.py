@@ -23,11 +23,18 @@ from importlib.abc import Traversable
 import pytest
 
 PACKAGE = "reconciler"
+# Built layers: the readers, the target and the selection are pure (text in, values out); the
+# wheel cache and the unpacking of wheels read files.
+BUILDS_PURE = frozenset({"builds", "builds.target", "builds.tomlfile", "builds.requirements",
+                         "builds.pylock", "builds.uvlock", "builds.selection"})
+BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache"})
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", "render", "ports",
-                  "planfile", "savedplan", "statefile", "ratelimit"})
+                  "planfile", "savedplan", "statefile", "ratelimit", "lambdaos", "elfcheck",
+                  *BUILDS_PURE})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
-SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, "zipbuild", "state",
+SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,
+                   "zipbuild", "state",
                    "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
                    "publishing", "sandbox", "forking", "github", "cli"})
@@ -49,6 +56,10 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "savedplan": frozenset({"errors", "model"}),
     "statefile": frozenset({"errors", "model"}),
     "ratelimit": frozenset(),
+    "lambdaos": frozenset(),
+    "elfcheck": frozenset({"lambdaos"}),
+    **{module: frozenset({"errors", "model", "lambdaos"}) | BUILDS_PURE - {module}
+       for module in BUILDS_PURE},
     **{shell: (CORE | SHELL) - {"cli", shell} for shell in SHELL},
     # The state backends share only their package; neither knows the other exists.
     "state": (CORE | {"__init__"}),
@@ -70,7 +81,9 @@ IO_MODULES = frozenset({
 })
 # Narrow exceptions: ports names pathlib.PurePath in a protocol's signature (a pure path does
 # no I/O; the protocol only types the zip a store is handed).
-TYPE_ONLY_IO = {"ports": frozenset({"pathlib"})}
+TYPE_ONLY_IO = {"ports": frozenset({"pathlib"}),
+                # only sys.version_info, to choose tomllib or the floor's tomli
+                "builds.tomlfile": frozenset({"sys"})}
 # Third-party packages that exactly one module may import.
 OWNERS = {
     "boto3": "aws", "botocore": "aws", "deepdiff": "planner", "typer": "cli", "click": "cli",
