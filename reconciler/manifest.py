@@ -52,6 +52,33 @@ class _TooLarge(Exception):
     """The document expands past MAX_NODES or MAX_DEPTH."""
 
 
+class _TooDeep(Exception):
+    """The YAML nests deeper than MAX_DEPTH where `mark` stands (found while composing)."""
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__(f"the manifest nests deeper than {MAX_DEPTH} levels")
+        self.mark = mark
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses a node nested deeper than MAX_DEPTH: PyYAML composes
+    recursively, so ten thousand nested `[` would exhaust Python's stack (RecursionError)
+    before _convert's own depth check ever saw the tree."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH + 1:  # _convert allows MAX_DEPTH below the root
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def field_name(path: Path) -> str:
     """`("layers", "x", "compatible_runtimes", 2)` -> `layers.x.compatible_runtimes[2]`."""
     text = ""
@@ -191,7 +218,10 @@ def _content_refs(document: _Document) -> tuple[model.ContentRef, ...]:
 def _load_yaml(text: str, problem: Any) -> _Document | None:
     """Compose the YAML (no object construction) and convert it with locations; None on error."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_DepthLimitedLoader)
+    except _TooDeep as exc:
+        problem(model.Location(exc.mark.line + 1, exc.mark.column + 1), (), str(exc))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = model.Location(mark.line + 1, mark.column + 1) if mark else model.Location(1, 1)
