@@ -156,7 +156,7 @@ def test_partial_failure_keeps_what_succeeded(space: workspace.Workspace) -> Non
     """A failed publish stops nothing else: the other layer lands, is recorded, and the
     report names the failure and its cause."""
     store = FakeLayerStore(fail_publish={"alpha": errors.AwsError("boom",
-                                                                  code="InvalidParameter")})
+                                                                  aws_code="InvalidParameter")})
     report = run_apply(space, store)
     assert not report.ok
     assert [(item.change.layer, item.error.message) for item in report.failed] == [

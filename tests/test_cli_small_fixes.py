@@ -1,0 +1,74 @@
+"""The small fixes of issue 18, through the installed CLI against moto: a throttled grant
+counts toward giving up on a failing region (AWS's error code, not reconcile's), and the
+answers moto cannot give (a publish answered 201 with a body that is not Lambda's) are an
+unknown outcome that is looked up and adopted, never a KeyError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import faultproxy
+import pytest
+from clirun import run
+
+NAMES = ("alpha", "beta", "gamma", "delta")
+
+
+def project(tmp_path: Path, *, regions: tuple[str, ...], names: tuple[str, ...] = NAMES,
+            extra: str = "") -> Path:
+    """One one-file folder layer per name, in `regions`, with `extra` in every layer."""
+    layers = []
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.py").write_text(f"NAME = {name!r}\n", encoding="utf-8")
+        layers.append(f"  {name}:\n    content: {{path: {name}}}\n{extra}")
+    (tmp_path / "layers.yaml").write_text(
+        f"version: 1\nregion: [{', '.join(regions)}]\nlayers:\n" + "".join(layers),
+        encoding="utf-8")
+    return tmp_path
+
+
+def test_throttled_grants_give_up_on_their_region(tmp_path: Path, moto_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every grant in eu-west-1 throttled: after two such failures the region is given up
+    (its other layers not attempted), because the failure carries AWS's throttling code."""
+    project(tmp_path, regions=("us-east-1", "eu-west-1"),
+            extra="    share: [{account: '111122223333'}]\n")
+    with faultproxy.running(moto_url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.add(faultproxy.throttle(times=None, operation="AddLayerVersionPermission",
+                                      region="eu-west-1"))
+        result = run(tmp_path, "apply", "--yes", "--format", "json", "--parallelism", "1",
+                     "--max-attempts", "1")
+        assert result.returncode == 1, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        assert {item["region"] for item in report["published"]} == {"us-east-1"}
+        assert [item["region"] for item in report["failed"]] == ["eu-west-1"] * 2
+        assert [item["region"] for item in report["not_attempted"]] == ["eu-west-1"] * 2
+        assert all("eu-west-1 kept failing" in item["why"] for item in report["not_attempted"])
+        assert proxy.count(operation="AddLayerVersionPermission", region="eu-west-1") == 2
+
+
+@pytest.mark.parametrize("body", [b"<html>bad gateway</html>", b'{"LayerArn": "x"}'],
+                         ids=["not JSON", "JSON without Version"])
+def test_a_publish_answered_201_with_another_body_is_looked_up_and_adopted(
+        tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
+    """Lambda made the version but its 201 answer is not Lambda's JSON: the apply looks for
+    the version, adopts and records it (no second version, no KeyError), exit 0."""
+    project(tmp_path, regions=("us-east-1",), names=("alpha",))
+    with faultproxy.running(moto_url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.add(faultproxy.Rule(faultproxy.ForwardThenReply(201, body),
+                                  operation="PublishLayerVersion"))
+        result = run(tmp_path, "apply", "--yes")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert proxy.count(operation="PublishLayerVersion") == 1
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    listed = boto3.client("lambda").list_layer_versions(LayerName="alpha")["LayerVersions"]
+    assert [item["Version"] for item in listed] == [1]
+    lock = json.loads((tmp_path / "layers.lock.json").read_text(encoding="utf-8"))
+    assert lock["layers"]["alpha"]["us-east-1"]["version"] == 1
+    again = run(tmp_path, "plan", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
