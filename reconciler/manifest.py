@@ -112,9 +112,9 @@ def _problem_adder(file: str, problems: list[errors.Problem]
                    ) -> Callable[[model.Location, Path, str], None]:
     """A function that appends a located problem of `file` to `problems`."""
     def problem(location: model.Location, path: Path, message: str) -> None:
-        problems.append(
-            errors.Problem(file, location.line, location.column, field_name(path), message)
-        )
+        # Messages quote values, and a value may be a URL with a password in it.
+        problems.append(errors.Problem(file, location.line, location.column, field_name(path),
+                                       errors.redact_urls(message)))
     return problem
 
 
@@ -150,6 +150,9 @@ def read(data: bytes, *, file: str) -> Unchecked:
     add_trailing = _problem_adder(file, trailing)
     for path, message in _semantic_problems(document.data):
         add_trailing(_nearest(document.keys, path, document=document), path, message)
+    for path in _credential_paths(document.data):
+        add_trailing(document.values.get(path, start), path, CREDENTIALS_IN_URL)
+        document.invalid.add(path)  # the schema's words would quote the value
     refs = _content_refs(document)
     sha256 = hashlib.sha256(data).hexdigest()
     early = None
@@ -453,6 +456,28 @@ def parse_layer_arn(key: str) -> re.Match[str] | None:
 
 NO_ARTIFACT_BUCKET = ("`upload: s3` uploads through the artifact bucket, and the manifest names "
                       "no `artifact_bucket`")
+
+
+CREDENTIALS_IN_URL = (
+    "must not hold credentials (`user:password@`): name the bucket alone; reconcile takes "
+    "credentials from the AWS chain only (AWS_PROFILE or --profile, the environment)")
+
+
+def _credential_paths(data: dict[str, Any]) -> Iterator[Path]:
+    """The `state` and `artifact_bucket` values that carry a URL's userinfo: refused, and
+    never quoted (an S3 bucket name holds no `@`, so any `@` before the key is one)."""
+    state = data.get("state")
+    if isinstance(state, str):
+        authority = state.removeprefix("s3://").partition("/")[0]
+        if "@" in authority:
+            yield ("state",)
+    buckets = data.get("artifact_bucket")
+    if isinstance(buckets, str) and "@" in buckets:
+        yield ("artifact_bucket",)
+    if isinstance(buckets, dict):
+        for region, bucket in buckets.items():
+            if isinstance(bucket, str) and "@" in bucket:
+                yield ("artifact_bucket", region)
 
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:

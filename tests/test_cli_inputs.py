@@ -51,3 +51,36 @@ def test_deeply_nested_lockfile_is_a_clear_error(project: Path, command: tuple[s
     result = run(project, *command, env=env)
     assert result.returncode == 1
     assert "layers.lock.json: not a reconcile lockfile (its JSON nests deeper" in result.stderr
+
+
+@pytest.mark.parametrize(("lines", "located"), [
+    ("state: s3://user:PASS@bucket/x\n", ["layers.yaml:2:8: state: must not hold credentials"]),
+    ("state: user:PASS@bucket/x\n", ["layers.yaml:2:8: state: must not hold credentials"]),
+    ("artifact_bucket: 'u:PASS@bucket'\n",
+     ["layers.yaml:2:18: artifact_bucket: must not hold credentials"]),
+    ("artifact_bucket: {us-east-1: 's3://k:PASS@b', eu-west-1: ok-bucket}\n",
+     ["layers.yaml:2:30: artifact_bucket.us-east-1: must not hold credentials"]),
+], ids=["state URL", "state without scheme", "artifact bucket", "artifact bucket map"])
+def test_credentials_in_a_url_are_refused_at_validate_without_echo(
+        project: Path, lines: str, located: list[str]) -> None:
+    """`state` or `artifact_bucket` with `user:password@` is a located error at validate, and
+    the password appears nowhere in the output."""
+    (project / "layers.yaml").write_text(f"version: 1\n{lines}{LAYER}", encoding="utf-8")
+    result = run(project, "validate", env=_env())
+    assert result.returncode == 1
+    for line in located:
+        assert line in result.stderr, result.stderr
+    assert "PASS" not in result.stderr + result.stdout
+
+
+def test_a_password_in_a_state_url_never_reaches_aws(project: Path) -> None:
+    """plan refuses the manifest before any AWS call: the password is in no message."""
+    (project / "layers.yaml").write_text(
+        f"version: 1\nregion: us-east-1\nstate: s3://AKIA:PASS@bucket/x\n{LAYER}",
+        encoding="utf-8")
+    env = _env() | {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                    "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run(project, "plan", env=env)
+    assert result.returncode == 1
+    assert "state: must not hold credentials" in result.stderr
+    assert "PASS" not in result.stderr + result.stdout

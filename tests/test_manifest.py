@@ -908,3 +908,12 @@ def test_bytes_the_schema_refuses_give_no_manifest(text: str) -> None:
     unchecked = manifest.read(text.encode(), file=FILE)
     with pytest.raises(errors.ManifestError):
         manifest.check(unchecked, schema=SCHEMA)
+
+
+def test_every_problem_message_redacts_a_url_password() -> None:
+    """A value quoted by any rule's message (here the region pattern's) has the userinfo of
+    every URL in it replaced by `***`."""
+    found = problems_of(yaml_lines("version: 1", "region: 'https://me:PASS@example.com'",
+                                   *layer()))
+    assert [problem.field for problem in found] == ["region"]
+    assert "PASS" not in found[0].message and "https://***@example.com" in found[0].message
