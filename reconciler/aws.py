@@ -816,6 +816,9 @@ def _s3_error(exc: Exception, *, operation: str, location: model.S3Object, regio
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         message = str(error.get("Message", "")).strip() or code
+        if code in _CREDENTIAL_ERROR_CODES:
+            return translate(exc, operation=f"{operation} {where}", layer=None, region=region,
+                             endpoint=_endpoint_of(client))
         if code in ("NoSuchBucket",):
             return errors.AwsError(f"{operation} {where} in {region}: the bucket "
                                    f"{location.bucket} does not exist", aws_code=code,
@@ -953,11 +956,21 @@ def _describe(exc: Exception) -> str:
 
 
 # Codes that say the credentials themselves are bad (often with HTTP 403), not that they
-# lack a permission.
-_CREDENTIAL_ERROR_CODES = frozenset({
-    "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
-})
+# lack a permission: each with what it means (Lambda's, STS's and S3's names differ).
+_UNKNOWN_KEY = "the access key ID is not known to AWS (a wrong or deleted key)"
+_WRONG_SECRET = ("the request's signature does not match: the secret access key does not "
+                 "belong to the access key ID (or a proxy changed the request)")
+_EXPIRED = "the session token has expired"
+_CREDENTIAL_ERRORS = {
+    "InvalidAccessKeyId": _UNKNOWN_KEY, "UnrecognizedClientException": _UNKNOWN_KEY,
+    "InvalidClientTokenId": _UNKNOWN_KEY,
+    "SignatureDoesNotMatch": _WRONG_SECRET, "InvalidSignatureException": _WRONG_SECRET,
+    "ExpiredToken": _EXPIRED, "ExpiredTokenException": _EXPIRED,
+    "TokenRefreshRequired": _EXPIRED, "RequestExpired": "the request's signing time is too "
+    "far from AWS's clock (check this machine's clock)",
+    "InvalidToken": "the session token is malformed or not valid",
+}
+_CREDENTIAL_ERROR_CODES = frozenset(_CREDENTIAL_ERRORS)
 
 
 def _configuration_error(exc: Exception) -> errors.CredentialsError:
@@ -996,17 +1009,17 @@ def _translate(exc: Exception, *, operation: str, layer: str | None, region: str
                                    aws_code=code)
         if code == "ResourceNotFoundException":
             return errors.AwsError(f"{operation} for {where}: not found: {message}", aws_code=code)
-        if code in ("AccessDeniedException", "AccessDenied") or (
-                status == 403 and code not in _CREDENTIAL_ERROR_CODES):
+        if code in _CREDENTIAL_ERROR_CODES:
+            return errors.CredentialsError(
+                f"AWS did not accept the credentials for {operation}: {_CREDENTIAL_ERRORS[code]} "
+                f"({code}: {message})",
+                hint="refresh them (aws sso login, or new keys) or pick another --profile",
+                aws_code=code)
+        if code in ("AccessDeniedException", "AccessDenied") or status == 403:
             return errors.AwsError(
                 f"access denied: {operation} for {where}: {message}",
                 hint=f"the credentials lack lambda:{operation}" if operation != "GetCallerIdentity"
                 else "the credentials lack sts:GetCallerIdentity",
-                aws_code=code)
-        if code in _CREDENTIAL_ERROR_CODES:
-            return errors.CredentialsError(
-                f"AWS did not accept the credentials ({code}): {message}",
-                hint="refresh them (aws sso login, or new keys) or pick another --profile",
                 aws_code=code)
         if code in ("TooManyRequestsException", "ThrottlingException", "Throttling"):
             return errors.AwsError(

@@ -72,3 +72,41 @@ def test_a_publish_answered_201_with_another_body_is_looked_up_and_adopted(
     assert lock["layers"]["alpha"]["us-east-1"]["version"] == 1
     again = run(tmp_path, "plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _s3_error(code: str, message: str) -> bytes:
+    return (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+            f"<Message>{message}</Message><RequestId>r</RequestId></Error>").encode()
+
+
+@pytest.mark.parametrize(("code", "service", "meaning"), [
+    ("InvalidAccessKeyId", "s3", "the access key ID is not known to AWS"),
+    ("SignatureDoesNotMatch", "s3", "the secret access key does not belong to the access key"),
+    ("ExpiredToken", "s3", "the session token has expired"),
+    ("UnrecognizedClientException", "lambda", "the access key ID is not known to AWS"),
+    ("InvalidSignatureException", "lambda", "the secret access key does not belong"),
+    ("ExpiredTokenException", "lambda", "the session token has expired"),
+])
+def test_bad_credentials_are_named_for_what_they_are(
+        tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch, code: str,
+        service: str, meaning: str) -> None:
+    """S3's and Lambda's answers to bad credentials say what is wrong with them (not "access
+    denied ... lacks s3:GetObject"), exit 1."""
+    boto3.client("s3").create_bucket(Bucket="state-bucket")
+    project(tmp_path, regions=("us-east-1",), names=("alpha",))
+    manifest = tmp_path / "layers.yaml"
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace(
+        "version: 1\n", "version: 1\nstate: s3://state-bucket/layers\n"), encoding="utf-8")
+    if service == "s3":
+        rule = faultproxy.Rule(faultproxy.Reply(403, _s3_error(code, "no"), "application/xml"),
+                               service="s3", times=None)
+    else:
+        rule = faultproxy.reject(status=403, code=code, message="no", service="lambda")
+    with faultproxy.running(moto_url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.add(rule)
+        result = run(tmp_path, "plan")
+    assert result.returncode == 1
+    assert "AWS did not accept the credentials for " in result.stderr
+    assert meaning in result.stderr and code in result.stderr, result.stderr
+    assert "access denied" not in result.stderr and "lacks" not in result.stderr
