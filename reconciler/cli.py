@@ -1037,6 +1037,8 @@ def schema(
         typer.echo(text, nl=False)
         return
     try:
+        # `--out schemas/layers.schema.json` in a repository that has no schemas/ yet.
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise errors.UsageError(f"{out}: cannot write: {exc.strerror}") from None
