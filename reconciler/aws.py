@@ -237,6 +237,20 @@ def _session(profile: str | None) -> botocore.session.Session:
     return session
 
 
+# Connect, and wait for each reply, at most this long (--timeout): an endpoint that accepts
+# and never answers fails a read in 3 attempts x 10 s (botocore's 60 s made it 3 minutes).
+DEFAULT_TIMEOUT = 10.0
+# A publish's reply comes after Lambda has read and stored the zip: its wait grows by a second
+# per MB sent (a 50 MB zip's 67 MB of base64: 67 s more), and from S3 by a fixed allowance.
+_PUBLISH_BYTES_PER_SECOND = 1_000_000
+_S3_PUBLISH_ALLOWANCE = 120.0
+
+
+def publish_read_timeout(read_timeout: float, *, body_bytes: int) -> float:
+    """How long a publish of `body_bytes` waits for its reply."""
+    return read_timeout + body_bytes / _PUBLISH_BYTES_PER_SECOND
+
+
 class Boto3LayerStore:
     """LayerStore over botocore, with two Lambda clients per region: one for reads, one for
     PublishLayerVersion.
@@ -246,12 +260,15 @@ class Boto3LayerStore:
     retried by botocore (429 with backoff, 5xx, connection errors): `max_attempts` attempts
     in standard mode when given, else as the standard chain says (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS,
     the profile; botocore's default is standard mode, 3 attempts). A publish is never retried
-    by botocore. `read_timeout` (seconds) overrides botocore's 60 for every call.
+    by botocore. `timeout` (seconds, default DEFAULT_TIMEOUT) bounds the connect and each
+    wait for a reply of every attempt; `read_timeout` overrides the latter alone. A publish
+    waits longer for its reply, by its body's size (see publish_read_timeout).
     """
 
     def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None,
                  max_attempts: int | None = None, read_timeout: float | None = None,
-                 max_rps: float | None = ratelimit.DEFAULT_RPS) -> None:
+                 max_rps: float | None = ratelimit.DEFAULT_RPS,
+                 timeout: float | None = None) -> None:
         try:
             self._session = _session(profile)
         except botocore.exceptions.ProfileNotFound as exc:
@@ -261,9 +278,11 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
             raise _configuration_error(exc) from exc
         self._endpoint_url = endpoint_url
-        self._config = botocore.config.Config(user_agent_extra="reconcile-layers")
-        if read_timeout is not None:
-            self._config = self._config.merge(botocore.config.Config(read_timeout=read_timeout))
+        self._timeout = timeout or DEFAULT_TIMEOUT
+        self._read_timeout = read_timeout or self._timeout
+        self._config = botocore.config.Config(user_agent_extra="reconcile-layers",
+                                              connect_timeout=self._timeout,
+                                              read_timeout=self._read_timeout)
         # The publish client sends each call once: a retry of a publish whose reply was lost
         # would make a second version (total_max_attempts also overrides AWS_MAX_ATTEMPTS).
         self._publish_config = self._config.merge(botocore.config.Config(
@@ -436,6 +455,8 @@ class Boto3LayerStore:
         37 MB zip peaked at 256 MB). The JSON around it is botocore's own, byte for byte."""
         zip_path: Path | None = getattr(self._sending, "zip_path", None)
         if zip_path is None:
+            # From S3: Lambda reads the object, of a size not known here, before answering.
+            request.context["read_timeout"] = self._read_timeout + _S3_PUBLISH_ALLOWANCE
             return
         body = bytes(request.data)
         before, found, after = body.partition(_PLACEHOLDER_JSON)
@@ -447,6 +468,9 @@ class Boto3LayerStore:
         self._sending.body = streamed
         request.data = streamed
         request.headers["Content-Length"] = str(len(streamed))
+        # botocore's per-request override of the client's read timeout (connect unchanged).
+        request.context["read_timeout"] = publish_read_timeout(self._read_timeout,
+                                                               body_bytes=len(streamed))
 
     def _new_client(self, service: Literal["lambda", "sts", "s3"], *, region: str,
                     config: botocore.config.Config | None = None) -> Any:
@@ -1035,9 +1059,13 @@ def _translate(exc: Exception, *, operation: str, layer: str | None, region: str
     if isinstance(exc, botocore.exceptions.NoRegionError):
         return errors.CredentialsError(
             "no AWS region", hint="set `region:` in the manifest, or AWS_REGION")
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        return errors.EndpointError(
+            f"the AWS endpoint {endpoint or ''} did not answer {operation} in time: {exc}",
+            hint="check --endpoint-url / AWS_ENDPOINT_URL and the network; --timeout SECONDS "
+                 "waits longer for each reply")
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                        botocore.exceptions.ConnectTimeoutError,
-                        botocore.exceptions.ReadTimeoutError)):
+                        botocore.exceptions.ConnectTimeoutError)):
         return errors.EndpointError(
             f"cannot reach the AWS endpoint {endpoint or ''} for {operation}: {exc}",
             hint="check --endpoint-url / AWS_ENDPOINT_URL and the network")
@@ -1058,10 +1086,12 @@ class Boto3ObjectStore:
 
     def __init__(self, *, bucket: str, profile: str | None = None,
                  endpoint_url: str | None = None, region: str | None = None,
-                 max_attempts: int | None = None) -> None:
+                 max_attempts: int | None = None, timeout: float | None = None) -> None:
         try:
             session = _session(profile)
-            config = botocore.config.Config(user_agent_extra="reconcile-layers")
+            config = botocore.config.Config(user_agent_extra="reconcile-layers",
+                                            connect_timeout=timeout or DEFAULT_TIMEOUT,
+                                            read_timeout=timeout or DEFAULT_TIMEOUT)
             if max_attempts is not None:
                 config = config.merge(botocore.config.Config(
                     retries={"mode": "standard", "total_max_attempts": max_attempts}))

@@ -6,6 +6,10 @@ unknown outcome that is looked up and adopted, never a KeyError."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -110,3 +114,53 @@ def test_bad_credentials_are_named_for_what_they_are(
     assert "AWS did not accept the credentials for " in result.stderr
     assert meaning in result.stderr and code in result.stderr, result.stderr
     assert "access denied" not in result.stderr and "lacks" not in result.stderr
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback endpoint that accepts every connection (the kernel's backlog does) and
+    never answers a byte."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(128)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def _silent_env(endpoint: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    return env | {"AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "k",
+                  "AWS_SECRET_ACCESS_KEY": "s", "AWS_CONFIG_FILE": os.devnull,
+                  "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_ENDPOINT_URL": endpoint}
+
+
+@pytest.mark.parametrize("state", ["", "state: s3://state-bucket/layers\n"],
+                         ids=["lockfile", "S3 state"])
+def test_timeout_bounds_a_silent_endpoint(tmp_path: Path, silent_endpoint: str,
+                                          state: str) -> None:
+    """`--timeout 1` with an endpoint that never answers: plan fails in seconds (Lambda's
+    client and the S3 state's alike), exit 1, naming the endpoint and the way to wait longer."""
+    project(tmp_path, regions=("us-east-1",), names=("alpha",))
+    manifest = tmp_path / "layers.yaml"
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace(
+        "version: 1\n", f"version: 1\n{state}"), encoding="utf-8")
+    started = time.monotonic()
+    result = run(tmp_path, "plan", "--timeout", "1", "--max-attempts", "2",
+                 env=_silent_env(silent_endpoint))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the AWS endpoint {silent_endpoint} did not answer" in result.stderr, result.stderr
+    assert "--timeout" in result.stderr
+    assert elapsed < 15, elapsed
+
+
+def test_a_silent_endpoint_fails_within_a_minute_by_default(tmp_path: Path,
+                                                            silent_endpoint: str) -> None:
+    """Without --timeout or --max-attempts (botocore's 3 attempts), a silent endpoint fails a
+    plan within a minute, naming it (botocore's own 60 s read timeout made it 3 minutes)."""
+    project(tmp_path, regions=("us-east-1",), names=("alpha",))
+    started = time.monotonic()
+    result = run(tmp_path, "plan", env=_silent_env(silent_endpoint))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"the AWS endpoint {silent_endpoint} did not answer" in result.stderr, result.stderr
+    assert elapsed < 60, elapsed
