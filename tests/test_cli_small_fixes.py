@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,23 @@ def test_a_silent_endpoint_fails_within_a_minute_by_default(tmp_path: Path,
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"the AWS endpoint {silent_endpoint} did not answer" in result.stderr, result.stderr
     assert elapsed < 60, elapsed
+
+
+def test_an_oversized_zip_is_counted_once_as_an_error(tmp_path: Path, moto_url: str) -> None:
+    """A zip over 50 MB without an artifact_bucket is one error in text, JSON and Markdown,
+    and no "to create" besides; a small layer beside it is still planned."""
+    project(tmp_path, regions=("us-east-1",), names=("small",))
+    with zipfile.ZipFile(tmp_path / "big.zip", "w", zipfile.ZIP_STORED) as big:
+        big.writestr("python/blob.bin", os.urandom(52_428_800 + 1))
+    manifest = tmp_path / "layers.yaml"
+    manifest.write_text(manifest.read_text(encoding="utf-8")
+                        + "  big:\n    content: {zip: big.zip}\n", encoding="utf-8")
+    text = run(tmp_path, "plan")
+    document = json.loads(run(tmp_path, "plan", "--format", "json").stdout)
+    markdown = run(tmp_path, "plan", "--format", "markdown").stdout
+    assert "1 to create" in text.stdout and "1 in error" in text.stdout, text.stdout
+    assert "over Lambda's 52,428,800-byte limit" in text.stdout + text.stderr
+    assert [change["layer"] for change in document["changes"]] == ["small"]
+    assert document["summary"]["create"] == 1
+    assert [error["layer"] for error in document["errors"]] == ["big"]
+    assert "1 to create" in markdown and "`big`" in markdown

@@ -348,6 +348,7 @@ def test_zip_over_direct_upload_limit_is_refused_before_upload(tmp_path: Path) -
     store = FakeLayerStore()
     plan = run_plan(space, store)
     (failure,) = plan.errors
+    assert plan.changes == ()  # an error, not also a change to make
     assert "over Lambda's 52,428,800-byte limit" in failure.message
     assert "layers.yaml:5:14: layers.big" in failure.message
     assert failure.hint is not None and "artifact_bucket" in failure.hint
