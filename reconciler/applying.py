@@ -514,7 +514,9 @@ def grant_new_version(change: model.LayerChange, version: model.RemoteVersion, *
                 f"{version.layer_version_arn} was published, but granting it to "
                 f"{grant.kind} {grant.principal} failed: {error.message}; it is not "
                 "recorded (the next plan adopts it and grants it)",
-                hint=error.hint, code=error.code) from error
+                hint=error.hint,
+                aws_code=error.aws_code if isinstance(error, errors.AwsError) else None,
+            ) from error
 
 
 def update_grants(change: model.LayerChange, *, store: ports.LayerStore) -> None:

@@ -60,13 +60,120 @@ _PLACEHOLDER_JSON = b'"' + base64.b64encode(_PLACEHOLDER) + b'"'
 THROTTLING_CODES = errors.THROTTLING_CODES
 
 
+# --- reading answers ------------------------------------------------------------------------
+# Every field read from an AWS answer is checked: an endpoint that answers what Lambda or S3
+# never would (an emulator, a proxy, a cut body) is an AwsError naming the call and the field
+# (for a publish, an unknown outcome), never a KeyError or a TypeError.
+
+# What botocore's response parser raises on a body of another shape than its model's (a list
+# where an object belongs, `"x"` where a number does): it parses without catching anything.
+_PARSER_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError)
+_Value = TypeVar("_Value")
+_KINDS = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
+
+
+class _BadAnswer(Exception):
+    """An answer lacks a field the code reads, or holds it with another type."""
+
+
+def _shown(value: object) -> str:
+    """A value from an answer as a message quotes it: its repr, at most a line long."""
+    text = repr(value) if not isinstance(value, (dict, list)) else _KINDS[type(value)]
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _may(answer: Any, name: str, kind: type[_Value]) -> _Value | None:
+    """The field `name` (dotted: `Content.CodeSha256`) of `answer`, None when it is absent;
+    _BadAnswer when it, or an object on its way, has another type."""
+    value = answer
+    walked: list[str] = []
+    for part in name.split("."):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            where = ".".join(walked) or "answer"
+            raise _BadAnswer(f"its {where} is {_shown(value)}, not an object")
+        value = value.get(part)
+        walked.append(part)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _BadAnswer(f"its {name} is {_shown(value)}, not {_KINDS.get(kind, kind.__name__)}")
+    return value
+
+
+def _need(answer: Any, name: str, kind: type[_Value]) -> _Value:
+    """The field `name` of `answer`; _BadAnswer when it is absent or of another type."""
+    value = _may(answer, name, kind)
+    if value is None:
+        raise _BadAnswer(f"it has no {name}")
+    return value
+
+
+def _names(answer: Any, name: str) -> list[str] | None:
+    """A list of strings (runtimes, architectures), None when absent."""
+    values = _may(answer, name, list)
+    if values is not None and not all(isinstance(value, str) for value in values):
+        raise _BadAnswer(f"its {name} holds something other than names")
+    return values
+
+
 def _settings(item: Any) -> model.Settings:
     return model.Settings.normalised(
-        description=item.get("Description"),
-        compatible_runtimes=item.get("CompatibleRuntimes"),
-        compatible_architectures=item.get("CompatibleArchitectures"),
-        license_info=item.get("LicenseInfo"),
+        description=_may(item, "Description", str),
+        compatible_runtimes=_names(item, "CompatibleRuntimes"),
+        compatible_architectures=_names(item, "CompatibleArchitectures"),
+        license_info=_may(item, "LicenseInfo", str),
     )
+
+
+def _remote_version(item: Any, *, layer_name: str, with_code: bool = False
+                    ) -> model.RemoteVersion:
+    """A layer version as a listing, GetLayerVersion or a publish answers it: a version
+    number of 1 or more, the ARN of that version of `layer_name`, its settings, and with
+    `with_code` its Content.CodeSha256 and Content.CodeSize."""
+    version = _need(item, "Version", int)
+    if version < 1:
+        raise _BadAnswer(f"its Version {version} is not a version number")
+    arn = _need(item, "LayerVersionArn", str)
+    if not arn.endswith(f":layer:{layer_name}:{version}"):
+        raise _BadAnswer(f"its LayerVersionArn {_shown(arn)} is not that of version {version} "
+                         f"of layer '{layer_name}'")
+    return model.RemoteVersion(
+        version=version, layer_version_arn=arn, settings=_settings(item),
+        code_sha256=_need(item, "Content.CodeSha256", str) if with_code else None,
+        code_size=_need(item, "Content.CodeSize", int) if with_code else None)
+
+
+def _unusable(problem: _BadAnswer, *, operation: str, where: str,
+              endpoint: str | None) -> errors.AwsError:
+    """The AwsError for an answer the code cannot use."""
+    return _redacted(errors.AwsError(
+        f"{operation} for {where}: the answer cannot be used: {problem}",
+        hint=f"the endpoint {endpoint or ''} answered what AWS never does; check "
+             "--endpoint-url / AWS_ENDPOINT_URL, and any proxy on the way"))
+
+
+class _answer:
+    """Turn a _BadAnswer raised while reading an answer inside the block into an AwsError."""
+
+    def __init__(self, operation: str, *, layer: str | None, region: str | None,
+                 client: Any, where: str | None = None) -> None:
+        self.operation, self.client = operation, client
+        self.where = where or (f"layer '{layer}' in {region}" if layer else (region or "AWS"))
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if isinstance(exc, _BadAnswer):
+            raise _unusable(exc, operation=self.operation, where=self.where,
+                            endpoint=_endpoint_of(self.client)) from exc
+
+
+def _endpoint_of(client: Any) -> str | None:
+    endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    return str(endpoint) if endpoint is not None else None
 
 
 class _ServicesLoader(botocore.loaders.Loader):
@@ -131,6 +238,20 @@ def _session(profile: str | None) -> botocore.session.Session:
     return session
 
 
+# Connect, and wait for each reply, at most this long (--timeout): an endpoint that accepts
+# and never answers fails a read in 3 attempts x 10 s (botocore's 60 s made it 3 minutes).
+DEFAULT_TIMEOUT = 10.0
+# A publish's reply comes after Lambda has read and stored the zip: its wait grows by a second
+# per MB sent (a 50 MB zip's 67 MB of base64: 67 s more), and from S3 by a fixed allowance.
+_PUBLISH_BYTES_PER_SECOND = 1_000_000
+_S3_PUBLISH_ALLOWANCE = 120.0
+
+
+def publish_read_timeout(read_timeout: float, *, body_bytes: int) -> float:
+    """How long a publish of `body_bytes` waits for its reply."""
+    return read_timeout + body_bytes / _PUBLISH_BYTES_PER_SECOND
+
+
 class Boto3LayerStore:
     """LayerStore over botocore, with two Lambda clients per region: one for reads, one for
     PublishLayerVersion.
@@ -140,12 +261,15 @@ class Boto3LayerStore:
     retried by botocore (429 with backoff, 5xx, connection errors): `max_attempts` attempts
     in standard mode when given, else as the standard chain says (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS,
     the profile; botocore's default is standard mode, 3 attempts). A publish is never retried
-    by botocore. `read_timeout` (seconds) overrides botocore's 60 for every call.
+    by botocore. `timeout` (seconds, default DEFAULT_TIMEOUT) bounds the connect and each
+    wait for a reply of every attempt; `read_timeout` overrides the latter alone. A publish
+    waits longer for its reply, by its body's size (see publish_read_timeout).
     """
 
     def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None,
                  max_attempts: int | None = None, read_timeout: float | None = None,
-                 max_rps: float | None = ratelimit.DEFAULT_RPS) -> None:
+                 max_rps: float | None = ratelimit.DEFAULT_RPS,
+                 timeout: float | None = None) -> None:
         try:
             self._session = _session(profile)
         except botocore.exceptions.ProfileNotFound as exc:
@@ -155,9 +279,11 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
             raise _configuration_error(exc) from exc
         self._endpoint_url = endpoint_url
-        self._config = botocore.config.Config(user_agent_extra="reconcile-layers")
-        if read_timeout is not None:
-            self._config = self._config.merge(botocore.config.Config(read_timeout=read_timeout))
+        self._timeout = timeout or DEFAULT_TIMEOUT
+        self._read_timeout = read_timeout or self._timeout
+        self._config = botocore.config.Config(user_agent_extra="reconcile-layers",
+                                              connect_timeout=self._timeout,
+                                              read_timeout=self._read_timeout)
         # The publish client sends each call once: a retry of a publish whose reply was lost
         # would make a second version (total_max_attempts also overrides AWS_MAX_ATTEMPTS).
         self._publish_config = self._config.merge(botocore.config.Config(
@@ -279,15 +405,22 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:
             raise _s3_error(exc, operation="HeadObject", location=location, region=region,
                             client=client) from exc
-        metadata = response.get("Metadata") or {}
-        etag = str(response.get("ETag", ""))
-        checksum = response.get("ChecksumSHA256")
-        return model.StoredObject(
-            size=int(response["ContentLength"]), etag=etag,
-            version_id=response.get("VersionId"), checksum_sha256=checksum,
-            content_sha256=metadata.get(CONTENT_SHA256_METADATA),
-            multipart=("-" in etag.strip('"') or "-" in (checksum or "")
-                       or response.get("ChecksumType") == "COMPOSITE"))
+        except _PARSER_ERRORS as exc:
+            raise _unusable(_BadAnswer(f"botocore could not parse it ({exc})"),
+                            operation="HeadObject", where=_s3_where(location, region),
+                            endpoint=_endpoint_of(client)) from exc
+        with _answer("HeadObject", layer=None, region=region, client=client,
+                     where=_s3_where(location, region)):
+            metadata = _may(response, "Metadata", dict) or {}
+            etag = _may(response, "ETag", str) or ""
+            checksum = _may(response, "ChecksumSHA256", str)
+            content_sha256 = metadata.get(CONTENT_SHA256_METADATA)
+            return model.StoredObject(
+                size=_need(response, "ContentLength", int), etag=etag,
+                version_id=_may(response, "VersionId", str), checksum_sha256=checksum,
+                content_sha256=content_sha256 if isinstance(content_sha256, str) else None,
+                multipart=("-" in etag.strip('"') or "-" in (checksum or "")
+                           or response.get("ChecksumType") == "COMPOSITE"))
 
     def upload_file(self, *, region: str, location: model.S3Object, zip_path: PurePath,
                     content_sha256: str) -> None:
@@ -323,6 +456,8 @@ class Boto3LayerStore:
         37 MB zip peaked at 256 MB). The JSON around it is botocore's own, byte for byte."""
         zip_path: Path | None = getattr(self._sending, "zip_path", None)
         if zip_path is None:
+            # From S3: Lambda reads the object, of a size not known here, before answering.
+            request.context["read_timeout"] = self._read_timeout + _S3_PUBLISH_ALLOWANCE
             return
         body = bytes(request.data)
         before, found, after = body.partition(_PLACEHOLDER_JSON)
@@ -334,6 +469,9 @@ class Boto3LayerStore:
         self._sending.body = streamed
         request.data = streamed
         request.headers["Content-Length"] = str(len(streamed))
+        # botocore's per-request override of the client's read timeout (connect unchanged).
+        request.context["read_timeout"] = publish_read_timeout(self._read_timeout,
+                                                               body_bytes=len(streamed))
 
     def _new_client(self, service: Literal["lambda", "sts", "s3"], *, region: str,
                     config: botocore.config.Config | None = None) -> Any:
@@ -363,11 +501,10 @@ class Boto3LayerStore:
                 kwargs["Marker"] = marker
             with _translated("ListLayerVersions", layer=layer_name, region=region, client=client):
                 page = client.list_layer_versions(**kwargs)
-            found.extend(model.RemoteVersion(version=int(item["Version"]),
-                                             layer_version_arn=item["LayerVersionArn"],
-                                             settings=_settings(item))
-                         for item in page.get("LayerVersions", []))
-            marker = page.get("NextMarker")
+            with _answer("ListLayerVersions", layer=layer_name, region=region, client=client):
+                found.extend(_remote_version(item, layer_name=layer_name)
+                             for item in _may(page, "LayerVersions", list) or [])
+                marker = _may(page, "NextMarker", str)
             if not marker:
                 return found
 
@@ -414,15 +551,13 @@ class Boto3LayerStore:
                 page = client.list_layers(**kwargs)
             calls += 1
             pages += 1
-            for item in page.get("Layers", []):
-                listed_name = str(item.get("LayerName", ""))
-                found = item.get("LatestMatchingVersion")
-                if listed_name in wanted and found:
-                    latest[listed_name] = model.RemoteVersion(
-                        version=int(found["Version"]),
-                        layer_version_arn=found["LayerVersionArn"],
-                        settings=_settings(found))
-            marker = page.get("NextMarker")
+            with _answer("ListLayers", layer=None, region=region, client=client):
+                for item in _may(page, "Layers", list) or []:
+                    listed_name = _may(item, "LayerName", str) or ""
+                    found = _may(item, "LatestMatchingVersion", dict)
+                    if listed_name in wanted and found:
+                        latest[listed_name] = _remote_version(found, layer_name=listed_name)
+                marker = _may(page, "NextMarker", str)
             unseen = wanted - latest.keys()
             if not marker or not unseen:
                 break
@@ -448,13 +583,14 @@ class Boto3LayerStore:
         with _translated("GetLayerVersion", layer=layer_name, region=region, client=client):
             response = client.get_layer_version(LayerName=layer_name,
                                                 VersionNumber=version.version)
-        return model.RemoteVersion(
-            version=version.version,
-            layer_version_arn=version.layer_version_arn,
-            settings=version.settings,
-            code_sha256=response["Content"]["CodeSha256"],
-            code_size=int(response["Content"]["CodeSize"]),
-        )
+        with _answer("GetLayerVersion", layer=layer_name, region=region, client=client):
+            return model.RemoteVersion(
+                version=version.version,
+                layer_version_arn=version.layer_version_arn,
+                settings=version.settings,
+                code_sha256=_need(response, "Content.CodeSha256", str),
+                code_size=_need(response, "Content.CodeSize", int),
+            )
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
                 zip_path: PurePath | None,
@@ -500,17 +636,32 @@ class Boto3LayerStore:
             raise publish_error(exc, layer=layer_name, region=region,
                                 endpoint=client.meta.endpoint_url,
                                 sent=bool(getattr(self._sending, "reached", False))) from exc
+        except _PARSER_ERRORS as exc:
+            if not getattr(self._sending, "reached", False):
+                raise  # before the request was sent: not an answer, a bug
+            raise self._unknown(_BadAnswer(f"botocore could not parse it ({exc})"),
+                                layer_name=layer_name, region=region, client=client) from exc
         finally:
             self._sending.zip_path = None
             if self._sending.body is not None:
                 self._sending.body.close()
-        return model.RemoteVersion(
-            version=int(response["Version"]),
-            layer_version_arn=response["LayerVersionArn"],
-            settings=_settings(response),
-            code_sha256=response["Content"]["CodeSha256"],
-            code_size=int(response["Content"]["CodeSize"]),
-        )
+        try:
+            return _remote_version(response, layer_name=layer_name, with_code=True)
+        except _BadAnswer as problem:
+            raise self._unknown(problem, layer_name=layer_name, region=region,
+                                client=client) from problem
+
+    @staticmethod
+    def _unknown(problem: _BadAnswer, *, layer_name: str, region: str,
+                 client: Any) -> errors.PublishOutcomeUnknown:
+        """A publish that got an answer it cannot use: Lambda received it and may have made a
+        version, so its outcome is unknown (publishing looks for the version, never a blind
+        second send)."""
+        return _redacted(errors.PublishOutcomeUnknown(
+            f"PublishLayerVersion for layer '{layer_name}' in {region} was sent, but its "
+            f"outcome is unknown: the answer cannot be used: {problem}",
+            hint=f"the endpoint {_endpoint_of(client) or ''} answered what Lambda never does; "
+                 "run plan: it adopts the version if one was made"))
 
     def download_code(self, *, region: str, layer_name: str, version: int,
                       destination: PurePath, max_bytes: int) -> int:
@@ -523,9 +674,10 @@ class Boto3LayerStore:
         client = self.client(region)
         with _translated("GetLayerVersion", layer=layer_name, region=region, client=client):
             response = client.get_layer_version(LayerName=layer_name, VersionNumber=version)
-        content = response.get("Content", {})
-        location, expected = str(content.get("Location", "")), content.get("CodeSha256")
-        size = content.get("CodeSize")
+        with _answer("GetLayerVersion", layer=layer_name, region=region, client=client):
+            location = _may(response, "Content.Location", str) or ""
+            expected = _may(response, "Content.CodeSha256", str)
+            size = _may(response, "Content.CodeSize", int)
         where = f"version {version} of layer '{layer_name}' in {region}"
         shown = _without_query(location)
         if not _downloadable(location):
@@ -582,12 +734,23 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:
             raise translate(exc, operation="GetLayerVersionPolicy", layer=layer_name,
                             region=region, endpoint=client.meta.endpoint_url) from exc
-        policy = json.loads(response.get("Policy") or "{}")
-        statements = policy.get("Statement", [])
+        except _PARSER_ERRORS as exc:
+            raise _unusable(_BadAnswer(f"botocore could not parse it ({exc})"),
+                            operation="GetLayerVersionPolicy",
+                            where=f"layer '{layer_name}' in {region}",
+                            endpoint=_endpoint_of(client)) from exc
+        with _answer("GetLayerVersionPolicy", layer=layer_name, region=region, client=client):
+            try:
+                policy = json.loads(_may(response, "Policy", str) or "{}")
+            except (ValueError, RecursionError) as exc:  # a policy document is short JSON
+                raise _BadAnswer("its Policy is not a JSON document") from exc
+            statements = _may(policy, "Statement", object) or []
         if isinstance(statements, dict):
             statements = [statements]
+        if not isinstance(statements, list):
+            statements = []
         return frozenset(str(statement["Sid"]) for statement in statements
-                         if isinstance(statement, dict) and "Sid" in statement)
+                         if isinstance(statement, dict) and isinstance(statement.get("Sid"), str))
 
     def add_permission(self, *, region: str, layer_name: str, version: int,
                        grant: model.Grant) -> None:
@@ -625,11 +788,13 @@ class Boto3LayerStore:
                 kwargs["Marker"] = marker
             with _translated("ListFunctions", layer=None, region=region, client=client):
                 page = client.list_functions(**kwargs)
-            for function in page.get("Functions", []):
-                name = f"{function.get('FunctionName')}:{function.get('Version', '$LATEST')}"
-                for layer in function.get("Layers", []):
-                    uses.setdefault(str(layer["Arn"]), set()).add(name)
-            marker = page.get("NextMarker")
+            with _answer("ListFunctions", layer=None, region=region, client=client):
+                for function in _may(page, "Functions", list) or []:
+                    name = (f"{_need(function, 'FunctionName', str)}:"
+                            f"{_may(function, 'Version', str) or '$LATEST'}")
+                    for layer in _may(function, "Layers", list) or []:
+                        uses.setdefault(_need(layer, "Arn", str), set()).add(name)
+                marker = _may(page, "NextMarker", str)
             if not marker:
                 return {arn: tuple(sorted(names)) for arn, names in uses.items()}
 
@@ -647,15 +812,25 @@ class Boto3LayerStore:
         except botocore.exceptions.BotoCoreError as exc:
             raise translate(exc, operation="GetAccountSettings", layer=None, region=region,
                             endpoint=client.meta.endpoint_url) from exc
-        return model.CodeStorage(used=int(response["AccountUsage"]["TotalCodeSize"]),
-                                 limit=int(response["AccountLimit"]["TotalCodeSize"]))
+        except _PARSER_ERRORS:
+            return None  # only advice, as above
+        try:
+            return model.CodeStorage(used=_need(response, "AccountUsage.TotalCodeSize", int),
+                                     limit=_need(response, "AccountLimit.TotalCodeSize", int))
+        except _BadAnswer:
+            return None  # only advice, as above
 
     def account_id(self) -> str:
         """STS GetCallerIdentity (only called when the manifest names a layer by ARN)."""
         client = self._new_client("sts", region=self.default_region() or "us-east-1")
         with _translated("GetCallerIdentity", layer=None, region=None, client=client):
             identity = client.get_caller_identity()
-        return str(identity["Account"])
+        with _answer("GetCallerIdentity", layer=None, region=None, client=client):
+            return _need(identity, "Account", str)
+
+
+def _s3_where(location: model.S3Object, region: str) -> str:
+    return f"s3://{location.bucket}/{location.key} in {region}"
 
 
 def _s3_error(exc: Exception, *, operation: str, location: model.S3Object, region: str,
@@ -666,18 +841,21 @@ def _s3_error(exc: Exception, *, operation: str, location: model.S3Object, regio
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         message = str(error.get("Message", "")).strip() or code
+        if code in _CREDENTIAL_ERROR_CODES:
+            return translate(exc, operation=f"{operation} {where}", layer=None, region=region,
+                             endpoint=_endpoint_of(client))
         if code in ("NoSuchBucket",):
             return errors.AwsError(f"{operation} {where} in {region}: the bucket "
-                                   f"{location.bucket} does not exist", code=code,
+                                   f"{location.bucket} does not exist", aws_code=code,
                                    hint="create it in that region, or fix `artifact_bucket` / "
                                         "`content.s3.bucket` in the manifest")
         if code in ("AccessDenied", "403", "Forbidden"):
             action = "s3:PutObject" if operation == "PutObject" else "s3:GetObject"
             return errors.AwsError(f"access denied: {operation} {where} in {region}: {message}",
                                    hint=f"the credentials lack {action} on that bucket",
-                                   code=code)
+                                   aws_code=code)
         return errors.AwsError(f"{operation} {where} in {region} failed ({code}): {message}",
-                               code=code)
+                               aws_code=code)
     return translate(exc, operation=f"{operation} {where}", layer=None, region=region,
                      endpoint=getattr(getattr(client, "meta", None), "endpoint_url", None))
 
@@ -695,6 +873,12 @@ class _translated:
         return None
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> bool:
+        if isinstance(exc, _PARSER_ERRORS):  # the block holds one client call: botocore's
+            where = (f"layer '{self.layer}' in {self.region}" if self.layer
+                     else (self.region or "AWS"))
+            raise _unusable(_BadAnswer(f"botocore could not parse it ({exc})"),
+                            operation=self.operation, where=where,
+                            endpoint=_endpoint_of(self.client)) from exc
         if exc is None or not isinstance(exc, botocore.exceptions.BotoCoreError
                                          | botocore.exceptions.ClientError):
             return False
@@ -776,11 +960,11 @@ def _publish_error(exc: Exception, *, layer: str, region: str, endpoint: str | N
             message = (f"PublishLayerVersion for layer '{layer}' in {region} was throttled: "
                        f"{_describe(exc)}")
             hint = "retry later: Lambda throttles PublishLayerVersion per account and region"
-        return errors.PublishNotSent(f"{message} ({what})", hint=hint, code=known.aws_code)
+        return errors.PublishNotSent(f"{message} ({what})", hint=hint, aws_code=known.aws_code)
     return errors.PublishOutcomeUnknown(
         f"PublishLayerVersion for layer '{layer}' in {region} was sent, but its outcome is "
         f"unknown: {_describe(exc)}", hint="run plan: it adopts the version if one was made",
-        code=known.aws_code)
+        aws_code=known.aws_code)
 
 
 def _describe(exc: Exception) -> str:
@@ -797,11 +981,21 @@ def _describe(exc: Exception) -> str:
 
 
 # Codes that say the credentials themselves are bad (often with HTTP 403), not that they
-# lack a permission.
-_CREDENTIAL_ERROR_CODES = frozenset({
-    "UnrecognizedClientException", "InvalidSignatureException", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
-})
+# lack a permission: each with what it means (Lambda's, STS's and S3's names differ).
+_UNKNOWN_KEY = "the access key ID is not known to AWS (a wrong or deleted key)"
+_WRONG_SECRET = ("the request's signature does not match: the secret access key does not "
+                 "belong to the access key ID (or a proxy changed the request)")
+_EXPIRED = "the session token has expired"
+_CREDENTIAL_ERRORS = {
+    "InvalidAccessKeyId": _UNKNOWN_KEY, "UnrecognizedClientException": _UNKNOWN_KEY,
+    "InvalidClientTokenId": _UNKNOWN_KEY,
+    "SignatureDoesNotMatch": _WRONG_SECRET, "InvalidSignatureException": _WRONG_SECRET,
+    "ExpiredToken": _EXPIRED, "ExpiredTokenException": _EXPIRED,
+    "TokenRefreshRequired": _EXPIRED, "RequestExpired": "the request's signing time is too "
+    "far from AWS's clock (check this machine's clock)",
+    "InvalidToken": "the session token is malformed or not valid",
+}
+_CREDENTIAL_ERROR_CODES = frozenset(_CREDENTIAL_ERRORS)
 
 
 def _configuration_error(exc: Exception) -> errors.CredentialsError:
@@ -833,30 +1027,30 @@ def _translate(exc: Exception, *, operation: str, layer: str | None, region: str
                 hint="every layer version ever published counts against the 75 GB code "
                      "storage quota of the region until it is deleted; delete old versions "
                      "(retention) or ask AWS Support for a higher quota",
-                code=code)
+                aws_code=code)
         if code in ("InvalidParameterValueException", "ValidationException",
                     "RequestTooLargeException"):
             return errors.AwsError(f"Lambda rejected {operation} for {where}: {message}",
-                                   code=code)
+                                   aws_code=code)
         if code == "ResourceNotFoundException":
-            return errors.AwsError(f"{operation} for {where}: not found: {message}", code=code)
-        if code in ("AccessDeniedException", "AccessDenied") or (
-                status == 403 and code not in _CREDENTIAL_ERROR_CODES):
+            return errors.AwsError(f"{operation} for {where}: not found: {message}", aws_code=code)
+        if code in _CREDENTIAL_ERROR_CODES:
+            return errors.CredentialsError(
+                f"AWS did not accept the credentials for {operation}: {_CREDENTIAL_ERRORS[code]} "
+                f"({code}: {message})",
+                hint="refresh them (aws sso login, or new keys) or pick another --profile",
+                aws_code=code)
+        if code in ("AccessDeniedException", "AccessDenied") or status == 403:
             return errors.AwsError(
                 f"access denied: {operation} for {where}: {message}",
                 hint=f"the credentials lack lambda:{operation}" if operation != "GetCallerIdentity"
                 else "the credentials lack sts:GetCallerIdentity",
-                code=code)
-        if code in _CREDENTIAL_ERROR_CODES:
-            return errors.CredentialsError(
-                f"AWS did not accept the credentials ({code}): {message}",
-                hint="refresh them (aws sso login, or new keys) or pick another --profile",
-                code=code)
+                aws_code=code)
         if code in ("TooManyRequestsException", "ThrottlingException", "Throttling"):
             return errors.AwsError(
                 f"{operation} for {where} was throttled and retries ran out: {message}",
-                hint="retry later, or raise --max-attempts", code=code)
-        return errors.AwsError(f"{operation} for {where} failed ({code}): {message}", code=code)
+                hint="retry later, or raise --max-attempts", aws_code=code)
+        return errors.AwsError(f"{operation} for {where} failed ({code}): {message}", aws_code=code)
     if isinstance(exc, (botocore.exceptions.NoCredentialsError,
                         botocore.exceptions.PartialCredentialsError)):
         return errors.CredentialsError(
@@ -866,9 +1060,13 @@ def _translate(exc: Exception, *, operation: str, layer: str | None, region: str
     if isinstance(exc, botocore.exceptions.NoRegionError):
         return errors.CredentialsError(
             "no AWS region", hint="set `region:` in the manifest, or AWS_REGION")
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        return errors.EndpointError(
+            f"the AWS endpoint {endpoint or ''} did not answer {operation} in time: {exc}",
+            hint="check --endpoint-url / AWS_ENDPOINT_URL and the network; --timeout SECONDS "
+                 "waits longer for each reply")
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                        botocore.exceptions.ConnectTimeoutError,
-                        botocore.exceptions.ReadTimeoutError)):
+                        botocore.exceptions.ConnectTimeoutError)):
         return errors.EndpointError(
             f"cannot reach the AWS endpoint {endpoint or ''} for {operation}: {exc}",
             hint="check --endpoint-url / AWS_ENDPOINT_URL and the network")
@@ -889,10 +1087,12 @@ class Boto3ObjectStore:
 
     def __init__(self, *, bucket: str, profile: str | None = None,
                  endpoint_url: str | None = None, region: str | None = None,
-                 max_attempts: int | None = None) -> None:
+                 max_attempts: int | None = None, timeout: float | None = None) -> None:
         try:
             session = _session(profile)
-            config = botocore.config.Config(user_agent_extra="reconcile-layers")
+            config = botocore.config.Config(user_agent_extra="reconcile-layers",
+                                            connect_timeout=timeout or DEFAULT_TIMEOUT,
+                                            read_timeout=timeout or DEFAULT_TIMEOUT)
             if max_attempts is not None:
                 config = config.merge(botocore.config.Config(
                     retries={"mode": "standard", "total_max_attempts": max_attempts}))

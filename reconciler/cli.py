@@ -135,6 +135,11 @@ AttemptsOption = Annotated[int | None, typer.Option(
     "--max-attempts", metavar="N", min=1,
     help="Attempts of each read, the first included (default: boto3's, AWS_MAX_ATTEMPTS); "
          "a publish is sent once and never retried blindly.")]
+TimeoutOption = Annotated[float | None, typer.Option(
+    "--timeout", metavar="SECONDS", min=0.1,
+    # aws.DEFAULT_TIMEOUT, written out: --help must not import botocore (a test compares).
+    help="Connect to AWS, and wait for each reply, at most this long (default 10; a "
+         "publish waits longer, by its size).")]
 NoSummaryOption = Annotated[bool, typer.Option(
     "--no-summary", help="Do not append the plan to GITHUB_STEP_SUMMARY.")]
 
@@ -250,11 +255,12 @@ def _load(manifest_path: Path, lockfile_path: Path | None) -> tuple[
 
 
 def _store(*, profile: str | None, endpoint_url: str | None,
-           max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS
-           ) -> aws.Boto3LayerStore:
+           max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS,
+           timeout: float | None = None) -> aws.Boto3LayerStore:
     # --max-rps 0 turns the client-side limit off (the store takes None for "no limit").
     return aws.Boto3LayerStore(profile=profile, endpoint_url=endpoint_url,
-                               max_attempts=max_attempts, max_rps=max_rps or None)
+                               max_attempts=max_attempts, max_rps=max_rps or None,
+                               timeout=timeout)
 
 
 def _default_region(store: aws.Boto3LayerStore) -> str | None:
@@ -265,7 +271,8 @@ def _default_region(store: aws.Boto3LayerStore) -> str | None:
 
 def _state_backend(space: workspace.Workspace, parsed: model.Manifest | None, *,
                    profile: str | None = None, endpoint_url: str | None = None,
-                   max_attempts: int | None = None) -> ports.StateBackend:
+                   max_attempts: int | None = None,
+                   timeout: float | None = None) -> ports.StateBackend:
     """The manifest's `state: s3://...`, else the lockfile beside it (or --lockfile)."""
     if parsed is None or parsed.state is None:
         return local_state.LocalStateBackend(space.lockfile_path)
@@ -275,7 +282,8 @@ def _state_backend(space: workspace.Workspace, parsed: model.Manifest | None, *,
     region = os.environ.get("AWS_REGION") or (parsed.regions[0] if parsed.regions else None)
     return s3_state.S3StateBackend(
         aws.Boto3ObjectStore(bucket=bucket, profile=profile, endpoint_url=endpoint_url,
-                             region=region, max_attempts=max_attempts), prefix=prefix)
+                             region=region, max_attempts=max_attempts, timeout=timeout),
+        prefix=prefix)
 
 
 def _holder(operation: str, space: workspace.Workspace) -> errors.LockHolder:
@@ -319,7 +327,8 @@ def _refuse_plan_file_in_a_layer(out: Path, *, session: _Session) -> None:
 
 def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] | None,
              regions: list[str] | None, profile: str | None, endpoint_url: str | None,
-             max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS) -> _Session:
+             max_attempts: int | None, max_rps: float = ratelimit.DEFAULT_RPS,
+             timeout: float | None = None) -> _Session:
     """Validate, then (only then) reach for AWS."""
     space = workspace.Workspace.for_manifest(manifest, lockfile_path)
     # The layers' files are walked and hashed in a worker process while this one validates
@@ -340,9 +349,9 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
     code = artifacts.LocalCode(space=space, manifest=parsed,
                                head_start=begun[0] if begun else None)
     state = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
-                           max_attempts=max_attempts)
+                           max_attempts=max_attempts, timeout=timeout)
     store = _store(profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
-                   max_rps=max_rps)
+                   max_rps=max_rps, timeout=timeout)
     selection = planning.select(parsed, default_region=_default_region(store),
                                 targets=targets or (), regions=regions or ())
     # Every client up front, in this thread: the workers then only use them (see aws).
@@ -554,6 +563,7 @@ def validate(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Check the manifest and the files it names. Makes no AWS call (the AWS options are
@@ -602,6 +612,7 @@ def plan(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
     parallelism: ParallelismOption = 4,
     max_rps: MaxRpsOption = ratelimit.DEFAULT_RPS,
     no_summary: NoSummaryOption = False,
@@ -620,7 +631,7 @@ def plan(
     _begin("plan", manifest, no_summary=no_summary)
     session = _session(manifest, lockfile_path, targets=target, regions=region,
                        profile=profile, endpoint_url=endpoint_url, max_attempts=max_attempts,
-                       max_rps=max_rps)
+                       max_rps=max_rps, timeout=timeout)
     if out is not None:
         _refuse_plan_file_in_a_layer(out, session=session)
     with _progress_display():
@@ -802,6 +813,7 @@ def apply(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
     lock_timeout: LockTimeoutOption = 0.0,
     parallelism: ParallelismOption = 4,
     max_rps: MaxRpsOption = ratelimit.DEFAULT_RPS,
@@ -842,7 +854,7 @@ def apply(
         _begin("apply", manifest, no_summary=no_summary)
     session = _session(manifest or Path("layers.yaml"), lockfile_path, targets=target,
                        regions=region, profile=profile, endpoint_url=endpoint_url,
-                       max_attempts=max_attempts, max_rps=max_rps)
+                       max_attempts=max_attempts, max_rps=max_rps, timeout=timeout)
     with _StopOnSignal() as stopping:
         lock_id = _take_lock(session.state, _holder("apply", session.space),
                              timeout=lock_timeout, stopping=stopping)
@@ -1064,6 +1076,7 @@ def outputs(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Print each layer's latest published LayerVersionArn, from the recorded state (the
@@ -1078,7 +1091,7 @@ def outputs(
     space = workspace.Workspace.for_manifest(manifest, lockfile_path)
     parsed = workspace.load_manifest(space) if space.manifest_path.exists() else None
     backend = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
-                             max_attempts=max_attempts)
+                             max_attempts=max_attempts, timeout=timeout)
     snapshot = backend.read()
     if snapshot.revision == ports.NO_REVISION:
         what = "no state yet" if backend.location.startswith("s3://") else "no such lockfile"
@@ -1122,6 +1135,7 @@ def force_unlock(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Release a state lock left by a run that is gone (killed, crashed runner). Only the
     lock with that id is released; make sure its run is really gone. A lock whose holder is
@@ -1134,7 +1148,7 @@ def force_unlock(
     """
     space, parsed = _load(manifest, lockfile_path)
     backend = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
-                             max_attempts=max_attempts)
+                             max_attempts=max_attempts, timeout=timeout)
     question = state_package.force_unlock_question(
         backend.current_lock(), lock_id=lock_id, location=backend.location, force=force)
     _ask(question, yes=yes, refusal="not releasing the lock")
@@ -1149,14 +1163,15 @@ app.add_typer(state_app, name="state")
 
 
 def _s3_backend(manifest: Path, *, profile: str | None, endpoint_url: str | None,
-                max_attempts: int | None) -> tuple[workspace.Workspace, ports.StateBackend]:
+                max_attempts: int | None, timeout: float | None = None
+                ) -> tuple[workspace.Workspace, ports.StateBackend]:
     space, parsed = _load(manifest, None)
     if parsed.state is None:
         raise errors.UsageError(
             f"{manifest} keeps its state in the lockfile {space.lockfile_path}, not in S3",
             hint="state pull/push copy the state a manifest's `state: s3://...` names")
     return space, _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
-                                 max_attempts=max_attempts)
+                                 max_attempts=max_attempts, timeout=timeout)
 
 
 @state_app.command("pull")
@@ -1168,6 +1183,7 @@ def state_pull(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Copy the S3 state into a local lockfile (canonical bytes), to read or edit it.
 
@@ -1176,7 +1192,7 @@ def state_pull(
       reconcile state pull backup.lock.json
     """
     space, backend = _s3_backend(manifest, profile=profile, endpoint_url=endpoint_url,
-                                 max_attempts=max_attempts)
+                                 max_attempts=max_attempts, timeout=timeout)
     snapshot = backend.read()
     target = file or space.lockfile_path
     if snapshot.revision == ports.NO_REVISION:
@@ -1199,6 +1215,7 @@ def state_push(
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Replace the S3 state with a local lockfile, under the state lock and checked against
     the revision read under it (a concurrent apply can never be overwritten half way).
@@ -1208,7 +1225,7 @@ def state_push(
       reconcile state push layers.lock.json
     """
     space, backend = _s3_backend(manifest, profile=profile, endpoint_url=endpoint_url,
-                                 max_attempts=max_attempts)
+                                 max_attempts=max_attempts, timeout=timeout)
     source = file or space.lockfile_path
     try:
         text = source.read_text(encoding="utf-8")
@@ -1238,6 +1255,8 @@ def schema(
         typer.echo(text, nl=False)
         return
     try:
+        # `--out schemas/layers.schema.json` in a repository that has no schemas/ yet.
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise errors.UsageError(f"{out}: cannot write: {exc.strerror}") from None

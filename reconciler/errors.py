@@ -228,9 +228,11 @@ class AwsError(ReconcilerError):
     code = "aws_error"
 
     def __init__(self, message: str, *, hint: str | None = None,
-                 code: str | None = None) -> None:
+                 aws_code: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.aws_code = code
+        # Never `code`: that is reconcile's own (aws_error, publish_unknown, ...), and a
+        # caller that passed one for the other made a throttled grant look like no throttling.
+        self.aws_code = aws_code
 
 
 class CredentialsError(AwsError):

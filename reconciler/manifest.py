@@ -52,6 +52,33 @@ class _TooLarge(Exception):
     """The document expands past MAX_NODES or MAX_DEPTH."""
 
 
+class _TooDeep(Exception):
+    """The YAML nests deeper than MAX_DEPTH where `mark` stands (found while composing)."""
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__(f"the manifest nests deeper than {MAX_DEPTH} levels")
+        self.mark = mark
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses a node nested deeper than MAX_DEPTH: PyYAML composes
+    recursively, so ten thousand nested `[` would exhaust Python's stack (RecursionError)
+    before _convert's own depth check ever saw the tree."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH + 1:  # _convert allows MAX_DEPTH below the root
+                raise _TooDeep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def field_name(path: Path) -> str:
     """`("layers", "x", "compatible_runtimes", 2)` -> `layers.x.compatible_runtimes[2]`."""
     text = ""
@@ -85,9 +112,9 @@ def _problem_adder(file: str, problems: list[errors.Problem]
                    ) -> Callable[[model.Location, Path, str], None]:
     """A function that appends a located problem of `file` to `problems`."""
     def problem(location: model.Location, path: Path, message: str) -> None:
-        problems.append(
-            errors.Problem(file, location.line, location.column, field_name(path), message)
-        )
+        # Messages quote values, and a value may be a URL with a password in it.
+        problems.append(errors.Problem(file, location.line, location.column, field_name(path),
+                                       errors.redact_urls(message)))
     return problem
 
 
@@ -123,6 +150,9 @@ def read(data: bytes, *, file: str) -> Unchecked:
     add_trailing = _problem_adder(file, trailing)
     for path, message in _semantic_problems(document.data):
         add_trailing(_nearest(document.keys, path, document=document), path, message)
+    for path in _credential_paths(document.data):
+        add_trailing(document.values.get(path, start), path, CREDENTIALS_IN_URL)
+        document.invalid.add(path)  # the schema's words would quote the value
     refs = _content_refs(document)
     sha256 = hashlib.sha256(data).hexdigest()
     early = None
@@ -191,7 +221,10 @@ def _content_refs(document: _Document) -> tuple[model.ContentRef, ...]:
 def _load_yaml(text: str, problem: Any) -> _Document | None:
     """Compose the YAML (no object construction) and convert it with locations; None on error."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_DepthLimitedLoader)
+    except _TooDeep as exc:
+        problem(model.Location(exc.mark.line + 1, exc.mark.column + 1), (), str(exc))
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = model.Location(mark.line + 1, mark.column + 1) if mark else model.Location(1, 1)
@@ -423,6 +456,28 @@ def parse_layer_arn(key: str) -> re.Match[str] | None:
 
 NO_ARTIFACT_BUCKET = ("`upload: s3` uploads through the artifact bucket, and the manifest names "
                       "no `artifact_bucket`")
+
+
+CREDENTIALS_IN_URL = (
+    "must not hold credentials (`user:password@`): name the bucket alone; reconcile takes "
+    "credentials from the AWS chain only (AWS_PROFILE or --profile, the environment)")
+
+
+def _credential_paths(data: dict[str, Any]) -> Iterator[Path]:
+    """The `state` and `artifact_bucket` values that carry a URL's userinfo: refused, and
+    never quoted (an S3 bucket name holds no `@`, so any `@` before the key is one)."""
+    state = data.get("state")
+    if isinstance(state, str):
+        authority = state.removeprefix("s3://").partition("/")[0]
+        if "@" in authority:
+            yield ("state",)
+    buckets = data.get("artifact_bucket")
+    if isinstance(buckets, str) and "@" in buckets:
+        yield ("artifact_bucket",)
+    if isinstance(buckets, dict):
+        for region, bucket in buckets.items():
+            if isinstance(bucket, str) and "@" in bucket:
+                yield ("artifact_bucket", region)
 
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:

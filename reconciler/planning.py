@@ -268,10 +268,15 @@ def make_plan(
         storage = {region: found for region, found in zip(storage_regions, pool.map(
             lambda region: store.code_storage(region=region), storage_regions), strict=True)
             if found is not None}
+    # A layer too large to publish is an error, and so not also a change to make (it was
+    # counted as "1 to create" besides): out of the plan, like a layer whose content failed.
+    size_errors = _upload_size_errors(decided, parsed=parsed)
+    planned = [spec for spec in planned
+               if spec.key not in {error.layer for error in size_errors}]
     return planner.plan(
         (inputs(spec, region) for spec in planned for region in selection.regions[spec.key]),
         storage=storage,
-        layer_errors=[*layer_errors, *_upload_size_errors(decided, parsed=parsed)],
+        layer_errors=[*layer_errors, *size_errors],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
                     state_location=state_location, fingerprints=fingerprints,
                     manifest_path=manifest_path, download=download),

@@ -97,7 +97,7 @@ def publish_exactly_once(
                     f"({_why(unknown)}); looking for the version it may have made "
                     f"(above v{above_version}) failed too: {lookup_failed.message}; it was "
                     "not sent again",
-                    hint=_ADOPT_HINT, code=unknown.aws_code) from lookup_failed
+                    hint=_ADOPT_HINT, aws_code=unknown.aws_code) from lookup_failed
             if not code_sha256:
                 # The code's CodeSha256 is not known before the publish (an S3 object with
                 # no single-part SHA-256 checksum): a version above with the desired
@@ -112,7 +112,7 @@ def publish_exactly_once(
                         "but its code cannot be compared (its CodeSha256 is not known before "
                         "the publish); it was not sent again",
                         hint="check that version's code; `reconcile plan` shows what it "
-                             "would do next", code=unknown.aws_code)
+                             "would do next", aws_code=unknown.aws_code)
             matching = [candidate for candidate in found
                         if candidate.version > above_version
                         and candidate.code_sha256 == code_sha256
@@ -163,7 +163,7 @@ def _not_sent(error: errors.PublishNotSent, *, sends: int) -> errors.PublishNotS
     if sends == 1:
         return error
     return errors.PublishNotSent(f"{error.message}; it was sent {sends} times, each refused",
-                                 hint=error.hint, code=error.aws_code)
+                                 hint=error.hint, aws_code=error.aws_code)
 
 
 def _still_unknown(*, where: str, sends: int, cause: errors.PublishOutcomeUnknown,
@@ -175,4 +175,4 @@ def _still_unknown(*, where: str, sends: int, cause: errors.PublishOutcomeUnknow
         f"and its outcome is unknown (last: {_why(cause)}); looked for a version above "
         f"v{above_version} with CodeSha256 {code_sha256} and the desired settings, and found "
         f"none{last_words}",
-        hint=_ADOPT_HINT, code=cause.aws_code)
+        hint=_ADOPT_HINT, aws_code=cause.aws_code)

@@ -123,6 +123,9 @@ def environment(sandbox: Sandbox) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,
         "AWS_REGION": SANDBOX_REGION,
+        # botocore (boto3's clients, the AWS CLI before v2) reads only this one: without it
+        # they raise NoRegionError in the shell that eval'd the exports.
+        "AWS_DEFAULT_REGION": SANDBOX_REGION,
     }
 
 

@@ -68,7 +68,7 @@ class FakeArtifactStore:
         if found is None:
             raise errors.PublishNotSent(
                 f"PublishLayerVersion: s3://{location.bucket}/{location.key} does not exist",
-                code="InvalidParameterValueException")
+                aws_code="InvalidParameterValueException")
         return found[0]
 
 
@@ -129,7 +129,7 @@ class FakeLayerStore:
             if stored.version.version == version.version and not stored.deleted:
                 return stored.version
         raise errors.AwsError(f"GetLayerVersion: {layer_name}:{version.version} not found",
-                              code="ResourceNotFoundException")
+                              aws_code="ResourceNotFoundException")
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
                 zip_path: Path | None,
@@ -191,7 +191,7 @@ class FakeLayerStore:
             if stored.version.version == version and not stored.deleted:
                 return stored
         raise errors.AwsError(f"{layer_name}:{version} not found",
-                              code="ResourceNotFoundException")
+                              aws_code="ResourceNotFoundException")
 
     def all_versions(self, *, region: str, layer_name: str) -> list[model.RemoteVersion]:
         """Every live version, lowest first, without CodeSha256 (as ListLayerVersions)."""

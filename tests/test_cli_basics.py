@@ -146,9 +146,19 @@ def test_schema_out_writes_a_copy_editors_can_use(tmp_path: Path) -> None:
     jsonschema.Draft202012Validator(copy).validate(example)
 
 
-def test_schema_out_to_a_missing_folder_is_one_error(tmp_path: Path) -> None:
-    """A --out path that cannot be written is one message on stderr and exit 1."""
-    result = run(tmp_path, "schema", "--out", str(tmp_path / "missing" / "schema.json"))
+def test_schema_out_makes_missing_folders(tmp_path: Path) -> None:
+    """`schema --out a/b/c.json` creates the folders a/ and a/b/ and writes the schema."""
+    target = tmp_path / "schemas" / "that" / "do-not-exist" / "layers.schema.json"
+    result = run(tmp_path, "schema", "--out", str(target.relative_to(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == (REPO / "schemas" / "layers.schema.json").read_bytes()
+
+
+def test_schema_out_under_a_file_is_one_error(tmp_path: Path) -> None:
+    """A --out path that cannot be written (its folder is a file) is one message on stderr
+    and exit 1."""
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    result = run(tmp_path, "schema", "--out", str(tmp_path / "file" / "schema.json"))
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "cannot write" in result.stderr

@@ -79,7 +79,7 @@ def test_retention_waits_for_a_publish_that_fails(tmp_path: Path) -> None:
     store = FakeLayerStore()
     for number in range(2):
         store.put(region="us-east-1", layer_name="a", settings=S, zip_bytes=b"old%d" % number)
-    store.fail_publish["a"] = errors.PublishNotSent("refused", code="InvalidParameterValue")
+    store.fail_publish["a"] = errors.PublishNotSent("refused", aws_code="InvalidParameterValue")
     report = run_apply(space, store)
     assert not report.ok and len(report.failed) == 1
     assert {item.change.action for item in report.not_attempted} == {model.Action.DELETE}
@@ -119,7 +119,7 @@ def test_a_filler_whose_reply_was_lost_is_found_not_published_twice(tmp_path: Pa
     for number in range(2):
         store.put(region="eu-west-1", layer_name="a", settings=S, zip_bytes=b"x%d" % number)
     store.publish_faults["a"] = [PublishFault(
-        errors.PublishOutcomeUnknown("connection reset", code="ConnectionReset"),
+        errors.PublishOutcomeUnknown("connection reset", aws_code="ConnectionReset"),
         lands=True, region="us-east-1")]
     report = run_apply(space, store, parallelism=1)
     assert report.ok, report.failed

@@ -463,6 +463,22 @@ BAD_CASES = [
         id="yaml-recursive-alias",
     ),
     pytest.param(
+        "version: 1\nlayers: " + "[" * 10_000 + "]" * 10_000 + "\n",
+        [Expected(2, 73, "(root)", "nests deeper than 64 levels")],
+        id="ten-thousand-nested-lists",
+    ),
+    pytest.param(
+        "version: 1\nlayers: " + "{a: " * 50_000 + "1" + "}" * 50_000 + "\n",
+        [Expected(2, 262, "(root)", "nests deeper than 64 levels")],
+        id="fifty-thousand-nested-flow-maps",
+    ),
+    pytest.param(
+        "version: 1\nlayers:\n" + "".join("  " * depth + f"k{depth}:\n"
+                                         for depth in range(1, 600)) + "  " * 600 + "x\n",
+        [Expected(66, 129, "(root)", "nests deeper than 64 levels")],
+        id="six-hundred-nested-block-maps",
+    ),
+    pytest.param(
         yaml_lines("version: 1", "region: useast1", *layer()),
         [Expected(2, 9, "region", "'useast1' is not an AWS region name")],
         id="bad-region",
@@ -892,3 +908,12 @@ def test_bytes_the_schema_refuses_give_no_manifest(text: str) -> None:
     unchecked = manifest.read(text.encode(), file=FILE)
     with pytest.raises(errors.ManifestError):
         manifest.check(unchecked, schema=SCHEMA)
+
+
+def test_every_problem_message_redacts_a_url_password() -> None:
+    """A value quoted by any rule's message (here the region pattern's) has the userinfo of
+    every URL in it replaced by `***`."""
+    found = problems_of(yaml_lines("version: 1", "region: 'https://me:PASS@example.com'",
+                                   *layer()))
+    assert [problem.field for problem in found] == ["region"]
+    assert "PASS" not in found[0].message and "https://***@example.com" in found[0].message

@@ -52,3 +52,16 @@ def test_any_bytes_are_parsed_or_located(data: bytes) -> None:
 def test_yaml_punctuation_soup_is_parsed_or_located(text: str) -> None:
     """Text made of YAML's own punctuation never raises anything but ManifestError."""
     _parse(text.encode("utf-8"))
+
+
+_openers = st.sampled_from(["[", "{a: ", "- ", "{? ", "[{b: ", "&x [", "!!seq ["])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_openers, min_size=1, max_size=4), st.integers(min_value=1, max_value=20_000),
+       st.sampled_from(["layers: ", "version: 1\nlayers: ", "version: 1\nregion: "]))
+def test_deep_nesting_is_located(openers: list[str], depth: int, lead: str) -> None:
+    """Nesting of any depth and any mix of flow lists and maps (closed or not) parses or gives
+    located problems: PyYAML composes recursively, and no depth may reach Python's limit."""
+    opened = "".join(openers[level % len(openers)] for level in range(depth))
+    _parse((lead + opened + "1").encode("utf-8"))

@@ -19,10 +19,10 @@ LAYER = "shared-utils"
 SETTINGS = model.Settings.normalised(description="helpers", compatible_runtimes=["python3.12"],
                                      compatible_architectures=None, license_info="MIT")
 THROTTLED = errors.PublishNotSent("throttled (it was refused and made no version)",
-                                  code="TooManyRequestsException")
+                                  aws_code="TooManyRequestsException")
 REJECTED = errors.PublishNotSent("rejected (it was refused and made no version)",
-                                 code="InvalidParameterValueException")
-UNKNOWN = errors.PublishOutcomeUnknown("sent, no reply", code="ServiceException")
+                                 aws_code="InvalidParameterValueException")
+UNKNOWN = errors.PublishOutcomeUnknown("sent, no reply", aws_code="ServiceException")
 
 
 @pytest.fixture

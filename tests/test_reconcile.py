@@ -156,7 +156,7 @@ def test_partial_failure_keeps_what_succeeded(space: workspace.Workspace) -> Non
     """A failed publish stops nothing else: the other layer lands, is recorded, and the
     report names the failure and its cause."""
     store = FakeLayerStore(fail_publish={"alpha": errors.AwsError("boom",
-                                                                  code="InvalidParameter")})
+                                                                  aws_code="InvalidParameter")})
     report = run_apply(space, store)
     assert not report.ok
     assert [(item.change.layer, item.error.message) for item in report.failed] == [
@@ -348,6 +348,7 @@ def test_zip_over_direct_upload_limit_is_refused_before_upload(tmp_path: Path) -
     store = FakeLayerStore()
     plan = run_plan(space, store)
     (failure,) = plan.errors
+    assert plan.changes == ()  # an error, not also a change to make
     assert "over Lambda's 52,428,800-byte limit" in failure.message
     assert "layers.yaml:5:14: layers.big" in failure.message
     assert failure.hint is not None and "artifact_bucket" in failure.hint

@@ -127,6 +127,7 @@ def test_start_apply_status_stop_leaves_no_process(
     variables = exports_of(started.stdout)
     assert variables["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
     assert variables["AWS_REGION"] == "us-east-1"
+    assert variables["AWS_DEFAULT_REGION"] == "us-east-1"
     assert variables["AWS_ACCESS_KEY_ID"] and variables["AWS_SECRET_ACCESS_KEY"]
     pid, start_time = recorded(tmp_path)
     env = {**isolated_env(), **variables}
@@ -156,14 +157,18 @@ def test_start_apply_status_stop_leaves_no_process(
 
 def test_eval_of_start_works_in_a_shell(tmp_path: Path) -> None:
     """`eval "$(reconcile sandbox start)"` returns (the server holds no pipe of the shell) and
-    sets up the shell so that plan reaches the sandbox."""
+    sets up the shell so that plan reaches the sandbox, and a boto3 client made in that shell
+    finds its region (botocore reads AWS_DEFAULT_REGION, not AWS_REGION)."""
     project(tmp_path)
     script = ('set -e; eval "$("$RECONCILE" sandbox start)"; '
-              '"$RECONCILE" plan; echo "endpoint=$AWS_ENDPOINT_URL"')
+              '"$RECONCILE" plan; echo "endpoint=$AWS_ENDPOINT_URL"; '
+              '"$PYTHON" -c "import boto3; print(\'client region=\' + '
+              'boto3.client(\'lambda\').meta.region_name)"')
     try:
         result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True,
                                 text=True, stdin=subprocess.DEVNULL, timeout=120,
-                                env={**isolated_env(), "RECONCILE": str(RECONCILE)})
+                                env={**isolated_env(), "RECONCILE": str(RECONCILE),
+                                     "PYTHON": sys.executable})
     finally:
         # The shell started the server, so this test stops it (and only it) itself.
         if (tmp_path / ".reconcile" / "sandbox" / "pid.json").exists():
@@ -174,6 +179,7 @@ def test_eval_of_start_works_in_a_shell(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "alpha" in result.stdout
     assert "endpoint=http://127.0.0.1:" in result.stdout
+    assert "client region=us-east-1" in result.stdout
 
 
 def test_start_when_running_reports_the_same_server(

@@ -1,0 +1,86 @@
+"""Every input is an error, never a traceback, through the installed CLI: manifests and
+lockfiles nested past what a recursive reader survives, and credentials written into the
+manifest's URLs (refused at validate, never echoed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from clirun import run
+
+LAYER = "layers:\n  a:\n    content: {path: src}\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder with one content folder `src` (and no AWS setting in the environment)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.py").write_text("x = 1\n", encoding="utf-8")
+    return tmp_path
+
+
+def _env() -> dict[str, str]:
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    clean["AWS_EC2_METADATA_DISABLED"] = "true"
+    return clean
+
+
+@pytest.mark.parametrize("nested", ["[" * 10_000 + "]" * 10_000,
+                                    "{a: " * 50_000 + "1" + "}" * 50_000],
+                         ids=["10,000 nested lists", "50,000 nested flow maps"])
+def test_deeply_nested_manifest_is_a_located_error(project: Path, nested: str) -> None:
+    """validate of a manifest nested tens of thousands deep exits 1 with a located problem."""
+    (project / "layers.yaml").write_text(f"version: 1\ndescription: {nested}\n{LAYER}",
+                                         encoding="utf-8")
+    result = run(project, "validate", env=_env())
+    assert result.returncode == 1
+    assert "layers.yaml:2:" in result.stderr
+    assert "nests deeper than 64 levels" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("outputs",), ("plan",)])
+def test_deeply_nested_lockfile_is_a_clear_error(project: Path, command: tuple[str, ...]) -> None:
+    """A lockfile of 100,000 nested lists is a message naming it, exit 1 (plan: before AWS)."""
+    (project / "layers.yaml").write_text(f"version: 1\nregion: us-east-1\n{LAYER}",
+                                         encoding="utf-8")
+    (project / "layers.lock.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    env = _env() | {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                    "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run(project, *command, env=env)
+    assert result.returncode == 1
+    assert "layers.lock.json: not a reconcile lockfile (its JSON nests deeper" in result.stderr
+
+
+@pytest.mark.parametrize(("lines", "located"), [
+    ("state: s3://user:PASS@bucket/x\n", ["layers.yaml:2:8: state: must not hold credentials"]),
+    ("state: user:PASS@bucket/x\n", ["layers.yaml:2:8: state: must not hold credentials"]),
+    ("artifact_bucket: 'u:PASS@bucket'\n",
+     ["layers.yaml:2:18: artifact_bucket: must not hold credentials"]),
+    ("artifact_bucket: {us-east-1: 's3://k:PASS@b', eu-west-1: ok-bucket}\n",
+     ["layers.yaml:2:30: artifact_bucket.us-east-1: must not hold credentials"]),
+], ids=["state URL", "state without scheme", "artifact bucket", "artifact bucket map"])
+def test_credentials_in_a_url_are_refused_at_validate_without_echo(
+        project: Path, lines: str, located: list[str]) -> None:
+    """`state` or `artifact_bucket` with `user:password@` is a located error at validate, and
+    the password appears nowhere in the output."""
+    (project / "layers.yaml").write_text(f"version: 1\n{lines}{LAYER}", encoding="utf-8")
+    result = run(project, "validate", env=_env())
+    assert result.returncode == 1
+    for line in located:
+        assert line in result.stderr, result.stderr
+    assert "PASS" not in result.stderr + result.stdout
+
+
+def test_a_password_in_a_state_url_never_reaches_aws(project: Path) -> None:
+    """plan refuses the manifest before any AWS call: the password is in no message."""
+    (project / "layers.yaml").write_text(
+        f"version: 1\nregion: us-east-1\nstate: s3://AKIA:PASS@bucket/x\n{LAYER}",
+        encoding="utf-8")
+    env = _env() | {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                    "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    result = run(project, "plan", env=env)
+    assert result.returncode == 1
+    assert "state: must not hold credentials" in result.stderr
+    assert "PASS" not in result.stderr + result.stdout
