@@ -1131,7 +1131,7 @@ class Boto3ObjectStore:
         """GetObject: (bytes, ETag), or None when there is no such key."""
         try:
             response = self._client.get_object(Bucket=self._bucket, Key=key)
-            return bytes(response["Body"].read()), str(response["ETag"])
+            return bytes(response["Body"].read()), self._etag(response, "GetObject", key)
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -1149,7 +1149,7 @@ class Boto3ObjectStore:
         if if_none_match:
             kwargs["IfNoneMatch"] = "*"
         try:
-            return str(self._client.put_object(**kwargs)["ETag"])
+            return self._etag(self._client.put_object(**kwargs), "PutObject", key)
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -1164,6 +1164,17 @@ class Boto3ObjectStore:
             raise self._error(exc, operation="PutObject", key=key) from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise self._error(exc, operation="PutObject", key=key) from exc
+
+    def _etag(self, response: Any, operation: str, key: str) -> str:
+        """The answer's ETag, the revision every conditional write names: an answer without
+        one is a failed call (a write's caller reads the object back), never a KeyError."""
+        etag = response.get("ETag") if isinstance(response, dict) else None
+        if not isinstance(etag, str) or not etag:
+            raise errors.StateError(
+                f"s3://{self._bucket}/{key}: S3 answered {operation} without an ETag",
+                hint="the state store must answer as S3 does (ETag on every GetObject and "
+                     "PutObject)")
+        return etag
 
     def delete(self, key: str) -> None:
         """DeleteObject (S3 answers 204 whether or not the key existed)."""

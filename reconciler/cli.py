@@ -1231,6 +1231,9 @@ def state_push(
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise errors.UsageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise errors.LockfileError(f"{source}: not a lockfile (not UTF-8: {exc.reason} at "
+                                   f"byte {exc.start})") from None
     lock = statefile.decode(text, file=str(source))
     # A signal only asks to stop: the push is one write, and the lock is released after it.
     with _StopOnSignal() as stopping:

@@ -84,3 +84,22 @@ def test_a_password_in_a_state_url_never_reaches_aws(project: Path) -> None:
     assert result.returncode == 1
     assert "state: must not hold credentials" in result.stderr
     assert "PASS" not in result.stderr + result.stdout
+
+
+def test_state_push_of_a_file_that_is_not_utf8_is_one_error(tmp_path: Path,
+                                                            moto_url: str) -> None:
+    """`state push` of a file that is not UTF-8 is one located message, exit 1, and the S3
+    state is not touched."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="pushed-state")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("A = 1\n")
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nstate: s3://pushed-state/x\nlayers:\n"
+        "  alpha: {content: {path: src}}\n")
+    (tmp_path / "bad.json").write_bytes(b"\xff\xfe{}")
+    result = run(tmp_path, "state", "push", "bad.json")
+    assert result.returncode == 1
+    assert "bad.json: not a lockfile (not UTF-8" in result.stderr
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="pushed-state")

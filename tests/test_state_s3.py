@@ -317,3 +317,33 @@ def test_current_lock_says_whether_its_holder_is_alive_here() -> None:
         assert (current.alive_here is not None) is alive, (host, pid)
         if alive:
             assert f"pid {pid}" in (current.alive_here or "")
+
+
+def drop_etag(operation: str) -> Any:
+    """A botocore after-call hook that removes the ETag from `operation`'s parsed answer."""
+
+    def hook(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.pop("ETag", None)
+
+    return f"after-call.s3.{operation}", hook
+
+
+def test_an_answer_without_an_etag_is_a_state_error_not_a_key_error(
+        store: aws.Boto3ObjectStore) -> None:
+    """GetObject and PutObject answers without an ETag are one StateError naming the call;
+    a state write whose answer lost it is read back and counts as done."""
+    store.put("x.json", b"{}\n")
+    event, hook = drop_etag("GetObject")
+    store.client.meta.events.register(event, hook)
+    with pytest.raises(errors.StateError, match="S3 answered GetObject without an ETag"):
+        store.get("x.json")
+    store.client.meta.events.unregister(event, hook)
+    event, hook = drop_etag("PutObject")
+    store.client.meta.events.register(event, hook)
+    with pytest.raises(errors.StateError, match="S3 answered PutObject without an ETag"):
+        store.put("y.json", b"{}\n")
+    backend = s3_state.S3StateBackend(store, prefix="team")
+    lock = model.Lock()
+    revision = backend.write(lock, expected_revision=ports.NO_REVISION)
+    store.client.meta.events.unregister(event, hook)
+    assert revision == store.get("team/layers.lock.json")[1]  # type: ignore[index]
