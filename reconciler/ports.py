@@ -127,6 +127,7 @@ class StateBackend(Protocol):
       errors.StateLocked naming its holder. `unlock(lock_id)` releases it.
     - `force_unlock(lock_id)` releases a lock another run left, if `lock_id` is its id,
       and returns its holder; errors.StateError otherwise.
+    - `lock_holder()` reads who holds the lock, changing nothing.
     """
 
     @property
@@ -151,6 +152,10 @@ class StateBackend(Protocol):
 
     def force_unlock(self, lock_id: str) -> errors.LockHolder:
         """Release a lock left by another run, if `lock_id` is its id."""
+
+    def lock_holder(self) -> errors.LockHolder | None:
+        """Who holds the lock now, read without taking it (None: nobody does, or only a
+        run known to be dead). Read-only: a plan asks it before deleting stray fillers."""
 
 
 class ObjectStore(Protocol):

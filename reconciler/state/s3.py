@@ -180,3 +180,8 @@ class S3StateBackend:
                 hint="copy the lock id from the lock refusal message")
         self._store.delete(self._lock_key)
         return current
+
+    def lock_holder(self) -> errors.LockHolder | None:
+        """The holder the lock object names (None: there is none). An S3 lock has no process
+        to watch, so a lock a killed run left counts as held until force-unlock."""
+        return self._holder()
