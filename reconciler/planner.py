@@ -611,6 +611,14 @@ def _next_version(item: Inputs, change: model.LayerChange) -> int:
     return _highest_number(item) + 1
 
 
+def _fillers_on_top(item: Inputs, *, regions: int) -> bool:
+    """Whether fillers sit above the latest real version of a layer aligned over `regions`
+    regions (in one region there is nothing to keep in line)."""
+    latest = item.remote_latest.version if item.remote_latest else 0
+    return regions > 1 and any(is_filler(version) and version.version > latest
+                               for version in item.versions or ())
+
+
 def align(decided: list[tuple[Inputs, model.LayerChange]]
           ) -> list[tuple[Inputs, model.LayerChange]]:
     """Apply align_versions to each region's own decision.
@@ -621,12 +629,22 @@ def align(decided: list[tuple[Inputs, model.LayerChange]]
     | publishes, next < target        | publish after target - next fillers             |
     | unchanged, latest == target     | unchanged                                       |
     | unchanged, latest < target      | publish (align_versions) after fillers          |
+    | unchanged, fillers above latest | publish (align_versions): see below             |
     | more than MAX_FILLERS behind    | as decided, `shortfall` says by how much        |
+
+    A region whose latest real version has fillers above it (an apply left them) counts as
+    publishing: once they are deleted, their numbers stay taken where nobody can see them,
+    and the region's next publish would land past every other region's. Publishing above
+    them now keeps every number in sight.
     """
     targets: dict[str, int | None] = {}
+    regions: dict[str, int] = {}
+    for item, _ in decided:
+        regions[item.spec.key] = regions.get(item.spec.key, 0) + 1
     for spec_key in {item.spec.key for item, _ in decided if item.spec.align_versions}:
         targets[spec_key] = alignment_target(
-            RegionStanding(publishing=change.action in _PUBLISHING,
+            RegionStanding(publishing=change.action in _PUBLISHING or _fillers_on_top(
+                               item, regions=regions[spec_key]),
                            latest=item.remote_latest.version if item.remote_latest else 0,
                            next_version=_next_version(item, change))
             for item, change in decided if item.spec.key == spec_key)
@@ -639,7 +657,8 @@ def align(decided: list[tuple[Inputs, model.LayerChange]]
         next_version = _next_version(item, change)
         latest = item.remote_latest.version if item.remote_latest else 0
         publishing = change.action in _PUBLISHING
-        if not publishing and latest >= target:
+        if not publishing and not _fillers_on_top(item, regions=regions[item.spec.key]) \
+                and latest >= target:
             aligned.append((item, replace(change, align_target=target)))
             continue
         needed = fillers_needed(target=target, next_version=next_version)

@@ -250,3 +250,19 @@ class UploadFailingObjects(FakeArtifactStore):
             raise errors.AwsError("PutObject: access denied", code="AccessDenied")
         super().upload_file(region=region, location=location, zip_path=zip_path,
                             content_sha256=content_sha256)
+
+
+def test_fillers_on_top_of_an_unchanged_aligned_region_are_published_over() -> None:
+    """Both regions unchanged at v1, us-west-2 with fillers v2, v3 above (an apply killed,
+    then its change reverted): us-west-2 publishes v4 over them and us-east-1 aligns up to
+    it, since once the fillers are deleted their numbers would be taken unseen and the next
+    change would land out of line."""
+    behind = inputs_with((remote(1, "us-west-2"), confirmed(2, region="us-west-2"),
+                          confirmed(3, region="us-west-2")),
+                         latest=remote(1, "us-west-2"), recorded=1, region="us-west-2")
+    other = inputs_with((remote(1),), latest=remote(1), recorded=1)
+    changes = planner.plan([other, behind]).changes
+    assert [(c.region, c.action, c.expected_version, c.fillers, c.version) for c in changes] == [
+        ("us-east-1", A.PUBLISH, 4, 2, None), ("us-west-2", A.PUBLISH, 4, 0, None),
+        ("us-west-2", A.DELETE, None, 0, 2), ("us-west-2", A.DELETE, None, 0, 3)]
+    assert all(R.ALIGN_VERSIONS in c.reasons for c in changes if c.action is A.PUBLISH)
