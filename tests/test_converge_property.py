@@ -3,7 +3,7 @@
 fillers a killed apply left) and applies, the plan right after each apply is clean and no
 filler is left. The plan and apply use cases run in process, as `apply --yes` runs them
 (under the state lock), against a moto server through the real botocore adapter; few
-examples, so it stays well under a minute."""
+examples, so it stays well under a minute. The installed CLI pins `retain: 1`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import motoserver
 import pytest
+from clirun import run, versions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,3 +170,21 @@ def test_the_plan_right_after_any_apply_is_clean(moto_server: str,
                        if c.action is not model.Action.NOOP or c.record is not None]
             assert not after.has_changes, (step, layer, pending)
             assert fillers_left() == [], (step, layer)
+
+
+def test_retain_one_keeps_one_version_after_each_apply_through_the_cli(
+        tmp_path: Path, moto_url: str) -> None:
+    """The installed CLI with `retain: 1`: after each of three applies of a new content the
+    layer holds exactly its newest version, and the plan right after is clean (it used to
+    keep the previously recorded version and plan its delete next time)."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  lib:\n    content: {path: lib}\n"
+        "    retain: 1\n")
+    for number in range(1, 4):
+        (tmp_path / "lib" / "lib.py").write_text(f"VALUE = {number}\n")
+        applied = run(tmp_path, "apply", "--yes")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert versions("lib", "us-east-1") == [number]
+        again = run(tmp_path, "plan", "--detailed-exitcode")
+        assert again.returncode == 0, again.stdout + again.stderr
