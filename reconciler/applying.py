@@ -17,23 +17,25 @@ Uploads: a change routed through the artifact bucket (its `code`) has its zip, c
 preflight, uploaded to its key unless HeadObject finds the same zip there already
 (`already_uploaded`), then published from S3; a rerun finds the object and uploads nothing.
 
-A layer vendor's release (fleet.py's part, carried out here in its own functions): a publish
-gives the new version its grants before it is recorded, after align_versions' filler
-versions when the plan asks for them; the fillers are deleted by a follow-up job the moment
-the real version is recorded. A `grant` change edits the latest version's permissions and
-records the new settings digest; a `delete` change (retention) runs once the same layer and
+A layer vendor's release (carried out here in its own functions). One publish, in this
+order: the upload to the artifact bucket (a failure there has taken no version number),
+align_versions' filler versions when the plan asks for them, the real version, its grants;
+then it is recorded. Any failure after the fillers deletes them before it is reported (a
+failed grant included); after the record a follow-up job deletes them. A filler left anyway
+(the apply was killed, or Lambda kept refusing the delete) is found by the next plan, which
+deletes it (a `delete` change, reason stray_filler) unless an apply holds the lock; the
+numbers it took stay taken, and the plan counts them, so the rerun lands on the same
+number. A `grant` change edits the latest version's permissions and records the new
+settings digest; a `delete` change (retention, stray filler) runs once the same layer and
 region's publish is recorded, and not at all when that publish failed.
 """
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import hashlib
-import io
+import copy
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,37 +284,39 @@ def apply(
     filler_zip.write_bytes(filler_zip_bytes())
 
     def publish(change: model.LayerChange) -> Published:
-        fillers = publish_fillers(change, store=store, zip_path=filler_zip, progress=progress)
-        progress(f"{change.layer}: publishing in {change.region}")
         zip_path = zips.get((change.layer, change.region))
         s3_object = change.code.s3 if change.code and (
             _through_s3(change) or _from_s3_source(change)) else None
-        # Sent once; after an unknown outcome the version is looked for before any resend.
+        # The upload first: one that fails has taken no version number (no filler yet).
+        if _through_s3(change) and s3_object and zip_path and objects is not None:
+            upload_once(change, s3_object, zip_path=zip_path, objects=objects,
+                        progress=progress)
+        fillers = publish_fillers(change, store=store, zip_path=filler_zip, progress=progress)
         try:
-            if _through_s3(change) and s3_object and zip_path and objects is not None:
-                upload_once(change, s3_object, zip_path=zip_path, objects=objects,
-                            progress=progress)
+            progress(f"{change.layer}: publishing in {change.region}")
+            # Sent once; after an unknown outcome the version is looked for before any resend.
             outcome = publishing.publish_exactly_once(
                 store, region=change.region, layer_name=change.layer_name,
                 settings=change.desired.settings, zip_path=zip_path,
                 code_sha256=change.desired.code_sha256 or "",  # preflight checked the zip
                 above_version=change.current.version if change.current else 0,
                 s3_object=s3_object)
-        except errors.ReconcilerError:
-            delete_fillers(change, fillers, store=store)
-            raise
-        version = outcome.version
-        if outcome.adopted:
-            progress(f"{change.layer}: the publish's reply was lost; found v{version.version} "
-                     f"in {change.region}")
-        # An S3 object without a SHA-256 checksum has no CodeSha256 to check against.
-        if change.desired.code_sha256 is not None \
-                and version.code_sha256 != change.desired.code_sha256:
-            raise errors.AwsError(
-                f"{version.layer_version_arn} was published, but Lambda reports its "
-                f"CodeSha256 as {version.code_sha256} while the uploaded zip has "
-                f"{change.desired.code_sha256}; it is not recorded")
-        grant_new_version(change, version, store=store)
+            version = outcome.version
+            if outcome.adopted:
+                progress(f"{change.layer}: the publish's reply was lost; found "
+                         f"v{version.version} in {change.region}")
+            # An S3 object without a SHA-256 checksum has no CodeSha256 to check against.
+            if change.desired.code_sha256 is not None \
+                    and version.code_sha256 != change.desired.code_sha256:
+                raise errors.AwsError(
+                    f"{version.layer_version_arn} was published, but Lambda reports its "
+                    f"CodeSha256 as {version.code_sha256} while the uploaded zip has "
+                    f"{change.desired.code_sha256}; it is not recorded")
+            grant_new_version(change, version, store=store)
+        except errors.ReconcilerError as error:
+            # Every failure after the fillers deletes them (a failed grant included).
+            raise without_fillers(error, change=change, fillers=fillers,
+                                  store=store) from error
         return Published(change, version, adopted=outcome.adopted, fillers=fillers)
 
     def grant(change: model.LayerChange) -> Granted:
@@ -328,7 +332,13 @@ def apply(
 
     def cleanup(change: model.LayerChange, fillers: tuple[int, ...]) -> Callable[[], Deleted]:
         def run() -> Deleted:
-            delete_fillers(change, fillers, store=store)
+            try:
+                delete_fillers(change, fillers, store=store)
+            except errors.ReconcilerError as error:
+                raise _reworded(error, (
+                    f"{error.message}; the filler version(s) {_numbers(fillers)} of "
+                    f"{change.layer_name} in {change.region} could not all be deleted: the "
+                    "next plan deletes what is left (reason stray_filler)")) from error
             return Deleted(change, fillers)
         return run
 
@@ -430,19 +440,11 @@ def apply(
     return report
 
 
-# align_versions' throwaway versions: a minimal valid zip, described as what it is.
-FILLER_DESCRIPTION = ("reconcile filler for align_versions; deleted by the apply that "
-                      "made it")
-
-
-def filler_zip_bytes() -> bytes:
-    """A minimal valid layer zip (one small text file, fixed metadata): a few hundred
-    bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        info = zipfile.ZipInfo("reconcile-filler.txt", date_time=(1980, 1, 1, 0, 0, 0))
-        archive.writestr(info, FILLER_DESCRIPTION + "\n")
-    return buffer.getvalue()
+# align_versions' throwaway versions (the planner owns their description and bytes: a plan
+# finds the fillers an apply left behind by them).
+FILLER_DESCRIPTION = planner.FILLER_DESCRIPTION
+filler_zip_bytes = planner.filler_zip_bytes
+filler_code_sha256 = planner.filler_code_sha256
 
 
 def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_path: Path,
@@ -454,7 +456,10 @@ def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_p
     made: list[int] = []
     settings = model.Settings(description=FILLER_DESCRIPTION)
     code_sha256 = filler_code_sha256()
-    base = change.current.version if change.current else 0
+    # Above every number the plan saw taken (fillers an earlier apply left included, which
+    # a lost reply's look-up must not take for this apply's own).
+    base = max(change.current.version if change.current else 0,
+               (change.expected_version or 0) - change.fillers - 1)
     for _ in range(change.fillers):
         progress(f"{change.layer}: filler {len(made) + 1}/{change.fillers} in {change.region}")
         try:
@@ -470,11 +475,6 @@ def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_p
             raise
         made.append(outcome.version.version)
     return tuple(made)
-
-
-def filler_code_sha256() -> str:
-    """Lambda's CodeSha256 of the filler zip: how a filler is told from any other version."""
-    return base64.b64encode(hashlib.sha256(filler_zip_bytes()).digest()).decode("ascii")
 
 
 def _stray_fillers(change: model.LayerChange, *, store: ports.LayerStore,
@@ -495,10 +495,48 @@ def _stray_fillers(change: model.LayerChange, *, store: ports.LayerStore,
 
 def delete_fillers(change: model.LayerChange, fillers: tuple[int, ...], *,
                    store: ports.LayerStore) -> None:
-    """Delete the filler versions this apply made (and only those)."""
+    """Delete the filler versions this apply made (and only those): each is tried, and the
+    first failure is raised once all were."""
+    failures: list[errors.ReconcilerError] = []
     for version in fillers:
-        store.delete_version(region=change.region, layer_name=change.layer_name,
-                             version=version)
+        try:
+            store.delete_version(region=change.region, layer_name=change.layer_name,
+                                 version=version)
+        except errors.ReconcilerError as error:
+            failures.append(error)
+    if failures:
+        raise failures[0]
+
+
+def without_fillers(error: errors.ReconcilerError, *, change: model.LayerChange,
+                    fillers: tuple[int, ...],
+                    store: ports.LayerStore) -> errors.ReconcilerError:
+    """Delete the change's fillers after `error` (a failure after they were made), and
+    return the error to raise: `error` itself, or, when a delete fails too, `error` saying
+    which fillers are left (the next plan deletes them as stray fillers)."""
+    if not fillers:
+        return error
+    try:
+        delete_fillers(change, fillers, store=store)
+    except errors.ReconcilerError as failed:
+        message = (f"{error.message}; deleting its filler version(s) {_numbers(fillers)} "
+                   f"failed too ({failed.message}): the next plan deletes what is left "
+                   "(reason stray_filler)")
+        # The same kind of error, with what is known about the fillers added.
+        return _reworded(error, message)
+    return error
+
+
+def _reworded(error: errors.ReconcilerError, message: str) -> errors.ReconcilerError:
+    """A copy of `error` with another message (its kind, hint and codes kept)."""
+    copied = copy.copy(error)
+    copied.message = message
+    copied.args = (message,)
+    return copied
+
+
+def _numbers(versions: tuple[int, ...]) -> str:
+    return ", ".join(f"v{version}" for version in versions)
 
 
 def grant_new_version(change: model.LayerChange, version: model.RemoteVersion, *,

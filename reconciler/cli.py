@@ -362,12 +362,16 @@ def _session(manifest: Path, lockfile_path: Path | None, *, targets: list[str] |
 
 
 def _make_plan(session: _Session, snapshot: ports.Snapshot, *,
-               parallelism: int = 4, download: bool = True) -> model.Plan:
+               parallelism: int = 4, download: bool = True,
+               lock_id: str | None = None) -> model.Plan:
+    """`lock_id`: this run holds the state lock (an apply); else the plan reads who does
+    before it plans deleting stray fillers."""
     return planning.make_plan(
         parsed=session.parsed, selection=session.selection, snapshot=snapshot,
         state_location=_state_name(session), manifest_digest=session.parsed.sha256,
         store=session.store, code=session.code, parallelism=parallelism, progress=_progress,
-        download=download, manifest_path=_manifest_in_repository(session.space.manifest_path))
+        download=download, state=session.state, lock_id=lock_id,
+        manifest_path=_manifest_in_repository(session.space.manifest_path))
 
 
 def _repository_anchor() -> Path:
@@ -864,7 +868,7 @@ def apply(
             outcome = _apply_locked(
                 session, saved=saved, plan_file=plan_file, document=document, yes=yes,
                 as_json=as_json, parallelism=parallelism, stopping=stopping,
-                download=download)
+                download=download, lock_id=lock_id)
         finally:
             stopping.interrupt_now(False)
             unlock_error = _unlock(session.state, lock_id)
@@ -920,15 +924,15 @@ def _take_lock(backend: ports.StateBackend, holder: errors.LockHolder, *,
 
 def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Path | None,
                   document: dict[str, Any], yes: bool, as_json: bool, parallelism: int,
-                  stopping: _StopOnSignal,
-                  download: bool) -> tuple[applying.ApplyReport, model.Plan]:
+                  stopping: _StopOnSignal, download: bool,
+                  lock_id: str) -> tuple[applying.ApplyReport, model.Plan]:
     """Apply's work under the lock: plan (or check the saved plan), confirm, apply. A signal
     raises Interrupted until the first change, then only asks apply to stop."""
     snapshot = session.state.read()
     if saved is None:
         with _progress_display():
             the_plan = _make_plan(session, snapshot, parallelism=parallelism,
-                                  download=download)
+                                  download=download, lock_id=lock_id)
         if not as_json:
             typer.echo(render.text(the_plan, color=_use_color()), nl=False)
         _confirm(the_plan, yes=yes, as_json=as_json)

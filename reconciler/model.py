@@ -104,6 +104,9 @@ class Reason(enum.Enum):
     RETENTION = "retention"
     GRANTS_CHANGED = "grants_changed"
     ALIGN_VERSIONS = "align_versions"
+    # A delete of an align_versions filler that an apply left (killed, or its deletes
+    # failed) and no apply holds the lock for.
+    STRAY_FILLER = "stray_filler"
 
 
 @dataclass(frozen=True)

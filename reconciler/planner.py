@@ -15,11 +15,15 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
+import hashlib
+import io
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reconciler import model
+from reconciler import errors, model
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,12 @@ class Evidence(enum.Enum):
     ZIP = "zip"  # build the zip: its CodeSha256 is unknown, or it is about to be uploaded
     REMOTE_CODE = "remote_code"  # GetLayerVersion: the remote latest's CodeSha256
     POLICY = "policy"  # GetLayerVersionPolicy of the remote latest (a layer with `share`)
-    VERSIONS = "versions"  # ListLayerVersions, every page (a layer with `retain`)
+    # ListLayerVersions, every page: a layer with `retain` or `align_versions`, or whose
+    # latest version is a filler (lists_versions())
+    VERSIONS = "versions"
     FUNCTION_USES = "function_uses"  # ListFunctions (ALL versions) of the region
-    VERSION_SIZES = "version_sizes"  # GetLayerVersion of each version retention may delete
+    # GetLayerVersion of each version retention may delete, and of each filler (its bytes)
+    VERSION_SIZES = "version_sizes"
     REMOTE_CONTENT = "remote_content"  # download the remote latest's zip, fingerprint it
 
 
@@ -113,6 +120,10 @@ def missing_evidence(inputs: Inputs) -> frozenset[Evidence]:
     """
     needs: set[Evidence] = set()
     lock_entry, remote = inputs.lock_entry, inputs.remote_latest
+    if inputs.versions is None and lists_versions(inputs):
+        # First: a filler as the observed latest is replaced by the real latest (real_latest)
+        # before anything is asked about it.
+        return frozenset({Evidence.VERSIONS})
     artifact = desired_artifact(inputs.artifact, lock_entry)
     if needs_remote_code(remote, lock_entry):
         needs.add(Evidence.REMOTE_CODE)
@@ -188,26 +199,99 @@ def _missing_fleet_evidence(inputs: Inputs) -> set[Evidence]:
     policy of a latest version that is not replaced (alignment may still replace it; the
     read is then merely unused), every version, and, for the versions retention could
     delete (counted as if a version were published, the most it can delete), the functions
-    that use them and their sizes."""
+    that use them and their sizes, and the CodeSha256 of each filler (a region whose only
+    versions are fillers has no latest, but has those)."""
     needs: set[Evidence] = set()
     remote, spec = inputs.remote_latest, inputs.spec
-    if remote is None:
-        return needs
-    if spec.share is not None and inputs.policy is None and decide(inputs).action not in (
-            model.Action.CREATE, model.Action.PUBLISH):
+    if remote is not None and spec.share is not None and inputs.policy is None and \
+            decide(inputs).action not in (model.Action.CREATE, model.Action.PUBLISH):
         needs.add(Evidence.POLICY)
-    if spec.retain is None:
-        return needs
     if inputs.versions is None:
-        needs.add(Evidence.VERSIONS)
-        return needs
-    candidates = retention_candidates(retain=spec.retain, versions=inputs.versions,
-                                      publishing=True)
-    if candidates and inputs.function_uses is None:
+        return needs  # lists_versions() said no: no retention, no filler to look for
+    if spec.retain is not None and inputs.function_uses is None and retention_candidates(
+            retain=spec.retain, versions=real_versions(inputs.versions), publishing=True):
         needs.add(Evidence.FUNCTION_USES)
-    if any(version.code_size is None for version in candidates):
+    if versions_to_read(spec, inputs.versions):
         needs.add(Evidence.VERSION_SIZES)
     return needs
+
+
+# align_versions' throwaway versions: a minimal valid zip, described as what it is. The
+# description is how a plan finds fillers an apply left behind (stray fillers); the zip's
+# CodeSha256 confirms one before it is deleted.
+FILLER_DESCRIPTION = ("reconcile filler for align_versions; deleted by the apply that "
+                      "made it")
+
+
+def filler_zip_bytes() -> bytes:
+    """A minimal valid layer zip (one small text file, fixed metadata): a few hundred
+    bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        info = zipfile.ZipInfo("reconcile-filler.txt", date_time=(1980, 1, 1, 0, 0, 0))
+        archive.writestr(info, FILLER_DESCRIPTION + "\n")
+    return buffer.getvalue()
+
+
+@functools.cache
+def filler_code_sha256() -> str:
+    """Lambda's CodeSha256 of the filler zip: how a filler is told from any other version."""
+    return base64.b64encode(hashlib.sha256(filler_zip_bytes()).digest()).decode("ascii")
+
+
+def is_filler(version: model.RemoteVersion) -> bool:
+    """A filler version by its description (and by its CodeSha256, once that is known): no
+    other version carries the filler's description and bytes."""
+    return (version.settings.description == FILLER_DESCRIPTION
+            and version.code_sha256 in (None, filler_code_sha256()))
+
+
+def real_versions(versions: Iterable[model.RemoteVersion]) -> tuple[model.RemoteVersion, ...]:
+    """The versions that are not fillers: what retention keeps or deletes, and where a
+    region's real latest version is found."""
+    return tuple(version for version in versions if not is_filler(version))
+
+
+def real_latest(observed: model.RemoteVersion | None,
+                versions: Iterable[model.RemoteVersion]) -> model.RemoteVersion | None:
+    """The latest version that is not a filler: `observed` (the latest as Lambda lists it)
+    unless it is a filler, then the highest real one of `versions` (None: none)."""
+    if observed is not None and not is_filler(observed):
+        return observed
+    return max(real_versions(versions), key=lambda version: version.version, default=None)
+
+
+def lists_versions(inputs: Inputs) -> bool:
+    """Whether the plan reads every version of the layer in the region: for `retain`, and
+    for the filler versions an apply may have left (a layer with `align_versions`, or one
+    whose latest version is a filler); a layer without any version has none to read."""
+    remote = inputs.remote_latest
+    if remote is None:
+        return False
+    return (inputs.spec.retain is not None or inputs.spec.align_versions
+            or is_filler(remote))
+
+
+def versions_to_read(spec: model.LayerSpec,
+                     versions: Iterable[model.RemoteVersion]) -> tuple[model.RemoteVersion, ...]:
+    """The listed versions whose GetLayerVersion the plan still needs: each one retention
+    may delete (its size, for the plan), each filler (its CodeSha256 confirms it)."""
+    listed = tuple(versions)
+    candidates = retention_candidates(retain=spec.retain, versions=real_versions(listed),
+                                      publishing=True) if spec.retain is not None else ()
+    return tuple(sorted(
+        {version.version: version for version in (
+            *(version for version in candidates if version.code_size is None),
+            *(version for version in listed
+              if is_filler(version) and version.code_sha256 is None))}.values(),
+        key=lambda version: version.version))
+
+
+def stray_fillers(versions: Iterable[model.RemoteVersion]) -> tuple[model.RemoteVersion, ...]:
+    """The confirmed fillers (description and CodeSha256) among `versions`, oldest first."""
+    return tuple(sorted((version for version in versions if is_filler(version)
+                         and version.code_sha256 == filler_code_sha256()),
+                        key=lambda version: version.version))
 
 
 # A region this many versions or more behind the alignment target is not filled: it is
@@ -282,11 +366,20 @@ def alignment_target(standings: Iterable[RegionStanding]) -> int | None:
     """The version number every region's latest is to have: the highest next number of the
     regions that publish, or the highest latest of those that do not, whichever is higher.
     A region that already holds the desired content at the target needs nothing; one below
-    it publishes (after fillers). None when no region has or gets a version."""
-    numbers = [standing.next_version if standing.publishing else standing.latest
-               for standing in standings]
-    target = max(numbers, default=0)
-    return target or None
+    it publishes (after fillers). None when no region has or gets a version.
+
+    A region below the target publishes too; when its next number is past the target (the
+    numbers of fillers an apply left are taken), the target rises to it, and so on until
+    no region below the target would land above it."""
+    listed = list(standings)
+    target = max((standing.next_version if standing.publishing else standing.latest
+                  for standing in listed), default=0)
+    while True:
+        raised = max((standing.next_version for standing in listed
+                      if not standing.publishing and standing.latest < target), default=0)
+        if raised <= target:
+            return target or None
+        target = raised
 
 
 def fillers_needed(*, target: int, next_version: int) -> int:
@@ -363,8 +456,7 @@ def decide(inputs: Inputs) -> model.LayerChange:
     reasons: list[model.Reason] = []
     notes: list[str] = []
     drift = _drift_note(remote, lock_entry)
-    known_versions = [v.version for v in (remote, lock_entry) if v is not None]
-    expected_version = max(known_versions, default=0) + 1
+    expected_version = _highest_number(inputs) + 1
 
     if remote is None:
         reasons.append(model.Reason.NEW_LAYER)
@@ -443,6 +535,7 @@ def plan(
     layer_errors: Iterable[model.LayerError] = (),
     basis: model.PlanBasis | None = None,
     storage: Mapping[str, model.CodeStorage] | None = None,
+    lock_holder: errors.LockHolder | None = None,
 ) -> model.Plan:
     """Decide every layer and region; changes sorted by layer, then region (in a region,
     the layer's own change first, then its deletions, oldest first). Layers that could not
@@ -450,19 +543,33 @@ def plan(
 
     After each region's own decision: align_versions sets one target number over a layer's
     regions (align()); a latest version that stays gets its grants reconciled (a `grant`
-    change); retention adds a `delete` change per version it removes. `storage` is the code
-    storage of the regions storage_regions() named, for the warning."""
+    change); retention adds a `delete` change per version it removes, and each filler an
+    apply left behind (stray_fillers()) is a `delete` change too, unless `lock_holder`, an
+    apply that holds the state lock now (not this run), may still be using it: then a note
+    says so. `storage` is the code storage of the regions storage_regions() named, for the
+    warning."""
     items = list(inputs)
     decided = align([(item, decide(item)) for item in items])
     changes: list[model.LayerChange] = []
     warnings: list[str] = []
+    held: list[str] = []  # where stray fillers wait for the apply that holds the lock
     for item, change in decided:
         change = _with_grants(item, change)
         deletions: tuple[model.LayerChange, ...] = ()
         if item.spec.retain is not None and item.versions is not None:
             change, deletions = _with_retention(item, change)
+        change, strays = _with_stray_fillers(item, change, lock_holder=lock_holder)
         changes.append(change)
-        changes.extend(deletions)
+        changes.extend(sorted((*deletions, *strays), key=lambda deletion: deletion.version or 0))
+        if lock_holder is not None and stray_fillers(item.versions or ()):
+            held.append(f"{item.spec.key} ({item.region})")
+    if held and lock_holder is not None:
+        warnings.append(
+            f"filler versions left by an apply are not deleted by this plan in "
+            f"{', '.join(held)}: an apply holds the state lock ({lock_holder.who} on "
+            f"{lock_holder.host}, pid {lock_holder.pid}, since {lock_holder.created}) and "
+            "may still be using them; plan again once it ends (if that run is gone: "
+            f"reconcile force-unlock {lock_holder.lock_id})")
     for spec in sorted({item.spec.key: item.spec for item in items}.values(),
                        key=lambda spec: spec.key):
         if any(grant.kind == "public" for grant in spec.grants):
@@ -489,11 +596,27 @@ def storage_regions(decided: model.Plan) -> list[str]:
 _PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
 
 
+def _highest_number(item: Inputs) -> int:
+    """The highest version number known to be taken in the region (0: none): the latest,
+    the recorded one, and any listed version, fillers included (Lambda never reuses a
+    number, so the next publish gets a higher one)."""
+    known = [v.version for v in (item.remote_latest, item.lock_entry) if v is not None]
+    known.extend(version.version for version in item.versions or ())
+    return max(known, default=0)
+
+
 def _next_version(item: Inputs, change: model.LayerChange) -> int:
     if change.expected_version is not None:
         return change.expected_version
-    known = [v.version for v in (item.remote_latest, item.lock_entry) if v is not None]
-    return max(known, default=0) + 1
+    return _highest_number(item) + 1
+
+
+def _fillers_on_top(item: Inputs, *, regions: int) -> bool:
+    """Whether fillers sit above the latest real version of a layer aligned over `regions`
+    regions (in one region there is nothing to keep in line)."""
+    latest = item.remote_latest.version if item.remote_latest else 0
+    return regions > 1 and any(is_filler(version) and version.version > latest
+                               for version in item.versions or ())
 
 
 def align(decided: list[tuple[Inputs, model.LayerChange]]
@@ -506,12 +629,22 @@ def align(decided: list[tuple[Inputs, model.LayerChange]]
     | publishes, next < target        | publish after target - next fillers             |
     | unchanged, latest == target     | unchanged                                       |
     | unchanged, latest < target      | publish (align_versions) after fillers          |
+    | unchanged, fillers above latest | publish (align_versions): see below             |
     | more than MAX_FILLERS behind    | as decided, `shortfall` says by how much        |
+
+    A region whose latest real version has fillers above it (an apply left them) counts as
+    publishing: once they are deleted, their numbers stay taken where nobody can see them,
+    and the region's next publish would land past every other region's. Publishing above
+    them now keeps every number in sight.
     """
     targets: dict[str, int | None] = {}
+    regions: dict[str, int] = {}
+    for item, _ in decided:
+        regions[item.spec.key] = regions.get(item.spec.key, 0) + 1
     for spec_key in {item.spec.key for item, _ in decided if item.spec.align_versions}:
         targets[spec_key] = alignment_target(
-            RegionStanding(publishing=change.action in _PUBLISHING,
+            RegionStanding(publishing=change.action in _PUBLISHING or _fillers_on_top(
+                               item, regions=regions[spec_key]),
                            latest=item.remote_latest.version if item.remote_latest else 0,
                            next_version=_next_version(item, change))
             for item, change in decided if item.spec.key == spec_key)
@@ -524,7 +657,8 @@ def align(decided: list[tuple[Inputs, model.LayerChange]]
         next_version = _next_version(item, change)
         latest = item.remote_latest.version if item.remote_latest else 0
         publishing = change.action in _PUBLISHING
-        if not publishing and latest >= target:
+        if not publishing and not _fillers_on_top(item, regions=regions[item.spec.key]) \
+                and latest >= target:
             aligned.append((item, replace(change, align_target=target)))
             continue
         needed = fillers_needed(target=target, next_version=next_version)
@@ -564,9 +698,9 @@ def _with_retention(item: Inputs, change: model.LayerChange
     """`change` noting the old versions retention keeps, and a `delete` change for each it
     removes."""
     retain = item.spec.retain or 0
-    chosen = retention(retain=retain, versions=item.versions or (),
+    chosen = retention(retain=retain, versions=real_versions(item.versions or ()),
                        publishing=change.action in _PUBLISHING,
-                       recorded_version=item.lock_entry.version if item.lock_entry else None,
+                       recorded_version=recorded_after(item, change),
                        function_uses=item.function_uses or {})
     notes = tuple(f"retention keeps v{version}: {why}" for version, why in chosen.kept)
     deletions = tuple(
@@ -577,6 +711,45 @@ def _with_retention(item: Inputs, change: model.LayerChange
             notes=(f"retain: {retain} keeps the {retain} newest versions",))
         for version in chosen.delete)
     return replace(change, notes=(*change.notes, *notes)), deletions
+
+
+def recorded_after(item: Inputs, change: model.LayerChange) -> int | None:
+    """The version the state records once `change` is applied: a publish's new version
+    (not among the live ones: None), a record's version, else the recorded one. Retention
+    keeps this one, so the plan right after an apply keeps what that apply kept."""
+    if change.action in _PUBLISHING:
+        return None
+    if change.record is not None:
+        return change.record.version
+    if change.action is model.Action.GRANT and change.current is not None:
+        return change.current.version
+    return item.lock_entry.version if item.lock_entry else None
+
+
+def _with_stray_fillers(item: Inputs, change: model.LayerChange, *,
+                        lock_holder: errors.LockHolder | None
+                        ) -> tuple[model.LayerChange, tuple[model.LayerChange, ...]]:
+    """A `delete` change (reason stray_filler) for each filler an apply left in the region;
+    none, and a note instead, while another apply holds the lock (they may be its own)."""
+    strays = stray_fillers(item.versions or ())
+    if not strays:
+        return change, ()
+    numbers = ", ".join(f"v{version.version}" for version in strays)
+    if lock_holder is not None:
+        return replace(change, notes=(
+            *change.notes,
+            f"filler version(s) {numbers} not deleted now: an apply holds the state lock "
+            f"({lock_holder.who} on {lock_holder.host}, pid {lock_holder.pid}, since "
+            f"{lock_holder.created}) and may still be using them; a plan made after it ends "
+            "deletes any it leaves")), ()
+    return change, tuple(
+        model.LayerChange(
+            layer=change.layer, layer_name=change.layer_name, region=change.region,
+            action=model.Action.DELETE, reasons=(model.Reason.STRAY_FILLER,), current=version,
+            desired=change.desired, version=version.version,
+            notes=("an align_versions filler that an apply left (killed, or its delete "
+                   "failed); no apply holds the state lock",))
+        for version in strays)
 
 
 def lock_entry_for(

@@ -170,10 +170,18 @@ def make_plan(
     progress: Progress = _quiet,
     download: bool = True,
     manifest_path: str = "",
+    state: ports.StateBackend | None = None,
+    lock_id: str | None = None,
 ) -> model.Plan:
     """Plan the selection against the snapshot and Lambda (regions read `parallelism` at
     a time). `download` False never downloads a remote zip (no adoption by content).
-    `manifest_path` names the manifest in the basis (its path below the repository root)."""
+    `manifest_path` names the manifest in the basis (its path below the repository root).
+
+    Stray fillers (planner.stray_fillers) are deleted only where no apply may still be
+    using them: `lock_id` says this run holds the state lock (an apply); otherwise `state`'s
+    lock is read once every version has been listed, so that a filler seen then was made
+    by an apply that has ended if nobody holds the lock now. Given neither, the caller
+    vouches that no apply runs."""
     lock = snapshot.lock
     specs = list(selection.specs)
     identified = code.identify(specs, regions=selection.regions)
@@ -261,8 +269,12 @@ def make_plan(
     if not selection.targets:
         code.prune()
     fingerprints = {key: artifact.fingerprint for key, artifact in found_artifacts.items()}
+    # The lock is read only when there is a stray filler to delete or not.
+    holder = lock_holder(state, lock_id=lock_id) if any(
+        planner.stray_fillers(listed) for listed in versions.values()) else None
     decided = planner.plan(
-        inputs(spec, region) for spec in planned for region in selection.regions[spec.key])
+        (inputs(spec, region) for spec in planned for region in selection.regions[spec.key]),
+        lock_holder=holder)
     storage_regions = planner.storage_regions(decided)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         storage = {region: found for region, found in zip(storage_regions, pool.map(
@@ -275,7 +287,7 @@ def make_plan(
                if spec.key not in {error.layer for error in size_errors}]
     return planner.plan(
         (inputs(spec, region) for spec in planned for region in selection.regions[spec.key]),
-        storage=storage,
+        storage=storage, lock_holder=holder,
         layer_errors=[*layer_errors, *size_errors],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
                     state_location=state_location, fingerprints=fingerprints,
@@ -284,6 +296,15 @@ def make_plan(
 
 
 _PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
+
+
+def lock_holder(state: ports.StateBackend | None, *,
+                lock_id: str | None) -> errors.LockHolder | None:
+    """The apply that holds the state lock now, when it is not this run (None: nobody, or
+    this run, or no state to ask)."""
+    if lock_id is not None or state is None:
+        return None
+    return state.lock_holder()
 
 
 def fetch_fleet_evidence(
@@ -297,9 +318,11 @@ def fetch_fleet_evidence(
     store: ports.LayerStore,
     pool: concurrent.futures.ThreadPoolExecutor,
 ) -> None:
-    """Fetch what sharing and retention asked for, in the pool, into the dicts given: the
-    latest version's policy, every version, the region's function uses (once per region)
-    and the sizes of the versions retention may delete."""
+    """Fetch what sharing, retention and the look for stray fillers asked for, in the pool,
+    into the dicts given: the latest version's policy, every version (a filler listed as
+    the latest is then replaced in `remote` by the real latest), the region's function uses
+    (once per region), the sizes of the versions retention may delete and the CodeSha256
+    of each filler."""
     names = {spec.key: spec for spec in planned}
     policy_jobs: list[tuple[tuple[str, str], model.LayerSpec, int]] = []
     version_jobs: list[tuple[tuple[str, str], model.LayerSpec]] = []
@@ -313,12 +336,9 @@ def fetch_fleet_evidence(
             version_jobs.append(((key, region), spec))
         if planner.Evidence.FUNCTION_USES in needs and region not in function_uses:
             regions_for_uses.add(region)
-        if planner.Evidence.VERSION_SIZES in needs and spec.retain is not None:
-            size_jobs.extend(((key, region), spec, version)
-                             for version in planner.retention_candidates(
-                                 retain=spec.retain, versions=versions.get((key, region), ()),
-                                 publishing=True)
-                             if version.code_size is None)
+        if planner.Evidence.VERSION_SIZES in needs:
+            size_jobs.extend(((key, region), spec, version) for version in
+                             planner.versions_to_read(spec, versions.get((key, region), ())))
     found_policies = pool.map(lambda job: store.policy_statements(
         region=job[0][1], layer_name=job[1].name, version=job[2]), policy_jobs)
     found_versions = pool.map(lambda job: store.all_versions(
@@ -331,6 +351,8 @@ def fetch_fleet_evidence(
         policies[policy_key] = statements
     for (listed_key, _), listed in zip(version_jobs, list(found_versions), strict=True):
         versions[listed_key] = tuple(listed)
+        # A filler listed as the latest (an apply left it) is not the region's latest layer.
+        remote[listed_key] = planner.real_latest(remote.get(listed_key), listed)
     for (sized_key, _, _), sized in zip(size_jobs, list(found_sizes), strict=True):
         versions[sized_key] = tuple(sized if version.version == sized.version else version
                                     for version in versions[sized_key])

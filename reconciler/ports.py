@@ -148,7 +148,10 @@ class StateBackend(Protocol):
     - `force_unlock(lock_id)` releases a lock another run left, if `lock_id` is its id,
       and returns its holder; errors.StateError otherwise. `current_lock()` says who holds
       the lock now and whether that holder is alive on this host, for force-unlock to
-      refuse a live one.
+      refuse a live one (the local backend may try the flock for an instant to tell).
+    - `lock_holder()` reads who holds the lock from its record alone, changing nothing and
+      never touching the flock: a plan asks it, often, and must never make a contending
+      apply see the lock busy (so it is not derived from `current_lock()`).
     - A lock or write whose reply was lost (the store did it, the client's retry was
       refused by the condition it set, or no answer came) is read back: finding its own
       lock id, or its own bytes, it succeeded.
@@ -179,6 +182,10 @@ class StateBackend(Protocol):
 
     def current_lock(self) -> HeldLock | None:
         """The lock as it is now (None: not locked); reads only."""
+
+    def lock_holder(self) -> errors.LockHolder | None:
+        """Who holds the lock now, read without taking it (None: nobody does, or only a
+        run known to be dead). Read-only: a plan asks it before deleting stray fillers."""
 
 
 class ObjectStore(Protocol):

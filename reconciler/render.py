@@ -41,6 +41,8 @@ def _version_text(change: model.LayerChange) -> str:
         current = change.current.version if change.current else "?"
         return f"publish v{change.expected_version}{fillers}, replacing v{current}"
     if change.action is model.Action.DELETE:
+        if model.Reason.STRAY_FILLER in change.reasons:
+            return f"delete v{change.version} (a filler an apply left behind)"
         size = change.current.code_size if change.current else None
         return f"delete v{change.version}" + (f" ({size:,} bytes)" if size is not None else "")
     if change.action is model.Action.GRANT:

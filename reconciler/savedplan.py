@@ -8,7 +8,9 @@ and Lambda, with the plan's own selection, and `differences` compares the two de
 by change: every change the saved plan would make (create, publish, delete, grant, record, with
 its fillers, upload route, bucket and key, settings, grants, version numbers and CodeSha256)
 must be one the fresh decision makes, and the fresh decision must make no change the plan
-lacks. Apply carries out the fresh decision, so no field of the file is ever used as a path,
+lacks (deletes of filler versions an apply left behind excepted: the fresh decision always
+makes those, after confirming each). Apply carries out the fresh decision, so no field of the
+file is ever used as a path,
 bucket, key, layer name, region or ARN: it is only compared. A no-op without a record is not a
 change, so a plan is stale only when what its own changes depend on moved (an apply of other
 layers in between leaves it applicable).
@@ -167,11 +169,23 @@ def _address(change: model.LayerChange) -> Address:
     return (change.layer, change.region, change.action.value, change.version or 0)
 
 
+def _compared(change: model.LayerChange) -> bool:
+    """Whether `change` is one the saved and the fresh decision must agree on: not a no-op
+    without a record (it makes no change), and not the delete of a filler version an apply
+    left behind: the fresh decision deletes those only after confirming each is the filler
+    zip, whoever saved the plan and whatever it lists (a plan saved while another apply ran
+    lacks them; one saved before a rerun lists some already gone)."""
+    if change.action is model.Action.NOOP:
+        return change.record is not None
+    return not (change.action is model.Action.DELETE
+                and change.reasons == (model.Reason.STRAY_FILLER,))
+
+
 def substance(plan: model.Plan) -> dict[Address, dict[str, object]]:
-    """Every change `plan` would make, by address (a no-op without a record makes none)."""
+    """Every change `plan` would make, by address (see _compared for what is left out)."""
     found: dict[Address, dict[str, object]] = {}
     for change in plan.changes:
-        if change.action is model.Action.NOOP and change.record is None:
+        if not _compared(change):
             continue
         found[_address(change)] = _what(change)
     return found
@@ -200,8 +214,7 @@ def differences(saved: model.Plan, fresh: model.Plan) -> list[str]:
     if fresh.errors:
         lines.extend(f"layer {error.layer} cannot be planned now: {error.message}"
                      for error in fresh.errors)
-    listed = Counter(_address(change) for change in saved.changes
-                     if change.action is not model.Action.NOOP or change.record is not None)
+    listed = Counter(_address(change) for change in saved.changes if _compared(change))
     lines.extend(f"the plan lists {_describe(address)} {count} times"
                  for address, count in sorted(listed.items()) if count > 1)
     before, now = substance(saved), substance(fresh)

@@ -137,10 +137,23 @@ def test_retention_keeps_a_version_a_function_uses_and_names_it() -> None:
 
 def test_retention_keeps_the_recorded_version() -> None:
     """The version the state records as current is never deleted, even when old."""
+    chosen = planner.retention(retain=2, versions=VERSIONS, publishing=False,
+                               recorded_version=3, function_uses={})
+    assert [version.version for version in chosen.delete] == [1, 2, 4]
+    assert chosen.kept == ((3, "the recorded version"),)
+
+
+def test_retention_counts_the_version_the_apply_records() -> None:
+    """Retention keeps the version the state records once the apply is done, not the one
+    it records before: an adopted newer version replaces the recorded one, which goes with
+    the other old ones, so the plan after the apply has no delete left."""
     item = inputs(spec(retain=2), latest=6, recorded=3, versions=VERSIONS, uses={})
     changes = planner.plan([item]).changes
-    assert [c.version for c in changes if c.action is A.DELETE] == [1, 2, 4]
-    assert "retention keeps v3: the recorded version" in changes[0].notes
+    assert changes[0].record is not None and changes[0].record.version == 6
+    assert [c.version for c in changes if c.action is A.DELETE] == [1, 2, 3, 4]
+    after = inputs(spec(retain=2), latest=6, recorded=6,
+                   versions=tuple(remote(number) for number in (5, 6)), uses={})
+    assert [c.action for c in planner.plan([after]).changes] == [A.NOOP]
 
 
 def test_without_retain_nothing_is_deleted_or_asked() -> None:

@@ -298,3 +298,17 @@ def test_a_mutated_plan_file_is_a_plan_or_one_plan_file_error(data: st.DataObjec
         assert refused.message.startswith("plan.json: ") or "plan file" in refused.message
     else:
         assert isinstance(plan, model.Plan)
+
+
+def test_stray_filler_deletes_are_housekeeping_not_a_difference() -> None:
+    """A stray-filler delete only the fresh decision makes, or only the saved plan lists, is
+    no difference (apply deletes confirmed fillers whoever planned); a retention delete is."""
+    stray = replace(CHANGE, action=model.Action.DELETE, version=9,
+                    reasons=(model.Reason.STRAY_FILLER,))
+    with_stray = model.Plan(changes=(CHANGE, stray), basis=basis())
+    assert savedplan.differences(SAVED, with_stray) == []
+    assert savedplan.differences(with_stray, SAVED) == []
+    retention = replace(stray, reasons=(model.Reason.RETENTION,))
+    assert savedplan.differences(SAVED, model.Plan(changes=(CHANGE, retention))) == [
+        "deciding again now would also delete v9 of layer alpha in us-east-1, which the plan "
+        "does not"]

@@ -417,6 +417,27 @@ class LocalStateBackend:
             os.close(descriptor)  # releases a shared flock taken above
         return ports.HeldLock(holder=holder, alive_here=alive)
 
+    def lock_holder(self) -> errors.LockHolder | None:
+        """The holder the lock file's record names, unless it is a dead run's of this host
+        (None then, and when there is no lock file). Read from the record alone, never by
+        trying the flock: even a shared flock held for an instant would make a contender's
+        take-over see the lock busy. A record of another host, or an unreadable one, counts
+        as held (this kernel cannot see that run); a pid reused by another process too."""
+        try:
+            data = _bytes_or_none(self._lock_path())
+        except OSError as exc:
+            raise self._lock_error(exc) from exc
+        if data is None:
+            return None
+        holder = state.decode_record(data)
+        if holder is None:
+            return errors.LockHolder(lock_id="(unreadable)", who="unknown", host="unknown",
+                                     pid=0, operation="unknown", created="unknown",
+                                     path=str(self._lock_path()))
+        if holder.host == socket.gethostname() and not state.process_alive(holder.pid):
+            return None
+        return holder
+
 
 def _bytes_or_none(path: Path) -> bytes | None:
     try:

@@ -282,6 +282,11 @@ class S3StateBackend:
             return None
         return ports.HeldLock(holder=holder, alive_here=state.alive_on_this_host(holder))
 
+    def lock_holder(self) -> errors.LockHolder | None:
+        """The holder the lock object names (None: there is none). An S3 lock has no process
+        to watch, so a lock a killed run left counts as held until force-unlock."""
+        return self._holder()
+
 
 def probe_is_stale(name: str, *, last_modified: datetime.datetime,
                    now: datetime.datetime) -> bool:
