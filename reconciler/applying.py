@@ -2,16 +2,24 @@
 them (the Lambda store, the state backend, the local code). Never prints or prompts: progress
 goes to a callback, and the outcome is an ApplyReport.
 
-How it runs: every check that could fail after a publish is made before the first one (each
-zip rebuilt or found and matched against the planned CodeSha256; the state writable). Then
-the changes run in a bounded pool, layer and region by layer and region: they do not depend
-on each other, so one failure stops nothing else. The calling thread is the one writer of the
-state: each success is recorded the moment it is known, with a revision-checked write, so a
-crash at any point loses no record (the next plan adopts an unrecorded publish). A stop
-request (SIGTERM, Ctrl-C) lets the publishes in flight finish and be recorded, and starts no
-new one. A region whose calls keep failing for reasons of the region (unreachable, 5xx,
-throttled out) is given up after a few failures; its other changes are reported as not
-attempted, and a rerun does only what is missing.
+How it runs (the whole concurrency model). Every check that could fail after a publish is
+made before the first one (each zip rebuilt or found and matched against the planned
+CodeSha256; the state writable). Then the changes run as lanes, one per layer and region
+(`lanes`): a lane runs its steps in order (its publish, create or grant; once a publish is
+recorded, its fillers' deletion; then its deletions), and lanes, which do not depend on each
+other, run `parallelism` at a time in a thread pool, so one failure stops nothing else. The
+calling thread is the one writer of the state (`_Recorder`): a lane asks it to record each
+success and waits for the answer, and it writes at once, with a revision-checked write, so a
+crash at any point loses no record (the next plan adopts an unrecorded publish). The stop
+rules live in one place (`_gate`, checked before each step): a stop request (SIGTERM,
+Ctrl-C: the command layer sets `stop`) starts no new step but lets the steps in flight finish
+and be recorded, and a filler is deleted even then; a state write that fails stops every
+lane's next step; a region whose calls keep failing for reasons of the region (unreachable,
+5xx, throttled out) is given up after REGION_FAILURES_TO_GIVE_UP failures in a row
+(`_Regions`). What was not started is reported as not attempted, and a rerun does only what
+is missing. A second Ctrl-C raises in the calling thread: the recorder closes (a lane waiting
+for it learns its step is not recorded, the next plan adopts it), and the pool waits for the
+calls in flight. No process is forked here.
 
 Uploads: a change routed through the artifact bucket (its `code`) has its zip, checked in
 preflight, uploaded to its key unless HeadObject finds the same zip there already
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import queue
 import tempfile
 import threading
 from collections.abc import Callable
@@ -121,6 +130,19 @@ class ApplyReport:
     interrupted: bool = False
     lock: model.Lock = field(default_factory=model.Lock)
     revision: str = ""
+
+    def sort(self) -> None:
+        """Each list in the plan's order (layer, region, version), whatever order the lanes
+        finished in."""
+        def by_change(item: Published | Failed | NotAttempted | Deleted) -> tuple[str, str, int]:
+            change = item.change
+            return (change.layer, change.region, change.version or 0)
+
+        self.published.sort(key=by_change)
+        self.failed.sort(key=by_change)
+        self.not_attempted.sort(key=by_change)
+        self.deleted.sort(key=by_change)
+        self.granted.sort(key=lambda change: (change.layer, change.region))
 
     @property
     def ok(self) -> bool:
@@ -248,50 +270,200 @@ def apply(
         raise errors.ApplyRefused("refusing to apply: the plan uploads through S3 and this "
                                   "apply was given no S3 store; this is a bug")
     report = ApplyReport(lock=snapshot.lock, revision=snapshot.revision)
-    state_broken: list[str] = []
+    recorder = _Recorder(state=state, report=report)
+    for change in plan.changes:
+        if change.action is model.Action.NOOP:
+            if change.record is None:
+                report.unchanged += 1
+            elif recorder.record(change, change.record, published=False):
+                report.recorded.append(change)
+    if recorder.broken:
+        report.not_attempted.extend(NotAttempted(change, "the state cannot be written")
+                                    for change in plan.changes
+                                    if change.action is not model.Action.NOOP)
+        return report
+    with tempfile.TemporaryDirectory(prefix="reconcile-filler-") as folder:
+        filler_zip = Path(folder) / "filler.zip"
+        filler_zip.write_bytes(filler_zip_bytes())
+        steps = _Steps(store=store, objects=objects, zips=zips, filler_zip=filler_zip,
+                       progress=progress)
+        results = _run_lanes(lanes(plan), steps=steps, recorder=recorder, stop=stop,
+                             parallelism=parallelism)
+    for result in results:
+        result.merge_into(report)
+    report.sort()
+    report.interrupted = stop.is_set()
+    return report
 
-    def record(change: model.LayerChange, entry: model.LockEntry, *, published: bool) -> bool:
+
+@dataclass(frozen=True)
+class Lane:
+    """One layer in one region: its publish, create or grant (`head`, if any), then its
+    deletions (retention, stray fillers), oldest version first. A lane runs its steps in
+    order; lanes run side by side."""
+
+    layer: str
+    region: str
+    head: model.LayerChange | None
+    deletes: tuple[model.LayerChange, ...]
+
+
+def lanes(plan: model.Plan) -> list[Lane]:
+    """The plan's changes (no-ops aside) as lanes, in the plan's order."""
+    grouped: dict[tuple[str, str], list[model.LayerChange]] = {}
+    for change in plan.changes:
+        if change.action is not model.Action.NOOP:
+            grouped.setdefault((change.layer, change.region), []).append(change)
+    found: list[Lane] = []
+    for (layer, region), changes in grouped.items():
+        heads = [change for change in changes if change.action is not model.Action.DELETE]
+        deletes = sorted((change for change in changes if change.action is model.Action.DELETE),
+                         key=lambda change: change.version or 0)
+        found.append(Lane(layer=layer, region=region, head=heads[0] if heads else None,
+                          deletes=tuple(deletes)))
+    return found
+
+
+class _Recorder:
+    """The one writer of the state: the thread that made it (apply's caller) writes every
+    record, each with a revision-checked write the moment it is asked for; a lane on a worker
+    thread asks and waits for the answer. After a write fails, the state is `broken`: no lane
+    starts another step. `close()` (the caller stops at once) answers every request after it
+    with False, so no lane waits for a writer that is gone."""
+
+    def __init__(self, *, state: ports.StateBackend, report: ApplyReport) -> None:
+        self._state, self._report = state, report
+        self._owner = threading.get_ident()
+        self._requests: queue.Queue[tuple[model.LayerChange, model.LockEntry, bool,
+                                          concurrent.futures.Future[bool]]] = queue.Queue()
+        self._closed = threading.Event()
+        self.broken = False
+
+    def record(self, change: model.LayerChange, entry: model.LockEntry, *,
+               published: bool) -> bool:
+        """Write `entry` for `change` (from any thread); whether it is recorded."""
+        if threading.get_ident() == self._owner:
+            return self._write(change, entry, published=published)
+        answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        self._requests.put((change, entry, published, answer))
+        if self._closed.is_set():  # closed meanwhile: nobody serves the queue any more
+            self.close()
+        return answer.result()
+
+    def serve(self, until: Callable[[], bool]) -> None:
+        """Write what lanes ask for until `until()` holds and nothing is asked (the owner)."""
+        try:
+            while True:
+                try:
+                    change, entry, published, answer = self._requests.get(
+                        timeout=_POLL_SECONDS)
+                except queue.Empty:
+                    if until():
+                        return
+                    continue
+                answer.set_result(self._write(change, entry, published=published))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Answer every request, now and later, with "not recorded" (any thread may drain)."""
+        self._closed.set()
+        while True:
+            try:
+                *_, answer = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if not answer.done():
+                answer.set_result(False)
+
+    def _write(self, change: model.LayerChange, entry: model.LockEntry, *,
+               published: bool) -> bool:
+        report = self._report
         updated = report.lock.with_entry(change.layer, change.region, entry=entry)
         try:
-            report.revision = state.write(updated, expected_revision=report.revision)
+            report.revision = self._state.write(updated, expected_revision=report.revision)
         except errors.ReconcilerError as error:
             what = (f"{entry.layer_version_arn} is published but not recorded (the next plan "
                     "adopts it)" if published else
                     f"{entry.layer_version_arn} could not be recorded")
             report.failed.append(Failed(change, errors.StateError(
-                f"cannot record in {state.location}: {error.message}; {what}",
+                f"cannot record in {self._state.location}: {error.message}; {what}",
                 hint=error.hint)))
-            state_broken.append(error.message)
+            self.broken = True
             return False
         report.lock = updated
         return True
 
-    for change in plan.changes:
-        if change.action is model.Action.NOOP:
-            if change.record is not None:
-                if record(change, change.record, published=False):
-                    report.recorded.append(change)
-            else:
-                report.unchanged += 1
-    if state_broken:
-        for change in plan.changes:
-            if change.action is not model.Action.NOOP:
-                report.not_attempted.append(NotAttempted(change, "the state cannot be written"))
-        return report
 
-    filler_dir = tempfile.TemporaryDirectory(prefix="reconcile-filler-")
-    filler_zip = Path(filler_dir.name) / "filler.zip"
-    filler_zip.write_bytes(filler_zip_bytes())
+class _Regions:
+    """The give-up rule, shared by the lanes: after REGION_FAILURES_TO_GIVE_UP failures in a
+    row for reasons of the region, its steps not yet started are not attempted."""
 
-    def publish(change: model.LayerChange) -> Published:
-        zip_path = zips.get((change.layer, change.region))
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._given_up: dict[str, str] = {}
+
+    def failed(self, region: str, error: errors.ReconcilerError) -> None:
+        if not _region_trouble(error):
+            return
+        with self._lock:
+            self._failures[region] = self._failures.get(region, 0) + 1
+            if self._failures[region] >= REGION_FAILURES_TO_GIVE_UP:
+                self._given_up.setdefault(region, error.message)
+
+    def succeeded(self, region: str) -> None:
+        with self._lock:
+            self._failures[region] = 0
+
+    def given_up(self, region: str) -> str | None:
+        with self._lock:
+            return self._given_up.get(region)
+
+
+@dataclass
+class _LaneResult:
+    """What one lane did, merged into the report by the calling thread."""
+
+    published: list[Published] = field(default_factory=list)
+    granted: list[model.LayerChange] = field(default_factory=list)
+    deleted: list[Deleted] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    not_attempted: list[NotAttempted] = field(default_factory=list)
+
+    def merge_into(self, report: ApplyReport) -> None:
+        report.published += self.published
+        report.granted += self.granted
+        report.deleted += self.deleted
+        report.warnings += self.warnings
+        report.failed += self.failed
+        report.not_attempted += self.not_attempted
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The calls one step of a lane makes, against the stores."""
+
+    store: ports.LayerStore
+    objects: ports.ArtifactStore | None
+    zips: dict[tuple[str, str], Path]
+    filler_zip: Path
+    progress: Progress
+
+    def publish(self, change: model.LayerChange) -> Published:
+        """Upload (through S3), fillers, the real version, its CodeSha256 check and grants;
+        any failure after the fillers deletes them."""
+        store, progress = self.store, self.progress
+        zip_path = self.zips.get((change.layer, change.region))
         s3_object = change.code.s3 if change.code and (
             _through_s3(change) or _from_s3_source(change)) else None
         # The upload first: one that fails has taken no version number (no filler yet).
-        if _through_s3(change) and s3_object and zip_path and objects is not None:
-            upload_once(change, s3_object, zip_path=zip_path, objects=objects,
+        if _through_s3(change) and s3_object and zip_path and self.objects is not None:
+            upload_once(change, s3_object, zip_path=zip_path, objects=self.objects,
                         progress=progress)
-        fillers = publish_fillers(change, store=store, zip_path=filler_zip, progress=progress)
+        fillers = publish_fillers(change, store=store, zip_path=self.filler_zip,
+                                  progress=progress)
         try:
             progress(f"{change.layer}: publishing in {change.region}")
             # Sent once; after an unknown outcome the version is looked for before any resend.
@@ -319,125 +491,114 @@ def apply(
                                   store=store) from error
         return Published(change, version, adopted=outcome.adopted, fillers=fillers)
 
-    def grant(change: model.LayerChange) -> Granted:
-        progress(f"{change.layer}: updating grants in {change.region}")
-        update_grants(change, store=store)
+    def grant(self, change: model.LayerChange) -> Granted:
+        """Add and remove the statements a `grant` change names."""
+        self.progress(f"{change.layer}: updating grants in {change.region}")
+        update_grants(change, store=self.store)
         return Granted(change)
 
-    def delete(change: model.LayerChange) -> Deleted:
-        progress(f"{change.layer}: deleting v{change.version} in {change.region}")
-        store.delete_version(region=change.region, layer_name=change.layer_name,
-                             version=change.version or 0)
+    def delete(self, change: model.LayerChange) -> Deleted:
+        """Delete the version a `delete` change names."""
+        self.progress(f"{change.layer}: deleting v{change.version} in {change.region}")
+        self.store.delete_version(region=change.region, layer_name=change.layer_name,
+                                  version=change.version or 0)
         return Deleted(change, (change.version or 0,))
 
-    def cleanup(change: model.LayerChange, fillers: tuple[int, ...]) -> Callable[[], Deleted]:
-        def run() -> Deleted:
-            try:
-                delete_fillers(change, fillers, store=store)
-            except errors.ReconcilerError as error:
-                raise _reworded(error, (
-                    f"{error.message}; the filler version(s) {_numbers(fillers)} of "
-                    f"{change.layer_name} in {change.region} could not all be deleted: the "
-                    "next plan deletes what is left (reason stray_filler)")) from error
-            return Deleted(change, fillers)
-        return run
+    def delete_fillers(self, change: model.LayerChange, fillers: tuple[int, ...]) -> Deleted:
+        """Delete a recorded publish's fillers; a failure says what the next plan does."""
+        try:
+            delete_fillers(change, fillers, store=self.store)
+        except errors.ReconcilerError as error:
+            raise _reworded(error, (
+                f"{error.message}; the filler version(s) {_numbers(fillers)} of "
+                f"{change.layer_name} in {change.region} could not all be deleted: the "
+                "next plan deletes what is left (reason stray_filler)")) from error
+        return Deleted(change, fillers)
 
-    def job(change: model.LayerChange) -> Callable[[], Outcome]:
-        if change.action in _PUBLISHING:
-            return lambda: publish(change)
-        if change.action is model.Action.GRANT:
-            return lambda: grant(change)
-        return lambda: delete(change)
 
-    # Deletions wait for the publish of their layer and region, when there is one.
-    follows_publish = {(change.layer, change.region) for change in plan.changes
-                       if change.action in _PUBLISHING}
-    waiting: dict[tuple[str, str], list[model.LayerChange]] = {}
-    pending: list[tuple[model.LayerChange, Callable[[], Outcome]]] = []
-    for change in plan.changes:
-        if change.action is model.Action.DELETE and (change.layer,
-                                                     change.region) in follows_publish:
-            waiting.setdefault((change.layer, change.region), []).append(change)
-        elif change.action is not model.Action.NOOP:
-            pending.append((change, job(change)))
-    # Filler clean-ups run even after a stop request: a filler is never left behind.
-    urgent: list[tuple[model.LayerChange, Callable[[], Outcome]]] = []
-    region_failures: dict[str, int] = {}
-    given_up: dict[str, str] = {}
-    in_flight: dict[concurrent.futures.Future[Outcome], model.LayerChange] = {}
-
-    def release_waiting(change: model.LayerChange, *, why: str | None) -> None:
-        followers = waiting.pop((change.layer, change.region), [])
-        if why is None:  # next in line, in the plan's order (oldest version first)
-            pending[0:0] = [(follower, job(follower)) for follower in followers]
-        else:
-            report.not_attempted.extend(NotAttempted(follower, why) for follower in followers)
-
-    with filler_dir, concurrent.futures.ThreadPoolExecutor(
+def _run_lanes(found: list[Lane], *, steps: _Steps, recorder: _Recorder,
+               stop: threading.Event, parallelism: int) -> list[_LaneResult]:
+    """Run the lanes `parallelism` at a time while this thread records for them."""
+    regions = _Regions()
+    with concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, parallelism), thread_name_prefix="reconcile-apply") as pool:
-        while pending or in_flight or urgent:
-            while urgent and len(in_flight) < max(1, parallelism):
-                change, run = urgent.pop(0)
-                in_flight[pool.submit(run)] = change
-            while pending and len(in_flight) < max(1, parallelism) and not stop.is_set() \
-                    and not state_broken:
-                change, run = pending.pop(0)
-                if change.region in given_up:
-                    report.not_attempted.append(NotAttempted(
-                        change, f"{change.region} kept failing: {given_up[change.region]}"))
-                    release_waiting(change, why=f"{change.region} kept failing")
-                    continue
-                in_flight[pool.submit(run)] = change
-            if (stop.is_set() or state_broken) and pending:
-                why = ("apply was interrupted" if stop.is_set()
-                       else "the state cannot be written")
-                report.not_attempted.extend(NotAttempted(change, why) for change, _ in pending)
-                pending.clear()
-                report.interrupted = stop.is_set()
-            if not in_flight:
-                if not pending and not urgent:
-                    for followers in waiting.values():
-                        report.not_attempted.extend(NotAttempted(change, "apply was interrupted"
-                                                                 if stop.is_set() else
-                                                                 "its publish did not run")
-                                                    for change in followers)
-                    waiting.clear()
-                continue
-            done, _ = concurrent.futures.wait(in_flight, timeout=_POLL_SECONDS,
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: _order(in_flight[f])):
-                change = in_flight.pop(future)
-                try:
-                    outcome = future.result()
-                except errors.ReconcilerError as error:
-                    report.failed.append(Failed(change, error))
-                    release_waiting(change, why=f"the {change.action.value} before it failed")
-                    if _region_trouble(error):
-                        region_failures[change.region] = region_failures.get(change.region,
-                                                                             0) + 1
-                        if region_failures[change.region] >= REGION_FAILURES_TO_GIVE_UP:
-                            given_up.setdefault(change.region, error.message)
-                    continue
-                region_failures[change.region] = 0
-                if isinstance(outcome, Published):
-                    if outcome.fillers:
-                        urgent.append((change, cleanup(change, outcome.fillers)))
-                    if record(change, planner.lock_entry_for(change, outcome.version),
-                              published=True):
-                        report.published.append(outcome)
-                        report.warnings.extend(alignment_warnings(change, outcome.version))
-                        release_waiting(change, why=None)
-                    else:
-                        release_waiting(change, why="its publish could not be recorded")
-                elif isinstance(outcome, Granted):
-                    if change.current is not None and record(
-                            change, planner.lock_entry_for(change, change.current),
-                            published=False):
-                        report.granted.append(change)
-                else:
-                    report.deleted.append(outcome)
-    report.interrupted = report.interrupted or stop.is_set()
-    return report
+        futures = [pool.submit(_run_lane, lane, steps=steps, recorder=recorder,
+                               regions=regions, stop=stop) for lane in found]
+        recorder.serve(until=lambda: all(future.done() for future in futures))
+        return [future.result() for future in futures]
+
+
+def _gate(region: str, *, recorder: _Recorder, regions: _Regions,
+          stop: threading.Event) -> str | None:
+    """Why a lane may not start its next step (None: it may)."""
+    if stop.is_set():
+        return "apply was interrupted"
+    if recorder.broken:
+        return "the state cannot be written"
+    given_up = regions.given_up(region)
+    return f"{region} kept failing: {given_up}" if given_up is not None else None
+
+
+def _run_lane(lane: Lane, *, steps: _Steps, recorder: _Recorder, regions: _Regions,
+              stop: threading.Event) -> _LaneResult:
+    """One lane's steps in order: its head, then (after a publish, only once it is
+    recorded, and after its fillers are deleted) its deletions."""
+    result = _LaneResult()
+    head, deletes = lane.head, list(lane.deletes)
+    if head is not None:
+        blocked = _run_head(head, steps=steps, recorder=recorder, regions=regions, stop=stop,
+                            result=result)
+        if blocked is not None:
+            result.not_attempted += [NotAttempted(change, blocked) for change in deletes]
+            return result
+    for change in deletes:
+        why = _gate(lane.region, recorder=recorder, regions=regions, stop=stop)
+        if why is not None:
+            result.not_attempted.append(NotAttempted(change, why))
+            continue
+        try:
+            result.deleted.append(steps.delete(change))
+        except errors.ReconcilerError as error:
+            result.failed.append(Failed(change, error))
+            regions.failed(lane.region, error)
+            continue
+        regions.succeeded(lane.region)
+    return result
+
+
+def _run_head(head: model.LayerChange, *, steps: _Steps, recorder: _Recorder,
+              regions: _Regions, stop: threading.Event, result: _LaneResult) -> str | None:
+    """Run a lane's publish, create or grant and record it; why the deletions after a
+    publish may not run (None: they may)."""
+    why = _gate(head.region, recorder=recorder, regions=regions, stop=stop)
+    if why is not None:
+        result.not_attempted.append(NotAttempted(head, why))
+        return f"{head.region} kept failing" if regions.given_up(head.region) else why
+    publishing_head = head.action in _PUBLISHING
+    try:
+        outcome: Published | Granted = (steps.publish(head) if publishing_head
+                                        else steps.grant(head))
+    except errors.ReconcilerError as error:
+        result.failed.append(Failed(head, error))
+        regions.failed(head.region, error)
+        return f"the {head.action.value} before it failed" if publishing_head else None
+    regions.succeeded(head.region)
+    if isinstance(outcome, Granted):
+        if head.current is not None and recorder.record(
+                head, planner.lock_entry_for(head, head.current), published=False):
+            result.granted.append(head)
+        return None
+    recorded = recorder.record(head, planner.lock_entry_for(head, outcome.version),
+                               published=True)
+    if recorded:
+        result.published.append(outcome)
+        result.warnings += alignment_warnings(head, outcome.version)
+    if outcome.fillers:  # deleted even after a stop request: a filler is never left behind
+        try:
+            result.deleted.append(steps.delete_fillers(head, outcome.fillers))
+        except errors.ReconcilerError as error:
+            result.failed.append(Failed(head, error))
+    return None if recorded else "its publish could not be recorded"
 
 
 # align_versions' throwaway versions (the planner owns their description and bytes: a plan
