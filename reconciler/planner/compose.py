@@ -1,0 +1,81 @@
+"""The whole plan: every layer and region decided, then aligned, given its grants, retention and
+stray-filler deletes, sorted, with the plan's warnings (`plan`). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from reconciler import errors, model
+from reconciler.planner.align import align
+from reconciler.planner.fillers import stray_fillers, with_stray_fillers
+from reconciler.planner.grants import with_grants
+from reconciler.planner.inputs import PUBLISHING, Inputs
+from reconciler.planner.layers import decide
+from reconciler.planner.retention import with_retention
+
+# The share of the account's code storage above which the plan warns.
+STORAGE_WARNING_RATIO = 0.8
+
+
+def plan(
+    inputs: Iterable[Inputs],
+    *,
+    layer_errors: Iterable[model.LayerError] = (),
+    basis: model.PlanBasis | None = None,
+    storage: Mapping[str, model.CodeStorage] | None = None,
+    lock_holder: errors.LockHolder | None = None,
+) -> model.Plan:
+    """Decide every layer and region; changes sorted by layer, then region (in a region,
+    the layer's own change first, then its deletions, oldest first). Layers that could not
+    be planned are carried as errors, sorted by layer.
+
+    After each region's own decision: align_versions sets one target number over a layer's
+    regions (align()); a latest version that stays gets its grants reconciled (a `grant`
+    change); retention adds a `delete` change per version it removes, and each filler an
+    apply left behind (stray_fillers()) is a `delete` change too, unless `lock_holder`, an
+    apply that holds the state lock now (not this run), may still be using it: then a note
+    says so. `storage` is the code storage of the regions storage_regions() named, for the
+    warning."""
+    items = list(inputs)
+    decided = align([(item, decide(item)) for item in items])
+    changes: list[model.LayerChange] = []
+    warnings: list[str] = []
+    held: list[str] = []  # where stray fillers wait for the apply that holds the lock
+    for item, change in decided:
+        change = with_grants(item, change)
+        deletions: tuple[model.LayerChange, ...] = ()
+        if item.spec.retain is not None and item.versions is not None:
+            change, deletions = with_retention(item, change)
+        change, strays = with_stray_fillers(item, change, lock_holder=lock_holder)
+        changes.append(change)
+        changes.extend(sorted((*deletions, *strays), key=lambda deletion: deletion.version or 0))
+        if lock_holder is not None and stray_fillers(item.versions or ()):
+            held.append(f"{item.spec.key} ({item.region})")
+    if held and lock_holder is not None:
+        warnings.append(
+            f"filler versions left by an apply are not deleted by this plan in "
+            f"{', '.join(held)}: an apply holds the state lock ({lock_holder.who} on "
+            f"{lock_holder.host}, pid {lock_holder.pid}, since {lock_holder.created}) and "
+            "may still be using them; plan again once it ends (if that run is gone: "
+            f"reconcile force-unlock {lock_holder.lock_id})")
+    for spec in sorted({item.spec.key: item.spec for item in items}.values(),
+                       key=lambda spec: spec.key):
+        if any(grant.kind == "public" for grant in spec.grants):
+            warnings.append(f"layer {spec.key} is shared publicly: every AWS account may use "
+                            "its versions")
+    for region, found in sorted((storage or {}).items()):
+        if found.limit and found.used > STORAGE_WARNING_RATIO * found.limit:
+            warnings.append(
+                f"{region}: Lambda code storage is {100 * found.used / found.limit:.0f}% full "
+                f"({found.used:,} of {found.limit:,} bytes); old versions count until they "
+                "are deleted (`retain:`)")
+    return model.Plan(changes=tuple(sorted(changes, key=lambda c: (c.layer, c.region))),
+                      errors=tuple(sorted(layer_errors, key=lambda error: error.layer)),
+                      basis=basis, warnings=tuple(warnings))
+
+
+def storage_regions(decided: model.Plan) -> list[str]:
+    """The regions whose code storage the plan reads: those where it publishes or deletes
+    (a plan that changes nothing reads none)."""
+    return sorted({change.region for change in decided.changes
+                   if change.action in (*PUBLISHING, model.Action.DELETE)})
