@@ -182,117 +182,140 @@ def make_plan(
     lock is read once every version has been listed, so that a filler seen then was made
     by an apply that has ended if nobody holds the lock now. Given neither, the caller
     vouches that no apply runs."""
-    lock = snapshot.lock
     specs = list(selection.specs)
-    identified = code.identify(specs, regions=selection.regions)
-    layer_errors = [found for found in identified.values() if isinstance(found, model.LayerError)]
-    found_artifacts = {key: found for key, found in identified.items()
-                       if isinstance(found, model.Artifact)}
-    planned = [spec for spec in specs if spec.key in found_artifacts]
-
-    def fulfil_zip(spec: model.LayerSpec) -> None:
-        progress(f"{spec.key}: packaging")
-        try:
-            found_artifacts[spec.key] = code.build(spec, found_artifacts[spec.key])
-        except errors.ContentError as error:
-            layer_errors.append(model.LayerError(layer=spec.key, message=error.message,
-                                                 hint=error.hint))
-            del found_artifacts[spec.key]
-
+    found = _Evidence(parsed=parsed, selection=selection, lock=snapshot.lock, code=code,
+                      download=download, progress=progress,
+                      identified=code.identify(specs, regions=selection.regions))
     # Local first: the zips whose CodeSha256 the lock cannot tell, before any AWS call (an
     # S3 source has no zip to build: Lambda reads its object).
-    for spec in planned:
+    for spec in found.planned(specs):
         if spec.content.kind is not model.SourceKind.S3 and any(
-                planner.needs_zip(found_artifacts[spec.key], lock.get(spec.key, region))
+                planner.needs_zip(found.artifacts[spec.key], snapshot.lock.get(spec.key, region))
                for region in selection.regions[spec.key]):
-            fulfil_zip(spec)
-    planned = [spec for spec in planned if spec.key in found_artifacts]
-
-    check_accounts(planned, store=store, parsed=parsed)
-    remote = observe(planned, selection=selection, store=store, parallelism=parallelism,
-                     progress=progress)
-
-    policies: dict[tuple[str, str], frozenset[str]] = {}
-    versions: dict[tuple[str, str], tuple[model.RemoteVersion, ...]] = {}
-    function_uses: dict[str, dict[str, tuple[str, ...]]] = {}
-    contents: dict[tuple[str, str], model.RemoteContent] = {}
-
-    def inputs(spec: model.LayerSpec, region: str) -> planner.Inputs:
-        key = (spec.key, region)
-        return planner.Inputs(spec=spec, region=region, artifact=found_artifacts[spec.key],
-                              lock_entry=lock.get(spec.key, region),
-                              remote_latest=remote[key], policy=policies.get(key),
-                              versions=versions.get(key),
-                              function_uses=function_uses.get(region),
-                              artifact_bucket=artifact_bucket(parsed, region=region),
-                              download=download, remote_content=contents.get(key))
-
+            found.fulfil_zip(spec)
+    check_accounts(found.planned(specs), store=store, parsed=parsed)
+    found.remote = observe(found.planned(specs), selection=selection, store=store,
+                           parallelism=parallelism, progress=progress)
     for _ in range(_MAX_EVIDENCE_ROUNDS):
-        planned = [spec for spec in planned if spec.key in found_artifacts]
-        asked = {(spec.key, region): planner.missing_evidence(inputs(spec, region))
-                 for spec in planned for region in selection.regions[spec.key]}
-        if not any(asked.values()):
+        if not found.fetch_round(found.planned(specs), store=store, parallelism=parallelism):
             break
-        fetch = [(spec, region, latest) for spec in planned
-                 for region in selection.regions[spec.key]
-                 if planner.Evidence.REMOTE_CODE in asked[(spec.key, region)]
-                 and (latest := remote[(spec.key, region)]) is not None]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-            fetched = pool.map(lambda item: store.with_code(
-                region=item[1], layer_name=item[0].name, version=item[2]), fetch)
-            for (spec, region, _), version in zip(fetch, list(fetched), strict=True):
-                remote[(spec.key, region)] = version
-            fetch_fleet_evidence(asked, planned=planned, remote=remote, policies=policies,
-                                 versions=versions, function_uses=function_uses,
-                                 store=store, pool=pool)
-            downloads = [(spec, region, latest) for spec, region, latest in (
-                (spec, region, remote[(spec.key, region)]) for spec in planned
-                for region in selection.regions[spec.key]
-                if planner.Evidence.REMOTE_CONTENT in asked[(spec.key, region)])
-                if latest is not None]
-            for spec, region, _ in downloads:
-                progress(f"{spec.key}: downloading the latest version in {region} to "
-                         "compare its files")
-            found_contents = pool.map(lambda item: adoption.remote_content(
-                store=store, spec=item[0], region=item[1], version=item[2].version,
-                downloads_dir=code.downloads_dir), downloads)
-            for (spec, region, _), found in zip(downloads, list(found_contents), strict=True):
-                contents[(spec.key, region)] = found
-        for spec in planned:
-            if any(planner.Evidence.ZIP in asked[(spec.key, region)]
-                   for region in selection.regions[spec.key]):
-                fulfil_zip(spec)
     else:  # pragma: no cover - the planner asks for at most three kinds of evidence in turn
         raise errors.ReconcilerError("the planner kept asking for evidence; this is a bug")
-
-    planned = [spec for spec in planned if spec.key in found_artifacts]
     if not selection.targets:
         code.prune()
-    fingerprints = {key: artifact.fingerprint for key, artifact in found_artifacts.items()}
+    fingerprints = {key: artifact.fingerprint for key, artifact in found.artifacts.items()}
     # The lock is read only when there is a stray filler to delete or not.
     holder = lock_holder(state, lock_id=lock_id) if any(
-        planner.stray_fillers(listed) for listed in versions.values()) else None
-    decided = planner.plan(
-        (inputs(spec, region) for spec in planned for region in selection.regions[spec.key]),
-        lock_holder=holder)
+        planner.stray_fillers(listed) for listed in found.versions.values()) else None
+    decided = planner.plan(found.all_inputs(found.planned(specs)), lock_holder=holder)
     storage_regions = planner.storage_regions(decided)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        storage = {region: found for region, found in zip(storage_regions, pool.map(
+        storage = {region: used for region, used in zip(storage_regions, pool.map(
             lambda region: store.code_storage(region=region), storage_regions), strict=True)
-            if found is not None}
+            if used is not None}
     # A layer too large to publish is an error, and so not also a change to make (it was
     # counted as "1 to create" besides): out of the plan, like a layer whose content failed.
     size_errors = _upload_size_errors(decided, parsed=parsed)
-    planned = [spec for spec in planned
-               if spec.key not in {error.layer for error in size_errors}]
+    too_large = {error.layer for error in size_errors}
     return planner.plan(
-        (inputs(spec, region) for spec in planned for region in selection.regions[spec.key]),
+        found.all_inputs([spec for spec in found.planned(specs) if spec.key not in too_large]),
         storage=storage, lock_holder=holder,
-        layer_errors=[*layer_errors, *size_errors],
+        layer_errors=[*found.layer_errors, *size_errors],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
                     state_location=state_location, fingerprints=fingerprints,
                     manifest_path=manifest_path, download=download),
     )
+
+
+class _Evidence:
+    """What one plan has found so far, layer by layer and region by region: the local
+    artifacts (and the layers in error), the remote latest versions, and the evidence the
+    planner asked for (policies, every version, function uses, downloaded contents)."""
+
+    def __init__(self, *, parsed: model.Manifest, selection: Selection, lock: model.Lock,
+                 code: artifacts.LocalCode, download: bool, progress: Progress,
+                 identified: dict[str, model.Artifact | model.LayerError]) -> None:
+        self._parsed, self._selection, self._lock = parsed, selection, lock
+        self._code, self._download, self._progress = code, download, progress
+        self.layer_errors = [item for item in identified.values()
+                             if isinstance(item, model.LayerError)]
+        self.artifacts = {key: item for key, item in identified.items()
+                          if isinstance(item, model.Artifact)}
+        self.remote: dict[tuple[str, str], model.RemoteVersion | None] = {}
+        self.policies: dict[tuple[str, str], frozenset[str]] = {}
+        self.versions: dict[tuple[str, str], tuple[model.RemoteVersion, ...]] = {}
+        self.function_uses: dict[str, dict[str, tuple[str, ...]]] = {}
+        self.contents: dict[tuple[str, str], model.RemoteContent] = {}
+
+    def planned(self, specs: list[model.LayerSpec]) -> list[model.LayerSpec]:
+        """The layers of `specs` still planned (not in error)."""
+        return [spec for spec in specs if spec.key in self.artifacts]
+
+    def fulfil_zip(self, spec: model.LayerSpec) -> None:
+        """Build the layer's zip; a content error takes the layer out of the plan."""
+        self._progress(f"{spec.key}: packaging")
+        try:
+            self.artifacts[spec.key] = self._code.build(spec, self.artifacts[spec.key])
+        except errors.ContentError as error:
+            self.layer_errors.append(model.LayerError(layer=spec.key, message=error.message,
+                                                      hint=error.hint))
+            del self.artifacts[spec.key]
+
+    def inputs(self, spec: model.LayerSpec, region: str) -> planner.Inputs:
+        """What the planner decides `spec` in `region` from, as found so far."""
+        key = (spec.key, region)
+        return planner.Inputs(spec=spec, region=region, artifact=self.artifacts[spec.key],
+                              lock_entry=self._lock.get(spec.key, region),
+                              remote_latest=self.remote[key], policy=self.policies.get(key),
+                              versions=self.versions.get(key),
+                              function_uses=self.function_uses.get(region),
+                              artifact_bucket=artifact_bucket(self._parsed, region=region),
+                              download=self._download, remote_content=self.contents.get(key))
+
+    def all_inputs(self, specs: list[model.LayerSpec]) -> list[planner.Inputs]:
+        """The inputs of every layer of `specs` in each of its regions."""
+        return [self.inputs(spec, region) for spec in specs
+                for region in self._selection.regions[spec.key]]
+
+    def fetch_round(self, planned: list[model.LayerSpec], *, store: ports.LayerStore,
+                    parallelism: int) -> bool:
+        """Ask the planner what it misses and fetch it (in a pool); False when it asked for
+        nothing, so that it can decide."""
+        regions = self._selection.regions
+        asked = {(spec.key, region): planner.missing_evidence(self.inputs(spec, region))
+                 for spec in planned for region in regions[spec.key]}
+        if not any(asked.values()):
+            return False
+
+        def wanted(kind: planner.Evidence) -> list[tuple[model.LayerSpec, str,
+                                                         model.RemoteVersion]]:
+            return [(spec, region, latest) for spec in planned for region in regions[spec.key]
+                    if kind in asked[(spec.key, region)]
+                    and (latest := self.remote[(spec.key, region)]) is not None]
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+            fetch = wanted(planner.Evidence.REMOTE_CODE)
+            fetched = pool.map(lambda item: store.with_code(
+                region=item[1], layer_name=item[0].name, version=item[2]), fetch)
+            for (spec, region, _), version in zip(fetch, list(fetched), strict=True):
+                self.remote[(spec.key, region)] = version
+            fetch_fleet_evidence(asked, planned=planned, remote=self.remote,
+                                 policies=self.policies, versions=self.versions,
+                                 function_uses=self.function_uses, store=store, pool=pool)
+            downloads = wanted(planner.Evidence.REMOTE_CONTENT)
+            for spec, region, _ in downloads:
+                self._progress(f"{spec.key}: downloading the latest version in {region} to "
+                               "compare its files")
+            found_contents = pool.map(lambda item: adoption.remote_content(
+                store=store, spec=item[0], region=item[1], version=item[2].version,
+                downloads_dir=self._code.downloads_dir), downloads)
+            for (spec, region, _), content in zip(downloads, list(found_contents), strict=True):
+                self.contents[(spec.key, region)] = content
+        for spec in planned:
+            if any(planner.Evidence.ZIP in asked[(spec.key, region)]
+                   for region in regions[spec.key]):
+                self.fulfil_zip(spec)
+        return True
 
 
 _PUBLISHING = (model.Action.CREATE, model.Action.PUBLISH)
