@@ -152,7 +152,7 @@ def test_show_renders_a_saved_plan(checkout: Path, tmp_path: Path) -> None:
     text = run(tmp_path, "show", str(plan_file), env=offline)
     assert text.returncode == 0 and "Plan: 2 to create" in text.stdout
     as_json = run(tmp_path, "show", str(plan_file), "--format", "json", env=offline)
-    assert valid_plan(json.loads(as_json.stdout))["summary"]["create"] == 2  # type: ignore[index]
+    assert valid_plan(json.loads(as_json.stdout))["summary"]["create"] == 2
     markdown = run(tmp_path, "show", str(plan_file), "--format", "markdown", env=offline)
     assert markdown.stdout.startswith("### reconcile plan")
 
