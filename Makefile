@@ -20,6 +20,7 @@ install: $(STAMP)
 	rm -rf build
 	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
 
+# mypy --strict over reconciler, tools and tests: its files and options are in pyproject.toml.
 lint: install
 	$(BIN)/ruff check reconciler tests tools bench
 	$(BIN)/mypy

@@ -9,7 +9,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from reconciler import errors, model, ports
 
@@ -34,7 +34,7 @@ class PublishFault:
 
 
 @dataclass
-class FakeArtifactStore:
+class FakeArtifactStore(ports.ArtifactStore):
     """S3 objects per region, bucket and key (single-part: ChecksumSHA256 is the object's
     SHA-256); `calls` records ("head"|"upload", region, "bucket/key")."""
 
@@ -55,7 +55,7 @@ class FakeArtifactStore:
             checksum_sha256=base64.b64encode(hashlib.sha256(data).digest()).decode(),
             content_sha256=metadata.get("reconcile-content-sha256"))
 
-    def upload_file(self, *, region: str, location: model.S3Object, zip_path: Path,
+    def upload_file(self, *, region: str, location: model.S3Object, zip_path: PurePath,
                     content_sha256: str) -> None:
         """Store the file's bytes under the key."""
         self.calls.append(("upload", region, f"{location.bucket}/{location.key}"))
@@ -73,7 +73,7 @@ class FakeArtifactStore:
 
 
 @dataclass
-class FakeLayerStore:
+class FakeLayerStore(ports.LayerStore):
     """Lambda's layer versions per region and name; version numbers never go back.
 
     `fail_publish` fails every publish of a layer name; `publish_faults` scripts the next
@@ -132,7 +132,7 @@ class FakeLayerStore:
                               aws_code="ResourceNotFoundException")
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: Path | None,
+                zip_path: PurePath | None,
                 s3_object: model.S3Object | None = None) -> model.RemoteVersion:
         """A new version from the zip's bytes, or from the S3 object's."""
         self.calls.append(("publish", region, layer_name))
@@ -153,12 +153,12 @@ class FakeLayerStore:
         return self.put(region=region, layer_name=layer_name, settings=settings,
                         zip_bytes=self._code(region, zip_path, s3_object))
 
-    def _code(self, region: str, zip_path: Path | None,
+    def _code(self, region: str, zip_path: PurePath | None,
               s3_object: model.S3Object | None) -> bytes:
         if s3_object is not None:
             return self.objects.read(region=region, location=s3_object)
         assert zip_path is not None, "a publish needs a zip or an S3 object"
-        return zip_path.read_bytes()
+        return Path(zip_path).read_bytes()
 
     def versions_above(self, *, region: str, layer_name: str,
                        version: int) -> list[model.RemoteVersion]:
@@ -171,7 +171,7 @@ class FakeLayerStore:
                       key=lambda v: v.version)
 
     def download_code(self, *, region: str, layer_name: str, version: int,
-                      destination: Path, max_bytes: int) -> int:
+                      destination: PurePath, max_bytes: int) -> int:
         """The version's zip bytes, written to `destination` (as a download of its
         Content.Location); refused past `max_bytes`."""
         self.calls.append(("download", region, f"{layer_name}:{version}"))

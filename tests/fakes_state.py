@@ -25,7 +25,7 @@ def _utc_now() -> datetime.datetime:
 
 
 @dataclass
-class MemoryObjectStore:
+class MemoryObjectStore(ports.ObjectStore):
     """One bucket's objects by key: (bytes, ETag)."""
 
     bucket: str = "state-bucket"

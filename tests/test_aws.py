@@ -16,9 +16,11 @@ from typing import Any
 
 import boto3
 import botocore.awsrequest
+import botocore.compat
 import botocore.exceptions
 import botocore.stub
 import pytest
+from bototyping import before_send, options
 
 from reconciler import aws, errors, model
 
@@ -343,12 +345,12 @@ def test_publish_client_never_retries_and_reads_keep_the_default(offline: None) 
     default = aws.Boto3LayerStore()
     chosen = aws.Boto3LayerStore(max_attempts=7)
 
-    assert default.publish_client(REGION).meta.config.retries == {
+    assert options(default.publish_client(REGION).meta.config).retries == {
         "mode": "standard", "total_max_attempts": 1}
-    assert default.client(REGION).meta.config.retries["mode"] == "standard"
-    assert chosen.client(REGION).meta.config.retries == {
+    assert options(default.client(REGION).meta.config).retries["mode"] == "standard"
+    assert options(chosen.client(REGION).meta.config).retries == {
         "mode": "standard", "total_max_attempts": 7}
-    assert chosen.publish_client(REGION).meta.config.retries == {
+    assert options(chosen.publish_client(REGION).meta.config).retries == {
         "mode": "standard", "total_max_attempts": 1}
 
 
@@ -360,17 +362,17 @@ def test_users_retry_mode_governs_reads_not_publishes(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "6")
     store = aws.Boto3LayerStore()
 
-    assert store.client(REGION).meta.config.retries == {
+    assert options(store.client(REGION).meta.config).retries == {
         "mode": "adaptive", "total_max_attempts": 6}
-    assert store.publish_client(REGION).meta.config.retries["total_max_attempts"] == 1
+    assert options(store.publish_client(REGION).meta.config).retries["total_max_attempts"] == 1
 
 
 def test_read_timeout_applies_to_both_clients(offline: None) -> None:
     """read_timeout= sets the read timeout of the read and the publish clients."""
     store = aws.Boto3LayerStore(read_timeout=2.5)
 
-    assert store.client(REGION).meta.config.read_timeout == 2.5
-    assert store.publish_client(REGION).meta.config.read_timeout == 2.5
+    assert options(store.client(REGION).meta.config).read_timeout == 2.5
+    assert options(store.publish_client(REGION).meta.config).read_timeout == 2.5
 
 
 def _call(store: aws.Boto3LayerStore, operation: str, zip_path: Path) -> object:
@@ -532,7 +534,8 @@ class Throttler:
             return None
         body = json.dumps({"__type": "TooManyRequestsException",
                            "message": "Rate exceeded"}).encode()
-        headers = {"Content-Type": "application/json", "x-amzn-RequestId": "throttled"}
+        headers = botocore.compat.HTTPHeaders.from_dict(
+            {"Content-Type": "application/json", "x-amzn-RequestId": "throttled"})
         return botocore.awsrequest.AWSResponse(request.url, 429, headers, CannedBody(body))
 
 
@@ -540,7 +543,8 @@ def throttled_store(*, max_attempts: int, throttles: int) -> tuple[aws.Boto3Laye
     """A store whose ListLayerVersions calls go through a Throttler."""
     store = aws.Boto3LayerStore(max_attempts=max_attempts)
     throttler = Throttler(throttles)
-    store.client(REGION).meta.events.register("before-send.lambda.ListLayerVersions", throttler)
+    store.client(REGION).meta.events.register("before-send.lambda.ListLayerVersions",
+                                              before_send(throttler))
     return store, throttler
 
 

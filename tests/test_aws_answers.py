@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.awsrequest
+import botocore.compat
 import botocore.stub
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -216,7 +217,9 @@ def _answering(store: aws.Boto3LayerStore, operation: str, body: bytes,
     def answer(request: botocore.awsrequest.AWSPreparedRequest,
                **_: Any) -> botocore.awsrequest.AWSResponse:
         return botocore.awsrequest.AWSResponse(
-            request.url, status, {"Content-Type": "application/json"}, _Canned(body))
+            request.url, status,
+            botocore.compat.HTTPHeaders.from_dict({"Content-Type": "application/json"}),
+            _Canned(body))
 
     event = f"before-send.lambda.{operation}"
     client.meta.events.register(event, answer, unique_id="canned-answer")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import boto3
 import botocore.stub
@@ -18,6 +19,14 @@ from reconciler import aws, model
 
 ACCOUNT_GRANT = model.Grant(kind="account", principal="111122223333")
 ORG_GRANT = model.Grant(kind="organization", principal="o-a1b2c3d4e5")
+
+
+class Where(TypedDict):
+    """The keyword arguments that name one layer version in a store call."""
+
+    region: str
+    layer_name: str
+    version: int
 
 
 @pytest.fixture
@@ -36,7 +45,7 @@ def test_grants_are_added_read_and_removed(
     (an organization as Principal * with its OrganizationId); removing one leaves the other,
     and removing one already gone is no error."""
     store, version = published
-    where = {"region": REGION, "layer_name": "fleet", "version": version}
+    where: Where = {"region": REGION, "layer_name": "fleet", "version": version}
     assert store.policy_statements(**where) == frozenset()
     store.add_permission(**where, grant=ACCOUNT_GRANT)
     store.add_permission(**where, grant=ORG_GRANT)

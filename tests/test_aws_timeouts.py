@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from bototyping import options
 from clirun import run
 
 from reconciler import aws, model
@@ -23,10 +24,11 @@ def test_timeout_sets_connect_and_read_of_every_client(moto_url: str) -> None:
     store = aws.Boto3LayerStore(timeout=3)
     for client in (store.client("us-east-1"), store.publish_client("us-east-1"),
                    store.s3_client("us-east-1")):
-        assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (3, 3)
-    default = aws.Boto3LayerStore().client("us-east-1").meta.config
+        config = options(client.meta.config)
+        assert (config.connect_timeout, config.read_timeout) == (3, 3)
+    default = options(aws.Boto3LayerStore().client("us-east-1").meta.config)
     assert (default.connect_timeout, default.read_timeout) == (aws.DEFAULT_TIMEOUT,) * 2
-    objects = aws.Boto3ObjectStore(bucket="b", timeout=4).client.meta.config
+    objects = options(aws.Boto3ObjectStore(bucket="b", timeout=4).client.meta.config)
     assert (objects.connect_timeout, objects.read_timeout) == (4, 4)
 
 

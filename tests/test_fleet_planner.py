@@ -128,7 +128,7 @@ def test_retention_counts_the_version_being_published() -> None:
 
 def test_retention_keeps_a_version_a_function_uses_and_names_it() -> None:
     """A version any function uses is kept, and the plan names the function."""
-    uses = {ARN.format("us-east-1", 2): ("api:$LATEST", "api:7")}
+    uses: dict[str, tuple[str, ...]] = {ARN.format("us-east-1", 2): ("api:$LATEST", "api:7")}
     item = inputs(spec(retain=3), latest=6, recorded=6, versions=VERSIONS, uses=uses)
     changes = planner.plan([item]).changes
     assert [c.version for c in changes if c.action is A.DELETE] == [1, 3]

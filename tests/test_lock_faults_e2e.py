@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -70,7 +70,8 @@ def recorded(moto_url: str) -> dict[str, int]:
 # How a reply is lost: a reset after S3 did the work, retried by botocore (its retry meets
 # the object: 412); the same with no retry (--max-attempts 1: the run sees no answer at all);
 # a 500 after the work, retried (412 again).
-LOST_REPLIES = {
+# fault name -> (the rule for a key, the extra apply options)
+LOST_REPLIES: dict[str, tuple[Callable[[str], faultproxy.Rule], tuple[str, ...]]] = {
     "reset-then-retry": (lambda key: faultproxy.reset_after_forward(
         operation="PutObject", key=key), ()),
     "reset-no-retry": (lambda key: faultproxy.reset_after_forward(

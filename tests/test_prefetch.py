@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -83,10 +84,20 @@ def _project(folder: Path, *, tools: int = 40, size: int = 3000) -> Path:
     return folder
 
 
-def _identify(folder: Path, mode: str) -> dict[str, object]:
+class Identified(TypedDict):
+    """What SCENARIO prints: each layer's fingerprint (or "error: ..."), the saved stat
+    cache's digest per path, and the worker's part."""
+
+    found: dict[str, str]
+    cached: dict[str, str]
+    worker_used: bool
+    written_before_identify: bool
+
+
+def _identify(folder: Path, mode: str) -> Identified:
     done = subprocess.run([sys.executable, "-c", SCENARIO, mode], cwd=folder, check=True,
                           capture_output=True, text=True)
-    result: dict[str, object] = json.loads(done.stdout)
+    result: Identified = json.loads(done.stdout)
     return result
 
 
@@ -110,7 +121,7 @@ def test_the_worker_identifies_as_this_process_does(two_copies: tuple[Path, Path
     assert isinstance(found, dict) and found == inline["found"]
     assert str(found["leaky"]).startswith("error: ") and "outside" in str(found["leaky"])
     relative = {mode: {os.path.relpath(key, folder): digest for key, digest in
-                       dict(result["cached"]).items()}  # type: ignore[call-overload]
+                       dict(result["cached"]).items()}
                 for mode, folder, result in (("worker", first, through_worker),
                                              ("inline", second, inline))}
     assert relative["worker"] == relative["inline"]
@@ -128,7 +139,7 @@ def test_the_run_saves_the_cache_the_worker_encoded(two_copies: tuple[Path, Path
     assert inline["written_before_identify"] is False
     assert held["found"] == inline["found"]
     assert sorted(dict(held["cached"]).values()) == \
-        sorted(dict(inline["cached"]).values())  # type: ignore[call-overload]
+        sorted(dict(inline["cached"]).values())
 
 
 def test_a_killed_worker_costs_time_not_a_result(tmp_path: Path) -> None:
@@ -157,7 +168,7 @@ def test_a_same_size_rewrite_with_its_mtime_restored_is_seen(tmp_path: Path) -> 
     os.utime(victim, ns=(settled.st_atime_ns, settled.st_mtime_ns))
     after = _identify(folder, "worker")
     assert os.stat(victim).st_mtime_ns == settled.st_mtime_ns
-    found_before, found_after = dict(before["found"]), dict(after["found"])  # type: ignore[call-overload]
+    found_before, found_after = dict(before["found"]), dict(after["found"])
     assert found_before["tools"] != found_after["tools"]
     assert found_before["more"] == found_after["more"]
 

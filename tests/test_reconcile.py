@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pytest
 from fakes import FakeLayerStore
@@ -397,7 +397,7 @@ class LockfileSabotagingStore(FakeLayerStore):
     lockfile_path: Path = Path()
 
     def publish(self, *, region: str, layer_name: str, settings: model.Settings,
-                zip_path: Path | None,
+                zip_path: PurePath | None,
                 s3_object: model.S3Object | None = None) -> model.RemoteVersion:
         """Publish, then make the lockfile unwritable."""
         version = super().publish(region=region, layer_name=layer_name, settings=settings,

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -47,7 +48,7 @@ def copy_checkout(source: Path, target: Path) -> Path:
     return target
 
 
-def saved_plan(checkout: Path, plan_file: Path) -> dict[str, object]:
+def saved_plan(checkout: Path, plan_file: Path) -> dict[str, Any]:
     """`plan --out` in `checkout`; the saved document, schema-checked."""
     result = run(checkout, "plan", "--out", str(plan_file))
     assert result.returncode == 0, result.stderr
@@ -61,7 +62,7 @@ def test_saved_plan_applies_on_another_checkout(checkout: Path, tmp_path: Path) 
     plan_file = tmp_path / "plan.json"
     document = saved_plan(checkout, plan_file)
     planned = {change["layer"]: change["desired"]["code_sha256"]
-               for change in document["changes"]}  # type: ignore[attr-defined]
+               for change in document["changes"]}
     merge_job = copy_checkout(checkout, tmp_path / "merge-job")
     applied = run(merge_job, "apply", str(plan_file))
     assert applied.returncode == 0, applied.stderr
@@ -152,7 +153,7 @@ def test_show_renders_a_saved_plan(checkout: Path, tmp_path: Path) -> None:
     text = run(tmp_path, "show", str(plan_file), env=offline)
     assert text.returncode == 0 and "Plan: 2 to create" in text.stdout
     as_json = run(tmp_path, "show", str(plan_file), "--format", "json", env=offline)
-    assert valid_plan(json.loads(as_json.stdout))["summary"]["create"] == 2  # type: ignore[index]
+    assert valid_plan(json.loads(as_json.stdout))["summary"]["create"] == 2
     markdown = run(tmp_path, "show", str(plan_file), "--format", "markdown", env=offline)
     assert markdown.stdout.startswith("### reconcile plan")
 

@@ -25,7 +25,9 @@ SCHEMA_COMMENT = "# yaml-language-server: $schema="
 def publish_layer_version_members() -> dict[str, Any]:
     """botocore's input members of Lambda's PublishLayerVersion."""
     service = botocore.session.get_session().get_service_model("lambda")
-    members: dict[str, Any] = service.operation_model("PublishLayerVersion").input_shape.members
+    input_shape = service.operation_model("PublishLayerVersion").input_shape
+    assert input_shape is not None, "PublishLayerVersion takes input"
+    members: dict[str, Any] = dict(input_shape.members)
     return members
 
 

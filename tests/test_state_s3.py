@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pytest
@@ -243,6 +244,11 @@ def probe(prefix: str, *, host: str | None = None, pid: int) -> str:
     return f"{prefix}.reconcile-probe-h{host or state.host_tag()}-p{pid}-0123abcd"
 
 
+def stopped_at(moment: datetime.datetime) -> Callable[[], datetime.datetime]:
+    """A clock that always reads `moment`."""
+    return lambda: moment
+
+
 def test_leftover_probes_are_removed_only_when_stale() -> None:
     """Proving the store removes the probes of dead runs of this host and probes older than
     an hour; a fresh probe of another host or of a live process, the lock, the state and
@@ -259,7 +265,7 @@ def test_leftover_probes_are_removed_only_when_stale() -> None:
             probe("p/sub/", pid=dead_pid()): old,
             "p/layers.lock.json": old, "p/layers.lock.json.lock": old}
     for key, when in {**gone, **kept}.items():
-        memory.clock = lambda when=when: when
+        memory.clock = stopped_at(when)
         memory.put(key, b"x")
     memory.clock = lambda: now
 

@@ -10,16 +10,21 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import boto3
 import botocore.auth
 import botocore.awsrequest
+import botocore.compat
 import botocore.credentials
 import pytest
+from bototyping import before_send
 from test_aws import CannedBody
 
 from reconciler import aws, model, uploadbody
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda.literals import ArchitectureType, RuntimeType
 
 REGION = "us-east-1"
 SETTINGS = model.Settings.normalised(description="streamed \u00e9 \"quoted\"",
@@ -40,9 +45,11 @@ class Capture:
                  **_: Any) -> botocore.awsrequest.AWSResponse:
         body = request.body
         if hasattr(body, "read"):
-            self.body = body.read()
+            # A streamed body: reconcile's binary file object (the stubs allow IO[str] too).
+            self.body = cast(IO[bytes], body).read()
         else:
-            self.body = bytes(body or b"")
+            # botocore serializes JSON to bytes; a str body never reaches a before-send here.
+            self.body = bytes(cast("bytes | bytearray | None", body) or b"")
         self.url = request.url
         self.headers = {name: value.decode() if isinstance(value, bytes) else value
                         for name, value in request.headers.items()}
@@ -50,7 +57,9 @@ class Capture:
                             "123456789012:layer:x:1", "Content": {"CodeSha256": "x",
                                                                  "CodeSize": 1}}).encode()
         return botocore.awsrequest.AWSResponse(
-            request.url, 201, {"Content-Type": "application/json"}, CannedBody(reply))
+            request.url, 201,
+            botocore.compat.HTTPHeaders.from_dict({"Content-Type": "application/json"}),
+            CannedBody(reply))
 
 
 @pytest.fixture
@@ -71,16 +80,19 @@ def test_streamed_body_is_the_json_botocore_would_send(
     zip_path.write_bytes(os.urandom(size))
     plain = boto3.client("lambda", region_name=REGION)
     expected = Capture()
-    plain.meta.events.register("before-send.lambda.PublishLayerVersion", expected)
+    plain.meta.events.register("before-send.lambda.PublishLayerVersion",
+                              before_send(expected))
     plain.publish_layer_version(
         LayerName="x", Content={"ZipFile": zip_path.read_bytes()},
         Description=SETTINGS.description, LicenseInfo=SETTINGS.license_info,
-        CompatibleRuntimes=list(SETTINGS.compatible_runtimes),
-        CompatibleArchitectures=list(SETTINGS.compatible_architectures))
+        # The settings hold plain strings; boto3-stubs wants its literal names.
+        CompatibleRuntimes=cast("list[RuntimeType]", list(SETTINGS.compatible_runtimes)),
+        CompatibleArchitectures=cast("list[ArchitectureType]",
+                                     list(SETTINGS.compatible_architectures)))
     store = aws.Boto3LayerStore()
     streamed = Capture()
     store.publish_client(REGION).meta.events.register(
-        "before-send.lambda.PublishLayerVersion", streamed)
+        "before-send.lambda.PublishLayerVersion", before_send(streamed))
 
     store.publish(region=REGION, layer_name="x", settings=SETTINGS, zip_path=zip_path)
 

@@ -8,6 +8,8 @@ import base64
 import hashlib
 import http.server
 import os
+import socket
+import socketserver
 import subprocess
 import threading
 import zipfile
@@ -120,8 +122,9 @@ def serve_index(root: Path) -> Iterator[Index]:
     index = Index(root)
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+        def __init__(self, request: socket.socket | tuple[bytes, socket.socket],
+                     client_address: tuple[str, int], server: socketserver.BaseServer) -> None:
+            super().__init__(request, client_address, server, directory=str(root))
 
         def do_GET(self) -> None:
             index.requests.append(self.path)
