@@ -131,7 +131,7 @@ def plan_and_apply(folder: Path, *, apply: bool) -> tuple[model.Plan, applying.A
 
 def fillers_left() -> list[tuple[str, int]]:
     """(region, number) of every filler version of `lib` on the server."""
-    found = []
+    found: list[tuple[str, int]] = []
     for region in REGIONS:
         client = boto3.client("lambda", region_name=region)
         try:

@@ -11,7 +11,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import faultproxy
@@ -20,6 +20,9 @@ from clirun import plan_json, run
 from test_reliability_e2e import Cli, no_process_outlives_its_test
 
 from reconciler import planner
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CreateBucketConfigurationTypeDef
 
 __all__ = ["no_process_outlives_its_test"]  # the autouse fixture: no `reconcile` outlives
 
@@ -220,8 +223,9 @@ def test_a_refused_upload_burns_no_number(
         if region == "us-east-1":
             s3.create_bucket(Bucket=bucket)
         else:
-            s3.create_bucket(Bucket=bucket,
-                             CreateBucketConfiguration={"LocationConstraint": region})
+            # The stubs list the region names as literals; these are strings from a table.
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=cast(
+                "CreateBucketConfigurationTypeDef", {"LocationConstraint": region}))
     extra = "artifact_bucket:\n" + "".join(f"  {region}: {bucket}\n"
                                            for region, bucket in buckets.items())
     folder = project(tmp_path, moto_url, extra=extra)

@@ -7,7 +7,7 @@ every failure after them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from fakes import FakeArtifactStore, FakeLayerStore
 from test_fleet_planner import ARN, CODE_A, CODE_B, S1, built, lock, remote, spec
@@ -243,7 +243,7 @@ class UploadFailingObjects(FakeArtifactStore):
 
     failing = False
 
-    def upload_file(self, *, region: str, location: model.S3Object, zip_path: Path,
+    def upload_file(self, *, region: str, location: model.S3Object, zip_path: PurePath,
                     content_sha256: str) -> None:
         """Refused as AccessDenied while failing, else stored."""
         if self.failing:
