@@ -43,6 +43,7 @@ SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUI
                    "zipbuild", "state",
                    "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
+                   "applying.report", "applying.steps", "applying.lanes",
                    "publishing", "sandbox", "forking", "github", "cli"})
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
