@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import archive, errors, model
+from reconciler import archive, errors, model, zipmembers
 
 # Pinned values: a change to any of them changes what users publish, so it needs a
 # FORMAT_VERSION bump (and a new pinned value), never a silent update.
@@ -395,7 +395,7 @@ def test_rules_without_negation_judge_as_one_rule_at_a_time(
 )
 def test_check_member_names(names: list[str], offenders: list[str]) -> None:
     """Absolute names, `..` components and duplicates get one message each; safe names none."""
-    problems = archive.check_member_names(names)
+    problems = zipmembers.check_member_names(names)
     assert len(problems) == len(offenders)
     for problem, offender in zip(problems, offenders, strict=True):
         assert offender in problem
@@ -429,7 +429,7 @@ RAW_CP437 = NAME.encode("cp437")  # an old tool's code page: é is 0x82 there
 @pytest.mark.parametrize(
     ("info", "expected"),
     [
-        pytest.param(_info(NAME, flags=archive.FLAG_UTF8), NAME, id="utf8-flag"),
+        pytest.param(_info(NAME, flags=zipmembers.FLAG_UTF8), NAME, id="utf8-flag"),
         pytest.param(_info(RAW_UTF8.decode("cp437")), NAME, id="raw-utf8-no-flag"),
         pytest.param(_info(RAW_CP437.decode("cp437"),
                            extra=_unicode_path(NAME, raw_name=RAW_CP437)), NAME,
@@ -447,24 +447,24 @@ RAW_CP437 = NAME.encode("cp437")  # an old tool's code page: é is 0x82 there
 def test_member_name_reads_names_as_unzip_does(info: zipfile.ZipInfo,
                                                expected: str | None) -> None:
     """UTF-8 flag, then a Unicode Path field whose CRC matches, then raw UTF-8, else None."""
-    assert archive.member_name(info) == expected
+    assert zipmembers.member_name(info) == expected
 
 
 def test_member_header_problems_name_encryption_and_methods() -> None:
     """Encrypted members and methods other than stored/deflate are each named; those pass."""
-    encrypted = _info("a.txt", flags=archive.FLAG_ENCRYPTED)
+    encrypted = _info("a.txt", flags=zipmembers.FLAG_ENCRYPTED)
     bzip2 = _info("b.txt")
     bzip2.compress_type = zipfile.ZIP_BZIP2
     deflate64 = _info("c.txt")
     deflate64.compress_type = 9
-    assert archive.member_header_problems(encrypted, name="a.txt") == [
+    assert zipmembers.member_header_problems(encrypted, name="a.txt") == [
         "'a.txt' is encrypted, and Lambda cannot extract an encrypted member"]
-    assert "method 12" in archive.member_header_problems(bzip2, name="b.txt")[0]
-    assert "method 9" in archive.member_header_problems(deflate64, name="c.txt")[0]
+    assert "method 12" in zipmembers.member_header_problems(bzip2, name="b.txt")[0]
+    assert "method 9" in zipmembers.member_header_problems(deflate64, name="c.txt")[0]
     for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         fine = _info("d.txt")
         fine.compress_type = method
-        assert archive.member_header_problems(fine, name="d.txt") == []
+        assert zipmembers.member_header_problems(fine, name="d.txt") == []
 
 
 TREE_FILES = {"python/pkg/mod.py", "python/data.txt", "top.txt"}
@@ -493,8 +493,8 @@ TREE_FOLDERS = {"python", "python/pkg", "python/sub"}
 def test_link_problem_resolves_like_the_kernel(links: dict[str, str], link: str,
                                                phrase: str | None) -> None:
     """A link resolving inside the tree passes; absolute, escaping, broken and looping fail."""
-    tree = archive.ZipTree(files=TREE_FILES, folders=TREE_FOLDERS, links=links)
-    problem = archive.link_problem(link, tree=tree)
+    tree = zipmembers.ZipTree(files=TREE_FILES, folders=TREE_FOLDERS, links=links)
+    problem = zipmembers.link_problem(link, tree=tree)
     if phrase is None:
         assert problem is None
     else:
@@ -524,7 +524,7 @@ def test_check_member_data_accepts_honest_members(method: int) -> None:
     raw = DATA if method == zipfile.ZIP_STORED else _deflated(DATA)
     info = _member_info(method=method, raw=raw, file_size=len(DATA), crc=zlib.crc32(DATA))
     received = bytearray()
-    archive.check_member_data(io.BytesIO(raw), name="m.bin", info=info, sink=received.extend)
+    zipmembers.check_member_data(io.BytesIO(raw), name="m.bin", info=info, sink=received.extend)
     assert bytes(received) == DATA
 
 
@@ -541,7 +541,7 @@ def test_check_member_data_refuses_lying_members(method: int, size_delta: int, c
     info = _member_info(method=method, raw=raw, file_size=len(DATA) + size_delta,
                         crc=(zlib.crc32(DATA) + crc_delta) & 0xFFFFFFFF)
     with pytest.raises(errors.ContentError, match=phrase) as raised:
-        archive.check_member_data(io.BytesIO(raw), name="m.bin", info=info)
+        zipmembers.check_member_data(io.BytesIO(raw), name="m.bin", info=info)
     assert "'m.bin'" in raised.value.message
 
 
@@ -553,7 +553,7 @@ def test_check_member_data_stops_inflating_past_the_declared_size() -> None:
                         crc=zlib.crc32(bomb[:100]))
     received = bytearray()
     with pytest.raises(errors.ContentError, match="more data than its declared size"):
-        archive.check_member_data(io.BytesIO(raw), name="m.bin", info=info,
+        zipmembers.check_member_data(io.BytesIO(raw), name="m.bin", info=info,
                                   sink=received.extend)
     assert len(received) <= 100
 
@@ -564,8 +564,8 @@ def test_check_member_data_refuses_truncated_data() -> None:
     info = _member_info(method=zipfile.ZIP_DEFLATED, raw=raw, file_size=len(DATA),
                         crc=zlib.crc32(DATA))
     with pytest.raises(errors.ContentError, match="ends inside"):
-        archive.check_member_data(io.BytesIO(raw[:-5]), name="m.bin", info=info)
+        zipmembers.check_member_data(io.BytesIO(raw[:-5]), name="m.bin", info=info)
     cut = _member_info(method=zipfile.ZIP_DEFLATED, raw=raw[:-5], file_size=len(DATA),
                        crc=zlib.crc32(DATA))
     with pytest.raises(errors.ContentError, match="ends before the end of its deflate stream"):
-        archive.check_member_data(io.BytesIO(raw[:-5]), name="m.bin", info=cut)
+        zipmembers.check_member_data(io.BytesIO(raw[:-5]), name="m.bin", info=cut)

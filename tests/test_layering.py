@@ -33,7 +33,8 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache"})
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
                            "planner.compose"})
-CORE = frozenset({"errors", "model", "manifest", "archive", "planner", *PLANNER_PARTS, "render",
+CORE = frozenset({"errors", "model", "manifest", "archive", "zipmembers", "planner",
+                  *PLANNER_PARTS, "render",
                   "ports",
                   "planfile", "savedplan", "statefile", "ratelimit", "lambdaos", "elfcheck",
                   *BUILDS_PURE})
@@ -56,6 +57,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "model": frozenset({"errors"}),
     "manifest": frozenset({"errors", "model"}),
     "archive": frozenset({"errors", "model"}),
+    # The reading side of the zip format builds on the writing side's constants.
+    "zipmembers": frozenset({"errors", "model", "archive"}),
     "planner": frozenset({"errors", "model"}) | PLANNER_PARTS,
     **{part: frozenset({"errors", "model"}) | PLANNER_PARTS - {part} for part in PLANNER_PARTS},
     "render": frozenset({"errors", "model"}),

@@ -24,7 +24,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from reconciler import archive, errors, model
+from reconciler import errors, model, zipmembers
 from reconciler.builds import Wheel
 from reconciler.content import common
 
@@ -117,13 +117,13 @@ def wheel_entries(path: Path, *, filename: str, arc_prefix: str,
     problems: list[str] = []
     named: list[tuple[zipfile.ZipInfo, str]] = []
     for info in infos:
-        name = archive.member_name(info)
+        name = zipmembers.member_name(info)
         if name is None:
-            problems.append(f"{archive.raw_member_name(info)!r}: the name is not UTF-8")
+            problems.append(f"{zipmembers.raw_member_name(info)!r}: the name is not UTF-8")
             continue
-        problems += archive.member_header_problems(info, name=name)
+        problems += zipmembers.member_header_problems(info, name=name)
         named.append((info, name))
-    problems += archive.check_member_names([name for _, name in named])
+    problems += zipmembers.check_member_names([name for _, name in named])
     dist_info = _dist_info_folder(filename, [name for _, name in named])
     if dist_info is None:
         problems.append("it has no .dist-info folder named after the wheel")

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler import archive, errors, model
+from reconciler import archive, errors, model, zipmembers
 from reconciler.content import common, statcache
 
 # A longer symlink text cannot be a real one (PATH_MAX); refuse rather than read a huge member.
@@ -110,15 +110,15 @@ def _scan_members(zip_file: zipfile.ZipFile) -> tuple[list[ZipMember], list[str]
     members: list[ZipMember] = []
     names: list[str] = []
     for info in zip_file.infolist():
-        name = archive.member_name(info)
+        name = zipmembers.member_name(info)
         if name is None:
             problems.append(
-                f"{archive.raw_member_name(info)!r}: the name is not marked as UTF-8, has no "
+                f"{zipmembers.raw_member_name(info)!r}: the name is not marked as UTF-8, has no "
                 "Info-ZIP Unicode Path field and is not valid UTF-8, so its meaning is a guess"
             )
             continue
         names.append(name)
-        header_problems = archive.member_header_problems(info, name=name)
+        header_problems = zipmembers.member_header_problems(info, name=name)
         problems += header_problems
         mode = info.external_attr >> 16
         relpath = "/".join(
@@ -143,7 +143,7 @@ def _scan_members(zip_file: zipfile.ZipFile) -> tuple[list[ZipMember], list[str]
                 f"{name!r} is a {common.file_kind(mode)}; a layer can hold only files, folders and "
                 "symlinks"
             )
-    problems += archive.check_member_names(names)
+    problems += zipmembers.check_member_names(names)
     return members, problems
 
 
@@ -182,11 +182,11 @@ def tree_problems(members: Sequence[ZipMember]) -> list[str]:
         if through is not None:
             problems.append(f"{member.relpath!r} lies inside the symlink {through!r}, so "
                             "extracting it would write wherever that link points")
-    tree = archive.ZipTree(files=files, folders=folders, links=links)
+    tree = zipmembers.ZipTree(files=files, folders=folders, links=links)
     readable = {member.relpath for member in members
                 if member.kind == "link" and member.link_text is not None}
     for relpath in sorted(readable):
-        problem = archive.link_problem(relpath, tree=tree)
+        problem = zipmembers.link_problem(relpath, tree=tree)
         if problem is not None:
             problems.append(f"symlink {relpath!r} {problem}")
     if not files:
@@ -258,13 +258,13 @@ def _member_data(
         raise errors.ContentError(f"{name!r}: its local header is missing")
     fields = _LOCAL_HEADER.unpack(header)
     flag_bits, name_length, extra_length = fields[2], fields[9], fields[10]
-    if flag_bits & archive.FLAG_ENCRYPTED:
+    if flag_bits & zipmembers.FLAG_ENCRYPTED:
         raise errors.ContentError(f"{name!r} is encrypted")
-    if file.read(name_length) != archive.raw_member_name(info):
+    if file.read(name_length) != zipmembers.raw_member_name(info):
         raise errors.ContentError(
             f"{name!r}: its local header names another file than the zip's directory")
     file.seek(extra_length, os.SEEK_CUR)
-    archive.check_member_data(file, name=name, info=info, sink=sink)
+    zipmembers.check_member_data(file, name=name, info=info, sink=sink)
 
 
 # The fixed part of a zip local file header (APPNOTE 4.3.7).
