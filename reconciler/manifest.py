@@ -7,26 +7,21 @@ checks that need it, such as "the content folder exists", live in `workspace`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from reconciler import errors, model
-
-if TYPE_CHECKING:  # imported where it is used (_schema_errors): see parse's `schema_checked`
-    import jsonschema
+from reconciler import errors, model, schemacheck
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 # A YAML alias may point at a big node many times over ("billion laughs"); counting every
 # node visited through aliases bounds the work whatever the file holds.
 MAX_NODES = 200_000
 MAX_DEPTH = 64
-SUPPORTED_VERSION = 1
 SETTINGS_FIELDS = ("description", "compatible_runtimes", "compatible_architectures", "license_info")
 CONTENT_SOURCES = ("path", "zip", "s3")
 LAYER_ARN = re.compile(
@@ -34,18 +29,16 @@ LAYER_ARN = re.compile(
     r":layer:(?P<name>[a-zA-Z0-9_-]{1,140})$"
 )
 
-Path = tuple[str | int, ...]
-
 
 @dataclass
 class _Document:
     """The plain data of a YAML document and where each value and mapping key stands."""
 
     data: Any
-    values: dict[Path, model.Location] = field(default_factory=dict)
-    keys: dict[Path, model.Location] = field(default_factory=dict)
+    values: dict[schemacheck.Path, model.Location] = field(default_factory=dict)
+    keys: dict[schemacheck.Path, model.Location] = field(default_factory=dict)
     # Values already reported as bad YAML (an unsupported tag); no further rule repeats it.
-    invalid: set[Path] = field(default_factory=set)
+    invalid: set[schemacheck.Path] = field(default_factory=set)
 
 
 class _TooLarge(Exception):
@@ -79,7 +72,7 @@ class _DepthLimitedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def field_name(path: Path) -> str:
+def field_name(path: schemacheck.Path) -> str:
     """`("layers", "x", "compatible_runtimes", 2)` -> `layers.x.compatible_runtimes[2]`."""
     text = ""
     for part in path:
@@ -109,9 +102,9 @@ class Unchecked:
 
 
 def _problem_adder(file: str, problems: list[errors.Problem]
-                   ) -> Callable[[model.Location, Path, str], None]:
+                   ) -> Callable[[model.Location, schemacheck.Path, str], None]:
     """A function that appends a located problem of `file` to `problems`."""
-    def problem(location: model.Location, path: Path, message: str) -> None:
+    def problem(location: model.Location, path: schemacheck.Path, message: str) -> None:
         # Messages quote values, and a value may be a URL with a password in it.
         problems.append(errors.Problem(file, location.line, location.column, field_name(path),
                                        errors.redact_urls(message)))
@@ -141,7 +134,7 @@ def read(data: bytes, *, file: str) -> Unchecked:
     if document is None:
         raise errors.ManifestError(problems)
     if not isinstance(document.data, dict):
-        kind = _type_name(document.data)
+        kind = schemacheck.type_name(document.data)
         problem(start, (), f"the manifest must be a mapping with `version` and `layers`, "
                            f"not {kind}")
         raise errors.ManifestError(problems)
@@ -177,8 +170,8 @@ def check(unchecked: Unchecked, *, schema: Mapping[str, Any],
     document = unchecked.document
     problems = list(unchecked.leading)
     problem = _problem_adder(unchecked.file, problems)
-    for error in () if schema_checked else _schema_errors(document.data, schema):
-        for path, message, at_key in _explain(error, document.data):
+    for error in () if schema_checked else schemacheck.schema_errors(document.data, schema):
+        for path, message, at_key in schemacheck.explain(error, document.data):
             if path in document.invalid:
                 continue
             table = document.keys if at_key else document.values
@@ -211,7 +204,7 @@ def _content_refs(document: _Document) -> tuple[model.ContentRef, ...]:
         named = [source for source in ("path", "zip") if isinstance(content.get(source), str)]
         if len(named) != 1 or "s3" in content:
             continue
-        field_path: Path = ("layers", key, "content", named[0])
+        field_path: schemacheck.Path = ("layers", key, "content", named[0])
         refs.append(model.ContentRef(field_path=field_path, kind=model.SourceKind(named[0]),
                                      relpath=content[named[0]],
                                      location=document.values[field_path]))
@@ -239,7 +232,7 @@ def _load_yaml(text: str, problem: Any) -> _Document | None:
                                           "`layers:`")
         return None
     document = _Document(data=None)
-    found: list[tuple[model.Location, Path, str]] = []
+    found: list[tuple[model.Location, schemacheck.Path, str]] = []
     try:
         document.data = _convert(root, (), document=document, found=found, budget=[MAX_NODES])
     except _TooLarge as exc:
@@ -256,8 +249,8 @@ _PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in (
 
 
 def _convert(
-    node: yaml.Node, path: Path, *, document: _Document,
-    found: list[tuple[model.Location, Path, str]], budget: list[int],
+    node: yaml.Node, path: schemacheck.Path, *, document: _Document,
+    found: list[tuple[model.Location, schemacheck.Path, str]], budget: list[int],
 ) -> Any:
     """Plain data from a composed node, recording locations and the problems `found`
     (duplicate or non-scalar keys, merge keys, unsupported tags)."""
@@ -313,7 +306,7 @@ def _convert(
 
 
 def _nearest(
-    table: dict[Path, model.Location], path: Path, *, document: _Document
+    table: dict[schemacheck.Path, model.Location], path: schemacheck.Path, *, document: _Document
 ) -> model.Location:
     """The location of `path` in `table`, else of it or its nearest ancestor as a value."""
     if path in table:
@@ -325,128 +318,6 @@ def _nearest(
         if path in document.values:
             return document.values[path]
     return model.Location(1, 1)
-
-
-def _schema_errors(data: Any, schema: Mapping[str, Any]) -> Iterator[jsonschema.ValidationError]:
-    import jsonschema  # here, not at the top: a manifest known to be valid never needs it
-
-    validator = jsonschema.Draft202012Validator(schema)
-    yield from sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-
-
-_TYPE_NAMES = {
-    "string": "a string", "array": "a list", "object": "a mapping", "integer": "an integer",
-    "boolean": "true or false", "number": "a number", "null": "null",
-}
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    if value is None:
-        return "an empty value"
-    return f"a {type(value).__name__}"
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _explain(error: jsonschema.ValidationError, data: Any) -> list[tuple[Path, str, bool]]:
-    """Turn one jsonschema error into (path, message, located-at-the-key) triples."""
-    path: Path = tuple(error.absolute_path)
-    leaf = path[-1] if path else None
-    validator = error.validator
-    expected: Any = error.validator_value
-    instance: Any = error.instance
-    schema: Any = error.schema
-    in_property_names = "propertyNames" in error.schema_path
-    if in_property_names:
-        name = str(instance)
-        if re.fullmatch(r"[a-zA-Z0-9_-]+", name) and len(name) > 140:
-            message = f"layer name is {len(name)} characters; the limit is 140"
-        else:
-            message = (f"layer name '{name}' must be 1-140 letters, digits, '-' or '_', "
-                       "or a layer ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME)")
-        return [((*path, name), message, True)]
-    if validator == "additionalProperties":
-        allowed = sorted(schema.get("properties", {}))
-        known = set(allowed)
-        unexpected = sorted(key for key in instance if key not in known)
-        return [((*path, key),
-                 f"unknown key{_suggest(key, allowed) or ' (allowed: ' + ', '.join(allowed) + ')'}",
-                 True)
-                for key in unexpected]
-    if validator == "required":
-        missing = [key for key in expected if key not in instance]
-        return [((*path, key), "is required but missing", False) for key in missing]
-    if validator == "type":
-        return [(path, f"expected {_TYPE_NAMES.get(str(expected), str(expected))}, "
-                       f"got {_type_name(instance)}", False)]
-    if validator == "const" and path == ("version",):
-        return [(path, f"unsupported manifest version {instance!r}; this reconcile reads "
-                       f"version {SUPPORTED_VERSION}", False)]
-    if validator == "enum":
-        choices = [str(choice) for choice in expected]
-        if isinstance(leaf, int) and len(path) >= 2 and path[-2] == "compatible_runtimes":
-            hint = _suggest(str(instance), choices)
-            return [(path, f"'{instance}' is not a Lambda runtime{hint}", False)]
-        return [(path, f"{instance!r} is not one of: {', '.join(choices)}", False)]
-    if validator == "maxItems":
-        return [(path, f"has {len(instance)} items; at most {expected} allowed", False)]
-    if validator == "minItems":
-        return [(path, f"needs at least {expected} item(s)", False)]
-    if validator == "maxLength":
-        return [(path, f"is {len(instance)} characters; at most {expected} allowed", False)]
-    if validator == "minLength":
-        return [(path, "must not be empty" if expected == 1
-                 else f"must be at least {expected} characters", False)]
-    if validator == "minProperties" and path == ("layers",):
-        return [(path, "declares no layers; add at least one", False)]
-    if validator in ("minProperties", "maxProperties") and "share" in path:
-        return [(path, "a grant names exactly one of `account` or `organization`", False)]
-    if validator == "minimum":
-        return [(path, f"must be at least {expected}", False)]
-    if validator == "uniqueItems":
-        return [(path, "lists the same value twice", False)]
-    if validator == "oneOf" and path == ("region",) and isinstance(instance, (str, list)):
-        # Explain the branch the value was meant for (a name, or a list of names), not the
-        # oneOf as a whole: point at the bad item, or say that the list repeats a region.
-        branch = 1 if isinstance(instance, list) else 0
-        return [explained
-                for sub_error in error.context or ()
-                if sub_error.relative_schema_path and sub_error.relative_schema_path[0] == branch
-                for explained in _explain(sub_error, data)]
-    if validator == "pattern" or (validator == "oneOf" and leaf == "region"):
-        return [(path, _pattern_message(path, instance), False)]
-    if path and path[0] == "region":
-        return [(path, _pattern_message(("region",), instance), False)]
-    return [(path, error.message, False)]
-
-
-def _pattern_message(path: Path, value: Any) -> str:
-    if "region" in path:
-        if not isinstance(value, (str, list)):
-            return f"expected a region name or a list of them, got {_type_name(value)}"
-        return f"'{value}' is not an AWS region name like 'us-east-1'"
-    if "account" in path:
-        return f"'{value}' is not a 12-digit AWS account ID (or '*' for everyone)"
-    if "organization" in path:
-        return f"'{value}' is not an AWS Organizations ID like 'o-a1b2c3d4e5'"
-    if "state" in path:
-        return f"'{value}' is not an s3://BUCKET/PREFIX location"
-    return f"{value!r} is not of the expected form"
 
 
 def parse_layer_arn(key: str) -> re.Match[str] | None:
@@ -463,7 +334,7 @@ CREDENTIALS_IN_URL = (
     "credentials from the AWS chain only (AWS_PROFILE or --profile, the environment)")
 
 
-def _credential_paths(data: dict[str, Any]) -> Iterator[Path]:
+def _credential_paths(data: dict[str, Any]) -> Iterator[schemacheck.Path]:
     """The `state` and `artifact_bucket` values that carry a URL's userinfo: refused, and
     never quoted (an S3 bucket name holds no `@`, so any `@` before the key is one)."""
     state = data.get("state")
@@ -480,10 +351,10 @@ def _credential_paths(data: dict[str, Any]) -> Iterator[Path]:
                 yield ("artifact_bucket", region)
 
 
-def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[Path, str]]:
+def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[schemacheck.Path, str]]:
     """The rules the schema cannot express, for the parts whose shape is right."""
-    if isinstance(data.get("version"), float) and data["version"] == SUPPORTED_VERSION:
-        yield (("version",), f"write `version: {SUPPORTED_VERSION}` (a whole number)")
+    if isinstance(data.get("version"), float) and data["version"] == schemacheck.SUPPORTED_VERSION:
+        yield (("version",), f"write `version: {schemacheck.SUPPORTED_VERSION}` (a whole number)")
     layers = data.get("layers")
     if not isinstance(layers, dict):
         return

@@ -33,7 +33,7 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache"})
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
                            "planner.compose"})
-CORE = frozenset({"errors", "model", "manifest", "archive", "zipmembers", "planner",
+CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipmembers", "planner",
                   *PLANNER_PARTS, "render",
                   "ports",
                   "planfile", "savedplan", "statefile", "ratelimit", "lambdaos", "elfcheck",
@@ -55,7 +55,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "__main__": frozenset({"cli"}),
     "errors": frozenset(),
     "model": frozenset({"errors"}),
-    "manifest": frozenset({"errors", "model"}),
+    "manifest": frozenset({"errors", "model", "schemacheck"}),
+    "schemacheck": frozenset(),
     "archive": frozenset({"errors", "model"}),
     # The reading side of the zip format builds on the writing side's constants.
     "zipmembers": frozenset({"errors", "model", "archive"}),
