@@ -19,7 +19,17 @@ import zipfile
 from contextlib import suppress
 from pathlib import Path
 
-from reconciler import archive, errors, forking, manifest, model, ports, workspace, zipbuild
+from reconciler import (
+    archive,
+    errors,
+    forking,
+    manifest,
+    model,
+    ports,
+    workspace,
+    zipbuild,
+    zipindex,
+)
 from reconciler import content as layer_content
 from reconciler.content import common, s3, statcache
 
@@ -288,7 +298,7 @@ class LocalCode:
         latest zip (the base of its next incremental rebuild); remove the others."""
         keep = {artifact.zip_path for artifact in self._built.values() if artifact.zip_path}
         for spec in self._manifest.layers:
-            latest = zipbuild.latest_zip(self.build_dir, layer=self.label(spec))
+            latest = zipindex.latest_zip(self.build_dir, layer=self.label(spec))
             if latest is not None:
                 keep.add(os.path.abspath(latest))
         prune_builds(self.build_dir, keep=keep)
@@ -369,10 +379,10 @@ def _build(
     else:
         built = _build_zip(
             content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
-            previous_zip=previous_zip or zipbuild.latest_zip(build_dir, layer=label),
+            previous_zip=previous_zip or zipindex.latest_zip(build_dir, layer=label),
             cache=cache,
         )
-    zipbuild.remember_latest(build_dir, layer=label, zip_path=zip_path)
+    zipindex.remember_latest(build_dir, layer=label, zip_path=zip_path)
     return built
 
 
@@ -407,7 +417,7 @@ def _build_zip(
         with (
             os.fdopen(descriptor, "w+b") as temp_file,
             common.EntryReader(collected.stats) as reader,
-            zipbuild.open_previous(previous_zip) as previous,
+            zipindex.open_previous(previous_zip) as previous,
         ):
             built = zipbuild.write_zip(
                 collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
@@ -427,7 +437,7 @@ def _build_zip(
     except BaseException:
         common.remove_quietly(temp_name)
         raise
-    zipbuild.save_index(zip_path, built)
+    zipindex.save_index(zip_path, built)
     return model.Artifact(
         fingerprint=artifact.fingerprint,
         code_sha256=archive.code_sha256(built.sha256),
@@ -505,7 +515,7 @@ def prune_builds(build_dir: Path, *, keep: set[str]) -> None:
         if os.path.abspath(zip_path) not in keep:
             with suppress(OSError):  # best effort: it is only a cache
                 os.unlink(zip_path)
-                os.unlink(zipbuild.index_path(zip_path))
+                os.unlink(zipindex.index_path(zip_path))
 
 
 def zip_matches(zip_path: Path, *, code_sha256: str) -> bool:

@@ -41,7 +41,7 @@ CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipm
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,
-                   "zipbuild", "state",
+                   "zipbuild", "zipindex", "state",
                    "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
                    "applying.report", "applying.steps", "applying.lanes",

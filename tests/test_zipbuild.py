@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import archive, artifacts, errors, model, zipbuild
+from reconciler import archive, artifacts, errors, model, zipbuild, zipindex
 from reconciler import content as layer_content
 from reconciler.content import statcache
 
@@ -77,7 +77,7 @@ def _reference_bytes(tree: Tree) -> bytes:
 def _parallel(
     tree: Tree, *, workers: int | None = None,
     max_in_flight_bytes: int = zipbuild.DEFAULT_MAX_IN_FLIGHT_BYTES,
-) -> tuple[bytes, zipbuild.BuiltZip]:
+) -> tuple[bytes, zipindex.BuiltZip]:
     out = io.BytesIO()
     built = zipbuild.write_zip(
         tree.entries(), out=out, open_entry=tree.open_entry, workers=workers,
@@ -188,15 +188,15 @@ def test_compressed_bytes_in_flight_stay_within_the_budget() -> None:
 
 def _build_file(
     tree: Tree, zip_path: Path, *, previous: Path | None = None
-) -> zipbuild.BuiltZip:
+) -> zipindex.BuiltZip:
     """Build `tree` into `zip_path` (from `previous` if given) and index it."""
     known: Callable[[model.Entry], str] = tree.sha256
-    with open(zip_path, "wb") as out, zipbuild.open_previous(previous) as opened:
+    with open(zip_path, "wb") as out, zipindex.open_previous(previous) as opened:
         built = zipbuild.write_zip(
             tree.entries(), out=out, open_entry=tree.open_entry, previous=opened,
             known_sha256=known,
         )
-    assert zipbuild.save_index(zip_path, built)
+    assert zipindex.save_index(zip_path, built)
     return built
 
 
@@ -265,7 +265,7 @@ def test_incremental_rebuild_equals_a_full_build(tmp_path: Path, edit: str, seed
 def _rewrite_index(zip_path: Path, change: Callable[[dict[str, object]], None]) -> None:
     """Edit the index and give it a matching digest (the documented rule), so that only the
     later checks can catch the lie."""
-    path = zipbuild.index_path(zip_path)
+    path = zipindex.index_path(zip_path)
     document = json.loads(path.read_text())
     change(document)
     body = {key: value for key, value in document.items() if key != "index_sha256"}
@@ -290,10 +290,10 @@ def _flip_zip_byte(zip_path: Path) -> None:
 CORRUPTIONS: dict[str, Callable[[Path], object]] = {
     "zip byte flipped": _flip_zip_byte,
     "zip truncated": lambda p: p.write_bytes(p.read_bytes()[:-10]),
-    "index missing": lambda p: zipbuild.index_path(p).unlink(),
-    "index not json": lambda p: zipbuild.index_path(p).write_text("{"),
-    "index digest wrong": lambda p: zipbuild.index_path(p).write_text(
-        zipbuild.index_path(p).read_text().replace('"members":[["', '"members":[["x')),
+    "index missing": lambda p: zipindex.index_path(p).unlink(),
+    "index not json": lambda p: zipindex.index_path(p).write_text("{"),
+    "index digest wrong": lambda p: zipindex.index_path(p).write_text(
+        zipindex.index_path(p).read_text().replace('"members":[["', '"members":[["x')),
     "index offset lies": lambda p: _rewrite_index(p, _shift_first_offset),
     "other zlib": lambda p: _rewrite_index(p, lambda d: d.update(zlib="0.0.1")),
     "other zip sha256": lambda p: _rewrite_index(p, lambda d: d.update(zip_sha256="0" * 64)),
@@ -307,7 +307,7 @@ def test_a_doubtful_previous_zip_gives_a_full_build(tmp_path: Path, corruption: 
     tree = _random_tree(11)
     _build_file(tree, tmp_path / "v1.zip")
     CORRUPTIONS[corruption](tmp_path / "v1.zip")
-    with zipbuild.open_previous(tmp_path / "v1.zip") as opened:
+    with zipindex.open_previous(tmp_path / "v1.zip") as opened:
         assert opened is None
     edited = _edited(tree, "change", random.Random(11))
     rebuilt = _build_file(edited, tmp_path / "v2.zip", previous=tmp_path / "v1.zip")
@@ -321,7 +321,7 @@ def test_an_intact_previous_zip_is_opened(tmp_path: Path) -> None:
     """The previous zip and the index written with it pass every check (so the corruption
     cases above fail for the corruption alone)."""
     _build_file(_random_tree(11), tmp_path / "v1.zip")
-    with zipbuild.open_previous(tmp_path / "v1.zip") as opened:
+    with zipindex.open_previous(tmp_path / "v1.zip") as opened:
         assert opened is not None
 
 
@@ -338,11 +338,11 @@ def test_latest_zip_is_remembered_per_layer(tmp_path: Path) -> None:
     """The pointer names each layer's latest zip; a missing zip or another layer gives None."""
     zip_path = tmp_path / "abc.zip"
     zip_path.write_bytes(b"zip")
-    zipbuild.remember_latest(tmp_path, layer="layers.one", zip_path=zip_path)
-    assert zipbuild.latest_zip(tmp_path, layer="layers.one") == zip_path
-    assert zipbuild.latest_zip(tmp_path, layer="layers.two") is None
+    zipindex.remember_latest(tmp_path, layer="layers.one", zip_path=zip_path)
+    assert zipindex.latest_zip(tmp_path, layer="layers.one") == zip_path
+    assert zipindex.latest_zip(tmp_path, layer="layers.two") is None
     os.unlink(zip_path)
-    assert zipbuild.latest_zip(tmp_path, layer="layers.one") is None
+    assert zipindex.latest_zip(tmp_path, layer="layers.one") is None
 
 
 LABEL = "layers.incremental"

@@ -1,0 +1,298 @@
+"""A built zip's index and the pointer to a layer's latest zip in .reconcile/builds: what an
+incremental rebuild needs to copy unchanged members' compressed bytes from the previous zip
+(each member's name, kind, digests, offsets: BuiltZip, IndexedMember), saved beside the zip,
+and verified against the zip itself before any byte of it is reused (PreviousZip). Shell: it
+reads and writes those files; deciding what to rebuild, and writing zips, is zipbuild's."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from reconciler import archive, errors
+from reconciler.content import common
+
+INDEX_FORMAT = 1
+
+
+# The deflate settings zipfile uses for a ZIP_DEFLATED member: raw deflate, 32 KiB window.
+WINDOW_BITS = -15
+
+
+_INDEX_SUFFIX = ".index.json"
+
+
+_MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+
+_POINTER_PREFIX = "latest-"
+
+
+SYMLINK = "symlink"  # the kind `archive.entry_kind` gives a link
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedMember:
+    """One member of a built zip, as its index records it."""
+
+    arcname: str
+    kind: str
+    sha256: str
+    crc: int
+    compress_type: int
+    compressed_size: int
+    size: int
+    data_offset: int
+
+    def header(self) -> bytes:
+        """The member's local header, which must sit right before its data (a local header
+        holds neither the member's offset nor its mode)."""
+        return archive.local_header(
+            archive.ZipMember(
+                arcname=self.arcname, compress_type=self.compress_type, external_attr=0,
+                crc=self.crc, compressed_size=self.compressed_size, size=self.size,
+                header_offset=0,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class BuiltZip:
+    """What writing a zip produced: its raw SHA-256 and size, its members, and counters
+    (members copied from the previous zip, members deflated, peak bytes reserved in flight)."""
+
+    sha256: bytes
+    code_size: int
+    members: tuple[IndexedMember, ...]
+    reused: int
+    deflated: int
+    peak_in_flight_bytes: int
+
+    def file_sha256(self) -> dict[str, str]:
+        """Hex SHA-256 of each member's bytes by path ("" for a symlink, as `fingerprint`
+        takes it)."""
+        return {
+            member.arcname: "" if member.kind == SYMLINK else member.sha256
+            for member in self.members
+        }
+
+
+class HashingOutput:
+    """The zip being written: every byte goes to the file and into its SHA-256."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+        self.offset = 0
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self.digest.update(data)
+        self.offset += len(data)
+
+
+class PreviousZip:
+    """An earlier zip of the layer whose index has been verified, open for copying members."""
+
+    def __init__(self, file: BinaryIO, members: Sequence[IndexedMember]) -> None:
+        self._file = file
+        self._by_sha256 = {
+            member.sha256: member
+            for member in members
+            if member.kind != SYMLINK and member.compress_type == zipfile.ZIP_DEFLATED
+        }
+
+    def deflated_member(self, sha256: str) -> IndexedMember | None:
+        """A deflated member whose bytes have that SHA-256, if the zip holds one."""
+        return self._by_sha256.get(sha256)
+
+    def copy_data(self, member: IndexedMember, *, into: HashingOutput) -> None:
+        """Copy the member's compressed bytes, in chunks."""
+        position = member.data_offset
+        end = member.data_offset + member.compressed_size
+        descriptor = self._file.fileno()
+        while position < end:
+            chunk = os.pread(descriptor, min(archive.CHUNK_BYTES, end - position), position)
+            if not chunk:
+                raise errors.ContentError("the previous zip shrank while it was being read")
+            into.write(chunk)
+            position += len(chunk)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def index_path(zip_path: Path) -> Path:
+    """Where the index of the zip at `zip_path` lives: beside it, `<stem>.index.json`."""
+    return zip_path.with_name(zip_path.stem + _INDEX_SUFFIX)
+
+
+def _index_document(built: BuiltZip) -> dict[str, object]:
+    document: dict[str, object] = {
+        "format": INDEX_FORMAT,
+        "zip_format": archive.FORMAT_VERSION,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "deflate": [archive.DEFLATE_LEVEL, WINDOW_BITS],
+        "zip_sha256": built.sha256.hex(),
+        "zip_size": built.code_size,
+        "members": [
+            [m.arcname, m.kind, m.sha256, m.crc, m.compress_type, m.compressed_size, m.size,
+             m.data_offset]
+            for m in built.members
+        ],
+    }
+    document["index_sha256"] = _document_sha256(document)
+    return document
+
+
+def _document_sha256(document: dict[str, object]) -> str:
+    body = {key: value for key, value in document.items() if key != "index_sha256"}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
+    ).hexdigest()
+
+
+def save_index(zip_path: Path, built: BuiltZip) -> bool:
+    """Write the index of the zip just built at `zip_path`; False if it cannot be written (it
+    only speeds up the next build). Indexes whose zip is gone are removed on the way."""
+    try:
+        common.write_atomically(
+            index_path(zip_path),
+            json.dumps(_index_document(built), separators=(",", ":")).encode("ascii"),
+        )
+        for other in zip_path.parent.glob(f"*{_INDEX_SUFFIX}"):
+            if not other.with_name(other.name.removesuffix(_INDEX_SUFFIX) + ".zip").exists():
+                other.unlink()
+    except OSError:
+        return False
+    return True
+
+
+def _pointer_path(build_dir: Path, layer: str) -> Path:
+    # Named by a digest of the layer's label, so that any label makes a safe file name.
+    return build_dir / f"{_POINTER_PREFIX}{hashlib.sha256(layer.encode()).hexdigest()[:16]}.json"
+
+
+def remember_latest(build_dir: Path, *, layer: str, zip_path: Path) -> None:
+    """Record `zip_path` (in `build_dir`) as the layer's latest zip; best effort."""
+    document = {"layer": layer, "zip": zip_path.name}
+    with contextlib.suppress(OSError):
+        common.write_atomically(_pointer_path(build_dir, layer),
+                                json.dumps(document).encode("utf-8"))
+
+
+def latest_zip(build_dir: Path, *, layer: str) -> Path | None:
+    """The layer's latest zip in `build_dir` as `remember_latest` recorded it, if it exists."""
+    try:
+        document = json.loads(_pointer_path(build_dir, layer).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("layer") != layer:
+        return None
+    name = document.get("zip")
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".zip"):
+        return None
+    zip_path = build_dir / name
+    return zip_path if zip_path.is_file() else None
+
+
+@contextlib.contextmanager
+def open_previous(zip_path: Path | None) -> Iterator[PreviousZip | None]:
+    """The verified previous zip at `zip_path`, or None when there is none or any check
+    fails (then the build deflates every file)."""
+    previous = _verified_previous(zip_path) if zip_path is not None else None
+    try:
+        yield previous
+    finally:
+        if previous is not None:
+            previous.close()
+
+
+def _verified_previous(zip_path: Path) -> PreviousZip | None:
+    try:
+        with open(index_path(zip_path), "rb") as index_file:
+            raw_index = index_file.read(_MAX_INDEX_BYTES + 1)
+        document = json.loads(raw_index)
+        members = _indexed_members(document) if len(raw_index) <= _MAX_INDEX_BYTES else None
+    except (OSError, ValueError):
+        return None
+    if members is None:
+        return None
+    try:
+        zip_file = open(zip_path, "rb")  # noqa: SIM115 -- PreviousZip owns and closes it
+    except OSError:
+        return None
+    try:
+        if _zip_matches_index(zip_file, document=document, members=members):
+            return PreviousZip(zip_file, members)
+    except OSError:
+        pass
+    zip_file.close()
+    return None
+
+
+def _indexed_members(document: object) -> list[IndexedMember] | None:
+    """The members of a well-formed index written by this zlib and format, else None."""
+    if not isinstance(document, dict):
+        return None
+    expected = {
+        "format": INDEX_FORMAT,
+        "zip_format": archive.FORMAT_VERSION,
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "deflate": [archive.DEFLATE_LEVEL, WINDOW_BITS],
+    }
+    if any(document.get(key) != value for key, value in expected.items()):
+        return None
+    if document.get("index_sha256") != _document_sha256(document):
+        return None
+    raw_members = document.get("members")
+    if not isinstance(raw_members, list):
+        return None
+    members: list[IndexedMember] = []
+    for raw in raw_members:
+        if not (isinstance(raw, list) and len(raw) == 8):
+            return None
+        arcname, kind, sha256, *numbers = raw
+        if not (isinstance(arcname, str) and isinstance(kind, str) and isinstance(sha256, str)):
+            return None
+        if not all(type(number) is int and number >= 0 for number in numbers):
+            return None
+        crc, compress_type, compressed_size, size, data_offset = numbers
+        members.append(
+            IndexedMember(arcname, kind, sha256, crc, compress_type, compressed_size, size,
+                          data_offset)
+        )
+    return members
+
+
+def _zip_matches_index(
+    zip_file: BinaryIO, *, document: dict[str, object], members: Sequence[IndexedMember]
+) -> bool:
+    """The zip has the index's size and SHA-256, and each member's header where it says."""
+    zip_size = os.fstat(zip_file.fileno()).st_size
+    if zip_size != document.get("zip_size"):
+        return False
+    digest = hashlib.sha256()
+    while chunk := zip_file.read(archive.CHUNK_BYTES):
+        digest.update(chunk)
+    if digest.hexdigest() != document.get("zip_sha256"):
+        return False
+    for member in members:
+        try:
+            header = member.header()
+        except errors.ContentError:
+            return False
+        start = member.data_offset - len(header)
+        if start < 0 or member.data_offset + member.compressed_size > zip_size:
+            return False
+        if os.pread(zip_file.fileno(), len(header), start) != header:
+            return False
+    return True
