@@ -223,6 +223,7 @@ class CommentClient:
             with _OPENER.open(request, timeout=_TIMEOUT) as response:
                 data = response.read()
         except urllib.error.HTTPError as error:
+            error.close()  # it holds the reply's connection open until closed
             raise GitHubError(f"the GitHub API answered {where} with HTTP {error.code} "
                               f"{error.reason}",
                               hint="check that the token may write pull-request comments "

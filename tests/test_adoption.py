@@ -381,8 +381,8 @@ def test_moto_location_is_not_downloaded_and_never_printed_with_its_query(
     client.publish_layer_version(LayerName="utils", Description="shared",
                                  Content={"ZipFile": _tiny_zip()})
 
-    default = clirun.run(tmp_path, "plan", "--format", "json")
-    skipped = clirun.run(tmp_path, "plan", "--format", "json", "--no-download")
+    default = clirun.invoke(tmp_path, "plan", "--format", "json")
+    skipped = clirun.invoke(tmp_path, "plan", "--format", "json", "--no-download")
 
     assert default.returncode == 0, default.stderr
     (change,) = clirun.valid_plan(json.loads(default.stdout))["changes"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bototyping import options
-from clirun import run
+from clirun import invoke
 
 from reconciler import aws, model
 
@@ -57,7 +57,7 @@ def test_a_publish_waits_longer_by_its_size(moto_url: str, tmp_path: Path) -> No
 
 def test_help_states_the_default_timeout(tmp_path: Path) -> None:
     """`plan --help` documents --timeout with the default the store uses."""
-    result = run(tmp_path, "plan", "--help")
+    result = invoke(tmp_path, "plan", "--help")
     assert result.returncode == 0
     assert "--timeout" in result.stdout
     assert f"default {aws.DEFAULT_TIMEOUT:g};" in " ".join(result.stdout.split())

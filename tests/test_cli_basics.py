@@ -1,6 +1,8 @@
 """The CLI's basics: --version, -h, shell completion, `reconcile schema`, what --help and
---version import, and the pre-commit hook the repository ships. Run as real subprocesses of
-the installed console script (or of this Python running `reconciler.cli.main`)."""
+--version import, and the pre-commit hook the repository ships. What only a process shows
+(the console script's output and exit code, `python -m`, completion, the imports of a fresh
+interpreter, the hook's command) runs as real subprocesses of the installed console script
+(or of this Python running `reconciler.cli.main`); the rest runs in process."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from clirun import invoke
 
 from reconciler import __version__, archive
 
@@ -44,7 +47,7 @@ def shipped_schema() -> dict[str, Any]:
 
 def test_version_names_tool_format_and_botocore(tmp_path: Path) -> None:
     """--version prints the tool's version, the packaging format version and botocore's."""
-    result = run(tmp_path, "--version")
+    result = invoke(tmp_path, "--version")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"reconcile {__version__}"
@@ -66,15 +69,15 @@ def test_python_m_reconciler_is_the_same_program(tmp_path: Path) -> None:
 ])
 def test_short_help_works_everywhere(tmp_path: Path, args: tuple[str, ...]) -> None:
     """-h prints the same help as --help, for the root and for every (sub)command."""
-    short = run(tmp_path, *args)
+    short = invoke(tmp_path, *args)
     assert short.returncode == 0, short.stderr
     assert short.stdout.startswith("Usage: reconcile")
-    assert short.stdout == run(tmp_path, *args[:-1], "--help").stdout
+    assert short.stdout == invoke(tmp_path, *args[:-1], "--help").stdout
 
 
 def test_status_help_says_its_exit_codes(tmp_path: Path) -> None:
     """`sandbox status --help` says it exits 0 when running and 1 when not."""
-    result = run(tmp_path, "sandbox", "status", "-h")
+    result = invoke(tmp_path, "sandbox", "status", "-h")
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "exit 0" in text
@@ -127,7 +130,7 @@ def test_commands_still_load_the_lazy_modules(tmp_path: Path) -> None:
 
 def test_schema_prints_the_shipped_schema(tmp_path: Path) -> None:
     """`reconcile schema` prints the package's manifest schema as JSON, nothing else."""
-    result = run(tmp_path, "schema")
+    result = invoke(tmp_path, "schema")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == shipped_schema()
 
@@ -136,7 +139,7 @@ def test_schema_out_writes_a_copy_editors_can_use(tmp_path: Path) -> None:
     """`schema --out FILE` writes the shipped schema byte for byte, and the copy validates
     the repository's example manifest."""
     target = tmp_path / "layers.schema.json"
-    result = run(tmp_path, "schema", "--out", str(target))
+    result = invoke(tmp_path, "schema", "--out", str(target))
     assert result.returncode == 0, result.stderr
     assert f"$schema={target}" in result.stdout
     copy = json.loads(target.read_text(encoding="utf-8"))
@@ -149,7 +152,7 @@ def test_schema_out_writes_a_copy_editors_can_use(tmp_path: Path) -> None:
 def test_schema_out_makes_missing_folders(tmp_path: Path) -> None:
     """`schema --out a/b/c.json` creates the folders a/ and a/b/ and writes the schema."""
     target = tmp_path / "schemas" / "that" / "do-not-exist" / "layers.schema.json"
-    result = run(tmp_path, "schema", "--out", str(target.relative_to(tmp_path)))
+    result = invoke(tmp_path, "schema", "--out", str(target.relative_to(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == (REPO / "schemas" / "layers.schema.json").read_bytes()
 
@@ -158,7 +161,7 @@ def test_schema_out_under_a_file_is_one_error(tmp_path: Path) -> None:
     """A --out path that cannot be written (its folder is a file) is one message on stderr
     and exit 1."""
     (tmp_path / "file").write_text("x", encoding="utf-8")
-    result = run(tmp_path, "schema", "--out", str(tmp_path / "file" / "schema.json"))
+    result = invoke(tmp_path, "schema", "--out", str(tmp_path / "file" / "schema.json"))
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "cannot write" in result.stderr

@@ -1,5 +1,5 @@
-"""End to end: content that would leak or lie is refused by the installed `reconcile` CLI (a
-subprocess) against a real moto server, before any AWS call: validate, plan and apply exit 1
+"""End to end: content that would leak or lie is refused by the installed `reconcile` CLI (run
+in process) against a real moto server, before any AWS call: validate, plan and apply exit 1
 with one message naming the layer and the path or member, no traceback, nothing published and
 nothing written. Also: Info-ZIP zips normalize to the folder's zip, and the lockfile's temp and
 lock files never make a `path: .` layer republish."""
@@ -8,30 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 import pytest
 import zipcraft
+from clirun import invoke
 from zipcraft import Member
 
 from reconciler import model
 
-RECONCILE = shutil.which("reconcile", path=str(Path(sys.executable).parent))
 GOOD = Member("python/ok.py", b"OK = 1\n")
-
-
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed CLI with no terminal on stdin; a traceback fails the test."""
-    assert RECONCILE, "the reconcile console script is not installed next to this Python"
-    result = subprocess.run([RECONCILE, *args], cwd=cwd, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, env=dict(os.environ), timeout=120)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 def layer_names() -> list[str]:
@@ -157,9 +145,9 @@ def test_leaking_or_lying_content_is_refused_end_to_end(
     if validate_sees_it:
         commands.insert(0, ["validate"])
     else:
-        assert run(repo, "validate").returncode == 0
+        assert invoke(repo, "validate").returncode == 0
     for command in commands:
-        result = run(repo, *command)
+        result = invoke(repo, *command)
         assert result.returncode == 1, (command, result.stdout, result.stderr)
         for fragment in fragments:
             assert fragment in result.stderr, (command, result.stderr)
@@ -190,12 +178,12 @@ def test_info_zip_zip_normalizes_to_the_folders_code_sha256(tmp_path: Path,
     (repo / "layers.yaml").write_text(
         "version: 1\nregion: us-east-1\nlayers:\n  folder:\n    content: {path: src}\n"
         "  zipped:\n    content: {zip: vendor.zip, normalize: true}\n")
-    planned = run(repo, "plan", "--format", "json")
+    planned = invoke(repo, "plan", "--format", "json")
     assert planned.returncode == 0, planned.stderr
     desired = {change["layer"]: change["desired"]["code_sha256"]
                for change in json.loads(planned.stdout)["changes"]}
     assert desired["folder"] == desired["zipped"]
-    assert run(repo, "apply", "--yes").returncode == 0
+    assert invoke(repo, "apply", "--yes").returncode == 0
     assert sorted(layer_names()) == ["folder", "zipped"]
 
 
@@ -207,10 +195,10 @@ def test_lockfile_companions_never_make_a_dot_layer_republish(tmp_path: Path,
     (tmp_path / "python" / "m.py").write_text("X = 1\n")
     (tmp_path / "layers.yaml").write_text(
         "version: 1\nregion: us-east-1\nlayers:\n  dot:\n    content: {path: .}\n")
-    assert run(tmp_path, "apply", "--yes").returncode == 0
+    assert invoke(tmp_path, "apply", "--yes").returncode == 0
     (tmp_path / ".layers.lock.json.lock").write_text('{"holder": "another run"}\n')
     (tmp_path / ".layers.lock.json.123.ab12.tmp").write_text("half written\n")
-    assert run(tmp_path, "plan", "--detailed-exitcode").returncode == 0
-    assert run(tmp_path, "apply", "--yes").returncode == 0
+    assert invoke(tmp_path, "plan", "--detailed-exitcode").returncode == 0
+    assert invoke(tmp_path, "apply", "--yes").returncode == 0
     versions = boto3.client("lambda").list_layer_versions(LayerName="dot")["LayerVersions"]
     assert [version["Version"] for version in versions] == [1]

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import faultproxy
 import pytest
-from clirun import plan_json, run
+from clirun import invoke, plan_json
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
            "ap-south-1", "ap-northeast-1")
@@ -99,7 +99,7 @@ def test_fleet_release_aligned_and_shared_in_every_region(tmp_path: Path,
     assert lib00["ap-south-1"]["align"]["fillers"] == 2
     assert lib00["eu-west-1"]["align"]["fillers"] == 0
 
-    applied = run(project, "apply", "--yes", "--parallelism", "8")
+    applied = invoke(project, "apply", "--yes", "--parallelism", "8")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     for name in LAYERS:
         latest = {region: live(name, region)[-1] for region in REGIONS}
@@ -126,10 +126,10 @@ def test_fleet_release_aligned_and_shared_in_every_region(tmp_path: Path,
     assert by_action == {"grant": {"lib02"}, "noop": set(LAYERS) - {"lib02"}}
     assert all(c["record"] for c in document["changes"] if c["action"] == "noop")
     assert document["summary"]["grant"] == len(REGIONS)
-    assert run(project, "apply", "--yes", "--parallelism", "8").returncode == 0
+    assert invoke(project, "apply", "--yes", "--parallelism", "8").returncode == 0
     assert all(statement_ids("lib02", region, 1) == [] for region in REGIONS)
     assert statement_ids("lib01", "eu-west-1", 1) == [f"reconcile-account-{PARTNER}"]
-    clean = run(project, "plan", "--detailed-exitcode")
+    clean = invoke(project, "plan", "--detailed-exitcode")
     assert clean.returncode == 0, clean.stdout
 
 
@@ -159,12 +159,12 @@ def test_retention_keeps_what_a_function_uses(tmp_path: Path, moto_url: str) -> 
     assert [c["version"] for c in deletes] == [2]
     assert all(c["current"]["code_size"] > 0 for c in deletes)
     assert any("used by function api:1" in note for note in document["changes"][0]["notes"])
-    applied = run(project, "apply", "--yes")
+    applied = invoke(project, "apply", "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert [int(str(item["Version"])) for item in live("tools", "us-east-1")] == [1, 3, 4]
 
     (tmp_path / "tools" / "t.py").write_text("T = 2\n")
-    assert run(project, "apply", "--yes").returncode == 0
+    assert invoke(project, "apply", "--yes").returncode == 0
     # v5 and v4 are the two newest; v3 goes; v1 stays for the function.
     assert [int(str(item["Version"])) for item in live("tools", "us-east-1")] == [1, 4, 5]
 
@@ -206,7 +206,7 @@ def test_a_region_whose_publishes_fail_blocks_no_other(tmp_path: Path, moto_url:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         proxy.add(faultproxy.reject(status=503, code="ServiceUnavailableException",
                                     operation="PublishLayerVersion", region="eu-west-1"))
-        failed = run(tmp_path, "apply", "--yes", "--format", "json")
+        failed = invoke(tmp_path, "apply", "--yes", "--format", "json")
         assert failed.returncode == 1, failed.stdout + failed.stderr
         report = json.loads(failed.stdout)
         assert {(item["layer"], item["region"]) for item in report["published"]} == {
@@ -218,7 +218,7 @@ def test_a_region_whose_publishes_fail_blocks_no_other(tmp_path: Path, moto_url:
         assert "eu-west-1" not in json.dumps(lock)
 
         proxy.clear()
-        rerun = run(tmp_path, "apply", "--yes")
+        rerun = invoke(tmp_path, "apply", "--yes")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         publishes = [call for call in proxy.calls if call.operation == "PublishLayerVersion"]
         assert sorted(call.region for call in publishes) == ["eu-west-1"] * len(names)
@@ -239,9 +239,9 @@ def test_max_rps_holds_per_region_over_every_second_of_a_fleet_apply_and_plan(
     limit, burst = 6, 3  # burst: reconciler.ratelimit.DEFAULT_BURST
     with faultproxy.running(moto_url) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        applied = run(tmp_path, "apply", "--yes", "--max-rps", str(limit), "--parallelism", "8")
+        applied = invoke(tmp_path, "apply", "--yes", "--max-rps", str(limit), "--parallelism", "8")
         assert applied.returncode == 0, applied.stdout + applied.stderr
-        planned = run(tmp_path, "plan", "--max-rps", str(limit), "--parallelism", "8")
+        planned = invoke(tmp_path, "plan", "--max-rps", str(limit), "--parallelism", "8")
         assert planned.returncode == 0, planned.stderr
         for region in regions:
             assert proxy.count(operation="PublishLayerVersion", region=region) == len(names)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from clirun import run
+from clirun import invoke
 
 LAYER = "layers:\n  a:\n    content: {path: src}\n"
 
@@ -34,7 +34,7 @@ def test_deeply_nested_manifest_is_a_located_error(project: Path, nested: str) -
     """validate of a manifest nested tens of thousands deep exits 1 with a located problem."""
     (project / "layers.yaml").write_text(f"version: 1\ndescription: {nested}\n{LAYER}",
                                          encoding="utf-8")
-    result = run(project, "validate", env=_env())
+    result = invoke(project, "validate", env=_env())
     assert result.returncode == 1
     assert "layers.yaml:2:" in result.stderr
     assert "nests deeper than 64 levels" in result.stderr
@@ -48,7 +48,7 @@ def test_deeply_nested_lockfile_is_a_clear_error(project: Path, command: tuple[s
     (project / "layers.lock.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
     env = _env() | {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
                     "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-    result = run(project, *command, env=env)
+    result = invoke(project, *command, env=env)
     assert result.returncode == 1
     assert "layers.lock.json: not a reconcile lockfile (its JSON nests deeper" in result.stderr
 
@@ -66,7 +66,7 @@ def test_credentials_in_a_url_are_refused_at_validate_without_echo(
     """`state` or `artifact_bucket` with `user:password@` is a located error at validate, and
     the password appears nowhere in the output."""
     (project / "layers.yaml").write_text(f"version: 1\n{lines}{LAYER}", encoding="utf-8")
-    result = run(project, "validate", env=_env())
+    result = invoke(project, "validate", env=_env())
     assert result.returncode == 1
     for line in located:
         assert line in result.stderr, result.stderr
@@ -80,7 +80,7 @@ def test_a_password_in_a_state_url_never_reaches_aws(project: Path) -> None:
         encoding="utf-8")
     env = _env() | {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
                     "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-    result = run(project, "plan", env=env)
+    result = invoke(project, "plan", env=env)
     assert result.returncode == 1
     assert "state: must not hold credentials" in result.stderr
     assert "PASS" not in result.stderr + result.stdout
@@ -99,7 +99,7 @@ def test_state_push_of_a_file_that_is_not_utf8_is_one_error(tmp_path: Path,
         "version: 1\nregion: us-east-1\nstate: s3://pushed-state/x\nlayers:\n"
         "  alpha: {content: {path: src}}\n")
     (tmp_path / "bad.json").write_bytes(b"\xff\xfe{}")
-    result = run(tmp_path, "state", "push", "bad.json")
+    result = invoke(tmp_path, "state", "push", "bad.json")
     assert result.returncode == 1
     assert "bad.json: not a lockfile (not UTF-8" in result.stderr
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="pushed-state")

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import faultproxy
 import pytest
-from clirun import run
+from clirun import invoke
 
 NAMES = ("alpha", "beta", "gamma", "delta")
 
@@ -45,8 +45,8 @@ def test_throttled_grants_give_up_on_their_region(tmp_path: Path, moto_url: str,
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         proxy.add(faultproxy.throttle(times=None, operation="AddLayerVersionPermission",
                                       region="eu-west-1"))
-        result = run(tmp_path, "apply", "--yes", "--format", "json", "--parallelism", "1",
-                     "--max-attempts", "1")
+        result = invoke(tmp_path, "apply", "--yes", "--format", "json", "--parallelism", "1",
+                        "--max-attempts", "1")
         assert result.returncode == 1, result.stdout + result.stderr
         report = json.loads(result.stdout)
         assert {item["region"] for item in report["published"]} == {"us-east-1"}
@@ -67,7 +67,7 @@ def test_a_publish_answered_201_with_another_body_is_looked_up_and_adopted(
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         proxy.add(faultproxy.Rule(faultproxy.ForwardThenReply(201, body),
                                   operation="PublishLayerVersion"))
-        result = run(tmp_path, "apply", "--yes")
+        result = invoke(tmp_path, "apply", "--yes")
         assert result.returncode == 0, result.stdout + result.stderr
         assert proxy.count(operation="PublishLayerVersion") == 1
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
@@ -75,7 +75,7 @@ def test_a_publish_answered_201_with_another_body_is_looked_up_and_adopted(
     assert [item["Version"] for item in listed] == [1]
     lock = json.loads((tmp_path / "layers.lock.json").read_text(encoding="utf-8"))
     assert lock["layers"]["alpha"]["us-east-1"]["version"] == 1
-    again = run(tmp_path, "plan", "--detailed-exitcode")
+    again = invoke(tmp_path, "plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
 
 
@@ -110,7 +110,7 @@ def test_bad_credentials_are_named_for_what_they_are(
     with faultproxy.running(moto_url) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         proxy.add(rule)
-        result = run(tmp_path, "plan")
+        result = invoke(tmp_path, "plan")
     assert result.returncode == 1
     assert "AWS did not accept the credentials for " in result.stderr
     assert meaning in result.stderr and code in result.stderr, result.stderr
@@ -145,8 +145,8 @@ def test_timeout_bounds_a_silent_endpoint(tmp_path: Path, silent_endpoint: str,
     manifest.write_text(manifest.read_text(encoding="utf-8").replace(
         "version: 1\n", f"version: 1\n{state}"), encoding="utf-8")
     started = time.monotonic()
-    result = run(tmp_path, "plan", "--timeout", "1", "--max-attempts", "2",
-                 env=_silent_env(silent_endpoint))
+    result = invoke(tmp_path, "plan", "--timeout", "1", "--max-attempts", "2",
+                    env=_silent_env(silent_endpoint))
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"the AWS endpoint {silent_endpoint} did not answer" in result.stderr, result.stderr
@@ -160,7 +160,7 @@ def test_a_silent_endpoint_fails_within_a_minute_by_default(tmp_path: Path,
     plan within a minute, naming it (botocore's own 60 s read timeout made it 3 minutes)."""
     project(tmp_path, regions=("us-east-1",), names=("alpha",))
     started = time.monotonic()
-    result = run(tmp_path, "plan", env=_silent_env(silent_endpoint))
+    result = invoke(tmp_path, "plan", env=_silent_env(silent_endpoint))
     elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"the AWS endpoint {silent_endpoint} did not answer" in result.stderr, result.stderr
@@ -176,9 +176,9 @@ def test_an_oversized_zip_is_counted_once_as_an_error(tmp_path: Path, moto_url: 
     manifest = tmp_path / "layers.yaml"
     manifest.write_text(manifest.read_text(encoding="utf-8")
                         + "  big:\n    content: {zip: big.zip}\n", encoding="utf-8")
-    text = run(tmp_path, "plan")
-    document = json.loads(run(tmp_path, "plan", "--format", "json").stdout)
-    markdown = run(tmp_path, "plan", "--format", "markdown").stdout
+    text = invoke(tmp_path, "plan")
+    document = json.loads(invoke(tmp_path, "plan", "--format", "json").stdout)
+    markdown = invoke(tmp_path, "plan", "--format", "markdown").stdout
     assert "1 to create" in text.stdout and "1 in error" in text.stdout, text.stdout
     assert "over Lambda's 52,428,800-byte limit" in text.stdout + text.stderr
     assert [change["layer"] for change in document["changes"]] == ["small"]

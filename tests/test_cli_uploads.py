@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import faultproxy
 import pytest
-from clirun import plan_json, run
+from clirun import invoke, plan_json
 
 BUCKET = "layer-artifacts"
 # Incompressible bytes: the zip stays over the 50 MB direct-upload limit.
@@ -52,18 +52,18 @@ def test_large_zip_goes_through_the_artifact_bucket_once(
     content_sha256 = change["desired"]["content_sha256"]
     assert change["upload"] == {"route": "artifact_bucket", "s3": {
         "bucket": BUCKET, "key": f"big/{content_sha256}.zip", "version": None}}
-    assert "upload: through the artifact bucket" in run(big_project, "plan").stdout
+    assert "upload: through the artifact bucket" in invoke(big_project, "plan").stdout
 
     with faultproxy.running(moto_url) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         proxy.add(faultproxy.reject(times=1, operation="PublishLayerVersion",
                                     code="ServiceException", status=400))
-        failed = run(big_project, "apply", "--yes", timeout=300)
+        failed = invoke(big_project, "apply", "--yes", timeout=300)
         assert failed.returncode == 1, failed.stdout + failed.stderr
         uploads = proxy.count(operation="PutObject")
         assert uploads >= 1  # the parts of a multipart upload are PUTs too
 
-        applied = run(big_project, "apply", "--yes", timeout=300)
+        applied = invoke(big_project, "apply", "--yes", timeout=300)
         assert applied.returncode == 0, applied.stdout + applied.stderr
         assert proxy.count(operation="PutObject") == uploads, "uploaded a second time"
         publishes = [call for call in proxy.calls
@@ -86,9 +86,9 @@ def test_large_zip_without_a_bucket_is_refused_naming_artifact_bucket(
     """Without an artifact bucket, a zip over the direct limit is a plan error that names
     `artifact_bucket`, and apply publishes nothing."""
     project = _big_project(tmp_path, bucket=None)
-    planned = run(project, "plan")
+    planned = invoke(project, "plan")
     assert "artifact_bucket" in planned.stdout + planned.stderr
-    applied = run(project, "apply", "--yes", timeout=300)
+    applied = invoke(project, "apply", "--yes", timeout=300)
     assert applied.returncode == 1
     assert "artifact_bucket" in applied.stdout + applied.stderr
     layers = boto3.client("lambda", region_name="us-east-1").list_layers()["Layers"]
@@ -104,7 +104,7 @@ def test_upload_s3_sends_a_small_layer_through_the_bucket(
     (tmp_path / "layers.yaml").write_text(
         f"version: 1\nregion: us-east-1\nartifact_bucket: {BUCKET}\n"
         "defaults: {upload: s3}\nlayers:\n  small:\n    content: {path: small}\n")
-    applied = run(tmp_path, "apply", "--yes")
+    applied = invoke(tmp_path, "apply", "--yes")
     assert applied.returncode == 0, applied.stderr
     listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
     assert [item["Key"].split("/")[0] for item in listed.get("Contents", [])] == ["small"]
@@ -158,7 +158,7 @@ def test_s3_source_from_a_versioned_bucket(
     assert change["desired"]["code_sha256"] == checksum
     assert change["upload"] == {"route": "s3_source", "s3": {
         "bucket": "sources", "key": "layer.zip", "version": version}}
-    applied = run(project, "apply", "--yes")
+    applied = invoke(project, "apply", "--yes")
     assert applied.returncode == 0, applied.stderr
     published = boto3.client("lambda", region_name="us-east-1").get_layer_version(
         LayerName="from-s3", VersionNumber=1)
@@ -176,10 +176,10 @@ def test_missing_s3_object_is_refused_at_plan_time(
     """A missing key or version is a located plan error (exit 1), and apply publishes
     nothing."""
     project = _s3_source_project(tmp_path, key=key, version=version)
-    planned = run(project, "plan")
+    planned = invoke(project, "plan")
     assert planned.returncode == 1
     assert "layers.yaml:5:" in planned.stdout + planned.stderr
     assert "does not exist" in planned.stdout + planned.stderr
-    applied = run(project, "apply", "--yes")
+    applied = invoke(project, "apply", "--yes")
     assert applied.returncode == 1
     assert boto3.client("lambda", region_name="us-east-1").list_layers()["Layers"] == []

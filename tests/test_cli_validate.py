@@ -1,6 +1,6 @@
-"""End-to-end tests of `reconcile validate` through the installed console script (and
-`python -m reconciler`), run as a subprocess without AWS credentials: exit codes, where the
-messages go, and that validate writes nothing.
+"""End-to-end tests of `reconcile validate` without AWS credentials: exit codes, where the
+messages go, and that validate writes nothing. Run in process (clirun.invoke), but for the
+installed console script and `python -m reconciler`, which run as subprocesses.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import clirun
 import pytest
 
 from reconciler import __version__
@@ -45,8 +46,11 @@ def env() -> dict[str, str]:
 
 
 def run(args: list[str], *, cwd: Path, env: dict[str, str],
-        module: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run the console script (or `python -m reconciler`) with `args`."""
+        process: bool = False, module: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `reconcile ARGS` in this process; with `process`, the console script (or with
+    `module`, `python -m reconciler`) as a subprocess."""
+    if not (process or module):
+        return clirun.invoke(cwd, *args, env=env)
     command = [sys.executable, "-m", "reconciler"] if module else [console_script()]
     return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=120, check=False)
@@ -153,7 +157,7 @@ def test_python_m_reconciler_is_the_same_program(
         manifest = tmp_path / "layers.yaml"
         manifest.write_text(BAD_MANIFEST, encoding="utf-8")
     args = ["validate", "-f", str(manifest)]
-    script = run(args, cwd=tmp_path, env=env)
+    script = run(args, cwd=tmp_path, env=env, process=True)
     module = run(args, cwd=tmp_path, env=env, module=True)
     assert (module.returncode, module.stdout, module.stderr) == (
         script.returncode, script.stdout, script.stderr,

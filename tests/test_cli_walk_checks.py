@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 import zipcraft
-from clirun import run
+from clirun import invoke
 
 Setup = Callable[[Path], str]
 TOKEN = "AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46c2VjcmV0"
@@ -135,14 +135,14 @@ def test_validate_locates_what_plan_refuses(tmp_path: Path, moto_url: str, setup
                         f"    content: {content}\n")
     offline = {name: value for name, value in os.environ.items()
                if not name.startswith("AWS_")}
-    validated = run(repo, "validate", env=offline)
+    validated = invoke(repo, "validate", env=offline)
     assert validated.returncode == 1, validated.stdout
     column = 21 if field == "path" else 20
     lines = validated.stderr.splitlines()
     assert lines[0].startswith(f"layers.yaml:5:{column}: layers.leaky.content.{field}: "), lines
     assert fragment in lines[0], lines
     assert lines[1:] == ["1 problem found; nothing was changed."]
-    planned = run(repo, "plan")
+    planned = invoke(repo, "plan")
     assert planned.returncode == 1, planned.stdout
     assert "layers.leaky" in planned.stderr + planned.stdout
     assert fragment in planned.stderr + planned.stdout
@@ -157,8 +157,8 @@ def test_git_re_included_by_patterns_is_not_published(tmp_path: Path, moto_url: 
     (repo / "layers.yaml").write_text(
         "version: 1\nregion: us-east-1\nlayers:\n  dot:\n"
         "    content: {path: ., exclude: ['!.git/', '!.git/**']}\n")
-    assert run(repo, "validate").returncode == 0
-    applied = run(repo, "apply", "--yes")
+    assert invoke(repo, "validate").returncode == 0
+    applied = invoke(repo, "apply", "--yes")
     assert applied.returncode == 0, applied.stderr
     (built,) = (repo / ".reconcile" / "build").glob("*.zip")
     with zipfile.ZipFile(built) as zip_file:

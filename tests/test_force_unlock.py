@@ -2,7 +2,7 @@
 pid running and, for the lockfile, its flock held) unless `--force`, naming the holder and
 why; for a lock held from another host it shows the lock's age before asking. The rule is
 tested as a function, then through the installed CLI against moto (an apply held at the
-fault proxy is the live holder) with both state backends."""
+fault proxy, in a process of its own, is the live holder) with both state backends."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import faultproxy
 import pytest
-from clirun import RECONCILE, run
+from clirun import RECONCILE, invoke, run
 
 from reconciler import errors, ports, state
 
@@ -159,7 +159,7 @@ def test_a_live_holder_on_this_host_is_refused_unless_forced(
         assert record is not None
         lock_id = json.loads(record)["lock_id"]
 
-        refused = run(checkout, "force-unlock", lock_id, "--yes")
+        refused = invoke(checkout, "force-unlock", lock_id, "--yes")
 
         assert refused.returncode == 1
         assert f"pid {applying.pid}" in refused.stderr
@@ -168,7 +168,7 @@ def test_a_live_holder_on_this_host_is_refused_unless_forced(
             assert "flock" in refused.stderr
         assert lock_record(checkout, moto_url, s3_state=s3_state) == record
 
-        forced = run(checkout, "force-unlock", lock_id, "--yes", "--force")
+        forced = invoke(checkout, "force-unlock", lock_id, "--yes", "--force")
 
         assert forced.returncode == 0, forced.stderr
         assert f"Released the lock {lock_id}" in forced.stdout
@@ -216,13 +216,13 @@ def test_another_hosts_lock_with_yes_prints_its_age_and_without_it_is_refused(
     checkout = make_checkout(tmp_path / "repo", s3_state=True)
     lock_id = put_foreign_lock(moto_url, ago=datetime.timedelta(days=1, hours=2, minutes=3))
 
-    refused = run(checkout, "force-unlock", lock_id)
+    refused = invoke(checkout, "force-unlock", lock_id)
 
     assert refused.returncode == 1
     assert "--yes" in refused.stderr
     assert LOCK_KEY in s3_keys(moto_url)
 
-    released = run(checkout, "force-unlock", lock_id, "--yes")
+    released = invoke(checkout, "force-unlock", lock_id, "--yes")
 
     assert released.returncode == 0, released.stderr
     assert "ci-runner-7" in released.stdout and "1 d 2 h ago" in released.stdout

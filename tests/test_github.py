@@ -12,7 +12,7 @@ from pathlib import Path
 
 import githubstandin
 import pytest
-from clirun import run
+from clirun import invoke
 
 from reconciler import errors, github, model, render
 
@@ -78,15 +78,15 @@ def test_one_comment_per_manifest_is_posted_then_updated(
         api.add_comment(7, f"comment {index}")
     env = actions_environment(tmp_path, api_url=api.url, event={"pull_request": {"number": 7}})
     plan_file = tmp_path / "plan.json"
-    assert run(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
-    first = run(checkout, "comment", str(plan_file), env=env)
+    assert invoke(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
+    first = invoke(checkout, "comment", str(plan_file), env=env)
     assert first.returncode == 0, first.stderr
     assert "posted the plan comment on pull request #7" in first.stdout
     assert api.count("POST") == 1 and api.count("PATCH") == 0
     (checkout / "src" / "alpha" / "alpha.py").write_text("NAME = 'edited'\n")
-    assert run(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
+    assert invoke(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
     for _ in range(2):
-        again = run(checkout, "comment", str(plan_file), env=env)
+        again = invoke(checkout, "comment", str(plan_file), env=env)
         assert again.returncode == 0, again.stderr
         assert "updated the plan comment on pull request #7" in again.stdout
     assert api.count("POST") == 1 and api.count("PATCH") == 2
@@ -102,14 +102,14 @@ def test_an_api_error_names_the_status_and_never_the_token(
     """A 401 (a wrong token) exits 1 naming the status; the token is in no output or file."""
     env = actions_environment(tmp_path, api_url=api.url, event={"pull_request": {"number": 3}})
     plan_file = tmp_path / "plan.json"
-    assert run(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
-    refused = run(checkout, "comment", str(plan_file),
-                  env={**env, "GITHUB_TOKEN": TOKEN + "-wrong"})
+    assert invoke(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
+    refused = invoke(checkout, "comment", str(plan_file),
+                     env={**env, "GITHUB_TOKEN": TOKEN + "-wrong"})
     assert refused.returncode == 1
     assert "HTTP 401" in refused.stderr and "GET /repos/acme/layers/issues/3/comments" \
         in refused.stderr
     api.fail_with = 500
-    failed = run(checkout, "comment", str(plan_file), env=env)
+    failed = invoke(checkout, "comment", str(plan_file), env=env)
     assert failed.returncode == 1 and "HTTP 500" in failed.stderr
     for text in (refused.stdout, refused.stderr, failed.stdout, failed.stderr,
                  plan_file.read_text(), (tmp_path / "summary.md").read_text()):
@@ -122,8 +122,8 @@ def test_outside_a_pull_request_nothing_is_posted(
     env = actions_environment(tmp_path, api_url=api.url, event={"ref": "refs/heads/main"},
                               event_name="push")
     plan_file = tmp_path / "plan.json"
-    assert run(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
-    result = run(checkout, "comment", str(plan_file), env=env)
+    assert invoke(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
+    result = invoke(checkout, "comment", str(plan_file), env=env)
     assert result.returncode == 0
     assert "not a pull request (push): no comment posted." in result.stdout
     assert api.requests == []
@@ -195,7 +195,7 @@ def test_plan_outputs_summary_and_annotations_on_every_outcome(
     an annotation; a refused apply gets a summary too."""
     env = actions_environment(tmp_path, api_url="http://127.0.0.1:9", event={})
     summary, output = tmp_path / "summary.md", tmp_path / "output.txt"
-    planned = run(checkout, "plan", "--detailed-exitcode", "--out", "plan.json", env=env)
+    planned = invoke(checkout, "plan", "--detailed-exitcode", "--out", "plan.json", env=env)
     assert planned.returncode == 2
     assert outputs_of(output) == {"exitcode": "2", "changes": "true", "plan-file": "plan.json"}
     assert "### reconcile plan: `layers.yaml`" in summary.read_text()
@@ -203,7 +203,7 @@ def test_plan_outputs_summary_and_annotations_on_every_outcome(
     summary.unlink()
     (checkout / "layers.yaml").write_text(MANIFEST.replace("region: us-east-1",
                                                            "region: us-east-1\nbogus: 1"))
-    invalid = run(checkout, "plan", env=env)
+    invalid = invoke(checkout, "plan", env=env)
     assert invalid.returncode == 1
     assert invalid.stdout.startswith("::error file=layers.yaml,line=3,col=1,")
     assert outputs_of(output) == {"exitcode": "1", "changes": "false"}
@@ -211,10 +211,10 @@ def test_plan_outputs_summary_and_annotations_on_every_outcome(
     assert text.startswith("### reconcile plan: `layers.yaml`\n\n:x: **plan failed**")
     assert "bogus" in text
     (checkout / "layers.yaml").write_text(MANIFEST)
-    refused = run(checkout, "apply", env=env)
+    refused = invoke(checkout, "apply", env=env)
     assert refused.returncode == 1
     assert "### reconcile apply: `layers.yaml`\n\n:x: **apply failed**: refusing to apply " \
         "without confirmation" in summary.read_text()
-    no_summary = run(checkout, "plan", "--no-summary", env={**env, "GITHUB_STEP_SUMMARY": str(
+    no_summary = invoke(checkout, "plan", "--no-summary", env={**env, "GITHUB_STEP_SUMMARY": str(
         tmp_path / "other.md")})
     assert no_summary.returncode == 0 and not (tmp_path / "other.md").exists()

@@ -6,9 +6,12 @@ shell module, no I/O module and no core sibling except `model` and `errors` (por
 package (`state`, `state.local`, `state.s3`); `state.local` and `state.s3` are unaware of
 each other, as kopf's storage kinds are, and so are the content kinds (`content.folder`,
 `content.zipsource`, `content.s3`): they share only `content.common` and `content.statcache`,
-and the `content` package itself is the one place that chooses a kind. Some third-party
-packages belong to one module alone (boto3/botocore to aws, deepdiff to planner, typer/click
-to cli).
+and the `content` package itself is the one place that chooses a kind. The command layer
+(`command.*`: typer app, options, views, signals, composition) may import everything below it;
+the use cases (`run.*`) and the rest of the shell never import the command layer, and only
+`cli` (the entry point) imports it from outside. Some third-party packages belong to one
+module (or layer) alone (boto3/botocore to aws, deepdiff to planner, typer/click to the
+command layer and cli).
 `io`, `zipfile`, `hashlib` and `json` stay allowed in the core: they work on in-memory bytes
 there, and the file system, processes and the network are what the rules keep out.
 Every import counts, including those inside functions and under `if TYPE_CHECKING:`.
@@ -40,16 +43,25 @@ CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipm
                   *BUILDS_PURE})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
+# The command layer: wiring only; nothing below it imports it.
+COMMAND = frozenset({"command", "command.app", "command.layers", "command.admin",
+                     "command.options", "command.views", "command.workflow", "command.signals",
+                     "command.compose", "command.lazy"})
+# The use cases the commands call (planning and applying are use cases too, still top level).
+RUN = frozenset({"run", "run.session", "run.savedplans", "run.report"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,
                    "zipbuild", "zipindex", "state",
                    "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", "artifacts", "planning", "applying",
                    "applying.report", "applying.steps", "applying.lanes",
-                   "publishing", "sandbox", "forking", "github", "cli"})
+                   "publishing", "sandbox", "forking", "github", "cli", *COMMAND, *RUN})
+# Shell modules below the command layer.
+BELOW_COMMAND = SHELL - COMMAND - {"cli"}
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
 
 # The reconciler modules each module may import. Importing the package itself (its
-# `__version__`) is always allowed. cli is the composition root: only `__main__` imports it.
+# `__version__`) is always allowed. cli is the entry point: only `__main__` imports it, and
+# only cli imports the command layer from outside it.
 ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "__init__": frozenset(),
     "__main__": frozenset({"cli"}),
@@ -72,11 +84,13 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "elfcheck": frozenset({"lambdaos"}),
     **{module: frozenset({"errors", "model", "lambdaos"}) | BUILDS_PURE - {module}
        for module in BUILDS_PURE},
-    **{shell: (CORE | SHELL) - {"cli", shell} for shell in SHELL},
+    **{shell: (CORE | BELOW_COMMAND) - {shell} for shell in BELOW_COMMAND},
+    "cli": CORE | COMMAND,
+    **{command: (CORE | SHELL) - {"cli", command} for command in COMMAND},
     # The state backends share only their package; neither knows the other exists.
     "state": (CORE | {"__init__"}),
-    "state.local": (CORE | SHELL) - {"cli", "state.local", "state.s3"},
-    "state.s3": (CORE | SHELL) - {"cli", "state.s3", "state.local"},
+    "state.local": (CORE | BELOW_COMMAND) - {"state.local", "state.s3"},
+    "state.s3": (CORE | BELOW_COMMAND) - {"state.s3", "state.local"},
     # A content kind knows the shared pieces and the core, never another kind or the package
     # that dispatches to it; the shared pieces know no kind.
     **{kind: CORE | CONTENT_SHARED - {kind} for kind in CONTENT_KINDS},
@@ -96,10 +110,13 @@ IO_MODULES = frozenset({
 TYPE_ONLY_IO = {"ports": frozenset({"pathlib"}),
                 # only sys.version_info, to choose tomllib or the floor's tomli
                 "builds.tomlfile": frozenset({"sys"})}
-# Third-party packages that exactly one module may import.
-OWNERS = {
-    "boto3": "aws", "botocore": "aws", "deepdiff": "planner.layers", "typer": "cli", "click": "cli",
-    "moto": "sandbox",  # the optional extra: only the sandbox's server process may need it
+# Third-party packages that only these modules may import.
+OWNERS: dict[str, frozenset[str]] = {
+    "boto3": frozenset({"aws"}), "botocore": frozenset({"aws"}),
+    "deepdiff": frozenset({"planner.layers"}),
+    "typer": COMMAND | {"cli"}, "click": COMMAND | {"cli"},
+    # the optional extra: only the sandbox's server process may need it
+    "moto": frozenset({"sandbox"}),
 }
 
 
@@ -190,9 +207,9 @@ def test_module_imports_follow_the_layering(module: str) -> None:
         violations += [f"{module} imports {name}: core modules do no I/O"
                        for name in sorted(external & IO_MODULES
                                           - TYPE_ONLY_IO.get(module, frozenset()))]
-    violations += [f"{module} imports {name}: only {owner}.py may import it"
-                   for name, owner in sorted(OWNERS.items())
-                   if name in external and module != owner]
+    violations += [f"{module} imports {name}: only {', '.join(sorted(owners))} may import it"
+                   for name, owners in sorted(OWNERS.items())
+                   if name in external and module not in owners]
     assert not violations, "\n".join(violations)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import faultproxy
 import pytest
-from clirun import RECONCILE, run
+from clirun import RECONCILE, invoke
 
 from reconciler import statefile
 
@@ -90,14 +90,14 @@ def test_a_lost_reply_on_the_lock_create_does_not_lock_the_run_out(
     rule, extra = LOST_REPLIES[fault]
     proxy.add(rule(LOCK_KEY))
 
-    applied = run(checkout, "apply", "--yes", *extra)
+    applied = invoke(checkout, "apply", "--yes", *extra)
 
     assert applied.returncode == 0, applied.stderr
     assert "is locked by" not in applied.stderr
     assert proxy.rules[0].used == 1  # the fault did hit the lock's create
     assert recorded(moto_url) == {"x": 1, "y": 1}
     assert s3_keys(moto_url) == [STATE_KEY]
-    again = run(checkout, "apply", "--yes")
+    again = invoke(checkout, "apply", "--yes")
     assert again.returncode == 0, again.stderr
 
 
@@ -109,7 +109,7 @@ def test_a_lost_reply_on_the_probe_does_not_fail_the_apply(
     rule, extra = LOST_REPLIES[fault]
     proxy.add(rule(PROBES))
 
-    applied = run(checkout, "apply", "--yes", *extra)
+    applied = invoke(checkout, "apply", "--yes", *extra)
 
     assert applied.returncode == 0, applied.stderr
     assert "conditional write was refused" not in applied.stderr
@@ -124,7 +124,7 @@ def test_a_lost_reply_on_a_state_write_is_not_a_conflict(
     apply reads its own bytes back and succeeds rather than reporting a conflict."""
     proxy.add(faultproxy.reset_after_forward(operation="PutObject", key=STATE_KEY))
 
-    applied = run(checkout, "apply", "--yes")
+    applied = invoke(checkout, "apply", "--yes")
 
     assert applied.returncode == 0, applied.stderr
     assert proxy.rules[0].used == 1
@@ -156,7 +156,7 @@ def test_a_probe_left_by_a_killed_run_is_removed_by_the_next(
                  if key.startswith("team/.reconcile-probe-") and key != other_host]
     assert len(leftovers) == 1 and f"-p{killed.pid}-" in leftovers[0]
 
-    applied = run(checkout, "apply", "--yes")
+    applied = invoke(checkout, "apply", "--yes")
 
     assert applied.returncode == 0, applied.stderr
     assert s3_keys(moto_url) == sorted([STATE_KEY, other_host])

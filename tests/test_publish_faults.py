@@ -1,7 +1,7 @@
 """Never publish twice: PublishLayerVersion through the fault proxy in front of a real moto
 server. In process, the store's classification of each failure (PublishNotSent: no version;
 PublishOutcomeUnknown: sent, no clear answer) and publish_exactly_once's look-then-adopt; end
-to end, the installed `reconcile` CLI (a subprocess) makes exactly one version whatever
+to end, the installed `reconcile` CLI (run in process) makes exactly one version whatever
 fault hits the publish, and records it."""
 
 from __future__ import annotations
@@ -9,16 +9,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import shutil
 import socket
 import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import clirun
 import faultproxy
 import pytest
 
@@ -244,7 +242,6 @@ def test_version_already_there_is_not_adopted(
 
 # --- end to end: the installed CLI --------------------------------------------------------
 
-RECONCILE = shutil.which("reconcile", path=str(Path(sys.executable).parent))
 MANIFEST = f"""\
 version: 1
 region: {REGION}
@@ -266,12 +263,8 @@ def project(tmp_path: Path, proxy: faultproxy.FaultProxy) -> Path:
 
 
 def reconcile_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed CLI with the test's environment; never a traceback."""
-    assert RECONCILE, "the reconcile console script is not installed next to this Python"
-    result = subprocess.run([RECONCILE, *args], cwd=cwd, stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, env=dict(os.environ), timeout=120)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+    """Run the installed CLI in process with the test's environment; never a traceback."""
+    return clirun.invoke(cwd, *args)
 
 
 def recorded_version(project: Path) -> int:

@@ -1,8 +1,9 @@
-"""Issue 7's promises, end to end: the installed `reconcile` CLI (real subprocesses) against a
-real moto server, with the fault proxy in front of it to hold a call at an exact point and a
-kill point (tests/killhook) for the instants no proxy can reach. Killed, signalled, raced,
-refused and failed applies each leave a state that parses, no temp file to be packaged, no
-held lock, and a rerun that publishes nothing twice and loses no record."""
+"""Issue 7's promises, end to end: the installed `reconcile` CLI against a real moto server
+(a real subprocess for every run that is held, signalled or killed; in process otherwise),
+with the fault proxy in front of it to hold a call at an exact point and a kill point
+(tests/killhook) for the instants no proxy can reach. Killed, signalled, raced, refused and
+failed applies each leave a state that parses, no temp file to be packaged, no held lock,
+and a rerun that publishes nothing twice and loses no record."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
 import faultproxy
 import pytest
-from clirun import RECONCILE
+from clirun import RECONCILE, invoke
 
 from reconciler import statefile
 
@@ -138,11 +140,26 @@ class Cli:
         assert self.wait() == -signal.SIGKILL
 
 
-def run(cwd: Path, *args: str) -> Cli:
-    """A finished `reconcile` run."""
-    cli = Cli(cwd, *args)
-    cli.wait()
-    return cli
+@dataclass(frozen=True)
+class Finished:
+    """A finished `reconcile` run, made in this process (no signal or kill meets it)."""
+
+    process: subprocess.CompletedProcess[str]
+
+    @property
+    def stdout(self) -> str:
+        """What it printed on stdout."""
+        return self.process.stdout
+
+    @property
+    def stderr(self) -> str:
+        """What it printed on stderr."""
+        return self.process.stderr
+
+
+def run(cwd: Path, *args: str) -> Finished:
+    """A finished `reconcile` run (in process: clirun.invoke)."""
+    return Finished(invoke(cwd, *args))
 
 
 def apply(cwd: Path, *args: str, kill_at: str | None = None) -> Cli:

@@ -1,5 +1,6 @@
 """`reconcile sandbox start|status|stop`: the installed CLI, run as a subprocess, starting a real
-detached moto server, publishing to it, and ending it (and nothing else).
+detached moto server, publishing to it, and ending it (and nothing else); the commands that
+start no server (stale records, a missing folder) run in process.
 
 Every test that starts a server stops it in the `sandboxes` fixture's teardown, even when the
 test fails. Processes are identified by pid and /proc start time, as the sandbox does.
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import clirun
 import pytest
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(),
@@ -42,6 +44,12 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None,
                             timeout=120)
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+def invoke(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in this process, in the isolated environment (for commands that start no
+    server: the server's parent would be the test process)."""
+    return clirun.invoke(cwd, *args, env=isolated_env())
 
 
 def isolated_env() -> dict[str, str]:
@@ -260,7 +268,7 @@ def test_stop_with_a_reused_pid_kills_nothing(
     """A record whose pid now names another process (other start time) is removed, and that
     process is not signalled."""
     pid_file = write_record(tmp_path, pid=sleeper.pid, process_start="1")
-    result = run(tmp_path, "sandbox", "stop")
+    result = invoke(tmp_path, "sandbox", "stop")
     assert result.returncode == 0, result.stderr
     assert f"stale record of pid {sleeper.pid}" in result.stdout
     assert sleeper.poll() is None, "stop signalled a process it did not start"
@@ -274,10 +282,10 @@ def test_stop_spares_a_process_with_the_recorded_start_but_another_command(
     start_time = process_start(sleeper.pid)
     assert start_time is not None
     write_record(tmp_path, pid=sleeper.pid, process_start=start_time)
-    status = run(tmp_path, "sandbox", "status")
+    status = invoke(tmp_path, "sandbox", "status")
     assert status.returncode == 1
     assert f"stale record names pid {sleeper.pid}" in status.stderr
-    result = run(tmp_path, "sandbox", "stop")
+    result = invoke(tmp_path, "sandbox", "stop")
     assert result.returncode == 0, result.stderr
     assert "stale record" in result.stdout
     assert sleeper.poll() is None, "stop signalled a process it did not start"
@@ -288,7 +296,7 @@ def test_stop_with_a_dead_pid_removes_the_record(tmp_path: Path) -> None:
     gone = subprocess.Popen(["true"])
     gone.wait()
     pid_file = write_record(tmp_path, pid=gone.pid, process_start="1")
-    result = run(tmp_path, "sandbox", "stop")
+    result = invoke(tmp_path, "sandbox", "stop")
     assert result.returncode == 0, result.stderr
     assert not pid_file.exists()
     assert not (pid_file.parent / "port").exists()
@@ -296,10 +304,10 @@ def test_stop_with_a_dead_pid_removes_the_record(tmp_path: Path) -> None:
 
 def test_status_and_stop_without_a_sandbox(tmp_path: Path) -> None:
     """Without a record, status exits 1 saying it is not running, and stop exits 0 saying so."""
-    status = run(tmp_path, "sandbox", "status")
+    status = invoke(tmp_path, "sandbox", "status")
     assert status.returncode == 1
     assert "sandbox not running" in status.stderr
-    stop = run(tmp_path, "sandbox", "stop")
+    stop = invoke(tmp_path, "sandbox", "stop")
     assert stop.returncode == 0
     assert stop.stdout.strip() == "sandbox not running."
 
@@ -322,6 +330,6 @@ def test_start_without_moto_says_how_to_install_it(tmp_path: Path) -> None:
 
 def test_start_in_a_missing_folder_is_an_error(tmp_path: Path) -> None:
     """A manifest path whose folder does not exist is one clear error, exit 1."""
-    result = run(tmp_path, "sandbox", "start", "-f", str(tmp_path / "nowhere" / "layers.yaml"))
+    result = invoke(tmp_path, "sandbox", "start", "-f", str(tmp_path / "nowhere" / "layers.yaml"))
     assert result.returncode == 1
     assert "no such folder" in result.stderr

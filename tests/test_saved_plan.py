@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from clirun import run, valid_plan, versions
+from clirun import invoke, valid_plan, versions
 
 MANIFEST = """\
 version: 1
@@ -50,7 +50,7 @@ def copy_checkout(source: Path, target: Path) -> Path:
 
 def saved_plan(checkout: Path, plan_file: Path) -> dict[str, Any]:
     """`plan --out` in `checkout`; the saved document, schema-checked."""
-    result = run(checkout, "plan", "--out", str(plan_file))
+    result = invoke(checkout, "plan", "--out", str(plan_file))
     assert result.returncode == 0, result.stderr
     assert f"reconcile apply {plan_file}" in result.stdout
     return valid_plan(json.loads(plan_file.read_text()))
@@ -64,14 +64,14 @@ def test_saved_plan_applies_on_another_checkout(checkout: Path, tmp_path: Path) 
     planned = {change["layer"]: change["desired"]["code_sha256"]
                for change in document["changes"]}
     merge_job = copy_checkout(checkout, tmp_path / "merge-job")
-    applied = run(merge_job, "apply", str(plan_file))
+    applied = invoke(merge_job, "apply", str(plan_file))
     assert applied.returncode == 0, applied.stderr
     client = boto3.client("lambda")
     for layer, code_sha256 in planned.items():
         published = client.get_layer_version(LayerName=layer, VersionNumber=1)
         assert published["Content"]["CodeSha256"] == code_sha256
     assert (merge_job / "layers.lock.json").exists()
-    clean = run(merge_job, "plan", "--detailed-exitcode")
+    clean = invoke(merge_job, "plan", "--detailed-exitcode")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
 
@@ -80,8 +80,8 @@ def test_a_plan_file_is_applied_once(checkout: Path, tmp_path: Path) -> None:
     published."""
     plan_file = tmp_path / "plan.json"
     saved_plan(checkout, plan_file)
-    assert run(checkout, "apply", str(plan_file)).returncode == 0
-    again = run(checkout, "apply", str(plan_file))
+    assert invoke(checkout, "apply", str(plan_file)).returncode == 0
+    again = invoke(checkout, "apply", str(plan_file))
     assert again.returncode == 1
     assert "applied already" in again.stderr
     assert versions("alpha") == [1]
@@ -94,8 +94,8 @@ def test_a_copy_of_an_applied_plan_is_stale(checkout: Path, tmp_path: Path) -> N
     saved_plan(checkout, plan_file)
     copy = tmp_path / "copy.json"
     shutil.copy(plan_file, copy)
-    assert run(checkout, "apply", str(plan_file)).returncode == 0
-    again = run(checkout, "apply", str(copy))
+    assert invoke(checkout, "apply", str(plan_file)).returncode == 0
+    again = invoke(checkout, "apply", str(copy))
     assert again.returncode == 1
     assert ("the plan would create layer alpha in us-east-1; deciding again now does not "
             "(now: noop (its latest is v1))") in again.stderr
@@ -109,7 +109,7 @@ def test_changed_manifest_and_content_are_named(checkout: Path, tmp_path: Path) 
     saved_plan(checkout, plan_file)
     (checkout / "layers.yaml").write_text(MANIFEST.replace("Alpha helpers", "Alpha tools"))
     (checkout / "src" / "beta" / "beta.py").write_text("NAME = 'edited'\n")
-    refused = run(checkout, "apply", str(plan_file))
+    refused = invoke(checkout, "apply", str(plan_file))
     assert refused.returncode == 1
     assert "the saved plan is stale" in refused.stderr
     assert ("the plan would create layer alpha in us-east-1 with other values than deciding "
@@ -126,7 +126,7 @@ def test_out_of_band_publish_makes_the_plan_stale(checkout: Path, tmp_path: Path
     saved_plan(checkout, plan_file)
     boto3.client("lambda").publish_layer_version(LayerName="beta",
                                                  Content={"ZipFile": b"PK\x05\x06" + b"\0" * 18})
-    refused = run(checkout, "apply", str(plan_file))
+    refused = invoke(checkout, "apply", str(plan_file))
     assert refused.returncode == 1
     assert ("the plan would create layer beta in us-east-1; deciding again now does not (now: "
             "publish (its latest is v1))") in refused.stderr
@@ -139,7 +139,7 @@ def test_other_selection_is_stale(checkout: Path, tmp_path: Path) -> None:
     carries its own selection."""
     plan_file = tmp_path / "plan.json"
     saved_plan(checkout, plan_file)
-    refused = run(checkout, "apply", str(plan_file), "--target", "alpha")
+    refused = invoke(checkout, "apply", str(plan_file), "--target", "alpha")
     assert refused.returncode == 1
     assert "the plan selected targets all; this apply selects ['alpha']" in refused.stderr
     assert versions("alpha") == []
@@ -150,11 +150,11 @@ def test_show_renders_a_saved_plan(checkout: Path, tmp_path: Path) -> None:
     plan_file = tmp_path / "plan.json"
     saved_plan(checkout, plan_file)
     offline = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    text = run(tmp_path, "show", str(plan_file), env=offline)
+    text = invoke(tmp_path, "show", str(plan_file), env=offline)
     assert text.returncode == 0 and "Plan: 2 to create" in text.stdout
-    as_json = run(tmp_path, "show", str(plan_file), "--format", "json", env=offline)
+    as_json = invoke(tmp_path, "show", str(plan_file), "--format", "json", env=offline)
     assert valid_plan(json.loads(as_json.stdout))["summary"]["create"] == 2
-    markdown = run(tmp_path, "show", str(plan_file), "--format", "markdown", env=offline)
+    markdown = invoke(tmp_path, "show", str(plan_file), "--format", "markdown", env=offline)
     assert markdown.stdout.startswith("### reconcile plan")
 
 
@@ -162,7 +162,7 @@ def test_not_a_plan_file_is_a_clear_error(checkout: Path, tmp_path: Path) -> Non
     """A file that is not a plan gives one message naming it, exit 1, nothing published."""
     bogus = tmp_path / "bogus.json"
     bogus.write_text("{not json")
-    result = run(checkout, "apply", str(bogus))
+    result = invoke(checkout, "apply", str(bogus))
     assert result.returncode == 1 and "bogus.json:1:2: not a plan file" in result.stderr
     assert versions("alpha") == []
 
@@ -170,14 +170,14 @@ def test_not_a_plan_file_is_a_clear_error(checkout: Path, tmp_path: Path) -> Non
 def test_a_plan_file_inside_a_layer_folder_is_refused_unless_excluded(checkout: Path) -> None:
     """`plan --out` into a folder layer's content is refused before anything is done (it would
     be packaged, and the saved plan then always stale); an excluded path is accepted."""
-    refused = run(checkout, "plan", "--out", "src/beta/plan.json")
+    refused = invoke(checkout, "plan", "--out", "src/beta/plan.json")
     assert refused.returncode == 1
     assert "layers.beta's content" in refused.stderr and "Traceback" not in refused.stderr
     assert not (checkout / "src" / "beta" / "plan.json").exists()
     assert versions("beta") == []
     (checkout / "layers.yaml").write_text(MANIFEST.replace(
         "content: {path: src/beta}", "content: {path: src/beta, exclude: ['*.plan']}"))
-    accepted = run(checkout, "plan", "--out", "src/beta/saved.plan")
+    accepted = invoke(checkout, "plan", "--out", "src/beta/saved.plan")
     assert accepted.returncode == 0, accepted.stderr
-    assert run(checkout, "apply", "src/beta/saved.plan").returncode == 0
+    assert invoke(checkout, "apply", "src/beta/saved.plan").returncode == 0
     assert versions("beta") == [1]

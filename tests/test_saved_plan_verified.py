@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import faultproxy
 import pytest
-from clirun import run, valid_plan, versions
+from clirun import invoke, valid_plan, versions
 
 MANIFEST = """\
 version: 1
@@ -51,7 +51,7 @@ def checkout(tmp_path: Path, moto_url: str) -> Path:
 
 def save_plan(checkout: Path, plan_file: Path, *args: str) -> Document:
     """`plan --out` in `checkout`; the saved document, schema-checked."""
-    result = run(checkout, "plan", "--out", str(plan_file), *args)
+    result = invoke(checkout, "plan", "--out", str(plan_file), *args)
     assert result.returncode == 0, result.stderr
     return valid_plan(json.loads(plan_file.read_text()))
 
@@ -176,7 +176,7 @@ def test_a_crafted_plan_file_is_refused_naming_the_difference(
     edit(document)
     plan_file.write_text(json.dumps(document).replace(json.dumps(DEEP),
                                                       "[" * 5000 + "]" * 5000))
-    refused = run(checkout, "apply", str(plan_file))
+    refused = invoke(checkout, "apply", str(plan_file))
     assert refused.returncode == 1, refused.stdout
     assert refusal in refused.stderr, refused.stderr
     assert versions("alpha") == [] and versions("beta") == [] and versions("ghost") == []
@@ -187,19 +187,19 @@ def test_a_crafted_plan_file_is_refused_naming_the_difference(
 def test_a_delete_of_a_kept_version_is_refused(checkout: Path, tmp_path: Path) -> None:
     """The issue's reproduction: a publish planned over v1, plus a crafted delete of v1
     (which `retain: 5` keeps): refused, and v1 is still there; the honest plan then applies."""
-    assert run(checkout, "apply", "--yes").returncode == 0
+    assert invoke(checkout, "apply", "--yes").returncode == 0
     (checkout / "src" / "alpha" / "alpha.py").write_text("NAME = 'two'\n")
     plan_file = tmp_path / "plan.json"
     document = save_plan(checkout, plan_file)
     honest = json.dumps(document)
     _retention_delete(document)
     plan_file.write_text(json.dumps(document))
-    refused = run(checkout, "apply", str(plan_file))
+    refused = invoke(checkout, "apply", str(plan_file))
     assert refused.returncode == 1
     assert "delete v1 of layer alpha in us-east-1; deciding again now does not" in refused.stderr
     assert versions("alpha") == [1]
     plan_file.write_text(honest)
-    applied = run(checkout, "apply", str(plan_file))
+    applied = invoke(checkout, "apply", str(plan_file))
     assert applied.returncode == 0, applied.stderr
     assert versions("alpha") == [1, 2]
 
@@ -217,7 +217,7 @@ def test_plans_of_other_layers_both_apply_one_after_the_other(
     first merges and applies; the second's plan, applied on the merge commit (both edits),
     still applies, because what its own changes depend on did not move."""
     main = make_checkout(tmp_path / "main", state=f"state: {state_bucket}\n")
-    assert run(main, "apply", "--yes").returncode == 0
+    assert invoke(main, "apply", "--yes").returncode == 0
     first = tmp_path / "pr-1"
     second = tmp_path / "pr-2"
     shutil.copytree(main, first, ignore=shutil.ignore_patterns(".reconcile"))
@@ -226,14 +226,14 @@ def test_plans_of_other_layers_both_apply_one_after_the_other(
     (second / "src" / "beta" / "beta.py").write_text("NAME = 'beta 2'\n")
     save_plan(first, tmp_path / "first.json")
     save_plan(second, tmp_path / "second.json")
-    assert run(first, "apply", str(tmp_path / "first.json")).returncode == 0
+    assert invoke(first, "apply", str(tmp_path / "first.json")).returncode == 0
     merged = tmp_path / "merged"
     shutil.copytree(second, merged, ignore=shutil.ignore_patterns(".reconcile"))
     shutil.copy(first / "src" / "alpha" / "alpha.py", merged / "src" / "alpha" / "alpha.py")
-    applied = run(merged, "apply", str(tmp_path / "second.json"))
+    applied = invoke(merged, "apply", str(tmp_path / "second.json"))
     assert applied.returncode == 0, applied.stderr
     assert versions("alpha") == [1, 2] and versions("beta") == [1, 2]
-    assert run(merged, "plan", "--detailed-exitcode").returncode == 0
+    assert invoke(merged, "plan", "--detailed-exitcode").returncode == 0
 
 
 def test_a_plan_carries_its_own_selection(tmp_path: Path, moto_url: str) -> None:
@@ -243,21 +243,21 @@ def test_a_plan_carries_its_own_selection(tmp_path: Path, moto_url: str) -> None
     (repo / ".git").mkdir(parents=True)
     team = make_checkout(repo / "teams" / "a")
     plan_file = tmp_path / "plan.json"
-    result = run(repo, "plan", "-f", "teams/a/layers.yaml", "--target", "beta",
-                 "--region", "us-east-1", "--out", str(plan_file))
+    result = invoke(repo, "plan", "-f", "teams/a/layers.yaml", "--target", "beta",
+                    "--region", "us-east-1", "--out", str(plan_file))
     assert result.returncode == 0, result.stderr
     assert f"reconcile apply {plan_file}\n" in result.stdout
     document = valid_plan(json.loads(plan_file.read_text()))
     assert document["basis"]["manifest"] == "teams/a/layers.yaml"
-    disagrees = run(repo, "apply", str(plan_file), "--target", "alpha")
+    disagrees = invoke(repo, "apply", str(plan_file), "--target", "alpha")
     assert disagrees.returncode == 1
     assert "the plan selected targets ['beta']; this apply selects ['alpha']" \
         in disagrees.stderr
-    other = run(repo, "apply", str(plan_file), "-f", "layers.yaml")
+    other = invoke(repo, "apply", str(plan_file), "-f", "layers.yaml")
     assert other.returncode == 1
     assert "the plan was made for the manifest teams/a/layers.yaml; -f names layers.yaml" \
         in other.stderr
-    inside = run(team / "src", "apply", str(plan_file))  # anywhere in the repository
+    inside = invoke(team / "src", "apply", str(plan_file))  # anywhere in the repository
     assert inside.returncode == 0, inside.stderr
     assert versions("beta") == [1] and versions("alpha") == []
 
@@ -271,7 +271,7 @@ def test_a_plan_naming_a_manifest_outside_the_repository_is_refused(
     for crafted in ("../elsewhere/layers.yaml", "/etc/layers.yaml"):
         document["basis"]["manifest"] = crafted
         plan_file.write_text(json.dumps(document))
-        refused = run(checkout, "apply", str(plan_file))
+        refused = invoke(checkout, "apply", str(plan_file))
         assert refused.returncode == 1
         assert "the plan does not name a manifest inside the repository" in refused.stderr
     assert versions("alpha") == []
@@ -293,8 +293,8 @@ def test_a_lock_that_cannot_be_released_still_reports_what_was_done(
     proxy.add(faultproxy.reject(status=500, code="InternalError", operation="DeleteObject",
                                 key="layers/layers.lock.json.lock"))
     summary = tmp_path / "summary.md"
-    result = run(repo, "apply", "--yes", "--format", "json", "--max-attempts", "1",
-                 env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
+    result = invoke(repo, "apply", "--yes", "--format", "json", "--max-attempts", "1",
+                    env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert {item["layer"] for item in report["published"]} == {"alpha", "beta"}
@@ -305,8 +305,8 @@ def test_a_lock_that_cannot_be_released_still_reports_what_was_done(
     text = summary.read_text()
     assert "arn:aws:lambda:us-east-1:" in text and f"force-unlock {lock_id}" in text
     proxy.clear()
-    assert run(repo, "force-unlock", lock_id, "--yes").returncode == 0
-    assert run(repo, "plan", "--detailed-exitcode").returncode == 0
+    assert invoke(repo, "force-unlock", lock_id, "--yes").returncode == 0
+    assert invoke(repo, "plan", "--detailed-exitcode").returncode == 0
 
 
 def test_a_manifest_outside_the_repository_needs_f_again(checkout: Path, tmp_path: Path) -> None:
@@ -316,14 +316,14 @@ def test_a_manifest_outside_the_repository_needs_f_again(checkout: Path, tmp_pat
     (elsewhere / ".git").mkdir(parents=True)
     plan_file = tmp_path / "plan.json"
     manifest = checkout / "layers.yaml"
-    result = run(elsewhere, "plan", "-f", str(manifest), "--out", str(plan_file))
+    result = invoke(elsewhere, "plan", "-f", str(manifest), "--out", str(plan_file))
     assert result.returncode == 0, result.stderr
     assert f"reconcile apply {plan_file} -f {manifest}\n" in result.stdout
-    needs_f = run(elsewhere, "apply", str(plan_file))
+    needs_f = invoke(elsewhere, "apply", str(plan_file))
     assert needs_f.returncode == 1
     assert "the plan does not name a manifest inside the repository (none)" in needs_f.stderr
     assert "pass -f MANIFEST" in needs_f.stderr
     assert versions("alpha") == []
-    applied = run(elsewhere, "apply", str(plan_file), "-f", str(manifest))
+    applied = invoke(elsewhere, "apply", str(plan_file), "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
     assert versions("alpha") == [1] and versions("beta") == [1]

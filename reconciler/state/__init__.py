@@ -4,7 +4,8 @@ lock file beside it, `state.s3` keeps it in S3 locked with conditional writes.
 This package owns what both share: the holder record a lock stores (JSON), the
 StateLocked error that names it, and force-unlock's rule (a holder alive on this host is not
 released without --force; another host's lock is shown with its age before the question).
-The two backends must not import each other.
+It also owns the wait for a held lock (`take_lock`), one attempt at a time, which every
+command that takes the lock goes through. The two backends must not import each other.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import hashlib
 import json
 import os
 import socket
+import threading
+import time
+from collections.abc import Callable
 
 from reconciler import __version__, errors, ports
 
@@ -169,3 +173,30 @@ def force_unlock_question(held: ports.HeldLock | None, *, lock_id: str, location
                "that run is still alive.")
     return (f"Release the lock {lock_id} on {location}? {why} A run that still holds it "
             "could then publish beside another.")
+
+
+def take_lock(backend: ports.StateBackend, holder: errors.LockHolder, *, timeout: float,
+              stop: threading.Event, announce: Callable[[str], None]) -> str:
+    """The state lock; while another run holds it and `timeout` allows, `announce` it once
+    and wait. `stop` set (a signal) ends the wait with Interrupted.
+
+    The waiting is done here, one attempt (`timeout=0`) at a time, so that a signal ends the
+    wait at once: between two attempts this run holds nothing, while an attempt cut off by
+    an exception could leave an S3 lock object that nobody would release."""
+    deadline = time.monotonic() + timeout
+    delay = FIRST_RETRY_DELAY
+    announced = False
+    while True:
+        try:
+            return backend.lock(holder, timeout=0.0)
+        except errors.StateLocked as locked:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            if not announced:
+                announce(f"waiting up to {timeout:g} s for the state lock: {locked.message}")
+                announced = True
+        if stop.wait(min(delay, remaining)):
+            raise errors.Interrupted(
+                "interrupted while waiting for the state lock: nothing was changed")
+        delay = min(delay * 2, MAX_RETRY_DELAY)

@@ -1,0 +1,139 @@
+"""A plan or apply session: the workspace, the validated manifest, the state backend, the
+stores and the selection, opened in the order that keeps a bad manifest from reaching AWS.
+
+The stores come from the command layer's composition through the `Stores` protocol
+(command.compose builds the boto3 ones; a test may give others). This module reads no
+option and prints nothing: progress goes to the callable it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from reconciler import artifacts, errors, model, planning, ports, workspace
+from reconciler import state as state_package
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The AWS side of a session: the Lambda store, the S3 objects of layer code, the region
+    a manifest without `regions` uses, and `prepare`, which makes the clients of the given
+    regions up front in the calling thread (the workers then only use them)."""
+
+    layers: ports.LayerStore
+    objects: ports.ArtifactStore
+    default_region: str | None
+    prepare: Callable[[Sequence[str]], None]
+
+
+class Stores(Protocol):
+    """What a command's composition provides: the workspace, and the state backend and the
+    AWS stores, each built only when asked (validate reaches no AWS)."""
+
+    @property
+    def space(self) -> workspace.Workspace:
+        """The manifest's workspace (its folder, lockfile and cache)."""
+
+    def state_backend(self, parsed: model.Manifest | None) -> ports.StateBackend:
+        """The manifest's `state: s3://...`, else the lockfile beside it (or --lockfile)."""
+
+    def remote(self) -> Remote:
+        """The Lambda and S3 stores, and the default region."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """What plan and apply share: the workspace, manifest, state, stores and selection."""
+
+    space: workspace.Workspace
+    parsed: model.Manifest
+    state: ports.StateBackend
+    store: ports.LayerStore
+    objects: ports.ArtifactStore
+    code: artifacts.LocalCode
+    selection: planning.Selection
+
+
+def open_session(stores: Stores, *, targets: Sequence[str] | None,
+                 regions: Sequence[str] | None) -> Session:
+    """Validate, then (only then) reach for AWS."""
+    space = stores.space
+    # The layers' files are walked and hashed in a worker process while this one validates
+    # the manifest against its schema, imports botocore and makes its clients
+    # (artifacts.HeadStart, begun from the manifest's early build); with targets, only those
+    # layers are identified, in this process.
+    begun: list[artifacts.HeadStart] = []
+
+    def head_start(early: model.Manifest) -> None:
+        begun.append(artifacts.HeadStart.begin(space, list(early.layers)))
+
+    try:
+        parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
+    except BaseException:
+        for started in begun:  # a manifest with problems: nothing more is read, nothing written
+            started.cancel()
+        raise
+    code = artifacts.LocalCode(space=space, manifest=parsed,
+                               head_start=begun[0] if begun else None)
+    state = stores.state_backend(parsed)
+    remote = stores.remote()
+    selection = planning.select(parsed, default_region=remote.default_region,
+                                targets=targets or (), regions=regions or ())
+    # Every client up front, in this thread: the workers then only use them (see aws).
+    remote.prepare(sorted({region for listed in selection.regions.values()
+                           for region in listed}))
+    code.use_objects(remote.objects)
+    return Session(space=space, parsed=parsed, state=state, store=remote.layers,
+                   objects=remote.objects, code=code, selection=selection)
+
+
+def make_plan(session: Session, snapshot: ports.Snapshot, *, parallelism: int = 4,
+              download: bool = True, progress: Callable[[str], None],
+              lock_id: str | None = None) -> model.Plan:
+    """The session's plan against `snapshot`, its basis naming the state and manifest.
+    `lock_id`: this run holds the state lock (an apply, which deletes the stray fillers it
+    finds); else the plan reads who holds it before it plans deleting any."""
+    return planning.make_plan(
+        parsed=session.parsed, selection=session.selection, snapshot=snapshot,
+        state_location=state_name(session), manifest_digest=session.parsed.sha256,
+        store=session.store, code=session.code, parallelism=parallelism, progress=progress,
+        download=download, state=session.state, lock_id=lock_id,
+        manifest_path=manifest_in_repository(session.space.manifest_path))
+
+
+def holder(operation: str, space: workspace.Workspace) -> errors.LockHolder:
+    """This process's lock holder record for `operation` on the manifest of `space`."""
+    return state_package.new_holder(operation=operation, path=str(space.manifest_path))
+
+
+def repository_anchor() -> Path:
+    """Where a saved plan's manifest path starts: the repository holding the working
+    directory (the nearest folder with `.git` at or above it), else the working directory."""
+    from reconciler.content import common  # the rule content paths are checked by
+
+    return common.repository_root(Path.cwd().resolve())
+
+
+def manifest_in_repository(manifest: Path) -> str:
+    """The manifest's path below the repository anchor, as a saved plan names it ("" when
+    it lies outside: `apply PLANFILE` then needs -f)."""
+    try:
+        return manifest.resolve().relative_to(repository_anchor()).as_posix()
+    except ValueError:
+        return ""
+
+
+def state_name(session: Session) -> str:
+    """How a plan's basis names the state: stable across checkouts (relative to the manifest
+    folder when it lies inside it)."""
+    location = session.state.location
+    if location.startswith("s3://"):
+        return location
+    try:
+        return "lockfile:" + Path(location).resolve().relative_to(
+            session.space.base_dir).as_posix()
+    except ValueError:
+        return "lockfile:" + Path(location).resolve().as_posix()
