@@ -1,0 +1,132 @@
+"""A SIGKILL at any moment of an aligned, shared, retained three-region release, then a rerun:
+through the installed CLI against a moto server behind the fault-injection proxy, the apply is
+killed while one of its Lambda writes is held (before Lambda saw it, or after Lambda did it and
+before the reply); the rerun then leaves no filler anywhere, every region's latest at the same
+number, shared, and the plan after it clean."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import faultproxy
+import pytest
+from clirun import run
+from test_reliability_e2e import Cli, no_process_outlives_its_test
+
+from reconciler import planner
+
+REGIONS = ("eu-west-1", "us-east-1", "us-west-2")
+PARTNER = "444455556666"
+__all__ = ["no_process_outlives_its_test"]  # the fixture, used by every test here
+
+
+@pytest.fixture
+def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
+    """A fault proxy in front of the freshly reset moto server; the CLI talks to the proxy."""
+    with faultproxy.running(moto_url) as running_proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
+        yield running_proxy
+
+
+def lambda_client(moto_url: str, region: str) -> Any:
+    """A Lambda client straight to moto (not through the proxy)."""
+    return boto3.client("lambda", region_name=region, endpoint_url=moto_url)
+
+
+def versions(moto_url: str, region: str) -> list[tuple[int, str]]:
+    """(number, description) of each version of `lib` in `region`, lowest first."""
+    client = lambda_client(moto_url, region)
+    try:
+        listed = client.list_layer_versions(LayerName="lib")["LayerVersions"]
+    except client.exceptions.ResourceNotFoundException:
+        return []
+    return sorted((int(item["Version"]), str(item.get("Description", ""))) for item in listed)
+
+
+def project(tmp_path: Path, moto_url: str) -> Path:
+    """`lib` aligned, shared and retained (2) over three regions; us-east-1 already holds
+    v1-v3 and eu-west-1 v1 (published outside reconcile), us-west-2 nothing: the first apply
+    publishes v4 everywhere, with fillers in eu-west-1 and us-west-2, and retention deletes."""
+    folder = tmp_path / "repo"
+    (folder / "lib").mkdir(parents=True)
+    (folder / "lib" / "lib.py").write_text("VALUE = 1\n")
+    (folder / "layers.yaml").write_text(
+        f"version: 1\nregion: [{', '.join(REGIONS)}]\nalign_versions: true\n"
+        "layers:\n  lib:\n    content: {path: lib, prefix: python}\n    retain: 2\n"
+        f"    share:\n      - account: '{PARTNER}'\n")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("python/old.py", "OLD = 1\n")
+    for region, count in (("us-east-1", 3), ("eu-west-1", 1)):
+        for _ in range(count):
+            lambda_client(moto_url, region).publish_layer_version(
+                LayerName="lib", Content={"ZipFile": buffer.getvalue()})
+    return folder
+
+
+def shared_with(moto_url: str, region: str, version: int) -> list[str]:
+    """The statement IDs on a version of `lib`."""
+    client = lambda_client(moto_url, region)
+    try:
+        policy = client.get_layer_version_policy(LayerName="lib", VersionNumber=version)
+    except client.exceptions.ResourceNotFoundException:
+        return []
+    return sorted(statement["Sid"] for statement in json.loads(policy["Policy"])["Statement"])
+
+
+# Each moment: the Lambda write held (its operation, which one of them in the apply's order),
+# and whether Lambda did it before the process dies (forward) or never saw it.
+MOMENTS = [
+    ("PublishLayerVersion", 1, False),  # before the first filler
+    ("PublishLayerVersion", 2, True),   # a filler made, its reply lost with the process
+    ("PublishLayerVersion", 3, True),   # a real version made, not recorded
+    ("PublishLayerVersion", 5, False),  # later fillers of the next region
+    ("AddLayerVersionPermission", 1, True),  # the first grant, made, not recorded
+    ("DeleteLayerVersion", 1, False),   # the first filler or retention delete
+    ("DeleteLayerVersion", 3, True),    # a later delete, done
+]
+
+
+@pytest.mark.parametrize(("operation", "nth", "forward"), MOMENTS,
+                         ids=[f"{op}-{nth}-{'done' if fw else 'unseen'}"
+                              for op, nth, fw in MOMENTS])
+def test_a_kill_at_any_moment_converges_on_one_number_with_no_filler_left(
+        tmp_path: Path, proxy: faultproxy.FaultProxy, moto_url: str, operation: str,
+        nth: int, forward: bool) -> None:
+    """Killed at that moment, one rerun (two at most, when the first is told the numbers
+    moved) leaves no filler, every region's latest at one number, shared with the partner,
+    and a clean plan; retention keeps at most 2 real versions per region."""
+    folder = project(tmp_path, moto_url)
+    if nth > 1:
+        proxy.add(faultproxy.delay_reply(seconds=0, times=nth - 1, operation=operation))
+    rule = faultproxy.hold(forward=forward, operation=operation)
+    proxy.add(rule)
+    started = Cli(folder, "apply", "--yes", "--parallelism", "1")
+    assert isinstance(rule.action, faultproxy.Hold)
+    rule.action.wait_arrived()
+    started.kill()
+    proxy.clear()
+
+    for _ in range(2):
+        rerun = run(folder, "apply", "--yes")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        if run(folder, "plan", "--detailed-exitcode").returncode == 0:
+            break
+    clean = run(folder, "plan", "--detailed-exitcode")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    latest = {}
+    for region in REGIONS:
+        found = versions(moto_url, region)
+        assert not [number for number, text in found if text == planner.FILLER_DESCRIPTION], \
+            (region, found)
+        assert len(found) <= 2, (region, found)
+        latest[region] = found[-1][0]
+        assert shared_with(moto_url, region, latest[region]) == [
+            f"reconcile-account-{PARTNER}"]
+    assert len(set(latest.values())) == 1, latest
