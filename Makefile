@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: install lint test demo bench schema dist dist-check clean
+.PHONY: install lint test test-fast demo bench schema dist dist-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# Every tier but e2e (see tests/conftest.py): for a quick loop while developing.
+test-fast: install
+	$(BIN)/pytest -m "not e2e"
 
 demo: install
 	$(BIN)/python tools/demo.py

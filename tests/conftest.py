@@ -1,5 +1,14 @@
-"""Shared fixtures. tests/ is not a package: pytest puts it on sys.path (rootdir conftest), so
-helper modules are imported by plain name (`import motoserver`, `import fakes`)."""
+"""Shared fixtures, and the test tiers. tests/ is not a package: pytest puts it on sys.path
+(rootdir conftest), so helper modules are imported by plain name (`import motoserver`,
+`import fakes`).
+
+Every test file belongs to one tier (TIERS), given to each of its tests as a marker:
+`unit` (pure logic, no server), `adapters` (one adapter against moto, a Stubber, the proxy or
+a real process), `contracts` (one suite run over every implementation of a port), `usecases`
+(plan and apply over fakes or moto, in process) and `e2e` (the CLI, in process or as the
+installed command). `make test-fast` runs all but e2e; a new test file must be placed here
+(test_every_test_file_has_a_tier).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,39 @@ from pathlib import Path
 
 import motoserver
 import pytest
+
+TIERS: dict[str, tuple[str, ...]] = {
+    "unit": ("test_archive", "test_builds_target", "test_builds_wheels", "test_containment",
+             "test_elfcheck", "test_fleet_planner", "test_layering", "test_manifest",
+             "test_manifest_fuzz", "test_planfile", "test_planner", "test_prebuilt_zips",
+             "test_ratelimit", "test_redact", "test_render", "test_schema", "test_sources",
+             "test_statefile", "test_validation_record", "test_zipbuild"),
+    "adapters": ("test_aws", "test_aws_answers", "test_aws_fleet", "test_aws_list_layers",
+                 "test_aws_timeouts", "test_builds_locks", "test_content_s3", "test_faultproxy",
+                 "test_faultproxy_hold", "test_forking", "test_lock_holder", "test_prefetch",
+                 "test_read_ahead", "test_state_local", "test_state_s3",
+                 "test_streamed_upload"),
+    "contracts": ("test_artifact_store_contract", "test_state_contract"),
+    "usecases": ("test_adoption", "test_command_compose", "test_converge_property",
+                 "test_fleet_apply", "test_publish_faults", "test_publishing",
+                 "test_reconcile", "test_stray_fillers", "test_uploads"),
+    "e2e": ("test_action", "test_cli_basics", "test_cli_content", "test_cli_e2e",
+            "test_cli_fleet", "test_cli_inputs", "test_cli_small_fixes", "test_cli_uploads",
+            "test_cli_validate", "test_cli_walk_checks", "test_fillers_e2e",
+            "test_force_unlock", "test_github", "test_kill_anywhere_e2e",
+            "test_lock_faults_e2e", "test_reliability_e2e", "test_sandbox", "test_saved_plan",
+            "test_saved_plan_verified"),
+}
+TIER_OF = {module: tier for tier, modules in TIERS.items() for module in modules}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its file's tier (an unplaced file's tests get none, and
+    test_every_test_file_has_a_tier fails)."""
+    for item in items:
+        tier = TIER_OF.get(item.path.stem)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
 
 # Variables of boto3's chain that would let a developer's own AWS setup leak into a test.
 _LEAKY_AWS_VARIABLES = (

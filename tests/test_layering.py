@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 from importlib import resources
 from importlib.abc import Traversable
+from pathlib import Path
 
 import pytest
 
@@ -239,3 +240,16 @@ def test_import_reader_sees_every_import_form() -> None:
         {"model", "__init__", "errors", "planner", "render", "aws"},
         {"os", "mypy_boto3_lambda", "boto3", "deepdiff"},
     )
+
+
+def test_every_test_file_has_a_tier() -> None:
+    """Each test file is placed in exactly one tier of tests/conftest.py (so that `-m` selects
+    it), and every placed file exists."""
+    import conftest
+
+    folder = Path(__file__).parent
+    files = {path.stem for path in folder.glob("test_*.py")}
+    placed = [module for modules in conftest.TIERS.values() for module in modules]
+    assert len(placed) == len(set(placed)), "a file is in two tiers"
+    assert not files - set(placed), f"test files in no tier: {sorted(files - set(placed))}"
+    assert not set(placed) - files, f"placed but not found: {sorted(set(placed) - files)}"
