@@ -285,10 +285,12 @@ class Boto3LayerStore:
                       key=lambda item: item.version)
 
     def delete_version(self, *, region: str, layer_name: str, version: int) -> None:
-        """DeleteLayerVersion (Lambda answers success for a version already gone)."""
+        """DeleteLayerVersion. Lambda answers success for a version already gone; a not
+        found (moto's answer for a layer it does not know) means the same: it is gone."""
         client = self.client(region)
         with failures.calling(self._call("DeleteLayerVersion", layer=layer_name,
-                                         region=region, client=client)):
+                                         region=region, client=client),
+                              tolerate=frozenset({Fault.NOT_FOUND})):
             client.delete_layer_version(LayerName=layer_name, VersionNumber=version)
 
     def policy_statements(self, *, region: str, layer_name: str,
