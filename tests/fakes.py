@@ -208,9 +208,12 @@ class FakeLayerStore(ports.LayerStore):
 
     def policy_statements(self, *, region: str, layer_name: str,
                           version: int) -> frozenset[str]:
-        """The version's statement IDs (none without a policy)."""
+        """The version's statement IDs: none without a policy, and none for a version that
+        does not exist (Lambda answers ResourceNotFoundException to both)."""
         self.calls.append(("policy", region, f"{layer_name}:{version}"))
-        self._live(region, layer_name, version)
+        if not any(stored.version.version == version and not stored.deleted
+                   for stored in self.layers.get((region, layer_name), [])):
+            return frozenset()
         return frozenset(self.policies.get((region, layer_name, version), {}))
 
     def add_permission(self, *, region: str, layer_name: str, version: int,
@@ -254,7 +257,13 @@ class FakeLayerStore(ports.LayerStore):
         version = model.RemoteVersion(
             version=number,
             layer_version_arn=f"arn:aws:lambda:{region}:{ACCOUNT}:layer:{layer_name}:{number}",
-            settings=settings,
+            # Lambda keeps the lists as sent; every read of them (listing, GetLayerVersion,
+            # the publish's answer) comes back through Settings.normalised.
+            settings=model.Settings.normalised(
+                description=settings.description,
+                compatible_runtimes=settings.compatible_runtimes,
+                compatible_architectures=settings.compatible_architectures,
+                license_info=settings.license_info),
             code_sha256=base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode(),
             code_size=len(zip_bytes),
         )

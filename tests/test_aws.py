@@ -706,7 +706,7 @@ def test_the_loader_knows_the_services_botocores_knows(monkeypatch: pytest.Monke
     monkeypatch.delenv("AWS_DATA_PATH", raising=False)
     import botocore.loaders
 
-    session = aws._session(None)
+    session = aws.session.new_session(None)
     ours = session.get_component("data_loader")
     theirs = botocore.loaders.create_loader()
     for service in ("lambda", "s3", "sts"):
@@ -731,5 +731,5 @@ def test_the_loader_reads_models_from_aws_data_path(tmp_path: Path,
     folder.mkdir(parents=True)
     (folder / "service-2.json").write_text(json.dumps(real))
     monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path / "models"))
-    model_found = aws._session(None).get_service_model("lambda")
+    model_found = aws.session.new_session(None).get_service_model("lambda")
     assert model_found.metadata["serviceFullName"] == "Lambda from AWS_DATA_PATH"

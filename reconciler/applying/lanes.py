@@ -38,6 +38,9 @@ REGION_FAILURES_TO_GIVE_UP = 2
 
 
 _POLL_SECONDS = 0.1
+# AWS's codes that say the region is in trouble: throttled (errors' one list), or failing.
+_REGION_TROUBLE_CODES = errors.THROTTLING_CODES | {"ServiceException", "ServiceUnavailable",
+                                                   "InternalFailure"}
 
 
 def region_trouble(error: errors.ReconcilerError) -> bool:
@@ -46,9 +49,7 @@ def region_trouble(error: errors.ReconcilerError) -> bool:
         return True
     if isinstance(error, errors.PublishOutcomeUnknown):
         return True
-    return isinstance(error, errors.AwsError) and error.aws_code in (
-        "TooManyRequestsException", "ThrottlingException", "ServiceException",
-        "ServiceUnavailable", "InternalFailure")
+    return isinstance(error, errors.AwsError) and error.aws_code in _REGION_TROUBLE_CODES
 
 
 def apply(
