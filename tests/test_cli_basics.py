@@ -87,7 +87,9 @@ def test_status_help_says_its_exit_codes(tmp_path: Path) -> None:
 def test_shell_completion_is_offered(tmp_path: Path) -> None:
     """--show-completion prints a completion script, and completing `sandbox s` offers the
     three sandbox commands."""
-    script = run(tmp_path, "--show-completion", "bash")
+    # typer finds the shell from $SHELL, which a CI runner may not set.
+    script = invoke(tmp_path, "--show-completion", "bash",
+                    env={**os.environ, "SHELL": "/bin/bash"})
     assert script.returncode == 0, script.stderr
     assert "_RECONCILE_COMPLETE" in script.stdout
     assert RECONCILE
