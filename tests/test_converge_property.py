@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import motoserver
 import pytest
-from clirun import run, versions
+from clirun import invoke, versions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -183,8 +183,8 @@ def test_retain_one_keeps_one_version_after_each_apply_through_the_cli(
         "    retain: 1\n")
     for number in range(1, 4):
         (tmp_path / "lib" / "lib.py").write_text(f"VALUE = {number}\n")
-        applied = run(tmp_path, "apply", "--yes")
+        applied = invoke(tmp_path, "apply", "--yes")
         assert applied.returncode == 0, applied.stdout + applied.stderr
         assert versions("lib", "us-east-1") == [number]
-        again = run(tmp_path, "plan", "--detailed-exitcode")
+        again = invoke(tmp_path, "plan", "--detailed-exitcode")
         assert again.returncode == 0, again.stdout + again.stderr

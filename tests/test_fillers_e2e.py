@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import boto3
 import faultproxy
 import pytest
-from clirun import plan_json, run
+from clirun import invoke, plan_json
 from test_reliability_e2e import Cli, no_process_outlives_its_test
 
 from reconciler import planner
@@ -97,7 +97,7 @@ def assert_converged(folder: Path, moto_url: str) -> None:
     assert [number for number, _ in live(moto_url, "us-west-2")] == [4]
     assert live(moto_url, "us-east-1")[-1][0] == 4
     assert granted(moto_url, "us-west-2", 4) == [f"reconcile-account-{PARTNER}"]
-    again = run(folder, "plan", "--detailed-exitcode")
+    again = invoke(folder, "plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "No changes." in again.stdout
 
@@ -136,10 +136,10 @@ def test_sigkill_while_fillers_exist_then_a_rerun_lands_on_the_same_number(
     [create] = [c for c in document["changes"] if c["action"] == "create"]
     assert (create["region"], create["expected_version"], create["align"]["fillers"]) == (
         "us-west-2", 4, 0)
-    shown = run(folder, "plan")
+    shown = invoke(folder, "plan")
     assert "delete v2 (a filler an apply left behind)" in shown.stdout
 
-    rerun = run(folder, "apply", "--yes")
+    rerun = invoke(folder, "apply", "--yes")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert proxy.count(operation=PUBLISH) == 1
     assert_converged(folder, moto_url)
@@ -160,7 +160,7 @@ def test_a_plan_while_another_apply_holds_the_lock_leaves_its_fillers(
 
     document = plan_json(folder)
     assert stray_deletes(document) == []
-    shown = run(folder, "plan")
+    shown = invoke(folder, "plan")
     assert "an apply holds the state lock" in shown.stdout
     assert f"pid {holding.process.pid}" in shown.stdout
 
@@ -177,14 +177,14 @@ def test_a_refused_grant_after_fillers_deletes_them(
     folder = project(tmp_path, moto_url)
     proxy.add(faultproxy.reject(status=403, code="AccessDeniedException",
                                 operation="AddLayerVersionPermission", region="us-west-2"))
-    failed = run(folder, "apply", "--yes")
+    failed = invoke(folder, "apply", "--yes")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "granting it to account" in failed.stderr
     assert fillers_left(moto_url) == []
     assert [number for number, _ in live(moto_url, "us-west-2")] == [4]
 
     proxy.clear()
-    rerun = run(folder, "apply", "--yes")
+    rerun = invoke(folder, "apply", "--yes")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert proxy.count(operation=PUBLISH) == 0
     assert_converged(folder, moto_url)
@@ -198,7 +198,7 @@ def test_refused_filler_deletes_are_left_to_the_next_plan(
     folder = project(tmp_path, moto_url)
     proxy.add(faultproxy.reject(status=500, code="ServiceException",
                                 operation="DeleteLayerVersion", region="us-west-2"))
-    failed = run(folder, "apply", "--yes")
+    failed = invoke(folder, "apply", "--yes")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "the next plan deletes what is left (reason stray_filler)" in failed.stderr
     assert fillers_left(moto_url) == [("us-west-2", 1), ("us-west-2", 2), ("us-west-2", 3)]
@@ -206,7 +206,7 @@ def test_refused_filler_deletes_are_left_to_the_next_plan(
     proxy.clear()
     assert stray_deletes(plan_json(folder)) == [
         ("us-west-2", 1), ("us-west-2", 2), ("us-west-2", 3)]
-    rerun = run(folder, "apply", "--yes")
+    rerun = invoke(folder, "apply", "--yes")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert proxy.count(operation=PUBLISH) == 0
     assert_converged(folder, moto_url)
@@ -234,13 +234,13 @@ def test_a_refused_upload_burns_no_number(
     (folder / "layers.yaml").write_text(text)
     proxy.add(faultproxy.reject(status=403, code="AccessDenied", operation="PutObject",
                                 region="us-west-2"))
-    failed = run(folder, "apply", "--yes")
+    failed = invoke(folder, "apply", "--yes")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert proxy.count(operation=PUBLISH, region="us-west-2") == 0
     assert live(moto_url, "us-west-2") == []
 
     proxy.clear()
-    rerun = run(folder, "apply", "--yes")
+    rerun = invoke(folder, "apply", "--yes")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert proxy.count(operation=PUBLISH, region="us-east-1") == 0
     assert proxy.count(operation=PUBLISH, region="us-west-2") == 4

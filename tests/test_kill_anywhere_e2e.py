@@ -1,8 +1,8 @@
 """A SIGKILL at any moment of an aligned, shared, retained three-region release, then a rerun:
-through the installed CLI against a moto server behind the fault-injection proxy, the apply is
-killed while one of its Lambda writes is held (before Lambda saw it, or after Lambda did it and
-before the reply); the rerun then leaves no filler anywhere, every region's latest at the same
-number, shared, and the plan after it clean."""
+against a moto server behind the fault-injection proxy, the installed `reconcile` command (its
+own process) is killed while one of its Lambda writes is held (before Lambda saw it, or after
+Lambda did it and before the reply); the rerun (in process) then leaves no filler anywhere,
+every region's latest at the same number, shared, and the plan after it clean."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import faultproxy
 import pytest
-from clirun import run
+from clirun import invoke
 from test_reliability_e2e import Cli, no_process_outlives_its_test
 
 from reconciler import planner
@@ -114,11 +114,11 @@ def test_a_kill_at_any_moment_converges_on_one_number_with_no_filler_left(
     proxy.clear()
 
     for _ in range(2):
-        rerun = run(folder, "apply", "--yes")
+        rerun = invoke(folder, "apply", "--yes")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        if run(folder, "plan", "--detailed-exitcode").returncode == 0:
+        if invoke(folder, "plan", "--detailed-exitcode").returncode == 0:
             break
-    clean = run(folder, "plan", "--detailed-exitcode")
+    clean = invoke(folder, "plan", "--detailed-exitcode")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     latest = {}
     for region in REGIONS:
