@@ -130,3 +130,40 @@ def test_a_kill_at_any_moment_converges_on_one_number_with_no_filler_left(
         assert shared_with(moto_url, region, latest[region]) == [
             f"reconcile-account-{PARTNER}"]
     assert len(set(latest.values())) == 1, latest
+
+
+LOST_REPLIES = [
+    ("PublishLayerVersion", 1),  # a filler: looked up, not sent again
+    ("PublishLayerVersion", 3),  # a real version: looked up and adopted
+    ("AddLayerVersionPermission", 1),  # the grant: its retry conflicts with itself, success
+    ("DeleteLayerVersion", 1),  # a filler's delete: its retry finds it gone, success
+]
+
+
+@pytest.mark.parametrize(("operation", "nth"), LOST_REPLIES,
+                         ids=[f"{op}-{nth}" for op, nth in LOST_REPLIES])
+def test_a_lost_reply_anywhere_is_looked_up_and_one_apply_converges(
+        tmp_path: Path, proxy: faultproxy.FaultProxy, moto_url: str, operation: str,
+        nth: int) -> None:
+    """Lambda did the work and the reply was lost (a reset after forwarding): the one apply
+    still succeeds, every region ends at v4 with no filler and no version made twice,
+    retention keeps two, and the plan after it is clean."""
+    folder = project(tmp_path, moto_url)
+    if nth > 1:
+        proxy.add(faultproxy.delay_reply(seconds=0, times=nth - 1, operation=operation))
+    proxy.add(faultproxy.reset_after_forward(times=1, operation=operation))
+    if operation == "AddLayerVersionPermission":
+        # Lambda refuses a statement ID that exists (moto accepts it twice): the retry of a
+        # grant whose reply was lost gets Lambda's answer.
+        proxy.add(faultproxy.reject(status=409, code="ResourceConflictException", times=1,
+                                    message="The statement id provided already exists",
+                                    operation=operation))
+    applied = invoke(folder, "apply", "--yes", "--parallelism", "1")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert {region: [number for number, _ in versions(moto_url, region)]
+            for region in REGIONS} == {"eu-west-1": [1, 4], "us-east-1": [3, 4],
+                                       "us-west-2": [4]}
+    for region in REGIONS:
+        assert shared_with(moto_url, region, 4) == [f"reconcile-account-{PARTNER}"]
+    clean = invoke(folder, "plan", "--detailed-exitcode")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
