@@ -1,13 +1,17 @@
 """Issue 18, item 9, as a property: whatever sequence of edits (content, `retain`,
 `align_versions`, `share`, two or three regions, versions published outside reconcile,
 fillers a killed apply left) and applies, the plan right after each apply is clean and no
-filler is left. The plan and apply use cases run in process, as `apply --yes` runs them
-(under the state lock), against a moto server through the real botocore adapter; few
-examples, so it stays well under a minute. The installed CLI pins `retain: 1`."""
+filler is left; and an apply of a saved plan (planned without the lock, as `plan --out` does,
+read back through the plan file's checks, then decided again under the lock) is never refused
+when nothing moved in between. The plan and apply use cases run in process, as `apply --yes`
+and `apply PLANFILE` run them (under the state lock), against a moto server through the real
+botocore adapter; few examples, so it stays well under a minute. The installed CLI pins
+`retain: 1`."""
 
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -20,7 +24,18 @@ from clirun import invoke, versions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler import applying, artifacts, aws, model, planner, planning, state, workspace
+from reconciler import (
+    applying,
+    artifacts,
+    aws,
+    model,
+    planfile,
+    planner,
+    planning,
+    savedplan,
+    state,
+    workspace,
+)
 from reconciler.state.local import LocalStateBackend
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
@@ -104,14 +119,25 @@ def edit(folder: Path, layer: Layer, step: tuple[str, object], *, serial: int) -
     return layer
 
 
-def plan_and_apply(folder: Path, *, apply: bool) -> tuple[model.Plan, applying.ApplyReport | None]:
-    """Plan (and apply, under the state lock, as `apply --yes` does) the checkout."""
+def plan_and_apply(folder: Path, *, apply: bool, saved: bool = False
+                   ) -> tuple[model.Plan, applying.ApplyReport | None]:
+    """Plan (and apply, under the state lock, as `apply --yes` does) the checkout. With
+    `saved`, first a plan without the lock, through the plan file's codec and checks, which
+    the fresh decision under the lock must equal (as `apply PLANFILE` requires)."""
     space = workspace.Workspace.for_manifest(folder / "layers.yaml")
     parsed = workspace.load_manifest(space)
     backend = LocalStateBackend(space.lockfile_path)
     store = aws.Boto3LayerStore(max_rps=None)
     selection = planning.select(parsed, default_region=None, targets=(), regions=())
     code = artifacts.LocalCode(space=space, manifest=parsed, objects=store)
+    approved = None
+    if saved:
+        unlocked = planning.make_plan(
+            parsed=parsed, selection=selection, snapshot=backend.read(),
+            state_location="lockfile:layers.lock.json", manifest_digest=parsed.sha256,
+            store=store, code=code, state=backend)
+        approved = planfile.from_document(savedplan.read_document(
+            json.dumps(planfile.to_document(unlocked)).encode(), file="plan.json"))
     lock_id = backend.lock(state.new_holder(operation="apply", path="layers.yaml")) \
         if apply else None
     try:
@@ -122,6 +148,11 @@ def plan_and_apply(folder: Path, *, apply: bool) -> tuple[model.Plan, applying.A
             store=store, code=code, state=backend, lock_id=lock_id)
         if lock_id is None:
             return decided, None
+        if approved is not None:
+            assert decided.basis is not None
+            refused = [*savedplan.basis_differences(approved.basis, now=decided.basis),
+                       *savedplan.differences(approved, decided)]
+            assert refused == [], refused
         return decided, applying.apply(decided, store=store, state=backend, code=code,
                                        snapshot=snapshot, objects=store)
     finally:
@@ -146,11 +177,12 @@ def fillers_left() -> list[tuple[str, int]]:
 @pytest.mark.usefixtures("moto_url")
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(steps=st.lists(EDITS, min_size=1, max_size=3))
-def test_the_plan_right_after_any_apply_is_clean(moto_server: str,
-                                                 steps: list[tuple[str, object]]) -> None:
-    """After every apply of any sequence of edits, the apply succeeded without a warning,
-    the next plan has no change at all and no filler version is left in any region."""
+@given(steps=st.lists(st.tuples(EDITS, st.booleans()), min_size=1, max_size=3))
+def test_the_plan_right_after_any_apply_is_clean(
+        moto_server: str, steps: list[tuple[tuple[str, object], bool]]) -> None:
+    """After every apply (of a saved plan or not) of any sequence of edits, the apply
+    succeeded without a warning, a saved plan was not refused, the next plan has no change at
+    all and no filler version is left in any region."""
     motoserver.reset(moto_server)
     with tempfile.TemporaryDirectory(prefix="converge-") as name:
         folder = Path(name)
@@ -158,9 +190,9 @@ def test_the_plan_right_after_any_apply_is_clean(moto_server: str,
             (folder / layer_folder).mkdir()
         (folder / "plain" / "plain.txt").write_text("plain\n")
         layer = edit(folder, Layer(), ("content", 0), serial=0)
-        for serial, step in enumerate([("content", 0), *steps], start=1):
+        for serial, (step, saved) in enumerate([(("content", 0), False), *steps], start=1):
             layer = edit(folder, layer, step, serial=serial)
-            _, report = plan_and_apply(folder, apply=True)
+            _, report = plan_and_apply(folder, apply=True, saved=saved)
             assert report is not None
             assert report.ok, (step, report.failed, report.not_attempted)
             assert not report.warnings, (step, report.warnings)
