@@ -351,3 +351,51 @@ def test_unknown_outcome_with_unknown_code_is_never_sent_twice(zip_path: Path) -
     assert "v1 has the desired settings" in raised.value.message
     assert versions(store) == [1]
     assert [call[0] for call in store.calls] == ["publish", "versions_above"]
+
+
+class _StopAtOnce(BaseException):
+    """What a second Ctrl-C raises in the calling thread (a BaseException, not an error)."""
+
+
+def test_a_stop_at_once_during_a_state_write_never_hangs_the_lanes(tmp_path: Path) -> None:
+    """The calling thread is stopped at once in the middle of recording a lane's publish: the
+    lane waiting for that record learns it is not recorded, the pool ends, and the stop
+    propagates (it would hang for good if the waiting lane were never answered)."""
+    import threading
+
+    from test_reconcile import folder_layer_space
+
+    class StoppedWhileWriting(LocalStateBackend):
+        """A lockfile backend whose write is interrupted by the stop."""
+
+        def write(self, lock: model.Lock, *, expected_revision: str) -> str:
+            raise _StopAtOnce()
+
+    space = folder_layer_space(tmp_path, "version: 1\nregion: us-east-1\nlayers:\n"
+                                         "  a:\n    content: {path: a}\n")
+    store = FakeLayerStore()
+    parsed = workspace.load_manifest(space)
+    state = StoppedWhileWriting(space.lockfile_path)
+    snapshot = state.read()
+    code = artifacts.LocalCode(space=space, manifest=parsed, objects=store.objects)
+    plan = planning.make_plan(
+        parsed=parsed, selection=planning.select(parsed, default_region=None, targets=(),
+                                                 regions=()),
+        snapshot=snapshot, state_location="lockfile:layers.lock.json",
+        manifest_digest=parsed.sha256, store=store, code=code)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            applying.apply(plan, store=store, state=state, code=code, snapshot=snapshot,
+                           objects=store.objects)
+        except _StopAtOnce as stopped:
+            outcome.append(stopped)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "apply hung after a stop in the middle of a state write"
+    assert len(outcome) == 1
+    assert [version.version for version in store.all_versions(region="us-east-1",
+                                                               layer_name="a")] == [1]

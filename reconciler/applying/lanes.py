@@ -165,7 +165,15 @@ class _Recorder:
                     if until():
                         return
                     continue
-                answer.set_result(self._write(change, entry, published=published))
+                try:
+                    recorded = self._write(change, entry, published=published)
+                except BaseException:
+                    # A second Ctrl-C (or a bug) in the middle of a write: the lane waiting for
+                    # this answer learns it is not recorded, so that the pool can end.
+                    self.broken = True
+                    answer.set_result(False)
+                    raise
+                answer.set_result(recorded)
         finally:
             self.close()
 
@@ -328,7 +336,3 @@ def _run_head(head: model.LayerChange, *, steps: Steps, recorder: _Recorder,
         except errors.ReconcilerError as error:
             result.failed.append(Failed(head, error))
     return None if recorded else "its publish could not be recorded"
-
-
-def _order(change: model.LayerChange) -> tuple[str, str]:
-    return (change.layer, change.region)
