@@ -11,6 +11,7 @@ header and nowhere else: errors name the method, the path and the HTTP status on
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import secrets
@@ -205,6 +206,21 @@ class CommentClient:
     def __init__(self, *, api_url: str, token: str, repository: str) -> None:
         if not re.fullmatch(r"[A-Za-z0-9._-]+/[A-Za-z0-9._-]+", repository):
             raise errors.UsageError(f"GITHUB_REPOSITORY {repository!r} is not OWNER/NAME")
+        token = token.strip()
+        # A secret pasted with its line break would make http.client raise with the header,
+        # token and all, in the message: refused here, naming the variable, never the value.
+        if not token or any(ord(character) < 0x21 or ord(character) == 0x7F
+                            for character in token):
+            raise errors.UsageError("GITHUB_TOKEN is empty or holds a space, a line break or "
+                                    "another control character",
+                                    hint="set the secret without surrounding white space")
+        parsed = urllib.parse.urlsplit(api_url)
+        loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+        secure = parsed.scheme == "https" or (parsed.scheme == "http" and loopback)
+        if not secure or not parsed.hostname:
+            raise errors.UsageError(
+                f"GITHUB_API_URL {api_url!r} is not an https:// URL",
+                hint="it is https://api.github.com, or your GitHub Enterprise Server's API URL")
         self._api = api_url.rstrip("/")
         self._token = token
         self._repository = repository
@@ -231,11 +247,25 @@ class CommentClient:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise GitHubError(f"cannot reach the GitHub API for {where}: {reason}") from None
+        except (http.client.HTTPException, ValueError) as error:
+            # Named by its kind alone: such a message may quote a header, the token's too.
+            raise GitHubError(f"the GitHub API call {where} failed "
+                              f"({type(error).__name__})") from None
         try:
             return json.loads(data) if data else None
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise GitHubError(f"the GitHub API answered {where} with something that is "
                               "not JSON") from None
+
+    def login(self) -> str | None:
+        """The login the token acts as (GET /user), None when the API will not say: a
+        workflow's GITHUB_TOKEN, an app's installation token (403 or 404)."""
+        try:
+            answer = self._call("GET", "/user")
+        except GitHubError:
+            return None
+        login = answer.get("login") if isinstance(answer, dict) else None
+        return login if isinstance(login, str) and login else None
 
     def comments(self, number: int) -> list[dict[str, Any]]:
         """Every comment of the pull request, page by page."""
@@ -271,12 +301,21 @@ def _address(answer: Any) -> str:
     return "(no address in the answer)"
 
 
+# Who a workflow's GITHUB_TOKEN comments as (GET /user does not answer for it).
+ACTIONS_LOGIN = "github-actions[bot]"
+
+
 def post_comment(client: CommentClient, *, number: int, body: str, manifest: str) -> Posted:
     """Update this manifest's comment on the pull request (the oldest one carrying its
-    marker), or post it when there is none."""
+    marker and written by the token's own login), or post it when there is none. A comment
+    anybody else wrote is never updated, whatever marker it carries: a marker is text that
+    any commenter can paste."""
     tag = marker(manifest)
+    author = client.login() or ACTIONS_LOGIN
     for existing in client.comments(number):
-        text, comment_id = existing.get("body"), existing.get("id")
-        if isinstance(text, str) and isinstance(comment_id, int) and text.startswith(tag):
+        text, comment_id, user = existing.get("body"), existing.get("id"), existing.get("user")
+        login = user.get("login") if isinstance(user, dict) else None
+        if (isinstance(text, str) and isinstance(comment_id, int) and text.startswith(tag)
+                and login == author):
             return Posted(created=False, url=client.update(comment_id, body))
     return Posted(created=True, url=client.post(number, body))

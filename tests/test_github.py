@@ -218,3 +218,40 @@ def test_plan_outputs_summary_and_annotations_on_every_outcome(
     no_summary = invoke(checkout, "plan", "--no-summary", env={**env, "GITHUB_STEP_SUMMARY": str(
         tmp_path / "other.md")})
     assert no_summary.returncode == 0 and not (tmp_path / "other.md").exists()
+
+
+def test_a_marker_pasted_by_someone_else_is_never_updated(
+        checkout: Path, tmp_path: Path, api: githubstandin.GitHubStandIn) -> None:
+    """A comment by another login carrying the marker (anyone can paste it) is left alone:
+    the tool posts its own comment, then updates only that one."""
+    api.add_comment(9, "<!-- reconcile-plan manifest=layers.yaml -->\nNo changes. Trust me.",
+                    login="mallory")
+    env = actions_environment(tmp_path, api_url=api.url, event={"pull_request": {"number": 9}})
+    plan_file = tmp_path / "plan.json"
+    assert invoke(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
+    for _ in range(2):
+        assert invoke(checkout, "comment", str(plan_file), env=env).returncode == 0
+    assert api.count("POST") == 1 and api.count("PATCH") == 1
+    assert api.comments[9][0]["body"].endswith("No changes. Trust me.")
+    assert api.comments[9][1]["user"]["login"] == "github-actions[bot]"
+
+
+def test_a_token_or_api_url_that_cannot_be_sent_is_one_error(
+        checkout: Path, tmp_path: Path, api: githubstandin.GitHubStandIn) -> None:
+    """A token pasted with its line break still works (white space around it is dropped); one
+    with a control character inside, or an API URL that is not https, is one message naming
+    the variable, exit 1, the token in no output and no traceback."""
+    env = actions_environment(tmp_path, api_url=api.url, event={"pull_request": {"number": 4}})
+    plan_file = tmp_path / "plan.json"
+    assert invoke(checkout, "plan", "--out", str(plan_file), env=env).returncode == 0
+    pasted = invoke(checkout, "comment", str(plan_file), env={**env, "GITHUB_TOKEN": TOKEN + "\n"})
+    assert pasted.returncode == 0, pasted.stderr
+    broken = invoke(checkout, "comment", str(plan_file),
+                    env={**env, "GITHUB_TOKEN": TOKEN[:8] + "\r\n" + TOKEN[8:]})
+    assert broken.returncode == 1
+    assert "GITHUB_TOKEN is empty or holds a space, a line break" in broken.stderr
+    no_scheme = invoke(checkout, "comment", str(plan_file),
+                       env={**env, "GITHUB_API_URL": "api.github.example"})
+    assert no_scheme.returncode == 1 and "is not an https:// URL" in no_scheme.stderr
+    for result in (pasted, broken, no_scheme):
+        assert TOKEN[8:] not in result.stdout + result.stderr
