@@ -152,7 +152,11 @@ def _what(change: model.LayerChange) -> dict[str, object]:
             "version arn": current.layer_version_arn if current else None,
             "grants added": sorted([grant.kind, grant.principal]
                                    for grant in change.grants_add),
-            "grants removed": sorted(change.grants_remove)})
+            "grants removed": sorted(change.grants_remove),
+            # What apply then records for the version (planner.lock_entry_for).
+            "fingerprint": change.desired.fingerprint,
+            "content_sha256": change.desired.content_sha256,
+            "settings digest": change.desired.settings.digest(change.desired.grants)})
     if change.record is not None:
         record = change.record
         facts.update({"recorded version": record.version,

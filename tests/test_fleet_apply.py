@@ -9,7 +9,7 @@ from pathlib import Path
 from fakes import FakeLayerStore, PublishFault
 from test_reconcile import folder_layer_space, run_apply, run_plan
 
-from reconciler import applying, errors, model
+from reconciler import errors, model, planner
 from reconciler.state.local import LocalStateBackend
 
 S = model.Settings()
@@ -104,7 +104,7 @@ def test_alignment_publishes_fillers_and_deletes_them(tmp_path: Path) -> None:
     for region in ("us-east-1", "eu-west-1", "ap-south-1"):
         live = store.all_versions(region=region, layer_name="a")
         assert live[-1].version == 4
-        assert all(version.settings.description != applying.FILLER_DESCRIPTION
+        assert all(version.settings.description != planner.FILLER_DESCRIPTION
                    for version in live)
         assert ("us-east-1", "a", 1) not in store.policies
     assert not report.warnings

@@ -312,3 +312,16 @@ def test_stray_filler_deletes_are_housekeeping_not_a_difference() -> None:
     assert savedplan.differences(SAVED, model.Plan(changes=(CHANGE, retention))) == [
         "deciding again now would also delete v9 of layer alpha in us-east-1, which the plan "
         "does not"]
+
+
+def test_a_grant_compares_what_apply_then_records() -> None:
+    """A grant change whose recorded entry would differ (another fingerprint or settings
+    digest) is a difference, though its statements are the same."""
+    grant = replace(CHANGE, action=model.Action.GRANT, reasons=(model.Reason.GRANTS_CHANGED,),
+                    grants_add=(model.Grant(kind="account", principal="111122223333"),))
+    saved = model.Plan(changes=(grant,), basis=basis())
+    other = replace(grant, desired=replace(grant.desired, fingerprint="e" * 64))
+    found = savedplan.differences(saved, model.Plan(changes=(other,)))
+    assert len(found) == 1 and "fingerprint ffffffffffffffffffff… -> eeeeeeeeeeeeeeeeeeee…" \
+        in found[0]
+    assert savedplan.differences(saved, model.Plan(changes=(grant,))) == []

@@ -59,7 +59,6 @@ from reconciler.applying.report import (
     Published,
 )
 from reconciler.applying.steps import (
-    FILLER_DESCRIPTION,
     PUBLISHING,
     CodeSource,
     Progress,
@@ -67,8 +66,6 @@ from reconciler.applying.steps import (
     alignment_warnings,
     already_uploaded,
     delete_fillers,
-    filler_code_sha256,
-    filler_zip_bytes,
     from_s3_source,
     grant_new_version,
     preflight,
@@ -81,7 +78,6 @@ from reconciler.applying.steps import (
 )
 
 __all__ = [
-    "FILLER_DESCRIPTION",
     "PUBLISHING",
     "REGION_FAILURES_TO_GIVE_UP",
     "ApplyReport",
@@ -99,8 +95,6 @@ __all__ = [
     "already_uploaded",
     "apply",
     "delete_fillers",
-    "filler_code_sha256",
-    "filler_zip_bytes",
     "from_s3_source",
     "grant_new_version",
     "lanes_of",

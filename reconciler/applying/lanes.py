@@ -26,7 +26,6 @@ from reconciler.applying.steps import (
     Progress,
     Steps,
     alignment_warnings,
-    filler_zip_bytes,
     preflight,
     quiet,
     through_s3,
@@ -88,7 +87,7 @@ def apply(
         return report
     with tempfile.TemporaryDirectory(prefix="reconcile-filler-") as folder:
         filler_zip = Path(folder) / "filler.zip"
-        filler_zip.write_bytes(filler_zip_bytes())
+        filler_zip.write_bytes(planner.filler_zip_bytes())
         steps = Steps(store=store, objects=objects, zips=zips, filler_zip=filler_zip,
                        progress=progress)
         results = _run_lanes(lanes_of(plan), steps=steps, recorder=recorder, stop=stop,

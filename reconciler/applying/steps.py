@@ -6,6 +6,7 @@ lanes'."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +146,12 @@ class Steps:
             # Every failure after the fillers deletes them (a failed grant included).
             raise without_fillers(error, change=change, fillers=fillers,
                                   store=store) from error
+        except Exception:
+            # Not a failure the tool knows (a bug, an unmapped error): the fillers still go,
+            # and what happened is raised as it is.
+            with contextlib.suppress(errors.ReconcilerError):
+                delete_fillers(change, fillers, store=store)
+            raise
         return Published(change, version, adopted=outcome.adopted, fillers=fillers)
 
     def grant(self, change: model.LayerChange) -> Granted:
@@ -172,17 +179,6 @@ class Steps:
         return Deleted(change, fillers)
 
 
-# align_versions' throwaway versions (the planner owns their description and bytes: a plan
-# finds the fillers an apply left behind by them).
-FILLER_DESCRIPTION = planner.FILLER_DESCRIPTION
-
-
-filler_zip_bytes = planner.filler_zip_bytes
-
-
-filler_code_sha256 = planner.filler_code_sha256
-
-
 def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_path: Path,
                     progress: Progress = quiet) -> tuple[int, ...]:
     """Publish the change's filler versions (never granted), each exactly once: a filler
@@ -190,8 +186,8 @@ def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_p
     again, so no filler is made twice. On a failure, delete the fillers made so far, and any
     filler an unknown outcome may have left above them, then raise."""
     made: list[int] = []
-    settings = model.Settings(description=FILLER_DESCRIPTION)
-    code_sha256 = filler_code_sha256()
+    settings = model.Settings(description=planner.FILLER_DESCRIPTION)
+    code_sha256 = planner.filler_code_sha256()
     # Above every number the plan saw taken (fillers an earlier apply left included, which
     # a lost reply's look-up must not take for this apply's own).
     base = max(change.current.version if change.current else 0,
@@ -225,8 +221,8 @@ def _stray_fillers(change: model.LayerChange, *, store: ports.LayerStore,
     except errors.ReconcilerError:
         return ()
     return tuple(version.version for version in found
-                 if version.code_sha256 == filler_code_sha256()
-                 and version.settings.description == FILLER_DESCRIPTION)
+                 if version.code_sha256 == planner.filler_code_sha256()
+                 and version.settings.description == planner.FILLER_DESCRIPTION)
 
 
 def delete_fillers(change: model.LayerChange, fillers: tuple[int, ...], *,

@@ -174,7 +174,9 @@ def apply(
 
       reconcile apply plan.json       # exactly the plan saved by `plan --out plan.json`
     """
-    workflow.begin("apply", manifest or Path("layers.yaml"), no_summary=no_summary)
+    # Until the plan file is read, its manifest is not known: a refused plan file's summary
+    # names the file.
+    workflow.begin("apply", manifest or plan_file or Path("layers.yaml"), no_summary=no_summary)
     as_json = output_format is ApplyFormat.json
     saved: savedplans.Loaded | None = None
     download = not no_download

@@ -103,7 +103,14 @@ def saved_manifest(saved: model.PlanBasis, plan_file: Path) -> Path:
             f"{plan_file}: the plan does not name a manifest inside the repository "
             f"({saved.manifest or 'none'})",
             hint="pass -f MANIFEST: the manifest the plan was made for")
-    return run_session.repository_anchor() / Path(*named.parts)
+    anchor = run_session.repository_anchor()
+    found = anchor / Path(*named.parts)
+    # A symlink on the way may lead elsewhere: the manifest read is the one inside.
+    if not found.resolve().is_relative_to(anchor.resolve()):
+        raise errors.UsageError(
+            f"{plan_file}: the plan's manifest {saved.manifest} leads outside the repository",
+            hint="pass -f MANIFEST: the manifest the plan was made for")
+    return found
 
 
 @dataclass(frozen=True)
