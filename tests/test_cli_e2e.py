@@ -87,7 +87,7 @@ def test_the_reconcile_loop(project: Path) -> None:
     document = plan_json(project)
     assert actions(document) == {"alpha": "noop", "beta": "publish", "gamma": "noop"}
     assert document["summary"] == {"create": 0, "publish": 1, "noop": 2, "delete": 0,
-                                   "grant": 0, "record": 0}
+                                   "grant": 0, "forget": 0, "record": 0}
 
     second = run(project, "apply", "--yes")
     assert second.returncode == 0, second.stderr
