@@ -32,13 +32,13 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache"})
 # never the package that gathers them.
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
-                           "planner.compose"})
+                           "planner.compose", "planner.forget"})
 CORE = frozenset({"errors", "model", "manifest", "archive", "planner", *PLANNER_PARTS, "render",
                   "ports",
                   "planfile", "savedplan", "statefile", "ratelimit", "lambdaos", "elfcheck",
                   *BUILDS_PURE})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
-CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
+CONTENT_SHARED = frozenset({"content.common", "content.statcache", "content.gitignore"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,
                    "zipbuild", "state",
                    "uploadbody", "adoption",
@@ -77,6 +77,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     # that dispatches to it; the shared pieces know no kind.
     **{kind: CORE | CONTENT_SHARED - {kind} for kind in CONTENT_KINDS},
     "content.common": CORE,
+    # git's ignore rules: it reads ignore files and knows no content kind.
+    "content.gitignore": frozenset(),
     # Forks a child for a callable and hands its result back: it knows nothing of the project.
     "forking": frozenset(),
     "content.statcache": CORE | {"content.common", "forking"},
@@ -95,6 +97,7 @@ TYPE_ONLY_IO = {"ports": frozenset({"pathlib"}),
 # Third-party packages that exactly one module may import.
 OWNERS = {
     "boto3": "aws", "botocore": "aws", "deepdiff": "planner.layers", "typer": "cli", "click": "cli",
+    "pathspec": "content.gitignore",
     "moto": "sandbox",  # the optional extra: only the sandbox's server process may need it
 }
 
