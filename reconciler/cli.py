@@ -714,6 +714,8 @@ def _report_document(report: applying.ApplyReport, *, session: _Session,
              "version": change.current.version if change.current else None,
              "layer_version_arn": change.current.layer_version_arn if change.current else None}
             for change in report.granted],
+        "forgotten": [{"layer": change.layer, "region": change.region}
+                      for change in report.forgotten],
         "deleted": [
             {"layer": item.change.layer, "region": item.change.region,
              "versions": list(item.versions),
@@ -962,7 +964,8 @@ def _apply_locked(session: _Session, *, saved: model.Plan | None, plan_file: Pat
                                     code=session.code, snapshot=snapshot,
                                     objects=session.store,
                                     parallelism=parallelism, stop=stopping.event,
-                                    progress=_progress)
+                                    progress=_progress,
+                                    owner=_manifest_in_repository(session.space.manifest_path))
         except errors.ReconcilerError as error:
             if as_json:
                 typer.echo(json.dumps({"ok": False,
@@ -985,7 +988,7 @@ def _finish_apply(report: applying.ApplyReport, *, session: _Session, the_plan: 
                                 if unlock_error is not None else None)}
     if _RUN is not None:
         _RUN.changes = bool(report.published or report.recorded or report.granted
-                            or report.deleted)
+                            or report.deleted or report.forgotten)
     _step_summary(render.apply_markdown(result, title=_summary_title()))
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
@@ -1084,7 +1087,8 @@ def outputs(
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Print each layer's latest published LayerVersionArn, from the recorded state (the
-    lockfile, or the manifest's S3 state: the only case that calls AWS).
+    lockfile, or the manifest's S3 state: the only case that calls AWS): the layers the
+    manifest manages (all that the state records when there is no manifest).
 
     Examples:
 
@@ -1102,8 +1106,10 @@ def outputs(
         raise errors.LockfileError(f"{backend.location}: {what}",
                                    hint="run `reconcile apply` first, or pass --lockfile")
     lock = snapshot.lock
+    managed = None if parsed is None else {spec.key for spec in parsed.layers}
     rows = sorted((layer, region, entry.layer_version_arn)
-                  for (layer, region), entry in lock.entries.items())
+                  for (layer, region), entry in lock.entries.items()
+                  if managed is None or layer in managed)
     if output_format is OutputsFormat.json:
         document: dict[str, dict[str, str]] = {}
         for layer, region, arn in rows:
@@ -1161,7 +1167,8 @@ def force_unlock(
                f"{state_package.describe_holder(holder)}).")
 
 
-state_app = typer.Typer(help="Copy the shared S3 state to or from a local lockfile.",
+state_app = typer.Typer(help="Copy the shared S3 state to or from a local lockfile, or "
+                             "remove layers from the state.",
                         no_args_is_help=True)
 app.add_typer(state_app, name="state")
 
@@ -1216,13 +1223,17 @@ def state_push(
                                "manifest]")] = None,
     manifest: ManifestOption = Path("layers.yaml"),
     lock_timeout: LockTimeoutOption = 0.0,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Push even a file of another lineage or an older serial.")] = False,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
     timeout: TimeoutOption = None,
 ) -> None:
     """Replace the S3 state with a local lockfile, under the state lock and checked against
-    the revision read under it (a concurrent apply can never be overwritten half way).
+    the revision read under it (a concurrent apply can never be overwritten half way). A
+    file of another lineage, or older (a lower serial) than the state, is refused unless
+    --force.
 
     Example:
 
@@ -1245,10 +1256,73 @@ def state_push(
                              stopping=stopping)
         try:
             current = backend.read()
-            backend.write(lock, expected_revision=current.revision)
+            refusal = statefile.push_refusal(lock, current=current.lock, file=str(source),
+                                             location=backend.location)
+            if refusal is not None and not force:
+                raise errors.StateError(f"not pushing: {refusal}",
+                                        hint="`reconcile state pull` the state and edit that "
+                                             "copy, or pass --force to replace it anyway")
+            written = statefile.next_write(model.Lock(
+                entries=lock.entries, lineage=lock.lineage or current.lock.lineage,
+                serial=max(lock.serial, current.lock.serial)))
+            backend.write(written, expected_revision=current.revision)
         finally:
             backend.unlock(lock_id)
-    typer.echo(f"Pushed {source} to {backend.location}.")
+    typer.echo(f"Pushed {source} to {backend.location} (serial {written.serial}).")
+
+
+@state_app.command("rm")
+def state_rm(
+    names: Annotated[list[str], typer.Argument(
+        metavar="NAME...", help="Layer keys to remove from the state.")],
+    region: Annotated[list[str] | None, typer.Option(
+        "--region", metavar="REGION",
+        help="Only in this region (repeatable) [default: every region].")] = None,
+    manifest: ManifestOption = Path("layers.yaml"),
+    lockfile_path: LockfileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Remove layers from the recorded state (the lockfile or the S3 state) without a plan,
+    under the state lock: `outputs` stops listing them, and their versions stay in Lambda.
+
+    Example:
+
+      reconcile state rm old-utils --region eu-west-1
+    """
+    space, parsed = _load(manifest, lockfile_path)
+    backend = _state_backend(space, parsed, profile=profile, endpoint_url=endpoint_url,
+                             max_attempts=max_attempts, timeout=timeout)
+    only = set(region or ())
+    with _StopOnSignal() as stopping:
+        lock_id = _take_lock(backend, _holder("state rm", space), timeout=lock_timeout,
+                             stopping=stopping)
+        try:
+            current = backend.read()
+            recorded = current.lock.entries
+            chosen = sorted(key for key in recorded
+                            if key[0] in names and (not only or key[1] in only))
+            missing = [name for name in dict.fromkeys(names)
+                       if not any(layer == name for layer, _ in chosen)]
+            if missing:
+                where = f" in {', '.join(sorted(only))}" if only else ""
+                known = sorted({layer for layer, entry_region in recorded
+                                if not only or entry_region in only})
+                raise errors.UsageError(
+                    f"{backend.location} records no {', '.join(missing)}{where}",
+                    hint=f"it records: {', '.join(known) or 'nothing'}")
+            updated = current.lock
+            for layer, entry_region in chosen:
+                updated = updated.without(layer, entry_region)
+            backend.write(statefile.next_write(updated), expected_revision=current.revision)
+        finally:
+            backend.unlock(lock_id)
+    for layer, entry_region in chosen:
+        typer.echo(f"Removed {layer} ({entry_region}) from {backend.location}; its versions "
+                   "stay in Lambda.")
 @app.command()
 def schema(
     out: Annotated[Path | None, typer.Option(
