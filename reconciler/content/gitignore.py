@@ -19,16 +19,34 @@ Shell: it reads ignore files and never writes; the walk (content.folder) owns th
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import pathspec
 
 # Parsed ignore files, by path and the stat they were read under: a plan of a hundred layers
 # reads the repository's root `.gitignore` once, and a changed file is read again.
-_PARSED: dict[str, tuple[tuple[int, int], pathspec.GitIgnoreSpec | None]] = {}
+_PARSED: dict[str, tuple[tuple[int, int], _Rules | None]] = {}
+_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
 
 
-def _spec(path: str) -> pathspec.GitIgnoreSpec | None:
+@dataclass(frozen=True)
+class _Rules:
+    """One ignore file's patterns, and one regex that matches whatever any of them matches:
+    most paths match no pattern, and one search says so for all of them at once (pathspec
+    tries each pattern in turn, which doubled the walk of a 7,680-file tree)."""
+
+    spec: pathspec.GitIgnoreSpec
+    any_pattern: re.Pattern[str]
+
+    def decide(self, path: str) -> bool | None:
+        """True: ignored, False: re-included (`!`), None: no pattern speaks of `path`."""
+        if self.any_pattern.match(path) is None:
+            return None
+        return self.spec.check_file(path).include
+
+
+def _spec(path: str) -> _Rules | None:
     """The patterns of the ignore file at `path` (None: no such file, or no pattern)."""
     try:
         found = os.stat(path)
@@ -44,7 +62,11 @@ def _spec(path: str) -> pathspec.GitIgnoreSpec | None:
     except OSError:
         return None
     spec = pathspec.GitIgnoreSpec.from_lines(lines)
-    parsed = spec if len(spec) else None
+    sources = [_NAMED_GROUP.sub("(?:", pattern.regex.pattern) for pattern in spec.patterns
+               if pattern.include is not None and isinstance(pattern, pathspec.RegexPattern)
+               and pattern.regex is not None]
+    parsed = _Rules(spec, re.compile("|".join(f"(?:{source})" for source in sources))
+                    ) if sources else None
     _PARSED[path] = (key, parsed)
     return parsed
 
@@ -81,7 +103,7 @@ class Ignores:
     `folders_left_out` count what `ignored` said yes to."""
 
     prefix: str
-    levels: list[tuple[str, pathspec.GitIgnoreSpec]] = field(default_factory=list)
+    levels: list[tuple[str, _Rules]] = field(default_factory=list)
     files_left_out: int = 0
     folders_left_out: int = 0
 
@@ -113,9 +135,9 @@ class Ignores:
     def _decided(self, path: str) -> bool:
         """Whether the rules ignore `path` (below the repository root; a folder ends in
         "/"): the most specific level that matches it decides."""
-        for base, spec in reversed(self.levels):
+        for base, rules in reversed(self.levels):
             if path.startswith(base):
-                include = spec.check_file(path[len(base):]).include
+                include = rules.decide(path[len(base):])
                 if include is not None:
                     return include
         return False
