@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from reconciler import model, planner
+from reconciler import model, planner, savedplan
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:layer:lambda-name:4"
 ENTRY = model.LockEntry(fingerprint="f" * 64, content_sha256="c" * 64, code_sha256="x" * 43 + "=",
@@ -100,3 +100,23 @@ def test_compose_adds_forgets_and_their_warnings() -> None:
     assert [(change.layer, change.action) for change in plan.changes] == [
         ("old", model.Action.FORGET)]
     assert any("state rm older" in warning for warning in plan.warnings)
+
+
+def test_a_saved_forget_must_equal_the_fresh_decision() -> None:
+    """savedplan compares a forget by its recorded version and digests: another version or
+    fingerprint, or no forget now, is a difference in words."""
+    saved = model.Plan(changes=(planner.forget_change("old", "us-east-1", ENTRY,
+                                                      manifest_file="layers.yaml"),))
+    moved = model.Plan(changes=(planner.forget_change(
+        "old", "us-east-1", dataclasses.replace(ENTRY, version=5),
+        manifest_file="layers.yaml"),))
+    assert savedplan.differences(saved, saved) == []
+    assert any("deciding again now would also forget layer old in us-east-1" in line
+               for line in savedplan.differences(saved, moved))
+    fingerprint = model.Plan(changes=(planner.forget_change(
+        "old", "us-east-1", dataclasses.replace(ENTRY, fingerprint="e" * 64),
+        manifest_file="layers.yaml"),))
+    assert any("forgotten fingerprint" in line
+               for line in savedplan.differences(saved, fingerprint))
+    assert any("the plan would forget layer old in us-east-1" in line
+               for line in savedplan.differences(saved, model.Plan(changes=())))

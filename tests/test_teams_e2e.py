@@ -244,3 +244,26 @@ def test_state_push_of_an_older_file_is_refused_then_forced(
     assert pushed["layers"]["x"][REGION]["version"] == 1
     assert pushed["serial"] == newer["serial"] + 1
     assert pushed["lineage"] == newer["lineage"]
+
+
+def test_a_saved_plan_with_a_forget_applies_and_goes_stale_when_it_moves(
+        tmp_path: Path, moto_url: str) -> None:
+    """`apply PLANFILE` of a plan that forgets a layer removes it from the lockfile; a plan
+    whose forget no longer matches the state (the layer removed meanwhile) is refused."""
+    repo = repository(tmp_path / "repo")
+    write_manifest(repo / "layers.yaml", ("keep", "gone", "also"))
+    applied(repo)
+    write_manifest(repo / "layers.yaml", ("keep",))
+    saved = tmp_path / "plan.json"
+    stale = tmp_path / "stale.json"
+    assert run(repo, "plan", "--out", str(saved)).returncode == 0
+    assert run(repo, "plan", "--out", str(stale)).returncode == 0
+
+    result = run(repo, "apply", str(saved))
+    refused = run(repo, "apply", str(stale))
+
+    assert result.returncode == 0, result.stderr
+    assert "forgotten gone" in result.stdout
+    assert set(lockfile(repo)["layers"]) == {"keep"}
+    assert refused.returncode == 1
+    assert "the plan would forget layer also in us-east-1" in refused.stderr
