@@ -105,7 +105,8 @@ def test_the_reconcile_loop(project: Path) -> None:
 
 
 def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
-    """Without the lockfile the plan adopts what is published; apply rebuilds the same lockfile."""
+    """Without the lockfile the plan adopts what is published; apply rebuilds the same
+    entries (a new state: a new lineage)."""
     assert run(project, "apply", "--yes").returncode == 0
     original = (project / "layers.lock.json").read_bytes()
     (project / "layers.lock.json").unlink()
@@ -125,7 +126,10 @@ def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
     assert not (project / "layers.lock.json").exists()
     applied = run(project, "apply", "--yes")
     assert applied.returncode == 0, applied.stderr
-    assert (project / "layers.lock.json").read_bytes() == original
+    rebuilt = json.loads((project / "layers.lock.json").read_text())
+    before = json.loads(original)
+    assert rebuilt["layers"] == before["layers"] and rebuilt["serial"] == before["serial"]
+    assert rebuilt["lineage"] != before["lineage"]
     assert versions("alpha") == [1]
     assert run(project, "plan", "--detailed-exitcode").returncode == 0
 
