@@ -91,6 +91,9 @@ class Action(enum.Enum):
     NOOP = "noop"
     DELETE = "delete"
     GRANT = "grant"
+    # The state stops recording a layer and region the manifest no longer names; its
+    # versions stay in Lambda (apply changes nothing there).
+    FORGET = "forget"
 
 
 class Reason(enum.Enum):
@@ -107,6 +110,8 @@ class Reason(enum.Enum):
     # A delete of an align_versions filler that an apply left (killed, or its deletes
     # failed) and no apply holds the lock for.
     STRAY_FILLER = "stray_filler"
+    # A `forget`: the state records a layer and region that the manifest no longer names.
+    NOT_IN_MANIFEST = "not_in_manifest"
 
 
 @dataclass(frozen=True)
@@ -297,6 +302,9 @@ class Artifact:
     code_size: int | None = None
     zip_path: str | None = None
     unzipped_size: int | None = None
+    # The files and folders of a folder layer that git ignores, left out (a folder counts
+    # once: it is never descended). The plan says how many.
+    git_ignored: int = 0
 
 
 @dataclass(frozen=True)
@@ -334,7 +342,11 @@ class CodeStorage:
 @dataclass(frozen=True)
 class LockEntry:
     """What the lockfile records for one layer in one region: the version last published
-    (or adopted) and the content and settings it was published with."""
+    (or adopted) and the content and settings it was published with, and the manifest that
+    manages it (its path below the repository root; "" for an entry written before
+    ownership was recorded). The owner is not part of an entry's equality: it says who may
+    change the entry, not what was published, so a plan's `record` is never made only to
+    write it (apply writes it with every entry it writes anyway)."""
 
     fingerprint: str
     content_sha256: str
@@ -343,13 +355,18 @@ class LockEntry:
     version: int
     layer_version_arn: str
     settings_sha256: str
+    manifest: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
 class Lock:
-    """The whole lockfile: entries keyed by (layer key, region)."""
+    """The whole lockfile: entries keyed by (layer key, region); its `lineage` (made once,
+    on the first write: "" when unknown, a lockfile older than lineages) and `serial` (raised
+    on every write: statefile.next_write), which `state push` compares."""
 
     entries: Mapping[tuple[str, str], LockEntry] = field(default_factory=dict)
+    lineage: str = ""
+    serial: int = 0
 
     def get(self, layer: str, region: str) -> LockEntry | None:
         """The entry for `layer` in `region`, if recorded."""
@@ -359,7 +376,13 @@ class Lock:
         """A new Lock with `entry` recorded for `layer` in `region`."""
         entries = dict(self.entries)
         entries[(layer, region)] = entry
-        return Lock(entries=entries)
+        return Lock(entries=entries, lineage=self.lineage, serial=self.serial)
+
+    def without(self, layer: str, region: str) -> Lock:
+        """A new Lock that no longer records `layer` in `region`."""
+        entries = {key: entry for key, entry in self.entries.items()
+                   if key != (layer, region)}
+        return Lock(entries=entries, lineage=self.lineage, serial=self.serial)
 
 
 @dataclass(frozen=True)
@@ -491,13 +514,16 @@ class Plan:
     @property
     def has_remote_changes(self) -> bool:
         """True when apply would change Lambda (create, publish, delete or grant)."""
-        return any(change.action is not Action.NOOP for change in self.changes)
+        return any(change.action not in (Action.NOOP, Action.FORGET)
+                   for change in self.changes)
 
     @property
     def has_changes(self) -> bool:
         """True when apply would change anything: Lambda, or the lockfile (an adopted version
-        to record is a change, as `plan --detailed-exitcode` reports)."""
-        return self.has_remote_changes or bool(self.records)
+        to record, or a layer to forget, is a change, as `plan --detailed-exitcode`
+        reports)."""
+        return self.has_remote_changes or bool(self.records) or any(
+            change.action is Action.FORGET for change in self.changes)
 
     @property
     def records(self) -> tuple[LayerChange, ...]:

@@ -11,6 +11,7 @@ in the plan and the others are still planned.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime
 import hashlib
 import re
@@ -186,6 +187,12 @@ def make_plan(
     found = _Evidence(parsed=parsed, selection=selection, lock=snapshot.lock, code=code,
                       download=download, progress=progress,
                       identified=code.identify(specs, regions=selection.regions))
+    # A layer whose entry another manifest owns is refused before any AWS call.
+    for refused in planner.owned_elsewhere(
+            snapshot.lock, owner=manifest_path,
+            planned={spec.key: selection.regions[spec.key] for spec in found.planned(specs)}):
+        found.layer_errors.append(refused)
+        del found.artifacts[refused.layer]
     # Local first: the zips whose CodeSha256 the lock cannot tell, before any AWS call (an
     # S3 source has no zip to build: Lambda reads its object).
     for spec in found.planned(specs):
@@ -220,11 +227,29 @@ def make_plan(
     return planner.plan(
         found.all_inputs([spec for spec in found.planned(specs) if spec.key not in too_large]),
         storage=storage, lock_holder=holder,
+        recorded=recorded(parsed, selection=selection, lock=snapshot.lock, owner=manifest_path,
+                          own_lockfile=not state_location.startswith("s3://")),
         layer_errors=[*found.layer_errors, *size_errors],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
                     state_location=state_location, fingerprints=fingerprints,
                     manifest_path=manifest_path, download=download),
     )
+
+
+def recorded(parsed: model.Manifest, *, selection: Selection, lock: model.Lock, owner: str,
+             own_lockfile: bool) -> planner.Recorded:
+    """What the forget decision reads: the layers and regions the whole manifest names (not
+    only the selection's), and the selection."""
+    listed = list(parsed.regions)
+    return planner.Recorded(
+        lock=lock,
+        named=planner.named_pairs(
+            (spec.key, layer_regions(spec, regions=listed, parsed=parsed) if listed else ())
+            for spec in parsed.layers),
+        named_layers=frozenset(spec.key for spec in parsed.layers),
+        regions_listed=bool(listed), owner=owner, own_lockfile=own_lockfile,
+        targeted=bool(selection.targets), only_regions=selection.only_regions,
+        manifest_file=owner or parsed.file)
 
 
 class _Evidence:
@@ -254,8 +279,10 @@ class _Evidence:
     def fulfil_zip(self, spec: model.LayerSpec) -> None:
         """Build the layer's zip; a content error takes the layer out of the plan."""
         self._progress(f"{spec.key}: packaging")
+        identified = self.artifacts[spec.key]
         try:
-            self.artifacts[spec.key] = self._code.build(spec, self.artifacts[spec.key])
+            self.artifacts[spec.key] = dataclasses.replace(
+                self._code.build(spec, identified), git_ignored=identified.git_ignored)
         except errors.ContentError as error:
             self.layer_errors.append(model.LayerError(layer=spec.key, message=error.message,
                                                       hint=error.hint))

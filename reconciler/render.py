@@ -14,11 +14,12 @@ from reconciler import model
 _SYMBOLS = {
     model.Action.CREATE: "+", model.Action.PUBLISH: "~",
     model.Action.NOOP: "=", model.Action.DELETE: "-", model.Action.GRANT: "*",
+    model.Action.FORGET: "x",
 }
 _COLORS = {
     model.Action.CREATE: "\033[32m", model.Action.PUBLISH: "\033[33m",
     model.Action.NOOP: "\033[2m", model.Action.DELETE: "\033[31m",
-    model.Action.GRANT: "\033[36m",
+    model.Action.GRANT: "\033[36m", model.Action.FORGET: "\033[35m",
 }
 _MB = 1024 * 1024
 _BOLD, _RESET = "\033[1m", "\033[0m"
@@ -47,6 +48,9 @@ def _version_text(change: model.LayerChange) -> str:
         return f"delete v{change.version}" + (f" ({size:,} bytes)" if size is not None else "")
     if change.action is model.Action.GRANT:
         return f"update grants of v{change.current.version if change.current else '?'}"
+    if change.action is model.Action.FORGET:
+        return (f"forget (the state stops recording v{change.version}; its versions stay in "
+                "Lambda)")
     return f"unchanged at v{change.current.version}" if change.current else "unchanged"
 
 
@@ -91,6 +95,8 @@ def summary_line(plan: model.Plan) -> str:
         parts.append(f"{counts['delete']} to delete")
     if counts["grant"]:
         parts.append(f"{counts['grant']} to grant")
+    if counts["forget"]:
+        parts.append(f"{counts['forget']} to forget")
     parts.append(f"{counts['noop']} unchanged")
     records = len(plan.records)
     to_record = f" ({records} to record in the lockfile)" if records else ""
@@ -184,7 +190,8 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
         lines.append("No changes. The published layers match the manifest.")
     elif not plan.has_remote_changes:
         lines.append("Nothing to publish: the published layers match the manifest. Apply "
-                     "records them in the lockfile.")
+                     + ("records them in the lockfile." if not plan.summary()["forget"] else
+                        "changes only the state; Lambda keeps every version."))
     lines.append(summary_line(plan))
     return "\n".join(lines) + "\n"
 
@@ -232,6 +239,9 @@ def apply_text(report: dict[str, Any]) -> str:
         lines.append(f"recorded  {item['layer']} ({item['region']}): {item['layer_version_arn']}")
     for item in report.get("granted", []):
         lines.append(f"granted   {item['layer']} ({item['region']}): {item['layer_version_arn']}")
+    for item in report.get("forgotten", []):
+        lines.append(f"forgotten {item['layer']} ({item['region']}): out of the state; its "
+                     "versions stay in Lambda")
     for item in report.get("deleted", []):
         what = "filler" if item.get("filler") else "deleted"
         lines.append(f"{what:<9} {item['layer']} ({item['region']}): "
@@ -265,6 +275,8 @@ def apply_markdown(report: dict[str, Any], *, title: str = "reconcile apply") ->
              ""]
     rows = [(item, "published") for item in report["published"]]
     rows += [(item, "recorded") for item in report["recorded"]]
+    rows += [({**item, "layer_version_arn": "(stays in Lambda)"}, "forgotten")
+             for item in report.get("forgotten", [])]
     if rows:
         lines += ["| Layer | Region | Done | LayerVersionArn |", "|---|---|---|---|"]
         lines += [f"| `{item['layer']}` | {item['region']} | {done} | "

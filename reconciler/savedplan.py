@@ -5,7 +5,8 @@ The plan file travels as a CI artifact that a pull request produced, so nothing 
 trusted. It is read within limits (size, nesting) and checked against the shipped plan schema
 before anything else (`read_document`). Apply then decides again, from the checkout, the state
 and Lambda, with the plan's own selection, and `differences` compares the two decisions change
-by change: every change the saved plan would make (create, publish, delete, grant, record, with
+by change: every change the saved plan would make (create, publish, delete, grant, record,
+forget (the version it stops recording), with
 its fillers, upload route, bucket and key, settings, grants, version numbers and CodeSha256)
 must be one the fresh decision makes, and the fresh decision must make no change the plan
 lacks (deletes of filler versions an apply left behind excepted: the fresh decision always
@@ -146,6 +147,11 @@ def _what(change: model.LayerChange) -> dict[str, object]:
     elif change.action is model.Action.DELETE:
         facts.update({"version arn": current.layer_version_arn if current else None,
                       "reasons": sorted(reason.value for reason in change.reasons)})
+    elif change.action is model.Action.FORGET:
+        desired = change.desired
+        facts.update({"forgotten version": change.version,
+                      "forgotten fingerprint": desired.fingerprint,
+                      "forgotten code_sha256": desired.code_sha256})
     elif change.action is model.Action.GRANT:
         facts.update({
             "current version": current.version if current else None,
@@ -198,7 +204,8 @@ def substance(plan: model.Plan) -> dict[Address, dict[str, object]]:
 def _describe(address: Address) -> str:
     layer, region, action, version = address
     verb = {"create": "create", "publish": "publish", "delete": f"delete v{version} of",
-            "grant": "change the grants of", "noop": "record"}.get(action, action)
+            "grant": "change the grants of", "noop": "record",
+            "forget": "forget"}.get(action, action)
     return f"{verb} layer {layer} in {region}"
 
 

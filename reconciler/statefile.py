@@ -4,12 +4,20 @@ Canonical means sorted keys, 2-space indent and a trailing newline, so the same 
 gives the same bytes, git diffs stay small, and the local lockfile and the S3 state object
 hold the same bytes. Core: works on strings and bytes only; where the bytes are kept (and
 how they are written safely) belongs to the state backends.
+
+Lineage and serial (after Terraform's state): a state gets a `lineage`, a UUID, on its first
+write and keeps it; its `serial` is raised by every write (`next_write`, which every writer
+calls on the Lock it is about to write). A lockfile older than them reads as lineage unknown
+("") and serial 0, and gets both on its next write; until then its bytes are left alone, so
+that an apply that changes nothing rewrites nothing. `push_refusal` is the rule `state push`
+follows. An entry's owner (`manifest`) is written only when known, for the same reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any
 
 from reconciler import errors, model
@@ -25,9 +33,37 @@ def encode(lock: model.Lock) -> str:
     """The canonical JSON text of `lock`."""
     layers: dict[str, dict[str, dict[str, Any]]] = {}
     for (layer, region), entry in lock.entries.items():
-        layers.setdefault(layer, {})[region] = {name: getattr(entry, name) for name in _FIELDS}
-    document = {"lockfile_version": LOCKFILE_VERSION, "layers": layers}
+        written = {name: getattr(entry, name) for name in _FIELDS}
+        if entry.manifest:
+            written["manifest"] = entry.manifest
+        layers.setdefault(layer, {})[region] = written
+    document: dict[str, Any] = {"lockfile_version": LOCKFILE_VERSION, "layers": layers}
+    if lock.lineage:
+        document["lineage"] = lock.lineage
+        document["serial"] = lock.serial
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def next_write(lock: model.Lock) -> model.Lock:
+    """`lock` as its next write stores it: the serial raised by one, and a new lineage when
+    it has none yet (its first write, or the first since lineages were introduced)."""
+    return model.Lock(entries=lock.entries, lineage=lock.lineage or str(uuid.uuid4()),
+                      serial=lock.serial + 1)
+
+
+def push_refusal(pushed: model.Lock, *, current: model.Lock, file: str,
+                 location: str) -> str | None:
+    """Why `state push` must not replace `current` (at `location`) with `pushed` (read from
+    `file`) without --force: another lineage (another state altogether), or a lower serial
+    (an older copy of this one: pushing it would undo the writes since). None: it may. An
+    unknown lineage on either side (a lockfile older than lineages) is no conflict."""
+    if pushed.lineage and current.lineage and pushed.lineage != current.lineage:
+        return (f"{file} is of another state (lineage {pushed.lineage}) than {location} "
+                f"(lineage {current.lineage})")
+    if pushed.serial < current.serial:
+        return (f"{file} is older (serial {pushed.serial}) than {location} "
+                f"(serial {current.serial}): pushing it would undo the writes since")
+    return None
 
 
 def decode(text: str, *, file: str) -> model.Lock:
@@ -53,6 +89,12 @@ def decode(text: str, *, file: str) -> model.Lock:
         ) from None
     if not isinstance(document, dict) or "lockfile_version" not in document:
         raise errors.LockfileError(f"{file}: not a reconcile lockfile (no lockfile_version)")
+    lineage, serial = document.get("lineage", ""), document.get("serial", 0)
+    if not isinstance(lineage, str):
+        raise errors.LockfileError(f"{file}: `lineage` must be a string")
+    _writable(lineage, file=file, where="lineage")
+    if type(serial) is not int or serial < 0:
+        raise errors.LockfileError(f"{file}: `serial` must be a whole number, 0 or more")
     version = document["lockfile_version"]
     if type(version) is not int or version != LOCKFILE_VERSION:  # `true` == 1 in Python
         raise errors.LockfileError(
@@ -83,8 +125,12 @@ def decode(text: str, *, file: str) -> model.Lock:
                 if isinstance(value, str):
                     _writable(value, file=file, where=f"{where}.{name}")
                 values[name] = value
-            entries[(layer, region)] = model.LockEntry(**values)
-    return model.Lock(entries=entries)
+            owner = raw.get("manifest", "")
+            if not isinstance(owner, str):
+                raise errors.LockfileError(f"{file}: {where}.manifest is not a str")
+            _writable(owner, file=file, where=f"{where}.manifest")
+            entries[(layer, region)] = model.LockEntry(**values, manifest=owner)
+    return model.Lock(entries=entries, lineage=lineage, serial=serial)
 
 
 def _shown(value: object) -> str:

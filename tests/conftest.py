@@ -20,7 +20,8 @@ import pytest
 
 TIERS: dict[str, tuple[str, ...]] = {
     "unit": ("test_archive", "test_builds_target", "test_builds_wheels", "test_containment",
-             "test_elfcheck", "test_fleet_planner", "test_layering", "test_manifest",
+             "test_elfcheck", "test_fleet_planner", "test_forget_planner", "test_gitignore",
+             "test_layering", "test_manifest",
              "test_manifest_fuzz", "test_planfile", "test_planner", "test_prebuilt_zips",
              "test_ratelimit", "test_redact", "test_render", "test_schema", "test_sources",
              "test_statefile", "test_validation_record", "test_zipbuild"),
@@ -40,7 +41,7 @@ TIERS: dict[str, tuple[str, ...]] = {
             "test_cli_validate", "test_cli_walk_checks", "test_fillers_e2e",
             "test_force_unlock", "test_github", "test_kill_anywhere_e2e",
             "test_lock_faults_e2e", "test_reliability_e2e", "test_sandbox", "test_saved_plan",
-            "test_saved_plan_verified"),
+            "test_saved_plan_verified", "test_teams_e2e"),
 }
 TIER_OF = {module: tier for tier, modules in TIERS.items() for module in modules}
 

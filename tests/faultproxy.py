@@ -203,7 +203,14 @@ class Hold:
         self.released.set()
 
 
-Action = Reply | ForwardThenReply | Reset | Delay | StripHeaders | Hold
+@dataclass(frozen=True)
+class Capture:
+    """Forward as usual, keeping each matching request's body (the zip a publish sends)."""
+
+    bodies: list[bytes] = field(default_factory=list, compare=False)
+
+
+Action = Reply | ForwardThenReply | Reset | Delay | StripHeaders | Hold | Capture
 
 
 @dataclass
@@ -518,6 +525,8 @@ def _handler_for(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 record(None, forwarded=action.forward)
                 self._reset()
             else:
+                if isinstance(action, Capture):
+                    action.bodies.append(request.body)
                 if isinstance(action, Delay) and not action.after_forward:
                     time.sleep(action.seconds)
                 strip = action.names if isinstance(action, StripHeaders) else ()

@@ -88,7 +88,7 @@ def test_the_reconcile_loop(project: Path) -> None:
     document = plan_json(project)
     assert actions(document) == {"alpha": "noop", "beta": "publish", "gamma": "noop"}
     assert document["summary"] == {"create": 0, "publish": 1, "noop": 2, "delete": 0,
-                                   "grant": 0, "record": 0}
+                                   "grant": 0, "forget": 0, "record": 0}
 
     second = invoke(project, "apply", "--yes")
     assert second.returncode == 0, second.stderr
@@ -106,7 +106,8 @@ def test_the_reconcile_loop(project: Path) -> None:
 
 
 def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
-    """Without the lockfile the plan adopts what is published; apply rebuilds the same lockfile."""
+    """Without the lockfile the plan adopts what is published; apply rebuilds the same
+    entries (a new state: a new lineage)."""
     assert invoke(project, "apply", "--yes").returncode == 0
     original = (project / "layers.lock.json").read_bytes()
     (project / "layers.lock.json").unlink()
@@ -126,7 +127,10 @@ def test_lockfile_deleted_gives_adopted_noops(project: Path) -> None:
     assert not (project / "layers.lock.json").exists()
     applied = invoke(project, "apply", "--yes")
     assert applied.returncode == 0, applied.stderr
-    assert (project / "layers.lock.json").read_bytes() == original
+    rebuilt = json.loads((project / "layers.lock.json").read_text())
+    before = json.loads(original)
+    assert rebuilt["layers"] == before["layers"] and rebuilt["serial"] == before["serial"]
+    assert rebuilt["lineage"] != before["lineage"]
     assert versions("alpha") == [1]
     assert invoke(project, "plan", "--detailed-exitcode").returncode == 0
 

@@ -38,7 +38,7 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache"})
 # never the package that gathers them.
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
-                           "planner.compose"})
+                           "planner.compose", "planner.forget"})
 CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipmembers",
                   "planner", *PLANNER_PARTS, "render", "ports", "planfile", "savedplan",
                   "statefile", "ratelimit", "lambdaos", "elfcheck", *BUILDS_PURE})
@@ -47,7 +47,7 @@ CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 AWS_CHAIN = ("aws.answers", "aws.failures", "aws.session", "aws.transfer", "aws.objects",
              "aws.layers")
 AWS_ROOMS = frozenset(AWS_CHAIN)
-CONTENT_SHARED = frozenset({"content.common", "content.statcache"})
+CONTENT_SHARED = frozenset({"content.common", "content.statcache", "content.gitignore"})
 # The command layer: wiring only; nothing below it imports it.
 COMMAND = frozenset({"command", "command.app", "command.layers", "command.admin",
                      "command.options", "command.views", "command.workflow", "command.signals",
@@ -104,6 +104,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     # that dispatches to it; the shared pieces know no kind.
     **{kind: CORE | CONTENT_SHARED - {kind} for kind in CONTENT_KINDS},
     "content.common": CORE,
+    # git's ignore rules: it reads ignore files and knows no content kind.
+    "content.gitignore": frozenset(),
     # Forks a child for a callable and hands its result back: it knows nothing of the project.
     "forking": frozenset(),
     "content.statcache": CORE | {"content.common", "forking"},
@@ -124,6 +126,7 @@ OWNERS: dict[str, frozenset[str]] = {
     "boto3": frozenset({"aws"}), "botocore": frozenset({"aws"}),
     "deepdiff": frozenset({"planner.layers"}),
     "typer": COMMAND | {"cli"}, "click": COMMAND | {"cli"},
+    "pathspec": frozenset({"content.gitignore"}),
     # the optional extra: only the sandbox's server process may need it
     "moto": frozenset({"sandbox"}),
 }

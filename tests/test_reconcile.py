@@ -4,6 +4,7 @@ failure stops nothing else, a second apply does nothing."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path, PurePath
@@ -140,7 +141,8 @@ def test_settings_change_publishes(space: workspace.Workspace) -> None:
 
 
 def test_deleted_lockfile_adopts_instead_of_republishing(space: workspace.Workspace) -> None:
-    """Without the lockfile, identical published versions are adopted: no publish, lock rebuilt."""
+    """Without the lockfile, identical published versions are adopted: no publish, the same
+    entries rebuilt (under a new lineage: it is a new state)."""
     store = FakeLayerStore()
     run_apply(space, store)
     original = space.lockfile_path.read_bytes()
@@ -149,7 +151,10 @@ def test_deleted_lockfile_adopts_instead_of_republishing(space: workspace.Worksp
     report = run_apply(space, store)
     assert store.writes() == []
     assert [change.reasons for change in report.recorded] == [(model.Reason.ADOPTED,)] * 2
-    assert space.lockfile_path.read_bytes() == original
+    rebuilt = json.loads(space.lockfile_path.read_bytes())
+    before = json.loads(original)
+    assert rebuilt["layers"] == before["layers"] and rebuilt["serial"] == before["serial"]
+    assert rebuilt["lineage"] != before["lineage"]
 
 
 def test_partial_failure_keeps_what_succeeded(space: workspace.Workspace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -110,3 +111,74 @@ def test_near_lockfiles_decode_or_are_refused(regions: dict[str, object],
 def test_json_punctuation_soup_decodes_or_is_refused(text: str) -> None:
     """Text made of JSON's own punctuation never raises anything but LockfileError."""
     _decoded_or_refused(text)
+
+
+# --- lineage, serial and owners ---------------------------------------------------------------
+
+
+def test_lineage_serial_and_owner_round_trip_in_the_canonical_format() -> None:
+    """A written lock keeps its lineage, serial and each entry's owner, as sorted, indented
+    JSON with a trailing newline; decoding gives them back."""
+    lock = model.Lock(entries={("a", "us-east-1"): dataclasses.replace(
+        ENTRY, manifest="teams/b/layers.yaml")}, lineage="l-1", serial=7)
+    text = statefile.encode(lock)
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    back = statefile.decode(text, file="x")
+    assert (back.lineage, back.serial) == ("l-1", 7)
+    assert back.entries[("a", "us-east-1")].manifest == "teams/b/layers.yaml"
+
+
+def test_an_older_lockfile_reads_as_lineage_unknown_serial_0_and_keeps_its_bytes() -> None:
+    """A lockfile without lineage, serial or owners decodes to lineage "" and serial 0, and
+    encodes back to the very same bytes (nothing is added until a write)."""
+    old = statefile.encode(model.Lock().with_entry("a", "us-east-1", entry=ENTRY))
+    assert "lineage" not in old and "serial" not in old and "manifest" not in old
+    lock = statefile.decode(old, file="x")
+    assert (lock.lineage, lock.serial) == ("", 0)
+    assert statefile.encode(lock) == old
+
+
+def test_next_write_makes_the_lineage_once_and_raises_the_serial() -> None:
+    """The first write makes a lineage (a UUID); every write raises the serial by one and
+    keeps the lineage."""
+    first = statefile.next_write(model.Lock())
+    second = statefile.next_write(first.with_entry("a", "us-east-1", entry=ENTRY))
+    assert len(first.lineage) == 36 and first.serial == 1
+    assert second.lineage == first.lineage and second.serial == 2
+    assert second.without("a", "us-east-1").serial == 2
+
+
+def test_an_entry_owner_is_not_part_of_its_equality() -> None:
+    """Two entries that differ only in their owner are equal: a plan never records an entry
+    again only to write its owner."""
+    assert dataclasses.replace(ENTRY, manifest="a.yaml") == ENTRY
+
+
+@pytest.mark.parametrize(("pushed", "current", "words"), [
+    (model.Lock(lineage="L", serial=3), model.Lock(lineage="L", serial=5),
+     "older (serial 3) than s3://b/k (serial 5)"),
+    (model.Lock(lineage="M", serial=9), model.Lock(lineage="L", serial=5),
+     "another state (lineage M) than s3://b/k (lineage L)"),
+    (model.Lock(serial=0), model.Lock(lineage="L", serial=1), "older (serial 0)"),
+    (model.Lock(lineage="L", serial=5), model.Lock(lineage="L", serial=5), None),
+    (model.Lock(lineage="L", serial=6), model.Lock(), None),
+])
+def test_push_refusal(pushed: model.Lock, current: model.Lock, words: str | None) -> None:
+    """`state push` refuses another lineage or a lower serial, naming both; the same or a
+    higher serial of the same (or an unknown) lineage may be pushed."""
+    refusal = statefile.push_refusal(pushed, current=current, file="f.json",
+                                     location="s3://b/k")
+    assert (refusal is None) if words is None else (refusal is not None and words in refusal)
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("lineage", 3, "`lineage` must be a string"),
+    ("serial", -1, "`serial` must be a whole number"),
+    ("serial", True, "`serial` must be a whole number"),
+])
+def test_a_bad_lineage_or_serial_is_a_lockfile_error(field: str, value: object,
+                                                     words: str) -> None:
+    """A lineage that is not text or a serial that is not a whole number is named."""
+    document = {"lockfile_version": 1, "layers": {}, field: value}
+    with pytest.raises(errors.LockfileError, match=words):
+        statefile.decode(json.dumps(document), file="x")

@@ -25,6 +25,10 @@ Uploads: a change routed through the artifact bucket (its `code`) has its zip, c
 preflight, uploaded to its key unless HeadObject finds the same zip there already
 (`already_uploaded`), then published from S3; a rerun finds the object and uploads nothing.
 
+A `forget` change is a lane of its own that only asks the recorder to remove its entry
+(Lambda keeps every version). The recorder stamps every entry it writes with the manifest
+that owns it (`owner`) and raises the state's serial with each write (statefile.next_write).
+
 A layer vendor's release (carried out here in its own functions). One publish, in this
 order: the upload to the artifact bucket (a failure there has taken no version number),
 align_versions' filler versions when the plan asks for them, the real version, its grants;

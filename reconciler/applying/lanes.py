@@ -8,10 +8,10 @@ import queue
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reconciler import errors, model, planner, ports
+from reconciler import errors, model, planner, ports, statefile
 from reconciler.applying.report import (
     ApplyReport,
     Deleted,
@@ -62,18 +62,20 @@ def apply(
     parallelism: int = 4,
     stop: threading.Event | None = None,
     progress: Progress = quiet,
+    owner: str = "",
 ) -> ApplyReport:
     """Carry out `plan` on top of `snapshot` (the state as read under the lock). Raises only
     before the first change (preflight); after that every outcome is in the report.
     `objects` serves the changes whose code goes through S3 (none: a plan that has one is
-    refused before anything is done)."""
+    refused before anything is done). `owner` is the manifest (its path below the
+    repository root) every entry written is recorded as managed by."""
     stop = stop or threading.Event()
     zips = preflight(plan, state=state, code=code)
     if objects is None and any(through_s3(change) for change in plan.changes):
         raise errors.ApplyRefused("refusing to apply: the plan uploads through S3 and this "
                                   "apply was given no S3 store; this is a bug")
     report = ApplyReport(lock=snapshot.lock, revision=snapshot.revision)
-    recorder = _Recorder(state=state, report=report)
+    recorder = _Recorder(state=state, report=report, owner=owner)
     for change in plan.changes:
         if change.action is model.Action.NOOP:
             if change.record is None:
@@ -101,8 +103,8 @@ def apply(
 
 @dataclass(frozen=True)
 class Lane:
-    """One layer in one region: its publish, create or grant (`head`, if any), then its
-    deletions (retention, stray fillers), oldest version first. A lane runs its steps in
+    """One layer in one region: its publish, create, grant or forget (`head`, if any), then
+    its deletions (retention, stray fillers), oldest version first. A lane runs its steps in
     order; lanes run side by side."""
 
     layer: str
@@ -134,17 +136,19 @@ class _Recorder:
     starts another step. `close()` (the caller stops at once) answers every request after it
     with False, so no lane waits for a writer that is gone."""
 
-    def __init__(self, *, state: ports.StateBackend, report: ApplyReport) -> None:
-        self._state, self._report = state, report
+    def __init__(self, *, state: ports.StateBackend, report: ApplyReport,
+                 owner: str = "") -> None:
+        self._state, self._report, self._manifest = state, report, owner
         self._owner = threading.get_ident()
-        self._requests: queue.Queue[tuple[model.LayerChange, model.LockEntry, bool,
+        self._requests: queue.Queue[tuple[model.LayerChange, model.LockEntry | None, bool,
                                           concurrent.futures.Future[bool]]] = queue.Queue()
         self._closed = threading.Event()
         self.broken = False
 
-    def record(self, change: model.LayerChange, entry: model.LockEntry, *,
+    def record(self, change: model.LayerChange, entry: model.LockEntry | None, *,
                published: bool) -> bool:
-        """Write `entry` for `change` (from any thread); whether it is recorded."""
+        """Write `entry` for `change` (None: remove the change's entry) from any thread;
+        whether it is recorded."""
         if threading.get_ident() == self._owner:
             return self._write(change, entry, published=published)
         answer: concurrent.futures.Future[bool] = concurrent.futures.Future()
@@ -187,14 +191,19 @@ class _Recorder:
             if not answer.done():
                 answer.set_result(False)
 
-    def _write(self, change: model.LayerChange, entry: model.LockEntry, *,
+    def _write(self, change: model.LayerChange, entry: model.LockEntry | None, *,
                published: bool) -> bool:
         report = self._report
-        updated = report.lock.with_entry(change.layer, change.region, entry=entry)
+        updated = statefile.next_write(
+            report.lock.without(change.layer, change.region) if entry is None else
+            report.lock.with_entry(change.layer, change.region,
+                                   entry=replace(entry, manifest=self._manifest)))
         try:
             report.revision = self._state.write(updated, expected_revision=report.revision)
         except errors.ReconcilerError as error:
-            what = (f"{entry.layer_version_arn} is published but not recorded (the next plan "
+            what = (f"{change.layer} ({change.region}) could not be removed from it"
+                    if entry is None else
+                    f"{entry.layer_version_arn} is published but not recorded (the next plan "
                     "adopts it)" if published else
                     f"{entry.layer_version_arn} could not be recorded")
             report.failed.append(Failed(change, errors.StateError(
@@ -238,6 +247,7 @@ class _LaneResult:
 
     published: list[Published] = field(default_factory=list)
     granted: list[model.LayerChange] = field(default_factory=list)
+    forgotten: list[model.LayerChange] = field(default_factory=list)
     deleted: list[Deleted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
@@ -246,6 +256,7 @@ class _LaneResult:
     def merge_into(self, report: ApplyReport) -> None:
         report.published += self.published
         report.granted += self.granted
+        report.forgotten += self.forgotten
         report.deleted += self.deleted
         report.warnings += self.warnings
         report.failed += self.failed
@@ -310,6 +321,10 @@ def _run_head(head: model.LayerChange, *, steps: Steps, recorder: _Recorder,
     if why is not None:
         result.not_attempted.append(NotAttempted(head, why))
         return f"{head.region} kept failing" if regions.given_up(head.region) else why
+    if head.action is model.Action.FORGET:  # the state only: Lambda keeps every version
+        if recorder.record(head, None, published=False):
+            result.forgotten.append(head)
+        return None
     publishing_head = head.action in PUBLISHING
     try:
         outcome: Published | Granted = (steps.publish(head) if publishing_head

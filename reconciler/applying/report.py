@@ -59,6 +59,7 @@ class ApplyReport:
     published: list[Published] = field(default_factory=list)
     recorded: list[model.LayerChange] = field(default_factory=list)
     granted: list[model.LayerChange] = field(default_factory=list)
+    forgotten: list[model.LayerChange] = field(default_factory=list)  # out of the state
     deleted: list[Deleted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
@@ -80,6 +81,7 @@ class ApplyReport:
         self.not_attempted.sort(key=by_change)
         self.deleted.sort(key=by_change)
         self.granted.sort(key=lambda change: (change.layer, change.region))
+        self.forgotten.sort(key=lambda change: (change.layer, change.region))
 
     @property
     def ok(self) -> bool:

@@ -50,7 +50,7 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
             except errors.ContentError as error:
                 raise errors.ApplyFailed(f"nothing was published: {error.message}",
                                          hint=error.hint) from error
-    if zips or plan.records or any(change.action is model.Action.GRANT
+    if zips or plan.records or any(change.action in (model.Action.GRANT, model.Action.FORGET)
                                    for change in plan.changes):
         try:
             state.check_writable()

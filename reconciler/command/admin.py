@@ -8,14 +8,16 @@ Wiring only; `app` registers these functions as commands.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reconciler import errors, planfile, ports, render, statefile
+from reconciler import errors, model, planfile, ports, render, statefile
 from reconciler import state as state_package
 from reconciler.command import lazy, views
 from reconciler.command.options import (
@@ -131,13 +133,17 @@ def state_push(
                                "manifest]")] = None,
     manifest: ManifestOption = Path("layers.yaml"),
     lock_timeout: LockTimeoutOption = 0.0,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Push even a file of another lineage or an older serial.")] = False,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
     max_attempts: AttemptsOption = None,
     timeout: TimeoutOption = None,
 ) -> None:
     """Replace the S3 state with a local lockfile, under the state lock and checked against
-    the revision read under it (a concurrent apply can never be overwritten half way).
+    the revision read under it (a concurrent apply can never be overwritten half way). A
+    file of another lineage, or older (a lower serial) than the state, is refused unless
+    --force.
 
     Example:
 
@@ -154,17 +160,94 @@ def state_push(
         raise errors.LockfileError(f"{source}: not a lockfile (not UTF-8: {exc.reason} at "
                                    f"byte {exc.start})") from None
     lock = statefile.decode(text, file=str(source))
-    # A signal only asks to stop: the push is one write, and the lock is released after it.
+
+    def push(current: ports.Snapshot) -> model.Lock:
+        refusal = statefile.push_refusal(lock, current=current.lock, file=str(source),
+                                         location=backend.location)
+        if refusal is not None and not force:
+            raise errors.StateError(f"not pushing: {refusal}",
+                                    hint="`reconcile state pull` the state and edit that copy, "
+                                         "or pass --force to replace it anyway")
+        return model.Lock(entries=lock.entries, lineage=lock.lineage or current.lock.lineage,
+                          serial=max(lock.serial, current.lock.serial))
+
+    written = _write_under_lock(backend, space=space, operation="state push",
+                                lock_timeout=lock_timeout, change=push)
+    views.line(f"Pushed {source} to {backend.location} (serial {written.serial}).")
+
+
+def state_rm(
+    names: Annotated[list[str], typer.Argument(
+        metavar="NAME...", help="Layer keys to remove from the state.")],
+    region: Annotated[list[str] | None, typer.Option(
+        "--region", metavar="REGION",
+        help="Only in this region (repeatable) [default: every region].")] = None,
+    manifest: ManifestOption = Path("layers.yaml"),
+    lockfile_path: LockfileOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
+    max_attempts: AttemptsOption = None,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Remove layers from the recorded state (the lockfile or the S3 state) without a plan,
+    under the state lock: `outputs` stops listing them, and their versions stay in Lambda.
+
+    Example:
+
+      reconcile state rm old-utils --region eu-west-1
+    """
+    stores = compose.compose(compose.Options(
+        manifest=manifest, lockfile=lockfile_path, profile=profile, endpoint_url=endpoint_url,
+        max_attempts=max_attempts, timeout=timeout))
+    backend = stores.state_backend(workspace.load_manifest(stores.space))
+    only = set(region or ())
+    chosen: list[tuple[str, str]] = []
+
+    def remove(current: ports.Snapshot) -> model.Lock:
+        recorded = current.lock.entries
+        chosen.extend(sorted(key for key in recorded
+                             if key[0] in names and (not only or key[1] in only)))
+        missing = [name for name in dict.fromkeys(names)
+                   if not any(layer == name for layer, _ in chosen)]
+        if missing:
+            where = f" in {', '.join(sorted(only))}" if only else ""
+            known = sorted({layer for layer, entry_region in recorded
+                            if not only or entry_region in only})
+            raise errors.UsageError(f"{backend.location} records no {', '.join(missing)}{where}",
+                                    hint=f"it records: {', '.join(known) or 'nothing'}")
+        updated = current.lock
+        for layer, entry_region in chosen:
+            updated = updated.without(layer, entry_region)
+        return updated
+
+    _write_under_lock(backend, space=stores.space, operation="state rm",
+                      lock_timeout=lock_timeout, change=remove)
+    for layer, entry_region in chosen:
+        views.line(f"Removed {layer} ({entry_region}) from {backend.location}; its versions "
+                   "stay in Lambda.")
+
+
+def _write_under_lock(backend: ports.StateBackend, *, space: workspace.Workspace,
+                      operation: str, lock_timeout: float,
+                      change: Callable[[ports.Snapshot], model.Lock]) -> model.Lock:
+    """Under the state lock, write what `change` makes of the state read under it (its serial
+    raised); a failure to release the lock never hides the write's own error."""
+    # A signal only asks to stop: it is one write, and the lock is released after it.
     with StopOnSignal() as stopping:
         lock_id = state_package.take_lock(
-            backend, run_session.holder("state push", space), timeout=lock_timeout,
+            backend, run_session.holder(operation, space), timeout=lock_timeout,
             stop=stopping.event, announce=views.err)
         try:
             current = backend.read()
-            backend.write(lock, expected_revision=current.revision)
-        finally:
-            backend.unlock(lock_id)
-    views.line(f"Pushed {source} to {backend.location}.")
+            written = statefile.next_write(change(current))
+            backend.write(written, expected_revision=current.revision)
+        except BaseException:
+            with contextlib.suppress(errors.ReconcilerError):
+                backend.unlock(lock_id)
+            raise
+        backend.unlock(lock_id)
+    return written
 
 
 def schema(

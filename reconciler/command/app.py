@@ -72,11 +72,13 @@ app.command()(admin.comment)
 app.command()(layers.outputs)
 app.command("force-unlock")(admin.force_unlock)
 
-state_app = typer.Typer(help="Copy the shared S3 state to or from a local lockfile.",
+state_app = typer.Typer(help="Copy the shared S3 state to or from a local lockfile, or "
+                             "remove layers from the state.",
                         no_args_is_help=True)
 app.add_typer(state_app, name="state")
 state_app.command("pull")(admin.state_pull)
 state_app.command("push")(admin.state_push)
+state_app.command("rm")(admin.state_rm)
 
 app.command()(admin.schema)
 

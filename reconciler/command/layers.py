@@ -253,7 +253,9 @@ def _apply_locked(session: run_session.Session, *, saved: savedplans.Loaded | No
             report = applying.apply(the_plan, store=session.store, state=session.state,
                                     code=session.code, snapshot=snapshot,
                                     objects=session.objects, parallelism=parallelism,
-                                    stop=stopping.event, progress=views.progress)
+                                    stop=stopping.event, progress=views.progress,
+                                    owner=run_session.manifest_in_repository(
+                                        session.space.manifest_path))
         except errors.ReconcilerError as error:
             if as_json:
                 views.json_document(run_report.failed_before_any_change(error))
@@ -311,7 +313,8 @@ def outputs(
     no_summary: NoSummaryOption = False,
 ) -> None:
     """Print each layer's latest published LayerVersionArn, from the recorded state (the
-    lockfile, or the manifest's S3 state: the only case that calls AWS).
+    lockfile, or the manifest's S3 state: the only case that calls AWS): the layers the
+    manifest manages (all that the state records when there is no manifest).
 
     Examples:
 
@@ -330,8 +333,10 @@ def outputs(
         what = "no state yet" if backend.location.startswith("s3://") else "no such lockfile"
         raise errors.LockfileError(f"{backend.location}: {what}",
                                    hint="run `reconcile apply` first, or pass --lockfile")
+    managed = None if parsed is None else {spec.key for spec in parsed.layers}
     rows = sorted((layer, region, entry.layer_version_arn)
-                  for (layer, region), entry in snapshot.lock.entries.items())
+                  for (layer, region), entry in snapshot.lock.entries.items()
+                  if managed is None or layer in managed)
     if output_format is OutputsFormat.json:
         document: dict[str, dict[str, str]] = {}
         for layer, region, arn in rows:

@@ -122,6 +122,7 @@ class Collected:
     entries: list[model.Entry]
     stats: dict[str, os.stat_result]
     zip_path: Path | None = None
+    git_ignored: int = 0  # files and folders git ignores, left out (content.gitignore)
 
 
 def arcname_prefix(prefix: str, *, label: str) -> str:

@@ -6,8 +6,11 @@ extracts it as one under /opt). A link with an absolute target (it would dangle 
 that leads outside the folder (it could leak files such as ~/.aws/credentials), one that is
 broken or one that points at an excluded path is an error; links to folders are not followed.
 
-Never walked, whatever the exclude patterns say: the tool's own files (`skip`) and anything
-named `.git` (common.is_git_name). Hard links: a file with other links is refused only when
+Never walked, whatever the exclude patterns say: the tool's own files (`skip`), anything
+named `.git` (common.is_git_name), and what git ignores in the manifest's repository
+(content.gitignore: asked for each folder before it is descended, so an ignored folder is
+never read; the same rules in a forked worker as in this process, since they are read from
+the disk by the walk itself). Hard links: a file with other links is refused only when
 only its owner may read it and some of its links lie outside the walk (common.private_hard_link
 says why the rule stops there).
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import archive, errors, model
-from reconciler.content import common, statcache
+from reconciler.content import common, gitignore, statcache
 
 _by_name = operator.attrgetter("name")
 
@@ -48,6 +51,8 @@ def _walk(
     prefix = common.arcname_prefix(content.prefix, label=label)
     rules = archive.ExcludeRules.compile(content.exclude)
     skipped = _skipped_relpaths(skip, real_root=os.path.realpath(root))
+    ignores = gitignore.Ignores.for_folder(
+        os.path.realpath(root), repository=str(common.repository_root(base_dir)))
     entries: list[model.Entry] = []
     stats: dict[str, os.stat_result] = {}
     included: set[str] = set()
@@ -59,6 +64,10 @@ def _walk(
             rel_dir = pending_dirs.pop()
             with os.scandir(os.path.join(root, rel_dir)) as scan:
                 dirents = sorted(scan, key=_by_name)
+            if ignores is not None:
+                for dirent in dirents:
+                    if dirent.name == ".gitignore" and dirent.is_file(follow_symlinks=False):
+                        ignores.enter(rel_dir, dirent.path)
             for dirent in dirents:
                 relpath = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
                 # Most content folders hold none of the tool's own files: no test per entry.
@@ -69,6 +78,8 @@ def _walk(
                 common.check_name(dirent.name, path=dirent.path, label=label)
                 # Like git, a symlink is never a folder, even one that points at a folder.
                 is_dir = dirent.is_dir(follow_symlinks=False)
+                if ignores is not None and ignores.ignored(relpath, is_dir=is_dir):
+                    continue
                 if rules.excluded(relpath, is_dir=is_dir):
                     continue
                 included.add(relpath)
@@ -99,6 +110,8 @@ def _walk(
             raise errors.ContentError(
                 f"{label}: the content folder {root} has no files to package"
                 + (" once exclude patterns are applied" if content.exclude else "")
+                + (" (git ignores every file in it)" if ignores is not None
+                   and ignores.files_left_out + ignores.folders_left_out else "")
             )
         _check_private_links(private_links, label=label)
         for relpath, link_path in links:
@@ -111,7 +124,8 @@ def _walk(
         raise errors.ContentError(
             f"{label}: cannot read {error.filename or root}: {error.strerror}"
         ) from error
-    return common.Collected(entries, stats)
+    left_out = 0 if ignores is None else ignores.files_left_out + ignores.folders_left_out
+    return common.Collected(entries, stats, git_ignored=left_out)
 
 
 @dataclass(frozen=True)
@@ -239,7 +253,8 @@ def fingerprint(collected: common.Collected, *, cache: statcache.StatCache) -> m
             file_stat = collected.stats[entry.source]
             file_digests.append((entry, cache.file_sha256(entry.source, file_stat)))
     return model.Artifact(fingerprint=archive.fingerprint(file_digests),
-                          unzipped_size=sum(entry.size for entry in collected.entries))
+                          unzipped_size=sum(entry.size for entry in collected.entries),
+                          git_ignored=collected.git_ignored)
 
 
 def identify(

@@ -7,6 +7,7 @@ per concern, composed in `compose.plan`:
 - `grants`: `share` on a latest version that stays (a `grant` change);
 - `retention`: `retain: N`'s `delete` changes;
 - `fillers`: the filler versions' identity, and stray fillers' `delete` changes;
+- `forget`: layers that left the manifest (`forget` changes), and who owns a state entry;
 - `evidence`: what the planner asks for before it decides;
 - `compose`: the whole plan.
 
@@ -51,6 +52,14 @@ from reconciler.planner.fillers import (
     real_versions,
     stray_fillers,
 )
+from reconciler.planner.forget import (
+    Recorded,
+    forget_change,
+    forgets,
+    layer_name_of,
+    named_pairs,
+    owned_elsewhere,
+)
 from reconciler.planner.grants import (
     grants_diff,
 )
@@ -82,6 +91,7 @@ __all__ = [
     "STORAGE_WARNING_RATIO",
     "Evidence",
     "Inputs",
+    "Recorded",
     "RegionStanding",
     "Retention",
     "align",
@@ -92,13 +102,18 @@ __all__ = [
     "filler_code_sha256",
     "filler_zip_bytes",
     "fillers_needed",
+    "forget_change",
+    "forgets",
     "grants_diff",
     "is_filler",
+    "layer_name_of",
     "lists_versions",
     "lock_entry_for",
     "missing_evidence",
+    "named_pairs",
     "needs_remote_code",
     "needs_zip",
+    "owned_elsewhere",
     "plan",
     "real_latest",
     "real_versions",

@@ -1,13 +1,16 @@
 """The whole plan: every layer and region decided, then aligned, given its grants, retention and
-stray-filler deletes, sorted, with the plan's warnings (`plan`). Pure."""
+stray-filler deletes, with the forgets of layers that left the manifest, sorted, with the
+plan's warnings (`plan`). Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from reconciler import errors, model
 from reconciler.planner.align import align
 from reconciler.planner.fillers import stray_fillers, with_stray_fillers
+from reconciler.planner.forget import Recorded, forgets
 from reconciler.planner.grants import with_grants
 from reconciler.planner.inputs import PUBLISHING, Inputs
 from reconciler.planner.layers import decide
@@ -24,6 +27,7 @@ def plan(
     basis: model.PlanBasis | None = None,
     storage: Mapping[str, model.CodeStorage] | None = None,
     lock_holder: errors.LockHolder | None = None,
+    recorded: Recorded | None = None,
 ) -> model.Plan:
     """Decide every layer and region; changes sorted by layer, then region (in a region,
     the layer's own change first, then its deletions, oldest first). Layers that could not
@@ -43,6 +47,11 @@ def plan(
     held: list[str] = []  # where stray fillers wait for the apply that holds the lock
     for item, change in decided:
         change = with_grants(item, change)
+        if item.artifact.git_ignored:
+            count = item.artifact.git_ignored
+            change = replace(change, notes=(
+                *change.notes, f"git ignores {count} of its files and folders: left out of "
+                               "the layer (a folder counts once)"))
         deletions: tuple[model.LayerChange, ...] = ()
         if item.spec.retain is not None and item.versions is not None:
             change, deletions = with_retention(item, change)
@@ -58,6 +67,10 @@ def plan(
             f"{lock_holder.host}, pid {lock_holder.pid}, since {lock_holder.created}) and "
             "may still be using them; plan again once it ends (if that run is gone: "
             f"reconcile force-unlock {lock_holder.lock_id})")
+    if recorded is not None:
+        forgotten, forget_warnings = forgets(recorded)
+        changes.extend(forgotten)
+        warnings.extend(forget_warnings)
     for spec in sorted({item.spec.key: item.spec for item in items}.values(),
                        key=lambda spec: spec.key):
         if any(grant.kind == "public" for grant in spec.grants):

@@ -40,6 +40,8 @@ def document(report: applying.ApplyReport, *, state_location: str, plan: model.P
             {"layer": item.change.layer, "region": item.change.region,
              "action": item.change.action.value, "why": item.why}
             for item in report.not_attempted],
+        "forgotten": [{"layer": change.layer, "region": change.region}
+                      for change in report.forgotten],
         "granted": [
             {"layer": change.layer, "region": change.region,
              "version": change.current.version if change.current else None,
@@ -67,8 +69,10 @@ def failed_before_any_change(error: errors.ReconcilerError) -> dict[str, Any]:
 
 
 def changed(report: applying.ApplyReport) -> bool:
-    """Whether the apply changed anything (a publish, a record, a grant or a delete)."""
-    return bool(report.published or report.recorded or report.granted or report.deleted)
+    """Whether the apply changed anything (a publish, a record, a grant, a delete or a
+    forget)."""
+    return bool(report.published or report.recorded or report.granted or report.deleted
+                or report.forgotten)
 
 
 def unlock_failure(*, location: str, lock_id: str, error: errors.ReconcilerError) -> str:
