@@ -20,6 +20,7 @@ layers in between leaves it applicable).
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from functools import cache
@@ -45,19 +46,31 @@ def plan_schema() -> dict[str, Any]:
     return schema
 
 
-def _too_deep(document: Any) -> bool:
-    """True when `document` nests more than MAX_DEPTH containers (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
+# Control characters (C0 but tab and newline, DEL, C1): no plan this tool writes holds one, and
+# `show` prints a plan on a terminal and `comment` posts it, where they could hide or forge text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shape_problem(document: Any) -> str | None:
+    """Why `document` is no plan this tool wrote, by its shape alone (walked without
+    recursion): nested more than MAX_DEPTH containers, or a key or a string holding a control
+    character. None when neither."""
+    stack: list[tuple[Any, int, str]] = [(document, 1, "")]
     while stack:
-        value, depth = stack.pop()
+        value, depth, where = stack.pop()
         if depth > MAX_DEPTH:
-            return True
+            return f"nested more than {MAX_DEPTH} levels"
         if isinstance(value, dict):
-            stack.extend((item, depth + 1) for item in value.values()
-                         if isinstance(item, dict | list))
+            for key, item in value.items():
+                if _CONTROL.search(str(key)):
+                    return f"a key at {where or '(the document)'} holds a control character"
+                stack.append((item, depth + 1, f"{where}.{key}" if where else str(key)))
         elif isinstance(value, list):
-            stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
-    return False
+            stack.extend((item, depth + 1, f"{where}[{index}]")
+                         for index, item in enumerate(value))
+        elif isinstance(value, str) and _CONTROL.search(value):
+            return f"{where or '(the document)'} holds a control character"
+    return None
 
 
 def _json_path(path: Iterable[Any]) -> str:
@@ -88,9 +101,9 @@ def read_document(data: bytes, *, file: str) -> dict[str, Any]:
                      f"{exc.msg})", hint=hint) from None
     except RecursionError:
         raise _error(f"{file}: not a plan file (nested too deeply)", hint=hint) from None
-    if _too_deep(document):
-        raise _error(f"{file}: not a plan file (nested more than {MAX_DEPTH} levels)",
-                     hint=hint)
+    problem = _shape_problem(document)
+    if problem is not None:
+        raise _error(f"{file}: not a plan file ({problem})", hint=hint)
     if not isinstance(document, dict) or "changes" not in document:
         raise _error(f"{file}: not a reconcile plan (no `changes`)", hint=hint)
     if document.get("format_version") != 1:

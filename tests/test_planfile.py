@@ -225,7 +225,9 @@ def test_a_plan_decided_again_the_same_has_no_difference(plan: model.Plan) -> No
     (b'{"format_version": 1, "changes": [{"layer": 1}], "summary": {}}',
      "plan.json: not a valid plan file:\n  changes[0]"),
     (b'{"format_version": 3, "changes": []}', "format_version 3 is not supported"),
-], ids=["utf8", "json", "deep-json", "deep-document", "schema", "version"])
+    (b'{"format_version": 1, "changes": [], "warnings": ["\\u001b]8;;evil\\u0007x"]}',
+     "plan.json: not a plan file (warnings[0] holds a control character)"),
+], ids=["utf8", "json", "deep-json", "deep-document", "schema", "version", "control"])
 def test_a_plan_file_is_read_within_limits_and_checked(data: bytes, message: str) -> None:
     """read_document refuses, with one PlanFileError naming the file, bytes that are not a
     plan document, too deep, or against the schema; never a RecursionError."""
