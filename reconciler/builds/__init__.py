@@ -9,7 +9,10 @@ Values only here: no I/O, no reading of any format.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from reconciler import errors
 
@@ -70,3 +73,14 @@ class Problems:
     def raise_any(self) -> None:
         if self.found:
             raise LockError(self.found)
+
+
+def wheel_location(entry: Mapping[str, Any], *, name_key: str) -> tuple[str | None, str | None]:
+    """A lock's wheel entry read as both formats write it: its location (`url`, else `path`)
+    and its file name (the `name_key` field, else the location's last part)."""
+    url, path = entry.get("url"), entry.get("path")
+    location = url if isinstance(url, str) else path if isinstance(path, str) else None
+    filename = entry.get(name_key)
+    if not isinstance(filename, str):
+        filename = unquote(urlsplit(location).path.rsplit("/", 1)[-1]) if location else None
+    return location, filename

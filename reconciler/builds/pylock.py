@@ -9,7 +9,6 @@ a SHA-256 or a lock version this reader does not know.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from packaging.markers import (
     InvalidMarker,
@@ -19,7 +18,7 @@ from packaging.markers import (
 )
 from packaging.utils import canonicalize_name
 
-from reconciler.builds import LockedPackage, Problems, Wheel, tomlfile
+from reconciler.builds import LockedPackage, Problems, Wheel, tomlfile, wheel_location
 from reconciler.builds.target import Target
 
 SUPPORTED_MAJOR = "1"
@@ -110,10 +109,7 @@ def _read_wheel(wheel: Any, *, name: str, line: int, problems: Problems) -> Whee
         problems.add(line, f"{name}: a wheel entry is not a table")
         return None
     url, path = wheel.get("url"), wheel.get("path")
-    location = url if isinstance(url, str) else path if isinstance(path, str) else None
-    filename = wheel.get("name")
-    if not isinstance(filename, str):
-        filename = unquote(urlsplit(location).path.rsplit("/", 1)[-1]) if location else None
+    location, filename = wheel_location(wheel, name_key="name")
     hashes = wheel.get("hashes")
     digest = hashes.get("sha256") if isinstance(hashes, dict) else None
     if location is None or not filename:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from packaging.markers import (
     InvalidMarker,
@@ -24,7 +23,7 @@ from packaging.markers import (
 )
 from packaging.utils import canonicalize_name
 
-from reconciler.builds import LockedPackage, Problems, Wheel, tomlfile
+from reconciler.builds import LockedPackage, Problems, Wheel, tomlfile, wheel_location
 from reconciler.builds.target import Target
 
 SUPPORTED_VERSION = 1
@@ -173,10 +172,7 @@ def _wheel(entry: Any, *, node: _Node, problems: Problems) -> Wheel | None:
         problems.add(node.line, f"{node.name}: a wheel entry is not a table")
         return None
     url, path = entry.get("url"), entry.get("path")
-    location = url if isinstance(url, str) else path if isinstance(path, str) else None
-    filename = entry.get("filename")
-    if not isinstance(filename, str):
-        filename = unquote(urlsplit(location).path.rsplit("/", 1)[-1]) if location else None
+    location, filename = wheel_location(entry, name_key="filename")
     if not filename:
         problems.add(node.line, f"{node.name}: a wheel without a url, path or filename")
         return None
