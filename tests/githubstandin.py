@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _LIST = re.compile(r"^/repos/([^/]+/[^/]+)/issues/(\d+)/comments$")
@@ -103,3 +104,17 @@ def running(token: str) -> Iterator[GitHubStandIn]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def outputs_of(path: Path) -> dict[str, str]:
+    """The step outputs a step wrote to GITHUB_OUTPUT, in the runner's `name<<DELIMITER` form
+    (a file that does not exist holds none)."""
+    values: dict[str, str] = {}
+    lines = path.read_text().splitlines() if path.exists() else []
+    index = 0
+    while index < len(lines):
+        name, _, delimiter = lines[index].partition("<<")
+        end = lines.index(delimiter, index + 1)
+        values[name] = "\n".join(lines[index + 1:end])
+        index = end + 1
+    return values

@@ -20,6 +20,7 @@ import githubstandin
 import pytest
 import yaml
 from clirun import versions
+from githubstandin import outputs_of
 
 ACTION = Path(__file__).resolve().parent.parent / "action.yml"
 TOKEN = "ghs_actionTokenNeverPrinted"
@@ -35,19 +36,6 @@ def load_action() -> dict[str, Any]:
 def evaluate(text: str, context: dict[str, str]) -> str:
     """`text` with each `${{ name }}` replaced as Actions would (an unknown name fails)."""
     return _EXPRESSION.sub(lambda found: context[found.group(1)], text)
-
-
-def outputs_of(path: Path) -> dict[str, str]:
-    """The step outputs in the runner's `name<<DELIMITER` form."""
-    values: dict[str, str] = {}
-    lines = path.read_text().splitlines() if path.exists() else []
-    index = 0
-    while index < len(lines):
-        name, _, delimiter = lines[index].partition("<<")
-        end = lines.index(delimiter, index + 1)
-        values[name] = "\n".join(lines[index + 1:end])
-        index = end + 1
-    return values
 
 
 class Runner:

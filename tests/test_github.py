@@ -13,6 +13,7 @@ from pathlib import Path
 import githubstandin
 import pytest
 from clirun import invoke
+from githubstandin import outputs_of
 
 from reconciler import errors, github, model, render
 
@@ -55,19 +56,6 @@ def actions_environment(tmp_path: Path, *, api_url: str, event: dict[str, object
             "GITHUB_SERVER_URL": "https://github.example", "GITHUB_RUN_ID": "4242",
             "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
             "GITHUB_OUTPUT": str(tmp_path / "output.txt")}
-
-
-def outputs_of(path: Path) -> dict[str, str]:
-    """The step outputs written in the runner's `name<<DELIMITER` form."""
-    values: dict[str, str] = {}
-    lines = path.read_text().splitlines()
-    index = 0
-    while index < len(lines):
-        name, _, delimiter = lines[index].partition("<<")
-        end = lines.index(delimiter, index + 1)
-        values[name] = "\n".join(lines[index + 1:end])
-        index = end + 1
-    return values
 
 
 def test_one_comment_per_manifest_is_posted_then_updated(

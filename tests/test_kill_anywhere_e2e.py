@@ -7,16 +7,16 @@ every region's latest at the same number, shared, and the plan after it clean.""
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import faultproxy
 import pytest
 from clirun import invoke
+from test_fillers_e2e import granted as shared_with
+from test_fillers_e2e import lambda_client
+from test_fillers_e2e import live as versions
 from test_reliability_e2e import Cli, no_process_outlives_its_test
 
 from reconciler import planner
@@ -32,21 +32,6 @@ def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy
     with faultproxy.running(moto_url) as running_proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
         yield running_proxy
-
-
-def lambda_client(moto_url: str, region: str) -> Any:
-    """A Lambda client straight to moto (not through the proxy)."""
-    return boto3.client("lambda", region_name=region, endpoint_url=moto_url)
-
-
-def versions(moto_url: str, region: str) -> list[tuple[int, str]]:
-    """(number, description) of each version of `lib` in `region`, lowest first."""
-    client = lambda_client(moto_url, region)
-    try:
-        listed = client.list_layer_versions(LayerName="lib")["LayerVersions"]
-    except client.exceptions.ResourceNotFoundException:
-        return []
-    return sorted((int(item["Version"]), str(item.get("Description", ""))) for item in listed)
 
 
 def project(tmp_path: Path, moto_url: str) -> Path:
@@ -68,16 +53,6 @@ def project(tmp_path: Path, moto_url: str) -> Path:
             lambda_client(moto_url, region).publish_layer_version(
                 LayerName="lib", Content={"ZipFile": buffer.getvalue()})
     return folder
-
-
-def shared_with(moto_url: str, region: str, version: int) -> list[str]:
-    """The statement IDs on a version of `lib`."""
-    client = lambda_client(moto_url, region)
-    try:
-        policy = client.get_layer_version_policy(LayerName="lib", VersionNumber=version)
-    except client.exceptions.ResourceNotFoundException:
-        return []
-    return sorted(statement["Sid"] for statement in json.loads(policy["Policy"])["Statement"])
 
 
 # Each moment: the Lambda write held (its operation, which one of them in the apply's order),
