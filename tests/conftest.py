@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import faultproxy
 import motoserver
 import pytest
 
@@ -103,3 +104,13 @@ def moto_url(moto_server: str, aws_isolated: None,
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     yield moto_server
+
+
+@pytest.fixture
+def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
+    """A fault-injection proxy in front of the freshly reset moto server, AWS_ENDPOINT_URL
+    pointed at it (the CLI talks to the proxy); it must end with no error of its own."""
+    with faultproxy.running(moto_url) as running_proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
+        yield running_proxy
+        assert running_proxy.errors == []

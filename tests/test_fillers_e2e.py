@@ -9,13 +9,11 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import faultproxy
-import pytest
 from clirun import invoke, plan_json
 from test_reliability_e2e import Cli, no_process_outlives_its_test
 
@@ -29,15 +27,6 @@ __all__ = ["no_process_outlives_its_test"]  # the autouse fixture: no `reconcile
 REGIONS = ("us-east-1", "us-west-2")
 PUBLISH = "PublishLayerVersion"
 PARTNER = "111122223333"
-
-
-@pytest.fixture
-def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
-    """The fault proxy in front of the freshly reset moto server; the CLI talks to it."""
-    with faultproxy.running(moto_url) as running_proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
-        yield running_proxy
-        assert running_proxy.errors == []
 
 
 def lambda_client(moto_url: str, region: str) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import faultproxy
@@ -24,14 +23,6 @@ from reconciler import planner
 REGIONS = ("eu-west-1", "us-east-1", "us-west-2")
 PARTNER = "444455556666"
 __all__ = ["no_process_outlives_its_test"]  # the fixture, used by every test here
-
-
-@pytest.fixture
-def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
-    """A fault proxy in front of the freshly reset moto server; the CLI talks to the proxy."""
-    with faultproxy.running(moto_url) as running_proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
-        yield running_proxy
 
 
 def project(tmp_path: Path, moto_url: str) -> Path:

@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -28,16 +27,6 @@ PUBLISH = "PublishLayerVersion"
 SETTINGS = model.Settings.normalised(description="Shared helpers",
                                      compatible_runtimes=["python3.12"],
                                      compatible_architectures=["x86_64"], license_info="MIT")
-
-
-@pytest.fixture
-def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
-    """A fault proxy in front of the freshly reset moto server, with AWS_ENDPOINT_URL pointed
-    at it; it must end with no error of its own."""
-    with faultproxy.running(moto_url) as running_proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
-        yield running_proxy
-        assert running_proxy.errors == []
 
 
 def versions(moto_url: str, layer: str = LAYER) -> list[int]:

@@ -50,15 +50,6 @@ def no_process_outlives_its_test() -> Iterator[None]:
             process.wait(timeout=60)
 
 
-@pytest.fixture
-def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
-    """A fault proxy in front of the freshly reset moto server; the CLI talks to the proxy."""
-    with faultproxy.running(moto_url) as running_proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
-        yield running_proxy
-        assert running_proxy.errors == []
-
-
 def make_checkout(folder: Path, *, state: str | None = None,
                   layers: tuple[str, ...] = LAYERS) -> Path:
     """A checkout: one folder layer per name (`dot` is `path: .`), optionally S3 state."""

@@ -11,7 +11,7 @@ import copy
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -275,14 +275,6 @@ def test_a_plan_naming_a_manifest_outside_the_repository_is_refused(
         assert refused.returncode == 1
         assert "the plan does not name a manifest inside the repository" in refused.stderr
     assert versions("alpha") == []
-
-
-@pytest.fixture
-def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
-    """A fault proxy in front of the moto server; the CLI talks to the proxy."""
-    with faultproxy.running(moto_url) as running:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", running.url)
-        yield running
 
 
 def test_a_lock_that_cannot_be_released_still_reports_what_was_done(

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from clirun import invoke, plan_json, versions
 
 REGION = "us-east-1"
 BUCKET = "team-state"
-
-
-@pytest.fixture
-def proxy(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[faultproxy.FaultProxy]:
-    """A fault proxy in front of the freshly reset moto server; the CLI talks to the proxy."""
-    with faultproxy.running(moto_url) as running_proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", running_proxy.url)
-        yield running_proxy
-        assert running_proxy.errors == []
 
 
 def repository(folder: Path) -> Path:
