@@ -173,23 +173,27 @@ def make_plan(
     manifest_path: str = "",
     state: ports.StateBackend | None = None,
     lock_id: str | None = None,
+    owner: str | None = None,
 ) -> model.Plan:
     """Plan the selection against the snapshot and Lambda (regions read `parallelism` at
     a time). `download` False never downloads a remote zip (no adoption by content).
     `manifest_path` names the manifest in the basis (its path below the repository root).
+    `owner` names it in the state entries it owns (its path below its own repository root,
+    whatever the working directory; default `manifest_path`).
 
     Stray fillers (planner.stray_fillers) are deleted only where no apply may still be
     using them: `lock_id` says this run holds the state lock (an apply); otherwise `state`'s
     lock is read once every version has been listed, so that a filler seen then was made
     by an apply that has ended if nobody holds the lock now. Given neither, the caller
     vouches that no apply runs."""
+    owner = manifest_path if owner is None else owner
     specs = list(selection.specs)
     found = _Evidence(parsed=parsed, selection=selection, lock=snapshot.lock, code=code,
                       download=download, progress=progress,
                       identified=code.identify(specs, regions=selection.regions))
     # A layer whose entry another manifest owns is refused before any AWS call.
     for refused in planner.owned_elsewhere(
-            snapshot.lock, owner=manifest_path,
+            snapshot.lock, owner=owner,
             planned={spec.key: selection.regions[spec.key] for spec in found.planned(specs)}):
         found.layer_errors.append(refused)
         del found.artifacts[refused.layer]
@@ -227,7 +231,7 @@ def make_plan(
     return planner.plan(
         found.all_inputs([spec for spec in found.planned(specs) if spec.key not in too_large]),
         storage=storage, lock_holder=holder,
-        recorded=recorded(parsed, selection=selection, lock=snapshot.lock, owner=manifest_path,
+        recorded=recorded(parsed, selection=selection, lock=snapshot.lock, owner=owner,
                           own_lockfile=not state_location.startswith("s3://")),
         layer_errors=[*found.layer_errors, *size_errors],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,

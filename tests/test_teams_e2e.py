@@ -257,3 +257,23 @@ def test_a_saved_plan_with_a_forget_applies_and_goes_stale_when_it_moves(
     assert set(lockfile(repo)["layers"]) == {"keep"}
     assert refused.returncode == 1
     assert "the plan would forget layer also in us-east-1" in refused.stderr
+
+
+def test_the_owner_is_the_same_manifest_from_any_working_directory(
+        tmp_path: Path, moto_url: str) -> None:
+    """Outside any git repository, a manifest applied from its folder and planned from its
+    parent (or applied from elsewhere) is the same owner: no refusal, no forget, a clean plan;
+    the entries name it by its path in its own folder."""
+    project = tmp_path / "outside-git" / "team"
+    write_manifest(project / "layers.yaml", ("a",))
+    applied(project)
+    assert {entry["manifest"] for entry in lockfile(project)["layers"]["a"].values()} == {
+        "layers.yaml"}
+    from_parent = invoke(project.parent, "plan", "-f", "team/layers.yaml",
+                         "--detailed-exitcode")
+    assert from_parent.returncode == 0, from_parent.stdout + from_parent.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    applied(elsewhere, "-f", str(project / "layers.yaml"))
+    assert {entry["manifest"] for entry in lockfile(project)["layers"]["a"].values()} == {
+        "layers.yaml"}

@@ -254,8 +254,7 @@ def _apply_locked(session: run_session.Session, *, saved: savedplans.Loaded | No
                                     code=session.code, snapshot=snapshot,
                                     objects=session.objects, parallelism=parallelism,
                                     stop=stopping.event, progress=views.progress,
-                                    owner=run_session.manifest_in_repository(
-                                        session.space.manifest_path))
+                                    owner=run_session.manifest_owner(session.space))
         except errors.ReconcilerError as error:
             if as_json:
                 views.json_document(run_report.failed_before_any_change(error))

@@ -101,12 +101,23 @@ def make_plan(session: Session, snapshot: ports.Snapshot, *, parallelism: int = 
         state_location=state_name(session), manifest_digest=session.parsed.sha256,
         store=session.store, code=session.code, parallelism=parallelism, progress=progress,
         download=download, state=session.state, lock_id=lock_id,
-        manifest_path=manifest_in_repository(session.space.manifest_path))
+        manifest_path=manifest_in_repository(session.space.manifest_path),
+        owner=manifest_owner(session.space))
 
 
 def holder(operation: str, space: workspace.Workspace) -> errors.LockHolder:
     """This process's lock holder record for `operation` on the manifest of `space`."""
     return state_package.new_holder(operation=operation, path=str(space.manifest_path))
+
+
+def manifest_owner(space: workspace.Workspace) -> str:
+    """How a state entry names the manifest that manages it: its path below its own
+    repository (the nearest folder with `.git` above it, else its own folder), so that the
+    same manifest is the same owner from any working directory."""
+    from reconciler.content import common
+
+    manifest = space.manifest_path.resolve()
+    return manifest.relative_to(common.repository_root(manifest.parent)).as_posix()
 
 
 def repository_anchor() -> Path:
