@@ -1,7 +1,8 @@
 """The protocols between the use cases and the outside world: Lambda's layers (LayerStore),
 the S3 objects layer code is uploaded to or read from (ArtifactStore), where the state is
-kept (StateBackend) and the object store an S3 state lives in (ObjectStore). Core: types
-only, no implementation and no I/O.
+kept (StateBackend), the object store an S3 state lives in (ObjectStore) and the Python
+package index a built layer's wheels come from (PackageIndex). Core: types only, no
+implementation and no I/O.
 
 Each port has one contract test suite run against every implementation (the fakes of the
 tests included), so that a fake cannot drift from the real thing.
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
-from reconciler import errors, model
+from reconciler import builds, errors, model
 
 # The revision of a state that does not exist yet: a first write must find none.
 NO_REVISION = ""
@@ -132,6 +134,27 @@ class ArtifactStore(Protocol):
                     content_sha256: str) -> None:
         """Upload the file at `zip_path` to `location` (multipart when large, streamed from
         the file, with a SHA-256 checksum), recording `content_sha256` in its metadata."""
+
+
+class PackageIndex(Protocol):
+    """A Python package index's simple API (PEP 691 JSON or PEP 503 HTML), as a build from a
+    lock asks it: the wheels a project offers, and the bytes of a file. Every answer is
+    checked (a page it cannot read is a ContentError naming the index and the project, never
+    a KeyError). Safe to call from several threads at once."""
+
+    @property
+    def url(self) -> str:
+        """The index's simple API root, for messages (credentials removed)."""
+
+    def wheels(self, name: str) -> list[builds.Wheel]:
+        """The wheel files of the project `name` (canonical, PEP 503) that carry a SHA-256,
+        each with its absolute `url`; [] when the index has no such project. Raises
+        ContentError when the index cannot be reached or answers what cannot be read."""
+
+    def fetch(self, url: str) -> AbstractContextManager[BinaryIO]:
+        """The bytes of the file at `url` (a wheel this index or a lock names), as a stream
+        read once; retried on a dropped connection or a 5xx before it is handed over. Raises
+        ContentError naming the URL when it cannot be had."""
 
 
 class StateBackend(Protocol):

@@ -80,7 +80,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "planner": frozenset({"errors", "model"}) | PLANNER_PARTS,
     **{part: frozenset({"errors", "model"}) | PLANNER_PARTS - {part} for part in PLANNER_PARTS},
     "render": frozenset({"errors", "model"}),
-    "ports": frozenset({"errors", "model"}),
+    # The package index's port speaks in the build's values (builds.Wheel).
+    "ports": frozenset({"errors", "model", "builds"}),
     "planfile": frozenset({"errors", "model"}),
     "savedplan": frozenset({"errors", "model"}),
     "statefile": frozenset({"errors", "model"}),
