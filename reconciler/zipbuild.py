@@ -11,6 +11,13 @@ Deflating the same bytes with the same zlib and settings gives the same stream, 
 whose file is unchanged (same SHA-256 of its bytes) can have its compressed bytes copied from
 the previous zip; a rebuild is byte-identical to a full build.
 
+A layer built from wheels (`raw_source`) takes each deflated wheel member's compressed bytes as
+the wheel holds them, instead of deflating them again: the wheel's SHA-256 was checked against
+the lock, so its bytes are fixed, and the layer's zip is still a pure function of the wheels
+(not of this machine's zlib). A worker reads the member's bytes, inflates them to check its CRC
+and size (a wheel whose headers lie is refused, never copied blind) and hashes them; the writer
+writes them like a deflated result. A stored member is deflated as any file.
+
 Memory: compressed results waiting for the writer are held in memory only up to
 `max_in_flight_bytes`; each job reserves zlib's worst-case output size before it starts. A file
 whose worst case is over a quarter of that limit is deflated by a worker into an anonymous
@@ -27,7 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +50,52 @@ DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
 OpenEntry = Callable[[model.Entry], AbstractContextManager[archive.ByteReader]]
 KnownSha256 = Callable[[model.Entry], str]
+
+
+@dataclass(frozen=True)
+class RawMember:
+    """A deflated member of another zip (a wheel) whose compressed bytes a build copies: the
+    file, where the member's data starts in it, and what its central directory says."""
+
+    path: str
+    data_offset: int
+    compressed_size: int
+    crc: int
+    size: int
+
+
+RawSource = Callable[[model.Entry], "RawMember | None"]
+
+
+def raw_members(zip_path: str) -> dict[str, RawMember]:
+    """The deflated, unencrypted members of the zip at `zip_path` by name, each with the
+    offset of its data (read from its local header, whose name and extra lengths may differ
+    from the central directory's). Raises ContentError for a zip whose headers do not add up.
+    """
+    found: dict[str, RawMember] = {}
+    with open(zip_path, "rb") as file, zipfile.ZipFile(file) as archive_file:
+        size = os.fstat(file.fileno()).st_size
+        for info in archive_file.infolist():
+            if info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & 0x1:
+                continue
+            header = os.pread(file.fileno(), _LOCAL_HEADER_SIZE, info.header_offset)
+            if len(header) != _LOCAL_HEADER_SIZE or header[:4] != b"PK\x03\x04":
+                raise errors.ContentError(
+                    f"{os.path.basename(zip_path)}: {info.filename} has no local header "
+                    "where its central directory says")
+            name_length, extra_length = struct.unpack("<2H", header[26:30])
+            data_offset = info.header_offset + _LOCAL_HEADER_SIZE + name_length + extra_length
+            if data_offset + info.compress_size > size:
+                raise errors.ContentError(
+                    f"{os.path.basename(zip_path)}: {info.filename} runs past the end of "
+                    "the file")
+            found[info.filename] = RawMember(
+                path=zip_path, data_offset=data_offset, compressed_size=info.compress_size,
+                crc=info.CRC, size=info.file_size)
+    return found
+
+
+_LOCAL_HEADER_SIZE = 30
 
 
 def _deflate_bound(size: int) -> int:
@@ -102,10 +157,64 @@ def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool) -> _De
     return result
 
 
+def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool) -> _Deflated:
+    """Read a wheel member's compressed bytes, checking them by inflating them: the CRC and
+    size its header gives must be those of what they inflate to."""
+    result = _Deflated(crc=0, sha256="", compressed_size=0)
+    if spooled:
+        result.spool = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by the writer
+    digest = hashlib.sha256()
+    inflater = zlib.decompressobj(zipindex.WINDOW_BITS)
+    inflated = 0
+    try:
+        with open(raw.path, "rb") as file:
+            position, end = raw.data_offset, raw.data_offset + raw.compressed_size
+            while position < end:
+                chunk = os.pread(file.fileno(), min(archive.CHUNK_BYTES, end - position),
+                                 position)
+                if not chunk:
+                    raise errors.ContentError(f"{entry.arcname}: its wheel shrank while it "
+                                              "was being read")
+                position += len(chunk)
+                if result.spool is not None:
+                    result.spool.write(chunk)
+                else:
+                    result.chunks.append(chunk)
+                # Bounded output per call, so a deflate bomb cannot fill memory.
+                data = inflater.decompress(chunk, archive.CHUNK_BYTES)
+                while True:
+                    inflated += len(data)
+                    if inflated > raw.size:
+                        break
+                    result.crc = zlib.crc32(data, result.crc)
+                    digest.update(data)
+                    if not inflater.unconsumed_tail:
+                        break
+                    data = inflater.decompress(inflater.unconsumed_tail, archive.CHUNK_BYTES)
+                if inflated > raw.size:
+                    break
+        result.compressed_size = raw.compressed_size
+        if (inflated != raw.size or inflated != entry.size or result.crc != raw.crc
+                or not inflater.eof or inflater.unused_data):
+            raise errors.ContentError(
+                f"{entry.arcname}: the wheel's data for it does not match its header "
+                "(size or CRC): the wheel is damaged")
+    except zlib.error as error:
+        result.close()
+        raise errors.ContentError(f"{entry.arcname}: the wheel's data for it cannot be "
+                                  f"inflated: {error}") from error
+    except BaseException:
+        result.close()
+        raise
+    result.sha256 = digest.hexdigest()
+    return result
+
+
 @dataclass(frozen=True)
 class _Job:
-    """How one member's data is obtained: a link's text, a copy from the previous zip, or a
-    deflate job reserving `reserved` bytes of the in-flight budget."""
+    """How one member's data is obtained: a link's text, a copy from the previous zip, a
+    wheel member's compressed bytes (`raw`), or a deflate job; a pool job reserves
+    `reserved` bytes of the in-flight budget."""
 
     entry: model.Entry
     link_bytes: bytes | None = None
@@ -113,6 +222,7 @@ class _Job:
     known_sha256: str = ""
     reserved: int = 0
     spooled: bool = False
+    raw: RawMember | None = None
 
 
 class _InFlight:
@@ -147,9 +257,11 @@ def _plan_tasks(
     previous: zipindex.PreviousZip | None,
     known_sha256: KnownSha256 | None,
     spool_over: int,
+    raw_source: RawSource | None = None,
 ) -> list[_Task]:
     """The members in zip order, grouped into tasks: each link or copy alone, consecutive
-    small files into deflate batches, each big (spooled) file alone."""
+    small files (to deflate, or wheel members to check) into batches for the pool, each big
+    (spooled) file alone."""
     tasks: list[_Task] = []
     batch: list[_Job] = []
     batch_bytes = batch_reserved = 0
@@ -168,15 +280,23 @@ def _plan_tasks(
             close_batch()
             tasks.append(_Task((_Job(entry, link_bytes=entry.link_target.encode("utf-8")),)))
             continue
-        if previous is not None and known_sha256 is not None:
+        # A wheel member's own bytes come first: a previous zip's copy of the same file may be
+        # another deflate stream, and the zip must depend on the wheels alone.
+        raw = raw_source(entry) if raw_source is not None else None
+        if raw is not None and raw.compressed_size > spool_over:
+            close_batch()
+            tasks.append(_Task((_Job(entry, raw=raw, spooled=True,
+                                     reserved=min(raw.compressed_size, archive.CHUNK_BYTES)),)))
+            continue
+        if raw is None and previous is not None and known_sha256 is not None:
             sha256 = known_sha256(entry)
             old = previous.deflated_member(sha256)
             if old is not None and old.size == entry.size:
                 close_batch()
                 tasks.append(_Task((_Job(entry, copy_from=old, known_sha256=sha256),)))
                 continue
-        bound = _deflate_bound(entry.size)
-        if bound > spool_over:
+        bound = raw.compressed_size if raw is not None else _deflate_bound(entry.size)
+        if raw is None and bound > spool_over:
             close_batch()
             # A spooled job holds one chunk's compressed output in memory at a time.
             reserved = _deflate_bound(min(entry.size, archive.CHUNK_BYTES))
@@ -188,7 +308,7 @@ def _plan_tasks(
             or batch_reserved + bound > spool_over
         ):
             close_batch()
-        batch.append(_Job(entry, reserved=bound))
+        batch.append(_Job(entry, reserved=bound, raw=raw))
         batch_bytes += entry.size
         batch_reserved += bound
     close_batch()
@@ -215,7 +335,11 @@ def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry) -> list[_De
     results: list[_Deflated] = []
     try:
         for job in jobs:
-            results.append(_deflate(job.entry, open_entry=open_entry, spooled=job.spooled))
+            if job.raw is not None:
+                results.append(_copy_raw(job.entry, job.raw, spooled=job.spooled))
+            else:
+                results.append(_deflate(job.entry, open_entry=open_entry,
+                                        spooled=job.spooled))
     except BaseException:
         for result in results:
             result.close()
@@ -232,19 +356,22 @@ def write_zip(
     known_sha256: KnownSha256 | None = None,
     workers: int | None = None,
     max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
+    raw_source: RawSource | None = None,
 ) -> zipindex.BuiltZip:
     """Write the deterministic zip of `entries` to `out` (a new, empty file): the bytes of
     `archive.write_zip`, deflated by `workers` threads (default: one per CPU).
 
     With `previous` and `known_sha256` (the hex SHA-256 of a file's bytes, from the stat
     cache), a file whose digest the previous zip holds is copied from it, not deflated.
+    With `raw_source`, an entry it names a RawMember for has that member's compressed bytes,
+    checked, instead of this zlib's (a layer built from wheels).
     `open_entry` is called from worker threads. Raises ContentError when a file's size differs
     from its entry's (it changed while being packaged), for NUL characters and duplicates.
     """
     ordered = archive.checked_order(entries)
     tasks = _plan_tasks(
         ordered, previous=previous, known_sha256=known_sha256,
-        spool_over=max(max_in_flight_bytes // 4, 1),
+        spool_over=max(max_in_flight_bytes // 4, 1), raw_source=raw_source,
     )
     writer = _Writer(out, previous=previous)
     in_flight = _InFlight(max_in_flight_bytes)

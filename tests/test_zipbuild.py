@@ -10,6 +10,7 @@ import io
 import json
 import os
 import random
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -472,3 +473,69 @@ def test_sources_build_ignores_a_damaged_previous_zip(tmp_path: Path, damage: st
     full, _ = _build_layer(tmp_path, tmp_path / "fresh-build")
     assert rebuilt.code_sha256 == full.code_sha256
     assert lookups == 0
+
+
+def _wheel_like(path: Path, files: dict[str, bytes], *, level: int) -> None:
+    """A zip deflated at `level` (not the layer's 6), with one stored member."""
+    with zipfile.ZipFile(path, "w") as out:
+        for name, data in files.items():
+            out.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=level)
+        out.writestr("stored.txt", b"stored as is\n", compress_type=zipfile.ZIP_STORED)
+
+
+def _wheel_build(wheel: Path, *, max_in_flight_bytes: int = zipbuild.DEFAULT_MAX_IN_FLIGHT_BYTES,
+                 workers: int | None = None) -> bytes:
+    with zipfile.ZipFile(wheel) as source:
+        entries = [model.Entry(arcname=f"python/{info.filename}",
+                               source=f"{wheel}\0{info.filename}", size=info.file_size,
+                               executable=False) for info in source.infolist()]
+        members = zipbuild.raw_members(str(wheel))
+
+        def open_entry(entry: model.Entry) -> contextlib.AbstractContextManager[io.BytesIO]:
+            return contextlib.nullcontext(io.BytesIO(source.read(entry.source.split("\0")[1])))
+
+        out = io.BytesIO()
+        zipbuild.write_zip(entries, out=out, open_entry=open_entry, workers=workers,
+                           max_in_flight_bytes=max_in_flight_bytes,
+                           raw_source=lambda entry: members.get(entry.source.split("\0")[1]))
+        return out.getvalue()
+
+
+def test_wheel_members_keep_the_wheels_own_compressed_bytes(tmp_path: Path) -> None:
+    """A member deflated in the wheel is copied as the wheel holds it (here level 9, not the
+    layer's 6), a stored one is deflated, and the zip reads back to the same files whatever
+    the workers or the in-flight budget (spooled copies included)."""
+    rng = random.Random(7)
+    files = {f"pkg/m{index}.py": (b"value = %d\n" % index) * rng.randint(1, 4000)
+             for index in range(40)}
+    files["pkg/big.bin"] = bytes(rng.getrandbits(8) for _ in range(300_000))
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    _wheel_like(wheel, files, level=9)
+    built = _wheel_build(wheel)
+    assert built == _wheel_build(wheel, workers=1, max_in_flight_bytes=64 * 1024)
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(io.BytesIO(built)) as layer:
+        assert layer.testzip() is None
+        for name in files:
+            assert layer.read(f"python/{name}") == files[name]
+            assert (layer.getinfo(f"python/{name}").compress_size
+                    == source.getinfo(name).compress_size)
+        assert layer.read("python/stored.txt") == b"stored as is\n"
+        assert layer.getinfo("python/stored.txt").compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_a_wheel_member_whose_crc_lies_is_refused(tmp_path: Path) -> None:
+    """A wheel member whose central directory CRC does not match its data is refused, not
+    copied blind."""
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    _wheel_like(wheel, {"pkg/a.py": b"print('a')\n" * 100}, level=9)
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as source:
+        crc = source.getinfo("pkg/a.py").CRC
+    position = data.find(b"PK\x01\x02")
+    assert position >= 0
+    # The first central record is pkg/a.py's: its CRC is at offset 16 of the record.
+    assert int.from_bytes(data[position + 16:position + 20], "little") == crc
+    data[position + 16:position + 20] = (crc ^ 1).to_bytes(4, "little")
+    wheel.write_bytes(bytes(data))
+    with pytest.raises(errors.ContentError, match="does not match its header"):
+        _wheel_build(wheel)
