@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/bench_packaging.py
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_build.py
 
 # Regenerate schemas/layers.schema.json from the installed botocore's Lambda model.
 schema: install
