@@ -21,6 +21,7 @@ from pathlib import Path
 
 from reconciler import (
     archive,
+    binaries,
     errors,
     forking,
     manifest,
@@ -150,6 +151,8 @@ class LocalCode:
         self.build_dir = space.cache_dir / "build"
         # Remote zips downloaded for adoption by content, each removed once compared.
         self.downloads_dir = space.cache_dir / "downloads"
+        # The binary check's verdicts on the zips a plan is about to publish.
+        self.verdicts = binaries.Verdicts(space.cache_dir / "binaries")
         self.skip = own_paths(space)
         self._built: dict[str, model.Artifact] = {}
         # Zips whose CodeSha256 this run computed from their bytes, with their stat then.
