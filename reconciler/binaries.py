@@ -83,25 +83,26 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
-def _read_member(zip_file: zipfile.ZipFile,
-                 info: zipfile.ZipInfo) -> elfcheck.ElfInfo | elfcheck.BadElf | None:
+def _read_member(zip_file: zipfile.ZipFile, info: zipfile.ZipInfo, *,
+                 whole_read_bytes: int) -> elfcheck.ElfInfo | elfcheck.BadElf | None:
     """What the member needs, if it is an ELF file (None: it is not one)."""
     try:
         with zip_file.open(info) as member:
             head = member.read(4)
             if not elfcheck.is_elf(head):
                 return None
-            if info.file_size <= WHOLE_READ_BYTES:
+            if info.file_size <= whole_read_bytes:
                 return elfcheck.read_elf(head + member.read(info.file_size - len(head)))
             return elfcheck.read_elf(_MemberBytes(member, info.file_size))
     except _READ_ERRORS as error:
         return elfcheck.BadElf(f"it cannot be read from the zip: {error}")
 
 
-def check_zip(zip_path: Path | str, *, runtimes: Sequence[str],
-              architectures: Sequence[str]) -> list[elfcheck.Finding]:
+def check_zip(zip_path: Path | str, *, runtimes: Sequence[str], architectures: Sequence[str],
+              whole_read_bytes: int = WHOLE_READ_BYTES) -> list[elfcheck.Finding]:
     """The verdicts on the ELF files and extension modules of the zip at `zip_path` (raises
-    OSError or zipfile.BadZipFile only when the zip itself cannot be opened)."""
+    OSError or zipfile.BadZipFile only when the zip itself cannot be opened). An ELF member
+    up to `whole_read_bytes` is read whole, a larger one in slices."""
     elf_files: dict[str, elfcheck.ElfInfo | elfcheck.BadElf] = {}
     layer_files: list[str] = []
     with zipfile.ZipFile(zip_path) as zip_file:
@@ -111,7 +112,7 @@ def check_zip(zip_path: Path | str, *, runtimes: Sequence[str],
             layer_files.append(info.filename)
             if _is_link(info) or info.file_size < 4:
                 continue
-            found = _read_member(zip_file, info)
+            found = _read_member(zip_file, info, whole_read_bytes=whole_read_bytes)
             if found is not None:
                 elf_files[info.filename] = found
     return elfcheck.check_layer(elf_files, layer_files=layer_files, runtimes=runtimes,
