@@ -538,7 +538,7 @@ def remove_cache_temps(cache_dir: Path) -> list[Path]:
     fails to save that file (it costs time, never a record), so all found at the start of a
     run go. The zips' own temps (`*.zip.tmp`, named by pid) are left to the build clean-up."""
     removed: list[Path] = []
-    for folder in (cache_dir, cache_dir / "build"):
+    for folder in (cache_dir, cache_dir / "build", cache_dir / "binaries"):
         for temp_path in folder.glob(".*.tmp"):
             if temp_path.name.endswith(BUILD_TEMP_SUFFIX) or not temp_path.is_file():
                 continue

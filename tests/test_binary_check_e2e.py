@@ -131,6 +131,22 @@ def test_mismatch_is_a_plan_error_naming_layer_file_and_need(
     assert "check_binaries: false" in result.stdout
 
 
+def test_every_failing_file_is_listed(tmp_path: Path, moto_url: str,
+                                      libraries: dict[str, bytes]) -> None:
+    """Two files that cannot run make one error of the layer listing both, in text and
+    Markdown."""
+    project = _project(tmp_path, {"lib/a/libstatx.so": libraries["statx"],
+                                  "lib/b/libstatx.so": libraries["statx"]},
+                       runtimes="[python3.11]")
+    text = invoke(project, "plan")
+    assert text.returncode == 1
+    assert "layers.native: 2 binaries cannot run where the layer is declared to:" in text.stdout
+    for path in ("lib/a/libstatx.so", "lib/b/libstatx.so"):
+        assert f"  - {path}: needs GLIBC_2.28" in text.stdout
+    markdown = invoke(project, "plan", "--format", "markdown")
+    assert "\n  - lib/b/libstatx.so: needs GLIBC_2.28" in markdown.stdout
+
+
 @pytest.mark.parametrize("setup", MISMATCHES)
 def test_check_binaries_false_turns_the_check_off(
         setup: Setup, tmp_path: Path, moto_url: str, libraries: dict[str, bytes]) -> None:
