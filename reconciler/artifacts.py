@@ -21,6 +21,7 @@ from pathlib import Path
 
 from reconciler import (
     archive,
+    binaries,
     errors,
     forking,
     manifest,
@@ -150,6 +151,8 @@ class LocalCode:
         self.build_dir = space.cache_dir / "build"
         # Remote zips downloaded for adoption by content, each removed once compared.
         self.downloads_dir = space.cache_dir / "downloads"
+        # The binary check's verdicts on the zips a plan is about to publish.
+        self.verdicts = binaries.Verdicts(space.cache_dir / "binaries")
         self.skip = own_paths(space)
         self._built: dict[str, model.Artifact] = {}
         # Zips whose CodeSha256 this run computed from their bytes, with their stat then.
@@ -535,7 +538,7 @@ def remove_cache_temps(cache_dir: Path) -> list[Path]:
     fails to save that file (it costs time, never a record), so all found at the start of a
     run go. The zips' own temps (`*.zip.tmp`, named by pid) are left to the build clean-up."""
     removed: list[Path] = []
-    for folder in (cache_dir, cache_dir / "build"):
+    for folder in (cache_dir, cache_dir / "build", cache_dir / "binaries"):
         for temp_path in folder.glob(".*.tmp"):
             if temp_path.name.endswith(BUILD_TEMP_SUFFIX) or not temp_path.is_file():
                 continue

@@ -480,6 +480,8 @@ def _build(document: _Document, *, file: str, content_refs: tuple[model.ContentR
             retain=layer.get("retain", defaults.get("retain")),
             align_versions=bool(layer.get("align_versions", defaults.get(
                 "align_versions", data.get("align_versions", False)))),
+            check_binaries=bool(layer.get("check_binaries", defaults.get(
+                "check_binaries", True))),
         ))
     locations = dict(document.values)
     buckets = data.get("artifact_bucket")

@@ -235,6 +235,8 @@ class LayerSpec:
     share: tuple[Grant, ...] | None = None
     retain: int | None = None
     align_versions: bool = False
+    # The binary check of a zip about to be published (CONTRACT "Binary compatibility").
+    check_binaries: bool = True
 
     @property
     def grants(self) -> tuple[Grant, ...]:

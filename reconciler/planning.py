@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import re
 import uuid
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from reconciler import (
     adoption,
     archive,
     artifacts,
+    elfcheck,
     errors,
     model,
     planner,
@@ -227,17 +229,25 @@ def make_plan(
     # A layer too large to publish is an error, and so not also a change to make (it was
     # counted as "1 to create" besides): out of the plan, like a layer whose content failed.
     size_errors = _upload_size_errors(decided, parsed=parsed)
-    too_large = {error.layer for error in size_errors}
-    return planner.plan(
-        found.all_inputs([spec for spec in found.planned(specs) if spec.key not in too_large]),
+    # Before anything is published, each zip to publish is checked against what its layer
+    # declares; a layer whose binaries cannot run there is out of the plan, like a too large
+    # one (an unchanged layer has no zip built and is not read).
+    binary_errors, binary_warnings = binary_check(decided, built=found.artifacts, parsed=parsed,
+                                                  code=code)
+    left_out = {error.layer for error in [*size_errors, *binary_errors]}
+    final = planner.plan(
+        found.all_inputs([spec for spec in found.planned(specs) if spec.key not in left_out]),
         storage=storage, lock_holder=holder,
         recorded=recorded(parsed, selection=selection, lock=snapshot.lock, owner=owner,
                           own_lockfile=not state_location.startswith("s3://")),
-        layer_errors=[*found.layer_errors, *size_errors],
+        layer_errors=[*found.layer_errors, *size_errors, *binary_errors],
         basis=basis(selection=selection, manifest_digest=manifest_digest, snapshot=snapshot,
                     state_location=state_location, fingerprints=fingerprints,
                     manifest_path=manifest_path, download=download),
     )
+    if not binary_warnings:
+        return final
+    return dataclasses.replace(final, warnings=(*final.warnings, *binary_warnings))
 
 
 def recorded(parsed: model.Manifest, *, selection: Selection, lock: model.Lock, owner: str,
@@ -471,3 +481,63 @@ def _upload_size_errors(plan: model.Plan, *, parsed: model.Manifest) -> list[mod
                      "<bucket in that region>` to the manifest (reconcile uploads the zip "
                      "there), or make the layer smaller")
     return list(found.values())
+
+
+# A layer error lists this many files at most (the rest are counted), and the plan warns about
+# this many files of one layer.
+_MAX_FINDINGS_SHOWN = 20
+_MAX_WARNINGS_SHOWN = 10
+BINARY_HINT = ("declare the runtimes and architectures the files are built for, use wheels "
+               "built for the layer's target, or set `check_binaries: false` on the layer")
+
+
+def binary_check(plan: model.Plan, *, built: dict[str, model.Artifact],
+                 parsed: model.Manifest,
+                 code: artifacts.LocalCode) -> tuple[list[model.LayerError], list[str]]:
+    """The binary check (README "Binary compatibility") of every layer the plan would
+    publish (create or publish) from a zip this run built or was given: each ELF file
+    against the layer's runtimes and architectures. A mismatch is an error of the layer; a
+    library needed and found nowhere is a warning. A layer with `check_binaries: false`, or
+    an S3 source (never downloaded), is not checked."""
+    publishing = sorted({change.layer for change in plan.changes if change.action in _PUBLISHING})
+    layer_errors: list[model.LayerError] = []
+    warnings: list[str] = []
+    for key in publishing:
+        spec, artifact = parsed.layer(key), built.get(key)
+        if (not spec.check_binaries or artifact is None or artifact.zip_path is None
+                or artifact.code_sha256 is None):
+            continue
+        label = artifacts.LocalCode.label(spec)
+        try:
+            findings = code.verdicts.check(
+                artifact.zip_path, code_sha256=artifact.code_sha256,
+                runtimes=spec.settings.compatible_runtimes,
+                architectures=spec.settings.compatible_architectures)
+        except (OSError, zipfile.BadZipFile) as error:
+            layer_errors.append(model.LayerError(
+                layer=key, message=f"{label}: the zip {artifact.zip_path} cannot be read "
+                                   f"for the binary check: {error}"))
+            continue
+        failed = [finding for finding in findings if finding.error]
+        if failed:
+            layer_errors.append(_binary_error(spec, failed))
+        missing = [finding for finding in findings if not finding.error]
+        warnings += [f"layer {key}: {finding}" for finding in missing[:_MAX_WARNINGS_SHOWN]]
+        if len(missing) > _MAX_WARNINGS_SHOWN:
+            warnings.append(f"layer {key}: {len(missing) - _MAX_WARNINGS_SHOWN} more "
+                            "libraries needed and found neither in the layer nor on Lambda")
+    return layer_errors, warnings
+
+
+def _binary_error(spec: model.LayerSpec,
+                  failed: Sequence[elfcheck.Finding]) -> model.LayerError:
+    label = artifacts.LocalCode.label(spec)
+    if len(failed) == 1:
+        message = f"{label}: a binary cannot run where the layer is declared to: {failed[0]}"
+    else:
+        shown = "".join(f"\n  - {finding}" for finding in failed[:_MAX_FINDINGS_SHOWN])
+        more = (f"\n  - and {len(failed) - _MAX_FINDINGS_SHOWN} more"
+                if len(failed) > _MAX_FINDINGS_SHOWN else "")
+        message = (f"{label}: {len(failed)} binaries cannot run where the layer is declared "
+                   f"to:{shown}{more}")
+    return model.LayerError(layer=spec.key, message=message, hint=BINARY_HINT)

@@ -55,7 +55,7 @@ COMMAND = frozenset({"command", "command.app", "command.layers", "command.admin"
 # The use cases the commands call (planning and applying are use cases too, still top level).
 RUN = frozenset({"run", "run.session", "run.savedplans", "run.report"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,
-                   "zipbuild", "zipindex", "state",
+                   "zipbuild", "zipindex", "state", "binaries",
                    "uploadbody", "adoption",
                    "state.local", "state.s3", "aws", *AWS_ROOMS, "artifacts", "planning",
                    "applying", "applying.report", "applying.steps", "applying.lanes",

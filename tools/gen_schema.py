@@ -112,6 +112,10 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
                    "description": "Keep this many newest versions; apply deletes older ones."},
         "align_versions": {"type": "boolean",
                            "description": "The same version number in every region."},
+        "check_binaries": {"type": "boolean",
+                           "description": "Check the layer's ELF files against its runtimes "
+                                          "and architectures before publishing (default "
+                                          "true)."},
     }
     layer = {
         "type": "object",

@@ -1,0 +1,125 @@
+"""The binary check of a zip (reconciler.binaries) on libraries gcc compiles now: only ELF
+members are read, a large member read in slices gives the verdicts a whole read gives, a
+member that lies about its bytes is a bad ELF file and never an exception, and verdicts are
+kept in `.reconcile/binaries/` by (CodeSha256, runtimes, architectures)."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import wheelcraft
+import zipcraft
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from zipcraft import Member
+
+from reconciler import binaries, elfcheck
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """libstatx.so (GLIBC_2.28) and libneedsm.so (needs libm.so.6 and libz9.so.1)."""
+    folder = tmp_path_factory.mktemp("elf")
+    wheelcraft.compile_library(folder, "libz9.so.1", "int z9(void) { return 9; }\n",
+                               link=["-Wl,-soname,libz9.so.1"])
+    return {
+        "statx": wheelcraft.compile_library(folder, "libstatx.so",
+                                            wheelcraft.STATX_SOURCE).read_bytes(),
+        "needs": wheelcraft.compile_library(
+            folder, "libneeds.so", "int z9(void);\nint f(void) { return z9(); }\n",
+            link=["-Wl,--no-as-needed", "-lm", f"-L{folder}", "-l:libz9.so.1"]).read_bytes(),
+    }
+
+
+def _strings(findings: list[elfcheck.Finding]) -> list[str]:
+    return [f"{'error' if finding.error else 'warning'}: {finding}" for finding in findings]
+
+
+@pytest.mark.parametrize("method", [zipcraft.STORED, zipcraft.DEFLATED])
+def test_slices_give_the_verdicts_of_a_whole_read(tmp_path: Path, libraries: dict[str, bytes],
+                                                  method: int) -> None:
+    """Every ELF member read through slices (whole_read_bytes=0) gives the same verdicts as
+    read whole, stored or deflated; a non-ELF member gives none."""
+    path = zipcraft.write(tmp_path / "layer.zip", [
+        Member("python/fast/libstatx.so", libraries["statx"], method=method),
+        Member("lib/libneeds.so", libraries["needs"], method=method),
+        Member("lib/arm.so", wheelcraft.as_aarch64(libraries["statx"]), method=method),
+        Member("python/x.py", b"\x7fEL", method=method),
+        Member("python/readme.txt", b"MZ not an ELF file" * 100, method=method)])
+    whole = binaries.check_zip(path, runtimes=["python3.11"], architectures=["x86_64"])
+    sliced = binaries.check_zip(path, runtimes=["python3.11"], architectures=["x86_64"],
+                                whole_read_bytes=0)
+    assert whole == sliced
+    assert _strings(whole) == [
+        "error: lib/arm.so: needs aarch64, but the layer declares x86_64",
+        "error: lib/arm.so: needs GLIBC_2.28, but python3.11 runs on Amazon Linux 2 "
+        "(glibc 2.26)",
+        "warning: lib/libneeds.so: needs libz9.so.1, found neither in the layer nor among "
+        "the libraries every Lambda OS has",
+        "error: python/fast/libstatx.so: needs GLIBC_2.28, but python3.11 runs on Amazon "
+        "Linux 2 (glibc 2.26)"]
+
+
+@pytest.mark.parametrize("whole_read_bytes", [binaries.WHOLE_READ_BYTES, 0])
+@pytest.mark.parametrize("lie", [
+    pytest.param({"declared_crc": 1}, id="crc"),
+    pytest.param({"declared_size": 3000}, id="size-smaller"),
+    pytest.param({"method": zipcraft.BZIP2}, id="unsupported-method"),
+])
+def test_a_member_that_lies_is_a_bad_elf_not_an_exception(
+        tmp_path: Path, libraries: dict[str, bytes], whole_read_bytes: int,
+        lie: dict[str, int]) -> None:
+    """An ELF member whose CRC, size or method lies is an error naming it; nothing raises
+    (the reader stops at the declared size)."""
+    member = Member("lib/liar.so", libraries["statx"], **lie)  # type: ignore[arg-type]
+    path = zipcraft.write(tmp_path / "layer.zip", [member])
+    findings = binaries.check_zip(path, runtimes=["python3.12"], architectures=["x86_64"],
+                                  whole_read_bytes=whole_read_bytes)
+    assert [finding.path for finding in findings if finding.error] == ["lib/liar.so"]
+    assert "not a readable ELF file" in findings[0].message
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_truncated_members_never_raise(tmp_path: Path, libraries: dict[str, bytes],
+                                       data: st.DataObject) -> None:
+    """Any truncation of a library inside a zip, read whole or in slices, gives verdicts."""
+    original = libraries["statx"]
+    cut = original[:data.draw(st.integers(4, len(original)))]
+    path = tmp_path / "cut.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("lib/cut.so", cut)
+    for whole_read_bytes in (binaries.WHOLE_READ_BYTES, 0):
+        findings = binaries.check_zip(path, runtimes=["python3.12"], architectures=["x86_64"],
+                                      whole_read_bytes=whole_read_bytes)
+        assert all(finding.path == "lib/cut.so" for finding in findings)
+
+
+def test_verdicts_are_kept_by_code_sha256_runtimes_and_architectures(
+        tmp_path: Path, libraries: dict[str, bytes]) -> None:
+    """A second check of the same CodeSha256, runtimes and architectures does not read the
+    zip (it may be gone); other runtimes read it again; an unreadable verdict is ignored."""
+    path = tmp_path / "layer.zip"
+    with zipfile.ZipFile(path, "w") as out:
+        out.writestr("lib/libstatx.so", libraries["statx"])
+    verdicts = binaries.Verdicts(tmp_path / ".reconcile" / "binaries")
+    first = verdicts.check(path, code_sha256="abc=", runtimes=["python3.11"],
+                           architectures=["x86_64"])
+    assert [finding.error for finding in first] == [True]
+    moved = tmp_path / "moved.zip"
+    path.rename(moved)
+    assert verdicts.check(path, code_sha256="abc=", runtimes=["python3.11"],
+                          architectures=["x86_64"]) == first
+    with pytest.raises(FileNotFoundError):
+        verdicts.check(path, code_sha256="abc=", runtimes=["python3.12"],
+                       architectures=["x86_64"])
+    for kept in verdicts.folder.glob("*.json"):
+        kept.write_text("{not json")
+    assert verdicts.check(moved, code_sha256="abc=", runtimes=["python3.11"],
+                          architectures=["x86_64"]) == first
