@@ -423,6 +423,17 @@ def test_an_index_nobody_answers_is_an_error_after_the_retries() -> None:
     assert "tried 2 times" in raised.value.message
 
 
+def test_the_index_is_the_layers_then_the_environments_then_pypi() -> None:
+    """index_url wins, then RECONCILE_INDEX_URL, then PIP_INDEX_URL, then PyPI."""
+    both = {"RECONCILE_INDEX_URL": "https://r.example/simple",
+            "PIP_INDEX_URL": "https://p.example/simple"}
+    assert index.chosen_url("https://own.example/simple", both) == "https://own.example/simple"
+    assert index.chosen_url(None, both) == "https://r.example/simple"
+    assert index.chosen_url(None, {**both, "RECONCILE_INDEX_URL": ""}) == \
+        "https://p.example/simple"
+    assert index.chosen_url(None, {}) == "https://pypi.org/simple"
+
+
 def test_the_index_url_must_be_http_or_https() -> None:
     """file: and ftp: index URLs are refused when the client is made."""
     for url in ("file:///srv/simple", "ftp://mirror/simple", "simple"):

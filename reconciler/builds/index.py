@@ -32,6 +32,8 @@ from reconciler import builds, errors, model, ports
 from reconciler.builds import simpleapi
 
 DEFAULT_URL = "https://pypi.org/simple"
+# After a layer's own `index_url`, in this order (the README's "Where wheels come from").
+URL_VARIABLES = ("RECONCILE_INDEX_URL", "PIP_INDEX_URL")
 # PyPI's largest project pages are a few MB; a page past this is not an index page.
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 # A wheel's compressed bytes cannot exceed the unzipped size a layer may have (with room for
@@ -53,6 +55,14 @@ _PROGRESS_INTERVAL = 0.5
 _READ_BYTES = 1024 * 1024
 
 _T = TypeVar("_T")
+
+
+def chosen_url(index_url: str | None, environ: Mapping[str, str]) -> str:
+    """The index a requirements.txt layer reads: its own `index_url`, else the first of
+    URL_VARIABLES set in `environ`, else PyPI."""
+    if index_url:
+        return index_url
+    return next((environ[name] for name in URL_VARIABLES if environ.get(name)), DEFAULT_URL)
 
 
 def shown(url: str) -> str:
