@@ -516,9 +516,11 @@ def test_fetch_refuses_anything_but_http_and_https(url: str) -> None:
 
 
 def test_a_redirect_to_another_scheme_is_refused_and_one_to_http_followed() -> None:
-    """Redirects are followed to http(s) URLs; a redirect to file: is refused."""
+    """Redirects (302, 308) are followed to http(s) URLs; one to file: is refused, and so
+    is a loop."""
     with scripted() as server:
-        server.on("/a.whl", status(302, {"Location": "/b.whl"}))
+        server.on("/a.whl", status(302, {"Location": "/permanent.whl"}))
+        server.on("/permanent.whl", status(308, {"Location": "/b.whl"}))
         server.on("/b.whl", page(b"bee", "application/octet-stream"))
         server.on("/c.whl", status(302, {"Location": "file:///etc/passwd"}))
         server.on("/loop.whl", status(302, {"Location": "/loop.whl"}))

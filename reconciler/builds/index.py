@@ -482,6 +482,12 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        # Python 3.10's urllib knows no 308; for a GET it means what 307 means.
+        return super().redirect_request(req, fp, 307 if code == 308 else code, msg, headers,
+                                        newurl)
+
 
 class _Auth(urllib.request.BaseHandler):
     """Basic auth for the origins credentials were given for, added to each request (the
