@@ -17,7 +17,7 @@ import subprocess
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -541,9 +541,19 @@ class Proxy:
     requests: list[str] = field(default_factory=list)
 
 
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy bytes one way until `source` ends, then end `sink`'s writing side."""
+    with suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
 @contextmanager
 def forward_proxy() -> Iterator[Proxy]:
-    """A loopback HTTP forward proxy (absolute-form GETs only) that records each URL."""
+    """A loopback HTTP proxy (absolute-form GETs, and CONNECT tunnels for https) that records
+    each request."""
     proxy = Proxy()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -566,6 +576,19 @@ def forward_proxy() -> Iterator[Proxy]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_CONNECT(self) -> None:
+            proxy.requests.append(f"CONNECT {self.path}")
+            host, _, port = self.path.rpartition(":")
+            upstream = socket.create_connection((host, int(port)), timeout=10)
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            back = threading.Thread(target=_pump, args=(upstream, self.connection), daemon=True)
+            back.start()
+            _pump(self.connection, upstream)
+            back.join()
+            upstream.close()
+            self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -660,15 +683,22 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return certificate, key
 
 
-def test_tls_trusts_the_ca_bundle_of_the_environment(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A self-signed index is read with SSL_CERT_FILE naming its certificate (or
-    REQUESTS_CA_BUNDLE, or PIP_CERT), and refused without, naming the host and the variable."""
+@pytest.fixture
+def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a self-signed certificate for 127.0.0.1, and that certificate."""
     for variable in index.CA_BUNDLE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)  # the default context reads OpenSSL's own
     certificate, key = _self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate, key)
+    return context, certificate
+
+
+def test_tls_trusts_the_ca_bundle_of_the_environment(
+        tls: tuple[ssl.SSLContext, Path]) -> None:
+    """A self-signed index is read with SSL_CERT_FILE naming its certificate (or
+    REQUESTS_CA_BUNDLE, or PIP_CERT), and refused without, naming the host and the variable."""
+    context, certificate = tls
     with scripted(tls=context) as server:
         server.on("/simple/alpha/", page(links(f"alpha-1.0-py3-none-any.whl#sha256={SHA_A}")))
         for variable in index.CA_BUNDLE_VARIABLES:
@@ -680,6 +710,20 @@ def test_tls_trusts_the_ca_bundle_of_the_environment(tmp_path: Path,
     assert "cannot verify the TLS certificate of 127.0.0.1" in refused.value.message
     assert "project alpha" in refused.value.message
     assert refused.value.hint is not None and "SSL_CERT_FILE" in refused.value.hint
+
+
+def test_https_goes_through_the_https_proxy_as_a_tunnel(
+        tls: tuple[ssl.SSLContext, Path]) -> None:
+    """HTTPS_PROXY carries an https index through a CONNECT tunnel, the certificate still
+    checked against the bundle end to end."""
+    context, certificate = tls
+    with scripted(tls=context) as server, forward_proxy() as proxy:
+        server.on("/simple/alpha/", page(links(f"alpha-1.0-py3-none-any.whl#sha256={SHA_A}")))
+        reader = client(server.url + "/simple",
+                        environ={"HTTPS_PROXY": proxy.url, "SSL_CERT_FILE": str(certificate)})
+        assert [w.sha256 for w in reader.wheels("alpha")] == [SHA_A]
+    assert proxy.requests == [f"CONNECT {server.url.removeprefix('https://')}"]
+    assert server.count("/simple/alpha/") == 1
 
 
 def test_a_ca_bundle_that_cannot_be_loaded_names_its_variable(tmp_path: Path) -> None:
