@@ -34,7 +34,7 @@ TIERS: dict[str, tuple[str, ...]] = {
                  "test_read_ahead", "test_state_local", "test_state_s3",
                  "test_streamed_upload"),
     "contracts": ("test_artifact_store_contract", "test_layer_store_contract",
-                  "test_state_contract"),
+                  "test_package_index_contract", "test_state_contract"),
     "usecases": ("test_adoption", "test_command_compose", "test_converge_property",
                  "test_fleet_apply", "test_publish_faults", "test_publishing",
                  "test_reconcile", "test_stray_fillers", "test_uploads"),
