@@ -539,6 +539,7 @@ def test_a_redirect_to_another_scheme_is_refused_and_one_to_http_followed() -> N
 class Proxy:
     url: str = ""
     requests: list[str] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
@@ -559,6 +560,7 @@ def forward_proxy() -> Iterator[Proxy]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             proxy.requests.append(self.path)
+            proxy.authorizations.append(self.headers.get("Proxy-Authorization"))
             target = urllib.parse.urlsplit(self.path)
             upstream = http.client.HTTPConnection(target.netloc, timeout=10)
             try:
@@ -579,6 +581,7 @@ def forward_proxy() -> Iterator[Proxy]:
 
         def do_CONNECT(self) -> None:
             proxy.requests.append(f"CONNECT {self.path}")
+            proxy.authorizations.append(self.headers.get("Proxy-Authorization"))
             host, _, port = self.path.rpartition(":")
             upstream = socket.create_connection((host, int(port)), timeout=10)
             self.send_response(200, "Connection established")
@@ -615,6 +618,37 @@ def test_http_proxy_from_the_given_environment_is_used(wheel_root: Path) -> None
             assert hashlib.sha256(stream.read()).hexdigest() == wheel.sha256
     assert proxy.requests == [served.url + "alpha/", wheel.url]
     assert served.requests == ["/alpha/", "/alpha/" + wheel.filename]
+
+
+def test_the_process_environment_is_not_read(wheel_root: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the environ the client is given counts: HTTP_PROXY in os.environ alone is not
+    used, and NO_PROXY in os.environ alone bypasses nothing."""
+    with wheelcraft.serve_index(wheel_root) as served, forward_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        assert len(client(served.url).wheels("alpha")) == 2
+        assert proxy.requests == []
+        monkeypatch.setenv("NO_PROXY", "*")
+        assert len(client(served.url, environ={"HTTP_PROXY": proxy.url}).wheels("alpha")) == 2
+    assert proxy.requests == [served.url + "alpha/"]
+
+
+def test_proxy_credentials_go_to_the_proxy_and_other_proxies_are_refused(
+        wheel_root: Path) -> None:
+    """user:password in HTTP_PROXY is the proxy's basic auth; a socks5:// proxy is refused
+    with a message naming it, its credentials left out."""
+    expected = "Basic " + base64.b64encode(b"pu:pp").decode()
+    with wheelcraft.serve_index(wheel_root) as served, forward_proxy() as proxy:
+        address = proxy.url.removeprefix("http://")
+        reader = client(served.url, environ={"HTTP_PROXY": f"http://pu:pp@{address}"})
+        assert len(reader.wheels("alpha")) == 2
+        socks = client(served.url, environ={"HTTP_PROXY": f"socks5://pu:pp@{address}"})
+        with pytest.raises(errors.ContentError) as refused:
+            socks.wheels("alpha")
+    assert proxy.authorizations == [expected]
+    assert f"socks5://{address}" in refused.value.message
+    assert "pp@" not in refused.value.message
 
 
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*", "localhost, .example.com,127.0.0.1"])

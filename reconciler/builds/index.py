@@ -437,11 +437,20 @@ class _Proxies(urllib.request.ProxyHandler):
                           if entry.strip()]
         super().__init__(proxies)
 
-    def proxy_open(self, req: urllib.request.Request, proxy: str,
-                   type: str) -> Any:
+    def proxy_open(self, req: urllib.request.Request, proxy: str, type: str) -> Any:
+        # urllib's own proxy_open asks os.environ's NO_PROXY first: replaced, not extended.
         if self._bypassed(req.host):
             return None
-        return super().proxy_open(req, proxy, type)
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            raise _Refused(f"is to go through the proxy {shown(proxy)!r}, which is not an "
+                           "http:// proxy (the only kind supported)")
+        header = _basic_auth(proxy if "://" in proxy else f"http://{proxy}")
+        if header is not None:
+            req.add_header("Proxy-Authorization", header)
+        # An https request goes through a CONNECT tunnel; an http one to the proxy itself.
+        req.set_proxy(urllib.parse.urlsplit(shown(f"http://{parts.netloc}")).netloc, "http")
+        return None
 
     def _bypassed(self, hostport: str) -> bool:
         host, port = _host_and_port(hostport)
