@@ -32,8 +32,9 @@ PACKAGE = "reconciler"
 # Built layers: the readers, the target and the selection are pure (text in, values out); the
 # wheel cache and the unpacking of wheels read files.
 BUILDS_PURE = frozenset({"builds", "builds.target", "builds.tomlfile", "builds.requirements",
-                         "builds.pylock", "builds.uvlock", "builds.selection"})
-BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache"})
+                         "builds.pylock", "builds.uvlock", "builds.selection",
+                         "builds.simpleapi"})
+BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache", "builds.index"})
 # The decision, one module per concern (the package re-exports them): each knows its siblings,
 # never the package that gathers them.
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",

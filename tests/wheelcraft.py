@@ -1,12 +1,14 @@
 """Test helpers for built layers: wheels written on the fly with zipfile (METADATA, WHEEL with
-its Tag lines, RECORD), tiny shared libraries compiled with the machine's gcc, a PEP 503 index
-served on a loopback port (its requests counted), and real uv locks made against it."""
+its Tag lines, RECORD), tiny shared libraries compiled with the machine's gcc, a simple-API index
+served on a loopback port (PEP 503 HTML, or PEP 691 JSON with `mode="json"`; its requests
+counted), and real uv locks made against it."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import http.server
+import json
 import os
 import socket
 import socketserver
@@ -98,26 +100,41 @@ def as_aarch64(data: bytes) -> bytes:
 
 @dataclass
 class Index:
-    """A PEP 503 index of a folder of files (`<root>/<project>/<file>`), on a loopback port."""
+    """A simple-API index of a folder of files (`<root>/<project>/<file>`), on a loopback
+    port."""
 
     root: Path
     url: str = ""
     requests: list[str] = field(default_factory=list)
 
 
+JSON_PAGE = "index.json"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+_PAGES = frozenset({"index.html", JSON_PAGE})
+
+
 def write_index_pages(root: Path) -> None:
-    """An index.html per project folder, each link carrying the file's sha256 fragment."""
+    """An index.html (PEP 503) and an index.json (PEP 691, with sizes) per project folder, each
+    naming every file by a relative URL with its sha256."""
     for project in sorted(path for path in root.iterdir() if path.is_dir()):
-        links = "".join(
-            f'<a href="{file.name}#sha256={sha256_of(file)}">{file.name}</a>\n'
-            for file in sorted(project.iterdir()) if file.name != "index.html")
+        files = sorted(file for file in project.iterdir() if file.name not in _PAGES)
+        links = "".join(f'<a href="{file.name}#sha256={sha256_of(file)}">{file.name}</a>\n'
+                        for file in files)
         (project / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>")
+        page = {"meta": {"api-version": "1.1"}, "name": project.name,
+                "files": [{"filename": file.name, "url": file.name,
+                           "hashes": {"sha256": sha256_of(file)},
+                           "size": file.stat().st_size} for file in files]}
+        (project / JSON_PAGE).write_text(json.dumps(page))
 
 
 @contextmanager
-def serve_index(root: Path) -> Iterator[Index]:
-    """Serve `root` on 127.0.0.1 at a free port until the block ends; every request's path is
+def serve_index(root: Path, *, mode: str = "html") -> Iterator[Index]:
+    """Serve `root` on 127.0.0.1 at a free port until the block ends, its project pages as
+    PEP 503 HTML (`mode="html"`) or PEP 691 JSON (`mode="json"`); every request's path is
     recorded in the Index."""
+    if mode not in ("html", "json"):
+        raise ValueError(f"mode is html or json, not {mode!r}")
     write_index_pages(root)
     index = Index(root)
 
@@ -128,6 +145,15 @@ def serve_index(root: Path) -> Iterator[Index]:
 
         def do_GET(self) -> None:
             index.requests.append(self.path)
+            page = root / self.path.split("?")[0].strip("/") / JSON_PAGE
+            if mode == "json" and self.path.endswith("/") and page.is_file():
+                body = page.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", JSON_TYPE)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             super().do_GET()
 
         def log_message(self, format: str, *args: object) -> None:

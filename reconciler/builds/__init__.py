@@ -1,8 +1,9 @@
 """Python layers built from lock files: the values every step shares (a locked package, its
 wheels, a located lock error). The steps are modules of this package: `target` (what the
 Lambda platform accepts), the readers `requirements`, `pylock` and `uvlock` (lock text ->
-locked packages for a target), `selection` (one wheel per package), `cache` and `wheels`
-(wheel files -> layer entries).
+locked packages for a target), `selection` (one wheel per package), `simpleapi` and `index`
+(a package index's pages and its HTTP client), `cache` and `wheels` (wheel files -> layer
+entries).
 
 Values only here: no I/O, no reading of any format.
 """
