@@ -32,6 +32,8 @@ from reconciler import (
     zipindex,
 )
 from reconciler import content as layer_content
+from reconciler.builds import cache as wheel_cache
+from reconciler.builds import fetch
 from reconciler.content import common, s3, statcache
 
 Identified = dict[str, "model.Artifact | model.LayerError"]
@@ -142,8 +144,13 @@ class LocalCode:
 
     def __init__(self, *, space: workspace.Workspace, manifest: model.Manifest,
                  objects: ports.ArtifactStore | None = None,
-                 head_start: HeadStart | None = None) -> None:
+                 head_start: HeadStart | None = None,
+                 package_index: fetch.IndexFactory | None = None) -> None:
         self._space = space
+        # Layers built from locks: the index their wheels may come from (made only when a
+        # wheel must be downloaded), and the wheel cache (made when a build needs it).
+        self._package_index = package_index
+        self._sources: fetch.Sources | None = None
         self._manifest = manifest
         # S3 sources are identified by HeadObject through it (None: no S3 access, as in
         # `validate`; an S3 source is then an error of its layer).
@@ -243,13 +250,27 @@ class LocalCode:
             return model.LayerError(layer=spec.key, message=f"{located}: {error.message}",
                                     hint=error.hint)
 
+    def sources(self) -> fetch.Sources:
+        """Where this run's builds from locks get wheels (RECONCILE_CACHE_DIR's cache)."""
+        if self._sources is None:
+            self._sources = fetch.Sources(
+                wheel_cache=wheel_cache.WheelCache(wheel_cache.default_root(os.environ)),
+                index_for=self._package_index, environ=os.environ)
+        return self._sources
+
     def build(self, spec: model.LayerSpec, artifact: model.Artifact) -> model.Artifact:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""
         given = _is_built(artifact)
         built = build(spec.content, artifact, base_dir=self._space.base_dir,
                               label=self.label(spec), build_dir=self.build_dir, skip=self.skip,
-                              cache=self._cache)
-        built = dataclasses.replace(built, unzipped_size=artifact.unzipped_size)
+                              cache=self._cache,
+                              sources=self.sources() if spec.content.kind is
+                              model.SourceKind.LOCK else None)
+        # A built layer's size and package sizes are known once its wheels are unpacked.
+        built = dataclasses.replace(
+            built, unzipped_size=(artifact.unzipped_size if artifact.unzipped_size is not None
+                                  else built.unzipped_size),
+            build=built.build or artifact.build)
         self._built[spec.key] = built
         if not given and built.zip_path is not None and built.code_sha256 is not None:
             # Its CodeSha256 comes from the bytes this run just wrote or read.
@@ -332,6 +353,7 @@ def build(
     skip: frozenset[str] = frozenset(),
     previous_zip: Path | None = None,
     cache: statcache.StatCache | None = None,
+    sources: fetch.Sources | None = None,
 ) -> model.Artifact:
     """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
 
@@ -344,14 +366,14 @@ def build(
     The zip is rebuilt incrementally from `previous_zip` (default: the layer's latest zip in
     `build_dir`, found by `label`): unchanged files, known by their digests (from `cache`, or
     read again without one), have their compressed bytes copied; the bytes are those of a
-    full build (see `zipbuild`).
+    full build (see `zipbuild`). A layer built from a lock takes its wheels from `sources`.
     """
     if _is_built(artifact):
         return artifact
     with common.layer_errors(label):
         return _build(
             content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip,
-            previous_zip=previous_zip, cache=cache,
+            previous_zip=previous_zip, cache=cache, sources=sources,
         )
 
 
@@ -365,6 +387,7 @@ def _build(
     skip: frozenset[str],
     previous_zip: Path | None,
     cache: statcache.StatCache | None,
+    sources: fetch.Sources | None = None,
 ) -> model.Artifact:
     if content.kind is model.SourceKind.ZIP and not content.normalize:
         # Only the fingerprint was given: the prebuilt zip is hashed again, uncached.
@@ -383,7 +406,7 @@ def _build(
         built = _build_zip(
             content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
             previous_zip=previous_zip or zipindex.latest_zip(build_dir, layer=label),
-            cache=cache,
+            cache=cache, sources=sources,
         )
     zipindex.remember_latest(build_dir, layer=label, zip_path=zip_path)
     return built
@@ -399,8 +422,14 @@ def _build_zip(
     skip: frozenset[str],
     previous_zip: Path | None,
     cache: statcache.StatCache | None,
+    sources: fetch.Sources | None = None,
 ) -> model.Artifact:
-    collected = layer_content.collected(content, base_dir=base_dir, label=label, skip=skip)
+    collected = layer_content.collected(content, base_dir=base_dir, label=label, skip=skip,
+                                        sources=sources)
+    if collected.build is not None and collected.build.inputs_sha256 != artifact.fingerprint:
+        # A built layer's fingerprint is its inputs digest: the lock changed since the plan.
+        raise _changed_while_planning(label, planned=artifact.fingerprint,
+                                      found=collected.build.inputs_sha256)
     remove_stale_build_temps(zip_path.parent)
     # The writer's pid in the name lets a later build tell an abandoned temp file.
     known_sha256: zipbuild.KnownSha256 | None = None
@@ -431,9 +460,9 @@ def _build_zip(
             temp_file.flush()
             os.fsync(temp_file.fileno())
         file_sha256 = built.file_sha256()
-        zipped = archive.fingerprint(
-            (entry, file_sha256[entry.arcname]) for entry in collected.entries
-        )
+        zipped = collected.build.inputs_sha256 if collected.build is not None else (
+            archive.fingerprint(
+                (entry, file_sha256[entry.arcname]) for entry in collected.entries))
         if zipped != artifact.fingerprint:
             raise _changed_while_planning(label, planned=artifact.fingerprint, found=zipped)
         os.replace(temp_name, zip_path)
@@ -447,6 +476,9 @@ def _build_zip(
         content_sha256=built.sha256.hex(),
         code_size=built.code_size,
         zip_path=os.path.abspath(zip_path),
+        unzipped_size=(sum(entry.size for entry in collected.entries)
+                       if collected.build is not None else None),
+        build=collected.build,
     )
 
 

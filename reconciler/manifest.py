@@ -23,7 +23,11 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 SETTINGS_FIELDS = ("description", "compatible_runtimes", "compatible_architectures", "license_info")
-CONTENT_SOURCES = ("path", "zip", "s3")
+CONTENT_SOURCES = ("path", "zip", "s3", "lock")
+# A content option -> the sources it applies to.
+_CONTENT_OPTIONS = {"prefix": ("path", "lock"), "exclude": ("path",), "normalize": ("zip",),
+                    "find_links": ("lock",), "index_url": ("lock",),
+                    "exclude_packages": ("lock",)}
 LAYER_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12})"
     r":layer:(?P<name>[a-zA-Z0-9_-]{1,140})$"
@@ -201,13 +205,22 @@ def _content_refs(document: _Document) -> tuple[model.ContentRef, ...]:
         content = layer.get("content") if isinstance(layer, dict) else None
         if not isinstance(content, dict):
             continue
-        named = [source for source in ("path", "zip") if isinstance(content.get(source), str)]
+        named = [source for source in ("path", "zip", "lock")
+                 if isinstance(content.get(source), str)]
         if len(named) != 1 or "s3" in content:
             continue
         field_path: schemacheck.Path = ("layers", key, "content", named[0])
         refs.append(model.ContentRef(field_path=field_path, kind=model.SourceKind(named[0]),
                                      relpath=content[named[0]],
                                      location=document.values[field_path]))
+        folders = content.get("find_links") if named == ["lock"] else None
+        # A lock's wheel folders are content too: each must be a folder in the repository.
+        for index, folder in enumerate(folders if isinstance(folders, list) else []):
+            folder_path: schemacheck.Path = ("layers", key, "content", "find_links", index)
+            if isinstance(folder, str) and folder_path in document.values:
+                refs.append(model.ContentRef(field_path=folder_path,
+                                             kind=model.SourceKind.PATH, relpath=folder,
+                                             location=document.values[folder_path]))
     return tuple(refs)
 
 
@@ -399,7 +412,8 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[schemacheck.Path,
         sources = [source for source in CONTENT_SOURCES if source in content]
         if len(sources) != 1:
             found = f" (found {', '.join(sources)})" if sources else ""
-            yield (("layers", key, "content"), f"needs exactly one of path, zip or s3{found}")
+            yield (("layers", key, "content"),
+                   f"needs exactly one of path, zip, s3 or lock{found}")
             continue
         listed_regions = data.get("region")
         if sources == ["s3"] and isinstance(listed_regions, list) and len(listed_regions) > 1:
@@ -407,9 +421,11 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[schemacheck.Path,
                    f"Lambda reads an S3 object from its own region only, and this manifest "
                    f"lists {len(listed_regions)} regions: a layer with content.s3 is published "
                    "to one region (use `path` or `zip` with an artifact_bucket map for many)")
-        for option, owner in (("prefix", "path"), ("exclude", "path"), ("normalize", "zip")):
-            if option in content and owner not in sources:
-                yield (("layers", key, "content", option), f"only applies to a `{owner}` source")
+        for option, owners in _CONTENT_OPTIONS.items():
+            if option in content and not set(owners) & set(sources):
+                yield (("layers", key, "content", option),
+                       f"only applies to a {' or '.join(f'`{owner}`' for owner in owners)} "
+                       "source")
         prefix = content.get("prefix")
         if isinstance(prefix, str) and (
                 prefix.startswith("/") or "\\" in prefix
@@ -456,6 +472,7 @@ def _build(document: _Document, *, file: str, content_refs: tuple[model.ContentR
         content = layer["content"]
         kind = next(model.SourceKind(source) for source in CONTENT_SOURCES if source in content)
         s3 = content.get("s3") or {}
+        built = kind is model.SourceKind.LOCK
         match = parse_layer_arn(key)
         layers.append(model.LayerSpec(
             key=key,
@@ -466,13 +483,20 @@ def _build(document: _Document, *, file: str, content_refs: tuple[model.ContentR
             content=model.ContentSpec(
                 kind=kind,
                 path=content.get("path"),
-                prefix=content.get("prefix", "").strip("/"),
+                prefix=content.get("prefix", "python" if built else "").strip("/"),
                 exclude=tuple(content.get("exclude", ())),
                 zip=content.get("zip"),
                 normalize=bool(content.get("normalize", False)),
                 s3_bucket=s3.get("bucket"),
                 s3_key=s3.get("key"),
                 s3_object_version=s3.get("object_version"),
+                lock=content.get("lock"),
+                find_links=tuple(content.get("find_links", ())),
+                index_url=content.get("index_url"),
+                exclude_packages=tuple(content.get("exclude_packages", ())),
+                build_runtimes=tuple(merged["compatible_runtimes"] or ()) if built else (),
+                build_architectures=(tuple(merged["compatible_architectures"] or ())
+                                     if built else ()),
             ),
             location=document.keys[("layers", key)],
             upload=layer.get("upload", defaults.get("upload")),

@@ -26,6 +26,8 @@ class SourceKind(enum.Enum):
     PATH = "path"
     ZIP = "zip"
     S3 = "s3"
+    # A Python layer the tool builds itself from a lock file (content.lock).
+    LOCK = "lock"
 
 
 class UploadRoute(enum.Enum):
@@ -196,6 +198,15 @@ class ContentSpec:
     s3_bucket: str | None = None
     s3_key: str | None = None
     s3_object_version: str | None = None
+    # A built layer (`lock`): the lock file, the wheel folders looked in first, the index,
+    # the packages left out, and the layer's runtimes and architectures (its build target is
+    # part of what its content is, so a change of them is a change of content).
+    lock: str | None = None
+    find_links: tuple[str, ...] = ()
+    index_url: str | None = None
+    exclude_packages: tuple[str, ...] = ()
+    build_runtimes: tuple[str, ...] = ()
+    build_architectures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -294,6 +305,24 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class BuildInfo:
+    """What a layer built from a lock holds, for the plan to show and the state to record:
+    the build `target` (`python3.12 x86_64 (Amazon Linux 2023, glibc 2.34)`, several joined
+    by `; `), the packages in it (name, version, sorted by name), the ones the lock lists but
+    the layer leaves out and why (`exclude_packages`, or not needed on the target by its
+    markers), the digest of the build's inputs, and, once the zip is built, each package's
+    size unzipped. `recorded` is the package list the state recorded for the layer and
+    region (None: none recorded), for the plan's `numpy 2.1.0 -> 2.2.6`."""
+
+    target: str
+    inputs_sha256: str
+    packages: tuple[tuple[str, str], ...]
+    left_out: tuple[tuple[str, str], ...] = ()
+    sizes: tuple[tuple[str, int], ...] = ()
+    recorded: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
 class Artifact:
     """A layer's content identity. `fingerprint` is always known (computed without zipping);
     the zip digests are known once the zip is built (or recorded in the lockfile)."""
@@ -307,6 +336,8 @@ class Artifact:
     # The files and folders of a folder layer that git ignores, left out (a folder counts
     # once: it is never descended). The plan says how many.
     git_ignored: int = 0
+    # A layer built from a lock: what the build holds (None for every other kind).
+    build: BuildInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +389,10 @@ class LockEntry:
     layer_version_arn: str
     settings_sha256: str
     manifest: str = field(default="", compare=False)
+    # A layer built from a lock: the digest of the build's inputs and the packages (name,
+    # version) it held ("" and () for every other kind).
+    inputs_sha256: str = ""
+    packages: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -415,6 +450,7 @@ class Desired:
     grants: tuple[Grant, ...] = ()
     source: SourceKind = SourceKind.PATH
     unzipped_size: int | None = None
+    build: BuildInfo | None = None  # a layer built from a lock
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,45 @@ def _lock_entry(entry: model.LockEntry) -> dict[str, Any]:
         "code_sha256": entry.code_sha256, "code_size": entry.code_size,
         "version": entry.version, "layer_version_arn": entry.layer_version_arn,
         "settings_sha256": entry.settings_sha256,
+        **({"inputs_sha256": entry.inputs_sha256,
+            "packages": [[name, version] for name, version in entry.packages]}
+           if entry.inputs_sha256 else {}),
     }
+
+
+def _build(build: model.BuildInfo) -> dict[str, Any]:
+    """A built layer's summary: what the plan shows of the build."""
+    return {
+        "target": build.target,
+        "inputs_sha256": build.inputs_sha256,
+        "packages": [[name, version] for name, version in build.packages],
+        "left_out": [[name, why] for name, why in build.left_out],
+        "sizes": [[name, size] for name, size in build.sizes],
+        "recorded": (None if build.recorded is None
+                     else [[name, version] for name, version in build.recorded]),
+    }
+
+
+def _read_build(raw: Any, *, where: str) -> model.BuildInfo | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise PlanFileError(f"the plan file's `{where}` is not an object")
+
+    def pairs(key: str, kind: type) -> tuple[tuple[str, Any], ...]:
+        value = raw.get(key) or []
+        if not isinstance(value, list) or not all(
+                isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+                and isinstance(pair[1], kind) for pair in value):
+            raise PlanFileError(f"the plan file's `{where}.{key}` is not a list of pairs")
+        return tuple((pair[0], pair[1]) for pair in value)
+
+    recorded = None if raw.get("recorded") is None else pairs("recorded", str)
+    return model.BuildInfo(
+        target=str(_require(raw, "target", str, where=where + ".")),
+        inputs_sha256=str(_require(raw, "inputs_sha256", str, where=where + ".")),
+        packages=pairs("packages", str), left_out=pairs("left_out", str),
+        sizes=pairs("sizes", int), recorded=recorded)
 
 
 def _current(version: model.RemoteVersion | None) -> dict[str, Any] | None:
@@ -63,6 +101,7 @@ def _desired(desired: model.Desired) -> dict[str, Any]:
         "unzipped_size": desired.unzipped_size,
         "grants": [[grant.kind, grant.principal] for grant in desired.grants],
         **desired.settings.as_dict(),
+        **({"build": _build(desired.build)} if desired.build is not None else {}),
     }
 
 
@@ -213,6 +252,7 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
                      for kind, principal in desired_raw.get("grants", [])),
         source=source,
         unzipped_size=_optional_int(desired_raw, "unzipped_size"),
+        build=_read_build(desired_raw.get("build"), where=f"{where}desired.build"),
     )
     current_raw = raw.get("current")
     current = None
@@ -230,7 +270,10 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
         try:
             record = model.LockEntry(**{name: record_raw[name] for name in (
                 "fingerprint", "content_sha256", "code_sha256", "code_size", "version",
-                "layer_version_arn", "settings_sha256")})
+                "layer_version_arn", "settings_sha256")},
+                inputs_sha256=str(record_raw.get("inputs_sha256") or ""),
+                packages=tuple((str(name), str(version))
+                               for name, version in record_raw.get("packages") or ()))
         except KeyError as exc:
             raise PlanFileError(f"the plan file's `{where}record_entry` lacks {exc}") from None
     diff_raw = raw.get("diff") or {}

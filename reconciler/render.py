@@ -86,6 +86,40 @@ def fleet_lines(change: model.LayerChange) -> list[str]:
     return lines
 
 
+_LARGEST_SHOWN = 5
+
+
+def build_lines(change: model.LayerChange) -> list[str]:
+    """What a create or publish of a layer built from a lock builds: the target, the
+    packages added, removed and changed against the recorded list (`numpy 2.1.0 -> 2.2.6`;
+    every package when none is recorded), the largest packages unzipped, and what the lock
+    lists but the layer leaves out, and why."""
+    build = change.desired.build
+    if build is None or change.action not in (model.Action.CREATE, model.Action.PUBLISH):
+        return []
+    count = len(build.packages)
+    lines = [f"build: {build.target}, {count} package{'s' if count != 1 else ''}"]
+    if build.recorded is None:
+        if build.packages:
+            lines.append("packages: " + ", ".join(f"{name} {version}"
+                                                  for name, version in build.packages))
+    else:
+        before, after = dict(build.recorded), dict(build.packages)
+        parts = [f"+ {name} {after[name]}" for name in sorted(after.keys() - before.keys())]
+        parts += [f"- {name} {before[name]}" for name in sorted(before.keys() - after.keys())]
+        parts += [f"{name} {before[name]} -> {after[name]}" for name in sorted(
+            after.keys() & before.keys()) if before[name] != after[name]]
+        lines.append("packages: " + (", ".join(parts) if parts else "the same as recorded"))
+    if build.sizes:
+        largest = sorted(build.sizes, key=lambda item: (-item[1], item[0]))[:_LARGEST_SHOWN]
+        lines.append("largest unzipped: " + ", ".join(f"{name} {byte_size(size)}"
+                                                      for name, size in largest))
+    if build.left_out:
+        lines.append("left out: " + ", ".join(f"{name} ({why})"
+                                              for name, why in build.left_out))
+    return lines
+
+
 def summary_line(plan: model.Plan) -> str:
     """`Plan: 1 to create, 1 to publish, 3 unchanged.` (and deletions, grants, records and
     layers in error when there are any)."""
@@ -165,6 +199,7 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
         for field_change in change.diff:
             details.extend(_field_lines(field_change))
         details.extend(fleet_lines(change))
+        details.extend(build_lines(change))
         sizes = size_text(change)
         if sizes:
             details.append(sizes)
@@ -216,13 +251,15 @@ def markdown(plan: model.Plan, *, title: str = "reconcile plan") -> str:
         lines += ["", f"{unchanged} unchanged layer version(s) not shown."]
     if plan.changes:
         details = [change for change in shown
-                   if change.diff or change.notes or fleet_lines(change)]
+                   if change.diff or change.notes or fleet_lines(change)
+                   or build_lines(change)]
         if details:
             lines += ["", "<details><summary>Details</summary>", ""]
             for change in details:
                 lines.append(f"- `{change.layer}` ({change.region})")
                 lines += [f"  - `{line}`" for fc in change.diff for line in _field_lines(fc)]
                 lines += [f"  - {line}" for line in fleet_lines(change)]
+                lines += [f"  - {line}" for line in build_lines(change)]
                 lines += [f"  - {note}" for note in change.notes]
             lines += ["", "</details>"]
     return "\n".join(lines) + "\n"

@@ -156,6 +156,12 @@ def _what(change: model.LayerChange) -> dict[str, object]:
             "upload route": location.route.value if location else None,
             "upload bucket": s3.bucket if s3 else None, "upload key": s3.key if s3 else None,
             "upload object version": s3.version if s3 else None,
+            # A built layer: what it is built for and from (the sizes follow from these).
+            **({"build target": desired.build.target,
+                "build inputs": desired.build.inputs_sha256,
+                "build packages": list(desired.build.packages),
+                "build left out": list(desired.build.left_out)}
+               if desired.build is not None else {}),
         })
     elif change.action is model.Action.DELETE:
         facts.update({"version arn": current.layer_version_arn if current else None,
@@ -184,7 +190,9 @@ def _what(change: model.LayerChange) -> dict[str, object]:
                       "recorded content_sha256": record.content_sha256,
                       "recorded code_size": record.code_size,
                       "recorded fingerprint": record.fingerprint,
-                      "recorded settings": record.settings_sha256})
+                      "recorded settings": record.settings_sha256,
+                      "recorded inputs": record.inputs_sha256,
+                      "recorded packages": list(record.packages)})
     return facts
 
 

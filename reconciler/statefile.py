@@ -10,7 +10,9 @@ write and keeps it; its `serial` is raised by every write (`next_write`, which e
 calls on the Lock it is about to write). A lockfile older than them reads as lineage unknown
 ("") and serial 0, and gets both on its next write; until then its bytes are left alone, so
 that an apply that changes nothing rewrites nothing. `push_refusal` is the rule `state push`
-follows. An entry's owner (`manifest`) is written only when known, for the same reason.
+follows. An entry's owner (`manifest`) is written only when known, for the same reason, and
+so are a built layer's `inputs_sha256` and `packages` (a folder or zip layer's entry keeps
+its bytes).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def encode(lock: model.Lock) -> str:
         written = {name: getattr(entry, name) for name in _FIELDS}
         if entry.manifest:
             written["manifest"] = entry.manifest
+        if entry.inputs_sha256:
+            written["inputs_sha256"] = entry.inputs_sha256
+            written["packages"] = [[name, version] for name, version in entry.packages]
         layers.setdefault(layer, {})[region] = written
     document: dict[str, Any] = {"lockfile_version": LOCKFILE_VERSION, "layers": layers}
     if lock.lineage:
@@ -129,8 +134,30 @@ def decode(text: str, *, file: str) -> model.Lock:
             if not isinstance(owner, str):
                 raise errors.LockfileError(f"{file}: {where}.manifest is not a str")
             _writable(owner, file=file, where=f"{where}.manifest")
-            entries[(layer, region)] = model.LockEntry(**values, manifest=owner)
+            entries[(layer, region)] = model.LockEntry(
+                **values, manifest=owner, **_build_fields(raw, file=file, where=where))
     return model.Lock(entries=entries, lineage=lineage, serial=serial)
+
+
+def _build_fields(raw: dict[str, Any], *, file: str, where: str) -> dict[str, Any]:
+    """A built layer's `inputs_sha256` (hex) and `packages` ([name, version] pairs), checked;
+    none for an entry of another kind."""
+    if "inputs_sha256" not in raw and "packages" not in raw:
+        return {}
+    digest, packages = raw.get("inputs_sha256"), raw.get("packages")
+    if not isinstance(digest, str) or len(digest) != 64 or any(
+            char not in "0123456789abcdef" for char in digest):
+        raise errors.LockfileError(f"{file}: {where}.inputs_sha256 is not a hex SHA-256")
+    if not isinstance(packages, list) or not all(
+            isinstance(pair, list) and len(pair) == 2
+            and all(isinstance(part, str) for part in pair) for pair in packages):
+        raise errors.LockfileError(f"{file}: {where}.packages is not a list of "
+                                   "[name, version] pairs")
+    for name, version in packages:
+        _writable(name, file=file, where=f"{where}.packages")
+        _writable(version, file=file, where=f"{where}.packages")
+    return {"inputs_sha256": digest,
+            "packages": tuple((name, version) for name, version in packages)}
 
 
 def _shown(value: object) -> str:

@@ -21,9 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__, errors, manifest, model
+from reconciler import __version__, builds, errors, manifest, model
 from reconciler import content as layer_content
-from reconciler.content import common, zipsource
+from reconciler.content import common, lock, zipsource
 
 CACHE_DIR_NAME = ".reconcile"
 
@@ -186,6 +186,10 @@ def content_problems(refs: tuple[model.ContentRef, ...], *, file: str, base_dir:
                    or common.inside_git_folder(ref.relpath, base_dir=base_dir))
         if outside is not None:
             message: str | None = outside
+        elif ref.kind is model.SourceKind.LOCK:
+            message = (f"lock file '{ref.relpath}' does not exist (relative to {base_dir})"
+                       if not target.exists() else
+                       f"'{ref.relpath}' is not a file" if not target.is_file() else None)
         elif ref.kind is model.SourceKind.PATH:
             if not target.exists():
                 message = (f"folder '{ref.relpath}' does not exist (relative to "
@@ -228,6 +232,29 @@ def _zip_problem(zip_path: Path, *, shown: str, as_is: bool) -> str | None:
     return None
 
 
+def _lock_problems(spec: model.LayerSpec, *, ref: model.ContentRef, file: str,
+                   base_dir: Path) -> list[errors.Problem]:
+    """What reading a built layer's lock for its targets finds: every located problem of the
+    lock itself (its file and line), and anything else (the target, a package without a
+    wheel in a lock's own list) located at the layer's `content.lock`. Nothing is fetched."""
+    label = f"layers.{spec.key}"
+    try:
+        lock.identify(spec.content, base_dir=base_dir, label=label)
+    except builds.LockError as refused:
+        return list(refused.problems)
+    except errors.ContentError as refused:
+        message = refused.message.removeprefix(f"{label}: ")
+        if refused.hint:
+            message += f"; {refused.hint}"
+        return [errors.Problem(file, ref.location.line, ref.location.column,
+                               manifest.field_name(ref.field_path), message)]
+    except OSError as unreadable:
+        return [errors.Problem(file, ref.location.line, ref.location.column,
+                               manifest.field_name(ref.field_path),
+                               f"cannot read {ref.relpath}: {unreadable.strerror}")]
+    return []
+
+
 def walk_problems(space: Workspace, parsed: model.Manifest) -> list[errors.Problem]:
     """What the walk that `plan` makes of each folder layer and zip to normalize refuses (an
     empty folder, a link or a hard link out, a FIFO, a device, a name a zip cannot hold, the
@@ -235,10 +262,13 @@ def walk_problems(space: Workspace, parsed: model.Manifest) -> list[errors.Probl
     plan's (content.collect, with the same skipped paths), without reading any file's bytes:
     for `validate`, which makes no AWS call and so runs no plan. A zip used as it is was
     checked by load_manifest; its data is verified at plan, once per SHA-256."""
-    refs = {ref.field_path[1]: ref for ref in parsed.content_refs}
+    refs = {ref.field_path[1]: ref for ref in parsed.content_refs if len(ref.field_path) == 4}
     problems: list[errors.Problem] = []
     for spec in parsed.layers:
         ref = refs.get(spec.key)
+        if ref is not None and spec.content.kind is model.SourceKind.LOCK:
+            problems += _lock_problems(spec, ref=ref, file=parsed.file, base_dir=space.base_dir)
+            continue
         walked = spec.content.kind is model.SourceKind.PATH or (
             spec.content.kind is model.SourceKind.ZIP and spec.content.normalize)
         if ref is None or not walked:

@@ -73,7 +73,7 @@ def test_validate_example_from_unrelated_cwd(tmp_path: Path, env: dict[str, str]
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result.stdout
-    assert lines[0].startswith(f"{EXAMPLE}: valid: 3 layers")
+    assert lines[0].startswith(f"{EXAMPLE}: valid: 4 layers")
     assert tree(tmp_path) == set()
 
 
@@ -189,7 +189,7 @@ def test_validate_accepts_the_common_aws_options(tmp_path: Path, env: dict[str, 
     result = run(["validate", "-f", str(EXAMPLE), "--profile", "nosuch", "--endpoint-url",
                   "not-a-url", "--max-attempts", "3", "--no-summary"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    assert "valid: 3 layers" in result.stdout
+    assert "valid: 4 layers" in result.stdout
 
 
 def test_validate_warns_of_unsupported_features_in_line_order(

@@ -49,6 +49,10 @@ class FakeStores:
         return session.Remote(layers=self._lambda, objects=self._lambda.objects,
                               default_region="us-east-1", prepare=lambda regions: None)
 
+    def package_index(self, url: str) -> ports.PackageIndex:
+        """No index: these tests build no layer from a lock."""
+        raise AssertionError(f"no package index in these tests ({url})")
+
 
 @pytest.fixture
 def fake_lambda(aws_isolated: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLayerStore]:

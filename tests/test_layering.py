@@ -34,7 +34,7 @@ PACKAGE = "reconciler"
 BUILDS_PURE = frozenset({"builds", "builds.target", "builds.tomlfile", "builds.requirements",
                          "builds.pylock", "builds.uvlock", "builds.selection",
                          "builds.simpleapi"})
-BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache", "builds.index"})
+BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache", "builds.index", "builds.fetch"})
 # The decision, one module per concern (the package re-exports them): each knows its siblings,
 # never the package that gathers them.
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
@@ -43,7 +43,8 @@ PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", 
 CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipmembers",
                   "planner", *PLANNER_PARTS, "render", "ports", "planfile", "savedplan",
                   "statefile", "ratelimit", "lambdaos", "elfcheck", *BUILDS_PURE})
-CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
+CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3",
+                           "content.lock"})
 # The aws package's modules, each allowed to import only the ones before it.
 AWS_CHAIN = ("aws.answers", "aws.failures", "aws.session", "aws.transfer", "aws.objects",
              "aws.layers")
@@ -105,6 +106,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     # A content kind knows the shared pieces and the core, never another kind or the package
     # that dispatches to it; the shared pieces know no kind.
     **{kind: CORE | CONTENT_SHARED - {kind} for kind in CONTENT_KINDS},
+    # The built layer's kind uses the builds package (its shell: the wheels, their fetching).
+    "content.lock": CORE | CONTENT_SHARED | BUILDS_SHELL,
     "content.common": CORE,
     # git's ignore rules: it reads ignore files and knows no content kind.
     "content.gitignore": frozenset(),

@@ -424,12 +424,12 @@ BAD_CASES = [
         yaml_lines("version: 1", *layer(content="content:"), "      path: x",
                    "      zip: x.zip"),
         [Expected(4, 5, "layers.a.content",
-                  "needs exactly one of path, zip or s3 (found path, zip)")],
+                  "needs exactly one of path, zip, s3 or lock (found path, zip)")],
         id="two-content-sources",
     ),
     pytest.param(
         yaml_lines("version: 1", *layer(content="content:"), "      exclude: ['*.md']"),
-        [Expected(4, 5, "layers.a.content", "needs exactly one of path, zip or s3")],
+        [Expected(4, 5, "layers.a.content", "needs exactly one of path, zip, s3 or lock")],
         id="no-content-source",
     ),
     pytest.param(
@@ -439,7 +439,7 @@ BAD_CASES = [
     ),
     pytest.param(
         yaml_lines("version: 1", *layer(content="content: {zip: a.zip, prefix: python}")),
-        [Expected(4, 27, "layers.a.content.prefix", "only applies to a `path` source")],
+        [Expected(4, 27, "layers.a.content.prefix", "only applies to a `path` or `lock` source")],
         id="prefix-on-zip-source",
     ),
     pytest.param(

@@ -67,19 +67,33 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
     }
     content = {
         "type": "object",
-        "description": "Exactly one of path, zip or s3.",
+        "description": "Exactly one of path, zip, s3 or lock.",
         "additionalProperties": False,
         "properties": {
             "path": {"type": "string", "minLength": 1,
                      "description": "A folder, zipped deterministically by the tool."},
             "prefix": {"type": "string",
-                       "description": "Put the folder's files under this folder in the zip."},
+                       "description": "Put the folder's files (or a built layer's packages: "
+                                      "default `python`) under this folder in the zip."},
             "exclude": {"type": "array", "items": {"type": "string"},
                         "description": "gitignore-style patterns, on top of built-in ones."},
             "zip": {"type": "string", "minLength": 1,
                     "description": "A zip built elsewhere, uploaded byte for byte."},
             "normalize": {"type": "boolean",
                           "description": "Repack the zip by the tool's deterministic rules."},
+            "lock": {"type": "string", "minLength": 1,
+                     "description": "A pinned, hashed requirements.txt, a pylock.toml or a "
+                                    "uv.lock: the tool builds the layer from its wheels."},
+            "find_links": {"type": "array", "items": {"type": "string", "minLength": 1},
+                           "description": "Folders of wheels, looked in before the index."},
+            "index_url": {"type": "string", "pattern": "^https?://",
+                          "description": "The package index's simple API (for "
+                                         "requirements.txt); default RECONCILE_INDEX_URL, "
+                                         "then PIP_INDEX_URL, then PyPI."},
+            "exclude_packages": {"type": "array",
+                                 "items": {"type": "string", "minLength": 1},
+                                 "description": "Packages the runtime provides, left out of "
+                                                "the layer."},
             "s3": {
                 "type": "object",
                 "additionalProperties": False,

@@ -9,6 +9,7 @@ patching: `compose` asks the factory in force, the boto3 one unless overridden.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import model, ports, ratelimit
+from reconciler import errors, model, ports, ratelimit
 from reconciler.command import lazy
 from reconciler.state import local as local_state
 
@@ -83,6 +84,21 @@ class Boto3Stores:
                               default_region=os.environ.get("AWS_REGION")
                               or store.default_region(),
                               prepare=store.prepare)
+
+
+    def package_index(self, url: str) -> ports.PackageIndex:
+        """The HTTP client of the package index at `url` (reconciler.builds.index), with
+        the environment's proxies and CA bundle."""
+        try:
+            # Imported by name: the client is its own module, loaded only by a build that
+            # downloads (most plans never do).
+            index = importlib.import_module("reconciler.builds.index")
+        except ModuleNotFoundError as missing:
+            raise errors.ContentError(
+                f"a wheel must be downloaded from {url}, and this reconcile has no package "
+                "index client", hint="put the wheels in a find_links folder") from missing
+        client: ports.PackageIndex = index.IndexClient(url=url, environ=os.environ)
+        return client
 
 
 Factory = Callable[[Options], "session.Stores"]

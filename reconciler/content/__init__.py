@@ -1,4 +1,5 @@
-"""Layer content by kind: a ContentSpec's kind chooses its module (`folder`, `zipsource`), and
+"""Layer content by kind: a ContentSpec's kind chooses its module (`folder`, `zipsource`, `lock`:
+a layer built from a lock file), and
 this package's functions are the one place that dispatches on it for local content. An S3
 source (`s3`) has no local entries: `artifacts` asks HeadObject through the ArtifactStore port
 and `s3` turns the answer into its identity. Shared pieces live in `common` and the stat cache
@@ -25,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler import errors, model
-from reconciler.content import common, folder, statcache, zipsource
+from reconciler.builds import fetch
+from reconciler.content import common, folder, lock, statcache, zipsource
 
 
 def collect(
@@ -43,13 +45,17 @@ def collect(
 
 
 def collected(
-    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str]
+    content: model.ContentSpec, *, base_dir: Path, label: str, skip: frozenset[str],
+    sources: fetch.Sources | None = None,
 ) -> common.Collected:
-    """The entries of a folder or a zip to normalize, with what reading their bytes needs."""
+    """The entries of a folder or a zip to normalize, with what reading their bytes needs;
+    for a layer built from a lock, the build's (its wheels come from `sources`)."""
     if content.kind is model.SourceKind.PATH:
         return folder.collect(content, base_dir=base_dir, label=label, skip=skip)
     if content.kind is model.SourceKind.ZIP:
         return zipsource.collect(content, base_dir=base_dir, label=label)
+    if content.kind is model.SourceKind.LOCK:
+        return lock.collect(content, base_dir=base_dir, label=label, sources=sources)
     raise _s3_unsupported(label)
 
 
@@ -78,6 +84,8 @@ def identify(
                                    skip=skip)
         if content.kind is model.SourceKind.ZIP:
             return zipsource.identify(content, base_dir=base_dir, label=label, cache=cache)
+        if content.kind is model.SourceKind.LOCK:
+            return lock.identify(content, base_dir=base_dir, label=label)
         raise _s3_unsupported(label)
 
 

@@ -123,6 +123,7 @@ class Collected:
     stats: dict[str, os.stat_result]
     zip_path: Path | None = None
     git_ignored: int = 0  # files and folders git ignores, left out (content.gitignore)
+    build: model.BuildInfo | None = None  # a layer built from a lock: what it holds
 
 
 def arcname_prefix(prefix: str, *, label: str) -> str:

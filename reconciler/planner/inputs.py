@@ -52,6 +52,7 @@ def desired_artifact(
         code_size=lock_entry.code_size,
         zip_path=artifact.zip_path,
         unzipped_size=artifact.unzipped_size,
+        build=artifact.build,
     )
 
 

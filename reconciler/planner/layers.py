@@ -121,6 +121,7 @@ def decide(inputs: Inputs) -> model.LayerChange:
         grants=spec.grants,
         source=spec.content.kind,
         unzipped_size=artifact.unzipped_size,
+        build=_with_recorded(artifact.build, lock_entry),
     )
     reasons: list[model.Reason] = []
     notes: list[str] = []
@@ -248,6 +249,17 @@ def settings_diff(before: model.Settings, after: model.Settings) -> tuple[model.
     return tuple(sorted(changes, key=lambda change: order.index(change.field)))
 
 
+def _with_recorded(build: model.BuildInfo | None,
+                   lock_entry: model.LockEntry | None) -> model.BuildInfo | None:
+    """A built layer's summary with the package list the state recorded (for the plan's
+    `numpy 2.1.0 -> 2.2.6`); None when the state records none."""
+    if build is None:
+        return None
+    recorded = lock_entry.packages if lock_entry is not None and lock_entry.inputs_sha256 \
+        else None
+    return replace(build, recorded=recorded)
+
+
 def _observed_entry(desired: model.Desired, version: model.RemoteVersion) -> model.LockEntry:
     code_sha256 = version.code_sha256 or desired.code_sha256 or ""
     # An S3 object without a SHA-256 checksum: its digest is the one Lambda computed.
@@ -261,6 +273,8 @@ def _observed_entry(desired: model.Desired, version: model.RemoteVersion) -> mod
         version=version.version,
         layer_version_arn=version.layer_version_arn,
         settings_sha256=desired.settings.digest(desired.grants),
+        inputs_sha256=desired.build.inputs_sha256 if desired.build else "",
+        packages=desired.build.packages if desired.build else (),
     )
 
 

@@ -43,6 +43,10 @@ class Stores(Protocol):
     def remote(self) -> Remote:
         """The Lambda and S3 stores, and the default region."""
 
+    def package_index(self, url: str) -> ports.PackageIndex:
+        """The package index at `url` (a simple API root), for layers built from locks;
+        called only when a wheel must come from an index."""
+
 
 @dataclass(frozen=True)
 class Session:
@@ -77,7 +81,8 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
             started.cancel()
         raise
     code = artifacts.LocalCode(space=space, manifest=parsed,
-                               head_start=begun[0] if begun else None)
+                               head_start=begun[0] if begun else None,
+                               package_index=stores.package_index)
     state = stores.state_backend(parsed)
     remote = stores.remote()
     selection = planning.select(parsed, default_region=remote.default_region,
