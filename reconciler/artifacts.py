@@ -451,11 +451,15 @@ def _build_zip(
             common.EntryReader(collected.stats) as reader,
             zipindex.open_previous(previous_zip) as previous,
         ):
+            raw_source = _wheel_members(collected.entries) \
+                if content.kind is model.SourceKind.LOCK else None
             built = zipbuild.write_zip(
                 collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
-                known_sha256=known_sha256,
-                # Members of one zip are read through one shared ZipFile: one worker.
-                workers=None if content.kind is model.SourceKind.PATH else 1,
+                known_sha256=known_sha256, raw_source=raw_source,
+                # Members of one zip are read through one shared ZipFile: one worker (a
+                # wheel's are read by their offsets, from any thread).
+                workers=None if content.kind in (model.SourceKind.PATH, model.SourceKind.LOCK)
+                else 1,
             )
             temp_file.flush()
             os.fsync(temp_file.fileno())
@@ -480,6 +484,23 @@ def _build_zip(
                        if collected.build is not None else None),
         build=collected.build,
     )
+
+
+def _wheel_members(entries: list[model.Entry]) -> zipbuild.RawSource:
+    """A built layer's entries (`<wheel>\\0<member>`) by their wheels' offsets: every member
+    is read by pread, and a deflated one keeps the wheel's own compressed bytes (the zip is a
+    function of the wheels, not of this machine's zlib)."""
+    members: dict[str, dict[str, zipbuild.RawMember]] = {}
+    for entry in entries:
+        wheel, separator, _ = entry.source.partition("\0")
+        if separator and wheel not in members:
+            members[wheel] = zipbuild.raw_members(wheel)
+
+    def raw_source(entry: model.Entry) -> zipbuild.RawMember | None:
+        wheel, separator, member = entry.source.partition("\0")
+        return members[wheel].get(member) if separator else None
+
+    return raw_source
 
 
 def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> list[Path]:

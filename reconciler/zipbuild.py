@@ -54,29 +54,33 @@ KnownSha256 = Callable[[model.Entry], str]
 
 @dataclass(frozen=True)
 class RawMember:
-    """A deflated member of another zip (a wheel) whose compressed bytes a build copies: the
-    file, where the member's data starts in it, and what its central directory says."""
+    """A member of another zip (a wheel) that a build reads by its offsets: the file, where
+    the member's data starts in it, and what its central directory says. A `deflated`
+    member's compressed bytes are copied; a stored one is deflated as any file (both checked
+    against the CRC). Read with pread, so any thread may read any member."""
 
     path: str
     data_offset: int
     compressed_size: int
     crc: int
     size: int
+    deflated: bool = True
 
 
 RawSource = Callable[[model.Entry], "RawMember | None"]
 
 
 def raw_members(zip_path: str) -> dict[str, RawMember]:
-    """The deflated, unencrypted members of the zip at `zip_path` by name, each with the
-    offset of its data (read from its local header, whose name and extra lengths may differ
-    from the central directory's). Raises ContentError for a zip whose headers do not add up.
-    """
+    """The deflated or stored, unencrypted members of the zip at `zip_path` by name, each
+    with the offset of its data (read from its local header, whose name and extra lengths may
+    differ from the central directory's). Raises ContentError for a zip whose headers do not
+    add up."""
     found: dict[str, RawMember] = {}
     with open(zip_path, "rb") as file, zipfile.ZipFile(file) as archive_file:
         size = os.fstat(file.fileno()).st_size
         for info in archive_file.infolist():
-            if info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & 0x1:
+            if info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED) \
+                    or info.flag_bits & 0x1:
                 continue
             header = os.pread(file.fileno(), _LOCAL_HEADER_SIZE, info.header_offset)
             if len(header) != _LOCAL_HEADER_SIZE or header[:4] != b"PK\x03\x04":
@@ -91,7 +95,8 @@ def raw_members(zip_path: str) -> dict[str, RawMember]:
                     "the file")
             found[info.filename] = RawMember(
                 path=zip_path, data_offset=data_offset, compressed_size=info.compress_size,
-                crc=info.CRC, size=info.file_size)
+                crc=info.CRC, size=info.file_size,
+                deflated=info.compress_type == zipfile.ZIP_DEFLATED)
     return found
 
 
@@ -119,8 +124,10 @@ class _Deflated:
             self.spool.close()
 
 
-def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool) -> _Deflated:
-    """Read, hash and deflate one file exactly as zipfile does (same chunks, same settings)."""
+def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool,
+             expected_crc: int | None = None) -> _Deflated:
+    """Read, hash and deflate one file exactly as zipfile does (same chunks, same settings);
+    with `expected_crc` (a stored wheel member's), refuse bytes that do not have it."""
     compressor = zlib.compressobj(archive.DEFLATE_LEVEL, zlib.DEFLATED, zipindex.WINDOW_BITS)
     digest = hashlib.sha256()
     result = _Deflated(crc=0, sha256="", compressed_size=0)
@@ -149,6 +156,10 @@ def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool) -> _De
                 keep(compressor.compress(chunk))
         if copied != entry.size:
             raise archive.size_changed(entry, copied=copied)
+        if expected_crc is not None and result.crc != expected_crc:
+            raise errors.ContentError(
+                f"{entry.arcname}: the wheel's data for it does not match its header "
+                "(size or CRC): the wheel is damaged")
         keep(compressor.flush())
     except BaseException:
         result.close()
@@ -208,6 +219,32 @@ def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool) -> _Deflated
         raise
     result.sha256 = digest.hexdigest()
     return result
+
+
+class _StoredReader:
+    """A stored member's bytes, read with pread from its own file handle."""
+
+    def __init__(self, raw: RawMember) -> None:
+        self._file = open(raw.path, "rb")  # noqa: SIM115 -- closed by __exit__
+        self._position = raw.data_offset
+        self._end = raw.data_offset + raw.compressed_size
+
+    def __enter__(self) -> _StoredReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._file.close()
+
+    def read(self, size: int = -1, /) -> bytes:
+        left = self._end - self._position
+        wanted = left if size < 0 else min(size, left)
+        data = os.pread(self._file.fileno(), wanted, self._position) if wanted > 0 else b""
+        self._position += len(data)
+        return data
+
+
+def _stored(raw: RawMember) -> _StoredReader:
+    return _StoredReader(raw)
 
 
 @dataclass(frozen=True)
@@ -283,7 +320,7 @@ def _plan_tasks(
         # A wheel member's own bytes come first: a previous zip's copy of the same file may be
         # another deflate stream, and the zip must depend on the wheels alone.
         raw = raw_source(entry) if raw_source is not None else None
-        if raw is not None and raw.compressed_size > spool_over:
+        if raw is not None and raw.deflated and raw.compressed_size > spool_over:
             close_batch()
             tasks.append(_Task((_Job(entry, raw=raw, spooled=True,
                                      reserved=min(raw.compressed_size, archive.CHUNK_BYTES)),)))
@@ -295,12 +332,14 @@ def _plan_tasks(
                 close_batch()
                 tasks.append(_Task((_Job(entry, copy_from=old, known_sha256=sha256),)))
                 continue
-        bound = raw.compressed_size if raw is not None else _deflate_bound(entry.size)
-        if raw is None and bound > spool_over:
+        copied = raw is not None and raw.deflated
+        bound = raw.compressed_size if raw is not None and copied else \
+            _deflate_bound(entry.size)
+        if not copied and bound > spool_over:
             close_batch()
             # A spooled job holds one chunk's compressed output in memory at a time.
             reserved = _deflate_bound(min(entry.size, archive.CHUNK_BYTES))
-            tasks.append(_Task((_Job(entry, reserved=reserved, spooled=True),)))
+            tasks.append(_Task((_Job(entry, reserved=reserved, spooled=True, raw=raw),)))
             continue
         if batch and (
             batch_bytes + entry.size > _BATCH_INPUT_BYTES
@@ -335,8 +374,12 @@ def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry) -> list[_De
     results: list[_Deflated] = []
     try:
         for job in jobs:
-            if job.raw is not None:
+            if job.raw is not None and job.raw.deflated:
                 results.append(_copy_raw(job.entry, job.raw, spooled=job.spooled))
+            elif job.raw is not None:
+                raw = job.raw
+                results.append(_deflate(job.entry, open_entry=lambda _: _stored(raw),
+                                        spooled=job.spooled, expected_crc=raw.crc))
             else:
                 results.append(_deflate(job.entry, open_entry=open_entry,
                                         spooled=job.spooled))

@@ -9,7 +9,6 @@ patching: `compose` asks the factory in force, the boto3 one unless overridden.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler import errors, model, ports, ratelimit
+from reconciler import model, ports, ratelimit
 from reconciler.command import lazy
 from reconciler.state import local as local_state
 
@@ -89,15 +88,13 @@ class Boto3Stores:
     def package_index(self, url: str) -> ports.PackageIndex:
         """The HTTP client of the package index at `url` (reconciler.builds.index), with
         the environment's proxies and CA bundle."""
-        try:
-            # Imported by name: the client is its own module, loaded only by a build that
-            # downloads (most plans never do).
-            index = importlib.import_module("reconciler.builds.index")
-        except ModuleNotFoundError as missing:
-            raise errors.ContentError(
-                f"a wheel must be downloaded from {url}, and this reconcile has no package "
-                "index client", hint="put the wheels in a find_links folder") from missing
-        client: ports.PackageIndex = index.IndexClient(url=url, environ=os.environ)
+        # Imported here: only a build that downloads needs it (and urllib.request).
+        from reconciler.builds import index
+        from reconciler.command import views
+
+        # Download lines join the live display on a terminal (dropped elsewhere).
+        client: ports.PackageIndex = index.IndexClient(url=url, environ=os.environ,
+                                                       progress=views.progress)
         return client
 
 

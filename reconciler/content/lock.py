@@ -34,8 +34,10 @@ from reconciler.builds import wheels as wheel_files
 from reconciler.content import common
 
 # What a built layer's bytes depend on besides its wheels, target, prefix and
-# exclude_packages: how wheels are unpacked (builds.wheels) and which wheel is selected
-# (builds.selection, builds.target). Raise it when either changes, so that every built
+# exclude_packages: how wheels are unpacked (builds.wheels), which wheel is selected
+# (builds.selection, builds.target), and how members are encoded (archive's headers; a
+# deflated wheel member's compressed bytes copied as the wheel holds them, a stored one
+# deflated at level 6: zipbuild's raw_source). Raise it when any changes, so that every built
 # layer's inputs digest changes and the layer is built again.
 BUILDER_VERSION = 1
 _PYLOCK_NAME = re.compile(r"^pylock\.([^.]+\.)?toml$")
