@@ -12,8 +12,9 @@ the use cases (`run.*`) and the rest of the shell never import the command layer
 `cli` (the entry point) imports it from outside. Some third-party packages belong to one
 module or package alone (boto3/botocore to the `aws` package, deepdiff to planner.layers,
 typer/click to the command layer and cli). The `aws` package's rooms form a chain (answers,
-failures, session, transfer, objects, layers: each imports only those before it), and the
-rest of the program reaches them through the package alone (`aws.Boto3LayerStore`).
+failures, session, transfer, objects, layers, functions, parameters: each imports only
+those before it), and the rest of the program reaches them through the package alone
+(`aws.Boto3LayerStore`).
 `io`, `zipfile`, `hashlib` and `json` stay allowed in the core: they work on in-memory bytes
 there, and the file system, processes and the network are what the rules keep out.
 Every import counts, including those inside functions and under `if TYPE_CHECKING:`.
@@ -45,7 +46,7 @@ CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipm
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
 # The aws package's modules, each allowed to import only the ones before it.
 AWS_CHAIN = ("aws.answers", "aws.failures", "aws.session", "aws.transfer", "aws.objects",
-             "aws.layers")
+             "aws.layers", "aws.functions", "aws.parameters")
 AWS_ROOMS = frozenset(AWS_CHAIN)
 CONTENT_SHARED = frozenset({"content.common", "content.statcache", "content.gitignore"})
 # The command layer: wiring only; nothing below it imports it.
