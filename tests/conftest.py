@@ -22,7 +22,7 @@ import pytest
 TIERS: dict[str, tuple[str, ...]] = {
     "unit": ("test_archive", "test_builds_target", "test_builds_wheels", "test_containment",
              "test_elfcheck", "test_fleet_planner", "test_forget_planner", "test_gitignore",
-             "test_layering", "test_manifest",
+             "test_layering", "test_manifest", "test_manifest_consumers",
              "test_manifest_fuzz", "test_planfile", "test_planner", "test_prebuilt_zips",
              "test_ratelimit", "test_redact", "test_render", "test_schema", "test_sources",
              "test_statefile", "test_validation_record", "test_zipbuild"),

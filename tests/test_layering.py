@@ -40,7 +40,8 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache"})
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
                            "planner.compose", "planner.forget"})
-CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipmembers",
+CORE = frozenset({"errors", "model", "manifest", "consumerspec", "schemacheck", "archive",
+                  "zipmembers",
                   "planner", *PLANNER_PARTS, "render", "ports", "planfile", "savedplan",
                   "statefile", "ratelimit", "lambdaos", "elfcheck", *BUILDS_PURE})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3"})
@@ -73,7 +74,9 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "__main__": frozenset({"cli"}),
     "errors": frozenset(),
     "model": frozenset({"errors"}),
-    "manifest": frozenset({"errors", "model", "schemacheck"}),
+    "manifest": frozenset({"errors", "model", "schemacheck", "consumerspec"}),
+    # The rules and values of a layer's consumers and parameter, for manifest.
+    "consumerspec": frozenset({"errors", "model"}),
     "schemacheck": frozenset(),
     "archive": frozenset({"errors", "model"}),
     # The reading side of the zip format builds on the writing side's constants.
