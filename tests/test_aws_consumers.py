@@ -272,6 +272,22 @@ def test_tag_lookups_are_rate_limited(proxy: faultproxy.FaultProxy) -> None:
     assert proxy.count(operation="GetResources") == 6
 
 
+def test_function_calls_share_the_regions_lambda_bucket(proxy: faultproxy.FaultProxy,
+                                                       moved: tuple[str, str]) -> None:
+    """A layer store's reads, a function's reads and its updates take tokens from one bucket
+    per region (--max-rps counts every Lambda call): 6 calls at 4 a second (3 at once) take
+    at least 0.75 s."""
+    layers = aws.Boto3LayerStore(max_rps=4)
+    store = aws.Boto3FunctionStore(layers.clients)
+    started = time.monotonic()
+    layers.latest_version(region=REGION, layer_name="shared")  # ListLayerVersions
+    store.function(region=REGION, name="api")  # GetFunctionConfiguration, ListTags
+    for arn in (moved[1], moved[0], moved[1]):
+        store.update_layers(region=REGION, name="api", layers=(arn,), revision_id=None)
+    assert time.monotonic() - started >= 0.7
+    assert proxy.count(operation=UPDATE) == 3
+
+
 # --- parameters ---------------------------------------------------------------------------
 
 
