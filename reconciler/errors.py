@@ -24,8 +24,18 @@ botocore's exceptions (chained with `from`). Anything else escaping is a bug.
         ├── CredentialsError        no credentials or no region                credentials
         ├── EndpointError           the endpoint cannot be reached             endpoint
         ├── PublishNotSent          a publish certainly made no version        publish_not_sent
-        └── PublishOutcomeUnknown   a publish was sent; whether it made a version is unknown
-                                    (next step: look for it, then adopt or retry) publish_unknown
+        ├── OutcomeUnknown          a change was sent and got no clear answer: read it back
+        │   │                       before sending it again                    outcome_unknown
+        │   └── PublishOutcomeUnknown  a publish was sent; whether it made a version is unknown
+        │                           (next step: look for it, then adopt or retry) publish_unknown
+        ├── RevisionStale           an update was refused: the function changed since its
+        │                           RevisionId was read (PreconditionFailedException) revision_stale
+        ├── FunctionBusy            an update was refused: another update of the function is
+        │                           in progress (ResourceConflictException)    function_busy
+        ├── FunctionUpdateFailed    the function's LastUpdateStatus is Failed (`reason`)
+        │                                                            function_update_failed
+        └── FunctionUpdateTimeout   the update did not finish within the wait
+                                                                     function_update_timeout
 
 `code` is stable: tests and scripts match it, never the message text.
 """
@@ -39,6 +49,8 @@ from dataclasses import dataclass
 THROTTLING_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException",
     "RequestLimitExceeded", "SlowDown",
+    # SSM's PutParameter: concurrent updates of one parameter, refused before any work.
+    "TooManyUpdates",
 })
 
 
@@ -254,8 +266,48 @@ class PublishNotSent(AwsError):
     code = "publish_not_sent"
 
 
-class PublishOutcomeUnknown(AwsError):
+class OutcomeUnknown(AwsError):
+    """A change (an UpdateFunctionConfiguration, a PutParameter) that was sent and got no
+    clear answer (5xx, timeout, reset): it may or may not have been made. Read it back before
+    sending it again."""
+
+    code = "outcome_unknown"
+
+
+class PublishOutcomeUnknown(OutcomeUnknown):
     """A PublishLayerVersion that was sent and got no clear answer (5xx, timeout, reset):
     a version may or may not exist. Look for it before sending it again."""
 
     code = "publish_unknown"
+
+
+class RevisionStale(AwsError):
+    """An UpdateFunctionConfiguration refused because the function's RevisionId is no longer
+    the one it carried (PreconditionFailedException): the function changed since it was read,
+    and nothing was overwritten."""
+
+    code = "revision_stale"
+
+
+class FunctionBusy(AwsError):
+    """An UpdateFunctionConfiguration refused because another update of the function is still
+    in progress (ResourceConflictException): nothing was changed; it may be sent later."""
+
+    code = "function_busy"
+
+
+class FunctionUpdateFailed(AwsError):
+    """A function's update ended with LastUpdateStatus Failed; `reason` is Lambda's
+    LastUpdateStatusReason (empty when it gave none)."""
+
+    code = "function_update_failed"
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class FunctionUpdateTimeout(AwsError):
+    """A function's update was still in progress when the wait for it ran out."""
+
+    code = "function_update_timeout"

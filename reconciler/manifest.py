@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from reconciler import errors, model, schemacheck
+from reconciler import consumerspec, errors, model, schemacheck
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 # A YAML alias may point at a big node many times over ("billion laughs"); counting every
@@ -432,6 +432,7 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[schemacheck.Path,
                 or any(part in (".", "..") for part in prefix.strip("/").split("/"))):
             yield (("layers", key, "content", "prefix"),
                    "must be a relative folder like `python`, without '.', '..' or '\\'")
+    yield from _consumer_problems(data, layers=layers, defaults=defaults or {})
     for list_field in ("compatible_runtimes", "compatible_architectures"):
         values = defaults.get(list_field) if defaults else None
         if isinstance(values, list):
@@ -442,6 +443,61 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[tuple[schemacheck.Path,
                 if value in seen_default:
                     yield (("defaults", list_field, index), f"'{value}' is listed twice")
                 seen_default.add(value)
+
+
+def _consumer_problems(data: dict[str, Any], *, layers: dict[str, Any],
+                       defaults: dict[str, Any]) -> Iterator[tuple[schemacheck.Path, str]]:
+    """The rules of `consumers` and `parameter` past the schema: named functions, at least
+    one function or tag, valid parameter names once `{layer}` is replaced, and no parameter
+    named by two layers."""
+    for owner, holder in (("defaults",), defaults), *((("layers", key), layer)
+                                                        for key, layer in layers.items()):
+        consumers = holder.get("consumers") if isinstance(holder, dict) else None
+        if not isinstance(consumers, dict):
+            continue
+        where = (*owner, "consumers")
+        if "functions" not in consumers and "tags" not in consumers:
+            yield (where, "names no `functions` and no `tags`: list the functions that use "
+                          "the layer, or the tags that find them")
+        functions = consumers.get("functions")
+        seen: set[str] = set()
+        for index, reference in enumerate(functions if isinstance(functions, list) else ()):
+            if not isinstance(reference, str):
+                continue  # the schema names a value of the wrong type
+            if reference in seen:
+                yield ((*where, "functions", index), f"'{reference}' is listed twice")
+            seen.add(reference)
+            problem = consumerspec.function_problem(reference, regions=data.get("region"))
+            if problem:
+                yield ((*where, "functions", index), problem)
+    named: dict[str, str] = {}
+    for key, layer in layers.items():
+        if not isinstance(layer, dict):
+            continue
+        own = "parameter" in layer
+        template = layer["parameter"] if own else defaults.get("parameter")
+        if not isinstance(template, str) or not template:
+            continue  # the schema names a value of the wrong type, or an empty one
+        match = parse_layer_arn(key)
+        name = consumerspec.parameter_name(template, layer_name=match["name"] if match else key)
+        field: schemacheck.Path = ("layers", key, "parameter") if own else (
+            "defaults", "parameter")
+        for_layer = "" if own else f"for layer '{key}': "
+        problem = consumerspec.parameter_problem(name)
+        if problem:
+            yield (field, for_layer + problem)
+        elif name in named:
+            yield (field, f"{for_layer}names the parameter '{name}', as layer "
+                          f"'{named[name]}' does: each layer needs its own (use "
+                          f"`{consumerspec.LAYER_PLACEHOLDER}`)")
+        named.setdefault(name, key)
+
+
+def _parameter_of(template: Any, *, layer_name: str) -> str | None:
+    """The layer's parameter name, `{layer}` replaced (None: it has none)."""
+    if template is None:
+        return None
+    return consumerspec.parameter_name(template, layer_name=layer_name)
 
 
 def _grants(raw: Any) -> tuple[model.Grant, ...] | None:
@@ -506,6 +562,9 @@ def _build(document: _Document, *, file: str, content_refs: tuple[model.ContentR
                 "align_versions", data.get("align_versions", False)))),
             check_binaries=bool(layer.get("check_binaries", defaults.get(
                 "check_binaries", True))),
+            consumers=consumerspec.consumers(layer.get("consumers", defaults.get("consumers"))),
+            parameter=_parameter_of(layer.get("parameter", defaults.get("parameter")),
+                                    layer_name=match["name"] if match else key),
         ))
     locations = dict(document.values)
     buckets = data.get("artifact_bucket")

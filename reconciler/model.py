@@ -229,6 +229,17 @@ class ContentRef:
 
 
 @dataclass(frozen=True)
+class Consumers:
+    """The functions that must use a layer's latest version: those named (a name, or an ARN
+    naming its region) and every function carrying all of `tags` (key, value pairs, sorted);
+    a function CloudFormation manages is refused unless `allow_managed`."""
+
+    functions: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    allow_managed: bool = False
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """One desired layer: its manifest key, the Lambda layer name, its settings and content."""
 
@@ -248,6 +259,11 @@ class LayerSpec:
     align_versions: bool = False
     # The binary check of a zip about to be published (CONTRACT "Binary compatibility").
     check_binaries: bool = True
+    # The functions that must use this layer's latest version (None: none are managed).
+    consumers: Consumers | None = None
+    # The SSM String parameter holding the latest LayerVersionArn in each region, `{layer}`
+    # already replaced (None: no parameter).
+    parameter: str | None = None
 
     @property
     def grants(self) -> tuple[Grant, ...]:
@@ -362,6 +378,50 @@ class RemoteContent:
     downloaded_bytes: int
     fingerprint: str | None
     problem: str | None = None
+
+
+# The tag CloudFormation puts on every function of a stack: such a function is the stack's to
+# change (allow_managed says otherwise).
+CLOUDFORMATION_STACK_TAG = "aws:cloudformation:stack-name"
+
+
+class UpdateStatus(enum.Enum):
+    """A function's LastUpdateStatus: where its last configuration update stands."""
+
+    SUCCESSFUL = "Successful"
+    IN_PROGRESS = "InProgress"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """A function's $LATEST configuration as GetFunctionConfiguration reports it (with its
+    tags from ListTags): its name and ARN, the layer version ARNs it uses in order, the
+    RevisionId an update must carry (None when the endpoint reports none, as moto), where its
+    last update stands (and why, when it failed), and its tags."""
+
+    name: str
+    arn: str
+    layers: tuple[str, ...]
+    revision_id: str | None
+    update_status: UpdateStatus
+    update_reason: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def stack(self) -> str | None:
+        """The CloudFormation stack that manages the function (None: none does)."""
+        return dict(self.tags).get(CLOUDFORMATION_STACK_TAG)
+
+
+@dataclass(frozen=True)
+class ParameterValue:
+    """An SSM parameter as GetParameter reports it: its value, version and type (`String`,
+    `StringList`, `SecureString`)."""
+
+    value: str
+    version: int
+    type: str = "String"
 
 
 @dataclass(frozen=True)

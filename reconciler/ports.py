@@ -1,8 +1,9 @@
 """The protocols between the use cases and the outside world: Lambda's layers (LayerStore),
 the S3 objects layer code is uploaded to or read from (ArtifactStore), where the state is
-kept (StateBackend), the object store an S3 state lives in (ObjectStore) and the Python
-package index a built layer's wheels come from (PackageIndex). Core: types only, no
-implementation and no I/O.
+kept (StateBackend), the object store an S3 state lives in (ObjectStore), the Python
+package index a built layer's wheels come from (PackageIndex), the functions that consume a
+layer (FunctionStore) and the SSM parameters that name its latest version (ParameterStore).
+Core: types only, no implementation and no I/O.
 
 Each port has one contract test suite run against every implementation (the fakes of the
 tests included), so that a fake cannot drift from the real thing.
@@ -120,6 +121,52 @@ class LayerStore(Protocol):
     def code_storage(self, *, region: str) -> model.CodeStorage | None:
         """The account's code storage use and quota in `region` (GetAccountSettings);
         None when the endpoint does not tell."""
+
+
+class FunctionStore(Protocol):
+    """Lambda's functions as a layer's consumers need them, per region: read one, find them
+    by tags, move one to other layers, wait for that to finish. Safe to call from several
+    threads at once.
+
+    An update is sent once and never retried blindly: errors.RevisionStale when the function
+    changed since `revision_id` was read, errors.FunctionBusy when another update is in
+    progress (both: nothing was changed), errors.OutcomeUnknown when it was sent and got no
+    clear answer (read the function back before sending it again); any other refusal is an
+    errors.AwsError.
+    """
+
+    def function(self, *, region: str, name: str) -> model.FunctionConfig | None:
+        """The function's $LATEST configuration and tags (None: no such function there)."""
+
+    def functions_tagged(self, *, region: str, tags: Sequence[tuple[str, str]]) -> list[str]:
+        """The names of the functions in `region` that carry every one of `tags` (each key
+        with that value), sorted; none when `tags` is empty."""
+
+    def update_layers(self, *, region: str, name: str, layers: Sequence[str],
+                      revision_id: str | None) -> str | None:
+        """Set the function's Layers to `layers` (in that order), only if its RevisionId is
+        still `revision_id` (None: unguarded, for endpoints that report none); the new
+        RevisionId (None when the endpoint reports none)."""
+
+    def wait_updated(self, *, region: str, name: str, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until the function's LastUpdateStatus is
+        Successful; errors.FunctionUpdateFailed (with LastUpdateStatusReason) when it is
+        Failed, errors.FunctionUpdateTimeout when it is still in progress at the end,
+        errors.AwsError when the function is gone."""
+
+
+class ParameterStore(Protocol):
+    """SSM Parameter Store's String parameters, per region. Safe to call from several
+    threads at once. Writes are paced (SSM allows a few per second per account and region)
+    and a throttled write is sent again after a wait; a write sent without a clear answer is
+    errors.OutcomeUnknown (read it back before sending it again)."""
+
+    def get(self, *, region: str, name: str) -> model.ParameterValue | None:
+        """The parameter's value, version and type (None: no such parameter)."""
+
+    def put(self, *, region: str, name: str, value: str, overwrite: bool) -> int:
+        """Write `value` as a String parameter; its new version. Without `overwrite`, a
+        parameter that exists already is an errors.AwsError (ParameterAlreadyExists)."""
 
 
 class ArtifactStore(Protocol):

@@ -32,6 +32,7 @@ previous zip is not used and every file is deflated.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -243,7 +244,8 @@ class _StoredReader:
         return data
 
 
-def _stored(raw: RawMember) -> _StoredReader:
+def _stored_member(raw: RawMember, _: model.Entry) -> _StoredReader:
+    """An OpenEntry for one stored wheel member."""
     return _StoredReader(raw)
 
 
@@ -377,9 +379,8 @@ def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry) -> list[_De
             if job.raw is not None and job.raw.deflated:
                 results.append(_copy_raw(job.entry, job.raw, spooled=job.spooled))
             elif job.raw is not None:
-                raw = job.raw
-                results.append(_deflate(job.entry, open_entry=lambda _: _stored(raw),
-                                        spooled=job.spooled, expected_crc=raw.crc))
+                results.append(_deflate(job.entry, open_entry=functools.partial(
+                    _stored_member, job.raw), spooled=job.spooled, expected_crc=job.raw.crc))
             else:
                 results.append(_deflate(job.entry, open_entry=open_entry,
                                         spooled=job.spooled))

@@ -66,6 +66,8 @@ _LAMBDA_OPERATIONS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("GET", r"/[^/]+/layers", "ListLayers"),
         ("GET", r"/[^/]+/functions/[^/]+/versions", "ListVersionsByFunction"),
         ("GET", r"/[^/]+/functions/[^/]+/configuration", "GetFunctionConfiguration"),
+        ("PUT", r"/[^/]+/functions/[^/]+/configuration", "UpdateFunctionConfiguration"),
+        ("GET", r"/[^/]+/tags/[^/]+", "ListTags"),
         ("GET", r"/[^/]+/functions/[^/]+", "GetFunction"),
         ("GET", r"/[^/]+/functions", "ListFunctions"),
     ))
@@ -87,6 +89,9 @@ class Request:
     @property
     def operation(self) -> str:
         """The operation, named as botocore's service model names it (or `METHOD /path`)."""
+        target = self.headers.get("x-amz-target", "")
+        if target:  # the JSON protocol's services (SSM, the tagging API): `Prefix.Operation`
+            return target.rpartition(".")[2]
         if self.service == "lambda":
             if "find" in self.query:
                 return "GetLayerVersionByArn"

@@ -12,8 +12,9 @@ the use cases (`run.*`) and the rest of the shell never import the command layer
 `cli` (the entry point) imports it from outside. Some third-party packages belong to one
 module or package alone (boto3/botocore to the `aws` package, deepdiff to planner.layers,
 typer/click to the command layer and cli). The `aws` package's rooms form a chain (answers,
-failures, session, transfer, objects, layers: each imports only those before it), and the
-rest of the program reaches them through the package alone (`aws.Boto3LayerStore`).
+failures, session, transfer, objects, layers, functions, parameters: each imports only
+those before it), and the rest of the program reaches them through the package alone
+(`aws.Boto3LayerStore`).
 `io`, `zipfile`, `hashlib` and `json` stay allowed in the core: they work on in-memory bytes
 there, and the file system, processes and the network are what the rules keep out.
 Every import counts, including those inside functions and under `if TYPE_CHECKING:`.
@@ -40,14 +41,15 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache", "builds.index", "buil
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
                            "planner.compose", "planner.forget"})
-CORE = frozenset({"errors", "model", "manifest", "schemacheck", "archive", "zipmembers",
+CORE = frozenset({"errors", "model", "manifest", "consumerspec", "schemacheck", "archive",
+                  "zipmembers",
                   "planner", *PLANNER_PARTS, "render", "ports", "planfile", "savedplan",
                   "statefile", "ratelimit", "lambdaos", "elfcheck", *BUILDS_PURE})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3",
                            "content.lock"})
 # The aws package's modules, each allowed to import only the ones before it.
 AWS_CHAIN = ("aws.answers", "aws.failures", "aws.session", "aws.transfer", "aws.objects",
-             "aws.layers")
+             "aws.layers", "aws.functions", "aws.parameters")
 AWS_ROOMS = frozenset(AWS_CHAIN)
 CONTENT_SHARED = frozenset({"content.common", "content.statcache", "content.gitignore"})
 # The command layer: wiring only; nothing below it imports it.
@@ -74,7 +76,9 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "__main__": frozenset({"cli"}),
     "errors": frozenset(),
     "model": frozenset({"errors"}),
-    "manifest": frozenset({"errors", "model", "schemacheck"}),
+    "manifest": frozenset({"errors", "model", "schemacheck", "consumerspec"}),
+    # The rules and values of a layer's consumers and parameter, for manifest.
+    "consumerspec": frozenset({"errors", "model"}),
     "schemacheck": frozenset(),
     "archive": frozenset({"errors", "model"}),
     # The reading side of the zip format builds on the writing side's constants.

@@ -1,7 +1,8 @@
-"""Generate schemas/layers.schema.json from botocore's Lambda service model.
+"""Generate schemas/layers.schema.json from botocore's Lambda and SSM service models.
 
 The API limits in the manifest schema (layer name pattern and length, the runtime list and
-its maximum, architectures, description and license lengths) are read from the installed
+its maximum, architectures, description and license lengths, a consumer function's name or
+ARN, tag key and value lengths, an SSM parameter name's length) are read from the installed
 botocore, never typed by hand, so the schema cannot lag AWS. `--check` exits 1 when the
 checked-in schema differs from what the installed botocore gives (the test suite runs it).
 """
@@ -21,8 +22,10 @@ SCHEMA_ID = "https://github.com/reconcile-layers/reconcile/schemas/layers.schema
 
 
 def api_limits() -> dict[str, Any]:
-    """The PublishLayerVersion parameter limits from botocore's Lambda model."""
-    model = botocore.session.get_session().get_service_model("lambda")
+    """The PublishLayerVersion parameter limits from botocore's Lambda model, and those of a
+    layer's consumers (UpdateFunctionConfiguration, TagResource, SSM's PutParameter)."""
+    session = botocore.session.get_session()
+    model = session.get_service_model("lambda")
     input_shape = model.operation_model("PublishLayerVersion").input_shape
     assert input_shape is not None
     members: dict[str, Any] = dict(input_shape.members)
@@ -38,6 +41,30 @@ def api_limits() -> dict[str, Any]:
         "architectures_max": architectures.metadata["max"],
         "description_max": members["Description"].metadata["max"],
         "license_max": members["LicenseInfo"].metadata["max"],
+        **consumer_limits(session),
+    }
+
+
+def consumer_limits(session: botocore.session.Session) -> dict[str, Any]:
+    """A function name as UpdateFunctionConfiguration takes it (name, ARN or partial ARN),
+    TagResource's tag key and value lengths (their patterns use \\p{L} classes that JSON
+    Schema's regular expressions do not have), and PutParameter's name length (SSM's model
+    gives no pattern: the rules past it are manifest's)."""
+    lambda_model = session.get_service_model("lambda")
+    update = lambda_model.operation_model("UpdateFunctionConfiguration").input_shape
+    tag = lambda_model.operation_model("TagResource").input_shape
+    put = session.get_service_model("ssm").operation_model("PutParameter").input_shape
+    assert update is not None and tag is not None and put is not None
+    function = update.members["FunctionName"].metadata
+    tags: Any = tag.members["Tags"]
+    parameter = put.members["Name"].metadata
+    return {
+        "function_pattern": "^(?:" + function["pattern"] + ")$",
+        "function_max": function["max"],
+        "tag_key_max": tags.key.metadata["max"],
+        "tag_value_max": tags.value.metadata["max"],
+        "parameter_min": parameter["min"],
+        "parameter_max": parameter["max"],
     }
 
 
@@ -131,6 +158,40 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
                                           "and architectures before publishing (default "
                                           "true)."},
     }
+    consumers = {
+        "consumers": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Functions that must use this layer's latest version in every "
+                           "region of the layer.",
+            "properties": {
+                "functions": {
+                    "type": "array", "minItems": 1,
+                    "items": {"type": "string", "minLength": 1,
+                              "maxLength": limits["function_max"],
+                              "pattern": limits["function_pattern"]},
+                    "description": "Function names (or ARNs), looked up in every region.",
+                },
+                "tags": {
+                    "type": "object", "minProperties": 1,
+                    "propertyNames": {"minLength": 1, "maxLength": limits["tag_key_max"]},
+                    "additionalProperties": {"type": "string",
+                                             "maxLength": limits["tag_value_max"]},
+                    "description": "And every function carrying all of these tags.",
+                },
+                "allow_managed": {
+                    "type": "boolean",
+                    "description": "Also move functions a CloudFormation stack manages.",
+                },
+            },
+        },
+        "parameter": {
+            "type": "string", "minLength": limits["parameter_min"],
+            "maxLength": limits["parameter_max"],
+            "description": "An SSM String parameter holding the latest LayerVersionArn in "
+                           "each region; `{layer}` is replaced by the layer's name.",
+        },
+    }
     layer = {
         "type": "object",
         "additionalProperties": False,
@@ -138,6 +199,7 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
         "properties": {
             **settings,
             **sharing,
+            **consumers,
             "content": content,
         },
     }
@@ -174,7 +236,7 @@ def build_schema(limits: dict[str, Any]) -> dict[str, Any]:
             "defaults": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {**settings, **sharing},
+                "properties": {**settings, **sharing, **consumers},
             },
             "layers": {
                 "type": "object",

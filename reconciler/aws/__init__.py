@@ -12,17 +12,33 @@ Its rooms, each a module:
 - `layers`: Boto3LayerStore, the Lambda port (and the artifact port's S3 calls);
 - `objects`: S3 objects, HeadObject of layer code and Boto3ObjectStore for the S3 state;
 - `transfer`: bytes on the move (a publish's zip streamed from disk, S3 uploads, downloads
-  of a version's zip).
-Callers use the names re-exported here (`aws.Boto3LayerStore`, `aws.DEFAULT_TIMEOUT`).
+  of a version's zip);
+- `functions`: Boto3FunctionStore, the functions that consume a layer (read, found by tags,
+  updated once, waited on);
+- `parameters`: Boto3ParameterStore, SSM's String parameters (writes paced and resent only
+  when throttled).
+Callers use the names re-exported here (`aws.Boto3LayerStore`, `aws.DEFAULT_TIMEOUT`); the
+consumer stores share the layer store's clients (`aws.Boto3FunctionStore(store.clients)`).
 """
 
 from __future__ import annotations
 
 from reconciler import errors
-from reconciler.aws import answers, failures, layers, objects, session, transfer
+from reconciler.aws import (
+    answers,
+    failures,
+    functions,
+    layers,
+    objects,
+    parameters,
+    session,
+    transfer,
+)
 from reconciler.aws.failures import publish_error, translate
+from reconciler.aws.functions import Boto3FunctionStore
 from reconciler.aws.layers import PAGE_SIZE, Boto3LayerStore
 from reconciler.aws.objects import Boto3ObjectStore
+from reconciler.aws.parameters import Boto3ParameterStore
 from reconciler.aws.session import DEFAULT_TIMEOUT, publish_read_timeout
 from reconciler.aws.transfer import CONTENT_SHA256_METADATA
 
@@ -31,6 +47,7 @@ THROTTLING_CODES = errors.THROTTLING_CODES
 
 __all__ = [
     "CONTENT_SHA256_METADATA", "DEFAULT_TIMEOUT", "PAGE_SIZE", "THROTTLING_CODES",
-    "Boto3LayerStore", "Boto3ObjectStore", "answers", "failures", "layers", "objects",
+    "Boto3FunctionStore", "Boto3LayerStore", "Boto3ObjectStore", "Boto3ParameterStore",
+    "answers", "failures", "functions", "layers", "objects", "parameters",
     "publish_error", "publish_read_timeout", "session", "transfer", "translate",
 ]

@@ -1,15 +1,17 @@
 """The one table from botocore's failures to reconcile's errors: every botocore exception
 the program meets becomes an `errors.*` (chained with `from`) here, and only here.
 
-`classify` reads a failure once: a ClientError by AWS's code (FAULT_OF_CODE), else by its
-HTTP status (FAULT_OF_STATUS); a BotoCoreError by its kind (FAULT_OF_KIND). What each Fault
+`classify` reads a failure once: a ClientError by AWS's code (FAULT_OF_OPERATION_CODE for a
+code one operation means otherwise, then FAULT_OF_CODE), else by its HTTP status
+(FAULT_OF_STATUS); a BotoCoreError by its kind (FAULT_OF_KIND). What each Fault
 becomes (the error class, its message and its hint) is one row of REPLIES; the S3 state's
 store replaces the rows about its bucket (STATE_REPLIES), since a state that cannot be read
 is a StateError. A `Call` names the call in those words (which layer or object, in which
 region, what permission a denial lacks), and every message is redacted of URL secrets.
 Throttling is `errors.THROTTLING_CODES`, the one list of those codes. What a failed publish
-means (refused, never sent, or an unknown outcome) is decided here too (`publish_error`);
-whether to send it again is `publishing`'s job. This module calls no AWS API.
+means (refused, never sent, or an unknown outcome) is decided here too (`publish_error`,
+and `change_error` for a function's update or a parameter's write); whether to send it again
+is the caller's job. This module calls no AWS API.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Fault(enum.Enum):
     REJECTED = "the service refused the request's values"
     NOT_FOUND = "no such resource (layer version, policy, key, object version)"
     CONFLICT = "a conflicting resource or condition (a statement ID exists; If-Match failed)"
+    STALE = "the resource changed since its revision was read (a function's RevisionId)"
+    BUSY = "another update of the resource is in progress: nothing was changed"
     NO_SUCH_BUCKET = "the bucket does not exist"
     WRONG_REGION = "the bucket is in another region"
     BAD_CREDENTIALS = "the credentials themselves are refused"
@@ -73,9 +77,11 @@ FAULT_OF_CODE: Mapping[str, Fault] = {
     **dict.fromkeys(("InvalidParameterValueException", "ValidationException",
                      "RequestTooLargeException"), Fault.REJECTED),
     **dict.fromkeys(("ResourceNotFoundException", "NoSuchKey", "NoSuchVersion", "NotFound",
-                     "404"), Fault.NOT_FOUND),
+                     "404", "ParameterNotFound"), Fault.NOT_FOUND),
     **dict.fromkeys(("ResourceConflictException", "PreconditionFailed",
-                     "ConditionalRequestConflict"), Fault.CONFLICT),
+                     "ConditionalRequestConflict", "ParameterAlreadyExists"), Fault.CONFLICT),
+    # Lambda's refusal of an update whose RevisionId is no longer the function's.
+    "PreconditionFailedException": Fault.STALE,
     "NoSuchBucket": Fault.NO_SUCH_BUCKET,
     **dict.fromkeys(("PermanentRedirect", "AuthorizationHeaderMalformed",
                      "IllegalLocationConstraintException"), Fault.WRONG_REGION),
@@ -83,6 +89,12 @@ FAULT_OF_CODE: Mapping[str, Fault] = {
     **dict.fromkeys(("AccessDeniedException", "AccessDenied", "AllAccessDisabled", "Forbidden",
                      "403"), Fault.ACCESS_DENIED),
     **dict.fromkeys(errors.THROTTLING_CODES, Fault.THROTTLED),
+}
+# A code that means something else for one operation, read before FAULT_OF_CODE: Lambda
+# answers ResourceConflictException both for a statement ID that exists (a grant: it is
+# there) and for a function whose last update is still in progress (an update: try later).
+FAULT_OF_OPERATION_CODE: Mapping[tuple[str, str], Fault] = {
+    ("UpdateFunctionConfiguration", "ResourceConflictException"): Fault.BUSY,
 }
 # A code not above, by its HTTP status: 403 without a credentials code is a missing
 # permission; 409 and 412 are S3's refused conditional writes.
@@ -122,6 +134,14 @@ REPLIES: Mapping[Fault, Reply] = types.MappingProxyType({
     Fault.REJECTED: Reply(errors.AwsError, "{service} rejected {label}: {message}"),
     Fault.NOT_FOUND: Reply(errors.AwsError, "{label}: not found: {message}"),
     Fault.CONFLICT: Reply(errors.AwsError, "{label} failed ({code}): {message}"),
+    Fault.STALE: Reply(errors.RevisionStale,
+                       "{label} was refused: {target} changed since it was read ({code}), "
+                       "and nothing was overwritten: {message}",
+                       "run plan again to see the function as it is now"),
+    Fault.BUSY: Reply(errors.FunctionBusy,
+                      "{label} was refused: another update of {target} is in progress "
+                      "({code}): {message}",
+                      "wait for that update to finish, then apply again"),
     Fault.NO_SUCH_BUCKET: Reply(
         errors.AwsError, "{label}: the bucket {bucket} does not exist",
         "create it in that region, or fix `artifact_bucket` / `content.s3.bucket` in the "
@@ -196,7 +216,9 @@ def classify(exc: BaseException) -> Failure:
         code = str(error.get("Code", "Unknown"))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         status = status if isinstance(status, int) else None
-        fault = FAULT_OF_CODE.get(code) or FAULT_OF_STATUS.get(status or 0, Fault.FAILED)
+        operation = str(getattr(exc, "operation_name", ""))
+        fault = (FAULT_OF_OPERATION_CODE.get((operation, code)) or FAULT_OF_CODE.get(code)
+                 or FAULT_OF_STATUS.get(status or 0, Fault.FAILED))
         return Failure(fault=fault, aws_code=code, status=status,
                        message=str(error.get("Message", "")).strip() or code)
     for kind, fault in FAULT_OF_KIND:
@@ -244,6 +266,30 @@ def layer_call(operation: str, *, layer: str | None, region: str | None,
     return Call(operation=operation, label=f"{operation} for {target}", action=operation,
                 target=target, endpoint=endpoint, service=service,
                 permission=f"{service.lower()}:{operation}")
+
+
+def function_call(operation: str, *, function: str, region: str,
+                  endpoint: str | None) -> Call:
+    """A Lambda call about the function `function` in `region`."""
+    target = f"function '{function}' in {region}"
+    return Call(operation=operation, label=f"{operation} for {target}", action=operation,
+                target=target, endpoint=endpoint, permission=f"lambda:{operation}")
+
+
+def tagging_call(*, region: str, endpoint: str | None) -> Call:
+    """The Resource Groups Tagging API's GetResources for Lambda functions in `region`."""
+    target = f"the functions in {region}"
+    return Call(operation="GetResources", label=f"GetResources for {target}",
+                action="GetResources", target=target, endpoint=endpoint,
+                service="Resource Groups Tagging", permission="tag:GetResources")
+
+
+def parameter_call(operation: str, *, name: str, region: str, endpoint: str | None) -> Call:
+    """An SSM call about the parameter `name` in `region`."""
+    target = f"SSM parameter '{name}' in {region}"
+    return Call(operation=operation, label=f"{operation} for {target}", action=operation,
+                target=target, endpoint=endpoint, service="SSM",
+                permission=f"ssm:{operation}")
 
 
 def artifact_call(operation: str, *, location: model.S3Object, region: str,
@@ -442,3 +488,38 @@ def redacted(error: _Error) -> _Error:
     if error.hint is not None:
         error.hint = errors.redact_urls(error.hint)
     return error
+
+
+# --- changes other than publishes -----------------------------------------------------------
+
+
+def change_error(exc: Exception, call: Call, *, sent: bool) -> errors.AwsError:
+    """What is known about a failed change (UpdateFunctionConfiguration, PutParameter) sent
+    once (`sent`: it reached the wire), as publish_error decides it for a publish.
+
+    A reply of 4xx (throttling included, whatever its status) means it was refused: the
+    table's error (RevisionStale, FunctionBusy, an AwsError). A failure before the request was
+    sent, or while connecting, changed nothing either: the table's error. Anything else after
+    sending (5xx, a read timeout, a reset or closed connection) leaves the outcome unknown:
+    errors.OutcomeUnknown, so that the caller reads the resource back before sending again."""
+    failure = classify(exc)
+    refused = isinstance(exc, botocore.exceptions.ClientError) and (
+        (failure.status is not None and 400 <= failure.status < 500)
+        or failure.fault is Fault.THROTTLED)
+    never_sent = not isinstance(exc, botocore.exceptions.ClientError) and (
+        not sent or failure.fault is Fault.UNREACHABLE)
+    if refused or never_sent:
+        return aws_error_for(exc, call)
+    return redacted(errors.OutcomeUnknown(
+        f"{call.label} was sent, but its outcome is unknown: {describe(exc)}",
+        hint=f"read {call.target} back before sending it again (run plan)",
+        aws_code=failure.aws_code))
+
+
+def change_unknown(problem: answers.BadAnswer, call: Call) -> errors.OutcomeUnknown:
+    """A change that got an answer it cannot use: AWS received it and may have made it."""
+    return redacted(errors.OutcomeUnknown(
+        f"{call.label} was sent, but its outcome is unknown: the answer cannot be used: "
+        f"{problem}",
+        hint=f"the endpoint {call.endpoint or ''} answered what AWS never does; read "
+             f"{call.target} back before sending it again (run plan)"))

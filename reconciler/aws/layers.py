@@ -55,6 +55,12 @@ class Boto3LayerStore:
                                         max_rps=max_rps, timeout=timeout)
         self._sending = transfer.PublishSending(read_timeout=self._clients.read_timeout)
 
+    @property
+    def clients(self) -> session.Clients:
+        """The clients of this store, for the consumer stores to share (one session, and
+        one --max-rps bucket per region for every Lambda call)."""
+        return self._clients
+
     def default_region(self) -> str | None:
         """The region the standard chain resolves (AWS_DEFAULT_REGION, the profile's region).
 

@@ -32,6 +32,10 @@ DEFAULT_TIMEOUT = 10.0
 _PUBLISH_BYTES_PER_SECOND = 1_000_000
 S3_PUBLISH_ALLOWANCE = 120.0
 _USER_AGENT = "reconcile-layers"
+# SSM's PutParameter quota is a few calls per second per account and region (3 at the
+# standard throughput): writes are paced below it, one at a time, whatever --max-rps says.
+SSM_WRITES_PER_SECOND = 2.0
+Service = Literal["lambda", "sts", "s3", "ssm", "resourcegroupstaggingapi"]
 
 
 def publish_read_timeout(read_timeout: float, *, body_bytes: int) -> float:
@@ -51,7 +55,7 @@ class _ServicesLoader(botocore.loaders.Loader):
     them is found as before. Any other name (the `sso` and `sso-oidc` clients botocore's own
     credential providers make for an IAM Identity Center profile) gets botocore's full list."""
 
-    SERVICES = ("lambda", "s3", "sts")
+    SERVICES = ("lambda", "s3", "sts", "ssm", "resourcegroupstaggingapi")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -124,7 +128,7 @@ def client_config(*, timeout: float, read_timeout: float | None = None,
     return config
 
 
-def new_client(session: botocore.session.Session, service: Literal["lambda", "sts", "s3"], *,
+def new_client(session: botocore.session.Session, service: Service, *,
                region: str, endpoint_url: str | None, config: botocore.config.Config) -> Any:
     """A client of `session`, with configuration mistakes turned into AwsErrors."""
     try:
@@ -134,9 +138,32 @@ def new_client(session: botocore.session.Session, service: Literal["lambda", "st
         raise failures.setup_error(exc, endpoint_url=endpoint_url) from exc
 
 
+class Sending:
+    """Per thread, whether the change this thread is sending reached botocore's `before-send`
+    (signed and about to go on the wire): a failure before it certainly changed nothing."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def start(self) -> None:
+        """A change begins in this thread."""
+        self._local.reached = False
+
+    def mark(self, **_: Any) -> None:
+        """The before-send hook of a change client."""
+        self._local.reached = True
+
+    @property
+    def reached(self) -> bool:
+        """Whether the change of this thread reached the wire."""
+        return bool(getattr(self._local, "reached", False))
+
+
 class Clients:
-    """The clients of one Boto3LayerStore: for each region a Lambda client for reads, one
-    for PublishLayerVersion, and an S3 client, all from one session.
+    """The clients of one Boto3LayerStore (and of the consumer stores that share them): for
+    each region a Lambda client for reads, one for PublishLayerVersion, one for
+    UpdateFunctionConfiguration, an S3 client, SSM clients for reads and for writes, and a
+    Resource Groups Tagging API client, all from one session.
 
     Reads are retried by botocore (429 with backoff, 5xx, connection errors): `max_attempts`
     attempts in standard mode when given, else as the standard chain says (AWS_RETRY_MODE,
@@ -156,6 +183,8 @@ class Clients:
         self._config = client_config(timeout=timeout, read_timeout=self.read_timeout)
         # The publish client sends each call once: a retry of a publish whose reply was lost
         # would make a second version (total_max_attempts also overrides AWS_MAX_ATTEMPTS).
+        # The change clients (function updates, parameter writes) send once for the same
+        # reason: their callers read back what a lost reply may have done.
         self._publish_config = client_config(timeout=timeout, read_timeout=self.read_timeout,
                                              max_attempts=1)
         self._read_config = client_config(timeout=timeout, read_timeout=self.read_timeout,
@@ -163,16 +192,21 @@ class Clients:
         self._lambda: dict[str, LambdaClient] = {}
         self._publish: dict[str, LambdaClient] = {}
         self._s3: dict[str, Any] = {}
+        # By (service, region): SSM and tagging clients for reads; change clients (one attempt).
+        self._others: dict[tuple[str, str], Any] = {}
+        self._changes: dict[tuple[str, str], Any] = {}
+        self.sending = Sending()
         # A botocore Session is not thread-safe, and its loader caches the Lambda model without
         # a lock. Every client comes from this one session, under one lock: the model is parsed
         # once and each further client costs ~5 ms (measured: 20 regions in 0.10 s in turn,
         # 0.20 s from 4 threads at once; a session per client costs ~130 ms each). Clients
         # are thread-safe, so the workers of a region share its clients.
         self._lock = threading.Lock()
-        # One bucket per region (an account's quota is per region), shared by the region's read
-        # and publish clients; None when --max-rps 0 turns the limit off.
+        # One bucket per region and quota (an account's quota is per region): Lambda's shared by
+        # the region's read, publish and update clients, SSM's reads, SSM's writes, the tagging
+        # API's; None when --max-rps 0 turns the limit off.
         self._max_rps = max_rps
-        self._buckets: dict[str, ratelimit.TokenBucket] = {}
+        self._buckets: dict[tuple[str, str], ratelimit.TokenBucket] = {}
 
     def default_region(self) -> str | None:
         """The region the standard chain resolves (AWS_DEFAULT_REGION, the profile's region)."""
@@ -212,26 +246,76 @@ class Clients:
                 self._s3[region] = self._new("s3", region=region, config=self._read_config)
             return self._s3[region]
 
+    def update_client(self, region: str) -> LambdaClient:
+        """The Lambda client that sends UpdateFunctionConfiguration in `region`: one attempt
+        (a resend after a lost reply would be refused as stale, or undo a change made since),
+        rate-limited with the region's other Lambda calls, marking `sending`."""
+        with self._lock:
+            client: LambdaClient | None = self._changes.get(("lambda", region))
+            if client is None:
+                client = self._new("lambda", region=region, config=self._publish_config)
+                self._limit(client, region=region)
+                client.meta.events.register("before-send.lambda", self.sending.mark)
+                self._changes[("lambda", region)] = client
+            return client
+
+    def ssm_client(self, region: str) -> Any:
+        """The SSM client for reads in `region` (retried; rate-limited per region)."""
+        return self._other("ssm", region=region)
+
+    def ssm_write_client(self, region: str) -> Any:
+        """The SSM client that sends PutParameter in `region`: one attempt (its caller sends a
+        throttled write again itself, and reads back one whose reply was lost), paced at
+        SSM_WRITES_PER_SECOND, marking `sending`."""
+        with self._lock:
+            client = self._changes.get(("ssm", region))
+            if client is None:
+                client = self._new("ssm", region=region, config=self._publish_config)
+                if self._max_rps is not None:
+                    self._limit(client, region=region, quota="ssm-writes", event="ssm",
+                                rate=min(self._max_rps, SSM_WRITES_PER_SECOND), burst=1)
+                client.meta.events.register("before-send.ssm", self.sending.mark)
+                self._changes[("ssm", region)] = client
+            return client
+
+    def tagging_client(self, region: str) -> Any:
+        """The Resource Groups Tagging API client in `region` (retried; rate-limited)."""
+        return self._other("resourcegroupstaggingapi", region=region)
+
+    def _other(self, service: Literal["ssm", "resourcegroupstaggingapi"], *,
+               region: str) -> Any:
+        with self._lock:
+            client = self._others.get((service, region))
+            if client is None:
+                client = self._new(service, region=region, config=self._read_config)
+                event = "ssm" if service == "ssm" else "resource-groups-tagging-api"
+                self._limit(client, region=region, quota=service, event=event)
+                self._others[(service, region)] = client
+            return client
+
     def sts_client(self) -> Any:
         """A new STS client, in the default region."""
         region = self.default_region() or "us-east-1"
         with self._lock:
             return self._new("sts", region=region, config=self._read_config)
 
-    def _new(self, service: Literal["lambda", "sts", "s3"], *, region: str,
+    def _new(self, service: Service, *, region: str,
              config: botocore.config.Config) -> Any:
         return new_client(self.session, service, region=region,
                           endpoint_url=self.endpoint_url, config=config)
 
-    def _limit(self, client: LambdaClient, *, region: str) -> None:
-        """Make every request of `client` (each attempt of each Lambda call: a retry counts
-        against the quota too) take a token from the region's bucket first. Called with
-        the lock held."""
+    def _limit(self, client: Any, *, region: str, quota: str = "lambda",
+               event: str = "lambda", rate: float | None = None,
+               burst: int = ratelimit.DEFAULT_BURST) -> None:
+        """Make every request of `client` (each attempt of each call: a retry counts against
+        the quota too) take a token from the bucket of `quota` in the region first (`rate`:
+        --max-rps unless given). Called with the lock held."""
         if self._max_rps is None:
             return
-        bucket = self._buckets.get(region)
+        bucket = self._buckets.get((quota, region))
         if bucket is None:
-            bucket = self._buckets[region] = ratelimit.TokenBucket(rate=self._max_rps)
+            bucket = self._buckets[(quota, region)] = ratelimit.TokenBucket(
+                rate=rate or self._max_rps, burst=burst)
 
         # before-send runs once per attempt, just before the request goes on the wire; a
         # handler that returns a value replaces the response, so this one returns None. On a
@@ -241,4 +325,4 @@ class Clients:
         def take_token(**_: Any) -> None:
             bucket.acquire()
 
-        client.meta.events.register_first("before-send.lambda", take_token)
+        client.meta.events.register_first(f"before-send.{event}", take_token)
