@@ -6,20 +6,39 @@ must show no changes) and `outputs` with the environment it prints, then `reconc
 stop`, even when a step fails (a sandbox that was running before the demo is used and left
 running). The lockfile goes to a temporary folder, so the demo leaves
 the working tree as it found it (but for the gitignored `.reconcile/` folder).
+
+The example's built layer (`api-deps`) is made from a wheel the demo writes itself
+(`example_wheel`: a few lines of zipfile, no network) into `examples/wheels/`; its bytes are
+fixed (fixed dates and order), so they are those `examples/requirements.txt` pins, and the demo
+stops if they are not.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
 import shlex
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
 MANIFEST = ["-f", "layers.yaml.example"]
+
+
+EXAMPLE_WHEEL = ROOT / "examples" / "wheels" / "tinyutil-1.0-py3-none-any.whl"
+EXAMPLE_FILES = {
+    "tinyutil/__init__.py": b'"""A tiny package the example layer is built from."""\n\n'
+                            b'def greet(name: str) -> str:\n    return f"hello, {name}"\n',
+    "tinyutil-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinyutil\nVersion: 1.0\n",
+    "tinyutil-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: wheelcraft\n"
+                                    b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+}
 
 
 class StepFailed(Exception):
@@ -59,6 +78,40 @@ def start_sandbox(env: dict[str, str]) -> dict[str, str]:
     return exports_of(started.stdout)
 
 
+def example_wheel(path: Path = EXAMPLE_WHEEL) -> str:
+    """Write the example's wheel (its files, then a RECORD of their digests, with fixed
+    dates and modes, so the bytes are always the same); its hex SHA-256."""
+    record = "".join(
+        f"{name},sha256="
+        f"{base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+        f"{len(data)}\n" for name, data in EXAMPLE_FILES.items())
+    record += "tinyutil-1.0.dist-info/RECORD,,\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for name, data in [*EXAMPLE_FILES.items(), ("tinyutil-1.0.dist-info/RECORD",
+                                                    record.encode())]:
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            wheel.writestr(info, data)
+    temp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_wheels() -> None:
+    """The wheel of the built layer, made here; stop unless the lock pins exactly it."""
+    print("\n\033[1m# the wheel the api-deps layer is built from, written by the demo itself "
+          "(no network)\033[0m", flush=True)
+    digest = example_wheel()
+    pinned = re.findall(r"sha256:([0-9a-f]{64})",
+                        (ROOT / "examples" / "requirements.txt").read_text())
+    print(f"{EXAMPLE_WHEEL.relative_to(ROOT)}  sha256:{digest}", flush=True)
+    if digest not in pinned:
+        raise StepFailed(f"{EXAMPLE_WHEEL.name} has SHA-256 {digest}, which "
+                         "examples/requirements.txt does not pin")
+
+
 def run_steps(env: dict[str, str], *, lock: str, plan_file: str) -> None:
     """The main job, in the order a pipeline runs it, then the saved-plan cycle of CI."""
     step("check the manifest and the files it names (no AWS call)",
@@ -95,6 +148,7 @@ def main() -> int:
     was_running = subprocess.run([RECONCILE, "sandbox", "status", *MANIFEST], cwd=ROOT, env=env,
                                  capture_output=True, check=False).returncode == 0
     try:
+        make_wheels()
         sandbox_env = {**env, **start_sandbox(env)}
         with tempfile.TemporaryDirectory(prefix="reconcile-demo-") as scratch:
             run_steps(sandbox_env, lock=str(Path(scratch) / "layers.lock.json"),
