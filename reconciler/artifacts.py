@@ -299,7 +299,7 @@ class LocalCode:
         self._remember_zip(zip_path, code_sha256)
         return True
 
-    def zip_for(self, change: model.LayerChange) -> Path:
+    def zip_for(self, change: model.Change) -> Path:
         """The zip to upload for `change`, built from this checkout if needed and checked
         against the plan: the same fingerprint and the same CodeSha256, or ContentError."""
         spec = self._manifest.layer(change.layer)

@@ -2,8 +2,8 @@
 
 Desired state (Manifest, LayerSpec, Settings, Artifact), recorded state (Lock, LockEntry),
 observed state (RemoteVersion) and the decision (Action, Reason, FieldChange, CodeLocation,
-LayerChange, Plan). A Plan is a plain value: comparable, serialisable, free of clients and open
-files.
+Change: an Address and the Details of its action; Plan). A Plan is a plain value: comparable,
+serialisable, free of clients and open files.
 """
 
 from __future__ import annotations
@@ -13,6 +13,16 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+# The details of each action of a change: their own room (see details), named here too.
+from reconciler.details import Alignment as Alignment
+from reconciler.details import DeleteDetails as DeleteDetails
+from reconciler.details import Details as Details
+from reconciler.details import ForgetDetails as ForgetDetails
+from reconciler.details import GrantDetails as GrantDetails
+from reconciler.details import PublishDetails as PublishDetails
+from reconciler.details import RecordDetails as RecordDetails
 
 # Lambda's own limits (also in the schema, where botocore's model is the source of truth for
 # the field limits; these two are service quotas, not model constraints).
@@ -513,40 +523,83 @@ class Desired:
     build: BuildInfo | None = None  # a layer built from a lock
 
 
+class ChangeKind(enum.Enum):
+    """What a change is about (its address's kind). The coming kinds, a consumer function
+    (`update_function`) and an SSM parameter (`put_parameter`), add theirs."""
+
+    LAYER = "layer"
+
+
 @dataclass(frozen=True)
-class LayerChange:
-    """The decision for one layer in one region.
+class Address:
+    """Which thing a change is about: its kind, the layer (its manifest key) and region, and
+    for the coming kinds the function or parameter. A layer's deletes share its address (the
+    version each deletes tells them apart)."""
 
-    `record` is the lock entry apply writes for a noop when it differs from the recorded one
-    (adoption, or drift to a version that already is the desired one); None otherwise.
-    """
-
+    kind: ChangeKind
     layer: str
-    layer_name: str
     region: str
+    function: str | None = None
+    parameter: str | None = None
+
+    @classmethod
+    def of_layer(cls, layer: str, region: str) -> Address:
+        """The address of layer `layer` (its manifest key) in `region`."""
+        return cls(kind=ChangeKind.LAYER, layer=layer, region=region)
+
+
+# The one type of details each action carries: planfile, render and savedplan have one entry
+# per action and find these fields, and no others, in its details.
+DETAILS: Mapping[Action, type[Details]] = {
+    Action.CREATE: PublishDetails, Action.PUBLISH: PublishDetails, Action.NOOP: RecordDetails,
+    Action.GRANT: GrantDetails, Action.DELETE: DeleteDetails, Action.FORGET: ForgetDetails}
+_Details = TypeVar("_Details", bound=Details)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One decision: its address, what apply does (`action`: apply switches on it alone), why
+    (`reasons`: for people), the before (`current`) and after (`desired`) of its kind's
+    payload, notes, and the details of its action (one value, of the type DETAILS names).
+
+    For a layer, the payload is a version: the remote one the change was decided against
+    and the desired one (a delete carries its layer's, a forget the recorded entry's
+    digests); `layer_name` is the Lambda layer's name. A coming kind widens `current` and
+    `desired` to its own payload types."""
+
+    address: Address
+    layer_name: str
     action: Action
     reasons: tuple[Reason, ...]
     current: RemoteVersion | None
     desired: Desired
-    diff: tuple[FieldChange, ...] = ()
+    details: Details
     notes: tuple[str, ...] = ()
-    record: LockEntry | None = None
-    expected_version: int | None = None
-    version: int | None = None  # the version a `delete` change deletes
-    # Sharing: the grants apply adds to `current` (a `grant` change) and the statement IDs
-    # it removes from it; a publish gives the new version `desired.grants` instead.
-    grants_add: tuple[Grant, ...] = ()
-    grants_remove: tuple[str, ...] = ()
-    # align_versions: the version number every region's latest is to have, the throwaway
-    # versions published first to get there, and by how many numbers the region stays
-    # short of it when it cannot get there (then no filler is published).
-    align_target: int | None = None
-    fillers: int = 0
-    shortfall: int = 0
-    # A create or publish: where its code comes from and how it reaches Lambda.
-    code: CodeLocation | None = None
-    # Adoption by content: the remote latest's zip was downloaded and its files compared.
-    download: RemoteContent | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.details, DETAILS[self.action]):
+            raise TypeError(f"a {self.action.value} change has {type(self.details).__name__}")
+
+    @property
+    def layer(self) -> str:
+        """The layer's manifest key."""
+        return self.address.layer
+
+    @property
+    def region(self) -> str:
+        """The region the change is made in."""
+        return self.address.region
+
+    def details_as(self, kind: type[_Details]) -> _Details:
+        """The details, of type `kind` by the action (TypeError if not)."""
+        if not isinstance(self.details, kind):
+            raise TypeError(f"a {self.action.value} change has no {kind.__name__}")
+        return self.details
+
+    @property
+    def record(self) -> LockEntry | None:
+        """The lock entry apply writes without publishing: a noop's, or None."""
+        return self.details.record if isinstance(self.details, RecordDetails) else None
 
 
 @dataclass(frozen=True)
@@ -594,7 +647,7 @@ class Plan:
     """Every decision, sorted by layer then region; the layers that could not be planned;
     and, for a plan that can be saved, what it was made against."""
 
-    changes: tuple[LayerChange, ...]
+    changes: tuple[Change, ...]
     errors: tuple[LayerError, ...] = ()
     basis: PlanBasis | None = None
     # For people (public grants, code storage near its quota): never change what apply does.
@@ -624,6 +677,6 @@ class Plan:
             change.action is Action.FORGET for change in self.changes)
 
     @property
-    def records(self) -> tuple[LayerChange, ...]:
+    def records(self) -> tuple[Change, ...]:
         """The noop changes whose lock entry apply would write."""
         return tuple(change for change in self.changes if change.record is not None)

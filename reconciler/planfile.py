@@ -4,14 +4,17 @@ the stale check of a saved plan. Pure: dicts in, dicts out; the caller reads and
 The document is the contract's plan JSON with more keys, so that it round-trips: every change
 carries the Lambda layer name, the lock entry apply records, the remote version it was decided
 against (with its settings) and everything about the desired version (fingerprint, digests,
-size, settings, grants). A saved plan also carries its basis (what it was made against, and its
+size, settings, grants). The keys of a change's details come from one codec entry per action
+(`_CODECS`: encoder and decoder); the keys every change has, from change_document and
+_read_change. A saved plan also carries its basis (what it was made against, and its
 selection) and, once applied, an `applied` record. What `apply PLANFILE` checks lives in
 savedplan. `from_document(to_document(plan)) == plan` for every plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler import errors, model
@@ -105,9 +108,9 @@ def _desired(desired: model.Desired) -> dict[str, Any]:
     }
 
 
-def _diff(change: model.LayerChange) -> dict[str, Any]:
+def _diff(diff: tuple[model.FieldChange, ...]) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for field_change in change.diff:
+    for field_change in diff:
         entry: dict[str, Any] = {"from": field_change.before, "to": field_change.after}
         if field_change.added or field_change.removed:
             entry["added"] = list(field_change.added)
@@ -116,42 +119,133 @@ def _diff(change: model.LayerChange) -> dict[str, Any]:
     return result
 
 
-def change_document(change: model.LayerChange) -> dict[str, Any]:
-    """One change as in the plan document."""
+def _align(align: model.Alignment | None) -> dict[str, Any]:
+    if align is None:
+        return {}
+    return {"align": {"target": align.target, "fillers": align.fillers,
+                      "shortfall": align.shortfall}}
+
+
+def _download(found: model.RemoteContent | None, *, desired: model.Desired) -> dict[str, Any]:
+    if found is None:
+        return {}
+    return {"download": {
+        "version": found.version, "bytes": found.downloaded_bytes,
+        "fingerprint": found.fingerprint, "problem": found.problem,
+        "same_files": found.fingerprint is not None and found.fingerprint == desired.fingerprint}}
+
+
+def _encode_publish(details: model.PublishDetails, change: model.Change) -> dict[str, Any]:
+    return {
+        "diff": _diff(details.diff),
+        **({} if details.expected_version is None
+           else {"expected_version": details.expected_version}),
+        **_align(details.align),
+        **({} if details.code is None else {"upload": _code_location(details.code)}),
+        **_download(details.download, desired=change.desired),
+    }
+
+
+def _encode_record(details: model.RecordDetails, change: model.Change) -> dict[str, Any]:
+    record = details.record
+    return {"record": record is not None,
+            "record_entry": _lock_entry(record) if record is not None else None,
+            **_align(details.align), **_download(details.download, desired=change.desired)}
+
+
+def _encode_grant(details: model.GrantDetails, change: model.Change) -> dict[str, Any]:
+    grants = {"grants": {"add": [[grant.kind, grant.principal] for grant in details.add],
+                         "remove": list(details.remove)}} if details.add or details.remove else {}
+    return {**grants, **_align(details.align),
+            **_download(details.download, desired=change.desired)}
+
+
+def _encode_version(details: model.DeleteDetails | model.ForgetDetails,
+                    change: model.Change) -> dict[str, Any]:
+    return {"version": details.version}
+
+
+def _decode_publish(raw: dict[str, Any], where: str) -> model.PublishDetails:
+    return model.PublishDetails(
+        expected_version=_optional_int(raw, "expected_version"),
+        code=_read_code_location(raw.get("upload"), where=where + "upload."),
+        diff=_read_diff(raw), align=_read_align(raw), download=_read_download(raw, where))
+
+
+def _decode_record(raw: dict[str, Any], where: str) -> model.RecordDetails:
+    record_raw = raw.get("record_entry")
+    record = None
+    if isinstance(record_raw, dict):
+        try:
+            record = model.LockEntry(**{name: record_raw[name] for name in (
+                "fingerprint", "content_sha256", "code_sha256", "code_size", "version",
+                "layer_version_arn", "settings_sha256")},
+                inputs_sha256=str(record_raw.get("inputs_sha256") or ""),
+                packages=tuple((str(name), str(version))
+                               for name, version in record_raw.get("packages") or ()))
+        except KeyError as exc:
+            raise PlanFileError(f"the plan file's `{where}record_entry` lacks {exc}") from None
+    return model.RecordDetails(record=record, download=_read_download(raw, where),
+                               align=_read_align(raw))
+
+
+def _decode_grant(raw: dict[str, Any], where: str) -> model.GrantDetails:
+    grants_raw = raw.get("grants")
+    if not isinstance(grants_raw, dict):
+        grants_raw = {}
+    return model.GrantDetails(
+        add=tuple(model.Grant(kind=str(kind), principal=str(principal))
+                  for kind, principal in grants_raw.get("add", [])),
+        remove=tuple(str(sid) for sid in grants_raw.get("remove", [])),
+        download=_read_download(raw, where), align=_read_align(raw))
+
+
+def _decode_delete(raw: dict[str, Any], where: str) -> model.DeleteDetails:
+    return model.DeleteDetails(version=_optional_int(raw, "version") or 0)
+
+
+def _decode_forget(raw: dict[str, Any], where: str) -> model.ForgetDetails:
+    return model.ForgetDetails(version=_optional_int(raw, "version") or 0)
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """One action's details <-> the keys they add to a change's document (beside the keys
+    every change has; a key the encoder writes replaces the common default)."""
+
+    encode: Callable[[Any, model.Change], dict[str, Any]]
+    decode: Callable[[dict[str, Any], str], model.Details]
+
+
+_PUBLISH = _Codec(_encode_publish, _decode_publish)
+# One entry per action: a new kind or action adds its own (model.DETAILS names its type).
+_CODECS: dict[model.Action, _Codec] = {
+    model.Action.CREATE: _PUBLISH, model.Action.PUBLISH: _PUBLISH,
+    model.Action.NOOP: _Codec(_encode_record, _decode_record),
+    model.Action.GRANT: _Codec(_encode_grant, _decode_grant),
+    model.Action.DELETE: _Codec(_encode_version, _decode_delete),
+    model.Action.FORGET: _Codec(_encode_version, _decode_forget),
+}
+
+
+def change_document(change: model.Change) -> dict[str, Any]:
+    """One change as in the plan document: the keys every change has, then its action's."""
     document: dict[str, Any] = {
         "layer": change.layer,
         "layer_name": change.layer_name,
         "region": change.region,
         "action": change.action.value,
         "reasons": [reason.value for reason in change.reasons],
-        "record": change.record is not None,
-        "record_entry": _lock_entry(change.record) if change.record is not None else None,
+        "record": False,
+        "record_entry": None,
         "current": _current(change.current),
         "desired": _desired(change.desired),
-        "diff": _diff(change),
+        "diff": {},
         "notes": list(change.notes),
         "limits": {"direct_upload_bytes": model.MAX_DIRECT_UPLOAD_BYTES,
                    "unzipped_bytes": model.MAX_UNZIPPED_BYTES},
     }
-    if change.expected_version is not None:
-        document["expected_version"] = change.expected_version
-    if change.version is not None:
-        document["version"] = change.version
-    if change.grants_add or change.grants_remove:
-        document["grants"] = {
-            "add": [[grant.kind, grant.principal] for grant in change.grants_add],
-            "remove": list(change.grants_remove)}
-    if change.align_target is not None or change.fillers or change.shortfall:
-        document["align"] = {"target": change.align_target, "fillers": change.fillers,
-                             "shortfall": change.shortfall}
-    if change.code is not None:
-        document["upload"] = _code_location(change.code)
-    if change.download is not None:
-        document["download"] = {
-            "version": change.download.version, "bytes": change.download.downloaded_bytes,
-            "fingerprint": change.download.fingerprint, "problem": change.download.problem,
-            "same_files": (change.download.fingerprint is not None
-                           and change.download.fingerprint == change.desired.fingerprint)}
+    document.update(_CODECS[change.action].encode(change.details, change))
     return document
 
 
@@ -228,7 +322,37 @@ def _optional_int(mapping: Mapping[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _read_change(raw: Any, index: int) -> model.LayerChange:
+def _read_diff(raw: dict[str, Any]) -> tuple[model.FieldChange, ...]:
+    diff_raw = raw.get("diff") or {}
+    return tuple(
+        model.FieldChange(field=name, before=value.get("from"), after=value.get("to"),
+                          added=tuple(value.get("added", ())),
+                          removed=tuple(value.get("removed", ())))
+        for name, value in sorted(diff_raw.items(), key=lambda item: _field_order(item[0])))
+
+
+def _read_align(raw: dict[str, Any]) -> model.Alignment | None:
+    align_raw = raw.get("align")
+    if not isinstance(align_raw, dict):
+        return None
+    return model.Alignment(target=_optional_int(align_raw, "target"),
+                           fillers=_optional_int(align_raw, "fillers") or 0,
+                           shortfall=_optional_int(align_raw, "shortfall") or 0)
+
+
+def _read_download(raw: dict[str, Any], where: str) -> model.RemoteContent | None:
+    download_raw = raw.get("download")
+    if not isinstance(download_raw, dict):
+        return None
+    fingerprint, problem = download_raw.get("fingerprint"), download_raw.get("problem")
+    return model.RemoteContent(
+        version=_require(download_raw, "version", int, where=where + "download."),
+        downloaded_bytes=_optional_int(download_raw, "bytes") or 0,
+        fingerprint=None if fingerprint is None else str(fingerprint),
+        problem=None if problem is None else str(problem))
+
+
+def _read_change(raw: Any, index: int) -> model.Change:
     where = f"changes[{index}]."
     try:
         action = model.Action(_require(raw, "action", str, where=where))
@@ -264,58 +388,33 @@ def _read_change(raw: Any, index: int) -> model.LayerChange:
             code_sha256=current_raw.get("code_sha256"),
             code_size=_optional_int(current_raw, "code_size"),
         )
-    record_raw = raw.get("record_entry")
-    record = None
-    if isinstance(record_raw, dict):
-        try:
-            record = model.LockEntry(**{name: record_raw[name] for name in (
-                "fingerprint", "content_sha256", "code_sha256", "code_size", "version",
-                "layer_version_arn", "settings_sha256")},
-                inputs_sha256=str(record_raw.get("inputs_sha256") or ""),
-                packages=tuple((str(name), str(version))
-                               for name, version in record_raw.get("packages") or ()))
-        except KeyError as exc:
-            raise PlanFileError(f"the plan file's `{where}record_entry` lacks {exc}") from None
-    diff_raw = raw.get("diff") or {}
-    diff = tuple(
-        model.FieldChange(field=name, before=value.get("from"), after=value.get("to"),
-                          added=tuple(value.get("added", ())),
-                          removed=tuple(value.get("removed", ())))
-        for name, value in sorted(diff_raw.items(), key=lambda item: _field_order(item[0]))
-    )
-    grants_raw = raw.get("grants") if isinstance(raw.get("grants"), dict) else {}
-    align_raw = raw.get("align") if isinstance(raw.get("align"), dict) else {}
-    download_raw = raw.get("download")
-    download = None
-    if isinstance(download_raw, dict):
-        fingerprint, problem = download_raw.get("fingerprint"), download_raw.get("problem")
-        download = model.RemoteContent(
-            version=_require(download_raw, "version", int, where=where + "download."),
-            downloaded_bytes=_optional_int(download_raw, "bytes") or 0,
-            fingerprint=None if fingerprint is None else str(fingerprint),
-            problem=None if problem is None else str(problem))
-    return model.LayerChange(
-        layer=_require(raw, "layer", str, where=where),
+    _refuse_foreign(raw, action=action, where=where)
+    details = _CODECS[action].decode(raw, where)
+    return model.Change(
+        address=model.Address.of_layer(_require(raw, "layer", str, where=where),
+                                       _require(raw, "region", str, where=where)),
         layer_name=str(raw.get("layer_name") or raw["layer"]),
-        region=_require(raw, "region", str, where=where),
         action=action,
         reasons=reasons,
         current=current,
         desired=desired,
-        diff=diff,
+        details=details,
         notes=tuple(str(note) for note in raw.get("notes", ())),
-        record=record,
-        expected_version=_optional_int(raw, "expected_version"),
-        version=_optional_int(raw, "version"),
-        grants_add=tuple(model.Grant(kind=str(kind), principal=str(principal))
-                         for kind, principal in grants_raw.get("add", [])),
-        grants_remove=tuple(str(sid) for sid in grants_raw.get("remove", [])),
-        align_target=_optional_int(align_raw, "target"),
-        fillers=_optional_int(align_raw, "fillers") or 0,
-        shortfall=_optional_int(align_raw, "shortfall") or 0,
-        code=_read_code_location(raw.get("upload"), where=where + "upload."),
-        download=download,
     )
+
+
+def _refuse_foreign(raw: dict[str, Any], *, action: model.Action, where: str) -> None:
+    """A recorded entry or a version number on a change whose action carries none: no
+    reconcile writes one, and a saved plan is compared on both (dropping it would make the
+    plan agree where it does not)."""
+    foreign = [key for key, own in (("record_entry", (model.Action.NOOP,)),
+                                    ("version", (model.Action.DELETE, model.Action.FORGET)))
+               if action not in own and (isinstance(raw.get(key), dict)
+                                         or _optional_int(raw, key))]
+    if foreign:
+        raise PlanFileError(f"the plan file's `{where}{foreign[0]}` does not belong to a "
+                            f"{action.value} change",
+                            hint="make it again with `reconcile plan --out FILE`")
 
 
 def _field_order(name: str) -> int:

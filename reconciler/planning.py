@@ -467,9 +467,11 @@ def _upload_size_errors(plan: model.Plan, *, parsed: model.Manifest) -> list[mod
     published (Content.ZipFile refuses it): an error of that layer, naming `artifact_bucket`."""
     found: dict[str, model.LayerError] = {}
     for change in plan.changes:
-        size = change.desired.code_size or 0
-        direct = change.code is None or change.code.route is model.UploadRoute.DIRECT
-        if change.action in _PUBLISHING and direct and size > model.MAX_DIRECT_UPLOAD_BYTES:
+        if change.action not in _PUBLISHING:
+            continue
+        size, code = change.desired.code_size or 0, change.details_as(model.PublishDetails).code
+        direct = code is None or code.route is model.UploadRoute.DIRECT
+        if direct and size > model.MAX_DIRECT_UPLOAD_BYTES:
             location = parsed.locate(("layers", change.layer, "content"))
             found[change.layer] = model.LayerError(
                 layer=change.layer,

@@ -2,11 +2,15 @@
 step summaries); the outcome of an apply -> text and Markdown. The plan document (JSON) is
 `planfile`'s.
 
-Returns strings; never prints, never decides about terminals (the caller passes `color`).
+Each action has one view (`_VIEWS`: its headline, field changes and detail lines), which the
+text and the Markdown lay out alike. Returns strings; never prints, never decides about
+terminals (the caller passes `color`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler import model
@@ -33,27 +37,6 @@ def short(code_sha256: object) -> str:
     return text if len(text) <= 12 else text[:12] + "…"
 
 
-def _version_text(change: model.LayerChange) -> str:
-    fillers = (f" after {change.fillers} filler version{'s' if change.fillers != 1 else ''}"
-               if change.fillers else "")
-    if change.action is model.Action.CREATE:
-        return f"create v{change.expected_version}{fillers}"
-    if change.action is model.Action.PUBLISH:
-        current = change.current.version if change.current else "?"
-        return f"publish v{change.expected_version}{fillers}, replacing v{current}"
-    if change.action is model.Action.DELETE:
-        if model.Reason.STRAY_FILLER in change.reasons:
-            return f"delete v{change.version} (a filler an apply left behind)"
-        size = change.current.code_size if change.current else None
-        return f"delete v{change.version}" + (f" ({size:,} bytes)" if size is not None else "")
-    if change.action is model.Action.GRANT:
-        return f"update grants of v{change.current.version if change.current else '?'}"
-    if change.action is model.Action.FORGET:
-        return (f"forget (the state stops recording v{change.version}; its versions stay in "
-                "Lambda)")
-    return f"unchanged at v{change.current.version}" if change.current else "unchanged"
-
-
 def _field_lines(field_change: model.FieldChange) -> list[str]:
     name = field_change.field
     if name == "code_sha256":
@@ -65,31 +48,10 @@ def _field_lines(field_change: model.FieldChange) -> list[str]:
     return [f"{name}: {field_change.before!r} -> {field_change.after!r}"]
 
 
-def fleet_lines(change: model.LayerChange) -> list[str]:
-    """The alignment target, the fillers and the grants of a change, for people."""
-    lines: list[str] = []
-    if change.align_target is not None:
-        text = f"align_versions: v{change.align_target} in every region"
-        if change.fillers:
-            text += (f"; {change.fillers} filler version(s) first, deleted once "
-                     f"v{change.align_target} is published")
-        if change.shortfall:
-            text += f"; cannot reach it here: {change.shortfall} version(s) short"
-        lines.append(text)
-    if change.action in (model.Action.CREATE, model.Action.PUBLISH) and change.desired.grants:
-        lines.append("grants on the new version: " + ", ".join(
-            f"{grant.kind} {grant.principal}" for grant in change.desired.grants))
-    if change.grants_add or change.grants_remove:
-        parts = [f"+ {grant.kind} {grant.principal}" for grant in change.grants_add]
-        parts += [f"- {statement_id}" for statement_id in change.grants_remove]
-        lines.append(f"grants: {', '.join(parts)}")
-    return lines
-
-
 _LARGEST_SHOWN = 5
 
 
-def build_lines(change: model.LayerChange) -> list[str]:
+def build_lines(change: model.Change) -> list[str]:
     """What a create or publish of a layer built from a lock builds: the target, the
     packages added, removed and changed against the recorded list (`numpy 2.1.0 -> 2.2.6`;
     every package when none is recorded), the largest packages unzipped, and what the lock
@@ -153,10 +115,26 @@ def _share(part: int, whole: int) -> str:
     return "<1%" if 0 < percent < 1 else f"{percent:.0f}%"
 
 
-def size_text(change: model.LayerChange) -> str | None:
+def _fillers(count: int) -> str:
+    return f" after {count} filler version{'s' if count != 1 else ''}" if count else ""
+
+
+def _align_lines(align: model.Alignment | None) -> list[str]:
+    if align is None or align.target is None:
+        return []
+    text = f"align_versions: v{align.target} in every region"
+    if align.fillers:
+        text += (f"; {align.fillers} filler version(s) first, deleted once "
+                 f"v{align.target} is published")
+    if align.shortfall:
+        text += f"; cannot reach it here: {align.shortfall} version(s) short"
+    return [text]
+
+
+def size_text(desired: model.Desired) -> str | None:
     """The zip's size and how close it is to Lambda's limits, for a change that uploads."""
-    size, unzipped = change.desired.code_size, change.desired.unzipped_size
-    if size is None or change.action not in (model.Action.CREATE, model.Action.PUBLISH):
+    size, unzipped = desired.code_size, desired.unzipped_size
+    if size is None:
         return None
     text = (f"zip: {byte_size(size)}, {_share(size, model.MAX_DIRECT_UPLOAD_BYTES)} of "
             "the 50 MB direct-upload limit")
@@ -167,10 +145,9 @@ def size_text(change: model.LayerChange) -> str | None:
     return text
 
 
-def upload_text(change: model.LayerChange) -> str | None:
+def upload_text(code: model.CodeLocation | None) -> str | None:
     """How a create or publish hands Lambda its code, for people."""
-    code = change.code
-    if code is None or change.action not in (model.Action.CREATE, model.Action.PUBLISH):
+    if code is None:
         return None
     if code.route is model.UploadRoute.DIRECT or code.s3 is None:
         return "upload: direct (the zip in the publish request)"
@@ -180,6 +157,76 @@ def upload_text(change: model.LayerChange) -> str | None:
     if code.route is model.UploadRoute.ARTIFACT_BUCKET:
         return f"upload: through the artifact bucket, {where} (skipped if already there)"
     return f"upload: none, published from {where}"
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """What one change shows beside its reasons and notes: the headline after its layer and
+    region, its field changes, the lines about its alignment and grants (`fleet`), and
+    those only the text view shows (sizes and upload route)."""
+
+    headline: str
+    diff: tuple[model.FieldChange, ...] = ()
+    fleet: tuple[str, ...] = ()
+    text_only: tuple[str, ...] = ()
+
+
+def _publish(change: model.Change) -> _Lines:
+    details = change.details_as(model.PublishDetails)
+    fillers = _fillers(details.align.fillers if details.align else 0)
+    if change.action is model.Action.CREATE:
+        headline = f"create v{details.expected_version}{fillers}"
+    else:
+        current = change.current.version if change.current else "?"
+        headline = f"publish v{details.expected_version}{fillers}, replacing v{current}"
+    grants = [("grants on the new version: " + ", ".join(
+        f"{grant.kind} {grant.principal}" for grant in change.desired.grants))
+        ] if change.desired.grants else []
+    return _Lines(headline, diff=details.diff,
+                  fleet=(*_align_lines(details.align), *grants, *build_lines(change)),
+                  text_only=tuple(line for line in (size_text(change.desired),
+                                                    upload_text(details.code)) if line))
+
+
+def _noop(change: model.Change) -> _Lines:
+    details = change.details_as(model.RecordDetails)
+    return _Lines(f"unchanged at v{change.current.version}" if change.current else "unchanged",
+                  fleet=tuple(_align_lines(details.align)))
+
+
+def _grant(change: model.Change) -> _Lines:
+    details = change.details_as(model.GrantDetails)
+    parts = [f"+ {grant.kind} {grant.principal}" for grant in details.add]
+    parts += [f"- {statement_id}" for statement_id in details.remove]
+    return _Lines(f"update grants of v{change.current.version if change.current else '?'}",
+                  fleet=(*_align_lines(details.align),
+                         *([f"grants: {', '.join(parts)}"] if parts else [])))
+
+
+def _delete(change: model.Change) -> _Lines:
+    version = change.details_as(model.DeleteDetails).version
+    if model.Reason.STRAY_FILLER in change.reasons:
+        return _Lines(f"delete v{version} (a filler an apply left behind)")
+    size = change.current.code_size if change.current else None
+    return _Lines(f"delete v{version}" + (f" ({size:,} bytes)" if size is not None else ""))
+
+
+def _forget(change: model.Change) -> _Lines:
+    version = change.details_as(model.ForgetDetails).version
+    return _Lines(f"forget (the state stops recording v{version}; its versions stay in "
+                  "Lambda)")
+
+
+# One view per action: a new kind or action adds its own.
+_VIEWS: dict[model.Action, Callable[[model.Change], _Lines]] = {
+    model.Action.CREATE: _publish, model.Action.PUBLISH: _publish, model.Action.NOOP: _noop,
+    model.Action.GRANT: _grant, model.Action.DELETE: _delete, model.Action.FORGET: _forget,
+}
+
+
+def _view_of(change: model.Change) -> _Lines:
+    """What `change` shows, by its action's view."""
+    return _VIEWS[change.action](change)
 
 
 def text(plan: model.Plan, *, color: bool = False) -> str:
@@ -192,20 +239,15 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
     for change in plan.changes:
         symbol = paint(_SYMBOLS[change.action], _COLORS[change.action])
         name = paint(change.layer.ljust(width), _BOLD)
-        lines.append(f"  {symbol} {name}  {change.region}  {_version_text(change)}")
+        shown = _view_of(change)
+        lines.append(f"  {symbol} {name}  {change.region}  {shown.headline}")
         details: list[str] = []
         if change.reasons:
             details.append("reasons: " + ", ".join(reason.value for reason in change.reasons))
-        for field_change in change.diff:
+        for field_change in shown.diff:
             details.extend(_field_lines(field_change))
-        details.extend(fleet_lines(change))
-        details.extend(build_lines(change))
-        sizes = size_text(change)
-        if sizes:
-            details.append(sizes)
-        upload = upload_text(change)
-        if upload:
-            details.append(upload)
+        details.extend(shown.fleet)
+        details.extend(shown.text_only)
         details.extend(f"note: {note}" for note in change.notes)
         lines.extend(f"      {detail}" for detail in details)
     for error in plan.errors:
@@ -246,20 +288,19 @@ def markdown(plan: model.Plan, *, title: str = "reconcile plan") -> str:
         for change in shown:
             reasons = ", ".join(f"`{reason.value}`" for reason in change.reasons) or "—"
             lines.append(f"| {_SYMBOLS[change.action]} | `{change.layer}` | {change.region} | "
-                         f"{_version_text(change)} | {reasons} |")
+                         f"{_view_of(change).headline} | {reasons} |")
     if unchanged:
         lines += ["", f"{unchanged} unchanged layer version(s) not shown."]
     if plan.changes:
-        details = [change for change in shown
-                   if change.diff or change.notes or fleet_lines(change)
-                   or build_lines(change)]
+        details = [(change, _view_of(change)) for change in shown]
+        details = [(change, view) for change, view in details
+                   if view.diff or change.notes or view.fleet]
         if details:
             lines += ["", "<details><summary>Details</summary>", ""]
-            for change in details:
+            for change, view in details:
                 lines.append(f"- `{change.layer}` ({change.region})")
-                lines += [f"  - `{line}`" for fc in change.diff for line in _field_lines(fc)]
-                lines += [f"  - {line}" for line in fleet_lines(change)]
-                lines += [f"  - {line}" for line in build_lines(change)]
+                lines += [f"  - `{line}`" for fc in view.diff for line in _field_lines(fc)]
+                lines += [f"  - {line}" for line in view.fleet]
                 lines += [f"  - {note}" for note in change.notes]
             lines += ["", "</details>"]
     return "\n".join(lines) + "\n"

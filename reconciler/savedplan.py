@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -137,70 +137,91 @@ def _short(value: object) -> str:
 Address = tuple[str, str, str, int]  # layer, region, action, deleted version (0: none)
 
 
-def _what(change: model.LayerChange) -> dict[str, object]:
-    """The parts of `change` that say what apply does: equal substance, equal calls."""
+def _publish_facts(change: model.Change) -> dict[str, object]:
+    details, current, desired = (change.details_as(model.PublishDetails), change.current,
+                                 change.desired)
+    location, align = details.code, details.align or model.Alignment(target=None)
+    s3 = location.s3 if location is not None else None
+    return {
+        "current version": current.version if current else None,
+        "code_sha256": desired.code_sha256, "content_sha256": desired.content_sha256,
+        "code_size": desired.code_size, "fingerprint": desired.fingerprint,
+        "source": desired.source.value, **desired.settings.as_dict(),
+        "grants": sorted([grant.kind, grant.principal] for grant in desired.grants),
+        "expected version": details.expected_version,
+        "align target": align.target, "fillers": align.fillers, "shortfall": align.shortfall,
+        "upload route": location.route.value if location else None,
+        "upload bucket": s3.bucket if s3 else None, "upload key": s3.key if s3 else None,
+        "upload object version": s3.version if s3 else None,
+        # A built layer: what it is built for and from (the sizes follow from these).
+        **({"build target": desired.build.target,
+            "build inputs": desired.build.inputs_sha256,
+            "build packages": list(desired.build.packages),
+            "build left out": list(desired.build.left_out)}
+           if desired.build is not None else {}),
+    }
+
+
+def _record_facts(change: model.Change) -> dict[str, object]:
+    record = change.details_as(model.RecordDetails).record
+    if record is None:
+        return {}
+    return {"recorded version": record.version, "recorded arn": record.layer_version_arn,
+            "recorded code_sha256": record.code_sha256,
+            "recorded content_sha256": record.content_sha256,
+            "recorded code_size": record.code_size, "recorded fingerprint": record.fingerprint,
+            "recorded settings": record.settings_sha256,
+            "recorded inputs": record.inputs_sha256,
+            "recorded packages": list(record.packages)}
+
+
+def _grant_facts(change: model.Change) -> dict[str, object]:
+    details, current = change.details_as(model.GrantDetails), change.current
+    return {
+        "current version": current.version if current else None,
+        "version arn": current.layer_version_arn if current else None,
+        "grants added": sorted([grant.kind, grant.principal] for grant in details.add),
+        "grants removed": sorted(details.remove),
+        # What apply then records for the version (planner.lock_entry_for).
+        "fingerprint": change.desired.fingerprint,
+        "content_sha256": change.desired.content_sha256,
+        "settings digest": change.desired.settings.digest(change.desired.grants)}
+
+
+def _delete_facts(change: model.Change) -> dict[str, object]:
     current = change.current
-    facts: dict[str, object] = {"layer name": change.layer_name}
-    if change.action in (model.Action.CREATE, model.Action.PUBLISH):
-        desired, location = change.desired, change.code
-        s3 = location.s3 if location is not None else None
-        facts.update({
-            "current version": current.version if current else None,
-            "code_sha256": desired.code_sha256, "content_sha256": desired.content_sha256,
-            "code_size": desired.code_size, "fingerprint": desired.fingerprint,
-            "source": desired.source.value, **desired.settings.as_dict(),
-            "grants": sorted([grant.kind, grant.principal] for grant in desired.grants),
-            "expected version": change.expected_version,
-            "align target": change.align_target, "fillers": change.fillers,
-            "shortfall": change.shortfall,
-            "upload route": location.route.value if location else None,
-            "upload bucket": s3.bucket if s3 else None, "upload key": s3.key if s3 else None,
-            "upload object version": s3.version if s3 else None,
-            # A built layer: what it is built for and from (the sizes follow from these).
-            **({"build target": desired.build.target,
-                "build inputs": desired.build.inputs_sha256,
-                "build packages": list(desired.build.packages),
-                "build left out": list(desired.build.left_out)}
-               if desired.build is not None else {}),
-        })
-    elif change.action is model.Action.DELETE:
-        facts.update({"version arn": current.layer_version_arn if current else None,
-                      "reasons": sorted(reason.value for reason in change.reasons)})
-    elif change.action is model.Action.FORGET:
-        desired = change.desired
-        facts.update({"forgotten version": change.version,
-                      "forgotten fingerprint": desired.fingerprint,
-                      "forgotten code_sha256": desired.code_sha256})
-    elif change.action is model.Action.GRANT:
-        facts.update({
-            "current version": current.version if current else None,
-            "version arn": current.layer_version_arn if current else None,
-            "grants added": sorted([grant.kind, grant.principal]
-                                   for grant in change.grants_add),
-            "grants removed": sorted(change.grants_remove),
-            # What apply then records for the version (planner.lock_entry_for).
-            "fingerprint": change.desired.fingerprint,
-            "content_sha256": change.desired.content_sha256,
-            "settings digest": change.desired.settings.digest(change.desired.grants)})
-    if change.record is not None:
-        record = change.record
-        facts.update({"recorded version": record.version,
-                      "recorded arn": record.layer_version_arn,
-                      "recorded code_sha256": record.code_sha256,
-                      "recorded content_sha256": record.content_sha256,
-                      "recorded code_size": record.code_size,
-                      "recorded fingerprint": record.fingerprint,
-                      "recorded settings": record.settings_sha256,
-                      "recorded inputs": record.inputs_sha256,
-                      "recorded packages": list(record.packages)})
-    return facts
+    return {"version arn": current.layer_version_arn if current else None,
+            "reasons": sorted(reason.value for reason in change.reasons)}
 
 
-def _address(change: model.LayerChange) -> Address:
-    return (change.layer, change.region, change.action.value, change.version or 0)
+def _forget_facts(change: model.Change) -> dict[str, object]:
+    return {"forgotten version": change.details_as(model.ForgetDetails).version,
+            "forgotten fingerprint": change.desired.fingerprint,
+            "forgotten code_sha256": change.desired.code_sha256}
 
 
-def _compared(change: model.LayerChange) -> bool:
+# What of each action must equal the fresh decision's: one entry per action.
+_FACTS: dict[model.Action, Callable[[model.Change], dict[str, object]]] = {
+    model.Action.CREATE: _publish_facts, model.Action.PUBLISH: _publish_facts,
+    model.Action.NOOP: _record_facts, model.Action.GRANT: _grant_facts,
+    model.Action.DELETE: _delete_facts, model.Action.FORGET: _forget_facts,
+}
+
+
+def _what(change: model.Change) -> dict[str, object]:
+    """The parts of `change` that say what apply does: equal substance, equal calls (its
+    action's entry in _FACTS says which)."""
+    return {"layer name": change.layer_name, **_FACTS[change.action](change)}
+
+
+def _address(change: model.Change) -> Address:
+    details = change.details
+    version = details.version if isinstance(
+        details, model.DeleteDetails | model.ForgetDetails) else 0
+    return (change.layer, change.region, change.action.value, version)
+
+
+def _compared(change: model.Change) -> bool:
     """Whether `change` is one the saved and the fresh decision must agree on: not a no-op
     without a record (it makes no change), and not the delete of a filler version an apply
     left behind: the fresh decision deletes those only after confirming each is the filler

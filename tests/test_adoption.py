@@ -49,6 +49,14 @@ SETTINGS = model.Settings.normalised(description="shared", compatible_runtimes=N
                                      compatible_architectures=None, license_info=None)
 
 
+def downloaded(change: model.Change) -> model.RemoteContent | None:
+    """The remote latest's zip a change's plan downloaded (a publish's or a noop's)."""
+    details = change.details
+    if isinstance(details, model.PublishDetails | model.RecordDetails):
+        return details.download
+    raise AssertionError(f"a {change.action.value} change carries no download")
+
+
 def make_folder(root: Path) -> Path:
     """A layer folder with a nested file, an executable and a symlink."""
     folder = root / "src"
@@ -109,7 +117,8 @@ def test_same_files_in_other_zip_bytes_are_adopted(tmp_path: Path) -> None:
     assert change.action is model.Action.NOOP
     assert change.reasons == (model.Reason.ADOPTED,)
     assert change.record is not None and change.record.version == 1
-    assert change.download is not None and change.download.downloaded_bytes > 0
+    found = downloaded(change)
+    assert found is not None and found.downloaded_bytes > 0
     assert any("same files, other zip bytes" in note for note in change.notes)
     assert ("download", REGION, "utils:1") in store.calls
     assert not list((space.cache_dir / "downloads").iterdir())
@@ -138,7 +147,8 @@ def test_one_differing_byte_is_published(tmp_path: Path) -> None:
 
     assert change.action is model.Action.PUBLISH
     assert model.Reason.CONTENT_CHANGED in change.reasons
-    assert change.download is not None and change.download.fingerprint is not None
+    found = downloaded(change)
+    assert found is not None and found.fingerprint is not None
     assert any("its files differ" in note for note in change.notes)
 
 
@@ -155,7 +165,8 @@ def test_no_download_publishes(tmp_path: Path) -> None:
     (change,) = plan_with(space, store, download=False).changes
 
     assert change.action is model.Action.PUBLISH
-    assert change.download is None
+    found = downloaded(change)
+    assert found is None
     assert not [call for call in store.calls if call[0] == "download"]
 
 
@@ -170,7 +181,8 @@ def test_an_unreadable_remote_zip_is_published(tmp_path: Path) -> None:
     (change,) = plan_with(space, store).changes
 
     assert change.action is model.Action.PUBLISH
-    assert change.download is not None and change.download.fingerprint is None
+    found = downloaded(change)
+    assert found is not None and found.fingerprint is None
     assert any("could not compare" in note for note in change.notes)
 
 
@@ -322,8 +334,9 @@ def test_moto_zip_r_of_the_folder_is_adopted(
     (change,) = the_plan.changes
     assert change.action is model.Action.NOOP
     assert change.reasons == (model.Reason.ADOPTED,)
-    assert change.download is not None
-    assert change.download.downloaded_bytes == (tmp_path / "other.zip").stat().st_size
+    found = downloaded(change)
+    assert found is not None
+    assert found.downloaded_bytes == (tmp_path / "other.zip").stat().st_size
     assert zip_server.requests == ["/utils/1.zip?X-Amz-Signature=secret-signature"]
     assert "secret-signature" not in render.text(the_plan)
     assert "secret-signature" not in json.dumps(planfile.to_document(the_plan))
@@ -350,7 +363,8 @@ def test_moto_one_differing_byte_is_not_adopted(
     (change,) = plan_with(space, served_store(zip_server)).changes
 
     assert change.action is model.Action.PUBLISH
-    assert change.download is not None and change.download.fingerprint is not None
+    found = downloaded(change)
+    assert found is not None and found.fingerprint is not None
 
 
 def test_a_failed_download_names_the_url_without_its_signature(
@@ -366,8 +380,9 @@ def test_a_failed_download_names_the_url_without_its_signature(
 
     (change,) = the_plan.changes
     assert change.action is model.Action.PUBLISH
-    assert change.download is not None and change.download.problem is not None
-    assert f"127.0.0.1:{zip_server.server_address[1]}/utils/1.zip" in change.download.problem
+    found = downloaded(change)
+    assert found is not None and found.problem is not None
+    assert f"127.0.0.1:{zip_server.server_address[1]}/utils/1.zip" in found.problem
     assert "secret-signature" not in render.text(the_plan)
     assert "secret-signature" not in json.dumps(planfile.to_document(the_plan))
 

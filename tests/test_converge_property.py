@@ -198,7 +198,7 @@ def test_the_plan_right_after_any_apply_is_clean(
             assert not report.warnings, (step, report.warnings)
             after, _ = plan_and_apply(folder, apply=False)
             pending = [(c.layer, c.region, c.action.value, [r.value for r in c.reasons],
-                        c.version) for c in after.changes
+                        c.details) for c in after.changes
                        if c.action is not model.Action.NOOP or c.record is not None]
             assert not after.has_changes, (step, layer, pending)
             assert fillers_left() == [], (step, layer)

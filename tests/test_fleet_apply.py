@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fakes import FakeLayerStore, PublishFault
+from test_fleet_planner import numbers
 from test_reconcile import folder_layer_space, run_apply, run_plan
 
 from reconciler import errors, model, planner
@@ -40,7 +41,8 @@ def test_new_version_is_granted_before_it_is_recorded_and_a_removed_grant_is_rem
     plan = run_plan(space, store)
     [change] = plan.changes
     assert change.action is model.Action.GRANT
-    assert change.grants_remove == ("reconcile-organization-o-a1b2c3d4e5",)
+    assert change.details_as(model.GrantDetails).remove == (
+        "reconcile-organization-o-a1b2c3d4e5",)
     report = run_apply(space, store)
     assert report.ok and report.granted
     assert set(store.policies[("us-east-1", "a", 1)]) == {"reconcile-account-111122223333"}
@@ -60,7 +62,7 @@ def test_retention_deletes_old_versions_after_the_publish(tmp_path: Path) -> Non
     store.functions["us-east-1"] = [("api:$LATEST", (
         "arn:aws:lambda:us-east-1:123456789012:layer:a:2",))]
     plan = run_plan(space, store)
-    assert [(c.action, c.version) for c in plan.changes] == [
+    assert [(c.action, numbers(c)[2]) for c in plan.changes] == [
         (model.Action.PUBLISH, None), (model.Action.DELETE, 1), (model.Action.DELETE, 3)]
     assert "retention keeps v2: used by function api:$LATEST" in plan.changes[0].notes
     report = run_apply(space, store)
@@ -96,7 +98,7 @@ def test_alignment_publishes_fillers_and_deletes_them(tmp_path: Path) -> None:
         for number in range(count):
             store.put(region=region, layer_name="a", settings=S, zip_bytes=b"x%d" % number)
     plan = run_plan(space, store)
-    assert {c.region: c.fillers for c in plan.changes} == {
+    assert {c.region: numbers(c)[1] for c in plan.changes} == {
         "ap-south-1": 2, "eu-west-1": 0, "us-east-1": 3}
     report = run_apply(space, store, parallelism=2)
     assert report.ok, report.failed

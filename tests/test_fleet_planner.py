@@ -59,6 +59,27 @@ def inputs(layer: model.LayerSpec, *, region: str = "us-east-1", latest: int | N
         policy=policy, versions=versions, function_uses=uses)
 
 
+def deleted(changes: tuple[model.Change, ...]) -> list[int]:
+    """The versions the delete changes among `changes` delete, in order."""
+    return [c.details_as(model.DeleteDetails).version for c in changes if c.action is A.DELETE]
+
+
+def aligned(change: model.Change) -> tuple[int | None, int, int, int | None]:
+    """A create or publish's alignment target, fillers, shortfall and expected version."""
+    details = change.details_as(model.PublishDetails)
+    align = details.align or model.Alignment(target=None)
+    return (align.target, align.fillers, align.shortfall, details.expected_version)
+
+
+def numbers(change: model.Change) -> tuple[int | None, int, int | None]:
+    """The version a change expects to publish, its fillers and the version it deletes
+    (None, 0 and None where its action has none)."""
+    details = change.details
+    if isinstance(details, model.PublishDetails):
+        return (details.expected_version, details.align.fillers if details.align else 0, None)
+    return (None, 0, details.version if isinstance(details, model.DeleteDetails) else None)
+
+
 # --- grants --------------------------------------------------------------------------------
 
 def test_grants_diff_adds_missing_and_removes_unmanaged_statements() -> None:
@@ -78,7 +99,7 @@ def test_unchanged_version_with_a_removed_grant_is_a_grant_change() -> None:
     [change] = planner.plan([item]).changes
     assert change.action is A.GRANT
     assert R.GRANTS_CHANGED in change.reasons
-    assert change.grants_add == () and change.grants_remove == (ORG.statement_id,)
+    assert change.details == model.GrantDetails(add=(), remove=(ORG.statement_id,))
 
 
 def test_matching_grants_are_a_noop_and_unmanaged_layers_never_ask_for_a_policy() -> None:
@@ -112,7 +133,7 @@ def test_retention_keeps_the_newest_and_deletes_the_rest_oldest_first() -> None:
     item = inputs(spec(retain=3), latest=6, recorded=6, versions=VERSIONS, uses={})
     changes = planner.plan([item]).changes
     assert [c.action for c in changes] == [A.NOOP, A.DELETE, A.DELETE, A.DELETE]
-    assert [c.version for c in changes[1:]] == [1, 2, 3]
+    assert deleted(changes) == [1, 2, 3]
     assert all(c.reasons == (R.RETENTION,) and c.current and c.current.code_size == 10
                for c in changes[1:])
 
@@ -123,7 +144,7 @@ def test_retention_counts_the_version_being_published() -> None:
                   uses={})
     changes = planner.plan([item]).changes
     assert changes[0].action is A.PUBLISH
-    assert [c.version for c in changes if c.action is A.DELETE] == [1, 2, 3, 4]
+    assert deleted(changes) == [1, 2, 3, 4]
 
 
 def test_retention_keeps_a_version_a_function_uses_and_names_it() -> None:
@@ -131,7 +152,7 @@ def test_retention_keeps_a_version_a_function_uses_and_names_it() -> None:
     uses: dict[str, tuple[str, ...]] = {ARN.format("us-east-1", 2): ("api:$LATEST", "api:7")}
     item = inputs(spec(retain=3), latest=6, recorded=6, versions=VERSIONS, uses=uses)
     changes = planner.plan([item]).changes
-    assert [c.version for c in changes if c.action is A.DELETE] == [1, 3]
+    assert deleted(changes) == [1, 3]
     assert "retention keeps v2: used by function api:$LATEST, api:7" in changes[0].notes
 
 
@@ -150,7 +171,7 @@ def test_retention_counts_the_version_the_apply_records() -> None:
     item = inputs(spec(retain=2), latest=6, recorded=3, versions=VERSIONS, uses={})
     changes = planner.plan([item]).changes
     assert changes[0].record is not None and changes[0].record.version == 6
-    assert [c.version for c in changes if c.action is A.DELETE] == [1, 2, 3, 4]
+    assert deleted(changes) == [1, 2, 3, 4]
     after = inputs(spec(retain=2), latest=6, recorded=6,
                    versions=tuple(remote(number) for number in (5, 6)), uses={})
     assert [c.action for c in planner.plan([after]).changes] == [A.NOOP]
@@ -202,13 +223,13 @@ def test_regions_behind_get_fillers_and_unchanged_ones_behind_publish() -> None:
         inputs(layer, region="us-west-2", latest=3, recorded=3),  # content already there
     ])
     by_region = {c.region: c for c in plan.changes}
-    assert {c.align_target for c in plan.changes} == {6}
-    assert {c.expected_version for c in plan.changes} == {6}
-    assert by_region["eu-west-1"].fillers == 0
-    assert by_region["us-east-1"].fillers == 2
+    assert {aligned(c)[0] for c in plan.changes} == {6}
+    assert {aligned(c)[3] for c in plan.changes} == {6}
+    assert aligned(by_region["eu-west-1"])[1] == 0
+    assert aligned(by_region["us-east-1"])[1] == 2
     west = by_region["us-west-2"]
     assert west.action is A.PUBLISH and R.ALIGN_VERSIONS in west.reasons
-    assert west.fillers == 2
+    assert aligned(west)[1] == 2
 
 
 def test_region_at_the_target_with_the_content_needs_nothing() -> None:
@@ -219,8 +240,7 @@ def test_region_at_the_target_with_the_content_needs_nothing() -> None:
                                 code=CODE_B)])
     by_region = {c.region: c for c in plan.changes}
     assert by_region["eu-west-1"].action is A.NOOP
-    assert by_region["us-east-1"].expected_version == 6
-    assert by_region["us-east-1"].fillers == 2
+    assert aligned(by_region["us-east-1"]) == (6, 2, 0, 6)
 
 
 def test_region_too_far_behind_reports_its_shortfall() -> None:
@@ -232,8 +252,8 @@ def test_region_too_far_behind_reports_its_shortfall() -> None:
                          inputs(layer, region="us-east-1", latest=1, recorded=1,
                                 code=CODE_B)])
     behind = next(c for c in plan.changes if c.region == "us-east-1")
-    assert behind.action is A.PUBLISH and behind.fillers == 0
-    assert behind.shortfall == far - 2
+    assert behind.action is A.PUBLISH and aligned(behind)[1] == 0
+    assert aligned(behind)[2] == far - 2
     assert any("cannot reach" in note for note in behind.notes)
 
 
@@ -241,8 +261,7 @@ def test_unaligned_layer_gets_no_target() -> None:
     """Without align_versions, regions keep their own numbers."""
     plan = planner.plan([inputs(spec(), region="eu-west-1", latest=5, code=CODE_B),
                          inputs(spec(), region="us-east-1", latest=2, code=CODE_B)])
-    assert [(c.align_target, c.fillers, c.expected_version) for c in plan.changes] == [
-        (None, 0, 6), (None, 0, 3)]
+    assert [aligned(c) for c in plan.changes] == [(None, 0, 0, 6), (None, 0, 0, 3)]
 
 
 def test_storage_warning_above_eighty_percent_only() -> None:

@@ -52,7 +52,8 @@ def test_a_forget_carries_the_recorded_version_and_says_lambda_keeps_it() -> Non
     """The change names the Lambda layer (from the ARN), the recorded version and digests,
     reason not_in_manifest, and a note that the versions stay in Lambda."""
     (change,), _ = planner.forgets(recorded({("old", "us-east-1"): owned("layers.yaml")}))
-    assert (change.action, change.layer, change.layer_name, change.version) == (
+    assert (change.action, change.layer, change.layer_name,
+            change.details_as(model.ForgetDetails).version) == (
         model.Action.FORGET, "old", "lambda-name", 4)
     assert change.reasons == (model.Reason.NOT_IN_MANIFEST,)
     assert change.desired.fingerprint == ENTRY.fingerprint

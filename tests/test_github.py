@@ -137,12 +137,13 @@ def _plan_of(layers: int, regions: tuple[str, ...]) -> model.Plan:
     desired = model.Desired(settings=settings, fingerprint="f" * 64, code_sha256="A" * 43 + "=",
                             content_sha256="c" * 64, code_size=1234)
     return model.Plan(changes=tuple(
-        model.LayerChange(layer=f"team-layer-{index:05d}", layer_name=f"team-layer-{index:05d}",
-                          region=region, action=model.Action.CREATE,
-                          reasons=(model.Reason.NEW_LAYER,), current=None, desired=desired,
-                          diff=(model.FieldChange(field="code_sha256", before=None,
-                                                  after=desired.code_sha256),),
-                          expected_version=1)
+        model.Change(address=model.Address.of_layer(f"team-layer-{index:05d}", region),
+                     layer_name=f"team-layer-{index:05d}", action=model.Action.CREATE,
+                     reasons=(model.Reason.NEW_LAYER,), current=None, desired=desired,
+                     details=model.PublishDetails(
+                         expected_version=1,
+                         diff=(model.FieldChange(field="code_sha256", before=None,
+                                                 after=desired.code_sha256),)))
         for index in range(layers) for region in regions))
 
 

@@ -2,11 +2,12 @@
 
 Core modules (errors, model, manifest, archive, planner, render, ports, statefile) import no
 shell module, no I/O module and no core sibling except `model` and `errors` (ports also
-`errors`' types only). A subpackage's modules are named by their dotted path below the
-package (`state`, `state.local`, `state.s3`); `state.local` and `state.s3` are unaware of
-each other, as kopf's storage kinds are, and so are the content kinds (`content.folder`,
-`content.zipsource`, `content.s3`): they share only `content.common` and `content.statcache`,
-and the `content` package itself is the one place that chooses a kind. The command layer
+`errors`' types only; `model` and `details`, a change's details, each other). A subpackage's
+modules are named by their dotted path below the package (`state`, `state.local`,
+`state.s3`); `state.local` and `state.s3` are unaware of each other, as kopf's storage kinds
+are, and so are the content kinds (`content.folder`, `content.zipsource`, `content.s3`): they
+share only `content.common` and `content.statcache`, and the `content` package itself is the
+one place that chooses a kind. The command layer
 (`command.*`: typer app, options, views, signals, composition) may import everything below it;
 the use cases (`run.*`) and the rest of the shell never import the command layer, and only
 `cli` (the entry point) imports it from outside. Some third-party packages belong to one
@@ -41,8 +42,8 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache", "builds.index", "buil
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
                            "planner.compose", "planner.forget"})
-CORE = frozenset({"errors", "model", "manifest", "consumerspec", "schemacheck", "archive",
-                  "zipmembers",
+CORE = frozenset({"errors", "model", "details", "manifest", "consumerspec", "schemacheck",
+                  "archive", "zipmembers",
                   "planner", *PLANNER_PARTS, "render", "ports", "planfile", "savedplan",
                   "statefile", "ratelimit", "lambdaos", "elfcheck", *BUILDS_PURE})
 CONTENT_KINDS = frozenset({"content.folder", "content.zipsource", "content.s3",
@@ -75,7 +76,10 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "__init__": frozenset(),
     "__main__": frozenset({"cli"}),
     "errors": frozenset(),
-    "model": frozenset({"errors"}),
+    # model names the details of a change (`model.PublishDetails`), which name model's
+    # values in their annotations alone: one room of values, over two files.
+    "model": frozenset({"errors", "details"}),
+    "details": frozenset({"errors", "model"}),
     "manifest": frozenset({"errors", "model", "schemacheck", "consumerspec"}),
     # The rules and values of a layer's consumers and parameter, for manifest.
     "consumerspec": frozenset({"errors", "model"}),

@@ -42,23 +42,24 @@ def test_a_malformed_package_list_is_a_lockfile_error(packages: object) -> None:
         statefile.decode(json.dumps(document), file="x")
 
 
-def _change() -> model.LayerChange:
+def _change() -> model.Change:
     desired = model.Desired(settings=model.Settings(compatible_runtimes=("python3.12",)),
                             fingerprint="a" * 64, code_sha256="A" * 43 + "=",
                             content_sha256="0" * 64,
                             code_size=1, source=model.SourceKind.LOCK, build=BUILD)
-    return model.LayerChange(layer="deps", layer_name="deps", region="us-east-1",
-                             action=model.Action.PUBLISH,
-                             reasons=(model.Reason.CONTENT_CHANGED,),
-                             current=None, desired=desired, expected_version=2)
+    return model.Change(address=model.Address.of_layer("deps", "us-east-1"),
+                        layer_name="deps", action=model.Action.PUBLISH,
+                        reasons=(model.Reason.CONTENT_CHANGED,), current=None,
+                        desired=desired, details=model.PublishDetails(expected_version=2))
 
 
 def test_desired_build_round_trips_through_the_plan_document() -> None:
     """desired.build and a record entry's packages survive to_document/from_document, and
     the document is valid against the shipped plan schema."""
-    plan = model.Plan(changes=(_change(), model.LayerChange(
-        layer="other", layer_name="other", region="us-east-1", action=model.Action.NOOP,
-        reasons=(), current=None, desired=_change().desired, record=ENTRY)))
+    plan = model.Plan(changes=(_change(), model.Change(
+        address=model.Address.of_layer("other", "us-east-1"), layer_name="other",
+        action=model.Action.NOOP, reasons=(), current=None, desired=_change().desired,
+        details=model.RecordDetails(record=ENTRY))))
     document = planfile.to_document(plan)
     valid_plan(json.loads(json.dumps(document)))
     assert planfile.from_document(document) == plan

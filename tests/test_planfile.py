@@ -68,25 +68,39 @@ _code = st.one_of(
         [model.UploadRoute.ARTIFACT_BUCKET, model.UploadRoute.S3_SOURCE]),
         s3=st.builds(model.S3Object, bucket=_text, key=_text,
                      version=st.one_of(st.none(), _text))))
-_change = st.builds(
-    model.LayerChange, layer=_text, layer_name=_text, region=st.sampled_from(
-        ["us-east-1", "eu-west-1"]), action=st.sampled_from(list(model.Action)),
+_grants = st.lists(st.builds(model.Grant, kind=st.sampled_from(
+    ["account", "organization", "public"]), principal=_text), max_size=2).map(tuple)
+_align = st.one_of(st.none(), st.builds(
+    model.Alignment, target=st.one_of(st.none(), st.integers(1, 500)),
+    fillers=st.integers(0, 100), shortfall=st.integers(0, 300)))
+_download = st.one_of(st.none(), st.builds(
+    model.RemoteContent, version=st.integers(1, 500), downloaded_bytes=st.integers(0, 10**8),
+    fingerprint=st.one_of(st.none(), _text), problem=st.one_of(st.none(), _text)))
+# Every action's details, each with every field it can carry.
+_details: dict[type[model.Details], st.SearchStrategy[Any]] = {
+    model.PublishDetails: st.builds(
+        model.PublishDetails, expected_version=st.one_of(st.none(), st.integers(1, 500)),
+        code=_code, diff=st.lists(_field_change, max_size=3,
+                                  unique_by=lambda change: change.field).map(
+            lambda changes: tuple(sorted(changes,
+                                         key=lambda c: planfile._field_order(c.field)))),
+        align=_align, download=_download),
+    model.RecordDetails: st.builds(model.RecordDetails, record=st.one_of(st.none(), _lock_entry),
+                                   download=_download, align=_align),
+    model.GrantDetails: st.builds(model.GrantDetails, add=_grants,
+                                  remove=st.lists(_text, max_size=2).map(tuple),
+                                  download=_download, align=_align),
+    model.DeleteDetails: st.builds(model.DeleteDetails, version=st.integers(1, 500)),
+    model.ForgetDetails: st.builds(model.ForgetDetails, version=st.integers(1, 500)),
+}
+_change = st.sampled_from(list(model.Action)).flatmap(lambda action: st.builds(
+    model.Change,
+    address=st.builds(model.Address.of_layer, _text, st.sampled_from(["us-east-1",
+                                                                      "eu-west-1"])),
+    layer_name=_text, action=st.just(action),
     reasons=st.lists(st.sampled_from(list(model.Reason)), max_size=3, unique=True).map(tuple),
     current=st.one_of(st.none(), _remote), desired=_desired,
-    diff=st.lists(_field_change, max_size=3, unique_by=lambda change: change.field).map(
-        lambda changes: tuple(sorted(changes, key=lambda c: planfile._field_order(c.field)))),
-    notes=st.lists(_text, max_size=2).map(tuple), record=st.one_of(st.none(), _lock_entry),
-    expected_version=st.one_of(st.none(), st.integers(1, 500)),
-    version=st.one_of(st.none(), st.integers(1, 500)),
-    grants_add=st.lists(st.builds(model.Grant, kind=st.sampled_from(
-        ["account", "organization", "public"]), principal=_text), max_size=2).map(tuple),
-    grants_remove=st.lists(_text, max_size=2).map(tuple),
-    align_target=st.one_of(st.none(), st.integers(1, 500)),
-    fillers=st.integers(0, 100), shortfall=st.integers(0, 300), code=_code,
-    download=st.one_of(st.none(), st.builds(
-        model.RemoteContent, version=st.integers(1, 500),
-        downloaded_bytes=st.integers(0, 10**8),
-        fingerprint=st.one_of(st.none(), _text), problem=st.one_of(st.none(), _text))))
+    details=_details[model.DETAILS[action]], notes=st.lists(_text, max_size=2).map(tuple)))
 _basis = st.builds(
     model.PlanBasis, plan_id=_text, created=_text,
     manifest_sha256=st.just("0" * 64), state_location=_text, state_revision=_text,
@@ -125,16 +139,17 @@ def basis(**overrides: Any) -> model.PlanBasis:
     return model.PlanBasis(**values)
 
 
-CHANGE = model.LayerChange(
-    layer="alpha", layer_name="alpha", region="us-east-1", action=model.Action.PUBLISH,
-    reasons=(model.Reason.CONTENT_CHANGED,),
+CHANGE = model.Change(
+    address=model.Address.of_layer("alpha", "us-east-1"), layer_name="alpha",
+    action=model.Action.PUBLISH, reasons=(model.Reason.CONTENT_CHANGED,),
+    details=model.PublishDetails(),
     current=model.RemoteVersion(version=5, layer_version_arn="arn:5", settings=S1),
     desired=model.Desired(settings=S1, fingerprint="f" * 64, code_sha256=CODE,
                           content_sha256="c", code_size=1))
 SAVED = model.Plan(changes=(CHANGE,), basis=basis())
 
 
-def _with(change: model.LayerChange, **fields: Any) -> model.Plan:
+def _with(change: model.Change, **fields: Any) -> model.Plan:
     return model.Plan(changes=(replace(change, **fields),), basis=basis(plan_id="fresh"))
 
 
@@ -148,15 +163,16 @@ def _with(change: model.LayerChange, **fields: Any) -> model.Plan:
                                                settings=S1)),
      ["the plan would publish layer alpha in us-east-1 with other values than deciding "
       "again now: current version 5 -> 7"]),
-    (_with(CHANGE, action=model.Action.NOOP),
+    (_with(CHANGE, action=model.Action.NOOP, details=model.RecordDetails()),
      ["the plan would publish layer alpha in us-east-1; deciding again now does not (now: "
       "noop (its latest is v5))"]),
-    (model.Plan(changes=(CHANGE, replace(CHANGE, action=model.Action.DELETE, version=2,
+    (model.Plan(changes=(CHANGE, replace(CHANGE, action=model.Action.DELETE,
+                                         details=model.DeleteDetails(version=2),
                                          reasons=(model.Reason.RETENTION,))), basis=basis()),
      ["deciding again now would also delete v2 of layer alpha in us-east-1, which the plan "
       "does not"]),
-    (_with(CHANGE, code=model.CodeLocation(route=model.UploadRoute.S3_SOURCE, s3=model.S3Object(
-        bucket="b", key="k"))),
+    (_with(CHANGE, details=model.PublishDetails(code=model.CodeLocation(
+        route=model.UploadRoute.S3_SOURCE, s3=model.S3Object(bucket="b", key="k")))),
      ["the plan would publish layer alpha in us-east-1 with other values than deciding again "
       "now: upload bucket none -> b; upload key none -> k; upload route none -> s3_source"]),
     (model.Plan(changes=(), errors=(model.LayerError(layer="alpha", message="gone"),)),
@@ -174,7 +190,8 @@ def test_each_difference_from_the_fresh_decision_is_named(fresh: model.Plan,
 
 def test_a_noop_without_a_record_is_not_a_change() -> None:
     """A layer the plan leaves alone may have moved since (another apply): no difference."""
-    noop = replace(CHANGE, layer="beta", action=model.Action.NOOP)
+    noop = replace(CHANGE, address=model.Address.of_layer("beta", "us-east-1"),
+                   action=model.Action.NOOP, details=model.RecordDetails())
     saved = model.Plan(changes=(CHANGE, noop), basis=basis())
     moved = replace(noop, current=model.RemoteVersion(version=9, layer_version_arn="arn:9",
                                                       settings=S1))
@@ -268,12 +285,14 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 
 _REAL = planfile.to_document(model.Plan(
-    changes=(CHANGE, replace(CHANGE, layer="beta", action=model.Action.NOOP,
-                             record=model.LockEntry(
-                                 fingerprint="f", content_sha256="c", code_sha256=CODE,
-                                 code_size=1, version=5, layer_version_arn="arn:5",
-                                 settings_sha256="s"),
-                             code=model.CodeLocation(route=model.UploadRoute.DIRECT))),
+    changes=(replace(CHANGE, details=model.PublishDetails(
+        code=model.CodeLocation(route=model.UploadRoute.DIRECT))),
+             replace(CHANGE, address=model.Address.of_layer("beta", "us-east-1"),
+                     action=model.Action.NOOP, details=model.RecordDetails(
+                         record=model.LockEntry(
+                             fingerprint="f", content_sha256="c", code_sha256=CODE,
+                             code_size=1, version=5, layer_version_arn="arn:5",
+                             settings_sha256="s")))),
     basis=basis()))
 
 
@@ -305,7 +324,7 @@ def test_a_mutated_plan_file_is_a_plan_or_one_plan_file_error(data: st.DataObjec
 def test_stray_filler_deletes_are_housekeeping_not_a_difference() -> None:
     """A stray-filler delete only the fresh decision makes, or only the saved plan lists, is
     no difference (apply deletes confirmed fillers whoever planned); a retention delete is."""
-    stray = replace(CHANGE, action=model.Action.DELETE, version=9,
+    stray = replace(CHANGE, action=model.Action.DELETE, details=model.DeleteDetails(version=9),
                     reasons=(model.Reason.STRAY_FILLER,))
     with_stray = model.Plan(changes=(CHANGE, stray), basis=basis())
     assert savedplan.differences(SAVED, with_stray) == []
@@ -320,10 +339,36 @@ def test_a_grant_compares_what_apply_then_records() -> None:
     """A grant change whose recorded entry would differ (another fingerprint or settings
     digest) is a difference, though its statements are the same."""
     grant = replace(CHANGE, action=model.Action.GRANT, reasons=(model.Reason.GRANTS_CHANGED,),
-                    grants_add=(model.Grant(kind="account", principal="111122223333"),))
+                    details=model.GrantDetails(
+                        add=(model.Grant(kind="account", principal="111122223333"),)))
     saved = model.Plan(changes=(grant,), basis=basis())
     other = replace(grant, desired=replace(grant.desired, fingerprint="e" * 64))
     found = savedplan.differences(saved, model.Plan(changes=(other,)))
     assert len(found) == 1 and "fingerprint ffffffffffffffffffff… -> eeeeeeeeeeeeeeeeeeee…" \
         in found[0]
     assert savedplan.differences(saved, model.Plan(changes=(grant,))) == []
+
+
+@pytest.mark.parametrize(("index", "key", "value"), [
+    (0, "version", 3),
+    (0, "record_entry", {"fingerprint": "f", "content_sha256": "c", "code_sha256": CODE,
+                         "code_size": 1, "version": 5, "layer_version_arn": "arn:5",
+                         "settings_sha256": "s"}),
+    (1, "version", 5),
+], ids=["version-on-a-publish", "record-on-a-publish", "version-on-a-noop"])
+def test_a_key_its_action_cannot_carry_is_refused(index: int, key: str, value: Any) -> None:
+    """A version number or a recorded entry on a change whose action carries none (no
+    reconcile writes one) is refused by name, not dropped: the saved plan is compared on
+    both."""
+    document = json.loads(json.dumps(_REAL))
+    document["changes"][index][key] = value
+    with pytest.raises(errors.PlanFileError, match=f"changes\\[{index}\\].{key}` does not "
+                                                   "belong to a"):
+        planfile.from_document(document)
+
+
+def test_a_change_carries_the_details_of_its_action() -> None:
+    """A change whose details are not its action's type cannot be made."""
+    with pytest.raises(TypeError, match="a delete change has PublishDetails"):
+        replace(CHANGE, action=model.Action.DELETE)
+    assert replace(CHANGE, action=model.Action.CREATE).action is model.Action.CREATE

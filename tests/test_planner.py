@@ -122,10 +122,10 @@ def test_expected_version_never_goes_back() -> None:
     """The version a publish would create is one above every version known, deleted included."""
     change = planner.decide(planner.Inputs(spec=spec(), region="r", artifact=built(CODE_A),
                                            lock_entry=lock(7), remote_latest=None))
-    assert change.expected_version == 8
+    assert change.details_as(model.PublishDetails).expected_version == 8
     publish = planner.decide(planner.Inputs(spec=spec(S2), region="r", artifact=UNZIPPED,
                                             lock_entry=lock(2), remote_latest=remote(2, None)))
-    assert publish.expected_version == 3
+    assert publish.details_as(model.PublishDetails).expected_version == 3
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_publish_exactly_when_something_differs(
         assert change.action is model.Action.NOOP
     else:
         assert change.action is model.Action.PUBLISH
-        assert change.reasons and change.diff
+        assert change.reasons and change.details_as(model.PublishDetails).diff
 
 
 BIG = model.MAX_DIRECT_UPLOAD_BYTES + 1
@@ -274,10 +274,11 @@ def test_publish_route_follows_size_upload_and_bucket(
     change = planner.decide(planner.Inputs(spec=layer, region="us-east-1", artifact=artifact,
                                            lock_entry=None, remote_latest=None,
                                            artifact_bucket=bucket))
-    assert change.code is not None
-    assert change.code.route is route
-    assert (change.code.s3.key if change.code.s3 else None) == key
-    assert (change.code.s3.bucket if change.code.s3 else None) == (bucket if key else None)
+    code = change.details_as(model.PublishDetails).code
+    assert code is not None
+    assert code.route is route
+    assert (code.s3.key if code.s3 else None) == key
+    assert (code.s3.bucket if code.s3 else None) == (bucket if key else None)
 
 
 def test_s3_source_publishes_from_its_own_object() -> None:
@@ -298,4 +299,4 @@ def test_noop_carries_no_code_location() -> None:
                                            artifact=built(CODE_A), lock_entry=lock(2),
                                            remote_latest=remote(2), artifact_bucket="arts"))
     assert change.action is N
-    assert change.code is None
+    assert isinstance(change.details, model.RecordDetails)  # no code location to carry

@@ -476,8 +476,8 @@ def test_s3_source_is_planned_from_head_object_and_a_missing_one_is_an_error(
     store.objects.objects[("us-east-1", "src", "a.zip")] = (b"PK-zip-bytes", {})
     plan = run_plan(space, store)
     [change] = plan.changes
-    assert change.code == model.CodeLocation(route=model.UploadRoute.S3_SOURCE,
-                                             s3=model.S3Object(bucket="src", key="a.zip"))
+    assert change.details_as(model.PublishDetails).code == model.CodeLocation(
+        route=model.UploadRoute.S3_SOURCE, s3=model.S3Object(bucket="src", key="a.zip"))
     assert change.desired.code_size == len(b"PK-zip-bytes")
     [error] = plan.errors
     assert error.layer == "b"

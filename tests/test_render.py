@@ -13,19 +13,22 @@ DESIRED = model.Desired(settings=S, fingerprint="fp", code_sha256="NEWCODE" * 6 
 CURRENT = model.RemoteVersion(version=3, layer_version_arn="arn:aws:lambda:r:1:layer:b:3",
                               settings=S, code_sha256="OLDCODE" * 6 + "A=", code_size=90)
 PLAN = model.Plan(changes=(
-    model.LayerChange(layer="a", layer_name="a", region="us-east-1", action=model.Action.CREATE,
-                      reasons=(model.Reason.NEW_LAYER,), current=None, desired=DESIRED,
-                      expected_version=1),
-    model.LayerChange(layer="b", layer_name="b", region="us-east-1", action=model.Action.PUBLISH,
-                      reasons=(model.Reason.CONTENT_CHANGED, model.Reason.SETTINGS_CHANGED),
-                      current=CURRENT, desired=DESIRED, expected_version=4,
-                      diff=(model.FieldChange("code_sha256", CURRENT.code_sha256,
-                                              DESIRED.code_sha256),
-                            model.FieldChange("compatible_runtimes", ["python3.12"],
-                                              ["python3.12", "python3.13"],
-                                              added=("python3.13",)))),
-    model.LayerChange(layer="c", layer_name="c", region="us-east-1", action=model.Action.NOOP,
-                      reasons=(), current=CURRENT, desired=DESIRED),
+    model.Change(address=model.Address.of_layer("a", "us-east-1"), layer_name="a",
+                 action=model.Action.CREATE, reasons=(model.Reason.NEW_LAYER,), current=None,
+                 desired=DESIRED, details=model.PublishDetails(expected_version=1)),
+    model.Change(address=model.Address.of_layer("b", "us-east-1"), layer_name="b",
+                 action=model.Action.PUBLISH,
+                 reasons=(model.Reason.CONTENT_CHANGED, model.Reason.SETTINGS_CHANGED),
+                 current=CURRENT, desired=DESIRED, details=model.PublishDetails(
+                     expected_version=4,
+                     diff=(model.FieldChange("code_sha256", CURRENT.code_sha256,
+                                             DESIRED.code_sha256),
+                           model.FieldChange("compatible_runtimes", ["python3.12"],
+                                             ["python3.12", "python3.13"],
+                                             added=("python3.13",))))),
+    model.Change(address=model.Address.of_layer("c", "us-east-1"), layer_name="c",
+                 action=model.Action.NOOP, reasons=(), current=CURRENT, desired=DESIRED,
+                 details=model.RecordDetails()),
 ))
 
 

@@ -707,11 +707,12 @@ def test_file_swapped_for_a_symlink_after_the_walk_is_refused(tmp_path: Path) ->
         _cache(tmp_path).file_sha256(victim, walked_stat)
 
 
-def _create_change(region: str, artifact: model.Artifact) -> model.LayerChange:
+def _create_change(region: str, artifact: model.Artifact) -> model.Change:
     """A create of layer `tools` in `region` with `artifact`'s digests as the plan's."""
-    return model.LayerChange(
-        layer="tools", layer_name="tools", region=region, action=model.Action.CREATE,
-        reasons=(model.Reason.NEW_LAYER,), current=None,
+    return model.Change(
+        address=model.Address.of_layer("tools", region), layer_name="tools",
+        action=model.Action.CREATE, reasons=(model.Reason.NEW_LAYER,), current=None,
+        details=model.PublishDetails(),
         desired=model.Desired(settings=model.Settings.normalised(
             description=None, compatible_runtimes=["python3.12"], compatible_architectures=None,
             license_info=None),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path, PurePath
 
 from fakes import FakeArtifactStore, FakeLayerStore
-from test_fleet_planner import ARN, CODE_A, CODE_B, S1, built, lock, remote, spec
+from test_fleet_planner import ARN, CODE_A, CODE_B, S1, built, deleted, lock, numbers, remote, spec
 from test_reconcile import folder_layer_space, run_apply, run_plan
 
 from reconciler import errors, model, planner
@@ -51,7 +51,7 @@ def test_confirmed_fillers_are_stray_filler_deletes_and_the_rest_stays() -> None
     deleted as `delete` changes with reason stray_filler; the real latest stays unchanged."""
     item = inputs_with((remote(1), confirmed(2), confirmed(3)), latest=remote(1), recorded=1)
     changes = planner.plan([item]).changes
-    assert [(c.action, c.version, c.reasons) for c in changes] == [
+    assert [(c.action, numbers(c)[2], c.reasons) for c in changes] == [
         (A.NOOP, None, ()), (A.DELETE, 2, (R.STRAY_FILLER,)),
         (A.DELETE, 3, (R.STRAY_FILLER,))]
 
@@ -96,10 +96,10 @@ def test_the_numbers_fillers_took_stay_taken() -> None:
                          latest=remote(1, "us-west-2"), recorded=1, region="us-west-2")
     ahead = inputs_with((remote(1), remote(2), remote(3)), latest=remote(3), recorded=3)
     changes = planner.plan([ahead, behind]).changes
-    publishes = {c.region: (c.action, c.expected_version, c.fillers) for c in changes
+    publishes = {c.region: (c.action, *numbers(c)[:2]) for c in changes
                  if c.action is not A.DELETE}
     assert publishes == {"us-east-1": (A.PUBLISH, 4, 0), "us-west-2": (A.PUBLISH, 4, 0)}
-    assert [c.version for c in changes if c.action is A.DELETE] == [2, 3]
+    assert deleted(changes) == [2, 3]
 
 
 def test_a_create_over_fillers_only_expects_the_number_after_them() -> None:
@@ -108,7 +108,7 @@ def test_a_create_over_fillers_only_expects_the_number_after_them() -> None:
     item = inputs_with((confirmed(1), confirmed(2)), latest=None, recorded=None,
                        layer=spec())
     changes = planner.plan([item]).changes
-    assert [(c.action, c.expected_version or c.version) for c in changes] == [
+    assert [(c.action, numbers(c)[0] or numbers(c)[2]) for c in changes] == [
         (A.CREATE, 3), (A.DELETE, 1), (A.DELETE, 2)]
 
 
@@ -118,7 +118,7 @@ def test_fillers_never_count_among_the_versions_retain_keeps() -> None:
     versions = (remote(1), remote(2), confirmed(3), confirmed(4), remote(5))
     item = inputs_with(versions, latest=remote(5), recorded=5, layer=spec(retain=2))
     changes = planner.plan([item]).changes
-    assert [(c.version, c.reasons) for c in changes if c.action is A.DELETE] == [
+    assert [(numbers(c)[2], c.reasons) for c in changes if c.action is A.DELETE] == [
         (1, (R.RETENTION,)), (3, (R.STRAY_FILLER,)), (4, (R.STRAY_FILLER,))]
 
 
@@ -262,7 +262,7 @@ def test_fillers_on_top_of_an_unchanged_aligned_region_are_published_over() -> N
                          latest=remote(1, "us-west-2"), recorded=1, region="us-west-2")
     other = inputs_with((remote(1),), latest=remote(1), recorded=1)
     changes = planner.plan([other, behind]).changes
-    assert [(c.region, c.action, c.expected_version, c.fillers, c.version) for c in changes] == [
+    assert [(c.region, c.action, *numbers(c)) for c in changes] == [
         ("us-east-1", A.PUBLISH, 4, 2, None), ("us-west-2", A.PUBLISH, 4, 0, None),
         ("us-west-2", A.DELETE, None, 0, 2), ("us-west-2", A.DELETE, None, 0, 3)]
     assert all(R.ALIGN_VERSIONS in c.reasons for c in changes if c.action is A.PUBLISH)

@@ -50,10 +50,11 @@ def test_upload_once_uploads_then_finds_the_object(tmp_path: Path) -> None:
         DESIRED, code_sha256=base64.b64encode(digest.digest()).decode(),
         content_sha256=digest.hexdigest(), code_size=len(data))
     location = model.S3Object(bucket="arts", key=f"utils/{digest.hexdigest()}.zip")
-    change = model.LayerChange(
-        layer="utils", layer_name="utils", region="us-east-1", action=model.Action.CREATE,
-        reasons=(model.Reason.NEW_LAYER,), current=None, desired=desired,
-        code=model.CodeLocation(route=model.UploadRoute.ARTIFACT_BUCKET, s3=location))
+    change = model.Change(
+        address=model.Address.of_layer("utils", "us-east-1"), layer_name="utils",
+        action=model.Action.CREATE, reasons=(model.Reason.NEW_LAYER,), current=None,
+        desired=desired, details=model.PublishDetails(
+            code=model.CodeLocation(route=model.UploadRoute.ARTIFACT_BUCKET, s3=location)))
     objects = FakeArtifactStore()
     seen: list[str] = []
     assert applying.upload_once(change, location, zip_path=zip_path, objects=objects,

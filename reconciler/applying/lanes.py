@@ -109,13 +109,13 @@ class Lane:
 
     layer: str
     region: str
-    head: model.LayerChange | None
-    deletes: tuple[model.LayerChange, ...]
+    head: model.Change | None
+    deletes: tuple[model.Change, ...]
 
 
 def lanes_of(plan: model.Plan) -> list[Lane]:
     """The plan's changes (no-ops aside) as lanes, in the plan's order."""
-    grouped: dict[tuple[str, str], list[model.LayerChange]] = {}
+    grouped: dict[tuple[str, str], list[model.Change]] = {}
     for change in plan.changes:
         if change.action is not model.Action.NOOP:
             grouped.setdefault((change.layer, change.region), []).append(change)
@@ -123,7 +123,7 @@ def lanes_of(plan: model.Plan) -> list[Lane]:
     for (layer, region), changes in grouped.items():
         heads = [change for change in changes if change.action is not model.Action.DELETE]
         deletes = sorted((change for change in changes if change.action is model.Action.DELETE),
-                         key=lambda change: change.version or 0)
+                         key=lambda change: change.details_as(model.DeleteDetails).version)
         found.append(Lane(layer=layer, region=region, head=heads[0] if heads else None,
                           deletes=tuple(deletes)))
     return found
@@ -140,12 +140,12 @@ class _Recorder:
                  owner: str = "") -> None:
         self._state, self._report, self._manifest = state, report, owner
         self._owner = threading.get_ident()
-        self._requests: queue.Queue[tuple[model.LayerChange, model.LockEntry | None, bool,
+        self._requests: queue.Queue[tuple[model.Change, model.LockEntry | None, bool,
                                           concurrent.futures.Future[bool]]] = queue.Queue()
         self._closed = threading.Event()
         self.broken = False
 
-    def record(self, change: model.LayerChange, entry: model.LockEntry | None, *,
+    def record(self, change: model.Change, entry: model.LockEntry | None, *,
                published: bool) -> bool:
         """Write `entry` for `change` (None: remove the change's entry) from any thread;
         whether it is recorded."""
@@ -191,7 +191,7 @@ class _Recorder:
             if not answer.done():
                 answer.set_result(False)
 
-    def _write(self, change: model.LayerChange, entry: model.LockEntry | None, *,
+    def _write(self, change: model.Change, entry: model.LockEntry | None, *,
                published: bool) -> bool:
         report = self._report
         updated = statefile.next_write(
@@ -246,8 +246,8 @@ class _LaneResult:
     """What one lane did, merged into the report by the calling thread."""
 
     published: list[Published] = field(default_factory=list)
-    granted: list[model.LayerChange] = field(default_factory=list)
-    forgotten: list[model.LayerChange] = field(default_factory=list)
+    granted: list[model.Change] = field(default_factory=list)
+    forgotten: list[model.Change] = field(default_factory=list)
     deleted: list[Deleted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
@@ -313,7 +313,7 @@ def _run_lane(lane: Lane, *, steps: Steps, recorder: _Recorder, regions: _Region
     return result
 
 
-def _run_head(head: model.LayerChange, *, steps: Steps, recorder: _Recorder,
+def _run_head(head: model.Change, *, steps: Steps, recorder: _Recorder,
               regions: _Regions, stop: threading.Event, result: _LaneResult) -> str | None:
     """Run a lane's publish, create or grant and record it; why the deletions after a
     publish may not run (None: they may)."""

@@ -12,7 +12,7 @@ from reconciler import errors, model
 class Published:
     """A version apply published (or found already published after a lost reply)."""
 
-    change: model.LayerChange
+    change: model.Change
     version: model.RemoteVersion
     adopted: bool = False
     fillers: tuple[int, ...] = ()  # align_versions' filler versions, deleted next
@@ -22,14 +22,14 @@ class Published:
 class Granted:
     """A `grant` change carried out on its version."""
 
-    change: model.LayerChange
+    change: model.Change
 
 
 @dataclass(frozen=True)
 class Deleted:
     """Versions apply deleted for one change: a retention `delete`, or a publish's fillers."""
 
-    change: model.LayerChange
+    change: model.Change
     versions: tuple[int, ...]
 
 
@@ -40,7 +40,7 @@ Outcome = Published | Granted | Deleted
 class Failed:
     """A change that failed, and why."""
 
-    change: model.LayerChange
+    change: model.Change
     error: errors.ReconcilerError
 
 
@@ -48,7 +48,7 @@ class Failed:
 class NotAttempted:
     """A change apply did not start, and why."""
 
-    change: model.LayerChange
+    change: model.Change
     why: str
 
 
@@ -57,9 +57,9 @@ class ApplyReport:
     """What apply did: versions published, records written, failures, changes not tried."""
 
     published: list[Published] = field(default_factory=list)
-    recorded: list[model.LayerChange] = field(default_factory=list)
-    granted: list[model.LayerChange] = field(default_factory=list)
-    forgotten: list[model.LayerChange] = field(default_factory=list)  # out of the state
+    recorded: list[model.Change] = field(default_factory=list)
+    granted: list[model.Change] = field(default_factory=list)
+    forgotten: list[model.Change] = field(default_factory=list)  # out of the state
     deleted: list[Deleted] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
@@ -73,8 +73,10 @@ class ApplyReport:
         """Each list in the plan's order (layer, region, version), whatever order the lanes
         finished in."""
         def by_change(item: Published | Failed | NotAttempted | Deleted) -> tuple[str, str, int]:
-            change = item.change
-            return (change.layer, change.region, change.version or 0)
+            change, details = item.change, item.change.details
+            version = details.version if isinstance(
+                details, model.DeleteDetails | model.ForgetDetails) else 0
+            return (change.layer, change.region, version)
 
         self.published.sort(key=by_change)
         self.failed.sort(key=by_change)

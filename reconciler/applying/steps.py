@@ -29,7 +29,7 @@ def quiet(_: str) -> None:
 class CodeSource(Protocol):
     """Where apply gets the zip of a change (checked against the plan's CodeSha256)."""
 
-    def zip_for(self, change: model.LayerChange) -> Path:
+    def zip_for(self, change: model.Change) -> Path:
         """The zip to upload for `change`."""
 
 
@@ -60,14 +60,19 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
     return zips
 
 
-def through_s3(change: model.LayerChange) -> bool:
-    return (change.action in PUBLISHING and change.code is not None
-            and change.code.route is model.UploadRoute.ARTIFACT_BUCKET)
+def _route(change: model.Change) -> model.UploadRoute | None:
+    if change.action not in PUBLISHING:
+        return None
+    code = change.details_as(model.PublishDetails).code
+    return code.route if code is not None else None
 
 
-def from_s3_source(change: model.LayerChange) -> bool:
-    return (change.action in PUBLISHING and change.code is not None
-            and change.code.route is model.UploadRoute.S3_SOURCE)
+def through_s3(change: model.Change) -> bool:
+    return _route(change) is model.UploadRoute.ARTIFACT_BUCKET
+
+
+def from_s3_source(change: model.Change) -> bool:
+    return _route(change) is model.UploadRoute.S3_SOURCE
 
 
 def already_uploaded(found: model.StoredObject | None, *, desired: model.Desired) -> bool:
@@ -83,7 +88,7 @@ def already_uploaded(found: model.StoredObject | None, *, desired: model.Desired
     return found.content_sha256 is not None and found.content_sha256 == desired.content_sha256
 
 
-def upload_once(change: model.LayerChange, s3_object: model.S3Object, *, zip_path: Path,
+def upload_once(change: model.Change, s3_object: model.S3Object, *, zip_path: Path,
                 objects: ports.ArtifactStore, progress: Progress) -> bool:
     """Upload the change's zip to its artifact key unless it is there already; whether it
     uploaded."""
@@ -108,13 +113,13 @@ class Steps:
     filler_zip: Path
     progress: Progress
 
-    def publish(self, change: model.LayerChange) -> Published:
+    def publish(self, change: model.Change) -> Published:
         """Upload (through S3), fillers, the real version, its CodeSha256 check and grants;
         any failure after the fillers deletes them."""
         store, progress = self.store, self.progress
         zip_path = self.zips.get((change.layer, change.region))
-        s3_object = change.code.s3 if change.code and (
-            through_s3(change) or from_s3_source(change)) else None
+        code = change.details_as(model.PublishDetails).code
+        s3_object = code.s3 if code and (through_s3(change) or from_s3_source(change)) else None
         # The upload first: one that fails has taken no version number (no filler yet).
         if through_s3(change) and s3_object and zip_path and self.objects is not None:
             upload_once(change, s3_object, zip_path=zip_path, objects=self.objects,
@@ -154,20 +159,21 @@ class Steps:
             raise
         return Published(change, version, adopted=outcome.adopted, fillers=fillers)
 
-    def grant(self, change: model.LayerChange) -> Granted:
+    def grant(self, change: model.Change) -> Granted:
         """Add and remove the statements a `grant` change names."""
         self.progress(f"{change.layer}: updating grants in {change.region}")
         update_grants(change, store=self.store)
         return Granted(change)
 
-    def delete(self, change: model.LayerChange) -> Deleted:
+    def delete(self, change: model.Change) -> Deleted:
         """Delete the version a `delete` change names."""
-        self.progress(f"{change.layer}: deleting v{change.version} in {change.region}")
+        version = change.details_as(model.DeleteDetails).version
+        self.progress(f"{change.layer}: deleting v{version} in {change.region}")
         self.store.delete_version(region=change.region, layer_name=change.layer_name,
-                                  version=change.version or 0)
-        return Deleted(change, (change.version or 0,))
+                                  version=version)
+        return Deleted(change, (version,))
 
-    def delete_fillers(self, change: model.LayerChange, fillers: tuple[int, ...]) -> Deleted:
+    def delete_fillers(self, change: model.Change, fillers: tuple[int, ...]) -> Deleted:
         """Delete a recorded publish's fillers; a failure says what the next plan does."""
         try:
             delete_fillers(change, fillers, store=self.store)
@@ -179,7 +185,7 @@ class Steps:
         return Deleted(change, fillers)
 
 
-def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_path: Path,
+def publish_fillers(change: model.Change, *, store: ports.LayerStore, zip_path: Path,
                     progress: Progress = quiet) -> tuple[int, ...]:
     """Publish the change's filler versions (never granted), each exactly once: a filler
     whose reply was lost is looked for (by its CodeSha256 and description) before it is sent
@@ -188,12 +194,14 @@ def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_p
     made: list[int] = []
     settings = model.Settings(description=planner.FILLER_DESCRIPTION)
     code_sha256 = planner.filler_code_sha256()
+    details = change.details_as(model.PublishDetails)
+    count = details.align.fillers if details.align else 0
     # Above every number the plan saw taken (fillers an earlier apply left included, which
     # a lost reply's look-up must not take for this apply's own).
     base = max(change.current.version if change.current else 0,
-               (change.expected_version or 0) - change.fillers - 1)
-    for _ in range(change.fillers):
-        progress(f"{change.layer}: filler {len(made) + 1}/{change.fillers} in {change.region}")
+               (details.expected_version or 0) - count - 1)
+    for _ in range(count):
+        progress(f"{change.layer}: filler {len(made) + 1}/{count} in {change.region}")
         try:
             outcome = publishing.publish_exactly_once(
                 store, region=change.region, layer_name=change.layer_name, settings=settings,
@@ -209,7 +217,7 @@ def publish_fillers(change: model.LayerChange, *, store: ports.LayerStore, zip_p
     return tuple(made)
 
 
-def _stray_fillers(change: model.LayerChange, *, store: ports.LayerStore,
+def _stray_fillers(change: model.Change, *, store: ports.LayerStore,
                    above: int) -> tuple[int, ...]:
     """Fillers above `above` that a publish of unknown outcome made in this apply (the lock
     keeps any other apply out, and a filler's bytes and description are this tool's own).
@@ -225,7 +233,7 @@ def _stray_fillers(change: model.LayerChange, *, store: ports.LayerStore,
                  and version.settings.description == planner.FILLER_DESCRIPTION)
 
 
-def delete_fillers(change: model.LayerChange, fillers: tuple[int, ...], *,
+def delete_fillers(change: model.Change, fillers: tuple[int, ...], *,
                    store: ports.LayerStore) -> None:
     """Delete the filler versions this apply made (and only those): each is tried, and the
     first failure is raised once all were."""
@@ -240,7 +248,7 @@ def delete_fillers(change: model.LayerChange, fillers: tuple[int, ...], *,
         raise failures[0]
 
 
-def without_fillers(error: errors.ReconcilerError, *, change: model.LayerChange,
+def without_fillers(error: errors.ReconcilerError, *, change: model.Change,
                     fillers: tuple[int, ...],
                     store: ports.LayerStore) -> errors.ReconcilerError:
     """Delete the change's fillers after `error` (a failure after they were made), and
@@ -271,7 +279,7 @@ def _numbers(versions: tuple[int, ...]) -> str:
     return ", ".join(f"v{version}" for version in versions)
 
 
-def grant_new_version(change: model.LayerChange, version: model.RemoteVersion, *,
+def grant_new_version(change: model.Change, version: model.RemoteVersion, *,
                       store: ports.LayerStore) -> None:
     """Give a newly published version the managed grants, before it is recorded. A failure
     leaves it unrecorded: the next plan adopts it and grants what is missing."""
@@ -289,22 +297,24 @@ def grant_new_version(change: model.LayerChange, version: model.RemoteVersion, *
             ) from error
 
 
-def update_grants(change: model.LayerChange, *, store: ports.LayerStore) -> None:
+def update_grants(change: model.Change, *, store: ports.LayerStore) -> None:
     """Add and remove the statements a `grant` change names on its version."""
     if change.current is None:
         return
-    for grant in change.grants_add:
+    details = change.details_as(model.GrantDetails)
+    for grant in details.add:
         store.add_permission(region=change.region, layer_name=change.layer_name,
                              version=change.current.version, grant=grant)
-    for statement_id in change.grants_remove:
+    for statement_id in details.remove:
         store.remove_permission(region=change.region, layer_name=change.layer_name,
                                 version=change.current.version, statement_id=statement_id)
 
 
-def alignment_warnings(change: model.LayerChange, version: model.RemoteVersion) -> list[str]:
+def alignment_warnings(change: model.Change, version: model.RemoteVersion) -> list[str]:
     """A region whose new version missed the align_versions target (versions deleted out of
     band make Lambda skip their numbers): said, and the next plan aligns again."""
-    if change.align_target is None or version.version == change.align_target:
+    align = change.details_as(model.PublishDetails).align
+    if align is None or align.target is None or version.version == align.target:
         return []
     return [f"{change.layer} ({change.region}): published v{version.version}, not the "
-            f"align_versions target v{change.align_target}; the next plan aligns again"]
+            f"align_versions target v{align.target}; the next plan aligns again"]

@@ -1,4 +1,4 @@
-"""The decision: desired x recorded x observed -> model.LayerChange, pure functions, one module
+"""The decision: desired x recorded x observed -> model.Change, pure functions, one module
 per concern, composed in `compose.plan`:
 
 - `inputs`: what one decision reads, and what follows from it alone;

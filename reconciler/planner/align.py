@@ -51,10 +51,20 @@ def fillers_needed(*, target: int, next_version: int) -> int:
     return max(0, target - next_version)
 
 
-def _next_version(item: Inputs, change: model.LayerChange) -> int:
-    if change.expected_version is not None:
-        return change.expected_version
+def _next_version(item: Inputs, change: model.Change) -> int:
+    if isinstance(change.details, model.PublishDetails) \
+            and change.details.expected_version is not None:
+        return change.details.expected_version
     return highest_number(item) + 1
+
+
+def _aligned(change: model.Change, alignment: model.Alignment, *, notes: tuple[str, ...] = ()
+             ) -> model.Change:
+    """`change` (a create, publish or noop) with its alignment, and `notes` added."""
+    details = change.details
+    if isinstance(details, model.PublishDetails | model.RecordDetails):
+        details = replace(details, align=alignment)
+    return replace(change, details=details, notes=(*change.notes, *notes))
 
 
 def _fillers_on_top(item: Inputs, *, regions: int) -> bool:
@@ -65,8 +75,8 @@ def _fillers_on_top(item: Inputs, *, regions: int) -> bool:
                                for version in item.versions or ())
 
 
-def align(decided: list[tuple[Inputs, model.LayerChange]]
-          ) -> list[tuple[Inputs, model.LayerChange]]:
+def align(decided: list[tuple[Inputs, model.Change]]
+          ) -> list[tuple[Inputs, model.Change]]:
     """Apply align_versions to each region's own decision.
 
     | region                          | becomes                                         |
@@ -94,7 +104,7 @@ def align(decided: list[tuple[Inputs, model.LayerChange]]
                            latest=item.remote_latest.version if item.remote_latest else 0,
                            next_version=_next_version(item, change))
             for item, change in decided if item.spec.key == spec_key)
-    aligned: list[tuple[Inputs, model.LayerChange]] = []
+    aligned: list[tuple[Inputs, model.Change]] = []
     for item, change in decided:
         target = targets.get(item.spec.key)
         if target is None:
@@ -105,22 +115,29 @@ def align(decided: list[tuple[Inputs, model.LayerChange]]
         publishing = change.action in PUBLISHING
         if not publishing and not _fillers_on_top(item, regions=regions[item.spec.key]) \
                 and latest >= target:
-            aligned.append((item, replace(change, align_target=target)))
+            aligned.append((item, _aligned(change, model.Alignment(target=target))))
             continue
         needed = fillers_needed(target=target, next_version=next_version)
         if needed > MAX_FILLERS:
             gap = target - (next_version if publishing else latest)
-            aligned.append((item, replace(change, align_target=target, shortfall=gap, notes=(
-                *change.notes, f"align_versions: cannot reach v{target} here: it would take "
-                               f"{needed} filler versions, more than {MAX_FILLERS}; this region "
-                               f"stays {gap} version(s) short"))))
+            aligned.append((item, _aligned(
+                change, model.Alignment(target=target, shortfall=gap), notes=(
+                    f"align_versions: cannot reach v{target} here: it would take {needed} "
+                    f"filler versions, more than {MAX_FILLERS}; this region stays {gap} "
+                    "version(s) short",))))
             continue
+        alignment = model.Alignment(target=target, fillers=needed)
         if publishing:
-            aligned.append((item, replace(change, align_target=target, fillers=needed,
-                                          expected_version=target)))
+            aligned.append((item, replace(change, details=replace(
+                change.details_as(model.PublishDetails), align=alignment,
+                expected_version=target))))
             continue
+        # An unchanged region behind the target publishes: its record goes (the publish is
+        # recorded), what it downloaded stays; its code goes direct (code None).
+        kept = change.details_as(model.RecordDetails)
         aligned.append((item, replace(
             change, action=model.Action.PUBLISH,
-            reasons=(*change.reasons, model.Reason.ALIGN_VERSIONS), record=None,
-            align_target=target, fillers=needed, expected_version=target)))
+            reasons=(*change.reasons, model.Reason.ALIGN_VERSIONS),
+            details=model.PublishDetails(expected_version=target, align=alignment,
+                                         download=kept.download))))
     return aligned

@@ -42,7 +42,7 @@ def plan(
     warning."""
     items = list(inputs)
     decided = align([(item, decide(item)) for item in items])
-    changes: list[model.LayerChange] = []
+    changes: list[model.Change] = []
     warnings: list[str] = []
     held: list[str] = []  # where stray fillers wait for the apply that holds the lock
     for item, change in decided:
@@ -52,12 +52,13 @@ def plan(
             change = replace(change, notes=(
                 *change.notes, f"git ignores {count} of its files and folders: left out of "
                                "the layer (a folder counts once)"))
-        deletions: tuple[model.LayerChange, ...] = ()
+        deletions: tuple[model.Change, ...] = ()
         if item.spec.retain is not None and item.versions is not None:
             change, deletions = with_retention(item, change)
         change, strays = with_stray_fillers(item, change, lock_holder=lock_holder)
         changes.append(change)
-        changes.extend(sorted((*deletions, *strays), key=lambda deletion: deletion.version or 0))
+        changes.extend(sorted((*deletions, *strays), key=lambda deletion: deletion.details_as(
+            model.DeleteDetails).version))
         if lock_holder is not None and stray_fillers(item.versions or ()):
             held.append(f"{item.spec.key} ({item.region})")
     if held and lock_holder is not None:

@@ -79,9 +79,9 @@ def stray_fillers(versions: Iterable[model.RemoteVersion]) -> tuple[model.Remote
                         key=lambda version: version.version))
 
 
-def with_stray_fillers(item: Inputs, change: model.LayerChange, *,
+def with_stray_fillers(item: Inputs, change: model.Change, *,
                         lock_holder: errors.LockHolder | None
-                        ) -> tuple[model.LayerChange, tuple[model.LayerChange, ...]]:
+                        ) -> tuple[model.Change, tuple[model.Change, ...]]:
     """A `delete` change (reason stray_filler) for each filler an apply left in the region;
     none, and a note instead, while another apply holds the lock (they may be its own)."""
     strays = stray_fillers(item.versions or ())
@@ -96,10 +96,10 @@ def with_stray_fillers(item: Inputs, change: model.LayerChange, *,
             f"{lock_holder.created}) and may still be using them; a plan made after it ends "
             "deletes any it leaves")), ()
     return change, tuple(
-        model.LayerChange(
-            layer=change.layer, layer_name=change.layer_name, region=change.region,
+        model.Change(
+            address=change.address, layer_name=change.layer_name,
             action=model.Action.DELETE, reasons=(model.Reason.STRAY_FILLER,), current=version,
-            desired=change.desired, version=version.version,
+            desired=change.desired, details=model.DeleteDetails(version=version.version),
             notes=("an align_versions filler that an apply left (killed, or its delete "
                    "failed); no apply holds the state lock",))
         for version in strays)

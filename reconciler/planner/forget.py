@@ -59,30 +59,31 @@ def _named(recorded: Recorded, layer: str, region: str) -> bool:
 
 
 def forget_change(layer: str, region: str, entry: model.LockEntry, *,
-                  manifest_file: str) -> model.LayerChange:
-    """The `forget` of `layer` in `region`: the recorded version is carried in `version`
+                  manifest_file: str) -> model.Change:
+    """The `forget` of `layer` in `region`: the recorded version is carried in its details
     and `desired` (fingerprint, digests, size), so that a saved plan is compared on it."""
-    return model.LayerChange(
-        layer=layer, layer_name=layer_name_of(entry.layer_version_arn, default=layer),
-        region=region, action=model.Action.FORGET, reasons=(model.Reason.NOT_IN_MANIFEST,),
+    return model.Change(
+        address=model.Address.of_layer(layer, region),
+        layer_name=layer_name_of(entry.layer_version_arn, default=layer),
+        action=model.Action.FORGET, reasons=(model.Reason.NOT_IN_MANIFEST,),
         current=None,
         desired=model.Desired(settings=model.Settings(), fingerprint=entry.fingerprint,
                               code_sha256=entry.code_sha256,
                               content_sha256=entry.content_sha256,
                               code_size=entry.code_size),
-        version=entry.version,
+        details=model.ForgetDetails(version=entry.version),
         notes=(f"{manifest_file} no longer names it: apply removes it from the state; its "
                f"versions stay in Lambda (the state recorded {entry.layer_version_arn})",),
     )
 
 
-def forgets(recorded: Recorded) -> tuple[tuple[model.LayerChange, ...], tuple[str, ...]]:
+def forgets(recorded: Recorded) -> tuple[tuple[model.Change, ...], tuple[str, ...]]:
     """The `forget` changes of the entries this manifest may forget (see the module
     docstring), sorted by layer and region, and a warning naming the unowned entries of a
     shared state that it leaves alone."""
     if recorded.targeted:
         return (), ()
-    changes: list[model.LayerChange] = []
+    changes: list[model.Change] = []
     unowned: list[tuple[str, str]] = []
     for (layer, region), entry in sorted(recorded.lock.entries.items()):
         if recorded.only_regions and region not in recorded.only_regions:

@@ -20,7 +20,7 @@ def grants_diff(desired: tuple[model.Grant, ...],
     return add, remove
 
 
-def with_grants(item: Inputs, change: model.LayerChange) -> model.LayerChange:
+def with_grants(item: Inputs, change: model.Change) -> model.Change:
     """A latest version that stays gets exactly the managed grants: a `grant` change."""
     if (item.spec.share is None or item.policy is None or change.action is not model.Action.NOOP
             or change.current is None):
@@ -28,6 +28,8 @@ def with_grants(item: Inputs, change: model.LayerChange) -> model.LayerChange:
     add, remove = grants_diff(item.spec.grants, item.policy)
     if not (add or remove):
         return change
+    kept = change.details_as(model.RecordDetails)  # its record goes: apply records the grant
     return replace(change, action=model.Action.GRANT,
-                   reasons=(*change.reasons, model.Reason.GRANTS_CHANGED), record=None,
-                   grants_add=add, grants_remove=remove)
+                   reasons=(*change.reasons, model.Reason.GRANTS_CHANGED),
+                   details=model.GrantDetails(add=add, remove=remove, download=kept.download,
+                                              align=kept.align))

@@ -83,7 +83,7 @@ def code_location(*, spec: model.LayerSpec, desired: model.Desired,
     return model.CodeLocation(route=model.UploadRoute.DIRECT)
 
 
-def decide(inputs: Inputs) -> model.LayerChange:
+def decide(inputs: Inputs) -> model.Change:
     """Decide the action for one layer in one region.
 
     Decision table (R = latest remote version, L = lock entry, "same" = R's CodeSha256 and
@@ -133,15 +133,17 @@ def decide(inputs: Inputs) -> model.LayerChange:
         if drift:
             reasons.append(model.Reason.REMOTE_DRIFT)
             notes.append(drift)
-        return model.LayerChange(
-            layer=spec.key, layer_name=spec.name, region=region, action=model.Action.CREATE,
-            reasons=tuple(reasons), current=None, desired=desired,
-            diff=(model.FieldChange(field="code_sha256", before=None,
-                                    after=desired.code_sha256),
-                  *settings_diff(model.Settings(), spec.settings)),
-            notes=tuple(notes), expected_version=expected_version,
-            code=code_location(spec=spec, desired=desired,
-                               artifact_bucket=inputs.artifact_bucket),
+        return model.Change(
+            address=model.Address.of_layer(spec.key, region), layer_name=spec.name,
+            action=model.Action.CREATE, reasons=tuple(reasons), current=None, desired=desired,
+            details=model.PublishDetails(
+                expected_version=expected_version,
+                code=code_location(spec=spec, desired=desired,
+                                   artifact_bucket=inputs.artifact_bucket),
+                diff=(model.FieldChange(field="code_sha256", before=None,
+                                        after=desired.code_sha256),
+                      *settings_diff(model.Settings(), spec.settings))),
+            notes=tuple(notes),
         )
 
     remote_code = remote_code_sha256(remote, lock_entry)
@@ -171,13 +173,16 @@ def decide(inputs: Inputs) -> model.LayerChange:
         notes.append(drift)
 
     if diff:
-        return model.LayerChange(
-            layer=spec.key, layer_name=spec.name, region=region, action=model.Action.PUBLISH,
-            reasons=tuple(reasons), current=current, desired=desired, diff=tuple(diff),
-            notes=tuple(notes), expected_version=expected_version,
-            code=code_location(spec=spec, desired=desired,
-                               artifact_bucket=inputs.artifact_bucket),
-            download=downloaded,
+        return model.Change(
+            address=model.Address.of_layer(spec.key, region), layer_name=spec.name,
+            action=model.Action.PUBLISH, reasons=tuple(reasons), current=current,
+            desired=desired,
+            details=model.PublishDetails(
+                expected_version=expected_version,
+                code=code_location(spec=spec, desired=desired,
+                                   artifact_bucket=inputs.artifact_bucket),
+                diff=tuple(diff), download=downloaded),
+            notes=tuple(notes),
         )
 
     record = _observed_entry(desired, current)
@@ -192,15 +197,17 @@ def decide(inputs: Inputs) -> model.LayerChange:
     elif record != lock_entry:
         notes.append(f"version {remote.version} already matches; apply updates its lockfile "
                      "entry without publishing")
-    return model.LayerChange(
-        layer=spec.key, layer_name=spec.name, region=region, action=model.Action.NOOP,
-        reasons=tuple(reasons), current=current, desired=desired, notes=tuple(notes),
-        record=record if record != lock_entry else None, download=downloaded,
+    return model.Change(
+        address=model.Address.of_layer(spec.key, region), layer_name=spec.name,
+        action=model.Action.NOOP, reasons=tuple(reasons), current=current, desired=desired,
+        details=model.RecordDetails(record=record if record != lock_entry else None,
+                                    download=downloaded),
+        notes=tuple(notes),
     )
 
 
 def lock_entry_for(
-    change: model.LayerChange, published: model.RemoteVersion
+    change: model.Change, published: model.RemoteVersion
 ) -> model.LockEntry:
     """The lock entry recording that `published` is `change`'s desired layer."""
     return _observed_entry(change.desired, published)

@@ -66,8 +66,8 @@ def retention(*, retain: int, versions: Iterable[model.RemoteVersion], publishin
                      kept=tuple(sorted(kept)))
 
 
-def with_retention(item: Inputs, change: model.LayerChange
-                    ) -> tuple[model.LayerChange, tuple[model.LayerChange, ...]]:
+def with_retention(item: Inputs, change: model.Change
+                    ) -> tuple[model.Change, tuple[model.Change, ...]]:
     """`change` noting the old versions retention keeps, and a `delete` change for each it
     removes."""
     retain = item.spec.retain or 0
@@ -77,16 +77,16 @@ def with_retention(item: Inputs, change: model.LayerChange
                        function_uses=item.function_uses or {})
     notes = tuple(f"retention keeps v{version}: {why}" for version, why in chosen.kept)
     deletions = tuple(
-        model.LayerChange(
-            layer=change.layer, layer_name=change.layer_name, region=change.region,
+        model.Change(
+            address=change.address, layer_name=change.layer_name,
             action=model.Action.DELETE, reasons=(model.Reason.RETENTION,), current=version,
-            desired=change.desired, version=version.version,
+            desired=change.desired, details=model.DeleteDetails(version=version.version),
             notes=(f"retain: {retain} keeps the {retain} newest versions",))
         for version in chosen.delete)
     return replace(change, notes=(*change.notes, *notes)), deletions
 
 
-def recorded_after(item: Inputs, change: model.LayerChange) -> int | None:
+def recorded_after(item: Inputs, change: model.Change) -> int | None:
     """The version the state records once `change` is applied: a publish's new version
     (not among the live ones: None), a record's version, else the recorded one. Retention
     keeps this one, so the plan right after an apply keeps what that apply kept."""
