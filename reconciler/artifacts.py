@@ -16,12 +16,14 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
 from reconciler import (
     archive,
     binaries,
+    elfcheck,
     errors,
     forking,
     manifest,
@@ -37,6 +39,9 @@ from reconciler.builds import fetch
 from reconciler.content import common, s3, statcache
 
 Identified = dict[str, "model.Artifact | model.LayerError"]
+# What a build read of its ELF members, by the zip's path: (ELF member -> what it needs, every
+# member's name), so that the binary check of a zip just built needs no second read.
+Inspected = dict[str, tuple[Mapping[str, "elfcheck.ElfInfo | elfcheck.BadElf"], list[str]]]
 
 
 def _identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
@@ -160,6 +165,7 @@ class LocalCode:
         self.downloads_dir = space.cache_dir / "downloads"
         # The binary check's verdicts on the zips a plan is about to publish.
         self.verdicts = binaries.Verdicts(space.cache_dir / "binaries")
+        self._inspected: Inspected = {}
         self.skip = own_paths(space)
         self._built: dict[str, model.Artifact] = {}
         # Zips whose CodeSha256 this run computed from their bytes, with their stat then.
@@ -265,13 +271,20 @@ class LocalCode:
                               label=self.label(spec), build_dir=self.build_dir, skip=self.skip,
                               cache=self._cache,
                               sources=self.sources() if spec.content.kind is
-                              model.SourceKind.LOCK else None)
+                              model.SourceKind.LOCK else None, inspected=self._inspected)
         # A built layer's size and package sizes are known once its wheels are unpacked.
         built = dataclasses.replace(
             built, unzipped_size=(artifact.unzipped_size if artifact.unzipped_size is not None
                                   else built.unzipped_size),
             build=built.build or artifact.build)
         self._built[spec.key] = built
+        found = self._inspected.pop(built.zip_path, None) if built.zip_path else None
+        if found is not None and built.code_sha256 is not None:
+            # The build read every member: the binary check's verdicts, without a re-read.
+            self.verdicts.remember(code_sha256=built.code_sha256, elf_files=found[0],
+                                   layer_files=found[1],
+                                   runtimes=spec.settings.compatible_runtimes,
+                                   architectures=spec.settings.compatible_architectures)
         if not given and built.zip_path is not None and built.code_sha256 is not None:
             # Its CodeSha256 comes from the bytes this run just wrote or read.
             self._remember_zip(built.zip_path, built.code_sha256)
@@ -354,6 +367,7 @@ def build(
     previous_zip: Path | None = None,
     cache: statcache.StatCache | None = None,
     sources: fetch.Sources | None = None,
+    inspected: Inspected | None = None,
 ) -> model.Artifact:
     """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
 
@@ -373,7 +387,7 @@ def build(
     with common.layer_errors(label):
         return _build(
             content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip,
-            previous_zip=previous_zip, cache=cache, sources=sources,
+            previous_zip=previous_zip, cache=cache, sources=sources, inspected=inspected,
         )
 
 
@@ -388,6 +402,7 @@ def _build(
     previous_zip: Path | None,
     cache: statcache.StatCache | None,
     sources: fetch.Sources | None = None,
+    inspected: Inspected | None = None,
 ) -> model.Artifact:
     if content.kind is model.SourceKind.ZIP and not content.normalize:
         # Only the fingerprint was given: the prebuilt zip is hashed again, uncached.
@@ -406,7 +421,7 @@ def _build(
         built = _build_zip(
             content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
             previous_zip=previous_zip or zipindex.latest_zip(build_dir, layer=label),
-            cache=cache, sources=sources,
+            cache=cache, sources=sources, inspected=inspected,
         )
     zipindex.remember_latest(build_dir, layer=label, zip_path=zip_path)
     return built
@@ -423,6 +438,7 @@ def _build_zip(
     previous_zip: Path | None,
     cache: statcache.StatCache | None,
     sources: fetch.Sources | None = None,
+    inspected: Inspected | None = None,
 ) -> model.Artifact:
     collected = layer_content.collected(content, base_dir=base_dir, label=label, skip=skip,
                                         sources=sources)
@@ -456,6 +472,7 @@ def _build_zip(
             built = zipbuild.write_zip(
                 collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
                 known_sha256=known_sha256, raw_source=raw_source,
+                inspect=inspected is not None,
                 # Members of one zip are read through one shared ZipFile: one worker (a
                 # wheel's are read by their offsets, from any thread).
                 workers=None if content.kind in (model.SourceKind.PATH, model.SourceKind.LOCK)
@@ -474,6 +491,9 @@ def _build_zip(
         common.remove_quietly(temp_name)
         raise
     zipindex.save_index(zip_path, built)
+    if inspected is not None and built.elf_files is not None:
+        inspected[os.path.abspath(zip_path)] = (
+            built.elf_files, [entry.arcname for entry in collected.entries])
     return model.Artifact(
         fingerprint=artifact.fingerprint,
         code_sha256=archive.code_sha256(built.sha256),

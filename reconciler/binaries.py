@@ -21,7 +21,7 @@ import stat
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import IO
@@ -131,15 +131,30 @@ class Verdicts:
               architectures: Sequence[str]) -> list[elfcheck.Finding]:
         """The verdicts on the zip whose CodeSha256 is `code_sha256`, read from the zip at
         `zip_path` unless already known."""
-        key = json.dumps([CHECK_FORMAT, __version__, code_sha256, sorted(runtimes),
-                          sorted(architectures)])
-        path = self.folder / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+        key, path = self._place(code_sha256, runtimes=runtimes, architectures=architectures)
         known = self._load(path, key=key)
         if known is not None:
             return known
         findings = check_zip(zip_path, runtimes=runtimes, architectures=architectures)
         self._save(path, key=key, findings=findings)
         return findings
+
+    def remember(self, *, code_sha256: str, elf_files: Mapping[str, elfcheck.ElfInfo
+                                                                | elfcheck.BadElf],
+                 layer_files: Sequence[str], runtimes: Sequence[str],
+                 architectures: Sequence[str]) -> None:
+        """Keep the verdicts on a zip from what its build read of it (every ELF member, and
+        every member's name), so that `check` does not open the zip again."""
+        key, path = self._place(code_sha256, runtimes=runtimes, architectures=architectures)
+        self._save(path, key=key, findings=elfcheck.check_layer(
+            elf_files, layer_files=layer_files, runtimes=runtimes,
+            architectures=architectures))
+
+    def _place(self, code_sha256: str, *, runtimes: Sequence[str],
+               architectures: Sequence[str]) -> tuple[str, Path]:
+        key = json.dumps([CHECK_FORMAT, __version__, code_sha256, sorted(runtimes),
+                          sorted(architectures)])
+        return key, self.folder / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
 
     @staticmethod
     def _load(path: Path, *, key: str) -> list[elfcheck.Finding] | None:

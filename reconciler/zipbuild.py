@@ -45,7 +45,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
-from reconciler import archive, errors, model, zipindex
+from reconciler import archive, elfcheck, errors, model, zipindex
 
 DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
@@ -119,14 +119,41 @@ class _Deflated:
     compressed_size: int
     chunks: list[bytes] = field(default_factory=list)
     spool: IO[bytes] | None = None
+    # What the member needs when it is an ELF file and inspection was asked for.
+    elf: elfcheck.ElfInfo | elfcheck.BadElf | None = None
 
     def close(self) -> None:
         if self.spool is not None:
             self.spool.close()
 
 
+class _ElfBytes:
+    """The bytes of a member kept while it is read, once its first four show an ELF file,
+    so that the binary check needs no second read (inspection is asked for per build)."""
+
+    def __init__(self, inspect: bool) -> None:
+        self._state = "head" if inspect else "off"
+        self._head = b""
+        self._kept: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self._state == "off" or not data:
+            return
+        self._kept.append(data)
+        if self._state == "head":
+            self._head += data[:4 - len(self._head)]
+            if len(self._head) == 4:
+                self._state = "elf" if elfcheck.is_elf(self._head) else "off"
+                if self._state == "off":
+                    self._kept = []
+
+    def result(self) -> elfcheck.ElfInfo | elfcheck.BadElf | None:
+        """What the member needs, if it is an ELF file."""
+        return elfcheck.read_elf(b"".join(self._kept)) if self._state == "elf" else None
+
+
 def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool,
-             expected_crc: int | None = None) -> _Deflated:
+             expected_crc: int | None = None, inspect: bool = False) -> _Deflated:
     """Read, hash and deflate one file exactly as zipfile does (same chunks, same settings);
     with `expected_crc` (a stored wheel member's), refuse bytes that do not have it."""
     compressor = zlib.compressobj(archive.DEFLATE_LEVEL, zlib.DEFLATED, zipindex.WINDOW_BITS)
@@ -144,6 +171,7 @@ def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool,
         else:
             result.chunks.append(data)
 
+    elf = _ElfBytes(inspect)
     try:
         copied = 0
         with open_entry(entry) as source:
@@ -154,6 +182,7 @@ def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool,
                     break
                 result.crc = zlib.crc32(chunk, result.crc)
                 digest.update(chunk)
+                elf.feed(chunk)
                 keep(compressor.compress(chunk))
         if copied != entry.size:
             raise archive.size_changed(entry, copied=copied)
@@ -166,10 +195,12 @@ def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool,
         result.close()
         raise
     result.sha256 = digest.hexdigest()
+    result.elf = elf.result()
     return result
 
 
-def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool) -> _Deflated:
+def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool,
+              inspect: bool = False) -> _Deflated:
     """Read a wheel member's compressed bytes, checking them by inflating them: the CRC and
     size its header gives must be those of what they inflate to."""
     result = _Deflated(crc=0, sha256="", compressed_size=0)
@@ -178,6 +209,7 @@ def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool) -> _Deflated
     digest = hashlib.sha256()
     inflater = zlib.decompressobj(zipindex.WINDOW_BITS)
     inflated = 0
+    elf = _ElfBytes(inspect)
     try:
         with open(raw.path, "rb") as file:
             position, end = raw.data_offset, raw.data_offset + raw.compressed_size
@@ -200,6 +232,7 @@ def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool) -> _Deflated
                         break
                     result.crc = zlib.crc32(data, result.crc)
                     digest.update(data)
+                    elf.feed(data)
                     if not inflater.unconsumed_tail:
                         break
                     data = inflater.decompress(inflater.unconsumed_tail, archive.CHUNK_BYTES)
@@ -219,6 +252,7 @@ def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool) -> _Deflated
         result.close()
         raise
     result.sha256 = digest.hexdigest()
+    result.elf = elf.result()
     return result
 
 
@@ -372,18 +406,21 @@ class _Task:
         return sum(job.reserved for job in self.jobs)
 
 
-def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry) -> list[_Deflated]:
+def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry,
+                   inspect: bool = False) -> list[_Deflated]:
     results: list[_Deflated] = []
     try:
         for job in jobs:
             if job.raw is not None and job.raw.deflated:
-                results.append(_copy_raw(job.entry, job.raw, spooled=job.spooled))
+                results.append(_copy_raw(job.entry, job.raw, spooled=job.spooled,
+                                         inspect=inspect))
             elif job.raw is not None:
                 results.append(_deflate(job.entry, open_entry=functools.partial(
-                    _stored_member, job.raw), spooled=job.spooled, expected_crc=job.raw.crc))
+                    _stored_member, job.raw), spooled=job.spooled, expected_crc=job.raw.crc,
+                    inspect=inspect))
             else:
                 results.append(_deflate(job.entry, open_entry=open_entry,
-                                        spooled=job.spooled))
+                                        spooled=job.spooled, inspect=inspect))
     except BaseException:
         for result in results:
             result.close()
@@ -401,6 +438,7 @@ def write_zip(
     workers: int | None = None,
     max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
     raw_source: RawSource | None = None,
+    inspect: bool = False,
 ) -> zipindex.BuiltZip:
     """Write the deterministic zip of `entries` to `out` (a new, empty file): the bytes of
     `archive.write_zip`, deflated by `workers` threads (default: one per CPU).
@@ -408,7 +446,9 @@ def write_zip(
     With `previous` and `known_sha256` (the hex SHA-256 of a file's bytes, from the stat
     cache), a file whose digest the previous zip holds is copied from it, not deflated.
     With `raw_source`, an entry it names a RawMember for has that member's compressed bytes,
-    checked, instead of this zlib's (a layer built from wheels).
+    checked, instead of this zlib's (a layer built from wheels). With `inspect`, each ELF
+    member the build reads is parsed from those bytes (`BuiltZip.elf_files`, None when a
+    member was copied from the previous zip unread).
     `open_entry` is called from worker threads. Raises ContentError when a file's size differs
     from its entry's (it changed while being packaged), for NUL characters and duplicates.
     """
@@ -432,7 +472,7 @@ def write_zip(
                         break
                     in_flight.reserve(ahead.reserved)
                     pending[next_to_submit] = pool.submit(
-                        _deflate_batch, ahead.jobs, open_entry=open_entry
+                        _deflate_batch, ahead.jobs, open_entry=open_entry, inspect=inspect
                     )
                 next_to_submit += 1
             if not task.deflates:
@@ -460,6 +500,7 @@ def write_zip(
         reused=writer.reused,
         deflated=writer.deflated,
         peak_in_flight_bytes=in_flight.peak,
+        elf_files=dict(writer.elf) if inspect and not writer.reused else None,
     )
 
 
@@ -473,6 +514,7 @@ class _Writer:
         self.indexed: list[zipindex.IndexedMember] = []
         self.reused = 0
         self.deflated = 0
+        self.elf: dict[str, elfcheck.ElfInfo | elfcheck.BadElf] = {}
 
     def write_member(self, job: _Job, deflated: _Deflated | None) -> None:
         """Write one member: its local header, then its data from where the job says."""
@@ -504,6 +546,8 @@ class _Writer:
         elif deflated is not None:
             _write_deflated(deflated, into=self.output)
             self.deflated += 1
+            if deflated.elf is not None:
+                self.elf[member.arcname] = deflated.elf
         self._members.append(member)
         self.indexed.append(
             zipindex.IndexedMember(

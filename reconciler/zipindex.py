@@ -12,12 +12,12 @@ import json
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from reconciler import archive, errors
+from reconciler import archive, elfcheck, errors
 from reconciler.content import common
 
 INDEX_FORMAT = 1
@@ -75,6 +75,9 @@ class BuiltZip:
     reused: int
     deflated: int
     peak_in_flight_bytes: int
+    # With inspection asked for, what each ELF member needs, read from the bytes the build
+    # read anyway (None: not asked, or a member was copied from the previous zip unread).
+    elf_files: Mapping[str, elfcheck.ElfInfo | elfcheck.BadElf] | None = None
 
     def file_sha256(self) -> dict[str, str]:
         """Hex SHA-256 of each member's bytes by path ("" for a symlink, as `fingerprint`

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from zipcraft import Member
 
-from reconciler import binaries, elfcheck
+from reconciler import binaries, elfcheck, model, zipbuild
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -123,3 +123,50 @@ def test_verdicts_are_kept_by_code_sha256_runtimes_and_architectures(
         kept.write_text("{not json")
     assert verdicts.check(moved, code_sha256="abc=", runtimes=["python3.11"],
                           architectures=["x86_64"]) == first
+
+
+@pytest.mark.parametrize("from_wheel", [False, True])
+def test_the_build_reads_the_verdicts_a_re_read_of_its_zip_gives(
+        tmp_path: Path, libraries: dict[str, bytes], from_wheel: bool) -> None:
+    """The ELF members a build reads anyway (a folder's files deflated, or a wheel's members
+    copied or deflated) give the verdicts that reading the finished zip gives, so that the
+    check of a zip just built needs no second read."""
+    files = {"python/fast/libstatx.so": libraries["statx"],
+             "python/fast/libneeds.so": libraries["needs"],
+             "python/arm/libarm.so": wheelcraft.as_aarch64(libraries["statx"]),
+             "python/fast/_x.cpython-311-x86_64-linux-gnu.so": libraries["statx"],
+             "python/fast/tiny.bin": b"\x7fE", "python/fast/__init__.py": b"x = 1\n"}
+    entries, raw_source = [], None
+    if from_wheel:
+        wheel = tmp_path / "w.zip"
+        with zipfile.ZipFile(wheel, "w") as wheel_file:
+            for name, data in files.items():
+                # One ELF member stored, the others deflated: both paths are inspected.
+                wheel_file.writestr(name, data, compress_type=zipfile.ZIP_STORED
+                             if name.endswith("libneeds.so") else zipfile.ZIP_DEFLATED)
+        members = zipbuild.raw_members(str(wheel))
+        entries = [model.Entry(arcname=name, source=f"{wheel}\0{name}", size=len(data),
+                               executable=False) for name, data in files.items()]
+
+        def raw_source(entry: model.Entry) -> zipbuild.RawMember | None:
+            return members[entry.source.split("\0")[1]]
+    else:
+        for name, data in files.items():
+            path = tmp_path / "src" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            entries.append(model.Entry(arcname=name, source=str(path), size=len(data),
+                                       executable=False))
+    out_path = tmp_path / "layer.zip"
+    with out_path.open("wb") as out:
+        built = zipbuild.write_zip(
+            entries, out=out, open_entry=lambda entry: Path(entry.source).open("rb"),  # noqa: SIM115 -- write_zip closes it
+            raw_source=raw_source, inspect=True)
+    assert built.elf_files is not None
+    assert set(built.elf_files) == {name for name in files if name.endswith(".so")}
+    for runtimes, architectures in ((["python3.11"], ["x86_64"]), (["python3.12"], ["arm64"])):
+        fused = elfcheck.check_layer(built.elf_files, layer_files=list(files),
+                                     runtimes=runtimes, architectures=architectures)
+        reread = binaries.check_zip(out_path, runtimes=runtimes, architectures=architectures)
+        assert _strings(fused) == _strings(reread)
+        assert any(finding.error for finding in fused)
