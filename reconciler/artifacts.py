@@ -467,7 +467,8 @@ def _build_zip(
             common.EntryReader(collected.stats) as reader,
             zipindex.open_previous(previous_zip) as previous,
         ):
-            raw_source = _wheel_members(collected.entries) \
+            facts = _wheel_facts(collected, sources=sources)
+            raw_source = _wheel_members(collected.entries, facts=facts) \
                 if content.kind is model.SourceKind.LOCK else None
             built = zipbuild.write_zip(
                 collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
@@ -491,6 +492,7 @@ def _build_zip(
         common.remove_quietly(temp_name)
         raise
     zipindex.save_index(zip_path, built)
+    _keep_wheel_facts(built, collected=collected, sources=sources)
     if inspected is not None and built.elf_files is not None:
         inspected[os.path.abspath(zip_path)] = (
             built.elf_files, [entry.arcname for entry in collected.entries])
@@ -506,21 +508,45 @@ def _build_zip(
     )
 
 
-def _wheel_members(entries: list[model.Entry]) -> zipbuild.RawSource:
-    """A built layer's entries (`<wheel>\\0<member>`) by their wheels' offsets: every member
-    is read by pread, and a deflated one keeps the wheel's own compressed bytes (the zip is a
-    function of the wheels, not of this machine's zlib)."""
-    members: dict[str, dict[str, zipbuild.RawMember]] = {}
-    for entry in entries:
-        wheel, separator, _ = entry.source.partition("\0")
-        if separator and wheel not in members:
-            members[wheel] = zipbuild.raw_members(wheel)
+WheelFacts = dict[str, dict[str, wheel_cache.MemberFacts]]
 
-    def raw_source(entry: model.Entry) -> zipbuild.RawMember | None:
-        wheel, separator, member = entry.source.partition("\0")
-        return members[wheel].get(member) if separator else None
 
-    return raw_source
+def _wheel_facts(collected: common.Collected, *,
+                 sources: fetch.Sources | None) -> WheelFacts:
+    """What earlier builds found of the wheels' members, by wheel path (the wheel cache's
+    facts, by each wheel's verified SHA-256)."""
+    if sources is None:
+        return {}
+    return {path: sources.wheel_cache.facts(sha256)
+            for path, sha256 in collected.wheel_sha256.items()}
+
+
+def _keep_wheel_facts(built: zipindex.BuiltZip, *, collected: common.Collected,
+                      sources: fetch.Sources | None) -> None:
+    """Keep in the wheel cache what this build checked of the wheels' members."""
+    if sources is None or not built.checked:
+        return
+    found: WheelFacts = {}
+    for member in built.checked:
+        found.setdefault(member.wheel, {})[member.name] = wheel_cache.MemberFacts(
+            crc=member.crc, size=member.size, elf=member.elf)
+    for path, facts in found.items():
+        sha256 = collected.wheel_sha256.get(path)
+        if sha256 is not None:
+            sources.wheel_cache.put_facts(sha256, facts)
+
+
+def _wheel_members(entries: list[model.Entry], *, facts: WheelFacts) -> zipbuild.RawSource:
+    """A built layer's entries by their wheels' offsets (zipbuild.wheel_source); a member an
+    earlier build checked (the same CRC and size in the central directory) is copied without
+    inflating it again."""
+    def known(raw: zipbuild.RawMember) -> zipbuild.RawMember:
+        fact = facts.get(raw.path, {}).get(raw.name)
+        if fact is None or not raw.deflated or (fact.crc, fact.size) != (raw.crc, raw.size):
+            return raw
+        return dataclasses.replace(raw, checked=True, elf=fact.elf)
+
+    return zipbuild.wheel_source(entries, known=known)
 
 
 def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> list[Path]:

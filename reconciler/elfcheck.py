@@ -81,6 +81,37 @@ class BadElf:
     reason: str
 
 
+def as_document(found: ElfInfo | BadElf) -> dict[str, object]:
+    """What read_elf found, as JSON-able values (`from_document` reads it back)."""
+    if isinstance(found, BadElf):
+        return {"bad": found.reason}
+    return {"machine": found.machine, "bits": found.bits, "needed": list(found.needed),
+            "soname": found.soname,
+            "version_needs": [list(pair) for pair in found.version_needs]}
+
+
+def from_document(document: object) -> ElfInfo | BadElf | None:
+    """What `as_document` wrote; None for anything else (a damaged cache entry)."""
+    if not isinstance(document, dict):
+        return None
+    if set(document) == {"bad"} and isinstance(document["bad"], str):
+        return BadElf(document["bad"])
+    try:
+        machine, bits, soname = document["machine"], document["bits"], document["soname"]
+        needed, needs = document["needed"], document["version_needs"]
+        if not (isinstance(machine, int) and isinstance(bits, int)
+                and (soname is None or isinstance(soname, str))
+                and isinstance(needed, list) and all(isinstance(n, str) for n in needed)
+                and isinstance(needs, list) and all(
+                    isinstance(pair, list) and len(pair) == 2
+                    and all(isinstance(part, str) for part in pair) for pair in needs)):
+            return None
+        return ElfInfo(machine=machine, bits=bits, needed=tuple(needed), soname=soname,
+                       version_needs=tuple((pair[0], pair[1]) for pair in needs))
+    except KeyError:
+        return None
+
+
 class _Malformed(Exception):
     pass
 

@@ -66,6 +66,11 @@ class RawMember:
     crc: int
     size: int
     deflated: bool = True
+    name: str = ""
+    # Checked by an earlier build (the wheel cache's facts, for this CRC and size): its
+    # bytes are copied without inflating them, and `elf` is what an ELF member needs.
+    checked: bool = False
+    elf: elfcheck.ElfInfo | elfcheck.BadElf | None = None
 
 
 RawSource = Callable[[model.Entry], "RawMember | None"]
@@ -97,11 +102,30 @@ def raw_members(zip_path: str) -> dict[str, RawMember]:
             found[info.filename] = RawMember(
                 path=zip_path, data_offset=data_offset, compressed_size=info.compress_size,
                 crc=info.CRC, size=info.file_size,
-                deflated=info.compress_type == zipfile.ZIP_DEFLATED)
+                deflated=info.compress_type == zipfile.ZIP_DEFLATED, name=info.filename)
     return found
 
 
 _LOCAL_HEADER_SIZE = 30
+
+
+def wheel_source(entries: Sequence[model.Entry], *,
+                 known: Callable[[RawMember], RawMember] | None = None) -> RawSource:
+    """The RawSource of a layer built from wheels (entries `<wheel>\\0<member>`): each
+    member by its wheel's offsets, as `known` (what earlier builds checked) adjusts it."""
+    members: dict[str, dict[str, RawMember]] = {}
+    for entry in entries:
+        wheel, separator, _ = entry.source.partition("\0")
+        if separator and wheel not in members:
+            found = raw_members(wheel)
+            members[wheel] = found if known is None else {
+                name: known(raw) for name, raw in found.items()}
+
+    def raw_source(entry: model.Entry) -> RawMember | None:
+        wheel, separator, member = entry.source.partition("\0")
+        return members[wheel].get(member) if separator else None
+
+    return raw_source
 
 
 def _deflate_bound(size: int) -> int:
@@ -203,6 +227,8 @@ def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool,
               inspect: bool = False) -> _Deflated:
     """Read a wheel member's compressed bytes, checking them by inflating them: the CRC and
     size its header gives must be those of what they inflate to."""
+    if raw.checked:
+        return _copy_checked(raw, spooled=spooled, inspect=inspect)
     result = _Deflated(crc=0, sha256="", compressed_size=0)
     if spooled:
         result.spool = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by the writer
@@ -253,6 +279,34 @@ def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool,
         raise
     result.sha256 = digest.hexdigest()
     result.elf = elf.result()
+    return result
+
+
+def _copy_checked(raw: RawMember, *, spooled: bool, inspect: bool) -> _Deflated:
+    """A member an earlier build checked: its compressed bytes as they are. Its bytes' SHA-256
+    is not known ("" in the index): a built layer's zip is never the base of an incremental
+    rebuild, which is what the index's digests serve."""
+    result = _Deflated(crc=raw.crc, sha256="", compressed_size=raw.compressed_size,
+                       elf=raw.elf if inspect else None)
+    if spooled:
+        result.spool = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by the writer
+    try:
+        with open(raw.path, "rb") as file:
+            position, end = raw.data_offset, raw.data_offset + raw.compressed_size
+            while position < end:
+                chunk = os.pread(file.fileno(), min(archive.CHUNK_BYTES, end - position),
+                                 position)
+                if not chunk:
+                    raise errors.ContentError(f"{raw.name}: its wheel shrank while it was "
+                                              "being read")
+                position += len(chunk)
+                if result.spool is not None:
+                    result.spool.write(chunk)
+                else:
+                    result.chunks.append(chunk)
+    except BaseException:
+        result.close()
+        raise
     return result
 
 
@@ -501,6 +555,7 @@ def write_zip(
         deflated=writer.deflated,
         peak_in_flight_bytes=in_flight.peak,
         elf_files=dict(writer.elf) if inspect and not writer.reused else None,
+        checked=tuple(writer.checked) if inspect else (),
     )
 
 
@@ -515,6 +570,8 @@ class _Writer:
         self.reused = 0
         self.deflated = 0
         self.elf: dict[str, elfcheck.ElfInfo | elfcheck.BadElf] = {}
+        # Wheel members this build inflated and checked: (wheel, member, crc, size, elf).
+        self.checked: list[zipindex.CheckedMember] = []
 
     def write_member(self, job: _Job, deflated: _Deflated | None) -> None:
         """Write one member: its local header, then its data from where the job says."""
@@ -548,6 +605,11 @@ class _Writer:
             self.deflated += 1
             if deflated.elf is not None:
                 self.elf[member.arcname] = deflated.elf
+            raw = job.raw
+            if raw is not None and raw.deflated and not raw.checked:
+                self.checked.append(zipindex.CheckedMember(
+                    wheel=raw.path, name=raw.name, crc=deflated.crc, size=raw.size,
+                    elf=deflated.elf))
         self._members.append(member)
         self.indexed.append(
             zipindex.IndexedMember(

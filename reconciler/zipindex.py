@@ -65,6 +65,17 @@ class IndexedMember:
 
 
 @dataclass(frozen=True)
+class CheckedMember:
+    """A wheel member a build inflated: its CRC and size as checked, what it needs if ELF."""
+
+    wheel: str
+    name: str
+    crc: int
+    size: int
+    elf: elfcheck.ElfInfo | elfcheck.BadElf | None
+
+
+@dataclass(frozen=True)
 class BuiltZip:
     """What writing a zip produced: its raw SHA-256 and size, its members, and counters
     (members copied from the previous zip, members deflated, peak bytes reserved in flight)."""
@@ -78,6 +89,9 @@ class BuiltZip:
     # With inspection asked for, what each ELF member needs, read from the bytes the build
     # read anyway (None: not asked, or a member was copied from the previous zip unread).
     elf_files: Mapping[str, elfcheck.ElfInfo | elfcheck.BadElf] | None = None
+    # With inspection, the wheel members this build inflated and checked (for the wheel
+    # cache's facts, so the next build copies them unread).
+    checked: tuple[CheckedMember, ...] = ()
 
     def file_sha256(self) -> dict[str, str]:
         """Hex SHA-256 of each member's bytes by path ("" for a symlink, as `fingerprint`

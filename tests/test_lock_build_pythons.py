@@ -2,9 +2,10 @@
 collect, then zipbuild's writer, as artifacts runs them) in separate processes of other Python
 versions, from other folders with other wheel caches, gives the CodeSha256 this process gets.
 
-The other interpreters (pyenv's 3.12 and 3.13; 3.10 lacks tomli, which the TOML readers need
-there) run the installed package's source with only its pure-Python dependencies on their path
-(packaging, pathspec): the build imports nothing else."""
+The other interpreters (pyenv's 3.10, the declared floor, and 3.13) run the installed package's
+source with only its pure-Python dependencies on their path (packaging, pathspec, and for 3.10
+tomli, which is this interpreter's standard `tomllib` under its old name: the same parser): the
+build imports nothing else."""
 
 from __future__ import annotations
 
@@ -25,8 +26,14 @@ from reconciler import archive, model, zipbuild
 from reconciler.builds import cache, fetch
 from reconciler.content import common, lock
 
+# The TOML parser the readers import as `tomli` on 3.10: tomli itself, or 3.11's `tomllib`.
+if sys.version_info >= (3, 11):
+    import tomllib as toml_parser
+else:
+    import tomli as toml_parser
+
 PYTHONS = [Path(f"/root/.pyenv/versions/{version}/bin/python") for version in
-           ("3.12.1", "3.13.0")]
+           ("3.10.13", "3.13.0")]
 BUILD = """
 import sys, tempfile
 from pathlib import Path
@@ -41,7 +48,8 @@ content = model.ContentSpec(kind=model.SourceKind.LOCK, lock="requirements.txt",
 sources = fetch.Sources(wheel_cache=cache.WheelCache(wheel_cache), index_for=None, environ={})
 collected = lock.collect(content, base_dir=repo, label="layers.deps", sources=sources)
 with tempfile.TemporaryFile() as out, common.EntryReader(collected.stats) as reader:
-    built = zipbuild.write_zip(collected.entries, out=out, open_entry=reader.open, workers=1)
+    built = zipbuild.write_zip(collected.entries, out=out, open_entry=reader.open, workers=1,
+                               raw_source=zipbuild.wheel_source(collected.entries))
 print(archive.code_sha256(built.sha256))
 """
 
@@ -55,14 +63,15 @@ def _build_here(repo: Path, wheel_cache: Path) -> str:
     collected = lock.collect(content, base_dir=repo, label="layers.deps", sources=sources)
     with tempfile.TemporaryFile() as out, common.EntryReader(collected.stats) as reader:
         built = zipbuild.write_zip(collected.entries, out=out, open_entry=reader.open,
-                                   workers=1)
+                                   workers=1,
+                                   raw_source=zipbuild.wheel_source(collected.entries))
     return archive.code_sha256(built.sha256)
 
 
 @pytest.mark.skipif(not all(python.exists() for python in PYTHONS),
-                    reason="pyenv's Python 3.12 and 3.13 are not on this machine")
+                    reason="pyenv's Python 3.10 and 3.13 are not on this machine")
 def test_two_other_pythons_build_the_same_code_sha256(tmp_path: Path) -> None:
-    """Python 3.12 and 3.13, each from its own copy of the repository with its own wheel
+    """Python 3.10 and 3.13, each from its own copy of the repository with its own wheel
     cache, build the zip this Python builds, byte for byte."""
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)
@@ -76,6 +85,7 @@ def test_two_other_pythons_build_the_same_code_sha256(tmp_path: Path) -> None:
     deps = tmp_path / "deps"
     for module in (reconciler, packaging, pathspec):
         shutil.copytree(Path(str(module.__file__)).parent, deps / module.__name__)
+    shutil.copytree(Path(str(toml_parser.__file__)).parent, deps / "tomli")
     expected = _build_here(repo, tmp_path / "cache-here")
     found = {}
     for python in PYTHONS:

@@ -5,21 +5,41 @@ Shell: it owns the cache folder and nothing else. A wheel is verified on every u
 whose bytes no longer hash to its name is removed and reported missing), and stored through a
 temp file and a rename, so two runs storing or reading the same wheel at once each see a whole
 file or none.
+
+Beside each wheel it keeps what builds found of its members (`facts`: each member's checked CRC
+and size, and what an ELF member needs), so that a build from cached wheels copies their
+compressed bytes without inflating them again; facts are only used for a member whose
+central directory still says that CRC and size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from reconciler import errors
+from reconciler import elfcheck, errors
 from reconciler.content import common
 
 ENVIRONMENT_VARIABLE = "RECONCILE_CACHE_DIR"
+# Raise when what a member's facts hold, or how they are found, changes.
+FACTS_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    """What a build found of one wheel member: the CRC and size its bytes were inflated and
+    checked to have, and, for an ELF file, what it needs (None: not an ELF file)."""
+
+    crc: int
+    size: int
+    elf: elfcheck.ElfInfo | elfcheck.BadElf | None = None
 
 
 def default_root(environ: Mapping[str, str]) -> Path:
@@ -79,6 +99,44 @@ class WheelCache:
             common.remove_quietly(temp_name)
             raise
         return path
+
+    def facts(self, sha256: str) -> dict[str, MemberFacts]:
+        """What earlier builds found of the wheel `sha256`'s members by name: the CRC and
+        size their bytes were checked to have, and what each ELF member needs (facts of
+        content addressed by its digest, so they cannot go stale); {} when none are kept or
+        the file does not read back."""
+        try:
+            document = json.loads(self._facts_path(sha256).read_bytes())
+            if document.get("format") != FACTS_FORMAT:
+                return {}
+            found: dict[str, MemberFacts] = {}
+            for name, item in document["members"].items():
+                crc, size, elf = item["crc"], item["size"], item.get("elf")
+                info = None if elf is None else elfcheck.from_document(elf)
+                if not isinstance(crc, int) or not isinstance(size, int) or (
+                        elf is not None and info is None):
+                    return {}
+                found[str(name)] = MemberFacts(crc=crc, size=size, elf=info)
+            return found
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+
+    def put_facts(self, sha256: str, facts: Mapping[str, MemberFacts]) -> None:
+        """Keep `facts` of the wheel `sha256` beside the ones already kept (best effort: a
+        cache that cannot be written only costs the next build a check)."""
+        merged = {**self.facts(sha256), **facts}
+        document = {"format": FACTS_FORMAT, "members": {
+            name: {"crc": fact.crc, "size": fact.size,
+                   "elf": None if fact.elf is None else elfcheck.as_document(fact.elf)}
+            for name, fact in sorted(merged.items())}}
+        path = self._facts_path(sha256)
+        with suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            common.write_atomically(path, json.dumps(document, sort_keys=True).encode())
+
+    def _facts_path(self, sha256: str) -> Path:
+        _check_digest(sha256)
+        return self.root / "facts" / "sha256" / sha256[:2] / f"{sha256}.json"
 
     def put_file(self, source: Path, *, sha256: str, label: str) -> Path:
         """Store a copy of the wheel file at `source` (a find_links file) as `sha256`."""

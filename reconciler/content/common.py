@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -124,6 +124,8 @@ class Collected:
     zip_path: Path | None = None
     git_ignored: int = 0  # files and folders git ignores, left out (content.gitignore)
     build: model.BuildInfo | None = None  # a layer built from a lock: what it holds
+    # A layer built from a lock: each wheel file's SHA-256 (verified), by its path.
+    wheel_sha256: Mapping[str, str] = field(default_factory=dict)
 
 
 def arcname_prefix(prefix: str, *, label: str) -> str:

@@ -237,4 +237,5 @@ def collect(content: model.ContentSpec, *, base_dir: Path, label: str,
     built = model.BuildInfo(target=info.target, inputs_sha256=info.inputs_sha256,
                             packages=info.packages, left_out=info.left_out,
                             sizes=tuple(sorted(sizes.items())))
-    return common.Collected(entries, stats={}, build=built)
+    return common.Collected(entries, stats={}, build=built, wheel_sha256={
+        str(path): item.wheel.sha256 for item, path in obtained})
