@@ -84,4 +84,31 @@ class ForgetDetails:
     version: int
 
 
-Details = PublishDetails | RecordDetails | GrantDetails | DeleteDetails | ForgetDetails
+@dataclass(frozen=True)
+class FunctionDetails:
+    """An update_function: the function's ARN, its `Layers` as read at plan (`before`) and as
+    apply sets them (`after`: the layer's entry replaced in place, or appended, the others
+    and their order kept), and the RevisionId the update is guarded by (None: the endpoint
+    reports none). When the layer is published in the same apply, its entry in `after` is
+    the layer's ARN with the version `$PUBLISHED` (model.PUBLISHED), which apply replaces
+    by the version it publishes and records."""
+
+    function_arn: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    revision_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ParameterDetails:
+    """A put_parameter: the value read at plan (None: no such parameter) and its version
+    (the basis a saved plan is compared on), and the value apply writes (a LayerVersionArn,
+    or the `$PUBLISHED` placeholder of a version published in the same apply)."""
+
+    before: str | None
+    after: str
+    version: int | None = None
+
+
+Details = (PublishDetails | RecordDetails | GrantDetails | DeleteDetails | ForgetDetails
+           | FunctionDetails | ParameterDetails)

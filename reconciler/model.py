@@ -20,7 +20,9 @@ from reconciler.details import Alignment as Alignment
 from reconciler.details import DeleteDetails as DeleteDetails
 from reconciler.details import Details as Details
 from reconciler.details import ForgetDetails as ForgetDetails
+from reconciler.details import FunctionDetails as FunctionDetails
 from reconciler.details import GrantDetails as GrantDetails
+from reconciler.details import ParameterDetails as ParameterDetails
 from reconciler.details import PublishDetails as PublishDetails
 from reconciler.details import RecordDetails as RecordDetails
 
@@ -106,6 +108,10 @@ class Action(enum.Enum):
     # The state stops recording a layer and region the manifest no longer names; its
     # versions stay in Lambda (apply changes nothing there).
     FORGET = "forget"
+    # A consumer function's Layers set to use the layer's latest version (UpdateFunction-
+    # Configuration), and the SSM parameter that names the latest version (PutParameter).
+    UPDATE_FUNCTION = "update_function"
+    PUT_PARAMETER = "put_parameter"
 
 
 class Reason(enum.Enum):
@@ -124,6 +130,10 @@ class Reason(enum.Enum):
     STRAY_FILLER = "stray_filler"
     # A `forget`: the state records a layer and region that the manifest no longer names.
     NOT_IN_MANIFEST = "not_in_manifest"
+    # A consumer (function or parameter) moves because the layer gets a new version here;
+    # a function that did not use the layer at all gets it appended.
+    LAYER_PUBLISHED = "layer_published"
+    CONSUMER_ADDED = "consumer_added"
 
 
 @dataclass(frozen=True)
@@ -524,10 +534,22 @@ class Desired:
 
 
 class ChangeKind(enum.Enum):
-    """What a change is about (its address's kind). The coming kinds, a consumer function
-    (`update_function`) and an SSM parameter (`put_parameter`), add theirs."""
+    """What a change is about (its address's kind): a layer, a consumer function
+    (`update_function`) or an SSM parameter (`put_parameter`)."""
 
     LAYER = "layer"
+    FUNCTION = "function"
+    PARAMETER = "parameter"
+
+
+# The version of a layer's ARN in a consumer change's `after` when the layer is published in
+# the same apply: apply puts the number it publishes (and records) in its place.
+PUBLISHED = "$PUBLISHED"
+
+
+def unversioned(layer_version_arn: str) -> str:
+    """A layer version's ARN without its version: the layer's ARN."""
+    return layer_version_arn.rsplit(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -547,12 +569,20 @@ class Address:
         """The address of layer `layer` (its manifest key) in `region`."""
         return cls(kind=ChangeKind.LAYER, layer=layer, region=region)
 
+    @property
+    def thing(self) -> str:
+        """The function or parameter a consumer change is about ("" for a layer's)."""
+        return self.function or self.parameter or ""
+
 
 # The one type of details each action carries: planfile, render and savedplan have one entry
 # per action and find these fields, and no others, in its details.
 DETAILS: Mapping[Action, type[Details]] = {
     Action.CREATE: PublishDetails, Action.PUBLISH: PublishDetails, Action.NOOP: RecordDetails,
-    Action.GRANT: GrantDetails, Action.DELETE: DeleteDetails, Action.FORGET: ForgetDetails}
+    Action.GRANT: GrantDetails, Action.DELETE: DeleteDetails, Action.FORGET: ForgetDetails,
+    Action.UPDATE_FUNCTION: FunctionDetails, Action.PUT_PARAMETER: ParameterDetails}
+# The actions that move a layer's consumers (they follow its publish in apply).
+CONSUMER_ACTIONS = (Action.UPDATE_FUNCTION, Action.PUT_PARAMETER)
 _Details = TypeVar("_Details", bound=Details)
 
 
@@ -564,8 +594,11 @@ class Change:
 
     For a layer, the payload is a version: the remote one the change was decided against
     and the desired one (a delete carries its layer's, a forget the recorded entry's
-    digests); `layer_name` is the Lambda layer's name. A coming kind widens `current` and
-    `desired` to its own payload types."""
+    digests); `layer_name` is the Lambda layer's name. A consumer change (update_function,
+    put_parameter) carries its layer's `current` and `desired` as a delete does, and its own
+    before and after in its details (FunctionDetails, ParameterDetails): every reader of a
+    change keeps reading a layer version there, and the consumer's payload is typed by its
+    action."""
 
     address: Address
     layer_name: str

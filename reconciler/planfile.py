@@ -208,6 +208,63 @@ def _decode_forget(raw: dict[str, Any], where: str) -> model.ForgetDetails:
     return model.ForgetDetails(version=_optional_int(raw, "version") or 0)
 
 
+def _encode_function(details: model.FunctionDetails, change: model.Change) -> dict[str, Any]:
+    return {"kind": model.ChangeKind.FUNCTION.value, "function": {
+        "name": change.address.function, "arn": details.function_arn,
+        "before": list(details.before), "after": list(details.after),
+        "revision_id": details.revision_id}}
+
+
+def _encode_parameter(details: model.ParameterDetails, change: model.Change) -> dict[str, Any]:
+    return {"kind": model.ChangeKind.PARAMETER.value, "parameter": {
+        "name": change.address.parameter, "before": details.before, "after": details.after,
+        "version": details.version}}
+
+
+def _strings(raw: Any, key: str, *, where: str) -> tuple[str, ...]:
+    value = _require(raw, key, list, where=where)
+    if not all(isinstance(item, str) for item in value):
+        raise PlanFileError(f"the plan file's `{where}{key}` is not a list of strings")
+    return tuple(value)
+
+
+def _decode_function(raw: dict[str, Any], where: str) -> model.FunctionDetails:
+    found = _require(raw, "function", dict, where=where)
+    inner = where + "function."
+    revision = found.get("revision_id")
+    return model.FunctionDetails(
+        function_arn=_require(found, "arn", str, where=inner),
+        before=_strings(found, "before", where=inner), after=_strings(found, "after", where=inner),
+        revision_id=revision if isinstance(revision, str) else None)
+
+
+def _decode_parameter(raw: dict[str, Any], where: str) -> model.ParameterDetails:
+    found = _require(raw, "parameter", dict, where=where)
+    before = found.get("before")
+    return model.ParameterDetails(
+        before=before if isinstance(before, str) else None,
+        after=_require(found, "after", str, where=where + "parameter."),
+        version=_optional_int(found, "version"))
+
+
+def _read_address(raw: dict[str, Any], *, where: str) -> model.Address:
+    """A change's address: its layer and region, and for a consumer change its kind and the
+    function or parameter it names (a change without `kind` is a layer's)."""
+    layer = _require(raw, "layer", str, where=where)
+    region = _require(raw, "region", str, where=where)
+    try:
+        kind = model.ChangeKind(raw.get("kind", model.ChangeKind.LAYER.value))
+    except ValueError:
+        raise PlanFileError(f"the plan file's `{where}kind` is unknown",
+                            hint="was it made by a newer reconcile?") from None
+    if kind is model.ChangeKind.LAYER:
+        return model.Address.of_layer(layer, region)
+    name = _require(raw.get(kind.value), "name", str, where=f"{where}{kind.value}.")
+    return model.Address(kind=kind, layer=layer, region=region,
+                         function=name if kind is model.ChangeKind.FUNCTION else None,
+                         parameter=name if kind is model.ChangeKind.PARAMETER else None)
+
+
 @dataclass(frozen=True)
 class _Codec:
     """One action's details <-> the keys they add to a change's document (beside the keys
@@ -225,7 +282,14 @@ _CODECS: dict[model.Action, _Codec] = {
     model.Action.GRANT: _Codec(_encode_grant, _decode_grant),
     model.Action.DELETE: _Codec(_encode_version, _decode_delete),
     model.Action.FORGET: _Codec(_encode_version, _decode_forget),
+    model.Action.UPDATE_FUNCTION: _Codec(_encode_function, _decode_function),
+    model.Action.PUT_PARAMETER: _Codec(_encode_parameter, _decode_parameter),
 }
+
+
+# The address kind of each consumer action (every other action's is a layer).
+_KIND_OF = {model.Action.UPDATE_FUNCTION: model.ChangeKind.FUNCTION,
+            model.Action.PUT_PARAMETER: model.ChangeKind.PARAMETER}
 
 
 def change_document(change: model.Change) -> dict[str, Any]:
@@ -390,9 +454,12 @@ def _read_change(raw: Any, index: int) -> model.Change:
         )
     _refuse_foreign(raw, action=action, where=where)
     details = _CODECS[action].decode(raw, where)
+    address = _read_address(raw, where=where)
+    if address.kind is not _KIND_OF.get(action, model.ChangeKind.LAYER):
+        raise PlanFileError(f"the plan file's `{where}kind` does not fit a {action.value} "
+                            "change", hint="make it again with `reconcile plan --out FILE`")
     return model.Change(
-        address=model.Address.of_layer(_require(raw, "layer", str, where=where),
-                                       _require(raw, "region", str, where=where)),
+        address=address,
         layer_name=str(raw.get("layer_name") or raw["layer"]),
         action=action,
         reasons=reasons,

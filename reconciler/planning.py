@@ -25,6 +25,7 @@ from reconciler import (
     adoption,
     archive,
     artifacts,
+    consuming,
     elfcheck,
     errors,
     model,
@@ -176,6 +177,7 @@ def make_plan(
     state: ports.StateBackend | None = None,
     lock_id: str | None = None,
     owner: str | None = None,
+    consumers: Consumers | None = None,
 ) -> model.Plan:
     """Plan the selection against the snapshot and Lambda (regions read `parallelism` at
     a time). `download` False never downloads a remote zip (no adoption by content).
@@ -187,7 +189,8 @@ def make_plan(
     using them: `lock_id` says this run holds the state lock (an apply); otherwise `state`'s
     lock is read once every version has been listed, so that a filler seen then was made
     by an apply that has ended if nobody holds the lock now. Given neither, the caller
-    vouches that no apply runs."""
+    vouches that no apply runs. `consumers` reads the functions and parameters of the layers
+    that declare them (required when one does)."""
     owner = manifest_path if owner is None else owner
     specs = list(selection.specs)
     found = _Evidence(parsed=parsed, selection=selection, lock=snapshot.lock, code=code,
@@ -216,11 +219,15 @@ def make_plan(
         raise errors.ReconcilerError("the planner kept asking for evidence; this is a bug")
     if not selection.targets:
         code.prune()
+    seen = observe_consumers(found.planned(specs), selection=selection, remote=found.remote,
+                             consumers=consumers, store=store, parallelism=parallelism,
+                             progress=progress)
     fingerprints = {key: artifact.fingerprint for key, artifact in found.artifacts.items()}
     # The lock is read only when there is a stray filler to delete or not.
     holder = lock_holder(state, lock_id=lock_id) if any(
         planner.stray_fillers(listed) for listed in found.versions.values()) else None
-    decided = planner.plan(found.all_inputs(found.planned(specs)), lock_holder=holder)
+    decided = planner.plan(found.all_inputs(found.planned(specs)), lock_holder=holder,
+                           consumers=seen)
     storage_regions = planner.storage_regions(decided)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         storage = {region: used for region, used in zip(storage_regions, pool.map(
@@ -237,7 +244,7 @@ def make_plan(
     left_out = {error.layer for error in [*size_errors, *binary_errors]}
     final = planner.plan(
         found.all_inputs([spec for spec in found.planned(specs) if spec.key not in left_out]),
-        storage=storage, lock_holder=holder,
+        storage=storage, lock_holder=holder, consumers=seen,
         recorded=recorded(parsed, selection=selection, lock=snapshot.lock, owner=owner,
                           own_lockfile=not state_location.startswith("s3://")),
         layer_errors=[*found.layer_errors, *size_errors, *binary_errors],
@@ -248,6 +255,30 @@ def make_plan(
     if not binary_warnings:
         return final
     return dataclasses.replace(final, warnings=(*final.warnings, *binary_warnings))
+
+
+@dataclasses.dataclass(frozen=True)
+class Consumers:
+    """The stores a plan reads the layers' consumers through."""
+
+    functions: ports.FunctionStore
+    parameters: ports.ParameterStore
+
+
+def observe_consumers(planned: list[model.LayerSpec], *, selection: Selection,
+                      remote: dict[tuple[str, str], model.RemoteVersion | None],
+                      consumers: Consumers | None, store: ports.LayerStore, parallelism: int,
+                      progress: Progress) -> dict[str, planner.Seen]:
+    """What the planner needs of the consumers of `planned` (consuming.observe)."""
+    if not any(spec.consumers is not None or spec.parameter is not None for spec in planned):
+        return {}
+    if consumers is None:
+        raise errors.ReconcilerError("a layer has consumers, but the plan was given no "
+                                     "function or parameter store; this is a bug")
+    progress("reading the layers' consumer functions and parameters")
+    return consuming.observe(planned, regions=selection.regions, remote=remote,
+                             functions=consumers.functions, parameters=consumers.parameters,
+                             account=store.account_id, parallelism=parallelism)
 
 
 def recorded(parsed: model.Manifest, *, selection: Selection, lock: model.Lock, owner: str,

@@ -18,12 +18,14 @@ from reconciler import model
 _SYMBOLS = {
     model.Action.CREATE: "+", model.Action.PUBLISH: "~",
     model.Action.NOOP: "=", model.Action.DELETE: "-", model.Action.GRANT: "*",
-    model.Action.FORGET: "x",
+    model.Action.FORGET: "x", model.Action.UPDATE_FUNCTION: ">",
+    model.Action.PUT_PARAMETER: ">",
 }
 _COLORS = {
     model.Action.CREATE: "\033[32m", model.Action.PUBLISH: "\033[33m",
     model.Action.NOOP: "\033[2m", model.Action.DELETE: "\033[31m",
     model.Action.GRANT: "\033[36m", model.Action.FORGET: "\033[35m",
+    model.Action.UPDATE_FUNCTION: "\033[34m", model.Action.PUT_PARAMETER: "\033[34m",
 }
 _MB = 1024 * 1024
 _BOLD, _RESET = "\033[1m", "\033[0m"
@@ -93,6 +95,10 @@ def summary_line(plan: model.Plan) -> str:
         parts.append(f"{counts['grant']} to grant")
     if counts["forget"]:
         parts.append(f"{counts['forget']} to forget")
+    if counts["update_function"]:
+        parts.append(f"{counts['update_function']} function(s) to update")
+    if counts["put_parameter"]:
+        parts.append(f"{counts['put_parameter']} parameter(s) to put")
     parts.append(f"{counts['noop']} unchanged")
     records = len(plan.records)
     to_record = f" ({records} to record in the lockfile)" if records else ""
@@ -217,10 +223,49 @@ def _forget(change: model.Change) -> _Lines:
                   "Lambda)")
 
 
+def version_of(layer_version_arn: str | None) -> str:
+    """A layer version ARN's version for people: `v4`, `the new version` for the
+    placeholder of the version this apply publishes, `none` for no ARN."""
+    if layer_version_arn is None:
+        return "none"
+    version = layer_version_arn.rsplit(":", 1)[-1]
+    if version == model.PUBLISHED:
+        return "the new version"
+    return f"v{version}" if version.isdigit() else layer_version_arn
+
+
+def short_layers(layers: tuple[str, ...]) -> str:
+    """A function's Layers for people: `name:version` each, in order."""
+    return "[" + ", ".join(":".join(arn.rsplit(":", 2)[-2:]) for arn in layers) + "]"
+
+
+def _function(change: model.Change) -> _Lines:
+    details = change.details_as(model.FunctionDetails)
+    # The layer's entry is the one `after` holds and `before` does not.
+    new = next((arn for arn in details.after if arn not in details.before), None)
+    old = None if new is None else next(
+        (arn for arn in details.before if model.unversioned(arn) == model.unversioned(new)),
+        None)
+    how = (f"{version_of(old)} -> {version_of(new)}" if old is not None
+           else f"{version_of(new)} appended")
+    return _Lines(f"update function {change.address.function}: {how}",
+                  fleet=(f"layers: {short_layers(details.before)} -> "
+                         f"{short_layers(details.after)}",))
+
+
+def _parameter(change: model.Change) -> _Lines:
+    details = change.details_as(model.ParameterDetails)
+    before = "none" if details.before is None else version_of(details.before)
+    return _Lines(f"put parameter {change.address.parameter}: {before} -> "
+                  f"{version_of(details.after)}",
+                  fleet=(f"value: {details.before or '(no parameter)'} -> {details.after}",))
+
+
 # One view per action: a new kind or action adds its own.
 _VIEWS: dict[model.Action, Callable[[model.Change], _Lines]] = {
     model.Action.CREATE: _publish, model.Action.PUBLISH: _publish, model.Action.NOOP: _noop,
     model.Action.GRANT: _grant, model.Action.DELETE: _delete, model.Action.FORGET: _forget,
+    model.Action.UPDATE_FUNCTION: _function, model.Action.PUT_PARAMETER: _parameter,
 }
 
 
@@ -298,12 +343,23 @@ def markdown(plan: model.Plan, *, title: str = "reconcile plan") -> str:
         if details:
             lines += ["", "<details><summary>Details</summary>", ""]
             for change, view in details:
-                lines.append(f"- `{change.layer}` ({change.region})")
+                thing = change.address.thing
+                lines.append(f"- `{change.layer}` ({change.region})"
+                             + (f" {change.address.kind.value} `{thing}`" if thing else ""))
                 lines += [f"  - `{line}`" for fc in view.diff for line in _field_lines(fc)]
                 lines += [f"  - {line}" for line in view.fleet]
                 lines += [f"  - {note}" for note in change.notes]
             lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _thing(item: dict[str, Any]) -> str:
+    """` function NAME` or ` parameter NAME` for a report entry of a consumer change."""
+    if item.get("function"):
+        return f" function {item['function']}"
+    if item.get("parameter"):
+        return f" parameter {item['parameter']}"
+    return ""
 
 
 def apply_text(report: dict[str, Any]) -> str:
@@ -324,15 +380,27 @@ def apply_text(report: dict[str, Any]) -> str:
         what = "filler" if item.get("filler") else "deleted"
         lines.append(f"{what:<9} {item['layer']} ({item['region']}): "
                      + ", ".join(f"v{version}" for version in item["versions"]))
+    for item in report.get("functions", []):
+        how = " (found updated after a lost reply)" if item.get("adopted") else ""
+        lines.append(f"updated   {item['layer']} ({item['region']}): function "
+                     f"{item['function']} uses {short_layers(tuple(item['layers']))}{how}")
+    for item in report.get("parameters", []):
+        lines.append(f"written   {item['layer']} ({item['region']}): parameter "
+                     f"{item['parameter']} = {item['value']}")
     for item in report["failed"]:
-        lines.append(f"FAILED    {item['layer']} ({item['region']}): {item['error']}")
+        lines.append(f"FAILED    {item['layer']} ({item['region']}){_thing(item)}: "
+                     f"{item['error']}")
         if item.get("hint"):
             lines.append(f"          hint: {item['hint']}")
     for item in report["not_attempted"]:
-        lines.append(f"not tried {item['layer']} ({item['region']}): {item['why']}")
+        lines.append(f"not tried {item['layer']} ({item['region']}){_thing(item)}: "
+                     f"{item['why']}")
     lines.extend(f"warning:  {warning}" for warning in report.get("warnings", []))
     counts = (f"{len(report['published'])} published, {len(report['recorded'])} recorded "
               f"without publishing, {report['unchanged']} unchanged")
+    if report.get("functions") or report.get("parameters"):
+        counts += (f", {len(report.get('functions', []))} function(s) updated, "
+                   f"{len(report.get('parameters', []))} parameter(s) written")
     if report["ok"]:
         lines.append(f"\nApply complete: {counts}; {report['state']} is up to date.")
     else:
@@ -355,6 +423,10 @@ def apply_markdown(report: dict[str, Any], *, title: str = "reconcile apply") ->
     rows += [(item, "recorded") for item in report["recorded"]]
     rows += [({**item, "layer_version_arn": "(stays in Lambda)"}, "forgotten")
              for item in report.get("forgotten", [])]
+    rows += [({**item, "layer_version_arn": ", ".join(item["layers"])},
+              f"function {item['function']} updated") for item in report.get("functions", [])]
+    rows += [({**item, "layer_version_arn": item["value"]},
+              f"parameter {item['parameter']} written") for item in report.get("parameters", [])]
     if rows:
         lines += ["| Layer | Region | Done | LayerVersionArn |", "|---|---|---|---|"]
         lines += [f"| `{item['layer']}` | {item['region']} | {done} | "
@@ -362,12 +434,12 @@ def apply_markdown(report: dict[str, Any], *, title: str = "reconcile apply") ->
         lines.append("")
     if report["failed"]:
         lines += ["**Failed:**", ""]
-        lines += [f"- `{item['layer']}` ({item['region']}): {item['error']}"
+        lines += [f"- `{item['layer']}` ({item['region']}){_thing(item)}: {item['error']}"
                   for item in report["failed"]]
         lines.append("")
     if report["not_attempted"]:
         lines += ["**Not attempted:**", ""]
-        lines += [f"- `{item['layer']}` ({item['region']}): {item['why']}"
+        lines += [f"- `{item['layer']}` ({item['region']}){_thing(item)}: {item['why']}"
                   for item in report["not_attempted"]]
         lines.append("")
     lock = report.get("lock")

@@ -134,7 +134,8 @@ def _short(value: object) -> str:
     return text if len(text) <= 24 else text[:20] + "…"
 
 
-Address = tuple[str, str, str, int]  # layer, region, action, deleted version (0: none)
+# layer, region, action, deleted version (0: none), function or parameter ("": a layer's)
+Address = tuple[str, str, str, int, str]
 
 
 def _publish_facts(change: model.Change) -> dict[str, object]:
@@ -200,11 +201,26 @@ def _forget_facts(change: model.Change) -> dict[str, object]:
             "forgotten code_sha256": change.desired.code_sha256}
 
 
+def _function_facts(change: model.Change) -> dict[str, object]:
+    details = change.details_as(model.FunctionDetails)
+    return {"function arn": details.function_arn, "layers after": list(details.after),
+            # The basis: what the function was at plan (a function moved since is stale).
+            "layers before": list(details.before), "revision id": details.revision_id}
+
+
+def _parameter_facts(change: model.Change) -> dict[str, object]:
+    details = change.details_as(model.ParameterDetails)
+    return {"value": details.after,
+            # The basis: the value and version at plan.
+            "value before": details.before, "version before": details.version}
+
+
 # What of each action must equal the fresh decision's: one entry per action.
 _FACTS: dict[model.Action, Callable[[model.Change], dict[str, object]]] = {
     model.Action.CREATE: _publish_facts, model.Action.PUBLISH: _publish_facts,
     model.Action.NOOP: _record_facts, model.Action.GRANT: _grant_facts,
     model.Action.DELETE: _delete_facts, model.Action.FORGET: _forget_facts,
+    model.Action.UPDATE_FUNCTION: _function_facts, model.Action.PUT_PARAMETER: _parameter_facts,
 }
 
 
@@ -218,7 +234,7 @@ def _address(change: model.Change) -> Address:
     details = change.details
     version = details.version if isinstance(
         details, model.DeleteDetails | model.ForgetDetails) else 0
-    return (change.layer, change.region, change.action.value, version)
+    return (change.layer, change.region, change.action.value, version, change.address.thing)
 
 
 def _compared(change: model.Change) -> bool:
@@ -244,7 +260,11 @@ def substance(plan: model.Plan) -> dict[Address, dict[str, object]]:
 
 
 def _describe(address: Address) -> str:
-    layer, region, action, version = address
+    layer, region, action, version, thing = address
+    if action == model.Action.UPDATE_FUNCTION.value:
+        return f"update function {thing} to layer {layer} in {region}"
+    if action == model.Action.PUT_PARAMETER.value:
+        return f"put parameter {thing} of layer {layer} in {region}"
     verb = {"create": "create", "publish": "publish", "delete": f"delete v{version} of",
             "grant": "change the grants of", "noop": "record",
             "forget": "forget"}.get(action, action)
@@ -272,6 +292,8 @@ def differences(saved: model.Plan, fresh: model.Plan) -> list[str]:
                  for address, count in sorted(listed.items()) if count > 1)
     before, now = substance(saved), substance(fresh)
     for address in sorted(set(before) | set(now)):
+        if _consumer(address):
+            continue  # stale for that change only: stale_consumers()
         layer, region = address[0], address[1]
         if address not in now:
             lines.append(f"the plan would {_describe(address)}; deciding again now does not "
@@ -288,6 +310,38 @@ def differences(saved: model.Plan, fresh: model.Plan) -> list[str]:
                 lines.append(f"the plan would {_describe(address)} with other values than "
                              f"deciding again now: {'; '.join(changed)}")
     return lines
+
+
+def _consumer(address: Address) -> bool:
+    return address[2] in {action.value for action in model.CONSUMER_ACTIONS}
+
+
+def stale_consumers(saved: model.Plan, fresh: model.Plan) -> dict[Address, str]:
+    """The consumer changes of the fresh decision that apply must not carry out, each with
+    why: a consumer that moved since the plan (its RevisionId, layers or value differ), or
+    one the plan does not list. A saved plan is stale for such a change only: the rest of
+    it is applied, and the layer's retention in that region waits (the version the consumer
+    was to leave may still be used)."""
+    before, now = substance(saved), substance(fresh)
+    stale: dict[Address, str] = {}
+    for address in sorted(now):
+        if not _consumer(address):
+            continue
+        if address not in before:
+            stale[address] = (f"the plan does not {_describe(address)}: it changed since the "
+                              "plan was made; plan again to approve it")
+            continue
+        changed = [name for name in sorted(set(before[address]) | set(now[address]))
+                   if before[address].get(name) != now[address].get(name)]
+        if changed:
+            stale[address] = (f"stale: {', '.join(changed)} changed since the plan was made "
+                              "(never overwritten); plan again")
+    return stale
+
+
+def address_of(change: model.Change) -> Address:
+    """How savedplan names `change` (for stale_consumers' answer)."""
+    return _address(change)
 
 
 def basis_differences(saved: model.PlanBasis | None, *, now: model.PlanBasis) -> list[str]:

@@ -88,7 +88,8 @@ def test_the_reconcile_loop(project: Path) -> None:
     document = plan_json(project)
     assert actions(document) == {"alpha": "noop", "beta": "publish", "gamma": "noop"}
     assert document["summary"] == {"create": 0, "publish": 1, "noop": 2, "delete": 0,
-                                   "grant": 0, "forget": 0, "record": 0}
+                                   "grant": 0, "forget": 0, "update_function": 0,
+                                   "put_parameter": 0, "record": 0}
 
     second = invoke(project, "apply", "--yes")
     assert second.returncode == 0, second.stderr

@@ -41,7 +41,7 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache", "builds.index", "buil
 # never the package that gathers them.
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
-                           "planner.compose", "planner.forget"})
+                           "planner.compose", "planner.forget", "planner.consumers"})
 CORE = frozenset({"errors", "model", "details", "manifest", "consumerspec", "schemacheck",
                   "archive", "zipmembers",
                   "planner", *PLANNER_PARTS, "render", "ports", "planfile", "savedplan",
@@ -61,7 +61,7 @@ COMMAND = frozenset({"command", "command.app", "command.layers", "command.admin"
 RUN = frozenset({"run", "run.session", "run.savedplans", "run.report"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,
                    "zipbuild", "zipindex", "state", "binaries",
-                   "uploadbody", "adoption",
+                   "uploadbody", "adoption", "consuming", "applying.consumers",
                    "state.local", "state.s3", "aws", *AWS_ROOMS, "artifacts", "planning",
                    "applying", "applying.report", "applying.steps", "applying.lanes",
                    "publishing", "sandbox", "forking", "github", "cli", *COMMAND, *RUN})

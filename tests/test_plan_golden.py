@@ -67,7 +67,9 @@ def _artifact(key: str, code: str | None = CODE_A, *, size: int = 1000,
 
 def rich_plan() -> model.Plan:
     """The planner's decision over every kind of change there is."""
-    aligned = _spec("alpha", align_versions=True, share=(ACCOUNT,))
+    aligned = _spec("alpha", align_versions=True, share=(ACCOUNT,),
+                    consumers=model.Consumers(functions=("api",)),
+                    parameter="/layers/alpha-layer/latest")
     shared = _spec("beta", share=(ACCOUNT, PUBLIC), retain=1)
     far = _spec("zeta", align_versions=True, share=(ACCOUNT,))
     big = _spec("epsilon", settings=S2, upload="s3")
@@ -94,7 +96,8 @@ def rich_plan() -> model.Plan:
                        function_uses={}),
         # gamma: adopted as it is; delta: adopted by its files after a download, and one
         # whose download differs (a publish).
-        planner.Inputs(spec=_spec("gamma"), region="us-east-1", artifact=_artifact("gamma"),
+        planner.Inputs(spec=_spec("gamma", consumers=model.Consumers(tags=(("team", "a"),))),
+                       region="us-east-1", artifact=_artifact("gamma"),
                        lock_entry=None, remote_latest=_remote("gamma", 5)),
         planner.Inputs(spec=_spec("delta"), region="us-east-1",
                        artifact=_artifact("delta", CODE_B), lock_entry=None,
@@ -146,7 +149,41 @@ def rich_plan() -> model.Plan:
         items, basis=basis, recorded=recorded,
         layer_errors=(model.LayerError(layer="broken", message="no such folder",
                                        hint="create it"),),
-        storage={"us-east-1": model.CodeStorage(used=90, limit=100)})
+        storage={"us-east-1": model.CodeStorage(used=90, limit=100)},
+        consumers=_consumers())
+
+
+def _function(name: str, region: str, *layers: str) -> model.FunctionConfig:
+    return model.FunctionConfig(
+        name=name, arn=f"arn:aws:lambda:{region}:123456789012:function:{name}",
+        layers=layers, revision_id=f"rev-{name}-{region}",
+        update_status=model.UpdateStatus.SUCCESSFUL)
+
+
+def _consumers() -> dict[str, planner.Seen]:
+    """alpha's function `api` (without alpha in us-east-1: appended; using v3 between two
+    other layers in eu-west-1: replaced in place) and its parameter (none in us-east-1, v3 in
+    eu-west-1), both moving to the version alpha publishes; gamma's tagged `worker` on v4
+    (drift: gamma's latest is v5)."""
+    base = "arn:aws:lambda:{}:123456789012:layer:{}"
+    return {
+        "alpha": planner.Seen(
+            layer_arns={region: base.format(region, "alpha-layer")
+                        for region in ("us-east-1", "eu-west-1")},
+            functions={"us-east-1": (_function("api", "us-east-1",
+                                               ARN.format("us-east-1", "tools", 1)),),
+                       "eu-west-1": (_function("api", "eu-west-1",
+                                               ARN.format("eu-west-1", "tools", 1),
+                                               ARN.format("eu-west-1", "alpha-layer", 3),
+                                               ARN.format("eu-west-1", "sdk", 2)),)},
+            looked_up=(("api", "us-east-1", True), ("api", "eu-west-1", True)),
+            parameters={"us-east-1": None, "eu-west-1": model.ParameterValue(
+                value=ARN.format("eu-west-1", "alpha-layer", 3), version=3)}),
+        "gamma": planner.Seen(
+            layer_arns={"us-east-1": base.format("us-east-1", "gamma-layer")},
+            functions={"us-east-1": (_function("worker", "us-east-1",
+                                               ARN.format("us-east-1", "gamma-layer", 4)),)}),
+    }
 
 
 def views() -> dict[str, str]:

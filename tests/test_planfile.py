@@ -92,11 +92,26 @@ _details: dict[type[model.Details], st.SearchStrategy[Any]] = {
                                   download=_download, align=_align),
     model.DeleteDetails: st.builds(model.DeleteDetails, version=st.integers(1, 500)),
     model.ForgetDetails: st.builds(model.ForgetDetails, version=st.integers(1, 500)),
+    model.FunctionDetails: st.builds(
+        model.FunctionDetails, function_arn=_text,
+        before=st.lists(_text, max_size=5).map(tuple),
+        after=st.lists(_text, min_size=1, max_size=5).map(tuple),
+        revision_id=st.one_of(st.none(), _text)),
+    model.ParameterDetails: st.builds(
+        model.ParameterDetails, before=st.one_of(st.none(), _text), after=_text,
+        version=st.one_of(st.none(), st.integers(1, 500))),
+}
+_regions = st.sampled_from(["us-east-1", "eu-west-1"])
+# The address of each action: a consumer change names its function or parameter.
+_addresses: dict[model.Action, st.SearchStrategy[model.Address]] = {
+    model.Action.UPDATE_FUNCTION: st.builds(model.Address, kind=st.just(
+        model.ChangeKind.FUNCTION), layer=_text, region=_regions, function=_text),
+    model.Action.PUT_PARAMETER: st.builds(model.Address, kind=st.just(
+        model.ChangeKind.PARAMETER), layer=_text, region=_regions, parameter=_text),
 }
 _change = st.sampled_from(list(model.Action)).flatmap(lambda action: st.builds(
     model.Change,
-    address=st.builds(model.Address.of_layer, _text, st.sampled_from(["us-east-1",
-                                                                      "eu-west-1"])),
+    address=_addresses.get(action, st.builds(model.Address.of_layer, _text, _regions)),
     layer_name=_text, action=st.just(action),
     reasons=st.lists(st.sampled_from(list(model.Reason)), max_size=3, unique=True).map(tuple),
     current=st.one_of(st.none(), _remote), desired=_desired,

@@ -200,7 +200,8 @@ def test_plan_sorts_by_layer_then_region() -> None:
     assert [(c.layer, c.region) for c in result.changes] == [
         ("a", "us-west-2"), ("b", "eu-west-1"), ("b", "us-west-2")]
     assert result.summary() == {"create": 3, "publish": 0, "noop": 0, "delete": 0, "grant": 0,
-                                "forget": 0, "record": 0}
+                                "forget": 0, "update_function": 0,
+                                "put_parameter": 0, "record": 0}
 
 
 _contents = st.sampled_from(["a", "b"])

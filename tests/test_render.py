@@ -61,7 +61,8 @@ def test_json_document_follows_the_contract() -> None:
     document = json.loads(json.dumps(planfile.to_document(PLAN)))
     assert document["format_version"] == 1
     assert document["summary"] == {"create": 1, "publish": 1, "noop": 1, "delete": 0,
-                                   "grant": 0, "forget": 0, "record": 0}
+                                   "grant": 0, "forget": 0, "update_function": 0,
+                                   "put_parameter": 0, "record": 0}
     create, publish, _ = document["changes"]
     assert create["current"] is None
     assert create["desired"]["code_sha256"] == DESIRED.code_sha256

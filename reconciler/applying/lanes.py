@@ -7,11 +7,12 @@ import concurrent.futures
 import queue
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconciler import errors, model, planner, ports, statefile
+from reconciler.applying.consumers import WAIT_SECONDS, Moved, Written
 from reconciler.applying.report import (
     ApplyReport,
     Deleted,
@@ -63,17 +64,29 @@ def apply(
     stop: threading.Event | None = None,
     progress: Progress = quiet,
     owner: str = "",
+    functions: ports.FunctionStore | None = None,
+    parameters: ports.ParameterStore | None = None,
+    refused: Sequence[tuple[model.Change, str]] = (),
+    wait_seconds: float = WAIT_SECONDS,
 ) -> ApplyReport:
     """Carry out `plan` on top of `snapshot` (the state as read under the lock). Raises only
     before the first change (preflight); after that every outcome is in the report.
     `objects` serves the changes whose code goes through S3 (none: a plan that has one is
     refused before anything is done). `owner` is the manifest (its path below the
-    repository root) every entry written is recorded as managed by."""
+    repository root) every entry written is recorded as managed by. `functions` and
+    `parameters` move the consumers; `refused` are consumer changes not to carry out (a
+    saved plan stale for them), reported as not attempted, with their region's retention;
+    `wait_seconds` bounds the wait for each function's update."""
     stop = stop or threading.Event()
     zips = preflight(plan, state=state, code=code)
     if objects is None and any(through_s3(change) for change in plan.changes):
         raise errors.ApplyRefused("refusing to apply: the plan uploads through S3 and this "
                                   "apply was given no S3 store; this is a bug")
+    if (functions is None or parameters is None) and any(
+            change.action in model.CONSUMER_ACTIONS for change in plan.changes):
+        raise errors.ApplyRefused("refusing to apply: the plan moves consumers and this "
+                                  "apply was given no function or parameter store; this is "
+                                  "a bug")
     report = ApplyReport(lock=snapshot.lock, revision=snapshot.revision)
     recorder = _Recorder(state=state, report=report, owner=owner)
     for change in plan.changes:
@@ -91,9 +104,10 @@ def apply(
         filler_zip = Path(folder) / "filler.zip"
         filler_zip.write_bytes(planner.filler_zip_bytes())
         steps = Steps(store=store, objects=objects, zips=zips, filler_zip=filler_zip,
-                       progress=progress)
-        results = _run_lanes(lanes_of(plan), steps=steps, recorder=recorder, stop=stop,
-                             parallelism=parallelism)
+                      progress=progress, functions=functions, parameters=parameters,
+                      wait_seconds=wait_seconds)
+        results = _run_lanes(lanes_of(plan, refused=refused), steps=steps,
+                             recorder=recorder, stop=stop, parallelism=parallelism)
     for result in results:
         result.merge_into(report)
     report.sort()
@@ -104,28 +118,38 @@ def apply(
 @dataclass(frozen=True)
 class Lane:
     """One layer in one region: its publish, create, grant or forget (`head`, if any), then
-    its deletions (retention, stray fillers), oldest version first. A lane runs its steps in
-    order; lanes run side by side."""
+    its consumers (functions, then the parameter) once the head is recorded, then its
+    deletions (retention, stray fillers), oldest version first, unless a consumer was not
+    moved. A lane runs its steps in order; lanes run side by side. `refused` are consumer
+    changes not to carry out, and why."""
 
     layer: str
     region: str
     head: model.Change | None
     deletes: tuple[model.Change, ...]
+    consumers: tuple[model.Change, ...] = ()
+    refused: tuple[tuple[model.Change, str], ...] = ()
 
 
-def lanes_of(plan: model.Plan) -> list[Lane]:
-    """The plan's changes (no-ops aside) as lanes, in the plan's order."""
+def lanes_of(plan: model.Plan, *,
+             refused: Sequence[tuple[model.Change, str]] = ()) -> list[Lane]:
+    """The plan's changes (no-ops aside) as lanes, in the plan's order; the `refused`
+    consumer changes set aside in their lanes."""
     grouped: dict[tuple[str, str], list[model.Change]] = {}
     for change in plan.changes:
         if change.action is not model.Action.NOOP:
             grouped.setdefault((change.layer, change.region), []).append(change)
     found: list[Lane] = []
     for (layer, region), changes in grouped.items():
-        heads = [change for change in changes if change.action is not model.Action.DELETE]
+        heads = [change for change in changes if change.action is not model.Action.DELETE
+                 and change.action not in model.CONSUMER_ACTIONS]
         deletes = sorted((change for change in changes if change.action is model.Action.DELETE),
                          key=lambda change: change.details_as(model.DeleteDetails).version)
+        set_aside = tuple((change, why) for change, why in refused if change in changes)
+        moving = tuple(change for change in changes if change.action in model.CONSUMER_ACTIONS
+                       and all(change != other for other, _ in set_aside))
         found.append(Lane(layer=layer, region=region, head=heads[0] if heads else None,
-                          deletes=tuple(deletes)))
+                          deletes=tuple(deletes), consumers=moving, refused=set_aside))
     return found
 
 
@@ -252,8 +276,14 @@ class _LaneResult:
     warnings: list[str] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     not_attempted: list[NotAttempted] = field(default_factory=list)
+    moved: list[Moved] = field(default_factory=list)
+    written: list[Written] = field(default_factory=list)
+    # The version the lane's publish recorded: its consumers move to it.
+    latest: str | None = None
 
     def merge_into(self, report: ApplyReport) -> None:
+        report.moved += self.moved
+        report.written += self.written
         report.published += self.published
         report.granted += self.granted
         report.forgotten += self.forgotten
@@ -289,15 +319,24 @@ def _gate(region: str, *, recorder: _Recorder, regions: _Regions,
 def _run_lane(lane: Lane, *, steps: Steps, recorder: _Recorder, regions: _Regions,
               stop: threading.Event) -> _LaneResult:
     """One lane's steps in order: its head, then (after a publish, only once it is
-    recorded, and after its fillers are deleted) its deletions."""
+    recorded, and after its fillers are deleted) its consumers, then its deletions, unless
+    a consumer was not moved (the version it was to leave may still be in use)."""
     result = _LaneResult()
     head, deletes = lane.head, list(lane.deletes)
+    result.not_attempted += [NotAttempted(change, why) for change, why in lane.refused]
     if head is not None:
         blocked = _run_head(head, steps=steps, recorder=recorder, regions=regions, stop=stop,
                             result=result)
         if blocked is not None:
-            result.not_attempted += [NotAttempted(change, blocked) for change in deletes]
+            result.not_attempted += [NotAttempted(change, blocked)
+                                     for change in (*lane.consumers, *deletes)]
             return result
+    if not _run_consumers(lane, steps=steps, recorder=recorder, regions=regions, stop=stop,
+                          result=result) or lane.refused:
+        waits = (f"a consumer of {lane.layer} in {lane.region} was not moved: retention "
+                 "there waits for the apply that moves it")
+        result.not_attempted += [NotAttempted(change, waits) for change in deletes]
+        return result
     for change in deletes:
         why = _gate(lane.region, recorder=recorder, regions=regions, stop=stop)
         if why is not None:
@@ -343,6 +382,7 @@ def _run_head(head: model.Change, *, steps: Steps, recorder: _Recorder,
                                published=True)
     if recorded:
         result.published.append(outcome)
+        result.latest = outcome.version.layer_version_arn
         result.warnings += alignment_warnings(head, outcome.version)
     if outcome.fillers:  # deleted even after a stop request: a filler is never left behind
         try:
@@ -350,3 +390,30 @@ def _run_head(head: model.Change, *, steps: Steps, recorder: _Recorder,
         except errors.ReconcilerError as error:
             result.failed.append(Failed(head, error))
     return None if recorded else "its publish could not be recorded"
+
+
+def _run_consumers(lane: Lane, *, steps: Steps, recorder: _Recorder, regions: _Regions,
+                   stop: threading.Event, result: _LaneResult) -> bool:
+    """Move the lane's consumers to the version its head recorded (or the plan names), each
+    on its own: a failure is reported for its function or parameter and stops no other.
+    Whether every one moved."""
+    moved_all = True
+    for change in lane.consumers:
+        why = _gate(lane.region, recorder=recorder, regions=regions, stop=stop)
+        if why is not None:
+            result.not_attempted.append(NotAttempted(change, why))
+            moved_all = False
+            continue
+        try:
+            outcome = steps.consumer(change, latest=result.latest)
+        except errors.ReconcilerError as error:
+            result.failed.append(Failed(change, error))
+            regions.failed(lane.region, error)
+            moved_all = False
+            continue
+        regions.succeeded(lane.region)
+        if isinstance(outcome, Moved):
+            result.moved.append(outcome)
+        else:
+            result.written.append(outcome)
+    return moved_all

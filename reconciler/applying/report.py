@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reconciler import errors, model
+from reconciler.applying.consumers import Moved, Written
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class ApplyReport:
     warnings: list[str] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     not_attempted: list[NotAttempted] = field(default_factory=list)
+    moved: list[Moved] = field(default_factory=list)  # consumer functions updated
+    written: list[Written] = field(default_factory=list)  # parameters written
     unchanged: int = 0
     interrupted: bool = False
     lock: model.Lock = field(default_factory=model.Lock)
@@ -72,16 +75,19 @@ class ApplyReport:
     def sort(self) -> None:
         """Each list in the plan's order (layer, region, version), whatever order the lanes
         finished in."""
-        def by_change(item: Published | Failed | NotAttempted | Deleted) -> tuple[str, str, int]:
+        def by_change(item: Published | Failed | NotAttempted | Deleted | Moved | Written
+                      ) -> tuple[str, str, int, str]:
             change, details = item.change, item.change.details
             version = details.version if isinstance(
                 details, model.DeleteDetails | model.ForgetDetails) else 0
-            return (change.layer, change.region, version)
+            return (change.layer, change.region, version, change.address.thing)
 
         self.published.sort(key=by_change)
         self.failed.sort(key=by_change)
         self.not_attempted.sort(key=by_change)
         self.deleted.sort(key=by_change)
+        self.moved.sort(key=by_change)
+        self.written.sort(key=by_change)
         self.granted.sort(key=lambda change: (change.layer, change.region))
         self.forgotten.sort(key=lambda change: (change.layer, change.region))
 

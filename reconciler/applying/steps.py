@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from reconciler import errors, model, planner, ports, publishing
+from reconciler.applying import consumers
 from reconciler.applying.report import Deleted, Granted, Published
 
 Progress = Callable[[str], None]
@@ -112,6 +113,24 @@ class Steps:
     zips: dict[tuple[str, str], Path]
     filler_zip: Path
     progress: Progress
+    functions: ports.FunctionStore | None = None
+    parameters: ports.ParameterStore | None = None
+    wait_seconds: float = consumers.WAIT_SECONDS
+
+    def consumer(self, change: model.Change, *,
+                 latest: str | None) -> consumers.Moved | consumers.Written:
+        """Move a consumer (update_function, put_parameter) to `latest`, the version the
+        lane published and recorded (None: it published none, and the plan names the
+        version)."""
+        if change.action is model.Action.UPDATE_FUNCTION and self.functions is not None:
+            return consumers.update_function(change, latest=latest, functions=self.functions,
+                                             wait_seconds=self.wait_seconds,
+                                             progress=self.progress)
+        if change.action is model.Action.PUT_PARAMETER and self.parameters is not None:
+            return consumers.put_parameter(change, latest=latest, parameters=self.parameters,
+                                           progress=self.progress)
+        raise errors.ApplyFailed(f"no store to carry out a {change.action.value} change; "
+                                 "this is a bug")
 
     def publish(self, change: model.Change) -> Published:
         """Upload (through S3), fillers, the real version, its CodeSha256 check and grants;

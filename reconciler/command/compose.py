@@ -79,10 +79,13 @@ class Boto3Stores:
         store = aws.Boto3LayerStore(profile=given.profile, endpoint_url=given.endpoint_url,
                                     max_attempts=given.max_attempts,
                                     max_rps=given.max_rps or None, timeout=given.timeout)
+        # The consumer stores share the layer store's clients: one rate limit per region.
         return session.Remote(layers=store, objects=store,
                               default_region=os.environ.get("AWS_REGION")
                               or store.default_region(),
-                              prepare=store.prepare)
+                              prepare=store.prepare,
+                              functions=aws.Boto3FunctionStore(store.clients),
+                              parameters=aws.Boto3ParameterStore(store.clients))
 
 
     def package_index(self, url: str) -> ports.PackageIndex:

@@ -237,24 +237,29 @@ def _apply_locked(session: run_session.Session, *, saved: savedplans.Loaded | No
         the_plan = run_session.make_plan(session, snapshot, parallelism=parallelism,
                                          download=download, progress=views.progress,
                                          lock_id=lock_id)
+    refused: list[tuple[model.Change, str]] = []
     if saved is None:
         if not as_json:
             views.plan_text(the_plan)
         views.confirm(the_plan, yes=yes, as_json=as_json)
     else:
-        savedplans.refuse_stale(saved.plan, the_plan)
+        refused = savedplans.refuse_stale(saved.plan, the_plan)
         if not as_json:
             views.plan_text(the_plan)
         stopping.interrupt_now(False)
         savedplans.mark_applied(plan_file or Path(), saved, snapshot=snapshot)
     stopping.interrupt_now(False)
+    consumers = session.consumers
     with views.progress_display():
         try:
             report = applying.apply(the_plan, store=session.store, state=session.state,
                                     code=session.code, snapshot=snapshot,
                                     objects=session.objects, parallelism=parallelism,
                                     stop=stopping.event, progress=views.progress,
-                                    owner=run_session.manifest_owner(session.space))
+                                    owner=run_session.manifest_owner(session.space),
+                                    functions=consumers.functions if consumers else None,
+                                    parameters=consumers.parameters if consumers else None,
+                                    refused=refused)
         except errors.ReconcilerError as error:
             if as_json:
                 views.json_document(run_report.failed_before_any_change(error))

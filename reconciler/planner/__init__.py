@@ -8,6 +8,8 @@ per concern, composed in `compose.plan`:
 - `retention`: `retain: N`'s `delete` changes;
 - `fillers`: the filler versions' identity, and stray fillers' `delete` changes;
 - `forget`: layers that left the manifest (`forget` changes), and who owns a state entry;
+- `consumers`: a layer's consumer functions and parameter (`update_function` and
+  `put_parameter` changes), and the plan errors about them;
 - `evidence`: what the planner asks for before it decides;
 - `compose`: the whole plan.
 
@@ -37,6 +39,12 @@ from reconciler.planner.compose import (
     STORAGE_WARNING_RATIO,
     plan,
     storage_regions,
+)
+from reconciler.planner.consumers import (
+    MAX_LAYERS,
+    Seen,
+    latest_arn,
+    layers_after,
 )
 from reconciler.planner.evidence import (
     Evidence,
@@ -88,12 +96,14 @@ from reconciler.planner.retention import (
 __all__ = [
     "FILLER_DESCRIPTION",
     "MAX_FILLERS",
+    "MAX_LAYERS",
     "STORAGE_WARNING_RATIO",
     "Evidence",
     "Inputs",
     "Recorded",
     "RegionStanding",
     "Retention",
+    "Seen",
     "align",
     "alignment_target",
     "code_location",
@@ -106,7 +116,9 @@ __all__ = [
     "forgets",
     "grants_diff",
     "is_filler",
+    "latest_arn",
     "layer_name_of",
+    "layers_after",
     "lists_versions",
     "lock_entry_for",
     "missing_evidence",

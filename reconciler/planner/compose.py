@@ -1,6 +1,6 @@
-"""The whole plan: every layer and region decided, then aligned, given its grants, retention and
-stray-filler deletes, with the forgets of layers that left the manifest, sorted, with the
-plan's warnings (`plan`). Pure."""
+"""The whole plan: every layer and region decided, then aligned, given its grants, its
+consumers' changes, retention and stray-filler deletes, with the forgets of layers that left
+the manifest, sorted, with the plan's warnings (`plan`). Pure."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from reconciler import errors, model
 from reconciler.planner.align import align
+from reconciler.planner.consumers import Seen, lookup_findings, moved_functions, region_changes
 from reconciler.planner.fillers import stray_fillers, with_stray_fillers
 from reconciler.planner.forget import Recorded, forgets
 from reconciler.planner.grants import with_grants
@@ -28,6 +29,7 @@ def plan(
     storage: Mapping[str, model.CodeStorage] | None = None,
     lock_holder: errors.LockHolder | None = None,
     recorded: Recorded | None = None,
+    consumers: Mapping[str, Seen] | None = None,
 ) -> model.Plan:
     """Decide every layer and region; changes sorted by layer, then region (in a region,
     the layer's own change first, then its deletions, oldest first). Layers that could not
@@ -39,12 +41,22 @@ def plan(
     apply left behind (stray_fillers()) is a `delete` change too, unless `lock_holder`, an
     apply that holds the state lock now (not this run), may still be using it: then a note
     says so. `storage` is the code storage of the regions storage_regions() named, for the
-    warning."""
+    warning.
+
+    `consumers` is what was read of each layer's consumers (by layer key): their changes
+    follow the layer's own in each region (planner.consumers), and retention no longer
+    counts a function they move as using the version it leaves."""
     items = list(inputs)
     decided = align([(item, decide(item)) for item in items])
     changes: list[model.Change] = []
     warnings: list[str] = []
     held: list[str] = []  # where stray fillers wait for the apply that holds the lock
+    consumer_errors: list[model.LayerError] = []
+    findings = {key: lookup_findings(spec, (consumers or {})[key])
+                for key, spec in {item.spec.key: item.spec for item in items}.items()
+                if key in (consumers or {})}
+    for problems, _ in findings.values():
+        consumer_errors.extend(problems)
     for item, change in decided:
         change = with_grants(item, change)
         if item.artifact.git_ignored:
@@ -52,6 +64,14 @@ def plan(
             change = replace(change, notes=(
                 *change.notes, f"git ignores {count} of its files and folders: left out of "
                                "the layer (a folder counts once)"))
+        moves: list[model.Change] = []
+        if item.spec.key in findings:
+            moves, problems = region_changes(item.spec, change,
+                                             (consumers or {})[item.spec.key])
+            consumer_errors.extend(problems)
+            change = replace(change, notes=(
+                *change.notes, *findings[item.spec.key][1].get(item.region, ())))
+            item = _without_moved(item, moved_functions(moves))
         deletions: tuple[model.Change, ...] = ()
         if item.spec.retain is not None and item.versions is not None:
             change, deletions = with_retention(item, change)
@@ -59,6 +79,7 @@ def plan(
         changes.append(change)
         changes.extend(sorted((*deletions, *strays), key=lambda deletion: deletion.details_as(
             model.DeleteDetails).version))
+        changes.extend(moves)
         if lock_holder is not None and stray_fillers(item.versions or ()):
             held.append(f"{item.spec.key} ({item.region})")
     if held and lock_holder is not None:
@@ -84,7 +105,8 @@ def plan(
                 f"({found.used:,} of {found.limit:,} bytes); old versions count until they "
                 "are deleted (`retain:`)")
     return model.Plan(changes=tuple(sorted(changes, key=lambda c: (c.layer, c.region))),
-                      errors=tuple(sorted(layer_errors, key=lambda error: error.layer)),
+                      errors=tuple(sorted((*layer_errors, *consumer_errors),
+                                          key=lambda error: error.layer)),
                       basis=basis, warnings=tuple(warnings))
 
 
@@ -93,3 +115,14 @@ def storage_regions(decided: model.Plan) -> list[str]:
     (a plan that changes nothing reads none)."""
     return sorted({change.region for change in decided.changes
                    if change.action in (*PUBLISHING, model.Action.DELETE)})
+
+
+def _without_moved(item: Inputs, moved: frozenset[str]) -> Inputs:
+    """`item` with the functions its consumer changes move taken out of its function uses:
+    once moved, their $LATEST no longer uses the version they leave, so retention may
+    delete it (a published function version still using it keeps it)."""
+    if not moved or item.function_uses is None:
+        return item
+    return replace(item, function_uses={
+        arn: tuple(name for name in users if name not in moved)
+        for arn, users in item.function_uses.items()})

@@ -32,14 +32,24 @@ def document(report: applying.ApplyReport, *, state_location: str, plan: model.P
             for change in report.recorded],
         "failed": [
             {"layer": item.change.layer, "region": item.change.region,
-             "action": item.change.action.value,
+             "action": item.change.action.value, **_consumer_of(item.change),
              "error": errors.redact_urls(item.error.message), "code": item.error.code,
              "hint": errors.redact_urls(item.error.hint) if item.error.hint else None}
             for item in report.failed],
         "not_attempted": [
             {"layer": item.change.layer, "region": item.change.region,
-             "action": item.change.action.value, "why": item.why}
+             "action": item.change.action.value, **_consumer_of(item.change), "why": item.why}
             for item in report.not_attempted],
+        "functions": [
+            {"layer": item.change.layer, "region": item.change.region,
+             "function": item.change.address.function, "layers": list(item.layers),
+             "adopted": item.adopted}
+            for item in report.moved],
+        "parameters": [
+            {"layer": item.change.layer, "region": item.change.region,
+             "parameter": item.change.address.parameter, "value": item.value,
+             "version": item.version}
+            for item in report.written],
         "forgotten": [{"layer": change.layer, "region": change.region}
                       for change in report.forgotten],
         "granted": [
@@ -62,6 +72,15 @@ def document(report: applying.ApplyReport, *, state_location: str, plan: model.P
     return result
 
 
+def _consumer_of(change: model.Change) -> dict[str, str]:
+    """The function or parameter a consumer change names, as a report entry's key."""
+    if change.address.function is not None:
+        return {"function": change.address.function}
+    if change.address.parameter is not None:
+        return {"parameter": change.address.parameter}
+    return {}
+
+
 def failed_before_any_change(error: errors.ReconcilerError) -> dict[str, Any]:
     """The document `apply --format json` prints when apply refused before any change."""
     return {"ok": False, "error": errors.redact_urls(error.message), "code": error.code,
@@ -69,10 +88,10 @@ def failed_before_any_change(error: errors.ReconcilerError) -> dict[str, Any]:
 
 
 def changed(report: applying.ApplyReport) -> bool:
-    """Whether the apply changed anything (a publish, a record, a grant, a delete or a
-    forget)."""
+    """Whether the apply changed anything (a publish, a record, a grant, a delete, a
+    forget, a function moved or a parameter written)."""
     return bool(report.published or report.recorded or report.granted or report.deleted
-                or report.forgotten)
+                or report.forgotten or report.moved or report.written)
 
 
 def unlock_failure(*, location: str, lock_id: str, error: errors.ReconcilerError) -> str:

@@ -84,14 +84,20 @@ def mark_applied(path: Path, loaded: Loaded, *, snapshot: ports.Snapshot) -> Non
         "state_revision": snapshot.revision}})
 
 
-def refuse_stale(saved: model.Plan, fresh: model.Plan) -> None:
-    """StalePlan naming each difference, unless the fresh decision is exactly the saved plan."""
+def refuse_stale(saved: model.Plan, fresh: model.Plan) -> list[tuple[model.Change, str]]:
+    """StalePlan naming each difference, unless the fresh decision is exactly the saved plan
+    but for consumer changes: those of the fresh decision the saved plan does not approve
+    as they are now (savedplan.stale_consumers) are returned, each with why, for apply to
+    leave out (the plan is stale for them only)."""
     assert fresh.basis is not None  # make_plan always gives one
     stale = [*savedplan.basis_differences(saved.basis, now=fresh.basis),
              *savedplan.differences(saved, fresh)]
     if stale:
         raise errors.StalePlan(stale, hint="make a new plan with `reconcile plan "
                                            "--out` and review it again")
+    refused = savedplan.stale_consumers(saved, fresh)
+    return [(change, refused[savedplan.address_of(change)]) for change in fresh.changes
+            if savedplan.address_of(change) in refused]
 
 
 def saved_manifest(saved: model.PlanBasis, plan_file: Path) -> Path:

@@ -27,6 +27,10 @@ class Remote:
     objects: ports.ArtifactStore
     default_region: str | None
     prepare: Callable[[Sequence[str]], None]
+    # The functions and SSM parameters that consume the layers (None: not given, so a
+    # manifest whose layers have consumers cannot be planned).
+    functions: ports.FunctionStore | None = None
+    parameters: ports.ParameterStore | None = None
 
 
 class Stores(Protocol):
@@ -59,6 +63,7 @@ class Session:
     objects: ports.ArtifactStore
     code: artifacts.LocalCode
     selection: planning.Selection
+    consumers: planning.Consumers | None = None
 
 
 def open_session(stores: Stores, *, targets: Sequence[str] | None,
@@ -91,8 +96,11 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
     remote.prepare(sorted({region for listed in selection.regions.values()
                            for region in listed}))
     code.use_objects(remote.objects)
+    consumers = (planning.Consumers(functions=remote.functions, parameters=remote.parameters)
+                 if remote.functions is not None and remote.parameters is not None else None)
     return Session(space=space, parsed=parsed, state=state, store=remote.layers,
-                   objects=remote.objects, code=code, selection=selection)
+                   objects=remote.objects, code=code, selection=selection,
+                   consumers=consumers)
 
 
 def make_plan(session: Session, snapshot: ports.Snapshot, *, parallelism: int = 4,
@@ -107,7 +115,7 @@ def make_plan(session: Session, snapshot: ports.Snapshot, *, parallelism: int = 
         store=session.store, code=session.code, parallelism=parallelism, progress=progress,
         download=download, state=session.state, lock_id=lock_id,
         manifest_path=manifest_in_repository(session.space.manifest_path),
-        owner=manifest_owner(session.space))
+        owner=manifest_owner(session.space), consumers=session.consumers)
 
 
 def holder(operation: str, space: workspace.Workspace) -> errors.LockHolder:
