@@ -44,7 +44,7 @@ TIERS: dict[str, tuple[str, ...]] = {
                  "test_fleet_apply", "test_publish_faults", "test_publishing",
                  "test_reconcile", "test_stray_fillers", "test_uploads"),
     "e2e": ("test_action", "test_binary_check_e2e", "test_cli_basics", "test_cli_content",
-            "test_consumers_e2e", "test_consumers_faults_e2e",
+            "test_consumers_e2e", "test_consumers_faults_e2e", "test_consumers_kill_e2e",
             "test_cli_e2e", "test_cli_fleet", "test_cli_inputs", "test_cli_lock_layers",
             "test_cli_small_fixes", "test_cli_uploads",
             "test_cli_validate", "test_cli_walk_checks", "test_fillers_e2e",

@@ -1,0 +1,61 @@
+"""A SIGKILL between a layer's publish and its consumers' updates, then a rerun: the installed
+`reconcile` (its own process) is killed while its first UpdateFunctionConfiguration is held
+by the fault proxy (before Lambda saw it, or after Lambda made it); the publish is recorded,
+so the rerun (in process) publishes nothing, moves what is left, writes the parameter,
+deletes the version the consumers left, and the plan after it is clean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faultproxy
+import pytest
+from clirun import invoke
+from test_consumers_e2e import latest, layers_of, make_function, numbers, parameter, publish
+from test_reliability_e2e import Cli, no_process_outlives_its_test
+
+__all__ = ["no_process_outlives_its_test"]  # the fixture, used by every test here
+NAME = "/layers/shared/latest"
+
+
+@pytest.mark.parametrize("forward", [False, True], ids=["unseen", "done"])
+def test_a_kill_before_the_consumers_move_is_finished_by_the_next_apply(
+        tmp_path: Path, proxy: faultproxy.FaultProxy, forward: bool) -> None:
+    """Killed at the first function update: v2 is published and recorded; the rerun moves
+    both functions to it (once each), writes the parameter, deletes v1 (retain: 1)."""
+    old = publish("us-east-1", "shared")
+    make_function("us-east-1", "api", [old])
+    make_function("us-east-1", "worker", [old])
+    root = tmp_path / "repo"
+    (root / "shared").mkdir(parents=True)
+    (root / "shared" / "shared.py").write_text("VALUE = 2\n")
+    (root / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  shared:\n"
+        "    content: {path: shared, prefix: python}\n    retain: 1\n"
+        f"    parameter: {NAME}\n    consumers:\n      functions: [api, worker]\n")
+    rule = faultproxy.hold(forward=forward, operation="UpdateFunctionConfiguration")
+    proxy.add(rule)
+    started = Cli(root, "apply", "--yes")
+    assert isinstance(rule.action, faultproxy.Hold)
+    rule.action.wait_arrived()
+    started.kill()
+    proxy.clear()
+    recorded = json.loads((root / "layers.lock.json").read_text())
+    assert latest("us-east-1").endswith(":shared:2")
+    assert latest("us-east-1") in json.dumps(recorded)
+    assert parameter("us-east-1", NAME) is None
+
+    rerun = invoke(root, "apply", "--yes", "--format", "json")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert report["published"] == []
+    moved = sorted(item["function"] for item in report["functions"])
+    assert moved == (["worker"] if forward else ["api", "worker"])
+    new = latest("us-east-1")
+    assert layers_of("us-east-1", "api") == [new]
+    assert layers_of("us-east-1", "worker") == [new]
+    assert parameter("us-east-1", NAME) == new
+    assert numbers("us-east-1") == [2]
+    clean = invoke(root, "plan", "--detailed-exitcode")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
