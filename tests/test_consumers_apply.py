@@ -1,0 +1,152 @@
+"""Consumers through the plan and apply use cases, with the fakes of every port (the fake
+Lambda, FakeFunctionStore, FakeParameterStore): what the plan reads (in every region, tags
+once per region, a function named by ARN in its region only), the placeholder resolved to
+the version the apply recorded, and never twice, never lost: an update or a write whose
+outcome is unknown read back before any resend, a consumer changed since the plan refused
+as stale, never overwritten."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fakes import FakeLayerStore
+from fakes_consumers import FakeFunctionStore, FakeParameterStore, UpdateFault
+
+from reconciler import applying, artifacts, errors, model, planning, workspace
+from reconciler.state.local import LocalStateBackend
+
+REGIONS = ("us-east-1", "eu-west-1")
+NAME = "/layers/a/latest"
+
+
+def space_of(tmp_path: Path, consumers: str) -> workspace.Workspace:
+    """Layer `a` (folder `a`) in both regions with its parameter and `consumers`."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "layers.yaml").write_text(
+        f"version: 1\nregion: [{', '.join(REGIONS)}]\nlayers:\n  a:\n    content: {{path: a}}\n"
+        f"    parameter: {NAME}\n    consumers:\n{consumers}")
+    return workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+
+
+class World:
+    """The fakes of one test and the use cases run against them."""
+
+    def __init__(self, space: workspace.Workspace) -> None:
+        self.space = space
+        self.layers = FakeLayerStore()
+        self.functions = FakeFunctionStore()
+        self.parameters = FakeParameterStore()
+
+    def plan(self) -> model.Plan:
+        """Plan as the CLI does."""
+        parsed = workspace.load_manifest(self.space)
+        state = LocalStateBackend(self.space.lockfile_path)
+        return planning.make_plan(
+            parsed=parsed, selection=planning.select(parsed, default_region=None, targets=(),
+                                                     regions=()),
+            snapshot=state.read(), state_location="lockfile:layers.lock.json",
+            manifest_digest=parsed.sha256, store=self.layers,
+            code=artifacts.LocalCode(space=self.space, manifest=parsed,
+                                     objects=self.layers.objects),
+            consumers=planning.Consumers(functions=self.functions, parameters=self.parameters))
+
+    def apply(self, plan: model.Plan | None = None) -> applying.ApplyReport:
+        """Apply `plan` (default: a fresh one) as `apply --yes` does."""
+        parsed = workspace.load_manifest(self.space)
+        state = LocalStateBackend(self.space.lockfile_path)
+        snapshot = state.read()
+        plan = plan or self.plan()
+        return applying.apply(
+            plan, store=self.layers, state=state, snapshot=snapshot,
+            code=artifacts.LocalCode(space=self.space, manifest=parsed,
+                                     objects=self.layers.objects),
+            objects=self.layers.objects, functions=self.functions,
+            parameters=self.parameters)
+
+    def latest(self, region: str) -> str:
+        """The latest version ARN of layer `a` in `region`."""
+        found = self.layers.latest_version(region=region, layer_name="a")
+        assert found is not None
+        return found.layer_version_arn
+
+
+def test_the_plan_reads_each_region_and_tags_once_per_region(tmp_path: Path) -> None:
+    """Functions by name are read in every region, one named by ARN only in its own, the
+    tagged ones found once per region; the apply moves them all to the version it records."""
+    world = World(space_of(tmp_path, "      functions: [api, "
+                                     "'arn:aws:lambda:eu-west-1:123456789012:function:eu']\n"
+                                     "      tags: {team: a}\n"))
+    for region in REGIONS:
+        world.functions.add(region=region, name="api")
+    world.functions.add(region="eu-west-1", name="eu")
+    world.functions.add(region="us-east-1", name="tagged", tags={"team": "a"})
+    plan = world.plan()
+    reads = [(operation, region, name) for operation, region, name in world.functions.calls]
+    assert sorted(reads) == sorted([
+        ("functions_tagged", "us-east-1", ""), ("functions_tagged", "eu-west-1", ""),
+        ("function", "us-east-1", "api"), ("function", "eu-west-1", "api"),
+        ("function", "eu-west-1", "eu"), ("function", "us-east-1", "tagged")])
+    assert {change.address.thing for change in plan.changes
+            if change.action is model.Action.UPDATE_FUNCTION} == {"api", "eu", "tagged"}
+    report = world.apply(plan)
+    assert report.ok, report.failed
+    for region, name in (("us-east-1", "api"), ("eu-west-1", "api"), ("eu-west-1", "eu"),
+                         ("us-east-1", "tagged")):
+        found = world.functions.function(region=region, name=name)
+        assert found is not None and found.layers == (world.latest(region),)
+    for region in REGIONS:
+        assert world.parameters.parameters[(region, NAME)].value == world.latest(region)
+    assert [change for change in world.plan().changes if change.action is not
+            model.Action.NOOP] == []
+
+
+def test_an_update_lost_before_lambda_made_it_is_read_back_then_sent_once_more(
+        tmp_path: Path) -> None:
+    """An update whose outcome is unknown and that did not land: read back, found as the
+    plan saw it, sent once more; one that landed: read back, not sent again."""
+    world = World(space_of(tmp_path, "      functions: [api, web]\n"))
+    world.functions.add(region="us-east-1", name="api")
+    world.functions.add(region="eu-west-1", name="web")
+    unknown = errors.OutcomeUnknown("lost")
+    world.functions.update_faults["api"] = [UpdateFault(unknown, lands=False)]
+    world.functions.update_faults["web"] = [UpdateFault(unknown, lands=True)]
+    report = world.apply()
+    assert report.ok, report.failed
+    updates = [call for call in world.functions.calls if call[0] == "update_layers"]
+    assert len(updates) == 3  # the lost one sent again; the landed one not
+    assert sorted(moved.adopted for moved in report.moved) == [False, True]
+
+
+def test_a_parameter_write_of_unknown_outcome_is_read_back(tmp_path: Path) -> None:
+    """A PutParameter whose reply was lost after SSM wrote it: read back, not sent again."""
+    world = World(space_of(tmp_path, "      tags: {team: none}\n"))
+    world.parameters.put_faults[NAME] = [UpdateFault(errors.OutcomeUnknown("lost"),
+                                                     lands=True)]
+    report = world.apply()
+    assert report.ok, report.failed
+    puts = [call for call in world.parameters.calls if call[0] == "put"]
+    assert len(puts) == 2  # one per region, none twice
+    for region in REGIONS:
+        assert world.parameters.parameters[(region, NAME)].value == world.latest(region)
+
+
+def test_consumers_changed_since_the_plan_are_refused_not_overwritten(tmp_path: Path) -> None:
+    """A function updated and a parameter written by someone else between plan and apply:
+    both refused as stale, left as they are; the rest of the apply goes on."""
+    world = World(space_of(tmp_path, "      functions: [api]\n"))
+    for region in REGIONS:
+        world.functions.add(region=region, name="api")
+    plan = world.plan()
+    world.functions.update_layers(region="us-east-1", name="api", layers=("mine",),
+                                  revision_id=None)
+    world.parameters.put(region="us-east-1", name=NAME, value="theirs", overwrite=False)
+    report = world.apply(plan)
+    stale = sorted((item.change.action.value, item.change.region) for item in report.failed)
+    assert stale == [("put_parameter", "us-east-1"), ("update_function", "us-east-1")]
+    assert all(isinstance(item.error, errors.RevisionStale) for item in report.failed)
+    assert world.functions.function(region="us-east-1", name="api") is not None
+    assert world.functions.functions[("us-east-1", "api")].layers == ("mine",)
+    assert world.parameters.parameters[("us-east-1", NAME)].value == "theirs"
+    found = world.functions.function(region="eu-west-1", name="api")
+    assert found is not None and found.layers == (world.latest("eu-west-1"),)
