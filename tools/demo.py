@@ -7,6 +7,10 @@ stop`, even when a step fails (a sandbox that was running before the demo is use
 running). The lockfile goes to a temporary folder, so the demo leaves
 the working tree as it found it (but for the gitignored `.reconcile/` folder).
 
+The example's `shared-utils` names a consumer, `orders-api`: the demo makes that function in
+the sandbox (boto3, against the sandbox's endpoint) using no layer, so that the apply appends
+the new version to it and writes each layer's SSM parameter, and then shows its layers.
+
 The example's built layer (`api-deps`) is made from a wheel the demo writes itself
 (`example_wheel`: a few lines of zipfile, no network) into `examples/wheels/`; its bytes are
 fixed (fixed dates and order), so they are those `examples/requirements.txt` pins, and the demo
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import json
 import os
 import re
 import shlex
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
@@ -112,13 +119,58 @@ def make_wheels() -> None:
                          "examples/requirements.txt does not pin")
 
 
+FUNCTION = "orders-api"
+
+
+def _lambda(env: dict[str, str]) -> Any:
+    """A Lambda client of the sandbox (its endpoint and fake credentials, from `env`)."""
+    import boto3  # only the demo's own sandbox calls need it
+
+    return boto3.client("lambda", region_name=env.get("AWS_REGION", "us-east-1"),
+                        endpoint_url=env["AWS_ENDPOINT_URL"],
+                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def sandbox_function(env: dict[str, str]) -> None:
+    """The example's consumer, `orders-api`, in the sandbox, using no layer yet (made once:
+    a sandbox that was running keeps it)."""
+    import boto3
+
+    print(f"\n\033[1m# a sandbox function, {FUNCTION}, that uses no layer yet\033[0m",
+          flush=True)
+    client = _lambda(env)
+    if FUNCTION in {found["FunctionName"] for found in client.list_functions()["Functions"]}:
+        return
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL"],
+                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    role = iam.create_role(RoleName=f"{FUNCTION}-demo", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": []}))["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return None\n")
+    client.create_function(FunctionName=FUNCTION, Runtime="python3.12", Role=role,
+                           Handler="handler.handler", Code={"ZipFile": code.getvalue()})
+
+
+def show_function(env: dict[str, str]) -> None:
+    """The layers the example's consumer uses now."""
+    found = _lambda(env).get_function_configuration(FunctionName=FUNCTION)
+    print(f"\n\033[1m# {FUNCTION} now uses\033[0m", flush=True)
+    for layer in found.get("Layers", []):
+        print(f"  {layer['Arn']}", flush=True)
+
+
 def run_steps(env: dict[str, str], *, lock: str, plan_file: str) -> None:
     """The main job, in the order a pipeline runs it, then the saved-plan cycle of CI."""
     step("check the manifest and the files it names (no AWS call)",
          "validate", *MANIFEST, env=env)
     step("what would be published, and why", "plan", *MANIFEST, "--lockfile", lock, env=env)
-    step("publish exactly that, recording each version in the lockfile",
+    step("publish exactly that, recording each version in the lockfile, then move the "
+         "consumer functions to it and write each layer's SSM parameter",
          "apply", *MANIFEST, "--lockfile", lock, "--yes", env=env)
+    show_function(env)
     step("nothing left to do: exit 0 with --detailed-exitcode",
          "plan", *MANIFEST, "--lockfile", lock, "--detailed-exitcode", env=env)
     step("what function deploys use", "outputs", *MANIFEST, "--lockfile", lock, env=env)
@@ -150,6 +202,7 @@ def main() -> int:
     try:
         make_wheels()
         sandbox_env = {**env, **start_sandbox(env)}
+        sandbox_function(sandbox_env)
         with tempfile.TemporaryDirectory(prefix="reconcile-demo-") as scratch:
             run_steps(sandbox_env, lock=str(Path(scratch) / "layers.lock.json"),
                       plan_file=str(Path(scratch) / "plan.json"))
