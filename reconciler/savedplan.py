@@ -14,7 +14,10 @@ makes those, after confirming each). Apply carries out the fresh decision, so no
 file is ever used as a path,
 bucket, key, layer name, region or ARN: it is only compared. A no-op without a record is not a
 change, so a plan is stale only when what its own changes depend on moved (an apply of other
-layers in between leaves it applicable).
+layers in between leaves it applicable). A consumer change (update_function, put_parameter)
+never makes the whole plan stale: one whose consumer moved since the plan (its RevisionId,
+layers or value), or one the fresh decision adds, is stale for that change only
+(`stale_consumers`): apply leaves it out, and the rest is applied.
 """
 
 from __future__ import annotations

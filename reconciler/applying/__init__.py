@@ -41,7 +41,14 @@ number. A `grant` change edits the latest version's permissions and records the 
 settings digest; a `delete` change (retention, stray filler) runs once the same layer and
 region's publish is recorded, and not at all when that publish failed.
 
-The package: `report` (the values), `steps` (the calls of each step), `lanes` (how they run).
+Consumers (update_function, put_parameter) run in their layer's lane after its head: a
+region's functions move only once that region's publish is recorded (to the version it
+recorded, which replaces the plan's `$PUBLISHED`), or, with no publish, to the version the
+plan names; each on its own (a failure is reported for its function or parameter and stops
+no other), then the parameter; the lane's deletions run only when every consumer moved.
+
+The package: `report` (the values), `steps` (the calls of each step), `consumers` (a
+function's update and a parameter's write), `lanes` (how they run).
 """
 
 from __future__ import annotations
