@@ -51,8 +51,10 @@ def _layer_arns(spec: model.LayerSpec, regions: Sequence[str], *,
 def observe(specs: Sequence[model.LayerSpec], *, regions: Mapping[str, Sequence[str]],
             remote: Mapping[tuple[str, str], model.RemoteVersion | None],
             functions: ports.FunctionStore, parameters: ports.ParameterStore,
-            account: Callable[[], str], parallelism: int) -> dict[str, planner.Seen]:
-    """What the planner needs of each consumed layer of `specs` (by key), in its `regions`."""
+            account: Callable[[], str], parallelism: int,
+            partial: bool = False) -> dict[str, planner.Seen]:
+    """What the planner needs of each consumed layer of `specs` (by key), in its `regions`
+    (`partial`: --region selected only some of them)."""
     consumed = [spec for spec in specs
                 if spec.consumers is not None or spec.parameter is not None]
     if not consumed:
@@ -100,7 +102,8 @@ def observe(specs: Sequence[model.LayerSpec], *, regions: Mapping[str, Sequence[
             functions={region: tuple(listed) for region, listed in found.items()},
             looked_up=tuple(looked_up),
             parameters={region: value for (owner, region), value
-                        in zip(parameter_jobs, values, strict=True) if owner.key == spec.key})
+                        in zip(parameter_jobs, values, strict=True) if owner.key == spec.key},
+            partial=partial)
     return seen
 
 

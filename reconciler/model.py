@@ -697,7 +697,8 @@ class Plan:
 
     @property
     def has_remote_changes(self) -> bool:
-        """True when apply would change Lambda (create, publish, delete or grant)."""
+        """True when apply would change Lambda or SSM (create, publish, delete, grant, a
+        consumer function's update or a parameter's write)."""
         return any(change.action not in (Action.NOOP, Action.FORGET)
                    for change in self.changes)
 

@@ -278,7 +278,8 @@ def observe_consumers(planned: list[model.LayerSpec], *, selection: Selection,
     progress("reading the layers' consumer functions and parameters")
     return consuming.observe(planned, regions=selection.regions, remote=remote,
                              functions=consumers.functions, parameters=consumers.parameters,
-                             account=store.account_id, parallelism=parallelism)
+                             account=store.account_id, parallelism=parallelism,
+                             partial=bool(selection.only_regions))
 
 
 def recorded(parsed: model.Manifest, *, selection: Selection, lock: model.Lock, owner: str,

@@ -201,3 +201,15 @@ def test_consumer_changes_follow_their_layer_change_in_the_plan() -> None:
     assert [(change.action.value, change.address.thing) for change in plan.changes] == [
         ("publish", ""), ("delete", ""), ("update_function", "a"), ("update_function", "b"),
         ("put_parameter", "/p")]
+
+
+def test_with_some_regions_selected_a_function_found_in_none_is_a_note() -> None:
+    """--region left regions out: a named function found in none of the selected ones may be
+    in another, so the plan notes it instead of failing."""
+    layer = spec(functions=("elsewhere",))
+    read = planner.Seen(layer_arns={REGION: LAYER.format(REGION)},
+                        looked_up=(("elsewhere", REGION, False),), partial=True)
+    plan = planner.plan([item(layer)], consumers={"shared": read})
+    assert plan.errors == ()
+    assert any("consumer function 'elsewhere' is not in us-east-1" in note
+               for note in plan.changes[0].notes)

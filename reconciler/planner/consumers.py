@@ -30,12 +30,15 @@ class Seen:
     """What the shell read of one layer's consumers: in each region, the layer's ARN without
     a version (`layer_arns`), the functions found (named or tagged, by name), each named
     function looked for and whether it was there (reference, region, found), and the
-    parameter's value (None: no such parameter; absent: not read)."""
+    parameter's value (None: no such parameter; absent: not read). `partial`: --region
+    selected some of the layer's regions only, so a function found in none of them may be in
+    another (a note, not an error)."""
 
     layer_arns: Mapping[str, str] = field(default_factory=dict)
     functions: Mapping[str, tuple[model.FunctionConfig, ...]] = field(default_factory=dict)
     looked_up: tuple[tuple[str, str, bool], ...] = ()
     parameters: Mapping[str, model.ParameterValue | None] = field(default_factory=dict)
+    partial: bool = False
 
 
 def latest_arn(change: model.Change, *, layer_arn: str) -> str | None:
@@ -165,6 +168,12 @@ def lookup_findings(spec: model.LayerSpec, seen: Seen
     notes: dict[str, list[str]] = {}
     for reference, found_in in sorted(regions_of.items()):
         present = sorted(region for region, found in found_in.items() if found)
+        if not present and seen.partial:
+            for region in sorted(found_in):
+                notes.setdefault(region, []).append(
+                    f"consumer function '{reference}' is not in {region} (nor in the other "
+                    "selected regions; --region left some out)")
+            continue
         if not present:
             problems.append(model.LayerError(
                 layer=spec.key,
