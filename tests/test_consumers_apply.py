@@ -150,3 +150,31 @@ def test_consumers_changed_since_the_plan_are_refused_not_overwritten(tmp_path: 
     assert world.parameters.parameters[("us-east-1", NAME)].value == "theirs"
     found = world.functions.function(region="eu-west-1", name="api")
     assert found is not None and found.layers == (world.latest("eu-west-1"),)
+
+
+def test_a_function_two_published_layers_move_gets_both_in_one_apply(tmp_path: Path) -> None:
+    """Layers `a` and `b`, both published, both consumed by `api` (on their old versions,
+    between two other layers): one apply moves api to both new versions, the other entries
+    and the order kept; the second update starts from the first one's layers, not refused
+    as stale."""
+    for key in ("a", "b"):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "f.txt").write_text(key)
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\ndefaults:\n  consumers:\n    functions: [api]\n"
+        "layers:\n  a:\n    content: {path: a}\n  b:\n    content: {path: b}\n")
+    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    old = {key: world.layers.put(region="us-east-1", layer_name=key, settings=model.Settings(),
+                                 zip_bytes=b"old").layer_version_arn for key in ("a", "b")}
+    world.functions.add(region="us-east-1", name="api",
+                        layers=("x:1", old["a"], "y:1", old["b"]))
+    report = world.apply()
+    assert report.ok, report.failed
+    found = world.functions.function(region="us-east-1", name="api")
+    assert found is not None
+    new = {key: world.layers.latest_version(region="us-east-1", layer_name=key)
+           for key in ("a", "b")}
+    assert [version.version if version else None for version in new.values()] == [2, 2]
+    assert found.layers == ("x:1", new["a"].layer_version_arn,  # type: ignore[union-attr]
+                            "y:1", new["b"].layer_version_arn)  # type: ignore[union-attr]
+    assert len(report.moved) == 2

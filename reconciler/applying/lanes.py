@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reconciler import errors, model, planner, ports, statefile
-from reconciler.applying.consumers import WAIT_SECONDS, Moved, Written
+from reconciler.applying.consumers import WAIT_SECONDS, Coordination, Moved, Written
 from reconciler.applying.report import (
     ApplyReport,
     Deleted,
@@ -105,7 +105,8 @@ def apply(
         filler_zip.write_bytes(planner.filler_zip_bytes())
         steps = Steps(store=store, objects=objects, zips=zips, filler_zip=filler_zip,
                       progress=progress, functions=functions, parameters=parameters,
-                      wait_seconds=wait_seconds)
+                      wait_seconds=wait_seconds,
+                      coordination=Coordination(plan.changes))
         results = _run_lanes(lanes_of(plan, refused=refused), steps=steps,
                              recorder=recorder, stop=stop, parallelism=parallelism)
     for result in results:

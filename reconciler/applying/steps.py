@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -116,6 +116,8 @@ class Steps:
     functions: ports.FunctionStore | None = None
     parameters: ports.ParameterStore | None = None
     wait_seconds: float = consumers.WAIT_SECONDS
+    coordination: consumers.Coordination = field(
+        default_factory=lambda: consumers.Coordination(()))
 
     def consumer(self, change: model.Change, *,
                  latest: str | None) -> consumers.Moved | consumers.Written:
@@ -125,7 +127,8 @@ class Steps:
         if change.action is model.Action.UPDATE_FUNCTION and self.functions is not None:
             return consumers.update_function(change, latest=latest, functions=self.functions,
                                              wait_seconds=self.wait_seconds,
-                                             progress=self.progress)
+                                             progress=self.progress,
+                                             coordination=self.coordination)
         if change.action is model.Action.PUT_PARAMETER and self.parameters is not None:
             return consumers.put_parameter(change, latest=latest, parameters=self.parameters,
                                            progress=self.progress)
