@@ -21,7 +21,8 @@ import pytest
 
 TIERS: dict[str, tuple[str, ...]] = {
     "unit": ("test_archive", "test_builds_target", "test_builds_wheels", "test_containment",
-             "test_consumers_planner", "test_elfcheck", "test_fleet_planner",
+             "test_consumers_planner", "test_consumers_savedplan", "test_elfcheck",
+             "test_fleet_planner",
              "test_forget_planner", "test_gitignore",
              "test_layering", "test_lock_codecs", "test_manifest", "test_manifest_consumers",
              "test_manifest_fuzz", "test_plan_golden", "test_planfile", "test_planner",

@@ -171,6 +171,8 @@ def test_retention_deletes_what_the_consumers_left_and_keeps_a_bystanders(
                             consumers="    consumers:\n      tags: {uses: shared}\n")
     applied = invoke(project, "apply", "--yes", "--region", "us-east-1")
     assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "updated   shared (us-east-1): function worker uses [shared:3]" in applied.stdout
+    assert "deleted   shared (us-east-1): v1" in applied.stdout
     assert numbers("us-east-1") == [2, 3]
     assert layers_of("us-east-1", "worker") == [latest("us-east-1")]
     assert layers_of("us-east-1", "bystander") == [second]
@@ -219,3 +221,21 @@ def test_five_layers_and_a_missing_function_are_plan_errors(
     refused = invoke(project, "apply", "--yes")
     assert refused.returncode != 0
     assert layers_of("us-east-1", "full") == others
+
+
+def test_a_function_cloudformation_manages_is_a_plan_error_naming_its_stack(
+        tmp_path: Path, moto_url: str) -> None:
+    """A named function tagged aws:cloudformation:stack-name: a plan error naming the stack;
+    with allow_managed it moves."""
+    make_function("us-east-1", "managed", [],
+                  tags={"aws:cloudformation:stack-name": "orders-stack"})
+    project = write_project(tmp_path / "repo", consumers=(
+        "    consumers:\n      functions: [managed]\n"))
+    refused = invoke(project, "plan", "--region", "us-east-1")
+    assert refused.returncode != 0
+    assert "CloudFormation stack 'orders-stack'" in refused.stdout + refused.stderr
+    write_project(tmp_path / "repo", consumers=(
+        "    consumers:\n      functions: [managed]\n      allow_managed: true\n"))
+    applied = invoke(project, "apply", "--yes", "--region", "us-east-1")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert layers_of("us-east-1", "managed") == [latest("us-east-1")]
