@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from zipcraft import Member
 
-from reconciler import binaries, elfcheck, model, zipbuild
+from reconciler import binaries, elfcheck, model, wheelmembers, zipbuild
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -144,11 +144,11 @@ def test_the_build_reads_the_verdicts_a_re_read_of_its_zip_gives(
                 # One ELF member stored, the others deflated: both paths are inspected.
                 wheel_file.writestr(name, data, compress_type=zipfile.ZIP_STORED
                              if name.endswith("libneeds.so") else zipfile.ZIP_DEFLATED)
-        members = zipbuild.raw_members(str(wheel))
+        members = wheelmembers.raw_members(str(wheel))
         entries = [model.Entry(arcname=name, source=f"{wheel}\0{name}", size=len(data),
                                executable=False) for name, data in files.items()]
 
-        def raw_source(entry: model.Entry) -> zipbuild.RawMember | None:
+        def raw_source(entry: model.Entry) -> wheelmembers.RawMember | None:
             return members[entry.source.split("\0")[1]]
     else:
         for name, data in files.items():
