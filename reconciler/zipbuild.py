@@ -397,8 +397,9 @@ def write_zip(
     cache), a file whose digest the previous zip holds is copied from it, not deflated.
     With `raw_source`, an entry it names a RawMember for (see wheelmembers) has that
     member's compressed bytes, checked, instead of this zlib's (a layer built from wheels).
-    With `inspect`, each ELF member the build reads is parsed from those bytes
-    (`BuiltZip.elf_files`, None when a member was copied from the previous zip unread).
+    With `inspect`, each ELF member the build reads is parsed from those bytes, and a member
+    copied from the previous zip takes what its index recorded of it (`BuiltZip.elf_files`;
+    None when that index recorded nothing: the previous build did not inspect).
     `open_entry` is called from worker threads. Raises ContentError when a file's size differs
     from its entry's (it changed while being packaged), for NUL characters and duplicates.
     """
@@ -450,7 +451,7 @@ def write_zip(
         reused=writer.reused,
         deflated=writer.deflated,
         peak_in_flight_bytes=in_flight.peak,
-        elf_files=dict(writer.elf) if inspect and not writer.reused else None,
+        elf_files=dict(writer.elf) if inspect and not writer.elf_unknown else None,
         checked=tuple(writer.checked) if inspect else (),
     )
 
@@ -466,6 +467,8 @@ class _Writer:
         self.reused = 0
         self.deflated = 0
         self.elf: dict[str, elfcheck.ElfInfo | elfcheck.BadElf] = {}
+        # A member copied from a previous zip whose index has no ELF facts: `elf` is partial.
+        self.elf_unknown = False
         # Wheel members this build inflated and checked: (wheel, member, crc, size, elf).
         self.checked: list[zipindex.CheckedMember] = []
 
@@ -496,6 +499,12 @@ class _Writer:
         elif job.copy_from is not None and self._previous is not None:
             self._previous.copy_data(job.copy_from, into=self.output)
             self.reused += 1
+            # Its bytes are those of the previous zip's member (the same SHA-256): so is what
+            # it needs, when the build that wrote that zip read it.
+            known, elf = self._previous.elf_of(job.copy_from)
+            self.elf_unknown = self.elf_unknown or not known
+            if elf is not None:
+                self.elf[member.arcname] = elf
         elif deflated is not None:
             _write_deflated(deflated, into=self.output)
             self.deflated += 1
