@@ -25,12 +25,15 @@ lint: install
 	$(BIN)/ruff check reconciler tests tools bench
 	$(BIN)/mypy
 
+# Four workers on two cores: most tests wait on a moto server or a child process, not the CPU.
+# Each test starts its own servers on free loopback ports and its own temp folders, so
+# workers share nothing.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist worksteal
 
 # Every tier but e2e (see tests/conftest.py): for a quick loop while developing.
 test-fast: install
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -n 4 --dist worksteal -m "not e2e"
 
 demo: install
 	$(BIN)/python tools/demo.py

@@ -1,5 +1,5 @@
 """Benchmark of layer packaging: fingerprinting (cold and warm stat cache), building the zip with
-`artifacts.build`, its peak memory, and Info-ZIP on the same folder for comparison; then, on the
+`layerbuild.build`, its peak memory, and Info-ZIP on the same folder for comparison; then, on the
 generated folder and on a folder of real installed packages, the parallel full build against
 the sequential zipfile writer and `zip -r -X -6`, and a rebuild after a one-file edit with and
 without the layer's previous zip.
@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from reconciler import archive, artifacts, model
+from reconciler import archive, layerbuild, model
 from reconciler import content as layer_content
 from reconciler.content import statcache
 
@@ -200,7 +200,7 @@ def child(mode: str, *, base_dir: Path, build_dir: Path) -> None:
         started = time.perf_counter()
         artifact = layer_content.identify(_content(), base_dir=base_dir, label=LABEL, cache=cache)
         identified = time.perf_counter()
-        built = artifacts.build(
+        built = layerbuild.build(
             _content(), artifact, base_dir=base_dir, label=LABEL, build_dir=build_dir
         )
         finished = time.perf_counter()
@@ -316,7 +316,7 @@ def bench(size_mb: int, *, keep: bool) -> None:
                 f"{warm_cache.hits} hits, {warm_cache.misses} files read",
             ],
             [
-                "artifacts.build (zip)",
+                "layerbuild.build (zip)",
                 f"{build_seconds:.2f}",
                 f"{total_mb / build_seconds:.0f}",
                 f"{code_size / MIB:.1f}",
@@ -393,7 +393,7 @@ def _build_seconds(
     started = time.perf_counter()
     artifact = layer_content.identify(_content(), base_dir=work_dir, label=LABEL, cache=cache)
     identified = time.perf_counter()
-    built = artifacts.build(
+    built = layerbuild.build(
         _content(), artifact, base_dir=work_dir, label=LABEL, build_dir=build_dir, cache=cache
     )
     return identified - started, time.perf_counter() - identified, built

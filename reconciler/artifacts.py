@@ -1,11 +1,10 @@
 """The layers' code on this machine: identify each layer's content (the stat cache loaded and
-saved once per run), build zips into `.reconcile/build/`, reuse them, prune them, and hand
-apply a zip verified against the CodeSha256 of the plan.
+saved once per run), have their zips built into `.reconcile/build/` (by `layerbuild`), reuse
+them, prune them, and hand apply a zip verified against the CodeSha256 of the plan.
 
 Shell: it reads the content and writes only under `.reconcile/`. A saved plan holds no zip, so
 `zip_for` rebuilds one from the checkout when `.reconcile/` is gone (another runner, a fresh
 clone): deterministic packaging makes it byte-identical, and the check proves it.
-Build temp files left by a killed build are removed by the next build into the same folder.
 """
 
 from __future__ import annotations
@@ -13,24 +12,19 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
-import tempfile
-import time
-import zipfile
-from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
 from reconciler import (
     archive,
     binaries,
-    elfcheck,
     errors,
     forking,
+    layerbuild,
     manifest,
     model,
     ports,
     workspace,
-    zipbuild,
     zipindex,
 )
 from reconciler import content as layer_content
@@ -39,9 +33,6 @@ from reconciler.builds import fetch
 from reconciler.content import common, s3, statcache
 
 Identified = dict[str, "model.Artifact | model.LayerError"]
-# What a build read of its ELF members, by the zip's path: (ELF member -> what it needs, every
-# member's name), so that the binary check of a zip just built needs no second read.
-Inspected = dict[str, tuple[Mapping[str, "elfcheck.ElfInfo | elfcheck.BadElf"], list[str]]]
 
 
 def _identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
@@ -165,7 +156,7 @@ class LocalCode:
         self.downloads_dir = space.cache_dir / "downloads"
         # The binary check's verdicts on the zips a plan is about to publish.
         self.verdicts = binaries.Verdicts(space.cache_dir / "binaries")
-        self._inspected: Inspected = {}
+        self._inspected: layerbuild.Inspected = {}
         self.skip = own_paths(space)
         self._built: dict[str, model.Artifact] = {}
         # Zips whose CodeSha256 this run computed from their bytes, with their stat then.
@@ -266,12 +257,12 @@ class LocalCode:
 
     def build(self, spec: model.LayerSpec, artifact: model.Artifact) -> model.Artifact:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""
-        given = _is_built(artifact)
-        built = build(spec.content, artifact, base_dir=self._space.base_dir,
-                              label=self.label(spec), build_dir=self.build_dir, skip=self.skip,
-                              cache=self._cache,
-                              sources=self.sources() if spec.content.kind is
-                              model.SourceKind.LOCK else None, inspected=self._inspected)
+        given = layerbuild.is_built(artifact)
+        built = layerbuild.build(
+            spec.content, artifact, base_dir=self._space.base_dir, label=self.label(spec),
+            build_dir=self.build_dir, skip=self.skip, cache=self._cache,
+            sources=self.sources() if spec.content.kind is model.SourceKind.LOCK else None,
+            inspected=self._inspected)
         # A built layer's size and package sizes are known once its wheels are unpacked.
         built = dataclasses.replace(
             built, unzipped_size=(artifact.unzipped_size if artifact.unzipped_size is not None
@@ -341,273 +332,6 @@ class LocalCode:
         prune_builds(self.build_dir, keep=keep)
 
 
-# Build temp files: `.<fingerprint[:16]>.<pid>.<random>.zip.tmp`. One not written to for this
-# long is abandoned whoever wrote it (a live writer touches it with every chunk).
-BUILD_TEMP_SUFFIX = ".zip.tmp"
-STALE_BUILD_TEMP_SECONDS = 300
-
-
-def _is_built(artifact: model.Artifact) -> bool:
-    return None not in (
-        artifact.zip_path,
-        artifact.code_sha256,
-        artifact.content_sha256,
-        artifact.code_size,
-    )
-
-
-def build(
-    content: model.ContentSpec,
-    artifact: model.Artifact,
-    *,
-    base_dir: Path,
-    label: str,
-    build_dir: Path,
-    skip: frozenset[str] = frozenset(),
-    previous_zip: Path | None = None,
-    cache: statcache.StatCache | None = None,
-    sources: fetch.Sources | None = None,
-    inspected: Inspected | None = None,
-) -> model.Artifact:
-    """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
-
-    A zip already built for the fingerprint is reused (only re-hashed). Otherwise the content is
-    collected again, zipped on every core into a temporary file and moved into place; if what
-    was zipped no longer has the fingerprint that was planned, the content changed since and a
-    ContentError says so. A prebuilt zip (all digests known) is returned unchanged. The 50 MB
-    direct-upload limit is the caller's to apply.
-
-    The zip is rebuilt incrementally from `previous_zip` (default: the layer's latest zip in
-    `build_dir`, found by `label`): unchanged files, known by their digests (from `cache`, or
-    read again without one), have their compressed bytes copied; the bytes are those of a
-    full build (see `zipbuild`). A layer built from a lock takes its wheels from `sources`.
-    """
-    if _is_built(artifact):
-        return artifact
-    with common.layer_errors(label):
-        return _build(
-            content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip,
-            previous_zip=previous_zip, cache=cache, sources=sources, inspected=inspected,
-        )
-
-
-def _build(
-    content: model.ContentSpec,
-    artifact: model.Artifact,
-    *,
-    base_dir: Path,
-    label: str,
-    build_dir: Path,
-    skip: frozenset[str],
-    previous_zip: Path | None,
-    cache: statcache.StatCache | None,
-    sources: fetch.Sources | None = None,
-    inspected: Inspected | None = None,
-) -> model.Artifact:
-    if content.kind is model.SourceKind.ZIP and not content.normalize:
-        # Only the fingerprint was given: the prebuilt zip is hashed again, uncached.
-        uncached = statcache.StatCache(build_dir / "unused", entries={}, written_ns=0)
-        prebuilt = layer_content.identify(content, base_dir=base_dir, label=label, cache=uncached)
-        if prebuilt.fingerprint != artifact.fingerprint:
-            raise _changed_while_planning(
-                label, planned=artifact.fingerprint, found=prebuilt.fingerprint
-            )
-        return prebuilt
-    zip_path = build_dir / f"{artifact.fingerprint}.zip"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if zip_path.is_file() and zipfile.is_zipfile(zip_path):
-        built = _built_artifact(artifact.fingerprint, zip_path)
-    else:
-        built = _build_zip(
-            content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
-            previous_zip=previous_zip or zipindex.latest_zip(build_dir, layer=label),
-            cache=cache, sources=sources, inspected=inspected,
-        )
-    zipindex.remember_latest(build_dir, layer=label, zip_path=zip_path)
-    return built
-
-
-def _build_zip(
-    content: model.ContentSpec,
-    artifact: model.Artifact,
-    *,
-    base_dir: Path,
-    label: str,
-    zip_path: Path,
-    skip: frozenset[str],
-    previous_zip: Path | None,
-    cache: statcache.StatCache | None,
-    sources: fetch.Sources | None = None,
-    inspected: Inspected | None = None,
-) -> model.Artifact:
-    collected = layer_content.collected(content, base_dir=base_dir, label=label, skip=skip,
-                                        sources=sources)
-    if collected.build is not None and collected.build.inputs_sha256 != artifact.fingerprint:
-        # A built layer's fingerprint is its inputs digest: the lock changed since the plan.
-        raise _changed_while_planning(label, planned=artifact.fingerprint,
-                                      found=collected.build.inputs_sha256)
-    remove_stale_build_temps(zip_path.parent)
-    # The writer's pid in the name lets a later build tell an abandoned temp file.
-    known_sha256: zipbuild.KnownSha256 | None = None
-    if content.kind is model.SourceKind.PATH:
-        # Without the caller's cache, a file is read once more to be hashed: still far
-        # cheaper than deflating it again.
-        digests = cache or statcache.StatCache(zip_path.parent / "unused", entries={}, written_ns=0)
-
-        def known_sha256(entry: model.Entry) -> str:
-            return digests.file_sha256(entry.source, collected.stats[entry.source])
-
-    descriptor, temp_name = tempfile.mkstemp(
-        dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.{os.getpid()}.",
-        suffix=BUILD_TEMP_SUFFIX,
-    )
-    try:
-        with (
-            os.fdopen(descriptor, "w+b") as temp_file,
-            common.EntryReader(collected.stats) as reader,
-            zipindex.open_previous(previous_zip) as previous,
-        ):
-            facts = _wheel_facts(collected, sources=sources)
-            raw_source = _wheel_members(collected.entries, facts=facts) \
-                if content.kind is model.SourceKind.LOCK else None
-            built = zipbuild.write_zip(
-                collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
-                known_sha256=known_sha256, raw_source=raw_source,
-                inspect=inspected is not None,
-                # Members of one zip are read through one shared ZipFile: one worker (a
-                # wheel's are read by their offsets, from any thread).
-                workers=None if content.kind in (model.SourceKind.PATH, model.SourceKind.LOCK)
-                else 1,
-            )
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        file_sha256 = built.file_sha256()
-        zipped = collected.build.inputs_sha256 if collected.build is not None else (
-            archive.fingerprint(
-                (entry, file_sha256[entry.arcname]) for entry in collected.entries))
-        if zipped != artifact.fingerprint:
-            raise _changed_while_planning(label, planned=artifact.fingerprint, found=zipped)
-        os.replace(temp_name, zip_path)
-    except BaseException:
-        common.remove_quietly(temp_name)
-        raise
-    zipindex.save_index(zip_path, built)
-    _keep_wheel_facts(built, collected=collected, sources=sources)
-    if inspected is not None and built.elf_files is not None:
-        inspected[os.path.abspath(zip_path)] = (
-            built.elf_files, [entry.arcname for entry in collected.entries])
-    return model.Artifact(
-        fingerprint=artifact.fingerprint,
-        code_sha256=archive.code_sha256(built.sha256),
-        content_sha256=built.sha256.hex(),
-        code_size=built.code_size,
-        zip_path=os.path.abspath(zip_path),
-        unzipped_size=(sum(entry.size for entry in collected.entries)
-                       if collected.build is not None else None),
-        build=collected.build,
-    )
-
-
-WheelFacts = dict[str, dict[str, wheel_cache.MemberFacts]]
-
-
-def _wheel_facts(collected: common.Collected, *,
-                 sources: fetch.Sources | None) -> WheelFacts:
-    """What earlier builds found of the wheels' members, by wheel path (the wheel cache's
-    facts, by each wheel's verified SHA-256)."""
-    if sources is None:
-        return {}
-    return {path: sources.wheel_cache.facts(sha256)
-            for path, sha256 in collected.wheel_sha256.items()}
-
-
-def _keep_wheel_facts(built: zipindex.BuiltZip, *, collected: common.Collected,
-                      sources: fetch.Sources | None) -> None:
-    """Keep in the wheel cache what this build checked of the wheels' members."""
-    if sources is None or not built.checked:
-        return
-    found: WheelFacts = {}
-    for member in built.checked:
-        found.setdefault(member.wheel, {})[member.name] = wheel_cache.MemberFacts(
-            crc=member.crc, size=member.size, elf=member.elf)
-    for path, facts in found.items():
-        sha256 = collected.wheel_sha256.get(path)
-        if sha256 is not None:
-            sources.wheel_cache.put_facts(sha256, facts)
-
-
-def _wheel_members(entries: list[model.Entry], *, facts: WheelFacts) -> zipbuild.RawSource:
-    """A built layer's entries by their wheels' offsets (zipbuild.wheel_source); a member an
-    earlier build checked (the same CRC and size in the central directory) is copied without
-    inflating it again."""
-    def known(raw: zipbuild.RawMember) -> zipbuild.RawMember:
-        fact = facts.get(raw.path, {}).get(raw.name)
-        if fact is None or not raw.deflated or (fact.crc, fact.size) != (raw.crc, raw.size):
-            return raw
-        return dataclasses.replace(raw, checked=True, elf=fact.elf)
-
-    return zipbuild.wheel_source(entries, known=known)
-
-
-def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> list[Path]:
-    """Remove the `*.zip.tmp` files a build left in `build_dir` when it was killed: those
-    whose writer (the pid in the name) is gone, and any not written to for
-    STALE_BUILD_TEMP_SECONDS (a live writer keeps its file's mtime fresh). Returns them."""
-    now_ns = time.time_ns() if now_ns is None else now_ns
-    removed: list[Path] = []
-    for temp_path in build_dir.glob(f"*{BUILD_TEMP_SUFFIX}"):
-        try:
-            modified_ns = temp_path.stat().st_mtime_ns
-        except OSError:
-            continue
-        writer_gone = _writer_gone(temp_path.name)
-        too_old = now_ns - modified_ns > STALE_BUILD_TEMP_SECONDS * 1_000_000_000
-        if writer_gone or too_old:
-            with suppress(OSError):  # best effort: another run may be removing it too
-                temp_path.unlink()
-                removed.append(temp_path)
-    return removed
-
-
-def _writer_gone(temp_name: str) -> bool:
-    """Whether the process named in `.<stem>.<pid>.<random>.zip.tmp` no longer exists (False
-    when the name carries no pid, or the answer is unknown)."""
-    parts = temp_name.split(".")
-    if len(parts) < 6 or not parts[2].isdigit():
-        return False
-    pid = int(parts[2])
-    if pid == os.getpid() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists but is another user's, or signals are not supported here
-        return False
-    return False
-
-
-def _changed_while_planning(label: str, *, planned: str, found: str) -> errors.ContentError:
-    return errors.ContentError(
-        f"{label}: the content changed while planning "
-        f"(planned fingerprint {planned[:12]}, found {found[:12]})",
-        hint="run the command again once the files are stable",
-    )
-
-
-def _built_artifact(fingerprint: str, zip_path: Path) -> model.Artifact:
-    with open(zip_path, "rb") as zip_file:
-        digest = common.sha256_of(zip_file)
-        code_size = os.fstat(zip_file.fileno()).st_size
-    return model.Artifact(
-        fingerprint=fingerprint,
-        code_sha256=archive.code_sha256(digest),
-        content_sha256=digest.hex(),
-        code_size=code_size,
-        zip_path=os.path.abspath(zip_path),
-    )
-
-
 def prune_builds(build_dir: Path, *, keep: set[str]) -> None:
     """Remove the zips in `build_dir` other than those in `keep` (absolute paths), so that the
     build folder holds what the latest plan needs rather than every zip ever built."""
@@ -639,7 +363,8 @@ def remove_cache_temps(cache_dir: Path) -> list[Path]:
     removed: list[Path] = []
     for folder in (cache_dir, cache_dir / "build", cache_dir / "binaries"):
         for temp_path in folder.glob(".*.tmp"):
-            if temp_path.name.endswith(BUILD_TEMP_SUFFIX) or not temp_path.is_file():
+            if (temp_path.name.endswith(layerbuild.BUILD_TEMP_SUFFIX)
+                    or not temp_path.is_file()):
                 continue
             try:
                 temp_path.unlink()

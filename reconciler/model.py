@@ -1,9 +1,9 @@
 """The values reconcile reasons about: frozen dataclasses and enums, and nothing that does I/O.
 
 Desired state (Manifest, LayerSpec, Settings, Artifact), recorded state (Lock, LockEntry),
-observed state (RemoteVersion) and the decision (Action, Reason, FieldChange, CodeLocation,
-Change: an Address and the Details of its action; Plan). A Plan is a plain value: comparable,
-serialisable, free of clients and open files.
+observed state (RemoteVersion and the rest of `observed`) and the decision (Action, Reason,
+FieldChange, CodeLocation, Change: an Address and the Details of its action; Plan). A Plan is
+a plain value: comparable, serialisable, free of clients and open files.
 """
 
 from __future__ import annotations
@@ -26,6 +26,20 @@ from reconciler.details import ParameterDetails as ParameterDetails
 from reconciler.details import PublishDetails as PublishDetails
 from reconciler.details import RecordDetails as RecordDetails
 
+# What AWS reports and where code is kept: their own room (see observed), named here too.
+from reconciler.observed import CLOUDFORMATION_STACK_TAG as CLOUDFORMATION_STACK_TAG
+from reconciler.observed import CodeLocation as CodeLocation
+from reconciler.observed import CodeStorage as CodeStorage
+from reconciler.observed import FunctionConfig as FunctionConfig
+from reconciler.observed import ParameterValue as ParameterValue
+from reconciler.observed import RemoteContent as RemoteContent
+from reconciler.observed import RemoteVersion as RemoteVersion
+from reconciler.observed import S3Object as S3Object
+from reconciler.observed import StoredObject as StoredObject
+from reconciler.observed import UpdateStatus as UpdateStatus
+from reconciler.observed import UploadRoute as UploadRoute
+from reconciler.observed import artifact_key as artifact_key
+
 # Lambda's own limits (also in the schema, where botocore's model is the source of truth for
 # the field limits; these two are service quotas, not model constraints).
 MAX_DIRECT_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -40,61 +54,6 @@ class SourceKind(enum.Enum):
     S3 = "s3"
     # A Python layer the tool builds itself from a lock file (content.lock).
     LOCK = "lock"
-
-
-class UploadRoute(enum.Enum):
-    """How a publish hands Lambda its code: the zip in the request (`direct`, up to
-    MAX_DIRECT_UPLOAD_BYTES), the zip uploaded to the artifact bucket first
-    (`artifact_bucket`), or the layer's own S3 object (`s3_source`)."""
-
-    DIRECT = "direct"
-    ARTIFACT_BUCKET = "artifact_bucket"
-    S3_SOURCE = "s3_source"
-
-
-@dataclass(frozen=True)
-class S3Object:
-    """An S3 object Lambda reads a layer's code from; `version` None: the current one."""
-
-    bucket: str
-    key: str
-    version: str | None = None
-
-
-@dataclass(frozen=True)
-class CodeLocation:
-    """Where one publish takes its code from, and how it gets to Lambda.
-
-    The local zip itself is named by the change's `desired` (fingerprint, CodeSha256, size:
-    apply rebuilds it from the checkout and checks it, since a plan holds no zips); `s3` is
-    the object Lambda reads, the artifact bucket's key the zip is uploaded to, or the
-    layer's S3 source. A direct upload has none.
-    """
-
-    route: UploadRoute
-    s3: S3Object | None = None
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """An S3 object as HeadObject reports it. `checksum_sha256` is S3's base64 ChecksumSHA256:
-    the object's own SHA-256 for a single-part object, a checksum of its parts' checksums
-    when `multipart` (told by the ETag's or the checksum's `-<parts>` suffix, or
-    ChecksumType COMPOSITE); `content_sha256` is the hex SHA-256 reconcile records in the
-    object's metadata when it uploads a zip (None on objects it did not upload)."""
-
-    size: int
-    etag: str
-    version_id: str | None = None
-    checksum_sha256: str | None = None
-    content_sha256: str | None = None
-    multipart: bool = False
-
-
-def artifact_key(*, layer_name: str, content_sha256: str) -> str:
-    """The artifact bucket's key for a zip: `<layer>/<content_sha256>.zip`. The digest in the
-    key makes an object there the zip itself, so a rerun finds it instead of uploading."""
-    return f"{layer_name}/{content_sha256}.zip"
 
 
 class Action(enum.Enum):
@@ -374,82 +333,6 @@ class Artifact:
     git_ignored: int = 0
     # A layer built from a lock: what the build holds (None for every other kind).
     build: BuildInfo | None = None
-
-
-@dataclass(frozen=True)
-class RemoteVersion:
-    """A published layer version as Lambda reports it. `code_sha256` is None when it was
-    listed (ListLayerVersions carries no CodeSha256) and not fetched."""
-
-    version: int
-    layer_version_arn: str
-    settings: Settings
-    code_sha256: str | None = None
-    code_size: int | None = None
-
-
-@dataclass(frozen=True)
-class RemoteContent:
-    """What the downloaded zip of a remote version holds, for adoption by content: the
-    version, the bytes downloaded, and the fingerprint of its files by the rules of a local
-    layer's (None, with `problem`, when it could not be downloaded or read)."""
-
-    version: int
-    downloaded_bytes: int
-    fingerprint: str | None
-    problem: str | None = None
-
-
-# The tag CloudFormation puts on every function of a stack: such a function is the stack's to
-# change (allow_managed says otherwise).
-CLOUDFORMATION_STACK_TAG = "aws:cloudformation:stack-name"
-
-
-class UpdateStatus(enum.Enum):
-    """A function's LastUpdateStatus: where its last configuration update stands."""
-
-    SUCCESSFUL = "Successful"
-    IN_PROGRESS = "InProgress"
-    FAILED = "Failed"
-
-
-@dataclass(frozen=True)
-class FunctionConfig:
-    """A function's $LATEST configuration as GetFunctionConfiguration reports it (with its
-    tags from ListTags): its name and ARN, the layer version ARNs it uses in order, the
-    RevisionId an update must carry (None when the endpoint reports none, as moto), where its
-    last update stands (and why, when it failed), and its tags."""
-
-    name: str
-    arn: str
-    layers: tuple[str, ...]
-    revision_id: str | None
-    update_status: UpdateStatus
-    update_reason: str = ""
-    tags: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def stack(self) -> str | None:
-        """The CloudFormation stack that manages the function (None: none does)."""
-        return dict(self.tags).get(CLOUDFORMATION_STACK_TAG)
-
-
-@dataclass(frozen=True)
-class ParameterValue:
-    """An SSM parameter as GetParameter reports it: its value, version and type (`String`,
-    `StringList`, `SecureString`)."""
-
-    value: str
-    version: int
-    type: str = "String"
-
-
-@dataclass(frozen=True)
-class CodeStorage:
-    """The account's Lambda code storage in one region (GetAccountSettings), in bytes."""
-
-    used: int
-    limit: int
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ class Workspace:
     @property
     def tool_paths(self) -> frozenset[str]:
         """The real paths never packaged (the `skip` of content.identify/collect and
-        artifacts.build): the `.reconcile/` folder and the lockfile; beside the lockfile,
+        layerbuild.build): the `.reconcile/` folder and the lockfile; beside the lockfile,
         content also skips its temp and lock files (`.<lockfile name>.*`)."""
         return frozenset({os.path.realpath(self.cache_dir),
                           os.path.realpath(self.lockfile_path)})

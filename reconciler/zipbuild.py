@@ -35,9 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import struct
 import tempfile
-import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,87 +43,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
-from reconciler import archive, elfcheck, errors, model, zipindex
+from reconciler import archive, elfcheck, errors, model, wheelmembers, zipindex
 
 DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
 OpenEntry = Callable[[model.Entry], AbstractContextManager[archive.ByteReader]]
 KnownSha256 = Callable[[model.Entry], str]
-
-
-@dataclass(frozen=True)
-class RawMember:
-    """A member of another zip (a wheel) that a build reads by its offsets: the file, where
-    the member's data starts in it, and what its central directory says. A `deflated`
-    member's compressed bytes are copied; a stored one is deflated as any file (both checked
-    against the CRC). Read with pread, so any thread may read any member."""
-
-    path: str
-    data_offset: int
-    compressed_size: int
-    crc: int
-    size: int
-    deflated: bool = True
-    name: str = ""
-    # Checked by an earlier build (the wheel cache's facts, for this CRC and size): its
-    # bytes are copied without inflating them, and `elf` is what an ELF member needs.
-    checked: bool = False
-    elf: elfcheck.ElfInfo | elfcheck.BadElf | None = None
-
-
-RawSource = Callable[[model.Entry], "RawMember | None"]
-
-
-def raw_members(zip_path: str) -> dict[str, RawMember]:
-    """The deflated or stored, unencrypted members of the zip at `zip_path` by name, each
-    with the offset of its data (read from its local header, whose name and extra lengths may
-    differ from the central directory's). Raises ContentError for a zip whose headers do not
-    add up."""
-    found: dict[str, RawMember] = {}
-    with open(zip_path, "rb") as file, zipfile.ZipFile(file) as archive_file:
-        size = os.fstat(file.fileno()).st_size
-        for info in archive_file.infolist():
-            if info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED) \
-                    or info.flag_bits & 0x1:
-                continue
-            header = os.pread(file.fileno(), _LOCAL_HEADER_SIZE, info.header_offset)
-            if len(header) != _LOCAL_HEADER_SIZE or header[:4] != b"PK\x03\x04":
-                raise errors.ContentError(
-                    f"{os.path.basename(zip_path)}: {info.filename} has no local header "
-                    "where its central directory says")
-            name_length, extra_length = struct.unpack("<2H", header[26:30])
-            data_offset = info.header_offset + _LOCAL_HEADER_SIZE + name_length + extra_length
-            if data_offset + info.compress_size > size:
-                raise errors.ContentError(
-                    f"{os.path.basename(zip_path)}: {info.filename} runs past the end of "
-                    "the file")
-            found[info.filename] = RawMember(
-                path=zip_path, data_offset=data_offset, compressed_size=info.compress_size,
-                crc=info.CRC, size=info.file_size,
-                deflated=info.compress_type == zipfile.ZIP_DEFLATED, name=info.filename)
-    return found
-
-
-_LOCAL_HEADER_SIZE = 30
-
-
-def wheel_source(entries: Sequence[model.Entry], *,
-                 known: Callable[[RawMember], RawMember] | None = None) -> RawSource:
-    """The RawSource of a layer built from wheels (entries `<wheel>\\0<member>`): each
-    member by its wheel's offsets, as `known` (what earlier builds checked) adjusts it."""
-    members: dict[str, dict[str, RawMember]] = {}
-    for entry in entries:
-        wheel, separator, _ = entry.source.partition("\0")
-        if separator and wheel not in members:
-            found = raw_members(wheel)
-            members[wheel] = found if known is None else {
-                name: known(raw) for name, raw in found.items()}
-
-    def raw_source(entry: model.Entry) -> RawMember | None:
-        wheel, separator, member = entry.source.partition("\0")
-        return members[wheel].get(member) if separator else None
-
-    return raw_source
 
 
 def _deflate_bound(size: int) -> int:
@@ -223,7 +146,7 @@ def _deflate(entry: model.Entry, *, open_entry: OpenEntry, spooled: bool,
     return result
 
 
-def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool,
+def _copy_raw(entry: model.Entry, raw: wheelmembers.RawMember, *, spooled: bool,
               inspect: bool = False) -> _Deflated:
     """Read a wheel member's compressed bytes, checking them by inflating them: the CRC and
     size its header gives must be those of what they inflate to."""
@@ -282,7 +205,7 @@ def _copy_raw(entry: model.Entry, raw: RawMember, *, spooled: bool,
     return result
 
 
-def _copy_checked(raw: RawMember, *, spooled: bool, inspect: bool) -> _Deflated:
+def _copy_checked(raw: wheelmembers.RawMember, *, spooled: bool, inspect: bool) -> _Deflated:
     """A member an earlier build checked: its compressed bytes as they are. Its bytes' SHA-256
     is not known ("" in the index): a built layer's zip is never the base of an incremental
     rebuild, which is what the index's digests serve."""
@@ -310,33 +233,6 @@ def _copy_checked(raw: RawMember, *, spooled: bool, inspect: bool) -> _Deflated:
     return result
 
 
-class _StoredReader:
-    """A stored member's bytes, read with pread from its own file handle."""
-
-    def __init__(self, raw: RawMember) -> None:
-        self._file = open(raw.path, "rb")  # noqa: SIM115 -- closed by __exit__
-        self._position = raw.data_offset
-        self._end = raw.data_offset + raw.compressed_size
-
-    def __enter__(self) -> _StoredReader:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._file.close()
-
-    def read(self, size: int = -1, /) -> bytes:
-        left = self._end - self._position
-        wanted = left if size < 0 else min(size, left)
-        data = os.pread(self._file.fileno(), wanted, self._position) if wanted > 0 else b""
-        self._position += len(data)
-        return data
-
-
-def _stored_member(raw: RawMember, _: model.Entry) -> _StoredReader:
-    """An OpenEntry for one stored wheel member."""
-    return _StoredReader(raw)
-
-
 @dataclass(frozen=True)
 class _Job:
     """How one member's data is obtained: a link's text, a copy from the previous zip, a
@@ -349,7 +245,7 @@ class _Job:
     known_sha256: str = ""
     reserved: int = 0
     spooled: bool = False
-    raw: RawMember | None = None
+    raw: wheelmembers.RawMember | None = None
 
 
 class _InFlight:
@@ -384,7 +280,7 @@ def _plan_tasks(
     previous: zipindex.PreviousZip | None,
     known_sha256: KnownSha256 | None,
     spool_over: int,
-    raw_source: RawSource | None = None,
+    raw_source: wheelmembers.RawSource | None = None,
 ) -> list[_Task]:
     """The members in zip order, grouped into tasks: each link or copy alone, consecutive
     small files (to deflate, or wheel members to check) into batches for the pool, each big
@@ -470,8 +366,8 @@ def _deflate_batch(jobs: tuple[_Job, ...], *, open_entry: OpenEntry,
                                          inspect=inspect))
             elif job.raw is not None:
                 results.append(_deflate(job.entry, open_entry=functools.partial(
-                    _stored_member, job.raw), spooled=job.spooled, expected_crc=job.raw.crc,
-                    inspect=inspect))
+                    wheelmembers.stored_member, job.raw), spooled=job.spooled,
+                    expected_crc=job.raw.crc, inspect=inspect))
             else:
                 results.append(_deflate(job.entry, open_entry=open_entry,
                                         spooled=job.spooled, inspect=inspect))
@@ -491,7 +387,7 @@ def write_zip(
     known_sha256: KnownSha256 | None = None,
     workers: int | None = None,
     max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
-    raw_source: RawSource | None = None,
+    raw_source: wheelmembers.RawSource | None = None,
     inspect: bool = False,
 ) -> zipindex.BuiltZip:
     """Write the deterministic zip of `entries` to `out` (a new, empty file): the bytes of
@@ -499,10 +395,11 @@ def write_zip(
 
     With `previous` and `known_sha256` (the hex SHA-256 of a file's bytes, from the stat
     cache), a file whose digest the previous zip holds is copied from it, not deflated.
-    With `raw_source`, an entry it names a RawMember for has that member's compressed bytes,
-    checked, instead of this zlib's (a layer built from wheels). With `inspect`, each ELF
-    member the build reads is parsed from those bytes (`BuiltZip.elf_files`, None when a
-    member was copied from the previous zip unread).
+    With `raw_source`, an entry it names a RawMember for (see wheelmembers) has that
+    member's compressed bytes, checked, instead of this zlib's (a layer built from wheels).
+    With `inspect`, each ELF member the build reads is parsed from those bytes, and a member
+    copied from the previous zip takes what its index recorded of it (`BuiltZip.elf_files`;
+    None when that index recorded nothing: the previous build did not inspect).
     `open_entry` is called from worker threads. Raises ContentError when a file's size differs
     from its entry's (it changed while being packaged), for NUL characters and duplicates.
     """
@@ -554,7 +451,7 @@ def write_zip(
         reused=writer.reused,
         deflated=writer.deflated,
         peak_in_flight_bytes=in_flight.peak,
-        elf_files=dict(writer.elf) if inspect and not writer.reused else None,
+        elf_files=dict(writer.elf) if inspect and not writer.elf_unknown else None,
         checked=tuple(writer.checked) if inspect else (),
     )
 
@@ -570,6 +467,8 @@ class _Writer:
         self.reused = 0
         self.deflated = 0
         self.elf: dict[str, elfcheck.ElfInfo | elfcheck.BadElf] = {}
+        # A member copied from a previous zip whose index has no ELF facts: `elf` is partial.
+        self.elf_unknown = False
         # Wheel members this build inflated and checked: (wheel, member, crc, size, elf).
         self.checked: list[zipindex.CheckedMember] = []
 
@@ -600,6 +499,12 @@ class _Writer:
         elif job.copy_from is not None and self._previous is not None:
             self._previous.copy_data(job.copy_from, into=self.output)
             self.reused += 1
+            # Its bytes are those of the previous zip's member (the same SHA-256): so is what
+            # it needs, when the build that wrote that zip read it.
+            known, elf = self._previous.elf_of(job.copy_from)
+            self.elf_unknown = self.elf_unknown or not known
+            if elf is not None:
+                self.elf[member.arcname] = elf
         elif deflated is not None:
             _write_deflated(deflated, into=self.output)
             self.deflated += 1

@@ -20,7 +20,8 @@ from typing import BinaryIO
 from reconciler import archive, elfcheck, errors
 from reconciler.content import common
 
-INDEX_FORMAT = 1
+# 2: the ELF facts of an inspected build ("elf"), so a rebuild that copies members knows them.
+INDEX_FORMAT = 2
 
 
 # The deflate settings zipfile uses for a ZIP_DEFLATED member: raw deflate, 32 KiB window.
@@ -87,7 +88,8 @@ class BuiltZip:
     deflated: int
     peak_in_flight_bytes: int
     # With inspection asked for, what each ELF member needs, read from the bytes the build
-    # read anyway (None: not asked, or a member was copied from the previous zip unread).
+    # read anyway or, for a member copied from the previous zip, from that zip's index (None:
+    # not asked, or a member was copied from a zip whose index recorded no ELF facts).
     elf_files: Mapping[str, elfcheck.ElfInfo | elfcheck.BadElf] | None = None
     # With inspection, the wheel members this build inflated and checked (for the wheel
     # cache's facts, so the next build copies them unread).
@@ -116,16 +118,31 @@ class HashingOutput:
         self.offset += len(data)
 
 
-class PreviousZip:
-    """An earlier zip of the layer whose index has been verified, open for copying members."""
+ElfFacts = Mapping[str, "elfcheck.ElfInfo | elfcheck.BadElf"]
 
-    def __init__(self, file: BinaryIO, members: Sequence[IndexedMember]) -> None:
+
+class PreviousZip:
+    """An earlier zip of the layer whose index has been verified, open for copying members;
+    with `elf`, what each of its ELF members needs (every member not in it is no ELF file),
+    as the build that wrote it found."""
+
+    def __init__(self, file: BinaryIO, members: Sequence[IndexedMember], *,
+                 elf: ElfFacts | None = None) -> None:
         self._file = file
+        self._elf = elf
         self._by_sha256 = {
             member.sha256: member
             for member in members
             if member.kind != SYMLINK and member.compress_type == zipfile.ZIP_DEFLATED
         }
+
+    def elf_of(self, member: IndexedMember) -> tuple[bool, elfcheck.ElfInfo | elfcheck.BadElf
+                                                     | None]:
+        """(known, what it needs) of one of its members: (False, None) when the build that
+        wrote this zip did not inspect it, (True, None) for a member that is no ELF file."""
+        if self._elf is None:
+            return False, None
+        return True, self._elf.get(member.arcname)
 
     def deflated_member(self, sha256: str) -> IndexedMember | None:
         """A deflated member whose bytes have that SHA-256, if the zip holds one."""
@@ -165,6 +182,10 @@ def _index_document(built: BuiltZip) -> dict[str, object]:
              m.data_offset]
             for m in built.members
         ],
+        # What each ELF member needs, when the build read every member (else null): a rebuild
+        # that copies members from this zip then knows theirs without reading them.
+        "elf": None if built.elf_files is None else {
+            name: elfcheck.as_document(found) for name, found in built.elf_files.items()},
     }
     document["index_sha256"] = _document_sha256(document)
     return document
@@ -249,7 +270,7 @@ def _verified_previous(zip_path: Path) -> PreviousZip | None:
         return None
     try:
         if _zip_matches_index(zip_file, document=document, members=members):
-            return PreviousZip(zip_file, members)
+            return PreviousZip(zip_file, members, elf=_elf_facts(document.get("elf")))
     except OSError:
         pass
     zip_file.close()
@@ -288,6 +309,19 @@ def _indexed_members(document: object) -> list[IndexedMember] | None:
                           data_offset)
         )
     return members
+
+
+def _elf_facts(document: object) -> ElfFacts | None:
+    """The index's ELF facts; None when it has none or any of them does not read back."""
+    if not isinstance(document, dict):
+        return None
+    facts: dict[str, elfcheck.ElfInfo | elfcheck.BadElf] = {}
+    for name, found in document.items():
+        info = elfcheck.from_document(found)
+        if not isinstance(name, str) or info is None:
+            return None
+        facts[name] = info
+    return facts
 
 
 def _zip_matches_index(

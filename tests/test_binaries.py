@@ -5,6 +5,8 @@ kept in `.reconcile/binaries/` by (CodeSha256, runtimes, architectures)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -16,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from zipcraft import Member
 
-from reconciler import binaries, elfcheck, model, zipbuild
+from reconciler import binaries, elfcheck, model, wheelmembers, zipbuild, zipindex
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 
@@ -144,11 +146,11 @@ def test_the_build_reads_the_verdicts_a_re_read_of_its_zip_gives(
                 # One ELF member stored, the others deflated: both paths are inspected.
                 wheel_file.writestr(name, data, compress_type=zipfile.ZIP_STORED
                              if name.endswith("libneeds.so") else zipfile.ZIP_DEFLATED)
-        members = zipbuild.raw_members(str(wheel))
+        members = wheelmembers.raw_members(str(wheel))
         entries = [model.Entry(arcname=name, source=f"{wheel}\0{name}", size=len(data),
                                executable=False) for name, data in files.items()]
 
-        def raw_source(entry: model.Entry) -> zipbuild.RawMember | None:
+        def raw_source(entry: model.Entry) -> wheelmembers.RawMember | None:
             return members[entry.source.split("\0")[1]]
     else:
         for name, data in files.items():
@@ -170,3 +172,74 @@ def test_the_build_reads_the_verdicts_a_re_read_of_its_zip_gives(
         reread = binaries.check_zip(out_path, runtimes=runtimes, architectures=architectures)
         assert _strings(fused) == _strings(reread)
         assert any(finding.error for finding in fused)
+
+
+def _folder_build(files: dict[str, bytes], src: Path, out_path: Path, *,
+                  previous: Path | None, inspect: bool) -> zipindex.BuiltZip:
+    """Write `files` into `src` and build them into `out_path` (incrementally from
+    `previous`, each file's digest known as the stat cache would know it), then index it."""
+    entries = []
+    for name, data in files.items():
+        path = src / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        entries.append(model.Entry(arcname=name, source=str(path), size=len(data),
+                                   executable=False))
+    with out_path.open("wb") as out, zipindex.open_previous(previous) as opened:
+        built = zipbuild.write_zip(
+            entries, out=out, open_entry=lambda entry: Path(entry.source).open("rb"),  # noqa: SIM115 -- write_zip closes it
+            previous=opened, inspect=inspect,
+            known_sha256=lambda entry: hashlib.sha256(Path(entry.source).read_bytes())
+            .hexdigest())
+    assert zipindex.save_index(out_path, built)
+    return built
+
+
+def test_a_rebuild_knows_the_elf_files_it_copied_from_the_previous_zip(
+        tmp_path: Path, libraries: dict[str, bytes]) -> None:
+    """After a one-file edit, the ELF members copied unread from the previous zip take what
+    its index recorded of them: the rebuild's verdicts are those of re-reading its zip, so the
+    binary check of a rebuilt layer needs no second read."""
+    files = {"python/fast/libstatx.so": libraries["statx"],
+             "python/arm/libarm.so": wheelcraft.as_aarch64(libraries["statx"]),
+             "python/fast/_x.cpython-311-x86_64-linux-gnu.so": libraries["needs"],
+             "python/fast/__init__.py": b"x = 1\n" * 50}
+    first = _folder_build(files, tmp_path / "src", tmp_path / "v1.zip", previous=None,
+                          inspect=True)
+    files["python/fast/__init__.py"] += b"y = 2\n"
+    rebuilt = _folder_build(files, tmp_path / "src", tmp_path / "v2.zip",
+                            previous=tmp_path / "v1.zip", inspect=True)
+
+    assert rebuilt.reused == 3 and rebuilt.deflated == 1
+    assert rebuilt.elf_files == first.elf_files
+    assert rebuilt.elf_files is not None and set(rebuilt.elf_files) == {
+        name for name in files if name.endswith(".so")}
+    for runtimes, architectures in ((["python3.11"], ["x86_64"]), (["python3.12"], ["arm64"])):
+        fused = elfcheck.check_layer(rebuilt.elf_files, layer_files=list(files),
+                                     runtimes=runtimes, architectures=architectures)
+        reread = binaries.check_zip(tmp_path / "v2.zip", runtimes=runtimes,
+                                    architectures=architectures)
+        assert _strings(fused) == _strings(reread)
+
+
+def test_a_rebuild_from_an_uninspected_zip_leaves_its_elf_files_unknown(
+        tmp_path: Path, libraries: dict[str, bytes]) -> None:
+    """A previous zip whose build did not inspect its members gives a rebuild no ELF facts
+    (None: the check reads the zip), never partial ones; an index whose ELF facts were
+    tampered with is not trusted at all (every member read again)."""
+    files = {"python/fast/libstatx.so": libraries["statx"], "python/a.py": b"a = 1\n" * 50}
+    _folder_build(files, tmp_path / "src", tmp_path / "v1.zip", previous=None, inspect=False)
+    files["python/a.py"] += b"b = 2\n"
+    rebuilt = _folder_build(files, tmp_path / "src", tmp_path / "v2.zip",
+                            previous=tmp_path / "v1.zip", inspect=True)
+    assert rebuilt.reused == 1 and rebuilt.elf_files is None
+
+    index = zipindex.index_path(tmp_path / "v2.zip")
+    _folder_build(files, tmp_path / "src", tmp_path / "v2.zip", previous=None, inspect=True)
+    document = json.loads(index.read_text())
+    document["elf"]["python/fast/libstatx.so"] = {"machine": "x86_64"}  # not what was written
+    index.write_text(json.dumps(document))
+    files["python/a.py"] += b"c = 3\n"
+    tampered = _folder_build(files, tmp_path / "src", tmp_path / "v3.zip",
+                             previous=tmp_path / "v2.zip", inspect=True)
+    assert tampered.reused == 0 and tampered.elf_files is not None

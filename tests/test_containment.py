@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import zipcraft
 
-from reconciler import artifacts, errors, model, workspace
 from reconciler import content as layer_content
+from reconciler import errors, layerbuild, model, workspace
 from reconciler.content import common, statcache
 
 LABEL = "layers.leaky"
@@ -188,10 +188,10 @@ def test_abandoned_build_temp_files_are_removed(tmp_path: Path) -> None:
     unrelated = build_dir / "notes.tmp"
     for path in (dead, old, live, unrelated):
         path.write_bytes(b"partial")
-    long_ago = time.time() - artifacts.STALE_BUILD_TEMP_SECONDS - 60
+    long_ago = time.time() - layerbuild.STALE_BUILD_TEMP_SECONDS - 60
     os.utime(old, (long_ago, long_ago))
     os.utime(unrelated, (long_ago, long_ago))
-    removed = artifacts.remove_stale_build_temps(build_dir)
+    removed = layerbuild.remove_stale_build_temps(build_dir)
     assert sorted(removed) == sorted([dead, old])
     assert sorted(path.name for path in build_dir.iterdir()) == sorted([live.name, "notes.tmp"])
 
@@ -206,7 +206,7 @@ def test_build_removes_abandoned_temp_files_in_its_folder(tmp_path: Path) -> Non
     leftover = build_dir / f".0123456789abcdef.{_dead_pid()}.q.zip.tmp"
     leftover.write_bytes(b"partial")
     artifact = _identify(tmp_path, _path("layer"))
-    built = artifacts.build(_path("layer"), artifact, base_dir=tmp_path, label=LABEL,
+    built = layerbuild.build(_path("layer"), artifact, base_dir=tmp_path, label=LABEL,
                           build_dir=build_dir)
     assert not leftover.exists()
     assert [path.name for path in build_dir.glob("*.zip*")] == [f"{built.fingerprint}.zip"]

@@ -42,7 +42,8 @@ BUILDS_SHELL = frozenset({"builds.wheels", "builds.cache", "builds.index", "buil
 PLANNER_PARTS = frozenset({"planner.inputs", "planner.layers", "planner.align", "planner.grants",
                            "planner.retention", "planner.fillers", "planner.evidence",
                            "planner.compose", "planner.forget", "planner.consumers"})
-CORE = frozenset({"errors", "model", "details", "manifest", "consumerspec", "schemacheck",
+CORE = frozenset({"errors", "model", "details", "observed", "manifest", "consumerspec",
+                  "schemacheck",
                   "archive", "zipmembers",
                   "planner", *PLANNER_PARTS, "render", "ports", "planfile", "savedplan",
                   "statefile", "ratelimit", "lambdaos", "elfcheck", *BUILDS_PURE})
@@ -60,8 +61,8 @@ COMMAND = frozenset({"command", "command.app", "command.layers", "command.admin"
 # The use cases the commands call (planning and applying are use cases too, still top level).
 RUN = frozenset({"run", "run.session", "run.savedplans", "run.report"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,
-                   "zipbuild", "zipindex", "state", "binaries",
-                   "uploadbody", "adoption", "consuming", "applying.consumers",
+                   "zipbuild", "wheelmembers", "zipindex", "state", "binaries",
+                   "uploadbody", "adoption", "layerbuild", "consuming", "applying.consumers",
                    "state.local", "state.s3", "aws", *AWS_ROOMS, "artifacts", "planning",
                    "applying", "applying.report", "applying.steps", "applying.lanes",
                    "publishing", "sandbox", "forking", "github", "cli", *COMMAND, *RUN})
@@ -76,10 +77,12 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "__init__": frozenset(),
     "__main__": frozenset({"cli"}),
     "errors": frozenset(),
-    # model names the details of a change (`model.PublishDetails`), which name model's
-    # values in their annotations alone: one room of values, over two files.
-    "model": frozenset({"errors", "details"}),
+    # model names the details of a change (`model.PublishDetails`) and what AWS reports
+    # (`model.RemoteVersion`, see observed), which name model's values in their annotations
+    # alone: one room of values, over three files.
+    "model": frozenset({"errors", "details", "observed"}),
     "details": frozenset({"errors", "model"}),
+    "observed": frozenset({"model"}),
     "manifest": frozenset({"errors", "model", "schemacheck", "consumerspec"}),
     # The rules and values of a layer's consumers and parameter, for manifest.
     "consumerspec": frozenset({"errors", "model"}),

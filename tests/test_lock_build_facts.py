@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import wheelcraft
 
-from reconciler import artifacts, elfcheck, model
 from reconciler import content as layer_content
+from reconciler import elfcheck, layerbuild, model
 from reconciler.builds import cache, fetch
 from reconciler.content import statcache
 
@@ -36,15 +36,15 @@ def _repo(tmp_path: Path) -> Path:
 
 
 def _build(repo: Path, *, wheel_cache: cache.WheelCache, build_dir: Path) -> tuple[
-        model.Artifact, artifacts.Inspected]:
+        model.Artifact, layerbuild.Inspected]:
     content = model.ContentSpec(kind=model.SourceKind.LOCK, lock="requirements.txt",
                                 find_links=("wheels",), prefix="python",
                                 build_runtimes=("python3.11",), build_architectures=("x86_64",))
     identified = layer_content.identify(
         content, base_dir=repo, label="layers.deps",
         cache=statcache.StatCache(build_dir / "stat", entries={}, written_ns=0))
-    inspected: artifacts.Inspected = {}
-    built = artifacts.build(content, identified, base_dir=repo, label="layers.deps",
+    inspected: layerbuild.Inspected = {}
+    built = layerbuild.build(content, identified, base_dir=repo, label="layers.deps",
                             build_dir=build_dir,
                             sources=fetch.Sources(wheel_cache=wheel_cache, index_for=None,
                                                   environ={}),
@@ -52,7 +52,7 @@ def _build(repo: Path, *, wheel_cache: cache.WheelCache, build_dir: Path) -> tup
     return built, inspected
 
 
-def _verdicts(inspected: artifacts.Inspected) -> list[str]:
+def _verdicts(inspected: layerbuild.Inspected) -> list[str]:
     (elf_files, layer_files), = inspected.values()
     return [str(finding) for finding in elfcheck.check_layer(
         elf_files, layer_files=layer_files, runtimes=["python3.11"], architectures=["x86_64"])]

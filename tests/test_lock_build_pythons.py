@@ -22,7 +22,7 @@ import pytest
 import wheelcraft
 
 import reconciler
-from reconciler import archive, model, zipbuild
+from reconciler import archive, model, wheelmembers, zipbuild
 from reconciler.builds import cache, fetch
 from reconciler.content import common, lock
 
@@ -37,7 +37,7 @@ PYTHONS = [Path(f"/root/.pyenv/versions/{version}/bin/python") for version in
 BUILD = """
 import sys, tempfile
 from pathlib import Path
-from reconciler import archive, model, zipbuild
+from reconciler import archive, model, wheelmembers, zipbuild
 from reconciler.builds import cache, fetch
 from reconciler.content import common, lock
 
@@ -49,7 +49,7 @@ sources = fetch.Sources(wheel_cache=cache.WheelCache(wheel_cache), index_for=Non
 collected = lock.collect(content, base_dir=repo, label="layers.deps", sources=sources)
 with tempfile.TemporaryFile() as out, common.EntryReader(collected.stats) as reader:
     built = zipbuild.write_zip(collected.entries, out=out, open_entry=reader.open, workers=1,
-                               raw_source=zipbuild.wheel_source(collected.entries))
+                               raw_source=wheelmembers.wheel_source(collected.entries))
 print(archive.code_sha256(built.sha256))
 """
 
@@ -64,7 +64,7 @@ def _build_here(repo: Path, wheel_cache: Path) -> str:
     with tempfile.TemporaryFile() as out, common.EntryReader(collected.stats) as reader:
         built = zipbuild.write_zip(collected.entries, out=out, open_entry=reader.open,
                                    workers=1,
-                                   raw_source=zipbuild.wheel_source(collected.entries))
+                                   raw_source=wheelmembers.wheel_source(collected.entries))
     return archive.code_sha256(built.sha256)
 
 

@@ -14,8 +14,8 @@ import pytest
 import zipcraft
 from zipcraft import Member
 
-from reconciler import artifacts, errors, model
 from reconciler import content as layer_content
+from reconciler import errors, layerbuild, model
 from reconciler.content import statcache, zipsource
 
 LABEL = "layers.vendor"
@@ -38,7 +38,7 @@ def _identify(base_dir: Path, content: model.ContentSpec,
 
 def _package(base_dir: Path, content: model.ContentSpec) -> model.Artifact:
     artifact = _identify(base_dir, content)
-    return artifacts.build(content, artifact, base_dir=base_dir, label=LABEL,
+    return layerbuild.build(content, artifact, base_dir=base_dir, label=LABEL,
                          build_dir=base_dir / ".reconcile" / "build")
 
 

@@ -1,4 +1,4 @@
-"""Tests of `content` (and `artifacts.build`) on real files in tmp_path: the folder walk and its
+"""Tests of `content` (and `layerbuild.build`) on real files in tmp_path: the folder walk and its
 safety rules, prebuilt and normalized zips, the stat cache, and building zips that are the same
 bytes whatever the order, mtimes, umask, folder or timezone the files were made with."""
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import archive, artifacts, errors, model
+from reconciler import archive, artifacts, errors, layerbuild, model
 from reconciler import content as layer_content
 from reconciler.content import statcache
 
@@ -103,7 +103,7 @@ def _identify(
 
 def _package(base_dir: Path, content: model.ContentSpec) -> model.Artifact:
     artifact = _identify(base_dir, content)
-    return artifacts.build(
+    return layerbuild.build(
         content, artifact, base_dir=base_dir, label=LABEL, build_dir=base_dir / "build"
     )
 
@@ -437,7 +437,7 @@ def test_prebuilt_zip_is_the_artifact_byte_for_byte(tmp_path: Path) -> None:
         zip_path=str(zip_path),
         unzipped_size=len(b"a = 1\n"),
     )
-    built = artifacts.build(
+    built = layerbuild.build(
         _zip_content("layer.zip"), artifact, base_dir=tmp_path, label=LABEL, build_dir=tmp_path
     )
     assert built is artifact
@@ -491,7 +491,7 @@ def test_normalized_zip_repacks_to_the_same_bytes_as_the_folder(tmp_path: Path) 
         messy.writestr(link, b"shared_utils")
         messy.writestr("python/shared_utils/__pycache__/text.cpython-312.pyc", b"\x00compiled")
     content = _zip_content("messy.zip", normalize=True)
-    normalized = artifacts.build(
+    normalized = layerbuild.build(
         content,
         _identify(tmp_path, content),
         base_dir=tmp_path,
@@ -688,7 +688,7 @@ def test_build_detects_content_changed_since_identify(tmp_path: Path) -> None:
     artifact = _identify(tmp_path, _content())
     (root / "README.txt").write_bytes(b"UTILITIES\n")  # same size, other bytes
     with pytest.raises(errors.ContentError, match="changed while planning"):
-        artifacts.build(
+        layerbuild.build(
             _content(), artifact, base_dir=tmp_path, label=LABEL, build_dir=tmp_path / "build"
         )
     assert list((tmp_path / "build").iterdir()) == []

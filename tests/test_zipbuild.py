@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import archive, artifacts, errors, model, zipbuild, zipindex
+from reconciler import archive, errors, layerbuild, model, wheelmembers, zipbuild, zipindex
 from reconciler import content as layer_content
 from reconciler.content import statcache
 
@@ -409,7 +409,7 @@ def _build_layer(
     artifact = layer_content.identify(_layer_content(), base_dir=tmp_path, label=LABEL,
                                       cache=digests)
     lookups_before = digests.hits + digests.misses
-    built = artifacts.build(
+    built = layerbuild.build(
         _layer_content(), artifact, base_dir=tmp_path, label=LABEL, build_dir=build_dir,
         cache=digests, previous_zip=previous_zip,
     )
@@ -489,7 +489,7 @@ def _wheel_build(wheel: Path, *, max_in_flight_bytes: int = zipbuild.DEFAULT_MAX
         entries = [model.Entry(arcname=f"python/{info.filename}",
                                source=f"{wheel}\0{info.filename}", size=info.file_size,
                                executable=False) for info in source.infolist()]
-        members = zipbuild.raw_members(str(wheel))
+        members = wheelmembers.raw_members(str(wheel))
 
         def open_entry(entry: model.Entry) -> contextlib.AbstractContextManager[io.BytesIO]:
             return contextlib.nullcontext(io.BytesIO(source.read(entry.source.split("\0")[1])))
