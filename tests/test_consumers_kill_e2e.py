@@ -1,6 +1,7 @@
 """A SIGKILL between a layer's publish and its consumers' updates, then a rerun: the installed
-`reconcile` (its own process) is killed while its first UpdateFunctionConfiguration is held
-by the fault proxy (before Lambda saw it, or after Lambda made it); the publish is recorded,
+`reconcile` (its own process) is killed while its first UpdateFunctionConfiguration, or its
+PutParameter, is held by the fault proxy (before the service saw it, or after it made it);
+the publish is recorded,
 so the rerun (in process) publishes nothing, moves what is left, writes the parameter,
 deletes the version the consumers left, and the plan after it is clean."""
 
@@ -19,11 +20,17 @@ __all__ = ["no_process_outlives_its_test"]  # the fixture, used by every test he
 NAME = "/layers/shared/latest"
 
 
-@pytest.mark.parametrize("forward", [False, True], ids=["unseen", "done"])
+MOMENTS = [("UpdateFunctionConfiguration", False), ("UpdateFunctionConfiguration", True),
+           ("PutParameter", False), ("PutParameter", True)]
+
+
+@pytest.mark.parametrize(("operation", "forward"), MOMENTS,
+                         ids=[f"{op}-{'done' if fw else 'unseen'}" for op, fw in MOMENTS])
 def test_a_kill_before_the_consumers_move_is_finished_by_the_next_apply(
-        tmp_path: Path, proxy: faultproxy.FaultProxy, forward: bool) -> None:
-    """Killed at the first function update: v2 is published and recorded; the rerun moves
-    both functions to it (once each), writes the parameter, deletes v1 (retain: 1)."""
+        tmp_path: Path, proxy: faultproxy.FaultProxy, operation: str, forward: bool) -> None:
+    """Killed at the first function update, or at the parameter's write: v2 is published
+    and recorded; the rerun moves what is left of the functions (once each), writes the
+    parameter unless it was, deletes v1 (retain: 1)."""
     old = publish("us-east-1", "shared")
     make_function("us-east-1", "api", [old])
     make_function("us-east-1", "worker", [old])
@@ -34,7 +41,7 @@ def test_a_kill_before_the_consumers_move_is_finished_by_the_next_apply(
         "version: 1\nregion: us-east-1\nlayers:\n  shared:\n"
         "    content: {path: shared, prefix: python}\n    retain: 1\n"
         f"    parameter: {NAME}\n    consumers:\n      functions: [api, worker]\n")
-    rule = faultproxy.hold(forward=forward, operation="UpdateFunctionConfiguration")
+    rule = faultproxy.hold(forward=forward, operation=operation)
     proxy.add(rule)
     started = Cli(root, "apply", "--yes")
     assert isinstance(rule.action, faultproxy.Hold)
@@ -44,14 +51,19 @@ def test_a_kill_before_the_consumers_move_is_finished_by_the_next_apply(
     recorded = json.loads((root / "layers.lock.json").read_text())
     assert latest("us-east-1").endswith(":shared:2")
     assert latest("us-east-1") in json.dumps(recorded)
-    assert parameter("us-east-1", NAME) is None
+    written = operation == "PutParameter" and forward
+    assert (parameter("us-east-1", NAME) is not None) == written
 
     rerun = invoke(root, "apply", "--yes", "--format", "json")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     report = json.loads(rerun.stdout)
     assert report["published"] == []
     moved = sorted(item["function"] for item in report["functions"])
-    assert moved == (["worker"] if forward else ["api", "worker"])
+    if operation == "PutParameter":
+        assert moved == []
+        assert len(report["parameters"]) == (0 if written else 1)
+    else:
+        assert moved == (["worker"] if forward else ["api", "worker"])
     new = latest("us-east-1")
     assert layers_of("us-east-1", "api") == [new]
     assert layers_of("us-east-1", "worker") == [new]
