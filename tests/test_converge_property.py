@@ -6,7 +6,9 @@ read back through the plan file's checks, then decided again under the lock) is 
 when nothing moved in between. The plan and apply use cases run in process, as `apply --yes`
 and `apply PLANFILE` run them (under the state lock), against a moto server through the real
 botocore adapter; few examples, so it stays well under a minute. The installed CLI pins
-`retain: 1`."""
+`retain: 1`. `lib` is consumed by the function `api` in every region and names its latest
+version in an SSM parameter: after each apply, every api of its regions uses the latest and
+the parameter names it, whatever was changed out of band (`drift`)."""
 
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class Layer:
         if self.align:
             lines.append("    align_versions: true")
         lines.append(f"    share: [{{account: '{PARTNER}'}}]" if self.share else "    share: []")
+        lines.append("    parameter: /layers/lib/latest\n    consumers: {functions: [api]}")
         return "\n".join(lines) + "\n"
 
 
@@ -75,7 +78,37 @@ EDITS = st.one_of(
     st.builds(lambda n: ("regions", n), st.sampled_from([2, 3])),
     st.builds(lambda r: ("outside", r), st.sampled_from(REGIONS[:2])),
     st.builds(lambda r: ("fillers", r), st.sampled_from(REGIONS[:2])),
+    st.builds(lambda r: ("drift", r), st.sampled_from(REGIONS[:2])),
 )
+ROLE = "arn:aws:iam::123456789012:role/converge"
+
+
+def consumers_everywhere() -> None:
+    """The function `api` in every region, using no layer."""
+    boto3.client("iam", region_name="us-east-1").create_role(
+        RoleName="converge", AssumeRolePolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": []}))
+    for region in REGIONS:
+        boto3.client("lambda", region_name=region).create_function(
+            FunctionName="api", Runtime="python3.12", Role=ROLE, Handler="x.handler",
+            Code={"ZipFile": small_zip("def handler(event, context):\n    return None\n")})
+
+
+def consumers_follow(layer: Layer) -> None:
+    """In each region of `lib`, api uses exactly lib's latest version and the parameter
+    names it."""
+    for region in REGIONS[:layer.regions]:
+        client = boto3.client("lambda", region_name=region)
+        listed = client.list_layer_versions(LayerName="lib")["LayerVersions"]
+        latest = max((item for item in listed
+                      if item.get("Description") != planner.FILLER_DESCRIPTION),
+                     key=lambda item: item["Version"])["LayerVersionArn"]
+        used = [item["Arn"] for item in client.get_function_configuration(
+            FunctionName="api").get("Layers", [])]
+        assert used == [latest], (region, used, latest)
+        value = boto3.client("ssm", region_name=region).get_parameter(
+            Name="/layers/lib/latest")["Parameter"]["Value"]
+        assert value == latest, (region, value, latest)
 
 
 def small_zip(text: str) -> bytes:
@@ -90,7 +123,7 @@ def edit(folder: Path, layer: Layer, step: tuple[str, object], *, serial: int) -
     """Carry out one edit; the layer as the manifest now says."""
     kind, value = step
     client = boto3.client("lambda", region_name=str(value)) if kind in (
-        "outside", "fillers") else None
+        "outside", "fillers", "drift") else None
     if kind == "content":
         layer = Layer(content=int(str(value)), retain=layer.retain, align=layer.align,
                       share=layer.share, regions=layer.regions)
@@ -109,6 +142,8 @@ def edit(folder: Path, layer: Layer, step: tuple[str, object], *, serial: int) -
     elif kind == "outside" and client is not None:
         client.publish_layer_version(LayerName="lib",
                                      Content={"ZipFile": small_zip(f"outside {serial}")})
+    elif kind == "drift" and client is not None:  # api moved off lib out of band
+        client.update_function_configuration(FunctionName="api", Layers=[])
     elif kind == "fillers" and client is not None:  # as a killed apply leaves them
         for _ in range(2):
             client.publish_layer_version(LayerName="lib",
@@ -130,12 +165,14 @@ def plan_and_apply(folder: Path, *, apply: bool, saved: bool = False
     store = aws.Boto3LayerStore(max_rps=None)
     selection = planning.select(parsed, default_region=None, targets=(), regions=())
     code = artifacts.LocalCode(space=space, manifest=parsed, objects=store)
+    consumers = planning.Consumers(functions=aws.Boto3FunctionStore(store.clients),
+                                   parameters=aws.Boto3ParameterStore(store.clients))
     approved = None
     if saved:
         unlocked = planning.make_plan(
             parsed=parsed, selection=selection, snapshot=backend.read(),
             state_location="lockfile:layers.lock.json", manifest_digest=parsed.sha256,
-            store=store, code=code, state=backend)
+            store=store, code=code, state=backend, consumers=consumers)
         approved = planfile.from_document(savedplan.read_document(
             json.dumps(planfile.to_document(unlocked)).encode(), file="plan.json"))
     lock_id = backend.lock(state.new_holder(operation="apply", path="layers.yaml")) \
@@ -145,7 +182,7 @@ def plan_and_apply(folder: Path, *, apply: bool, saved: bool = False
         decided = planning.make_plan(
             parsed=parsed, selection=selection, snapshot=snapshot,
             state_location="lockfile:layers.lock.json", manifest_digest=parsed.sha256,
-            store=store, code=code, state=backend, lock_id=lock_id)
+            store=store, code=code, state=backend, lock_id=lock_id, consumers=consumers)
         if lock_id is None:
             return decided, None
         if approved is not None:
@@ -153,8 +190,11 @@ def plan_and_apply(folder: Path, *, apply: bool, saved: bool = False
             refused = [*savedplan.basis_differences(approved.basis, now=decided.basis),
                        *savedplan.differences(approved, decided)]
             assert refused == [], refused
+            assert savedplan.stale_consumers(approved, decided) == {}
         return decided, applying.apply(decided, store=store, state=backend, code=code,
-                                       snapshot=snapshot, objects=store)
+                                       snapshot=snapshot, objects=store,
+                                       functions=consumers.functions,
+                                       parameters=consumers.parameters)
     finally:
         if lock_id is not None:
             backend.unlock(lock_id)
@@ -182,8 +222,9 @@ def test_the_plan_right_after_any_apply_is_clean(
         moto_server: str, steps: list[tuple[tuple[str, object], bool]]) -> None:
     """After every apply (of a saved plan or not) of any sequence of edits, the apply
     succeeded without a warning, a saved plan was not refused, the next plan has no change at
-    all and no filler version is left in any region."""
+    all, no filler version is left in any region, and the consumers follow the latest."""
     motoserver.reset(moto_server)
+    consumers_everywhere()
     with tempfile.TemporaryDirectory(prefix="converge-") as name:
         folder = Path(name)
         for layer_folder in ("lib", "plain"):
@@ -202,6 +243,7 @@ def test_the_plan_right_after_any_apply_is_clean(
                        if c.action is not model.Action.NOOP or c.record is not None]
             assert not after.has_changes, (step, layer, pending)
             assert fillers_left() == [], (step, layer)
+            consumers_follow(layer)
 
 
 def test_retain_one_keeps_one_version_after_each_apply_through_the_cli(
