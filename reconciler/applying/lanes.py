@@ -320,8 +320,9 @@ def _gate(region: str, *, recorder: _Recorder, regions: _Regions,
 def _run_lane(lane: Lane, *, steps: Steps, recorder: _Recorder, regions: _Regions,
               stop: threading.Event) -> _LaneResult:
     """One lane's steps in order: its head, then (after a publish, only once it is
-    recorded, and after its fillers are deleted) its consumers, then its deletions, unless
-    a consumer was not moved (the version it was to leave may still be in use)."""
+    recorded, and after its fillers are deleted) its consumers, then its deletions; its
+    retention deletes wait when a consumer was not moved (the version it was to leave may
+    still be in use)."""
     result = _LaneResult()
     head, deletes = lane.head, list(lane.deletes)
     result.not_attempted += [NotAttempted(change, why) for change, why in lane.refused]
@@ -334,10 +335,13 @@ def _run_lane(lane: Lane, *, steps: Steps, recorder: _Recorder, regions: _Region
             return result
     if not _run_consumers(lane, steps=steps, recorder=recorder, regions=regions, stop=stop,
                           result=result) or lane.refused:
+        # Retention waits; a stray filler (no consumer ever uses one) still goes.
         waits = (f"a consumer of {lane.layer} in {lane.region} was not moved: retention "
                  "there waits for the apply that moves it")
-        result.not_attempted += [NotAttempted(change, waits) for change in deletes]
-        return result
+        result.not_attempted += [NotAttempted(change, waits) for change in deletes
+                                 if model.Reason.STRAY_FILLER not in change.reasons]
+        deletes = [change for change in deletes
+                   if model.Reason.STRAY_FILLER in change.reasons]
     for change in deletes:
         why = _gate(lane.region, recorder=recorder, regions=regions, stop=stop)
         if why is not None:
