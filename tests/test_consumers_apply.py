@@ -12,7 +12,7 @@ from pathlib import Path
 from fakes import FakeLayerStore
 from fakes_consumers import FakeFunctionStore, FakeParameterStore, UpdateFault
 
-from reconciler import applying, artifacts, errors, model, planning, workspace
+from reconciler import applying, artifacts, errors, model, planner, planning, workspace
 from reconciler.state.local import LocalStateBackend
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -178,3 +178,30 @@ def test_a_function_two_published_layers_move_gets_both_in_one_apply(tmp_path: P
     assert found.layers == ("x:1", new["a"].layer_version_arn,  # type: ignore[union-attr]
                             "y:1", new["b"].layer_version_arn)  # type: ignore[union-attr]
     assert len(report.moved) == 2
+
+
+def test_a_consumer_not_moved_holds_back_retention_but_not_a_stray_fillers_delete(
+        tmp_path: Path) -> None:
+    """api's update refused (busy): its failure reported, retention's delete of v1 waits,
+    and the filler an earlier apply left (v2) is deleted all the same."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  a:\n    content: {path: a}\n"
+        "    retain: 1\n    consumers: {functions: [api]}\n")
+    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    old = world.layers.put(region="us-east-1", layer_name="a", settings=model.Settings(),
+                           zip_bytes=b"old")
+    world.layers.put(region="us-east-1", layer_name="a",
+                     settings=model.Settings(description=planner.FILLER_DESCRIPTION),
+                     zip_bytes=planner.filler_zip_bytes())
+    world.functions.add(region="us-east-1", name="api", layers=(old.layer_version_arn,))
+    world.functions.update_faults["api"] = [UpdateFault(errors.FunctionBusy(
+        "busy", aws_code="ResourceConflictException"))]
+    report = world.apply()
+    assert [item.change.address.function for item in report.failed] == ["api"]
+    assert [deleted.versions for deleted in report.deleted] == [(2,)]
+    assert [item.change.details_as(model.DeleteDetails).version
+            for item in report.not_attempted] == [1]
+    assert [version.version for version in world.layers.all_versions(
+        region="us-east-1", layer_name="a")] == [1, 3]
