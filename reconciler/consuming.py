@@ -4,8 +4,9 @@ and those its tags find (GetResources), and its SSM parameter (GetParameter), re
 bounded pool through the ports, so that the stores' clients count every call in --max-rps.
 It decides nothing (planner.consumers does) and never writes.
 
-A function named by ARN is looked for in its ARN's region only; by name, in every region of
-the layer. The layer's ARN in a region is the remote latest's without its version, or, when
+A function named by ARN is looked for in its ARN's region only (one of the layer's regions:
+another is a plan error), and must be in the ARN's account; by name, in every region of the
+layer. The layer's ARN in a region is the remote latest's without its version, or, when
 the layer has none there yet, made from the account (one STS call, only then).
 """
 
@@ -25,6 +26,20 @@ def reference_name(reference: str) -> tuple[str, str | None]:
         return reference, None
     name = parts[parts.index("function") + 1]
     return name, parts[3] if parts[0] == "arn" and len(parts) > 3 else None
+
+
+def reference_account(reference: str) -> str | None:
+    """The account a function reference names (a full or partial ARN: the part before
+    `function`), None for a plain name."""
+    parts = reference.split(":")
+    if "function" not in parts or parts.index("function") == 0:
+        return None
+    return parts[parts.index("function") - 1] or None
+
+
+def _arn_account(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 else ""
 
 
 def partition(region: str) -> str:
@@ -78,8 +93,14 @@ def observe(specs: Sequence[model.LayerSpec], *, regions: Mapping[str, Sequence[
             for region in regions[spec.key]:
                 lookups.extend((spec, region, name, reference) for name, reference in
                                _wanted(spec, region, tagged.get((spec.key, region), ())))
-        configs = list(pool.map(lambda job: functions.function(region=job[1], name=job[2]),
-                                lookups))
+        configs = [
+            # A function named by ARN is that account's: one of the same name in another
+            # account (the credentials') is not it.
+            config if config is None or reference is None
+            or reference_account(reference) in (None, _arn_account(config.arn)) else None
+            for (_, _, _, reference), config in zip(lookups, pool.map(
+                lambda job: functions.function(region=job[1], name=job[2]), lookups),
+                strict=True)]
         parameter_jobs = [(spec, region) for spec in consumed if spec.parameter is not None
                           for region in regions[spec.key]]
         values = list(pool.map(lambda job: parameters.get(
@@ -97,6 +118,11 @@ def observe(specs: Sequence[model.LayerSpec], *, regions: Mapping[str, Sequence[
             if reference is not None:
                 looked_up.append((reference, region, config is not None))
         seen[spec.key] = planner.Seen(
+            outside=tuple(
+                (reference, arn_region) for reference in
+                (spec.consumers.functions if spec.consumers else ())
+                if (arn_region := reference_name(reference)[1]) is not None
+                and arn_region not in regions[spec.key]),
             layer_arns=_layer_arns(spec, regions[spec.key], remote=remote,
                                    account=account_once),
             functions={region: tuple(listed) for region, listed in found.items()},

@@ -31,6 +31,12 @@ _MB = 1024 * 1024
 _BOLD, _RESET = "\033[1m", "\033[0m"
 
 
+def error_layers(plan: model.Plan) -> list[str]:
+    """The layers with a plan error, each once, in the order of their first error (a layer
+    can have several: one per region, or per consumer)."""
+    return list(dict.fromkeys(error.layer for error in plan.errors))
+
+
 def short(code_sha256: object) -> str:
     """A CodeSha256 shortened for people: the first 12 characters."""
     if not code_sha256:
@@ -102,7 +108,7 @@ def summary_line(plan: model.Plan) -> str:
     parts.append(f"{counts['noop']} unchanged")
     records = len(plan.records)
     to_record = f" ({records} to record in the lockfile)" if records else ""
-    in_error = f"; {len(plan.errors)} in error" if plan.errors else ""
+    in_error = f"; {len(error_layers(plan))} in error" if plan.errors else ""
     return f"Plan: {', '.join(parts)}{to_record}{in_error}."
 
 
@@ -306,7 +312,7 @@ def text(plan: model.Plan, *, color: bool = False) -> str:
                  for warning in plan.warnings)
     lines.append("")
     if plan.errors:
-        lines.append(f"{len(plan.errors)} layer(s) could not be planned; apply refuses to "
+        lines.append(f"{len(error_layers(plan))} layer(s) could not be planned; apply refuses to "
                      "start until they are fixed.")
     elif not plan.has_changes:
         lines.append("No changes. The published layers match the manifest.")

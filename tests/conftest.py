@@ -41,7 +41,7 @@ TIERS: dict[str, tuple[str, ...]] = {
     "contracts": ("test_artifact_store_contract", "test_function_store_contract",
                   "test_layer_store_contract", "test_package_index_contract",
                   "test_parameter_store_contract", "test_state_contract"),
-    "usecases": ("test_adoption", "test_command_compose", "test_consumers_apply",
+    "usecases": ("test_adoption", "test_command_compose", "test_consumers_apply", "test_consuming",
                  "test_converge_property",
                  "test_fleet_apply", "test_publish_faults", "test_publishing",
                  "test_reconcile", "test_stray_fillers", "test_uploads"),

@@ -23,7 +23,7 @@ def function_arn(region: str, name: str) -> str:
 @dataclass
 class _Function:
     layers: tuple[str, ...]
-    revision_id: str
+    revision_id: str | None  # None: an endpoint that reports none (as moto)
     tags: dict[str, str]
     status: model.UpdateStatus = model.UpdateStatus.SUCCESSFUL
     reason: str = ""

@@ -344,10 +344,12 @@ def test_a_throttled_read_is_retried(proxy: faultproxy.FaultProxy) -> None:
     assert proxy.count(operation="GetParameter") == 3
 
 
-def test_writes_are_paced_below_ssms_quota(proxy: faultproxy.FaultProxy) -> None:
+@pytest.mark.parametrize("max_rps", [50, None], ids=["max-rps-50", "max-rps-0"])
+def test_writes_are_paced_below_ssms_quota(proxy: faultproxy.FaultProxy,
+                                           max_rps: float | None) -> None:
     """PutParameter calls of a region leave at most SSM_WRITES_PER_SECOND a second, one at a
-    time, even with --max-rps far above it."""
-    layers = aws.Boto3LayerStore(max_rps=50)
+    time, even with --max-rps far above it or off (0: the store's None)."""
+    layers = aws.Boto3LayerStore(max_rps=max_rps)
     slept: list[float] = []
     store = aws.Boto3ParameterStore(layers.clients, sleep=slept.append)
     # When each request leaves the client (its arrival at the proxy jitters with the load):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fakes import FakeLayerStore
 from fakes_consumers import FakeFunctionStore, FakeParameterStore, UpdateFault
 
 from reconciler import applying, artifacts, errors, model, planner, planning, workspace
+from reconciler.applying import consumers as applying_consumers
 from reconciler.state.local import LocalStateBackend
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -205,3 +207,57 @@ def test_a_consumer_not_moved_holds_back_retention_but_not_a_stray_fillers_delet
             for item in report.not_attempted] == [1]
     assert [version.version for version in world.layers.all_versions(
         region="us-east-1", layer_name="a")] == [1, 3]
+
+
+def test_a_second_layers_update_is_stale_when_its_own_entry_moved_since_the_plan(
+        tmp_path: Path) -> None:
+    """Of two layers moving one function, the second update starts from what the first left,
+    but only if its own entry is still the plan's: one changed out of band in between is
+    refused as stale, never overwritten."""
+
+    for key in ("a", "b"):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "f.txt").write_text(key)
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\ndefaults:\n  consumers:\n    functions: [api]\n"
+        "layers:\n  a:\n    content: {path: a}\n  b:\n    content: {path: b}\n")
+    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    old = {key: world.layers.put(region="us-east-1", layer_name=key, settings=model.Settings(),
+                                 zip_bytes=b"old").layer_version_arn for key in ("a", "b")}
+    world.functions.add(region="us-east-1", name="api", layers=(old["a"], old["b"]))
+    moves = {change.layer: change for change in world.plan().changes
+             if change.action is model.Action.UPDATE_FUNCTION}
+    coordination = applying_consumers.Coordination(tuple(moves.values()))
+    new = {key: old[key][:-1] + "2" for key in ("a", "b")}
+    applying_consumers.update_function(moves["a"], latest=new["a"], functions=world.functions,
+                                       progress=lambda _: None, coordination=coordination)
+    theirs = old["b"][:-1] + "7"
+    world.functions.functions[("us-east-1", "api")].layers = (new["a"], theirs)
+    with pytest.raises(errors.RevisionStale):
+        applying_consumers.update_function(moves["b"], latest=new["b"],
+                                           functions=world.functions,
+                                           progress=lambda _: None, coordination=coordination)
+    assert world.functions.functions[("us-east-1", "api")].layers == (new["a"], theirs)
+
+
+def test_a_function_already_on_the_target_is_done_not_stale(tmp_path: Path) -> None:
+    """Where the endpoint reports no RevisionId (read first): a function someone moved to
+    exactly the plan's layers since the plan is done (found so), not refused as stale."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  a:\n    content: {path: a}\n"
+        "    consumers:\n      functions: [api]\n")
+    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    world.functions.add(region="us-east-1", name="api")
+    assert world.apply().ok
+    function = world.functions.functions[("us-east-1", "api")]
+    function.layers, function.revision_id = (), None  # drift, on an endpoint like moto
+    plan = world.plan()
+    [move] = [change for change in plan.changes
+              if change.action is model.Action.UPDATE_FUNCTION]
+    function.layers = (world.latest("us-east-1"),)
+    report = world.apply(plan)
+    assert report.ok, report.failed
+    assert [moved.adopted for moved in report.moved] == [True]
+    assert move.details_as(model.FunctionDetails).after == (world.latest("us-east-1"),)

@@ -213,3 +213,31 @@ def test_with_some_regions_selected_a_function_found_in_none_is_a_note() -> None
     assert plan.errors == ()
     assert any("consumer function 'elsewhere' is not in us-east-1" in note
                for note in plan.changes[0].notes)
+
+
+def test_a_parameter_of_another_type_is_an_error_never_replaced() -> None:
+    """An existing SecureString or StringList parameter is a plan error naming its type; the
+    plan never turns it into a String."""
+    layer = spec(functions=(), parameter="/layers/shared")
+    for kind in ("SecureString", "StringList"):
+        found = model.ParameterValue(value="kms:ciphertext", version=2, type=kind)
+        plan = planner.plan([item(layer)], consumers={"shared": seen(parameter=found)})
+        assert consumer_changes(plan) == []
+        [error] = plan.errors
+        assert f"parameter '/layers/shared' in us-east-1 is a {kind}, not a String" \
+            in error.message
+
+
+def test_a_function_arn_outside_the_layers_regions_is_an_error() -> None:
+    """A function named by an ARN of a region the layer is not in cannot be moved: a plan
+    error naming the region; with some regions selected (--region), nothing."""
+    reference = "arn:aws:lambda:eu-west-1:123456789012:function:api"
+    layer = spec(functions=(reference,))
+    read = planner.Seen(layer_arns={REGION: LAYER.format(REGION)},
+                        outside=((reference, OTHER),))
+    [error] = planner.plan([item(layer)], consumers={"shared": read}).errors
+    assert f"function '{reference}' is in eu-west-1, which is not one of the layer's " \
+        "regions (us-east-1)" in error.message
+    partial = planner.Seen(layer_arns={REGION: LAYER.format(REGION)},
+                           outside=((reference, OTHER),), partial=True)
+    assert planner.plan([item(layer)], consumers={"shared": partial}).errors == ()

@@ -29,8 +29,8 @@ WAIT_SECONDS = 300.0
 
 @dataclass(frozen=True)
 class Moved:
-    """A function apply moved: its Layers now, and whether the update was found landed after
-    a lost reply."""
+    """A function apply moved: its Layers now, and whether it was found so instead of being
+    updated (an update that landed though its reply was lost, or someone else's)."""
 
     change: model.Change
     layers: tuple[str, ...]
@@ -134,11 +134,20 @@ def _update_locked(change: model.Change, *, latest: str | None,
         seen = functions.function(region=region, name=name)
         if seen is None:
             raise _stale(change, where)
+        if seen.layers == layers and not sibling:
+            # Already what this apply would set (someone moved it meanwhile): done, as a
+            # parameter already naming the latest is.
+            coordination.mark(region, name)
+            functions.wait_updated(region=region, name=name, timeout=wait_seconds)
+            return Moved(change, layers, adopted=True)
         if seen.layers != details.before:
-            if not sibling or coordination.others(region, name, seen.layers) != \
-                    coordination.others(region, name, details.before):
-                raise _stale(change, where)
+            # Only another layer of this apply may have moved it since the plan: the other
+            # layers' entries, and this layer's own, must be as the plan saw them.
             mine = own_layer(details)
+            if not sibling or coordination.others(region, name, seen.layers) != \
+                    coordination.others(region, name, details.before) or \
+                    _entry(seen.layers, mine) != _entry(details.before, mine):
+                raise _stale(change, where)
             layers = planner.layers_after(seen.layers, layer_arn=mine, latest=next(
                 arn for arn in layers if model.unversioned(arn) == mine))
         before = seen.layers
@@ -150,6 +159,11 @@ def _update_locked(change: model.Change, *, latest: str | None,
     coordination.mark(region, name)
     functions.wait_updated(region=region, name=name, timeout=wait_seconds)
     return Moved(change, layers, adopted=adopted)
+
+
+def _entry(layers: tuple[str, ...], layer_arn: str) -> str | None:
+    """The entry of the layer `layer_arn` (unversioned) in `layers`, if any."""
+    return next((arn for arn in layers if model.unversioned(arn) == layer_arn), None)
 
 
 def _send_once(functions: ports.FunctionStore, *, region: str, name: str,

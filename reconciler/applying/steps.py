@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from reconciler import errors, model, planner, ports, publishing
+from reconciler import errors, model, planner, ports, publishing, render
 from reconciler.applying import consumers
 from reconciler.applying.report import Deleted, Granted, Published
 
@@ -41,7 +41,8 @@ def preflight(plan: model.Plan, *, state: ports.StateBackend,
     if plan.errors:
         listed = "\n".join(f"  {error.layer}: {error.message}" for error in plan.errors)
         raise errors.ApplyRefused(
-            f"refusing to apply: {len(plan.errors)} layer(s) could not be planned:\n{listed}",
+            f"refusing to apply: {len(render.error_layers(plan))} layer(s) could not be "
+            f"planned:\n{listed}",
             hint="fix them (or leave them out with --target) and plan again")
     zips: dict[tuple[str, str], Path] = {}
     for change in plan.changes:

@@ -271,9 +271,11 @@ class Clients:
             client = self._changes.get(("ssm", region))
             if client is None:
                 client = self._new("ssm", region=region, config=self._publish_config)
-                if self._max_rps is not None:
-                    self._limit(client, region=region, quota="ssm-writes", event="ssm",
-                                rate=min(self._max_rps, SSM_WRITES_PER_SECOND), burst=1)
+                # Paced whatever --max-rps says, 0 (no client-side limit) included: SSM's
+                # write quota is per account, and a burst of writes is throttled.
+                self._limit(client, region=region, quota="ssm-writes", event="ssm",
+                            rate=min(self._max_rps or SSM_WRITES_PER_SECOND,
+                                     SSM_WRITES_PER_SECOND), burst=1, always=True)
                 client.meta.events.register("before-send.ssm", self.sending.mark)
                 self._changes[("ssm", region)] = client
             return client
@@ -306,16 +308,18 @@ class Clients:
 
     def _limit(self, client: Any, *, region: str, quota: str = "lambda",
                event: str = "lambda", rate: float | None = None,
-               burst: int = ratelimit.DEFAULT_BURST) -> None:
+               burst: int = ratelimit.DEFAULT_BURST, always: bool = False) -> None:
         """Make every request of `client` (each attempt of each call: a retry counts against
         the quota too) take a token from the bucket of `quota` in the region first (`rate`:
-        --max-rps unless given). Called with the lock held."""
-        if self._max_rps is None:
+        --max-rps unless given; none without --max-rps unless `always`). Called with the lock
+        held."""
+        limit = rate or self._max_rps
+        if limit is None or (self._max_rps is None and not always):
             return
         bucket = self._buckets.get((quota, region))
         if bucket is None:
             bucket = self._buckets[(quota, region)] = ratelimit.TokenBucket(
-                rate=rate or self._max_rps, burst=burst)
+                rate=limit, burst=burst)
 
         # before-send runs once per attempt, just before the request goes on the wire; a
         # handler that returns a value replaces the response, so this one returns None. On a

@@ -132,8 +132,8 @@ def plan(
     workflow.step_summary(render.markdown(the_plan, title=workflow.summary_title()))
     if the_plan.errors:
         raise errors.ReconcilerError(
-            f"{len(the_plan.errors)} layer(s) could not be planned: "
-            + ", ".join(error.layer for error in the_plan.errors),
+            f"{len(render.error_layers(the_plan))} layer(s) could not be planned: "
+            + ", ".join(render.error_layers(the_plan)),
             hint="the plan above shows each error; the other layers were planned")
     if detailed_exitcode and the_plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)

@@ -39,6 +39,9 @@ class Seen:
     looked_up: tuple[tuple[str, str, bool], ...] = ()
     parameters: Mapping[str, model.ParameterValue | None] = field(default_factory=dict)
     partial: bool = False
+    # Functions named by a full ARN whose region is not one of the layer's (reference,
+    # region): never looked up, since the layer has no version there to move them to.
+    outside: tuple[tuple[str, str], ...] = ()
 
 
 def latest_arn(change: model.Change, *, layer_arn: str) -> str | None:
@@ -103,8 +106,17 @@ def function_change(change: model.Change, config: model.FunctionConfig, *, layer
 
 
 def parameter_change(change: model.Change, *, name: str, found: model.ParameterValue | None,
-                     latest: str) -> model.Change | None:
-    """The put_parameter change that makes `name` hold `latest` (None: it does already)."""
+                     latest: str) -> model.Change | model.LayerError | None:
+    """The put_parameter change that makes `name` hold `latest` (None: it does already), or
+    the plan error when the parameter exists with another type: reconcile writes String
+    parameters, and never turns a SecureString or StringList someone made into one."""
+    if found is not None and found.type != "String":
+        return model.LayerError(
+            layer=change.layer,
+            message=f"parameter '{name}' in {change.region} is a {found.type}, not a String: "
+                    "reconcile writes the latest version's ARN as a String parameter and "
+                    "does not replace a parameter of another type",
+            hint="delete the parameter or name another one in `parameter`")
     if found is not None and found.value == latest:
         return None
     reasons = ((model.Reason.CONSUMER_ADDED,) if found is None
@@ -152,7 +164,9 @@ def region_changes(spec: model.LayerSpec, change: model.Change, seen: Seen
     if spec.parameter is not None and region in seen.parameters:
         put = parameter_change(change, name=spec.parameter, found=seen.parameters[region],
                                latest=latest)
-        if put is not None:
+        if isinstance(put, model.LayerError):
+            problems.append(put)
+        elif put is not None:
             changes.append(put)
     return changes, problems
 
@@ -166,6 +180,15 @@ def lookup_findings(spec: model.LayerSpec, seen: Seen
         regions_of.setdefault(reference, {})[region] = found
     problems: list[model.LayerError] = []
     notes: dict[str, list[str]] = {}
+    for reference, region in seen.outside:
+        if seen.partial:
+            continue  # --region left its region out: nothing is planned there anyway
+        problems.append(model.LayerError(
+            layer=spec.key,
+            message=f"consumers: function '{reference}' is in {region}, which is not one of "
+                    f"the layer's regions ({', '.join(sorted(seen.layer_arns))})",
+            hint="add the region to the layer's `region`, or take the function out of "
+                 "`consumers.functions`"))
     for reference, found_in in sorted(regions_of.items()):
         present = sorted(region for region, found in found_in.items() if found)
         if not present and seen.partial:
