@@ -73,6 +73,21 @@ class World:
         return found.layer_version_arn
 
 
+def two_layers(tmp_path: Path) -> tuple[World, dict[str, str]]:
+    """Layers `a` and `b` (folders), both consumed by `api`, each with a v1 published
+    outside (their ARNs by key): a plan publishes both."""
+    for key in ("a", "b"):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "f.txt").write_text(key)
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\ndefaults:\n  consumers:\n    functions: [api]\n"
+        "layers:\n  a:\n    content: {path: a}\n  b:\n    content: {path: b}\n")
+    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    old = {key: world.layers.put(region="us-east-1", layer_name=key, settings=model.Settings(),
+                                 zip_bytes=b"old").layer_version_arn for key in ("a", "b")}
+    return world, old
+
+
 def test_the_plan_reads_each_region_and_tags_once_per_region(tmp_path: Path) -> None:
     """Functions by name are read in every region, one named by ARN only in its own, the
     tagged ones found once per region; the apply moves them all to the version it records."""
@@ -159,15 +174,7 @@ def test_a_function_two_published_layers_move_gets_both_in_one_apply(tmp_path: P
     between two other layers): one apply moves api to both new versions, the other entries
     and the order kept; the second update starts from the first one's layers, not refused
     as stale."""
-    for key in ("a", "b"):
-        (tmp_path / key).mkdir()
-        (tmp_path / key / "f.txt").write_text(key)
-    (tmp_path / "layers.yaml").write_text(
-        "version: 1\nregion: us-east-1\ndefaults:\n  consumers:\n    functions: [api]\n"
-        "layers:\n  a:\n    content: {path: a}\n  b:\n    content: {path: b}\n")
-    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
-    old = {key: world.layers.put(region="us-east-1", layer_name=key, settings=model.Settings(),
-                                 zip_bytes=b"old").layer_version_arn for key in ("a", "b")}
+    world, old = two_layers(tmp_path)
     world.functions.add(region="us-east-1", name="api",
                         layers=("x:1", old["a"], "y:1", old["b"]))
     report = world.apply()
@@ -215,15 +222,7 @@ def test_a_second_layers_update_is_stale_when_its_own_entry_moved_since_the_plan
     but only if its own entry is still the plan's: one changed out of band in between is
     refused as stale, never overwritten."""
 
-    for key in ("a", "b"):
-        (tmp_path / key).mkdir()
-        (tmp_path / key / "f.txt").write_text(key)
-    (tmp_path / "layers.yaml").write_text(
-        "version: 1\nregion: us-east-1\ndefaults:\n  consumers:\n    functions: [api]\n"
-        "layers:\n  a:\n    content: {path: a}\n  b:\n    content: {path: b}\n")
-    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
-    old = {key: world.layers.put(region="us-east-1", layer_name=key, settings=model.Settings(),
-                                 zip_bytes=b"old").layer_version_arn for key in ("a", "b")}
+    world, old = two_layers(tmp_path)
     world.functions.add(region="us-east-1", name="api", layers=(old["a"], old["b"]))
     moves = {change.layer: change for change in world.plan().changes
              if change.action is model.Action.UPDATE_FUNCTION}

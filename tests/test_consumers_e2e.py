@@ -54,6 +54,22 @@ def make_function(region: str, name: str, layers: list[str],
         Code={"ZipFile": _zip()}, Layers=layers, Tags=tags or {})
 
 
+def retained_project(tmp_path: Path, *, parameter_name: str) -> Path:
+    """`shared` v1 in us-east-1 (published outside), used by `api` and `worker`; retain: 1;
+    the parameter `parameter_name`; the folder's content changed, so a plan publishes v2."""
+    old = publish("us-east-1", "shared")
+    make_function("us-east-1", "api", [old])
+    make_function("us-east-1", "worker", [old])
+    root = tmp_path / "repo"
+    (root / "shared").mkdir(parents=True)
+    (root / "shared" / "shared.py").write_text("VALUE = 2\n")
+    (root / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  shared:\n"
+        "    content: {path: shared, prefix: python}\n    retain: 1\n"
+        f"    parameter: {parameter_name}\n    consumers:\n      functions: [api, worker]\n")
+    return root
+
+
 def layers_of(region: str, name: str) -> list[str]:
     """The layer ARNs function `name` in `region` uses, in order."""
     found = lambda_in(region).get_function_configuration(FunctionName=name)

@@ -15,7 +15,13 @@ from typing import Any
 import faultproxy
 import pytest
 from clirun import invoke
-from test_consumers_e2e import latest, layers_of, make_function, numbers, parameter, publish
+from test_consumers_e2e import (
+    latest,
+    layers_of,
+    numbers,
+    parameter,
+    retained_project,
+)
 
 from reconciler import aws
 from reconciler.command import compose
@@ -62,17 +68,7 @@ def quick_wait() -> Iterator[None]:
 def project(tmp_path: Path, proxy: faultproxy.FaultProxy) -> Path:
     """`shared` v1 in us-east-1 (published outside), used by `api` and `worker`; retain: 1;
     the parameter per layer. The proxy fronts moto."""
-    old = publish("us-east-1", "shared")
-    make_function("us-east-1", "api", [old])
-    make_function("us-east-1", "worker", [old])
-    root = tmp_path / "repo"
-    (root / "shared").mkdir(parents=True)
-    (root / "shared" / "shared.py").write_text("VALUE = 2\n")
-    (root / "layers.yaml").write_text(
-        "version: 1\nregion: us-east-1\nlayers:\n  shared:\n"
-        "    content: {path: shared, prefix: python}\n    retain: 1\n"
-        f"    parameter: {NAME}\n    consumers:\n      functions: [api, worker]\n")
-    return root
+    return retained_project(tmp_path, parameter_name=NAME)
 
 
 def apply_json(project: Path) -> tuple[int, dict[str, Any]]:

@@ -13,7 +13,13 @@ from pathlib import Path
 import faultproxy
 import pytest
 from clirun import invoke
-from test_consumers_e2e import latest, layers_of, make_function, numbers, parameter, publish
+from test_consumers_e2e import (
+    latest,
+    layers_of,
+    numbers,
+    parameter,
+    retained_project,
+)
 from test_reliability_e2e import Cli, no_process_outlives_its_test
 
 __all__ = ["no_process_outlives_its_test"]  # the fixture, used by every test here
@@ -31,16 +37,7 @@ def test_a_kill_before_the_consumers_move_is_finished_by_the_next_apply(
     """Killed at the first function update, or at the parameter's write: v2 is published
     and recorded; the rerun moves what is left of the functions (once each), writes the
     parameter unless it was, deletes v1 (retain: 1)."""
-    old = publish("us-east-1", "shared")
-    make_function("us-east-1", "api", [old])
-    make_function("us-east-1", "worker", [old])
-    root = tmp_path / "repo"
-    (root / "shared").mkdir(parents=True)
-    (root / "shared" / "shared.py").write_text("VALUE = 2\n")
-    (root / "layers.yaml").write_text(
-        "version: 1\nregion: us-east-1\nlayers:\n  shared:\n"
-        "    content: {path: shared, prefix: python}\n    retain: 1\n"
-        f"    parameter: {NAME}\n    consumers:\n      functions: [api, worker]\n")
+    root = retained_project(tmp_path, parameter_name=NAME)
     rule = faultproxy.hold(forward=forward, operation=operation)
     proxy.add(rule)
     started = Cli(root, "apply", "--yes")
