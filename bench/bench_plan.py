@@ -19,8 +19,8 @@ saw. Measured:
 
 The "server s" column is the time the server spent on the run's calls, measured at the proxy
 (from forwarding a request to having its reply), and "client s" the wall time less it: the
-client's own time. An apply's wall time includes moto's handling of the publish, ~1.5 s for a
-40 MB zip, so the apply targets are judged on the client's own time. Setup publishes (the
+client's own time. An apply's wall time includes moto's handling of the publish, 0.5-1.5 s for
+a 40 MB zip, so the apply targets are judged on the client's own time. Setup publishes (the
 applies that create the remote state) are not timed and run without the client-side rate
 limit. Each timed step runs --repeats times; the table shows medians and each target beside
 its figure; every sample goes to bench/results/plan-<time>.json.
@@ -81,8 +81,9 @@ class Run:
     code: int
     calls: int = 0
     get_layer_version: int = 0
-    # Seconds the server (moto, behind the proxy) spent on this run's calls; wall minus it is
-    # the client's own time. An apply's publish of a 40 MB zip costs moto ~1.5 s by itself.
+    # Seconds the server (moto, behind the proxy) spent on this run's calls (server_time);
+    # wall minus it is the client's own time. An apply's publish of a 40 MB zip costs moto
+    # 0.5-1.5 s by itself.
     server_seconds: float = 0.0
 
     @property
@@ -124,8 +125,21 @@ def measure(command: list[str], *, cwd: Path, env: dict[str, str],
         calls = proxy.calls[already:]
         run.calls = len(calls)
         run.get_layer_version = sum(call.operation == "GetLayerVersion" for call in calls)
-        run.server_seconds = sum(call.upstream_seconds for call in calls)
+        run.server_seconds = server_time(calls)
     return run
+
+
+def server_time(calls: list[faultproxy.Call]) -> float:
+    """Seconds during which the server was handling at least one of `calls`: the union of
+    their times upstream (each taken from its arrival at the proxy), so that calls answered in
+    parallel are not subtracted from the wall time twice."""
+    total, covered_until = 0.0, float("-inf")
+    for start, end in sorted((call.time, call.time + call.upstream_seconds)
+                             for call in calls if call.upstream_seconds > 0):
+        if end > covered_until:
+            total += end - max(start, covered_until)
+            covered_until = end
+    return total
 
 
 def _free_port() -> int:
@@ -335,7 +349,7 @@ def tree_steps(work: Path, *, env: dict[str, str], proxy: faultproxy.FaultProxy,
     files, size = tree_size(project / "layer")
     # No runtimes declared: the tree is this interpreter's packages (built for it and this
     # machine's glibc, not a Lambda runtime), so a declared runtime would fail the binary
-    # check; with none, every ELF file is still read and checked (as x86_64), only the glibc
+    # check; with none, every ELF file is still checked (as x86_64), only the glibc
     # and CPython-tag rules have nothing to hold it to.
     (project / "layers.yaml").write_text(
         "version: 1\nregion: us-east-1\nlayers:\n  packages:\n    content: {path: layer}\n")

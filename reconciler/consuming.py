@@ -67,9 +67,10 @@ def observe(specs: Sequence[model.LayerSpec], *, regions: Mapping[str, Sequence[
             remote: Mapping[tuple[str, str], model.RemoteVersion | None],
             functions: ports.FunctionStore, parameters: ports.ParameterStore,
             account: Callable[[], str], parallelism: int,
-            partial: bool = False) -> dict[str, planner.Seen]:
+            partial: bool = False,
+            manifest_regions: Sequence[str] = ()) -> dict[str, planner.Seen]:
     """What the planner needs of each consumed layer of `specs` (by key), in its `regions`
-    (`partial`: --region selected only some of them)."""
+    (`partial`: --region selected only some of the `manifest_regions`)."""
     consumed = [spec for spec in specs
                 if spec.consumers is not None or spec.parameter is not None]
     if not consumed:
@@ -119,8 +120,8 @@ def observe(specs: Sequence[model.LayerSpec], *, regions: Mapping[str, Sequence[
                 looked_up.append((reference, region, config is not None))
         seen[spec.key] = planner.Seen(
             outside=tuple(
-                (reference, arn_region) for reference in
-                (spec.consumers.functions if spec.consumers else ())
+                (reference, arn_region, partial and arn_region in manifest_regions)
+                for reference in (spec.consumers.functions if spec.consumers else ())
                 if (arn_region := reference_name(reference)[1]) is not None
                 and arn_region not in regions[spec.key]),
             layer_arns=_layer_arns(spec, regions[spec.key], remote=remote,

@@ -221,7 +221,7 @@ def make_plan(
         code.prune()
     seen = observe_consumers(found.planned(specs), selection=selection, remote=found.remote,
                              consumers=consumers, store=store, parallelism=parallelism,
-                             progress=progress)
+                             progress=progress, manifest_regions=parsed.regions)
     fingerprints = {key: artifact.fingerprint for key, artifact in found.artifacts.items()}
     # The lock is read only when there is a stray filler to delete or not.
     holder = lock_holder(state, lock_id=lock_id) if any(
@@ -268,8 +268,10 @@ class Consumers:
 def observe_consumers(planned: list[model.LayerSpec], *, selection: Selection,
                       remote: dict[tuple[str, str], model.RemoteVersion | None],
                       consumers: Consumers | None, store: ports.LayerStore, parallelism: int,
-                      progress: Progress) -> dict[str, planner.Seen]:
-    """What the planner needs of the consumers of `planned` (consuming.observe)."""
+                      progress: Progress,
+                      manifest_regions: Sequence[str] = ()) -> dict[str, planner.Seen]:
+    """What the planner needs of the consumers of `planned` (consuming.observe;
+    `manifest_regions`: the manifest's, of which --region may select some)."""
     if not any(spec.consumers is not None or spec.parameter is not None for spec in planned):
         return {}
     if consumers is None:
@@ -279,7 +281,8 @@ def observe_consumers(planned: list[model.LayerSpec], *, selection: Selection,
     return consuming.observe(planned, regions=selection.regions, remote=remote,
                              functions=consumers.functions, parameters=consumers.parameters,
                              account=store.account_id, parallelism=parallelism,
-                             partial=bool(selection.only_regions))
+                             partial=bool(selection.only_regions),
+                             manifest_regions=manifest_regions)
 
 
 def recorded(parsed: model.Manifest, *, selection: Selection, lock: model.Lock, owner: str,

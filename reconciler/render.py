@@ -387,7 +387,7 @@ def apply_text(report: dict[str, Any]) -> str:
         lines.append(f"{what:<9} {item['layer']} ({item['region']}): "
                      + ", ".join(f"v{version}" for version in item["versions"]))
     for item in report.get("functions", []):
-        how = " (found updated after a lost reply)" if item.get("adopted") else ""
+        how = " (found already updated)" if item.get("adopted") else ""
         lines.append(f"updated   {item['layer']} ({item['region']}): function "
                      f"{item['function']} uses {short_layers(tuple(item['layers']))}{how}")
     for item in report.get("parameters", []):

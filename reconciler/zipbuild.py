@@ -25,9 +25,10 @@ temporary file instead (so big files also deflate in parallel), which the writer
 
 The index beside each zip (`<zip stem>.index.json`) records the zip's own SHA-256 and size,
 the zlib version and settings, and for each member its path, kind, SHA-256 of its bytes, CRC,
-sizes and the offset of its compressed data. It is trusted only when its own digest matches,
-the zip's SHA-256 matches it and every member's local header is where it says; on any doubt the
-previous zip is not used and every file is deflated.
+sizes and the offset of its compressed data; and, when the build inspected its members, what
+each ELF member needs (a member copied into a rebuild takes it from there). It is trusted only
+when its own digest matches, the zip's SHA-256 matches it and every member's local header is
+where it says; on any doubt the previous zip is not used and every file is deflated.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """A built zip's index and the pointer to a layer's latest zip in .reconcile/builds: what an
 incremental rebuild needs to copy unchanged members' compressed bytes from the previous zip
-(each member's name, kind, digests, offsets: BuiltZip, IndexedMember), saved beside the zip,
-and verified against the zip itself before any byte of it is reused (PreviousZip). Shell: it
+(each member's name, kind, digests, offsets: BuiltZip, IndexedMember), and what each ELF
+member needs (so that the binary check of a rebuilt zip reads no copied member again), saved
+beside the zip, and verified against the zip itself before any byte of it is reused
+(PreviousZip). Shell: it
 reads and writes those files; deciding what to rebuild, and writing zips, is zipbuild's."""
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from reconciler import archive, elfcheck, errors
+from reconciler import __version__, archive, elfcheck, errors
 from reconciler.content import common
 
 # 2: the ELF facts of an inspected build ("elf"), so a rebuild that copies members knows them.
@@ -182,10 +184,14 @@ def _index_document(built: BuiltZip) -> dict[str, object]:
              m.data_offset]
             for m in built.members
         ],
-        # What each ELF member needs, when the build read every member (else null): a rebuild
-        # that copies members from this zip then knows theirs without reading them.
+        # What each ELF member needs, when the build knew it of every member (read, or taken
+        # from the previous zip's index; else null): a rebuild that copies members from this
+        # zip then knows theirs without reading them. Kept with the version of the tool that
+        # read them, so that another version's reader reads them again.
         "elf": None if built.elf_files is None else {
-            name: elfcheck.as_document(found) for name, found in built.elf_files.items()},
+            "version": __version__,
+            "files": {name: elfcheck.as_document(found)
+                      for name, found in built.elf_files.items()}},
     }
     document["index_sha256"] = _document_sha256(document)
     return document
@@ -312,11 +318,15 @@ def _indexed_members(document: object) -> list[IndexedMember] | None:
 
 
 def _elf_facts(document: object) -> ElfFacts | None:
-    """The index's ELF facts; None when it has none or any of them does not read back."""
-    if not isinstance(document, dict):
+    """The index's ELF facts; None when it has none, another version of the tool wrote them,
+    or any of them does not read back."""
+    if not isinstance(document, dict) or document.get("version") != __version__:
+        return None
+    files = document.get("files")
+    if not isinstance(files, dict):
         return None
     facts: dict[str, elfcheck.ElfInfo | elfcheck.BadElf] = {}
-    for name, found in document.items():
+    for name, found in files.items():
         info = elfcheck.from_document(found)
         if not isinstance(name, str) or info is None:
             return None

@@ -225,8 +225,9 @@ def test_a_rebuild_knows_the_elf_files_it_copied_from_the_previous_zip(
 def test_a_rebuild_from_an_uninspected_zip_leaves_its_elf_files_unknown(
         tmp_path: Path, libraries: dict[str, bytes]) -> None:
     """A previous zip whose build did not inspect its members gives a rebuild no ELF facts
-    (None: the check reads the zip), never partial ones; an index whose ELF facts were
-    tampered with is not trusted at all (every member read again)."""
+    (None: the check reads the zip), never partial ones; so do facts another version of the
+    tool wrote; and an index edited without its digest is not trusted at all (every member
+    read again)."""
     files = {"python/fast/libstatx.so": libraries["statx"], "python/a.py": b"a = 1\n" * 50}
     _folder_build(files, tmp_path / "src", tmp_path / "v1.zip", previous=None, inspect=False)
     files["python/a.py"] += b"b = 2\n"
@@ -237,7 +238,19 @@ def test_a_rebuild_from_an_uninspected_zip_leaves_its_elf_files_unknown(
     index = zipindex.index_path(tmp_path / "v2.zip")
     _folder_build(files, tmp_path / "src", tmp_path / "v2.zip", previous=None, inspect=True)
     document = json.loads(index.read_text())
-    document["elf"]["python/fast/libstatx.so"] = {"machine": "x86_64"}  # not what was written
+    document["elf"]["version"] = "0.0.1"  # another version's reader, the digest made again
+    body = {key: value for key, value in document.items() if key != "index_sha256"}
+    document["index_sha256"] = hashlib.sha256(json.dumps(
+        body, sort_keys=True, separators=(",", ":")).encode("ascii")).hexdigest()
+    index.write_text(json.dumps(document))
+    files["python/a.py"] += b"d = 4\n"
+    older = _folder_build(files, tmp_path / "src", tmp_path / "v2b.zip",
+                          previous=tmp_path / "v2.zip", inspect=True)
+    assert older.reused == 1 and older.elf_files is None
+
+    _folder_build(files, tmp_path / "src", tmp_path / "v2.zip", previous=None, inspect=True)
+    document = json.loads(index.read_text())
+    document["elf"]["files"]["python/fast/libstatx.so"] = {"machine": "x86_64"}  # a lie
     index.write_text(json.dumps(document))
     files["python/a.py"] += b"c = 3\n"
     tampered = _folder_build(files, tmp_path / "src", tmp_path / "v3.zip",

@@ -239,9 +239,12 @@ def test_a_second_layers_update_is_stale_when_its_own_entry_moved_since_the_plan
     assert world.functions.functions[("us-east-1", "api")].layers == (new["a"], theirs)
 
 
-def test_a_function_already_on_the_target_is_done_not_stale(tmp_path: Path) -> None:
-    """Where the endpoint reports no RevisionId (read first): a function someone moved to
-    exactly the plan's layers since the plan is done (found so), not refused as stale."""
+@pytest.mark.parametrize("revisions", [False, True], ids=["no-revision-id", "revision-id"])
+def test_a_function_already_on_the_target_is_done_not_stale(tmp_path: Path,
+                                                            revisions: bool) -> None:
+    """A function someone moved to exactly the plan's layers since the plan is done (found
+    so), not refused as stale: where the endpoint reports no RevisionId (read first), and
+    where the update carrying the plan's RevisionId is refused (read back)."""
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "f.txt").write_text("x")
     (tmp_path / "layers.yaml").write_text(
@@ -251,11 +254,16 @@ def test_a_function_already_on_the_target_is_done_not_stale(tmp_path: Path) -> N
     world.functions.add(region="us-east-1", name="api")
     assert world.apply().ok
     function = world.functions.functions[("us-east-1", "api")]
-    function.layers, function.revision_id = (), None  # drift, on an endpoint like moto
+    function.layers = ()  # drift
+    if not revisions:
+        function.revision_id = None  # an endpoint like moto
     plan = world.plan()
     [move] = [change for change in plan.changes
               if change.action is model.Action.UPDATE_FUNCTION]
-    function.layers = (world.latest("us-east-1"),)
+    world.functions.update_layers(region="us-east-1", name="api",
+                                  layers=(world.latest("us-east-1"),), revision_id=None)
+    if not revisions:
+        function.revision_id = None
     report = world.apply(plan)
     assert report.ok, report.failed
     assert [moved.adopted for moved in report.moved] == [True]

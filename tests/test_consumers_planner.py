@@ -230,14 +230,28 @@ def test_a_parameter_of_another_type_is_an_error_never_replaced() -> None:
 
 def test_a_function_arn_outside_the_layers_regions_is_an_error() -> None:
     """A function named by an ARN of a region the layer is not in cannot be moved: a plan
-    error naming the region; with some regions selected (--region), nothing."""
+    error naming the region; nothing only when --region left that region of the manifest
+    out."""
     reference = "arn:aws:lambda:eu-west-1:123456789012:function:api"
     layer = spec(functions=(reference,))
+    for deselected in (False, True):
+        # --region with the ARN's region outside the manifest's is still the error.
+        read = planner.Seen(layer_arns={REGION: LAYER.format(REGION)},
+                            outside=((reference, OTHER, False),), partial=deselected)
+        [error] = planner.plan([item(layer)], consumers={"shared": read}).errors
+        assert f"function '{reference}' is in eu-west-1, which is not one of the layer's " \
+            "regions (us-east-1)" in error.message
+    left_out = planner.Seen(layer_arns={REGION: LAYER.format(REGION)},
+                            outside=((reference, OTHER, True),), partial=True)
+    assert planner.plan([item(layer)], consumers={"shared": left_out}).errors == ()
+
+
+def test_a_function_arn_found_nowhere_may_be_in_another_account() -> None:
+    """A function named by ARN and not found: the error says it may be the ARN's account
+    that differs, not only the region."""
+    reference = "arn:aws:lambda:us-east-1:999999999999:function:api"
     read = planner.Seen(layer_arns={REGION: LAYER.format(REGION)},
-                        outside=((reference, OTHER),))
-    [error] = planner.plan([item(layer)], consumers={"shared": read}).errors
-    assert f"function '{reference}' is in eu-west-1, which is not one of the layer's " \
-        "regions (us-east-1)" in error.message
-    partial = planner.Seen(layer_arns={REGION: LAYER.format(REGION)},
-                           outside=((reference, OTHER),), partial=True)
-    assert planner.plan([item(layer)], consumers={"shared": partial}).errors == ()
+                        looked_up=((reference, REGION, False),))
+    [error] = planner.plan([item(spec(functions=(reference,)))],
+                           consumers={"shared": read}).errors
+    assert error.message.endswith("(us-east-1) or not in the account its ARN names")

@@ -21,11 +21,13 @@ def layer(*functions: str) -> model.LayerSpec:
 
 
 def observe(spec: model.LayerSpec, store: FakeFunctionStore, *,
-            regions: tuple[str, ...] = (REGION,)) -> planner.Seen:
+            regions: tuple[str, ...] = (REGION,), partial: bool = False,
+            manifest_regions: tuple[str, ...] = (REGION,)) -> planner.Seen:
     """consuming.observe of `spec` in `regions` (no remote version: the account is asked)."""
     seen = consuming.observe([spec], regions={spec.key: regions}, remote={},
                              functions=store, parameters=FakeParameterStore(),
-                             account=lambda: "123456789012", parallelism=2)
+                             account=lambda: "123456789012", parallelism=2,
+                             partial=partial, manifest_regions=manifest_regions)
     return seen[spec.key]
 
 
@@ -46,13 +48,21 @@ def test_a_function_arn_of_another_account_is_not_the_same_name_here() -> None:
 
 def test_a_function_arn_outside_the_layers_regions_is_reported() -> None:
     """An ARN in a region the layer is not in is never looked up, and is reported as
-    outside (the planner makes it a plan error)."""
+    outside (the planner makes it a plan error), as left out only when --region left that
+    region of the manifest out."""
     store = FakeFunctionStore()
     store.add(region=OTHER, name="api")
     reference = "arn:aws:lambda:eu-west-1:123456789012:function:api"
     seen = observe(layer(reference), store)
-    assert seen.outside == ((reference, OTHER),)
+    assert seen.outside == ((reference, OTHER, False),)
     assert seen.looked_up == () and store.calls == []
+    # --region us-east-1 of a manifest in both regions: its region was only left out.
+    left_out = observe(layer(reference), store, partial=True,
+                       manifest_regions=(REGION, OTHER))
+    assert left_out.outside == ((reference, OTHER, True),)
+    # --region us-east-1 of a manifest in us-east-1 only: still outside the layer's regions.
+    assert observe(layer(reference), store, partial=True).outside == (
+        (reference, OTHER, False),)
 
 
 def test_reference_account_reads_full_and_partial_arns() -> None:

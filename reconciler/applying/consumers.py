@@ -154,8 +154,16 @@ def _update_locked(change: model.Change, *, latest: str | None,
         if sibling and revision is not None:
             revision = seen.revision_id  # the one this apply's own update left
     progress(f"{change.layer}: updating {where}")
-    adopted = _send_once(functions, region=region, name=name, layers=layers, before=before,
-                         revision_id=revision)
+    try:
+        adopted = _send_once(functions, region=region, name=name, layers=layers,
+                             before=before, revision_id=revision)
+    except errors.RevisionStale:
+        # Refused for its RevisionId: changed since the plan. Already what this apply would
+        # set (someone moved it meanwhile) is done, as on the read-first path; else stale.
+        found = functions.function(region=region, name=name)
+        if found is None or found.layers != layers:
+            raise
+        adopted = True
     coordination.mark(region, name)
     functions.wait_updated(region=region, name=name, timeout=wait_seconds)
     return Moved(change, layers, adopted=adopted)
@@ -196,6 +204,8 @@ def put_parameter(change: model.Change, *, latest: str | None,
     value = resolved(details.after, latest=latest)
     where = f"SSM parameter '{name}' in {region}"
     found = parameters.get(region=region, name=name)
+    if found is not None and found.type != "String":
+        raise _stale(change, where)  # made another type since the plan: never replaced
     if found is not None and found.value == value:
         return Written(change, value, found.version)
     if (found.value if found else None) != details.before:

@@ -272,7 +272,7 @@ class Clients:
             if client is None:
                 client = self._new("ssm", region=region, config=self._publish_config)
                 # Paced whatever --max-rps says, 0 (no client-side limit) included: SSM's
-                # write quota is per account, and a burst of writes is throttled.
+                # write quota is per account and region, and a burst of writes is throttled.
                 self._limit(client, region=region, quota="ssm-writes", event="ssm",
                             rate=min(self._max_rps or SSM_WRITES_PER_SECOND,
                                      SSM_WRITES_PER_SECOND), burst=1, always=True)

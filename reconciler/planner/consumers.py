@@ -39,9 +39,10 @@ class Seen:
     looked_up: tuple[tuple[str, str, bool], ...] = ()
     parameters: Mapping[str, model.ParameterValue | None] = field(default_factory=dict)
     partial: bool = False
-    # Functions named by a full ARN whose region is not one of the layer's (reference,
-    # region): never looked up, since the layer has no version there to move them to.
-    outside: tuple[tuple[str, str], ...] = ()
+    # Functions named by a full ARN whose region is not one of the layer's planned regions
+    # (reference, region, deselected: --region left that region of the manifest out): never
+    # looked up, since the layer has no version there to move them to.
+    outside: tuple[tuple[str, str, bool], ...] = ()
 
 
 def latest_arn(change: model.Change, *, layer_arn: str) -> str | None:
@@ -180,8 +181,8 @@ def lookup_findings(spec: model.LayerSpec, seen: Seen
         regions_of.setdefault(reference, {})[region] = found
     problems: list[model.LayerError] = []
     notes: dict[str, list[str]] = {}
-    for reference, region in seen.outside:
-        if seen.partial:
+    for reference, region, deselected in seen.outside:
+        if deselected:
             continue  # --region left its region out: nothing is planned there anyway
         problems.append(model.LayerError(
             layer=spec.key,
@@ -198,10 +199,12 @@ def lookup_findings(spec: model.LayerSpec, seen: Seen
                     "selected regions; --region left some out)")
             continue
         if not present:
+            account = " or not in the account its ARN names" if ":function:" in reference \
+                else ""
             problems.append(model.LayerError(
                 layer=spec.key,
                 message=f"consumers: function '{reference}' is in none of the layer's regions "
-                        f"({', '.join(sorted(found_in))})",
+                        f"({', '.join(sorted(found_in))}){account}",
                 hint="check its name and the manifest's regions, or take it out of "
                      "`consumers.functions`"))
             continue
