@@ -268,3 +268,24 @@ def test_a_function_already_on_the_target_is_done_not_stale(tmp_path: Path,
     assert report.ok, report.failed
     assert [moved.adopted for moved in report.moved] == [True]
     assert move.details_as(model.FunctionDetails).after == (world.latest("us-east-1"),)
+
+
+def test_a_parameter_made_another_type_since_the_plan_is_stale(tmp_path: Path) -> None:
+    """A parameter someone recreated as a StringList between plan and apply, holding the very
+    value the plan saw, is refused as stale and left as it is (not replaced by a String)."""
+    world = World(space_of(tmp_path, "      functions: [api]\n"))
+    for region in REGIONS:
+        world.functions.add(region=region, name="api")
+        world.parameters.put(region=region, name=NAME, value="old", overwrite=False)
+    plan = world.plan()
+    [put, *_] = [change for change in plan.changes
+                 if change.action is model.Action.PUT_PARAMETER]
+    region = put.region
+    assert put.details_as(model.ParameterDetails).before == "old"
+    world.parameters.parameters[(region, NAME)] = model.ParameterValue(
+        value="old", version=2, type="StringList")
+    report = world.apply(plan)
+    stale = [item for item in report.failed if item.change.region == region
+             and item.change.action is model.Action.PUT_PARAMETER]
+    assert len(stale) == 1 and isinstance(stale[0].error, errors.RevisionStale)
+    assert world.parameters.parameters[(region, NAME)].type == "StringList"

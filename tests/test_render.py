@@ -91,3 +91,16 @@ def test_sizes_read_as_bytes_kb_or_mb() -> None:
     assert render.byte_size(294) == "294 bytes"
     assert render.byte_size(5 * 1024) == "5.0 KB"
     assert render.byte_size(37 * 1024 * 1024) == "37.0 MB"
+
+
+def test_a_layer_with_several_errors_counts_once() -> None:
+    """A layer with errors in two places (two consumers, or two regions) is one layer that
+    could not be planned, in the text's closing line and its summary."""
+    errors = tuple(model.LayerError(layer="a", message=message, hint="")
+                   for message in ("consumer one", "consumer two"))
+    plan = model.Plan(changes=(PLAN.changes[2],),
+                      errors=(*errors, model.LayerError(layer="b", message="x", hint="")))
+    assert render.error_layers(plan) == ["a", "b"]
+    text = render.text(plan)
+    assert "2 layer(s) could not be planned; apply refuses to start" in text
+    assert "; 2 in error." in text
