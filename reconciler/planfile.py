@@ -209,16 +209,16 @@ def _decode_forget(raw: dict[str, Any], where: str) -> model.ForgetDetails:
 
 
 def _encode_function(details: model.FunctionDetails, change: model.Change) -> dict[str, Any]:
-    return {"kind": model.ChangeKind.FUNCTION.value, "function": {
-        "name": change.address.function, "arn": details.function_arn,
-        "before": list(details.before), "after": list(details.after),
-        "revision_id": details.revision_id}}
+    return {"kind": model.ChangeKind.FUNCTION.value, "function": change.address.function,
+            "function_arn": details.function_arn,
+            "layers": {"before": list(details.before), "after": list(details.after)},
+            "revision_id": details.revision_id}
 
 
 def _encode_parameter(details: model.ParameterDetails, change: model.Change) -> dict[str, Any]:
-    return {"kind": model.ChangeKind.PARAMETER.value, "parameter": {
-        "name": change.address.parameter, "before": details.before, "after": details.after,
-        "version": details.version}}
+    return {"kind": model.ChangeKind.PARAMETER.value, "parameter": change.address.parameter,
+            "value": {"before": details.before, "after": details.after},
+            "parameter_version": details.version}
 
 
 def _strings(raw: Any, key: str, *, where: str) -> tuple[str, ...]:
@@ -229,22 +229,22 @@ def _strings(raw: Any, key: str, *, where: str) -> tuple[str, ...]:
 
 
 def _decode_function(raw: dict[str, Any], where: str) -> model.FunctionDetails:
-    found = _require(raw, "function", dict, where=where)
-    inner = where + "function."
-    revision = found.get("revision_id")
+    layers = _require(raw, "layers", dict, where=where)
+    revision = raw.get("revision_id")
     return model.FunctionDetails(
-        function_arn=_require(found, "arn", str, where=inner),
-        before=_strings(found, "before", where=inner), after=_strings(found, "after", where=inner),
+        function_arn=_require(raw, "function_arn", str, where=where),
+        before=_strings(layers, "before", where=where + "layers."),
+        after=_strings(layers, "after", where=where + "layers."),
         revision_id=revision if isinstance(revision, str) else None)
 
 
 def _decode_parameter(raw: dict[str, Any], where: str) -> model.ParameterDetails:
-    found = _require(raw, "parameter", dict, where=where)
-    before = found.get("before")
+    value = _require(raw, "value", dict, where=where)
+    before = value.get("before")
     return model.ParameterDetails(
         before=before if isinstance(before, str) else None,
-        after=_require(found, "after", str, where=where + "parameter."),
-        version=_optional_int(found, "version"))
+        after=_require(value, "after", str, where=where + "value."),
+        version=_optional_int(raw, "parameter_version"))
 
 
 def _read_address(raw: dict[str, Any], *, where: str) -> model.Address:
@@ -259,7 +259,7 @@ def _read_address(raw: dict[str, Any], *, where: str) -> model.Address:
                             hint="was it made by a newer reconcile?") from None
     if kind is model.ChangeKind.LAYER:
         return model.Address.of_layer(layer, region)
-    name = _require(raw.get(kind.value), "name", str, where=f"{where}{kind.value}.")
+    name = _require(raw, kind.value, str, where=where)
     return model.Address(kind=kind, layer=layer, region=region,
                          function=name if kind is model.ChangeKind.FUNCTION else None,
                          parameter=name if kind is model.ChangeKind.PARAMETER else None)

@@ -131,7 +131,7 @@ def fleet(tmp_path: Path, moto_url: str) -> dict[str, str]:
 def consumer_rows(document: dict[str, Any]) -> set[tuple[str, str, str]]:
     """(action, region, function or parameter) of a plan document's consumer changes."""
     return {(change["action"], change["region"],
-             change.get("function", change.get("parameter", {})).get("name", ""))
+             change.get("function") or change.get("parameter") or "")
             for change in document["changes"]
             if change["action"] in ("update_function", "put_parameter")}
 
@@ -171,7 +171,7 @@ def test_consumers_move_in_every_region_and_the_next_plan_is_clean(
     drift = plan_json(project)
     [change] = [change for change in drift["changes"] if change["action"] == "update_function"]
     assert change["reasons"] == ["remote_drift"]
-    assert change["function"]["after"] == [new_east]
+    assert change["layers"]["after"] == [new_east]
     assert invoke(project, "apply", "--yes").returncode == 0
     assert layers_of("us-east-1", "worker") == [new_east]
 

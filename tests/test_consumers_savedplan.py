@@ -63,5 +63,5 @@ def test_consumer_changes_round_trip_through_the_plan_document() -> None:
                                replace(put(None), notes=("a note",))))
     document = planfile.to_document(plan)
     assert document["changes"][0]["kind"] == "function"
-    assert document["changes"][1]["parameter"]["before"] is None
+    assert document["changes"][1]["value"]["before"] is None
     assert planfile.from_document(document) == plan
