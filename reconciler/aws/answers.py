@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 from reconciler import model
 
 # What botocore's response parser raises on a body of another shape than its model's (a list
-# where an object belongs, `"x"` where a number does): it parses without catching anything.
-PARSER_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError)
+# where an object belongs, `"x"` where a number does, `Infinity` where an integer does, which
+# its int() turns into an OverflowError): it parses without catching anything.
+PARSER_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError)
 _Value = TypeVar("_Value")
 _KINDS = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
 
