@@ -55,12 +55,27 @@ def test_version_names_tool_format_and_botocore(tmp_path: Path) -> None:
     assert lines[2].startswith(f"botocore {metadata.version('botocore')} ")
 
 
-def test_python_m_reconciler_is_the_same_program(tmp_path: Path) -> None:
-    """`python -m reconciler --version` prints what the console script prints."""
-    module = subprocess.run([sys.executable, "-m", "reconciler", "--version"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert module.returncode == 0, module.stderr
-    assert module.stdout == run(tmp_path, "--version").stdout
+def test_the_console_script_and_python_m_are_one_program(tmp_path: Path) -> None:
+    """The installed `reconcile` script and `python -m reconciler` print what the CLI prints
+    in process, with its exit code, for --version, a valid manifest and an invalid one (which
+    also shows that the lazily loaded modules load when a command needs them: validate's
+    jsonschema reports the problem as usual)."""
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "layers.yaml").write_text("version: 1\nlayers: {}\nbogus: 1\n")
+    cases = [(("--version",), 0, f"reconcile {__version__}"),
+             (("validate", "-f", str(REPO / "layers.yaml.example")), 0, "valid: 4 layers"),
+             (("validate", "-f", "bad/layers.yaml"), 1, "layers.yaml:3:1: bogus: unknown key")]
+    for args, code, says in cases:
+        script = run(tmp_path, *args)
+        module = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=120, check=False)
+        in_process = invoke(tmp_path, *args)
+        outcomes = {(done.returncode, done.stdout, done.stderr)
+                    for done in (script, module, in_process)}
+        assert len(outcomes) == 1, outcomes
+        assert script.returncode == code, script.stderr
+        assert says in script.stdout + script.stderr
 
 
 @pytest.mark.parametrize("args", [
@@ -123,15 +138,6 @@ def test_help_and_version_import_neither_boto3_nor_jsonschema() -> None:
     reports = [json.loads(line) for line in result.stderr.strip().splitlines()
                if line.startswith("{")]
     assert reports == [{"args": args, "code": 0, "heavy": []} for args in commands]
-
-
-def test_commands_still_load_the_lazy_modules(tmp_path: Path) -> None:
-    """The lazily loaded modules do load when a command needs them: validate (jsonschema)
-    reports a manifest problem as usual."""
-    (tmp_path / "layers.yaml").write_text("version: 1\nlayers: {}\nbogus: 1\n")
-    result = run(tmp_path, "validate")
-    assert result.returncode == 1
-    assert "layers.yaml:3:1: bogus: unknown key" in result.stderr
 
 
 def test_schema_prints_the_shipped_schema(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """End-to-end tests of `reconcile validate` without AWS credentials: exit codes, where the
-messages go, and that validate writes nothing. Run in process (clirun.invoke), but for
-`python -m reconciler`, which runs as a subprocess (the console script's own entry is pinned in
-test_cli_basics.py; here it is only checked to be installed).
+messages go, and that validate writes nothing. Run in process (clirun.invoke): the console
+script and `python -m reconciler` are pinned as processes in test_cli_basics.py (here the
+script is only checked to be installed).
 """
 
 from __future__ import annotations
@@ -46,14 +46,9 @@ def env() -> dict[str, str]:
     return clean
 
 
-def run(args: list[str], *, cwd: Path, env: dict[str, str],
-        module: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run `reconcile ARGS` in this process; with `module`, `python -m reconciler` as a
-    subprocess."""
-    if not module:
-        return clirun.invoke(cwd, *args, env=env)
-    return subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+def run(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `reconcile ARGS` in this process."""
+    return clirun.invoke(cwd, *args, env=env)
 
 
 def tree(folder: Path) -> set[Path]:
@@ -145,21 +140,6 @@ def test_version(tmp_path: Path, env: dict[str, str]) -> None:
     result = run(["--version"], cwd=tmp_path, env=env)
     assert result.returncode == 0
     assert result.stdout.splitlines()[0] == f"reconcile {__version__}"
-
-
-def test_python_m_reconciler_is_the_same_program(tmp_path: Path, env: dict[str, str]) -> None:
-    """`python -m reconciler validate` gives the CLI's exit code and output, for a valid and
-    an invalid manifest (the console script's own entry is pinned in test_cli_basics.py)."""
-    invalid = tmp_path / "layers.yaml"
-    invalid.write_text(BAD_MANIFEST, encoding="utf-8")
-    for manifest, code in ((EXAMPLE, 0), (invalid, 1)):
-        args = ["validate", "-f", str(manifest)]
-        cli = run(args, cwd=tmp_path, env=env)
-        module = run(args, cwd=tmp_path, env=env, module=True)
-        assert (module.returncode, module.stdout, module.stderr) == (
-            cli.returncode, cli.stdout, cli.stderr,
-        )
-        assert cli.returncode == code
 
 
 def test_default_manifest_is_layers_yaml_in_cwd(tmp_path: Path, env: dict[str, str]) -> None:

@@ -1,6 +1,6 @@
 """`reconcile sandbox start|status|stop`: the installed CLI, run as a subprocess, starting a real
-detached moto server, publishing to it, and ending it (and nothing else); the commands that
-start no server (stale records, a missing folder) run in process.
+detached moto server, publishing to it, and ending it (and nothing else); what no process
+shows (a second start, where the files go, stale records, a missing folder) runs in process.
 
 Every test that starts a server stops it in the `sandboxes` fixture's teardown, even when the
 test fails. Processes are identified by pid and /proc start time, as the sandbox does.
@@ -8,6 +8,7 @@ test fails. Processes are identified by pid and /proc start time, as the sandbox
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -15,8 +16,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import clirun
 import pytest
@@ -47,9 +49,16 @@ def run(cwd: Path, *args: str, env: dict[str, str] | None = None,
 
 
 def invoke(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in this process, in the isolated environment (for commands that start no
-    server: the server's parent would be the test process)."""
+    """Run the CLI in this process, in the isolated environment. A server it starts is this
+    process's child: once stopped it is a zombie until `reap` collects it (the CLI counts a
+    zombie as gone, as it must for a server whose starter is still running)."""
     return clirun.invoke(cwd, *args, env=isolated_env())
+
+
+def reap(pid: int) -> None:
+    """Collect `pid` if it is a stopped child of this process (a server `invoke` started)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def isolated_env() -> dict[str, str]:
@@ -106,31 +115,41 @@ def project(folder: Path) -> Path:
     return manifest
 
 
+class Starter(Protocol):
+    """The `sandboxes` fixture's start function."""
+
+    def __call__(self, folder: Path, *, process: bool = False
+                 ) -> subprocess.CompletedProcess[str]: ...
+
+
 @pytest.fixture
-def sandboxes() -> Iterator[Callable[[Path], subprocess.CompletedProcess[str]]]:
-    """`start(folder)` runs `reconcile sandbox start` there; teardown stops every server
-    started, by the CLI and then, should that fail, by its recorded pid."""
+def sandboxes() -> Iterator[Starter]:
+    """`start(folder)` runs `reconcile sandbox start` there, in this process, or with
+    `process=True` as the installed console script (where the server must outlive its
+    starter); teardown stops every server started, by the CLI and then, should that fail, by
+    its recorded pid."""
     started: list[tuple[Path, int, str]] = []
 
-    def start(folder: Path) -> subprocess.CompletedProcess[str]:
-        result = run(folder, "sandbox", "start")
+    def start(folder: Path, *, process: bool = False) -> subprocess.CompletedProcess[str]:
+        result = (run if process else invoke)(folder, "sandbox", "start")
         if result.returncode == 0:
             started.append((folder, *recorded(folder)))
         return result
 
     yield start
     for folder, pid, start_time in started:
-        run(folder, "sandbox", "stop")
+        invoke(folder, "sandbox", "stop")
         if alive(pid, start_time):
             os.kill(pid, signal.SIGKILL)
+        reap(pid)
 
 
 def test_start_apply_status_stop_leaves_no_process(
-        tmp_path: Path, sandboxes: Callable[[Path], subprocess.CompletedProcess[str]]) -> None:
+        tmp_path: Path, sandboxes: Starter) -> None:
     """A started sandbox serves plan and apply through its printed exports; status reports it;
     stop ends exactly that process and removes its record."""
     project(tmp_path)
-    started = sandboxes(tmp_path)
+    started = sandboxes(tmp_path, process=True)
     assert started.returncode == 0, started.stderr
     variables = exports_of(started.stdout)
     assert variables["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
@@ -191,13 +210,13 @@ def test_eval_of_start_works_in_a_shell(tmp_path: Path) -> None:
 
 
 def test_start_when_running_reports_the_same_server(
-        tmp_path: Path, sandboxes: Callable[[Path], subprocess.CompletedProcess[str]]) -> None:
+        tmp_path: Path, sandboxes: Starter) -> None:
     """A second start says the sandbox is already running, prints the same exports, exit 0,
     and starts no second server."""
     first = sandboxes(tmp_path)
     assert first.returncode == 0, first.stderr
     pid, _ = recorded(tmp_path)
-    second = run(tmp_path, "sandbox", "start")
+    second = invoke(tmp_path, "sandbox", "start")
     assert second.returncode == 0, second.stderr
     assert "already running" in second.stderr
     assert second.stdout == first.stdout
@@ -205,7 +224,7 @@ def test_start_when_running_reports_the_same_server(
 
 
 def test_concurrent_starts_share_one_server(
-        tmp_path: Path, sandboxes: Callable[[Path], subprocess.CompletedProcess[str]]) -> None:
+        tmp_path: Path, sandboxes: Starter) -> None:
     """Two starts at the same time end with one server: both print the same endpoint."""
     assert RECONCILE
     racers = [subprocess.Popen([RECONCILE, "sandbox", "start"], cwd=tmp_path, text=True,
@@ -221,13 +240,13 @@ def test_concurrent_starts_share_one_server(
 
 
 def test_sandbox_lives_beside_the_manifest(
-        tmp_path: Path, sandboxes: Callable[[Path], subprocess.CompletedProcess[str]]) -> None:
+        tmp_path: Path, sandboxes: Starter) -> None:
     """With -f, the pid, port and log are under `.reconcile/sandbox/` in the manifest's folder,
     not the working directory."""
     manifest = project(tmp_path / "repo")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = run(elsewhere, "sandbox", "start", "-f", str(manifest))
+    result = invoke(elsewhere, "sandbox", "start", "-f", str(manifest))
     try:
         assert result.returncode == 0, result.stderr
         folder = manifest.parent / ".reconcile" / "sandbox"
@@ -238,8 +257,9 @@ def test_sandbox_lives_beside_the_manifest(
         assert exports_of(result.stdout)["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
     finally:
         pid, start_time = recorded(manifest.parent)
-        run(elsewhere, "sandbox", "stop", "-f", str(manifest))
+        invoke(elsewhere, "sandbox", "stop", "-f", str(manifest))
         assert not alive(pid, start_time)
+        reap(pid)
 
 
 @pytest.fixture
