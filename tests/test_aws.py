@@ -707,7 +707,9 @@ def test_the_loader_knows_the_services_botocores_knows(monkeypatch: pytest.Monke
     import botocore.loaders
 
     session = aws.session.new_session(None)
-    ours = session.get_component("data_loader")
+    # A loader of the sessions' class, as new as botocore's: the process's shared loader holds
+    # models botocore's S3 handlers have since edited in place (as they do every session's).
+    ours = type(session.get_component("data_loader"))()
     theirs = botocore.loaders.create_loader()
     for service in ("lambda", "s3", "sts"):
         for kind in ("service-2", "endpoint-rule-set-1", "paginators-1"):
@@ -717,6 +719,19 @@ def test_the_loader_knows_the_services_botocores_knows(monkeypatch: pytest.Monke
         assert session.create_client(service, region_name=REGION).meta.service_model
     with pytest.raises(botocore.exceptions.UnknownServiceError):
         ours.load_service_model("no-such-service", "service-2")
+
+
+def test_sessions_of_one_process_share_one_loader_per_data_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sessions of one process (the CLI run twice in one process) share one data loader,
+    so botocore's models and endpoints are parsed once; another AWS_DATA_PATH gets its own."""
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    first, second = aws.session.new_session(None), aws.session.new_session(None)
+    assert first.get_component("data_loader") is second.get_component("data_loader")
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    elsewhere = aws.session.new_session(None).get_component("data_loader")
+    assert elsewhere is not first.get_component("data_loader")
+    assert str(tmp_path) in elsewhere.search_paths
 
 
 def test_the_loader_reads_models_from_aws_data_path(tmp_path: Path,

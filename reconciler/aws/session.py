@@ -8,6 +8,7 @@ answers (`failures` turns a failure to make a session or client into an error).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -85,8 +86,15 @@ class _ServicesLoader(botocore.loaders.Loader):
         return sorted(services)
 
 
+@functools.lru_cache(maxsize=8)
 def _loader(search_path: str | None) -> _ServicesLoader:
-    """The loader botocore's create_loader makes for the `data_path` setting, as _ServicesLoader."""
+    """The loader botocore's create_loader makes for the `data_path` setting, as _ServicesLoader,
+    one per setting in a process. botocore's loader keeps every data file it parses (each
+    service's model, the ~1 MB of endpoints and partitions: ~0.15 s of JSON), so every session
+    of a process (the CLI run in process by the tests or by a program that imports it, a plan
+    and an apply in one job) parses them once. What it keeps is never changed after loading;
+    two threads asking at once for a file not yet kept may both parse it, which costs time,
+    not correctness."""
     if search_path is None:
         return _ServicesLoader()
     return _ServicesLoader(extra_search_paths=[
