@@ -5,6 +5,7 @@ gives exactly the bytes of a full build, falling back to a full build on any dou
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -521,6 +522,48 @@ def test_wheel_members_keep_the_wheels_own_compressed_bytes(tmp_path: Path) -> N
                     == source.getinfo(name).compress_size)
         assert layer.read("python/stored.txt") == b"stored as is\n"
         assert layer.getinfo("python/stored.txt").compress_type == zipfile.ZIP_DEFLATED
+
+
+def _checked_build(wheel: Path, members: dict[str, wheelmembers.RawMember]) -> bytes:
+    """The zip of the wheel's `members`, every deflated one marked as checked by an earlier
+    build (copied by the writer without inflating it; a stored one is read by its offsets)."""
+    checked = {name: dataclasses.replace(raw, checked=True) if raw.deflated else raw
+               for name, raw in members.items()}
+    entries = [model.Entry(arcname=f"python/{name}", source=f"{wheel}\0{name}", size=raw.size,
+                           executable=False) for name, raw in members.items()]
+
+    def open_entry(entry: model.Entry) -> contextlib.AbstractContextManager[io.BytesIO]:
+        raise AssertionError(f"{entry.arcname} is a wheel member: it is read by its offsets")
+
+    out = io.BytesIO()
+    zipbuild.write_zip(entries, out=out, open_entry=open_entry,
+                       raw_source=lambda entry: checked.get(entry.source.split("\0")[1]))
+    return out.getvalue()
+
+
+def test_checked_wheel_members_are_copied_as_the_unchecked_build_wrote_them(
+        tmp_path: Path) -> None:
+    """Members an earlier build checked are copied by the writer: the zip is byte for byte
+    the one a build that inflates and checks them writes (the big member included)."""
+    rng = random.Random(11)
+    files = {f"pkg/m{index}.py": (b"n = %d\n" % index) * rng.randint(1, 3000)
+             for index in range(30)}
+    files["pkg/big.bin"] = bytes(rng.getrandbits(8) for _ in range(300_000))
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    _wheel_like(wheel, files, level=9)
+    assert _checked_build(wheel, wheelmembers.raw_members(str(wheel))) == _wheel_build(wheel)
+
+
+def test_a_checked_member_past_the_end_of_its_wheel_is_refused(tmp_path: Path) -> None:
+    """A wheel that shrank after it was verified (a checked member's data now runs past its
+    end) is a ContentError naming the member, not a short zip."""
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    _wheel_like(wheel, {"pkg/a.py": b"print('a')\n" * 1000}, level=9)
+    members = wheelmembers.raw_members(str(wheel))
+    with wheel.open("r+b") as file:
+        file.truncate(members["pkg/a.py"].data_offset + 10)
+    with pytest.raises(errors.ContentError, match=r"pkg/a\.py: its wheel shrank"):
+        _checked_build(wheel, members)
 
 
 def test_a_wheel_member_whose_crc_lies_is_refused(tmp_path: Path) -> None:
