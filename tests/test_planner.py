@@ -187,6 +187,25 @@ def test_the_equal_settings_shortcut_still_sees_every_one_field_change(
     assert planner.settings_diff(S2, dataclasses.replace(S2)) == ()
 
 
+_WORDS = st.lists(st.sampled_from(["python3.12", "python3.13", "arm64", "x86_64", "a b"]),
+                  max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(description=st.text(max_size=5), runtimes=_WORDS, architectures=_WORDS,
+       license_info=st.sampled_from(["", "MIT", "Apache-2.0"]))
+def test_a_new_layers_settings_diff_is_what_deepdiff_finds(
+        description: str, runtimes: list[str], architectures: list[str],
+        license_info: str) -> None:
+    """From no settings (a new layer), the spelled-out diff is exactly DeepDiff's."""
+    after = model.Settings.normalised(description=description, compatible_runtimes=runtimes,
+                                      compatible_architectures=architectures,
+                                      license_info=license_info)
+    expected = planner.layers.deepdiff_changes(model.Settings(), after) \
+        if after != model.Settings() else ()
+    assert planner.settings_diff(model.Settings(), after) == expected
+
+
 def test_plan_sorts_by_layer_then_region() -> None:
     """Changes come sorted by layer, then region, whatever the input order."""
     def item(key: str, region: str) -> planner.Inputs:
