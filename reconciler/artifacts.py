@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
+from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from reconciler import (
     manifest,
     model,
     ports,
+    statefile,
     workspace,
     zipindex,
 )
@@ -33,6 +35,63 @@ from reconciler.builds import fetch
 from reconciler.content import common, s3, statcache
 
 Identified = dict[str, "model.Artifact | model.LayerError"]
+
+
+Prebuilts = dict[str, layerbuild.Prebuilt]
+_Found = tuple[Identified, dict[str, object], Prebuilts]
+
+
+def prebuild_dir(environ: Mapping[str, str]) -> Path:
+    """Where the head start's worker writes built layers' zips ahead of the run: under the
+    wheel cache's root, outside the project (the manifest may yet be refused)."""
+    return wheel_cache.default_root(environ) / "prebuild"
+
+
+def _prebuild(specs: list[model.LayerSpec], found: Identified, *, space: workspace.Workspace,
+              recorded: frozenset[str] | None) -> Prebuilts:
+    """In the worker: the zips of the layers built from locks that this run will build (no
+    zip for their fingerprint in `.reconcile/build/`, and not a fingerprint the local state
+    records, `recorded`), written ahead (layerbuild.prebuild)."""
+    prebuilt: Prebuilts = {}
+    if recorded is None:
+        return prebuilt
+    sources: fetch.Sources | None = None
+    for spec in specs:
+        artifact = found.get(spec.key)
+        if (spec.content.kind is not model.SourceKind.LOCK
+                or not isinstance(artifact, model.Artifact)
+                or artifact.fingerprint in recorded
+                or (space.cache_dir / "build" / f"{artifact.fingerprint}.zip").exists()):
+            continue
+        if sources is None:
+            sources = fetch.Sources(wheel_cache=wheel_cache.WheelCache(
+                wheel_cache.default_root(os.environ)), index_for=None, environ=os.environ)
+        made = layerbuild.prebuild(spec.content, artifact, base_dir=space.base_dir,
+                                   label=LocalCode.label(spec), temp_dir=prebuild_dir(os.environ),
+                                   sources=sources)
+        if made is not None:
+            prebuilt[spec.key] = made
+    return prebuilt
+
+
+def _recorded_fingerprints(space: workspace.Workspace, *,
+                           state: str | None) -> frozenset[str] | None:
+    """The fingerprints the local lockfile records (none without one); None when that cannot
+    be told here (an S3 state, an unreadable lockfile): the worker then builds nothing ahead,
+    since an unchanged built layer must not read its wheels."""
+    if state is not None:
+        return None
+    try:
+        text = space.lockfile_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        lock = statefile.decode(text, file=str(space.lockfile_path))
+    except errors.ReconcilerError:
+        return None
+    return frozenset(entry.fingerprint for entry in lock.entries.values())
 
 
 def _identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
@@ -63,45 +122,65 @@ class Prefetch:
     not unpickle) only means the layers are identified here instead, as without a worker.
     """
 
-    def __init__(self, *, worker: forking.Forked[tuple[Identified, dict[str, object]]],
+    def __init__(self, *, worker: forking.Forked[_Found],
                  contents: dict[str, model.ContentSpec]) -> None:
         self._worker = worker
         self.contents = contents  # what the worker identifies, by layer key
+        self._collected = False
 
     @classmethod
     def start(cls, *, space: workspace.Workspace, specs: list[model.LayerSpec],
-              cache: statcache.StatCache, skip: frozenset[str]) -> Prefetch | None:
+              cache: statcache.StatCache, skip: frozenset[str],
+              state: str | None = None) -> Prefetch | None:
         """Fork the worker for the local layers of `specs`; None where it would not help or
-        fork is not safe (nothing to identify, not Linux, a thread already running)."""
+        fork is not safe (nothing to identify, not Linux, a thread already running). The
+        worker also writes ahead the zips of the layers built from locks that the run will
+        build (see `_prebuild`; `state` is the manifest's, None for the local lockfile)."""
         local = [spec for spec in specs if spec.content.kind is not model.SourceKind.S3]
         if not local:
             return None
-        worker = forking.Forked.start(lambda: (
-            _identify_local(local, space=space, cache=cache, skip=skip), cache.hand_back()))
+        if any(spec.content.kind is model.SourceKind.LOCK for spec in local):
+            # What a killed run's worker left there (named by that run's pid, now gone).
+            with suppress(OSError):
+                layerbuild.remove_stale_build_temps(prebuild_dir(os.environ))
+
+        def work() -> _Found:
+            found = _identify_local(local, space=space, cache=cache, skip=skip)
+            handed = cache.hand_back()
+            return found, handed, _prebuild(
+                local, found, space=space, recorded=_recorded_fingerprints(space, state=state))
+
+        worker = forking.Forked.start(work)
         if worker is None:
             return None
         started = cls(worker=worker, contents={spec.key: spec.content for spec in local})
         # A run that ends before it collects (a credentials error, a usage error) must not
-        # leave its worker hashing on in the background.
+        # leave its worker hashing on in the background, nor a zip it wrote ahead.
         atexit.register(started.cancel)
         return started
 
     def cancel(self) -> None:
-        """Stop the worker if it is still running and nobody collected it."""
+        """Stop the worker if it is still running and nobody collected it, and remove the
+        zips it wrote ahead (named by this run's pid)."""
+        if self._collected:
+            return
         self._worker.cancel()
+        layerbuild.remove_temps_of(prebuild_dir(os.environ), pid=os.getpid())
 
     @property
     def pid(self) -> int:
         """The worker's process ID."""
         return self._worker.pid
 
-    def collect(self) -> tuple[Identified, dict[str, object]] | None:
-        """The worker's results and what its cache hands back (waiting for them), or None if
-        it failed."""
+    def collect(self) -> _Found | None:
+        """The worker's results, what its cache hands back and the zips it wrote ahead
+        (waiting for them), or None if it failed (then no zip of it is left)."""
         result = self._worker.collect()
-        if (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], dict)
-                and isinstance(result[1], dict)):
+        if (isinstance(result, tuple) and len(result) == 3
+                and all(isinstance(part, dict) for part in result)):
+            self._collected = True
             return result
+        layerbuild.remove_temps_of(prebuild_dir(os.environ), pid=os.getpid())
         return None
 
 
@@ -122,12 +201,14 @@ class HeadStart:
     prefetch: Prefetch | None
 
     @classmethod
-    def begin(cls, space: workspace.Workspace, specs: list[model.LayerSpec]) -> HeadStart:
+    def begin(cls, space: workspace.Workspace, specs: list[model.LayerSpec], *,
+              state: str | None = None) -> HeadStart:
         """Load the stat cache and start the worker for the local layers of `specs`; it
-        writes nothing (the manifest may yet prove invalid: then nothing may change)."""
+        writes nothing in the project (the manifest may yet prove invalid: then nothing may
+        change), only the zips it builds ahead, outside it, which a cancel removes."""
         cache = statcache.StatCache.load(space.stat_cache_path)
         return cls(cache=cache, prefetch=Prefetch.start(space=space, specs=specs, cache=cache,
-                                                        skip=own_paths(space)))
+                                                        skip=own_paths(space), state=state))
 
     def cancel(self) -> None:
         """Stop the worker, if any (the run ends before it needs the layers)."""
@@ -165,6 +246,8 @@ class LocalCode:
         # their compressed bytes from the layer's previous zip) instead of reading them.
         self._cache: statcache.StatCache | None = None
         self._prefetch: Prefetch | None = None
+        # Built layers' zips the worker wrote ahead, by layer key, until `build` takes them.
+        self._prebuilt: Prebuilts = {}
         self._preloaded = False  # the stat cache was loaded by a head start, for identify()
         if head_start is not None:
             self._take(head_start)
@@ -206,13 +289,17 @@ class LocalCode:
         cache, self._preloaded = self._cache, False
         done: Identified = {}
         if prefetched is not None and (result := prefetched.collect()) is not None:
-            worker_found, handed = result
+            worker_found, handed, prebuilt = result
             cache.take_back(handed)
             # Only for the very contents it was asked about (a head start is begun from the
             # manifest's early build, which is the checked one: this only makes sure).
             wanted = {spec.key: spec.content for spec in specs}
             done = {key: found for key, found in worker_found.items()
                     if key in wanted and prefetched.contents.get(key) == wanted[key]}
+            self._take_prebuilt({key: made for key, made in prebuilt.items() if key in done})
+            for key, made in prebuilt.items():
+                if key not in done:
+                    made.discard()
         local = [spec for spec in specs
                  if spec.content.kind is not model.SourceKind.S3 and spec.key not in done]
         if local:  # (none when the worker did them all: the cache it handed back stays as is)
@@ -225,6 +312,18 @@ class LocalCode:
                 found[spec.key] = done[spec.key]
         cache.save()
         return found
+
+    def _take_prebuilt(self, prebuilt: Prebuilts) -> None:
+        """Keep the zips the worker wrote ahead for `build` to move into place; those still
+        here when the run ends were not needed and are removed."""
+        if prebuilt and not self._prebuilt:
+            atexit.register(self._discard_prebuilt)
+        self._prebuilt.update(prebuilt)
+
+    def _discard_prebuilt(self) -> None:
+        for made in self._prebuilt.values():
+            made.discard()
+        self._prebuilt.clear()
 
     def _identify_s3(self, spec: model.LayerSpec,
                      regions: list[str] | None) -> model.Artifact | model.LayerError:
@@ -262,7 +361,7 @@ class LocalCode:
             spec.content, artifact, base_dir=self._space.base_dir, label=self.label(spec),
             build_dir=self.build_dir, skip=self.skip, cache=self._cache,
             sources=self.sources() if spec.content.kind is model.SourceKind.LOCK else None,
-            inspected=self._inspected)
+            inspected=self._inspected, prebuilt=self._prebuilt.pop(spec.key, None))
         # A built layer's size and package sizes are known once its wheels are unpacked.
         built = dataclasses.replace(
             built, unzipped_size=(artifact.unzipped_size if artifact.unzipped_size is not None

@@ -11,7 +11,9 @@ same folder. `artifacts.LocalCode` is the one caller that decides when and what 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import shutil
 import tempfile
 import time
 import zipfile
@@ -58,6 +60,7 @@ def build(
     cache: statcache.StatCache | None = None,
     sources: fetch.Sources | None = None,
     inspected: Inspected | None = None,
+    prebuilt: Prebuilt | None = None,
 ) -> model.Artifact:
     """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
 
@@ -70,7 +73,9 @@ def build(
     The zip is rebuilt incrementally from `previous_zip` (default: the layer's latest zip in
     `build_dir`, found by `label`): unchanged files, known by their digests (from `cache`, or
     read again without one), have their compressed bytes copied; the bytes are those of a
-    full build (see `zipbuild`). A layer built from a lock takes its wheels from `sources`.
+    full build (see `zipbuild`). A layer built from a lock takes its wheels from `sources`;
+    its zip written ahead by the head start's worker (`prebuilt`, for this fingerprint) is
+    moved into place instead of being written again.
     """
     if is_built(artifact):
         return artifact
@@ -78,7 +83,55 @@ def build(
         return _build(
             content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip,
             previous_zip=previous_zip, cache=cache, sources=sources, inspected=inspected,
+            prebuilt=prebuilt,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """A zip written into a temp file whose content had the planned fingerprint, with what
+    moving it into place needs: its index, the wheels' digests (for the wheel cache's facts),
+    every member's name (for the binary check), and a built layer's summary."""
+
+    temp_path: str
+    built: zipindex.BuiltZip
+    wheel_sha256: Mapping[str, str]
+    arcnames: list[str]
+    build: model.BuildInfo | None
+    unzipped_size: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Prebuilt:
+    """A layer built from a lock, written ahead by the head start's worker (`prebuild`) into
+    a temp file outside the project, for the run to move into place (`build`) or remove."""
+
+    fingerprint: str
+    written: Written
+
+    def discard(self) -> None:
+        """Remove the temp file (the run did not need it); best effort."""
+        with suppress(OSError):
+            os.unlink(self.written.temp_path)
+
+
+def prebuild(content: model.ContentSpec, artifact: model.Artifact, *, base_dir: Path,
+             label: str, temp_dir: Path, sources: fetch.Sources) -> Prebuilt | None:
+    """In the head start's worker: a built layer's zip written into `temp_dir` (named by the
+    pid of the run it is for, this process's parent, so that another run's build removes it
+    only once that run is gone), inspected as a run's build is; None when it cannot be
+    written here and now (a wheel to download, any error: the run then builds it itself, and
+    reports what stops it)."""
+    if content.kind is not model.SourceKind.LOCK:
+        return None
+    try:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        written = _write_temp(content, artifact, base_dir=base_dir, label=label,
+                              temp_dir=temp_dir, previous_zip=None, skip=frozenset(),
+                              cache=None, sources=sources, inspect=True, owner=os.getppid())
+    except (errors.ReconcilerError, OSError):
+        return None
+    return Prebuilt(fingerprint=artifact.fingerprint, written=written)
 
 
 def _build(
@@ -93,20 +146,30 @@ def _build(
     cache: statcache.StatCache | None,
     sources: fetch.Sources | None = None,
     inspected: Inspected | None = None,
+    prebuilt: Prebuilt | None = None,
 ) -> model.Artifact:
     if content.kind is model.SourceKind.ZIP and not content.normalize:
         # Only the fingerprint was given: the prebuilt zip is hashed again, uncached.
         uncached = statcache.StatCache(build_dir / "unused", entries={}, written_ns=0)
-        prebuilt = layer_content.identify(content, base_dir=base_dir, label=label, cache=uncached)
-        if prebuilt.fingerprint != artifact.fingerprint:
+        given = layer_content.identify(content, base_dir=base_dir, label=label, cache=uncached)
+        if given.fingerprint != artifact.fingerprint:
             raise _changed_while_planning(
-                label, planned=artifact.fingerprint, found=prebuilt.fingerprint
+                label, planned=artifact.fingerprint, found=given.fingerprint
             )
-        return prebuilt
+        return given
     zip_path = build_dir / f"{artifact.fingerprint}.zip"
     build_dir.mkdir(parents=True, exist_ok=True)
+    if prebuilt is not None and prebuilt.fingerprint != artifact.fingerprint:
+        prebuilt.discard()
+        prebuilt = None
     if zip_path.is_file() and zipfile.is_zipfile(zip_path):
+        if prebuilt is not None:
+            prebuilt.discard()
         built = _built_artifact(artifact.fingerprint, zip_path)
+    elif prebuilt is not None and (placed := _place_prebuilt(
+            prebuilt, artifact, zip_path=zip_path, sources=sources,
+            inspected=inspected)) is not None:
+        built = placed
     else:
         built = _build_zip(
             content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
@@ -115,6 +178,18 @@ def _build(
         )
     zipindex.remember_latest(build_dir, layer=label, zip_path=zip_path)
     return built
+
+
+def _place_prebuilt(prebuilt: Prebuilt, artifact: model.Artifact, *, zip_path: Path,
+                    sources: fetch.Sources | None,
+                    inspected: Inspected | None) -> model.Artifact | None:
+    """The worker's zip moved into place; None when it is gone (another run's clean-up of
+    temps over STALE_BUILD_TEMP_SECONDS old took it): the caller then builds."""
+    try:
+        return _place(prebuilt.written, artifact, zip_path=zip_path, sources=sources,
+                      inspected=inspected)
+    except FileNotFoundError:
+        return None
 
 
 def _build_zip(
@@ -130,25 +205,48 @@ def _build_zip(
     sources: fetch.Sources | None = None,
     inspected: Inspected | None = None,
 ) -> model.Artifact:
+    written = _write_temp(content, artifact, base_dir=base_dir, label=label,
+                          temp_dir=zip_path.parent, skip=skip, previous_zip=previous_zip,
+                          cache=cache, sources=sources, inspect=inspected is not None)
+    return _place(written, artifact, zip_path=zip_path, sources=sources, inspected=inspected)
+
+
+def _write_temp(
+    content: model.ContentSpec,
+    artifact: model.Artifact,
+    *,
+    base_dir: Path,
+    label: str,
+    temp_dir: Path,
+    skip: frozenset[str],
+    previous_zip: Path | None,
+    cache: statcache.StatCache | None,
+    sources: fetch.Sources | None,
+    inspect: bool,
+    owner: int | None = None,
+) -> Written:
+    """Collect the content again and write its zip into a temp file in `temp_dir`, named by
+    the `owner` process (default: this one); the content must still have the planned
+    fingerprint (ContentError otherwise, temp removed)."""
     collected = layer_content.collected(content, base_dir=base_dir, label=label, skip=skip,
                                         sources=sources)
     if collected.build is not None and collected.build.inputs_sha256 != artifact.fingerprint:
         # A built layer's fingerprint is its inputs digest: the lock changed since the plan.
         raise _changed_while_planning(label, planned=artifact.fingerprint,
                                       found=collected.build.inputs_sha256)
-    remove_stale_build_temps(zip_path.parent)
+    remove_stale_build_temps(temp_dir)
     # The writer's pid in the name lets a later build tell an abandoned temp file.
     known_sha256: zipbuild.KnownSha256 | None = None
     if content.kind is model.SourceKind.PATH:
         # Without the caller's cache, a file is read once more to be hashed: still far
         # cheaper than deflating it again.
-        digests = cache or statcache.StatCache(zip_path.parent / "unused", entries={}, written_ns=0)
+        digests = cache or statcache.StatCache(temp_dir / "unused", entries={}, written_ns=0)
 
         def known_sha256(entry: model.Entry) -> str:
             return digests.file_sha256(entry.source, collected.stats[entry.source])
 
     descriptor, temp_name = tempfile.mkstemp(
-        dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.{os.getpid()}.",
+        dir=temp_dir, prefix=f".{artifact.fingerprint[:16]}.{owner or os.getpid()}.",
         suffix=BUILD_TEMP_SUFFIX,
     )
     try:
@@ -162,8 +260,7 @@ def _build_zip(
                 if content.kind is model.SourceKind.LOCK else None
             built = zipbuild.write_zip(
                 collected.entries, out=temp_file, open_entry=reader.open, previous=previous,
-                known_sha256=known_sha256, raw_source=raw_source,
-                inspect=inspected is not None,
+                known_sha256=known_sha256, raw_source=raw_source, inspect=inspect,
                 # Members of one zip are read through one shared ZipFile: one worker (a
                 # wheel's are read by their offsets, from any thread).
                 workers=None if content.kind in (model.SourceKind.PATH, model.SourceKind.LOCK)
@@ -177,25 +274,62 @@ def _build_zip(
                 (entry, file_sha256[entry.arcname]) for entry in collected.entries))
         if zipped != artifact.fingerprint:
             raise _changed_while_planning(label, planned=artifact.fingerprint, found=zipped)
-        os.replace(temp_name, zip_path)
     except BaseException:
         common.remove_quietly(temp_name)
         raise
+    return Written(
+        temp_path=temp_name, built=built, wheel_sha256=dict(collected.wheel_sha256),
+        arcnames=[entry.arcname for entry in collected.entries], build=collected.build,
+        unzipped_size=(sum(entry.size for entry in collected.entries)
+                       if collected.build is not None else None))
+
+
+def _place(written: Written, artifact: model.Artifact, *, zip_path: Path,
+           sources: fetch.Sources | None, inspected: Inspected | None) -> model.Artifact:
+    """Move a written zip into place, with its index, and keep what it checked."""
+    try:
+        try:
+            os.replace(written.temp_path, zip_path)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            # A worker's zip written on another file system (the wheel cache's): copied.
+            _copy_into_place(written.temp_path, zip_path)
+    except BaseException:
+        common.remove_quietly(written.temp_path)
+        raise
+    built = written.built
     zipindex.save_index(zip_path, built)
-    _keep_wheel_facts(built, collected=collected, sources=sources)
+    _keep_wheel_facts(built, wheel_sha256=written.wheel_sha256, sources=sources)
     if inspected is not None and built.elf_files is not None:
-        inspected[os.path.abspath(zip_path)] = (
-            built.elf_files, [entry.arcname for entry in collected.entries])
+        inspected[os.path.abspath(zip_path)] = (built.elf_files, written.arcnames)
     return model.Artifact(
         fingerprint=artifact.fingerprint,
         code_sha256=archive.code_sha256(built.sha256),
         content_sha256=built.sha256.hex(),
         code_size=built.code_size,
         zip_path=os.path.abspath(zip_path),
-        unzipped_size=(sum(entry.size for entry in collected.entries)
-                       if collected.build is not None else None),
-        build=collected.build,
+        unzipped_size=written.unzipped_size,
+        build=written.build,
     )
+
+
+def _copy_into_place(source: str, zip_path: Path) -> None:
+    """Copy `source` to `zip_path` through a temp file beside it (durably, then renamed), and
+    remove `source`."""
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=zip_path.parent, prefix=f".{zip_path.stem[:16]}.{os.getpid()}.",
+        suffix=BUILD_TEMP_SUFFIX)
+    try:
+        with os.fdopen(descriptor, "wb") as out, open(source, "rb") as given:
+            shutil.copyfileobj(given, out, archive.CHUNK_BYTES)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, zip_path)
+    except BaseException:
+        common.remove_quietly(temp_name)
+        raise
+    common.remove_quietly(source)
 
 
 WheelFacts = dict[str, dict[str, wheel_cache.MemberFacts]]
@@ -211,7 +345,7 @@ def _wheel_facts(collected: common.Collected, *,
             for path, sha256 in collected.wheel_sha256.items()}
 
 
-def _keep_wheel_facts(built: zipindex.BuiltZip, *, collected: common.Collected,
+def _keep_wheel_facts(built: zipindex.BuiltZip, *, wheel_sha256: Mapping[str, str],
                       sources: fetch.Sources | None) -> None:
     """Keep in the wheel cache what this build checked of the wheels' members."""
     if sources is None or not built.checked:
@@ -221,7 +355,7 @@ def _keep_wheel_facts(built: zipindex.BuiltZip, *, collected: common.Collected,
         found.setdefault(member.wheel, {})[member.name] = wheel_cache.MemberFacts(
             crc=member.crc, size=member.size, elf=member.elf)
     for path, facts in found.items():
-        sha256 = collected.wheel_sha256.get(path)
+        sha256 = wheel_sha256.get(path)
         if sha256 is not None:
             sources.wheel_cache.put_facts(sha256, facts)
 
@@ -257,6 +391,14 @@ def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> l
                 temp_path.unlink()
                 removed.append(temp_path)
     return removed
+
+
+def remove_temps_of(temp_dir: Path, *, pid: int) -> None:
+    """Remove the build temp files in `temp_dir` written by process `pid` (a worker stopped
+    or done with: what it wrote ahead is not needed)."""
+    for temp_path in temp_dir.glob(f".*.{pid}.*{BUILD_TEMP_SUFFIX}"):
+        with suppress(OSError):  # best effort: a run's last clean-up
+            temp_path.unlink()
 
 
 def _writer_gone(temp_name: str) -> bool:

@@ -77,7 +77,7 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
     begun: list[artifacts.HeadStart] = []
 
     def head_start(early: model.Manifest) -> None:
-        begun.append(artifacts.HeadStart.begin(space, list(early.layers)))
+        begun.append(artifacts.HeadStart.begin(space, list(early.layers), state=early.state))
 
     try:
         parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
