@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reconciler import elfcheck, errors, model
+from reconciler.builds import wheels
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,10 @@ def raw_members(zip_path: str) -> dict[str, RawMember]:
     differ from the central directory's). Raises ContentError for a zip whose headers do not
     add up."""
     found: dict[str, RawMember] = {}
-    with open(zip_path, "rb") as file, zipfile.ZipFile(file) as archive_file:
+    infos = wheels.central_directory(zip_path)
+    with open(zip_path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        for info in archive_file.infolist():
+        for info in infos:
             if info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED) \
                     or info.flag_bits & 0x1:
                 continue
