@@ -2,7 +2,9 @@
 saved once per run), have their zips built into `.reconcile/build/` (by `layerbuild`), reuse
 them, prune them, and hand apply a zip verified against the CodeSha256 of the plan.
 
-Shell: it reads the content and writes only under `.reconcile/`. A saved plan holds no zip, so
+Shell: it reads the content and writes only under `.reconcile/`, but for the zips of built
+layers its start-up worker writes ahead into the wheel cache's `prebuild/` (moved into
+`.reconcile/build/` or removed by the run). A saved plan holds no zip, so
 `zip_for` rebuilds one from the checkout when `.reconcile/` is gone (another runner, a fresh
 clone): deterministic packaging makes it byte-identical, and the check proves it.
 """
@@ -48,27 +50,30 @@ def prebuild_dir(environ: Mapping[str, str]) -> Path:
 
 
 def _prebuild(specs: list[model.LayerSpec], found: Identified, *, space: workspace.Workspace,
-              recorded: frozenset[str] | None) -> Prebuilts:
+              recorded: frozenset[str] | None, temp_dir: Path, owner: int) -> Prebuilts:
     """In the worker: the zips of the layers built from locks that this run will build (no
     zip for their fingerprint in `.reconcile/build/`, and not a fingerprint the local state
-    records, `recorded`), written ahead (layerbuild.prebuild)."""
+    records, `recorded`), written ahead (layerbuild.prebuild) into `temp_dir`, named by the
+    run's pid (`owner`); a fingerprint two layers share is built once."""
     prebuilt: Prebuilts = {}
     if recorded is None:
         return prebuilt
     sources: fetch.Sources | None = None
+    done: set[str] = set()
     for spec in specs:
         artifact = found.get(spec.key)
         if (spec.content.kind is not model.SourceKind.LOCK
                 or not isinstance(artifact, model.Artifact)
-                or artifact.fingerprint in recorded
+                or artifact.fingerprint in recorded or artifact.fingerprint in done
                 or (space.cache_dir / "build" / f"{artifact.fingerprint}.zip").exists()):
             continue
+        done.add(artifact.fingerprint)
         if sources is None:
             sources = fetch.Sources(wheel_cache=wheel_cache.WheelCache(
                 wheel_cache.default_root(os.environ)), index_for=None, environ=os.environ)
         made = layerbuild.prebuild(spec.content, artifact, base_dir=space.base_dir,
-                                   label=LocalCode.label(spec), temp_dir=prebuild_dir(os.environ),
-                                   sources=sources)
+                                   label=LocalCode.label(spec), temp_dir=temp_dir,
+                                   sources=sources, owner=owner)
         if made is not None:
             prebuilt[spec.key] = made
     return prebuilt
@@ -123,15 +128,16 @@ class Prefetch:
     """
 
     def __init__(self, *, worker: forking.Forked[_Found],
-                 contents: dict[str, model.ContentSpec]) -> None:
+                 contents: dict[str, model.ContentSpec], temp_dir: Path) -> None:
         self._worker = worker
         self.contents = contents  # what the worker identifies, by layer key
+        self._temp_dir = temp_dir  # where it writes zips ahead, named by this process's pid
         self._collected = False
 
     @classmethod
     def start(cls, *, space: workspace.Workspace, specs: list[model.LayerSpec],
               cache: statcache.StatCache, skip: frozenset[str],
-              state: str | None = None) -> Prefetch | None:
+              state: str | None) -> Prefetch | None:
         """Fork the worker for the local layers of `specs`; None where it would not help or
         fork is not safe (nothing to identify, not Linux, a thread already running). The
         worker also writes ahead the zips of the layers built from locks that the run will
@@ -139,21 +145,24 @@ class Prefetch:
         local = [spec for spec in specs if spec.content.kind is not model.SourceKind.S3]
         if not local:
             return None
+        temp_dir, owner = prebuild_dir(os.environ), os.getpid()
         if any(spec.content.kind is model.SourceKind.LOCK for spec in local):
             # What a killed run's worker left there (named by that run's pid, now gone).
             with suppress(OSError):
-                layerbuild.remove_stale_build_temps(prebuild_dir(os.environ))
+                layerbuild.remove_stale_build_temps(temp_dir)
 
         def work() -> _Found:
             found = _identify_local(local, space=space, cache=cache, skip=skip)
             handed = cache.hand_back()
             return found, handed, _prebuild(
-                local, found, space=space, recorded=_recorded_fingerprints(space, state=state))
+                local, found, space=space, recorded=_recorded_fingerprints(space, state=state),
+                temp_dir=temp_dir, owner=owner)
 
         worker = forking.Forked.start(work)
         if worker is None:
             return None
-        started = cls(worker=worker, contents={spec.key: spec.content for spec in local})
+        started = cls(worker=worker, contents={spec.key: spec.content for spec in local},
+                      temp_dir=temp_dir)
         # A run that ends before it collects (a credentials error, a usage error) must not
         # leave its worker hashing on in the background, nor a zip it wrote ahead.
         atexit.register(started.cancel)
@@ -165,7 +174,7 @@ class Prefetch:
         if self._collected:
             return
         self._worker.cancel()
-        layerbuild.remove_temps_of(prebuild_dir(os.environ), pid=os.getpid())
+        layerbuild.remove_temps_of(self._temp_dir, pid=os.getpid())
 
     @property
     def pid(self) -> int:
@@ -180,7 +189,7 @@ class Prefetch:
                 and all(isinstance(part, dict) for part in result)):
             self._collected = True
             return result
-        layerbuild.remove_temps_of(prebuild_dir(os.environ), pid=os.getpid())
+        layerbuild.remove_temps_of(self._temp_dir, pid=os.getpid())
         return None
 
 
@@ -202,7 +211,7 @@ class HeadStart:
 
     @classmethod
     def begin(cls, space: workspace.Workspace, specs: list[model.LayerSpec], *,
-              state: str | None = None) -> HeadStart:
+              state: str | None) -> HeadStart:
         """Load the stat cache and start the worker for the local layers of `specs`; it
         writes nothing in the project (the manifest may yet prove invalid: then nothing may
         change), only the zips it builds ahead, outside it, which a cancel removes."""
@@ -260,7 +269,7 @@ class LocalCode:
         """Start identifying the local layers of `specs` in a worker process (HeadStart);
         the next `identify` takes its results. Loads the run's stat cache (once: the
         worker uses a copy of it)."""
-        self._take(HeadStart.begin(self._space, specs))
+        self._take(HeadStart.begin(self._space, specs, state=self._manifest.state))
 
     @property
     def prefetching(self) -> Prefetch | None:
@@ -357,11 +366,16 @@ class LocalCode:
     def build(self, spec: model.LayerSpec, artifact: model.Artifact) -> model.Artifact:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""
         given = layerbuild.is_built(artifact)
-        built = layerbuild.build(
-            spec.content, artifact, base_dir=self._space.base_dir, label=self.label(spec),
-            build_dir=self.build_dir, skip=self.skip, cache=self._cache,
-            sources=self.sources() if spec.content.kind is model.SourceKind.LOCK else None,
-            inspected=self._inspected, prebuilt=self._prebuilt.pop(spec.key, None))
+        prebuilt = self._prebuilt.pop(spec.key, None)
+        try:
+            built = layerbuild.build(
+                spec.content, artifact, base_dir=self._space.base_dir, label=self.label(spec),
+                build_dir=self.build_dir, skip=self.skip, cache=self._cache,
+                sources=self.sources() if spec.content.kind is model.SourceKind.LOCK else None,
+                inspected=self._inspected, prebuilt=prebuilt)
+        finally:
+            if prebuilt is not None:  # moved into place, or not needed: gone either way
+                prebuilt.discard()
         # A built layer's size and package sizes are known once its wheels are unpacked.
         built = dataclasses.replace(
             built, unzipped_size=(artifact.unzipped_size if artifact.unzipped_size is not None

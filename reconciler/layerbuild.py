@@ -3,7 +3,9 @@ or collect the content again, write the zip into a temp file (incrementally from
 previous zip, a built layer's members copied from its wheels), check that what was zipped
 still has the planned fingerprint, and move it into place with its index.
 
-Shell: it reads the content and writes only into the build folder. Build temp files left by a
+Shell: it reads the content and writes only into the build folder (and, for the head start's
+worker, a built layer's zip into the wheel cache's `prebuild/`, which the run moves into the
+build folder: `prebuild`). Build temp files left by a
 killed build (`*.zip.tmp`, named by the writer's pid) are removed by the next build into the
 same folder. `artifacts.LocalCode` is the one caller that decides when and what to build.
 """
@@ -94,6 +96,9 @@ class Written:
     every member's name (for the binary check), and a built layer's summary."""
 
     temp_path: str
+    # The temp file as it was once written and synced (inode, size, mtime): one that differs
+    # when it is to be moved into place was changed by something else, and is not used.
+    written_as: tuple[int, int, int]
     built: zipindex.BuiltZip
     wheel_sha256: Mapping[str, str]
     arcnames: list[str]
@@ -116,11 +121,11 @@ class Prebuilt:
 
 
 def prebuild(content: model.ContentSpec, artifact: model.Artifact, *, base_dir: Path,
-             label: str, temp_dir: Path, sources: fetch.Sources) -> Prebuilt | None:
-    """In the head start's worker: a built layer's zip written into `temp_dir` (named by the
-    pid of the run it is for, this process's parent, so that another run's build removes it
-    only once that run is gone), inspected as a run's build is; None when it cannot be
-    written here and now (a wheel to download, any error: the run then builds it itself, and
+             label: str, temp_dir: Path, sources: fetch.Sources, owner: int) -> Prebuilt | None:
+    """In the head start's worker: a built layer's zip written into `temp_dir` (named by
+    `owner`, the run it is for, so that another run's build removes it only once that run is
+    gone), inspected as a run's build is; None when it cannot be written here and now (a
+    wheel to download, a damaged wheel, any error: the run then builds it itself, and
     reports what stops it)."""
     if content.kind is not model.SourceKind.LOCK:
         return None
@@ -128,8 +133,8 @@ def prebuild(content: model.ContentSpec, artifact: model.Artifact, *, base_dir: 
         temp_dir.mkdir(parents=True, exist_ok=True)
         written = _write_temp(content, artifact, base_dir=base_dir, label=label,
                               temp_dir=temp_dir, previous_zip=None, skip=frozenset(),
-                              cache=None, sources=sources, inspect=True, owner=os.getppid())
-    except (errors.ReconcilerError, OSError):
+                              cache=None, sources=sources, inspect=True, owner=owner)
+    except Exception:  # whatever stops it here, the run meets again and reports
         return None
     return Prebuilt(fingerprint=artifact.fingerprint, written=written)
 
@@ -184,12 +189,20 @@ def _place_prebuilt(prebuilt: Prebuilt, artifact: model.Artifact, *, zip_path: P
                     sources: fetch.Sources | None,
                     inspected: Inspected | None) -> model.Artifact | None:
     """The worker's zip moved into place; None when it is gone (another run's clean-up of
-    temps over STALE_BUILD_TEMP_SECONDS old took it): the caller then builds."""
+    temps over STALE_BUILD_TEMP_SECONDS old took it) or is not the file the worker wrote and
+    synced (another inode, size or mtime): the caller then builds."""
     try:
+        if _identity(os.stat(prebuilt.written.temp_path)) != prebuilt.written.written_as:
+            prebuilt.discard()
+            return None
         return _place(prebuilt.written, artifact, zip_path=zip_path, sources=sources,
                       inspected=inspected)
     except FileNotFoundError:
         return None
+
+
+def _identity(found: os.stat_result) -> tuple[int, int, int]:
+    return found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _build_zip(
@@ -268,6 +281,7 @@ def _write_temp(
             )
             temp_file.flush()
             os.fsync(temp_file.fileno())
+            synced = os.fstat(temp_file.fileno())
         file_sha256 = built.file_sha256()
         zipped = collected.build.inputs_sha256 if collected.build is not None else (
             archive.fingerprint(
@@ -278,7 +292,8 @@ def _write_temp(
         common.remove_quietly(temp_name)
         raise
     return Written(
-        temp_path=temp_name, built=built, wheel_sha256=dict(collected.wheel_sha256),
+        temp_path=temp_name, written_as=_identity(synced), built=built,
+        wheel_sha256=dict(collected.wheel_sha256),
         arcnames=[entry.arcname for entry in collected.entries], build=collected.build,
         unzipped_size=(sum(entry.size for entry in collected.entries)
                        if collected.build is not None else None))

@@ -1,8 +1,9 @@
 """A built layer's zip written ahead by the head start's worker (artifacts._prebuild): the run
-moves it into place and it is byte for byte the zip the run builds itself; nothing is built
-ahead for a layer the state records (an unchanged built layer reads no wheel) or under an S3
-state; a refused manifest, a cancelled worker and a killed run leave no zip behind in the
-wheel cache's `prebuild/` folder (the next run's head start removes a killed run's).
+moves it into place and it is byte for byte the zip the run builds itself (one changed since
+the worker wrote it is not used); nothing is built ahead for a layer the state records (an
+unchanged built layer reads no wheel) or under an S3 state; a refused manifest, a cancelled
+worker and a killed run leave no zip behind in the wheel cache's `prebuild/` folder (the next
+run's head start removes a killed run's).
 
 Each scenario runs in a fresh interpreter: the worker is forked only from a process that has
 started no thread, and pytest's may have (a moto server of another test module)."""
@@ -47,15 +48,17 @@ SCENARIO = textwrap.dedent("""
 
     space = workspace.Workspace.for_manifest(Path("layers.yaml"))
     if mode == "refused":
-        begun = []
+        begun, before = [], []
         try:
             workspace.load_manifest(space, head_start=lambda early: (
                 begun.append(artifacts.HeadStart.begin(space, list(early.layers),
-                                                       state=early.state)), ready()))
+                                                       state=early.state)), ready(),
+                before.extend(held())))
         except errors.ReconcilerError as refused:
             for started in begun:
                 started.cancel()
-            print(json.dumps({"refused": refused.message, "held": held(), "pid": os.getpid()}))
+            print(json.dumps({"refused": refused.message, "before": before, "held": held(),
+                              "pid": os.getpid()}))
         sys.exit(0)
     parsed = workspace.load_manifest(space)
     code = artifacts.LocalCode(space=space, manifest=parsed)
@@ -68,17 +71,26 @@ SCENARIO = textwrap.dedent("""
         if mode == "run killed":
             print(json.dumps({"held": held(), "pid": os.getpid()}), flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
+        before = held()
         code.prefetching.cancel()
-        print(json.dumps({"held": held(), "pid": os.getpid()}))
+        print(json.dumps({"before": before, "held": held(), "pid": os.getpid()}))
         sys.exit(0)
     found = code.identify(specs)
     after_identify = held()
+    identities = [[(prebuilds / name).stat().st_ino, (prebuilds / name).stat().st_mtime_ns]
+                  for name in after_identify]
+    if mode == "tampered":  # the same size, other bytes: not the file the worker wrote
+        for name in after_identify:
+            path = prebuilds / name
+            path.write_bytes(b"x" * path.stat().st_size)
     artifact = found[specs[0].key]
     assert isinstance(artifact, model.Artifact), artifact
     built = code.build(specs[0], artifact)
     print(json.dumps({
         "pid": os.getpid(),
         "after_identify": after_identify,
+        "prebuilt": identities,
+        "zip": [Path(built.zip_path).stat().st_ino, Path(built.zip_path).stat().st_mtime_ns],
         "after_build": held(),
         "code_sha256": built.code_sha256,
         "zip_sha256": hashlib.sha256(Path(built.zip_path).read_bytes()).hexdigest(),
@@ -140,11 +152,24 @@ def test_the_zip_built_ahead_is_moved_into_place_and_is_the_runs_own(tmp_path: P
     shutil.rmtree(project / ".reconcile")
     ahead = _run(project, "ahead", cache=tmp_path / "cache2")
     assert [name.split(".")[2] for name in ahead["after_identify"]] == [str(ahead["pid"])]
+    assert ahead["prebuilt"] == [ahead["zip"]]  # moved (inode and mtime kept), not rebuilt
     assert ahead["after_build"] == []
     assert ahead["zip_sha256"] == inline["zip_sha256"]
     assert ahead["code_sha256"] == inline["code_sha256"]
     assert ahead["build_folder"] == [f"{ahead['fingerprint']}.index.json",
                                      f"{ahead['fingerprint']}.zip"]
+
+
+def test_a_zip_changed_after_the_worker_wrote_it_is_not_used(tmp_path: Path) -> None:
+    """A zip in `prebuild/` that is no longer the file the worker wrote and synced (rewritten
+    with other bytes of the same size) is removed, and the run builds the layer itself."""
+    project = _project(tmp_path / "repo")
+    inline = _run(project, "inline", cache=tmp_path / "cache1")
+    shutil.rmtree(project / ".reconcile")
+    tampered = _run(project, "tampered", cache=tmp_path / "cache2")
+    assert len(tampered["after_identify"]) == 1
+    assert tampered["after_build"] == []
+    assert tampered["zip_sha256"] == inline["zip_sha256"]
 
 
 def _lockfile_recording(fingerprint: str) -> str:
@@ -174,6 +199,7 @@ def test_a_refused_manifest_leaves_no_zip_built_ahead(tmp_path: Path) -> None:
     before = _listing(project)
     refused = _run(project, "refused", cache=tmp_path / "cache")
     assert "'nowhere' does not exist" in refused["refused"]
+    assert [name.split(".")[2] for name in refused["before"]] == [str(refused["pid"])]
     assert refused["held"] == []
     assert _listing(project) == before
 
@@ -187,7 +213,9 @@ def test_a_cancelled_worker_leaves_no_zip_and_a_killed_runs_is_removed_next(
     cache = tmp_path / "cache"
     fingerprint = _run(project, "inline", cache=tmp_path / "other")["fingerprint"]
     shutil.rmtree(project / ".reconcile")
-    assert _run(project, "cancelled", cache=cache)["held"] == []
+    cancelled = _run(project, "cancelled", cache=cache)
+    assert [name.split(".")[2] for name in cancelled["before"]] == [str(cancelled["pid"])]
+    assert cancelled["held"] == []
     killed = _run(project, "run killed", cache=cache)
     assert [name.split(".")[2] for name in killed["held"]] == [str(killed["pid"])]
     (project / "layers.lock.json").write_text(_lockfile_recording(fingerprint))

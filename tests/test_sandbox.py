@@ -56,9 +56,10 @@ def invoke(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def reap(pid: int) -> None:
-    """Collect `pid` if it is a stopped child of this process (a server `invoke` started)."""
+    """Collect `pid` if it is a child of this process (a server `invoke` started), already
+    stopped or killed: waiting for it returns at once or as soon as it has exited."""
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(pid, 0)
 
 
 def isolated_env() -> dict[str, str]:

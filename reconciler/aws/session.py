@@ -92,9 +92,10 @@ def _loader(search_path: str | None) -> _ServicesLoader:
     one per setting in a process. botocore's loader keeps every data file it parses (each
     service's model, the ~1 MB of endpoints and partitions: ~0.15 s of JSON), so every session
     of a process (the CLI run in process by the tests or by a program that imports it, a plan
-    and an apply in one job) parses them once. What it keeps is never changed after loading;
-    two threads asking at once for a file not yet kept may both parse it, which costs time,
-    not correctness."""
+    and an apply in one job) parses them once. What it keeps is shared as every session's
+    clients already share it (botocore's S3 handlers edit an operation's request URI in place
+    on its first use, the same edit each time); two threads asking at once for a file not yet
+    kept may both parse it, which costs time, not correctness."""
     if search_path is None:
         return _ServicesLoader()
     return _ServicesLoader(extra_search_paths=[
