@@ -502,16 +502,23 @@ def _wheel_build(wheel: Path, *, max_in_flight_bytes: int = zipbuild.DEFAULT_MAX
         return out.getvalue()
 
 
+def _random_wheel(tmp_path: Path, *, seed: int, modules: int) -> tuple[Path, dict[str, bytes]]:
+    """A wheel-like zip deflated at level 9: `modules` small modules of repeated lines, one
+    300 KB random member (big enough to be spooled) and a stored member; and its files."""
+    rng = random.Random(seed)
+    files = {f"pkg/m{index}.py": (b"value = %d\n" % index) * rng.randint(1, 4000)
+             for index in range(modules)}
+    files["pkg/big.bin"] = bytes(rng.getrandbits(8) for _ in range(300_000))
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    _wheel_like(wheel, files, level=9)
+    return wheel, files
+
+
 def test_wheel_members_keep_the_wheels_own_compressed_bytes(tmp_path: Path) -> None:
     """A member deflated in the wheel is copied as the wheel holds it (here level 9, not the
     layer's 6), a stored one is deflated, and the zip reads back to the same files whatever
     the workers or the in-flight budget (spooled copies included)."""
-    rng = random.Random(7)
-    files = {f"pkg/m{index}.py": (b"value = %d\n" % index) * rng.randint(1, 4000)
-             for index in range(40)}
-    files["pkg/big.bin"] = bytes(rng.getrandbits(8) for _ in range(300_000))
-    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
-    _wheel_like(wheel, files, level=9)
+    wheel, files = _random_wheel(tmp_path, seed=7, modules=40)
     built = _wheel_build(wheel)
     assert built == _wheel_build(wheel, workers=1, max_in_flight_bytes=64 * 1024)
     with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(io.BytesIO(built)) as layer:
@@ -545,12 +552,7 @@ def test_checked_wheel_members_are_copied_as_the_unchecked_build_wrote_them(
         tmp_path: Path) -> None:
     """Members an earlier build checked are copied by the writer: the zip is byte for byte
     the one a build that inflates and checks them writes (the big member included)."""
-    rng = random.Random(11)
-    files = {f"pkg/m{index}.py": (b"n = %d\n" % index) * rng.randint(1, 3000)
-             for index in range(30)}
-    files["pkg/big.bin"] = bytes(rng.getrandbits(8) for _ in range(300_000))
-    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
-    _wheel_like(wheel, files, level=9)
+    wheel, _ = _random_wheel(tmp_path, seed=11, modules=30)
     assert _checked_build(wheel, wheelmembers.raw_members(str(wheel))) == _wheel_build(wheel)
 
 
