@@ -9,7 +9,7 @@ terminals (the caller passes `color`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -366,6 +366,20 @@ def _thing(item: dict[str, Any]) -> str:
     if item.get("parameter"):
         return f" parameter {item['parameter']}"
     return ""
+
+
+def left_out_text(refused: Sequence[tuple[model.Change, str]]) -> str:
+    """The consumer changes of the plan shown above that an apply of a saved plan leaves out
+    (the saved plan is stale for them), each with why; "" when there is none."""
+    if not refused:
+        return ""
+    lines = ["Left out of this apply (the saved plan is stale for them; the rest is applied):"]
+    for change, why in refused:
+        address = change.address
+        thing = (f" function {address.function}" if address.function
+                 else f" parameter {address.parameter}" if address.parameter else "")
+        lines.append(f"  ! {change.layer} ({change.region}){thing}: {why}")
+    return "\n".join(lines) + "\n"
 
 
 def apply_text(report: dict[str, Any]) -> str:

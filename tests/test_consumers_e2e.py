@@ -194,11 +194,12 @@ def test_retention_deletes_what_the_consumers_left_and_keeps_a_bystanders(
     assert layers_of("us-east-1", "bystander") == [second]
 
 
+@pytest.mark.parametrize("output", ["json", "text"])
 def test_a_saved_plan_with_consumers_applies_on_another_checkout(
-        tmp_path: Path, fleet: dict[str, str]) -> None:
+        tmp_path: Path, fleet: dict[str, str], output: str) -> None:
     """`plan --out` in one checkout, `apply PLANFILE` in a copy: the consumers move there;
     a function that moved since the plan is stale for its change only (not updated, the rest
-    applied)."""
+    applied), and the text output marks it as left out right under the plan it shows."""
     project = write_project(tmp_path / "pr-job")
     plan_file = tmp_path / "plan.json"
     saved = invoke(project, "plan", "--out", str(plan_file))
@@ -209,12 +210,19 @@ def test_a_saved_plan_with_consumers_applies_on_another_checkout(
     # `api` in eu-west-1 moves meanwhile.
     lambda_in("eu-west-1").update_function_configuration(FunctionName="api",
                                                          Layers=[publish("eu-west-1", "x")])
-    applied = invoke(merge_job, "apply", str(plan_file), "--format", "json")
+    applied = invoke(merge_job, "apply", str(plan_file), "--format", output)
     assert applied.returncode != 0
-    report = json.loads(applied.stdout)
-    assert [(item["region"], item.get("function")) for item in report["not_attempted"]] == [
-        ("eu-west-1", "api")]
-    assert "stale" in report["not_attempted"][0]["why"]
+    if output == "json":
+        report = json.loads(applied.stdout)
+        assert [(item["region"], item.get("function")) for item in report["not_attempted"]] \
+            == [("eu-west-1", "api")]
+        assert "stale" in report["not_attempted"][0]["why"]
+    else:
+        shown, _, outcome = applied.stdout.partition("Left out of this apply")
+        assert "function api" in shown  # the fresh plan still lists the change...
+        left_out = outcome.splitlines()[1]  # ...and the line under it says it is left out
+        assert left_out.startswith("  ! shared (eu-west-1) function api: stale: "), left_out
+        assert "not tried shared (eu-west-1) function api: stale" in outcome
     assert layers_of("us-east-1", "worker") == [latest("us-east-1"), fleet["other"]]
     assert layers_of("eu-west-1", "api")[0].endswith(":layer:x:1")
     assert parameter("eu-west-1", "/layers/shared/latest") == latest("eu-west-1")

@@ -246,6 +246,7 @@ def _apply_locked(session: run_session.Session, *, saved: savedplans.Loaded | No
         refused = savedplans.refuse_stale(saved.plan, the_plan)
         if not as_json:
             views.plan_text(the_plan)
+            views.left_out(refused)
         stopping.interrupt_now(False)
         savedplans.mark_applied(plan_file or Path(), saved, snapshot=snapshot)
     stopping.interrupt_now(False)

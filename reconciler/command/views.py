@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +134,13 @@ def plan(the_plan: model.Plan, output_format: PlanFormat) -> None:
 def plan_text(the_plan: model.Plan) -> None:
     """The plan as text (coloured on a terminal), as plan and apply show it."""
     typer.echo(render.text(the_plan, color=use_color()), nl=False)
+
+
+def left_out(refused: Sequence[tuple[model.Change, str]]) -> None:
+    """Under the plan apply PLANFILE shows: the consumer changes it leaves out, and why."""
+    shown = render.left_out_text(refused)
+    if shown:
+        typer.echo("\n" + shown, nl=False)
 
 
 def saved_plan(out: Path, *, manifest: Path | None) -> None:
