@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -55,11 +56,13 @@ def invoke(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return clirun.invoke(cwd, *args, env=isolated_env())
 
 
-def reap(pid: int) -> None:
-    """Collect `pid` if it is a child of this process (a server `invoke` started), already
-    stopped or killed: waiting for it returns at once or as soon as it has exited."""
+def reap(pid: int, *, timeout: float = 10.0) -> None:
+    """Collect `pid` if it is a child of this process (a server `invoke` started) once it has
+    exited, waiting up to `timeout` seconds for that; at once if it is not a child."""
+    deadline = time.monotonic() + timeout
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+        while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def isolated_env() -> dict[str, str]:
@@ -95,6 +98,18 @@ def process_start(pid: int) -> str | None:
 def alive(pid: int, start: str) -> bool:
     """Whether the process with this pid and start time still runs."""
     return process_start(pid) == start
+
+
+def gone(pid: int, start: str, *, timeout: float = 10.0) -> bool:
+    """Whether the process ends within `timeout` seconds. A stopped server is gone for the
+    CLI once its command line is empty, which happens while the kernel is still ending it;
+    /proc shows it running (not a zombie) for a moment longer."""
+    deadline = time.monotonic() + timeout
+    while alive(pid, start):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def recorded(folder: Path) -> tuple[int, str]:
@@ -140,9 +155,10 @@ def sandboxes() -> Iterator[Starter]:
     yield start
     for folder, pid, start_time in started:
         invoke(folder, "sandbox", "stop")
-        if alive(pid, start_time):
-            os.kill(pid, signal.SIGKILL)
         reap(pid)
+        if not gone(pid, start_time):
+            os.kill(pid, signal.SIGKILL)
+            reap(pid)
 
 
 def test_start_apply_status_stop_leaves_no_process(
@@ -176,7 +192,7 @@ def test_start_apply_status_stop_leaves_no_process(
     stopped = run(tmp_path, "sandbox", "stop")
     assert stopped.returncode == 0, stopped.stderr
     assert f"stopped (pid {pid})" in stopped.stdout
-    assert not alive(pid, start_time)
+    assert gone(pid, start_time)
     assert not (tmp_path / ".reconcile" / "sandbox" / "pid.json").exists()
     after = run(tmp_path, "sandbox", "status")
     assert after.returncode == 1
@@ -202,7 +218,7 @@ def test_eval_of_start_works_in_a_shell(tmp_path: Path) -> None:
         if (tmp_path / ".reconcile" / "sandbox" / "pid.json").exists():
             pid, start_time = recorded(tmp_path)
             run(tmp_path, "sandbox", "stop")
-            if alive(pid, start_time):
+            if not gone(pid, start_time):
                 os.kill(pid, signal.SIGKILL)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "alpha" in result.stdout
@@ -258,9 +274,10 @@ def test_sandbox_lives_beside_the_manifest(
         assert exports_of(result.stdout)["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{port}"
     finally:
         pid, start_time = recorded(manifest.parent)
-        invoke(elsewhere, "sandbox", "stop", "-f", str(manifest))
-        assert not alive(pid, start_time)
+        stopped = invoke(elsewhere, "sandbox", "stop", "-f", str(manifest))
+        assert f"stopped (pid {pid})" in stopped.stdout, stopped.stdout + stopped.stderr
         reap(pid)
+        assert gone(pid, start_time)
 
 
 @pytest.fixture
