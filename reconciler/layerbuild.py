@@ -176,11 +176,12 @@ def _build(
             inspected=inspected)) is not None:
         built = placed
     else:
-        built = _build_zip(
-            content, artifact, base_dir=base_dir, label=label, zip_path=zip_path, skip=skip,
+        written = _write_temp(
+            content, artifact, base_dir=base_dir, label=label, temp_dir=build_dir, skip=skip,
             previous_zip=previous_zip or zipindex.latest_zip(build_dir, layer=label),
-            cache=cache, sources=sources, inspected=inspected,
-        )
+            cache=cache, sources=sources, inspect=inspected is not None)
+        built = _place(written, artifact, zip_path=zip_path, sources=sources,
+                       inspected=inspected)
     zipindex.remember_latest(build_dir, layer=label, zip_path=zip_path)
     return built
 
@@ -203,25 +204,6 @@ def _place_prebuilt(prebuilt: Prebuilt, artifact: model.Artifact, *, zip_path: P
 
 def _identity(found: os.stat_result) -> tuple[int, int, int]:
     return found.st_ino, found.st_size, found.st_mtime_ns
-
-
-def _build_zip(
-    content: model.ContentSpec,
-    artifact: model.Artifact,
-    *,
-    base_dir: Path,
-    label: str,
-    zip_path: Path,
-    skip: frozenset[str],
-    previous_zip: Path | None,
-    cache: statcache.StatCache | None,
-    sources: fetch.Sources | None = None,
-    inspected: Inspected | None = None,
-) -> model.Artifact:
-    written = _write_temp(content, artifact, base_dir=base_dir, label=label,
-                          temp_dir=zip_path.parent, skip=skip, previous_zip=previous_zip,
-                          cache=cache, sources=sources, inspect=inspected is not None)
-    return _place(written, artifact, zip_path=zip_path, sources=sources, inspected=inspected)
 
 
 def _write_temp(

@@ -31,6 +31,15 @@ def space_of(tmp_path: Path, consumers: str) -> workspace.Workspace:
     return workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
 
 
+def one_layer(tmp_path: Path, extra: str) -> workspace.Workspace:
+    """A folder layer `a` in us-east-1, its manifest entry ending with `extra`."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  a:\n    content: {path: a}\n" + extra)
+    return workspace.Workspace.for_manifest(tmp_path / "layers.yaml")
+
+
 class World:
     """The fakes of one test and the use cases run against them."""
 
@@ -193,12 +202,7 @@ def test_a_consumer_not_moved_holds_back_retention_but_not_a_stray_fillers_delet
         tmp_path: Path) -> None:
     """api's update refused (busy): its failure reported, retention's delete of v1 waits,
     and the filler an earlier apply left (v2) is deleted all the same."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f.txt").write_text("x")
-    (tmp_path / "layers.yaml").write_text(
-        "version: 1\nregion: us-east-1\nlayers:\n  a:\n    content: {path: a}\n"
-        "    retain: 1\n    consumers: {functions: [api]}\n")
-    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    world = World(one_layer(tmp_path, "    retain: 1\n    consumers: {functions: [api]}\n"))
     old = world.layers.put(region="us-east-1", layer_name="a", settings=model.Settings(),
                            zip_bytes=b"old")
     world.layers.put(region="us-east-1", layer_name="a",
@@ -245,12 +249,7 @@ def test_a_function_already_on_the_target_is_done_not_stale(tmp_path: Path,
     """A function someone moved to exactly the plan's layers since the plan is done (found
     so), not refused as stale: where the endpoint reports no RevisionId (read first), and
     where the update carrying the plan's RevisionId is refused (read back)."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "f.txt").write_text("x")
-    (tmp_path / "layers.yaml").write_text(
-        "version: 1\nregion: us-east-1\nlayers:\n  a:\n    content: {path: a}\n"
-        "    consumers:\n      functions: [api]\n")
-    world = World(workspace.Workspace.for_manifest(tmp_path / "layers.yaml"))
+    world = World(one_layer(tmp_path, "    consumers:\n      functions: [api]\n"))
     world.functions.add(region="us-east-1", name="api")
     assert world.apply().ok
     function = world.functions.functions[("us-east-1", "api")]
