@@ -43,34 +43,40 @@ Prebuilts = dict[str, layerbuild.Prebuilt]
 _Found = tuple[Identified, dict[str, object], Prebuilts]
 
 
-def prebuild_dir(environ: Mapping[str, str]) -> Path:
+def prebuild_dir(environ: Mapping[str, str]) -> Path | None:
     """Where the head start's worker writes built layers' zips ahead of the run: under the
-    wheel cache's root, outside the project (the manifest may yet be refused)."""
-    return wheel_cache.default_root(environ) / "prebuild"
+    wheel cache's root, outside the project (the manifest may yet be refused); None when
+    there is no such root (no RECONCILE_CACHE_DIR and no home directory: nothing is built
+    ahead, and a build that needs the cache says so)."""
+    try:
+        return wheel_cache.default_root(environ) / "prebuild"
+    except errors.ContentError:  # the run's own build reports it, for its layer
+        return None
 
 
 def _prebuild(specs: list[model.LayerSpec], found: Identified, *, space: workspace.Workspace,
-              recorded: frozenset[str] | None, temp_dir: Path, owner: int) -> Prebuilts:
+              state: str | None, temp_dir: Path, owner: int) -> Prebuilts:
     """In the worker: the zips of the layers built from locks that this run will build (no
     zip for their fingerprint in `.reconcile/build/`, and not a fingerprint the local state
-    records, `recorded`), written ahead (layerbuild.prebuild) into `temp_dir`, named by the
-    run's pid (`owner`); a fingerprint two layers share is built once."""
+    records: the lockfile is read only when there is such a layer), written ahead
+    (layerbuild.prebuild) into `temp_dir`, named by the run's pid (`owner`); a fingerprint
+    two layers share is built once."""
+    candidates = [(spec, artifact) for spec in specs
+                  if spec.content.kind is model.SourceKind.LOCK
+                  and isinstance(artifact := found.get(spec.key), model.Artifact)
+                  and not (space.cache_dir / "build" / f"{artifact.fingerprint}.zip").exists()]
+    recorded = _recorded_fingerprints(space, state=state) if candidates else None
     prebuilt: Prebuilts = {}
     if recorded is None:
         return prebuilt
-    sources: fetch.Sources | None = None
+    # The wheel cache whose root `temp_dir` is under; no index: nothing is downloaded ahead.
+    sources = fetch.Sources(wheel_cache=wheel_cache.WheelCache(temp_dir.parent),
+                            index_for=None, environ=os.environ)
     done: set[str] = set()
-    for spec in specs:
-        artifact = found.get(spec.key)
-        if (spec.content.kind is not model.SourceKind.LOCK
-                or not isinstance(artifact, model.Artifact)
-                or artifact.fingerprint in recorded or artifact.fingerprint in done
-                or (space.cache_dir / "build" / f"{artifact.fingerprint}.zip").exists()):
+    for spec, artifact in candidates:
+        if artifact.fingerprint in recorded or artifact.fingerprint in done:
             continue
         done.add(artifact.fingerprint)
-        if sources is None:
-            sources = fetch.Sources(wheel_cache=wheel_cache.WheelCache(
-                wheel_cache.default_root(os.environ)), index_for=None, environ=os.environ)
         made = layerbuild.prebuild(spec.content, artifact, base_dir=space.base_dir,
                                    label=LocalCode.label(spec), temp_dir=temp_dir,
                                    sources=sources, owner=owner)
@@ -128,7 +134,7 @@ class Prefetch:
     """
 
     def __init__(self, *, worker: forking.Forked[_Found],
-                 contents: dict[str, model.ContentSpec], temp_dir: Path) -> None:
+                 contents: dict[str, model.ContentSpec], temp_dir: Path | None) -> None:
         self._worker = worker
         self.contents = contents  # what the worker identifies, by layer key
         self._temp_dir = temp_dir  # where it writes zips ahead, named by this process's pid
@@ -145,8 +151,10 @@ class Prefetch:
         local = [spec for spec in specs if spec.content.kind is not model.SourceKind.S3]
         if not local:
             return None
-        temp_dir, owner = prebuild_dir(os.environ), os.getpid()
-        if any(spec.content.kind is model.SourceKind.LOCK for spec in local):
+        owner = os.getpid()
+        temp_dir = prebuild_dir(os.environ) if any(
+            spec.content.kind is model.SourceKind.LOCK for spec in local) else None
+        if temp_dir is not None:
             # What a killed run's worker left there (named by that run's pid, now gone).
             with suppress(OSError):
                 layerbuild.remove_stale_build_temps(temp_dir)
@@ -154,9 +162,8 @@ class Prefetch:
         def work() -> _Found:
             found = _identify_local(local, space=space, cache=cache, skip=skip)
             handed = cache.hand_back()
-            return found, handed, _prebuild(
-                local, found, space=space, recorded=_recorded_fingerprints(space, state=state),
-                temp_dir=temp_dir, owner=owner)
+            return found, handed, {} if temp_dir is None else _prebuild(
+                local, found, space=space, state=state, temp_dir=temp_dir, owner=owner)
 
         worker = forking.Forked.start(work)
         if worker is None:
@@ -174,7 +181,7 @@ class Prefetch:
         if self._collected:
             return
         self._worker.cancel()
-        layerbuild.remove_temps_of(self._temp_dir, pid=os.getpid())
+        self._remove_temps()
 
     @property
     def pid(self) -> int:
@@ -189,8 +196,12 @@ class Prefetch:
                 and all(isinstance(part, dict) for part in result)):
             self._collected = True
             return result
-        layerbuild.remove_temps_of(self._temp_dir, pid=os.getpid())
+        self._remove_temps()
         return None
+
+    def _remove_temps(self) -> None:
+        if self._temp_dir is not None:
+            layerbuild.remove_temps_of(self._temp_dir, pid=os.getpid())
 
 
 def own_paths(space: workspace.Workspace) -> frozenset[str]:

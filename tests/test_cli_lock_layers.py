@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import wheelcraft
-from clirun import invoke, plan_json
+from clirun import invoke, plan_json, valid_plan
 from lockindex import LoopbackStores
 
 from reconciler.command import compose
@@ -207,6 +207,25 @@ def test_a_missing_lock_is_an_error_at_its_manifest_line(project: Project, store
     assert validated.returncode == 1
     assert "layers.yaml:6:21: layers.deps.content.lock" in validated.stderr
     assert "missing.txt" in validated.stderr
+
+
+def test_no_home_and_no_cache_dir_is_a_plan_error_naming_the_variable(
+        project: Project, stores: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without RECONCILE_CACHE_DIR and without a home directory (a container's user with
+    none), the built layer is a plan error saying to set the variable: no traceback."""
+    _manifest(project.repo, {"deps": _layer("{lock: requirements.txt, find_links: [wheels]}")})
+    monkeypatch.delenv("RECONCILE_CACHE_DIR")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    planned = invoke(project.repo, "plan", "--format", "json")
+    assert planned.returncode == 1, planned.stderr
+    errors = valid_plan(json.loads(planned.stdout))["errors"]
+    assert [error["layer"] for error in errors] == ["deps"]
+    assert "the wheel cache has no folder: there is no home directory" in errors[0]["message"]
+    assert "RECONCILE_CACHE_DIR" in errors[0]["hint"]
 
 
 def test_a_lock_outside_the_repository_is_refused(project: Project, stores: Path) -> None:

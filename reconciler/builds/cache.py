@@ -43,11 +43,18 @@ class MemberFacts:
 
 
 def default_root(environ: Mapping[str, str]) -> Path:
-    """RECONCILE_CACHE_DIR, else ~/.cache/reconcile."""
+    """RECONCILE_CACHE_DIR, else ~/.cache/reconcile; ContentError when there is neither (no
+    home directory: a container running as a user without one)."""
     configured = environ.get(ENVIRONMENT_VARIABLE)
     if configured:
         return Path(configured).expanduser()
-    return Path.home() / ".cache" / "reconcile"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError) as error:  # no HOME, and no passwd entry for the user
+        raise errors.ContentError(
+            "the wheel cache has no folder: there is no home directory",
+            hint=f"set {ENVIRONMENT_VARIABLE} to a folder the builds may use") from error
+    return home / ".cache" / "reconcile"
 
 
 class WheelCache:
