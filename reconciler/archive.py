@@ -421,6 +421,11 @@ def _encoded_name(arcname: str) -> tuple[bytes, int]:
         return arcname.encode("utf-8"), _UTF8_NAME_FLAG
 
 
+def local_header_size(arcname: str) -> int:
+    """The length of `local_header` for a member named `arcname` (no extra field)."""
+    return _LOCAL_HEADER.size + len(_encoded_name(arcname)[0])
+
+
 def local_header(member: ZipMember) -> bytes:
     """The local file header written before the member's data (sizes known, no extra)."""
     if needs_zip64(member.size) or member.compressed_size > ZIP64_LIMIT:

@@ -319,7 +319,7 @@ def _plan_tasks(
             continue
         if raw is None and previous is not None and known_sha256 is not None:
             sha256 = known_sha256(entry)
-            old = previous.deflated_member(sha256)
+            old = previous.deflated_member(sha256, arcname=entry.arcname)
             if old is not None and old.size == entry.size:
                 close_batch()
                 tasks.append(_Task((_Job(entry, copy_from=old, known_sha256=sha256),)))
@@ -488,10 +488,73 @@ class _Writer:
         self.elf_unknown = False
         # Wheel members this build inflated and checked: (wheel, member, crc, size, elf).
         self.checked: list[zipindex.CheckedMember] = []
+        # The previous zip's bytes [start, end) still to be copied: consecutive members copied
+        # whole (local header and data), written in a few large reads when the run ends.
+        self._run: tuple[int, int] | None = None
+
+    def _offset(self) -> int:
+        """Where the next member starts in the new zip (the pending run included)."""
+        pending = self._run[1] - self._run[0] if self._run is not None else 0
+        return self.output.offset + pending
+
+    def _flush_run(self) -> None:
+        """Copy the pending run of the previous zip's bytes, if any."""
+        if self._run is not None and self._previous is not None:
+            start, end = self._run
+            self._run = None
+            self._previous.copy_range(start, end, into=self.output)
+
+    def _copy_whole(self, job: _Job, old: zipindex.IndexedMember, *,
+                    previous: zipindex.PreviousZip, compress_type: int,
+                    external_attr: int) -> None:
+        """A member copied with its local header from the previous zip: the same name, kind of
+        compression, CRC and sizes give the same header bytes (the previous zip's headers
+        were checked against its index when it was opened), so consecutive such members are
+        one range of the previous zip's bytes."""
+        header_size = archive.local_header_size(old.arcname)
+        start, end = old.data_offset - header_size, old.data_offset + old.compressed_size
+        header_offset = self._offset()
+        if self._run is not None and self._run[1] == start:
+            self._run = (self._run[0], end)
+        else:
+            self._flush_run()
+            self._run = (start, end)
+        member = archive.ZipMember(
+            arcname=old.arcname, compress_type=compress_type, external_attr=external_attr,
+            crc=old.crc, compressed_size=old.compressed_size, size=old.size,
+            header_offset=header_offset,
+        )
+        self._note_copied(old, arcname=old.arcname, previous=previous)
+        self._members.append(member)
+        self.indexed.append(
+            zipindex.IndexedMember(
+                arcname=old.arcname, kind=archive.entry_kind(job.entry), sha256=old.sha256,
+                crc=old.crc, compress_type=compress_type, compressed_size=old.compressed_size,
+                size=old.size, data_offset=header_offset + header_size,
+            )
+        )
+
+    def _note_copied(self, old: zipindex.IndexedMember, *, arcname: str,
+                     previous: zipindex.PreviousZip) -> None:
+        """Count a member copied from the previous zip, and take what its index recorded it
+        needs: its bytes are those of the previous zip's member (the same SHA-256), and so is
+        what it needs, when the build that wrote that zip read it."""
+        self.reused += 1
+        known, elf = previous.elf_of(old)
+        self.elf_unknown = self.elf_unknown or not known
+        if elf is not None:
+            self.elf[arcname] = elf
 
     def write_member(self, job: _Job, deflated: _Deflated | None) -> None:
         """Write one member: its local header, then its data from where the job says."""
         compress_type, external_attr = archive.member_format(job.entry)
+        old, previous = job.copy_from, self._previous
+        if (old is not None and previous is not None and old.arcname == job.entry.arcname
+                and old.compress_type == compress_type and old.size == job.entry.size):
+            self._copy_whole(job, old, previous=previous, compress_type=compress_type,
+                             external_attr=external_attr)
+            return
+        self._flush_run()
         if job.link_bytes is not None:
             crc, compressed_size = zlib.crc32(job.link_bytes), len(job.link_bytes)
             sha256 = hashlib.sha256(job.link_bytes).hexdigest()
@@ -518,14 +581,9 @@ class _Writer:
         if job.link_bytes is not None:
             self.output.write(job.link_bytes)
         elif job.copy_from is not None and self._previous is not None:
+            # (Another name for the same bytes: the data alone, after this member's header.)
             self._previous.copy_data(job.copy_from, into=self.output)
-            self.reused += 1
-            # Its bytes are those of the previous zip's member (the same SHA-256): so is what
-            # it needs, when the build that wrote that zip read it.
-            known, elf = self._previous.elf_of(job.copy_from)
-            self.elf_unknown = self.elf_unknown or not known
-            if elf is not None:
-                self.elf[member.arcname] = elf
+            self._note_copied(job.copy_from, arcname=member.arcname, previous=self._previous)
         elif job.raw is not None and _copies_checked(job):
             self.copies.copy(job.raw, into=self.output)
             self.deflated += 1
@@ -551,6 +609,7 @@ class _Writer:
         )
 
     def finish(self) -> None:
+        self._flush_run()
         self.output.write(archive.central_directory(self._members, offset=self.output.offset))
 
 

@@ -132,11 +132,10 @@ class PreviousZip:
                  elf: ElfFacts | None = None) -> None:
         self._file = file
         self._elf = elf
-        self._by_sha256 = {
-            member.sha256: member
-            for member in members
-            if member.kind != SYMLINK and member.compress_type == zipfile.ZIP_DEFLATED
-        }
+        deflated = [member for member in members
+                    if member.kind != SYMLINK and member.compress_type == zipfile.ZIP_DEFLATED]
+        self._by_sha256 = {member.sha256: member for member in deflated}
+        self._by_name = {member.arcname: member for member in deflated}
 
     def elf_of(self, member: IndexedMember) -> tuple[bool, elfcheck.ElfInfo | elfcheck.BadElf
                                                      | None]:
@@ -146,14 +145,23 @@ class PreviousZip:
             return False, None
         return True, self._elf.get(member.arcname)
 
-    def deflated_member(self, sha256: str) -> IndexedMember | None:
-        """A deflated member whose bytes have that SHA-256, if the zip holds one."""
+    def deflated_member(self, sha256: str, *, arcname: str = "") -> IndexedMember | None:
+        """A deflated member whose bytes have that SHA-256, if the zip holds one: the one named
+        `arcname` when it has them (the writer then copies it with its local header, in one
+        run with its unchanged neighbours), else any."""
+        named = self._by_name.get(arcname)
+        if named is not None and named.sha256 == sha256:
+            return named
         return self._by_sha256.get(sha256)
 
     def copy_data(self, member: IndexedMember, *, into: HashingOutput) -> None:
         """Copy the member's compressed bytes, in chunks."""
-        position = member.data_offset
-        end = member.data_offset + member.compressed_size
+        self.copy_range(member.data_offset, member.data_offset + member.compressed_size,
+                        into=into)
+
+    def copy_range(self, position: int, end: int, *, into: HashingOutput) -> None:
+        """Copy the zip's bytes from `position` to `end`, in chunks (a run of members, their
+        local headers included, whose bytes the new zip holds unchanged)."""
         descriptor = self._file.fileno()
         while position < end:
             chunk = os.pread(descriptor, min(archive.CHUNK_BYTES, end - position), position)

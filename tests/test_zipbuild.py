@@ -319,6 +319,24 @@ def test_a_doubtful_previous_zip_gives_a_full_build(tmp_path: Path, corruption: 
     assert rebuilt.sha256 == full.sha256
 
 
+def test_a_copy_is_taken_from_the_member_of_the_same_name(tmp_path: Path) -> None:
+    """Of the previous zip's members holding a file's bytes, the one of the file's own name
+    is copied (with its header, in one run with its neighbours); another name's only when
+    the file's own holds other bytes."""
+    tree = Tree({"a/one.txt": b"same\n" * 40, "b/two.txt": b"same\n" * 40,
+                 "c/three.txt": b"other\n" * 40}, executables=set(), links={})
+    _build_file(tree, tmp_path / "v1.zip")
+    same = hashlib.sha256(b"same\n" * 40).hexdigest()
+    with zipindex.open_previous(tmp_path / "v1.zip") as previous:
+        assert previous is not None
+        for name in ("a/one.txt", "b/two.txt"):
+            found = previous.deflated_member(same, arcname=name)
+            assert found is not None and found.arcname == name
+        elsewhere = previous.deflated_member(same, arcname="c/three.txt")
+        assert elsewhere is not None and elsewhere.arcname in {"a/one.txt", "b/two.txt"}
+        assert previous.deflated_member("0" * 64, arcname="a/one.txt") is None
+
+
 def test_an_intact_previous_zip_is_opened(tmp_path: Path) -> None:
     """The previous zip and the index written with it pass every check (so the corruption
     cases above fail for the corruption alone)."""
