@@ -5,6 +5,7 @@ through a moto server gets the zip's CodeSha256."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -138,6 +139,25 @@ def test_body_reads_and_seeks_like_a_file(tmp_path: Path) -> None:
             assert body.read(size) == whole[start:start + size]
         assert body.seek(0, io.SEEK_END) == len(whole)
         assert body.read(5) == b""
+
+
+def test_a_file_read_to_another_size_than_it_had_is_refused(tmp_path: Path) -> None:
+    """A file whose bytes read are not the size it had when it was opened (it changed
+    meanwhile; /proc's files say 0 and hold more) is an OSError before anything is sent, and
+    the body's temporary file is gone with it."""
+    before = _open_files()
+    with pytest.raises(OSError, match="changed while it was read"):
+        uploadbody.Base64JsonBody(prefix=b"{", path=Path("/proc/self/status"), suffix=b"}")
+    assert _open_files() == before
+
+
+def _open_files() -> set[str]:
+    """What this process's descriptors point at."""
+    found = set()
+    for link in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            found.add(os.readlink(link))
+    return found
 
 
 def test_publish_through_moto_gets_the_zips_code_sha256(moto_url: str, tmp_path: Path) -> None:
