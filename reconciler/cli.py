@@ -7,9 +7,9 @@ are in `reconciler.command`, the use cases in `reconciler.run`.
 
 from __future__ import annotations
 
-import gc
 import sys
 
+from reconciler import gcpolicy
 from reconciler.command import app
 
 
@@ -17,13 +17,15 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit 0 (success), 1 (any error, usage errors included) or 2 (changes).
 
     As the process's own entry (`argv` None: the console scripts, `python -m reconciler`),
-    every object left is frozen out of the garbage collector before the exit: Python's
+    the objects that live until the end are frozen out of the garbage collector
+    (reconciler.gcpolicy): once its modules are imported, and before the exit, since Python's
     finalization otherwise runs full collections over all of them (botocore's models, the
     plan, a build's index), ~0.1-0.15 s of a cold plan spent after its last line was printed.
     The exit handlers still run and the streams are still flushed; every file the tool
     writes is closed (and synced) before that. A caller that runs `main(args)` in its own
     process (the tests) keeps its collector as it was."""
-    code = app.run(argv)
     if argv is None:
-        gc.freeze()
+        gcpolicy.own_process()
+    code = app.run(argv)
+    gcpolicy.settled()
     sys.exit(code)

@@ -34,6 +34,7 @@ TIERS: dict[str, tuple[str, ...]] = {
                  "test_aws_list_layers",
                  "test_aws_timeouts", "test_builds_index", "test_builds_locks",
                  "test_content_s3", "test_faultproxy", "test_faultproxy_hold", "test_forking",
+                 "test_gcpolicy",
                  "test_lock_build_facts", "test_lock_build_pythons", "test_lock_holder",
                  "test_prebuild", "test_prefetch",
                  "test_read_ahead", "test_state_local", "test_state_s3",

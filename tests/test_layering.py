@@ -65,7 +65,8 @@ SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUI
                    "uploadbody", "adoption", "layerbuild", "consuming", "applying.consumers",
                    "state.local", "state.s3", "aws", *AWS_ROOMS, "artifacts", "planning",
                    "applying", "applying.report", "applying.steps", "applying.lanes",
-                   "publishing", "sandbox", "forking", "github", "cli", *COMMAND, *RUN})
+                   "publishing", "sandbox", "forking", "gcpolicy", "github", "cli", *COMMAND,
+                   *RUN})
 # Shell modules below the command layer.
 BELOW_COMMAND = SHELL - COMMAND - {"cli"}
 ENTRY_POINTS = frozenset({"__init__", "__main__"})
@@ -104,7 +105,7 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     **{module: frozenset({"errors", "model", "lambdaos"}) | BUILDS_PURE - {module}
        for module in BUILDS_PURE},
     **{shell: (CORE | BELOW_COMMAND) - {shell} - AWS_ROOMS for shell in BELOW_COMMAND},
-    "cli": CORE | COMMAND,
+    "cli": CORE | COMMAND | {"gcpolicy"},
     **{command: (CORE | SHELL) - {"cli", command} - AWS_ROOMS for command in COMMAND},
     # The aws package's rooms: the core, the streamed body, and the rooms before them.
     **{room: CORE | {"uploadbody"} | set(AWS_CHAIN[:AWS_CHAIN.index(room)])
@@ -124,6 +125,8 @@ ALLOWED_INTERNAL: dict[str, frozenset[str]] = {
     "content.gitignore": frozenset(),
     # Forks a child for a callable and hands its result back: it knows nothing of the project.
     "forking": frozenset(),
+    # The tool's own process's garbage collector: it knows nothing of the project.
+    "gcpolicy": frozenset(),
     "content.statcache": CORE | {"content.common", "forking"},
 }
 # Top-level modules no core module may import: the file system, processes, the network, AWS

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from reconciler import artifacts, errors, model, planning, ports, workspace
+from reconciler import artifacts, errors, gcpolicy, model, planning, ports, workspace
 from reconciler import state as state_package
 
 
@@ -98,6 +98,8 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
     code.use_objects(remote.objects)
     consumers = (planning.Consumers(functions=remote.functions, parameters=remote.parameters)
                  if remote.functions is not None and remote.parameters is not None else None)
+    # The modules, the manifest and the clients live until the end (gcpolicy).
+    gcpolicy.settled()
     return Session(space=space, parsed=parsed, state=state, store=remote.layers,
                    objects=remote.objects, code=code, selection=selection,
                    consumers=consumers)
