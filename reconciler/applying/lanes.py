@@ -165,8 +165,11 @@ class _Recorder:
                  owner: str = "") -> None:
         self._state, self._report, self._manifest = state, report, owner
         self._owner = threading.get_ident()
+        # A record to write, or None: a lane ended (`wake`), so `serve` looks at once whether
+        # all have, instead of at its next poll (up to _POLL_SECONDS after the last one).
         self._requests: queue.Queue[tuple[model.Change, model.LockEntry | None, bool,
-                                          concurrent.futures.Future[bool]]] = queue.Queue()
+                                          concurrent.futures.Future[bool]] | None] = \
+            queue.Queue()
         self._closed = threading.Event()
         self.broken = False
 
@@ -182,17 +185,23 @@ class _Recorder:
             self.close()
         return answer.result()
 
+    def wake(self) -> None:
+        """Have `serve` look at its `until` now (a lane ended; from any thread)."""
+        self._requests.put(None)
+
     def serve(self, until: Callable[[], bool]) -> None:
         """Write what lanes ask for until `until()` holds and nothing is asked (the owner)."""
         try:
             while True:
                 try:
-                    change, entry, published, answer = self._requests.get(
-                        timeout=_POLL_SECONDS)
+                    request = self._requests.get(timeout=_POLL_SECONDS)
                 except queue.Empty:
+                    request = None
+                if request is None:
                     if until():
                         return
                     continue
+                change, entry, published, answer = request
                 try:
                     recorded = self._write(change, entry, published=published)
                 except BaseException:
@@ -210,9 +219,12 @@ class _Recorder:
         self._closed.set()
         while True:
             try:
-                *_, answer = self._requests.get_nowait()
+                request = self._requests.get_nowait()
             except queue.Empty:
                 return
+            if request is None:
+                continue
+            *_, answer = request
             if not answer.done():
                 answer.set_result(False)
 
@@ -302,6 +314,8 @@ def _run_lanes(found: list[Lane], *, steps: Steps, recorder: _Recorder,
             max_workers=max(1, parallelism), thread_name_prefix="reconcile-apply") as pool:
         futures = [pool.submit(_run_lane, lane, steps=steps, recorder=recorder,
                                regions=regions, stop=stop) for lane in found]
+        for future in futures:
+            future.add_done_callback(lambda _: recorder.wake())
         recorder.serve(until=lambda: all(future.done() for future in futures))
         return [future.result() for future in futures]
 
