@@ -40,7 +40,9 @@ Identified = dict[str, "model.Artifact | model.LayerError"]
 
 
 Prebuilts = dict[str, layerbuild.Prebuilt]
-_Found = tuple[Identified, dict[str, object], Prebuilts]
+# What the worker hands back: the identities, its stat cache's bytes, the zips it wrote ahead,
+# and the walks (common.pack_walk) of the folder layers the run will build, by layer key.
+_Found = tuple[Identified, dict[str, object], Prebuilts, dict[str, bytes]]
 
 
 def prebuild_dir(environ: Mapping[str, str]) -> Path | None:
@@ -105,12 +107,36 @@ def _recorded_fingerprints(space: workspace.Workspace, *,
     return frozenset(entry.fingerprint for entry in lock.entries.values())
 
 
+def _walks_to_hand(specs: list[model.LayerSpec], found: Identified,
+                   walked: Mapping[str, common.Collected], *, space: workspace.Workspace,
+                   state: str | None) -> dict[str, bytes]:
+    """In the worker: the walks of the folder layers this run will build (no zip for their
+    fingerprint in `.reconcile/build/`, and not a fingerprint the local lockfile records; none
+    under an S3 state, where that cannot be told here), packed with their files' digests, so
+    that the run's build neither walks the folder again (~0.1 s for 7,660 files) nor looks up
+    each file in its stat cache. The zip is then checked against this walk's fingerprint,
+    the planned one: a file changed since is read at its new stat and refused."""
+    build_dir = space.cache_dir / "build"
+    candidates = [(spec, artifact, collected) for spec in specs
+                  if spec.content.kind is model.SourceKind.PATH
+                  and isinstance(artifact := found.get(spec.key), model.Artifact)
+                  and (collected := walked.get(LocalCode.label(spec))) is not None
+                  and not (build_dir / f"{artifact.fingerprint}.zip").exists()]
+    recorded = _recorded_fingerprints(space, state=state) if candidates else None
+    if recorded is None:
+        return {}
+    return {spec.key: common.pack_walk(collected) for spec, artifact, collected in candidates
+            if artifact.fingerprint not in recorded}
+
+
 def _identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
-                    cache: statcache.StatCache, skip: frozenset[str]) -> Identified:
-    """Each local (folder or zip) layer's identity, or the content error that stops it."""
+                    cache: statcache.StatCache, skip: frozenset[str],
+                    walked_into: dict[str, common.Collected] | None = None) -> Identified:
+    """Each local (folder or zip) layer's identity, or the content error that stops it
+    (`walked_into`: see content.identify_all)."""
     identified = layer_content.identify_all(
         [(LocalCode.label(spec), spec.content) for spec in specs], base_dir=space.base_dir,
-        cache=cache, skip=skip)
+        cache=cache, skip=skip, walked_into=walked_into)
     found: Identified = {}
     for spec in specs:
         result = identified[LocalCode.label(spec)]
@@ -160,10 +186,14 @@ class Prefetch:
                 layerbuild.remove_stale_build_temps(temp_dir)
 
         def work() -> _Found:
-            found = _identify_local(local, space=space, cache=cache, skip=skip)
+            walked: dict[str, common.Collected] = {}
+            found = _identify_local(local, space=space, cache=cache, skip=skip,
+                                    walked_into=walked)
             handed = cache.hand_back()
-            return found, handed, {} if temp_dir is None else _prebuild(
+            prebuilt = {} if temp_dir is None else _prebuild(
                 local, found, space=space, state=state, temp_dir=temp_dir, owner=owner)
+            return found, handed, prebuilt, _walks_to_hand(local, found, walked, space=space,
+                                                           state=state)
 
         worker = forking.Forked.start(work)
         if worker is None:
@@ -192,7 +222,7 @@ class Prefetch:
         """The worker's results, what its cache hands back and the zips it wrote ahead
         (waiting for them), or None if it failed (then no zip of it is left)."""
         result = self._worker.collect()
-        if (isinstance(result, tuple) and len(result) == 3
+        if (isinstance(result, tuple) and len(result) == 4
                 and all(isinstance(part, dict) for part in result)):
             self._collected = True
             return result
@@ -268,6 +298,8 @@ class LocalCode:
         self._prefetch: Prefetch | None = None
         # Built layers' zips the worker wrote ahead, by layer key, until `build` takes them.
         self._prebuilt: Prebuilts = {}
+        # Folder layers' walks the worker handed back (packed), by layer key, for `build`.
+        self._walks: dict[str, bytes] = {}
         self._preloaded = False  # the stat cache was loaded by a head start, for identify()
         if head_start is not None:
             self._take(head_start)
@@ -309,7 +341,7 @@ class LocalCode:
         cache, self._preloaded = self._cache, False
         done: Identified = {}
         if prefetched is not None and (result := prefetched.collect()) is not None:
-            worker_found, handed, prebuilt = result
+            worker_found, handed, prebuilt, walks = result
             cache.take_back(handed)
             # Only for the very contents it was asked about (a head start is begun from the
             # manifest's early build, which is the checked one: this only makes sure).
@@ -317,6 +349,7 @@ class LocalCode:
             done = {key: found for key, found in worker_found.items()
                     if key in wanted and prefetched.contents.get(key) == wanted[key]}
             self._take_prebuilt({key: made for key, made in prebuilt.items() if key in done})
+            self._walks = {key: packed for key, packed in walks.items() if key in done}
             for key, made in prebuilt.items():
                 if key not in done:
                     made.discard()
@@ -378,12 +411,14 @@ class LocalCode:
         """`artifact` with its zip built (or reused from `.reconcile/build/`)."""
         given = layerbuild.is_built(artifact)
         prebuilt = self._prebuilt.pop(spec.key, None)
+        packed = self._walks.pop(spec.key, None)
         try:
             built = layerbuild.build(
                 spec.content, artifact, base_dir=self._space.base_dir, label=self.label(spec),
                 build_dir=self.build_dir, skip=self.skip, cache=self._cache,
                 sources=self.sources() if spec.content.kind is model.SourceKind.LOCK else None,
-                inspected=self._inspected, prebuilt=prebuilt)
+                inspected=self._inspected, prebuilt=prebuilt,
+                collected=common.unpack_walk(packed) if packed is not None else None)
         finally:
             if prebuilt is not None:  # moved into place, or not needed: gone either way
                 prebuilt.discard()

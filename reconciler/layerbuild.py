@@ -63,6 +63,7 @@ def build(
     sources: fetch.Sources | None = None,
     inspected: Inspected | None = None,
     prebuilt: Prebuilt | None = None,
+    collected: common.Collected | None = None,
 ) -> model.Artifact:
     """The artifact with its zip built: `build_dir/<fingerprint>.zip` and its digests.
 
@@ -77,7 +78,8 @@ def build(
     read again without one), have their compressed bytes copied; the bytes are those of a
     full build (see `zipbuild`). A layer built from a lock takes its wheels from `sources`;
     its zip written ahead by the head start's worker (`prebuilt`, for this fingerprint) is
-    moved into place instead of being written again.
+    moved into place instead of being written again. A folder whose walk the identify that
+    fingerprinted it handed over (`collected`, with its files' digests) is not walked again.
     """
     if is_built(artifact):
         return artifact
@@ -85,7 +87,7 @@ def build(
         return _build(
             content, artifact, base_dir=base_dir, label=label, build_dir=build_dir, skip=skip,
             previous_zip=previous_zip, cache=cache, sources=sources, inspected=inspected,
-            prebuilt=prebuilt,
+            prebuilt=prebuilt, collected=collected,
         )
 
 
@@ -152,6 +154,7 @@ def _build(
     sources: fetch.Sources | None = None,
     inspected: Inspected | None = None,
     prebuilt: Prebuilt | None = None,
+    collected: common.Collected | None = None,
 ) -> model.Artifact:
     if content.kind is model.SourceKind.ZIP and not content.normalize:
         # Only the fingerprint was given: the prebuilt zip is hashed again, uncached.
@@ -179,7 +182,7 @@ def _build(
         written = _write_temp(
             content, artifact, base_dir=base_dir, label=label, temp_dir=build_dir, skip=skip,
             previous_zip=previous_zip or zipindex.latest_zip(build_dir, layer=label),
-            cache=cache, sources=sources, inspect=inspected is not None)
+            cache=cache, sources=sources, inspect=inspected is not None, collected=collected)
         built = _place(written, artifact, zip_path=zip_path, sources=sources,
                        inspected=inspected)
     zipindex.remember_latest(build_dir, layer=label, zip_path=zip_path)
@@ -219,12 +222,15 @@ def _write_temp(
     sources: fetch.Sources | None,
     inspect: bool,
     owner: int | None = None,
+    collected: common.Collected | None = None,
 ) -> Written:
-    """Collect the content again and write its zip into a temp file in `temp_dir`, named by
-    the `owner` process (default: this one); the content must still have the planned
-    fingerprint (ContentError otherwise, temp removed)."""
-    collected = layer_content.collected(content, base_dir=base_dir, label=label, skip=skip,
-                                        sources=sources)
+    """Collect the content again (unless given `collected`, the walk whose fingerprint was
+    planned) and write its zip into a temp file in `temp_dir`, named by the `owner` process
+    (default: this one); the content must still have the planned fingerprint (ContentError
+    otherwise, temp removed)."""
+    if collected is None:
+        collected = layer_content.collected(content, base_dir=base_dir, label=label,
+                                            skip=skip, sources=sources)
     if collected.build is not None and collected.build.inputs_sha256 != artifact.fingerprint:
         # A built layer's fingerprint is its inputs digest: the lock changed since the plan.
         raise _changed_while_planning(label, planned=artifact.fingerprint,
@@ -236,9 +242,12 @@ def _write_temp(
         # Without the caller's cache, a file is read once more to be hashed: still far
         # cheaper than deflating it again.
         digests = cache or statcache.StatCache(temp_dir / "unused", entries={}, written_ns=0)
+        handed = collected.sha256  # (a handed walk's: what its identify found)
 
         def known_sha256(entry: model.Entry) -> str:
-            return digests.file_sha256(entry.source, collected.stats[entry.source])
+            found = handed.get(entry.source)
+            return found if found is not None else digests.file_sha256(
+                entry.source, collected.stats[entry.source])
 
     descriptor, temp_name = tempfile.mkstemp(
         dir=temp_dir, prefix=f".{artifact.fingerprint[:16]}.{owner or os.getpid()}.",

@@ -258,3 +258,49 @@ def test_a_manifest_refused_after_the_head_start_leaves_nothing(
     assert ("python9" in err) if "python9" in new else ("'gone' does not exist" in err)
     assert _session_members(run.pid) == []
     assert after == before
+
+
+# Runs in the child interpreter: identify the `tools` layer (through a worker, under the given
+# state), add a file, then build; prints the zip's names or the build's error.
+BUILD_AFTER_AN_ADDED_FILE = textwrap.dedent("""
+    import json, sys, zipfile
+    from pathlib import Path
+    from reconciler import artifacts, errors, model, workspace
+    mode = sys.argv[1]
+    space = workspace.Workspace.for_manifest(Path("layers.yaml"))
+    parsed = workspace.load_manifest(space)
+    code = artifacts.LocalCode(space=space, manifest=parsed)
+    specs = [spec for spec in parsed.layers if spec.key == "tools"]
+    if mode != "inline":
+        code._take(artifacts.HeadStart.begin(
+            space, specs, state="s3://bucket/state.json" if mode == "s3 state" else None))
+    artifact = code.identify(specs)["tools"]
+    assert isinstance(artifact, model.Artifact), artifact
+    Path("tools/added.py").write_text("added after the identify\\n")
+    try:
+        built = code.build(specs[0], artifact)
+    except errors.ContentError as error:
+        print(json.dumps({"error": error.message}))
+    else:
+        with zipfile.ZipFile(built.zip_path) as archive:
+            print(json.dumps({"names": sorted(archive.namelist()),
+                              "fingerprint": built.fingerprint == artifact.fingerprint}))
+""")
+
+
+@pytest.mark.parametrize("mode", ["worker", "inline", "s3 state"])
+def test_a_build_uses_the_walk_its_identify_fingerprinted(tmp_path: Path, mode: str) -> None:
+    """A folder layer the run will build (not recorded in the local lockfile) is not walked
+    again: the worker hands its walk over, and the zip holds what was identified, a file added
+    since left for the next run. Identified in this process, or under an S3 state (where the
+    worker cannot tell what is recorded, so hands nothing over), the build walks again and
+    refuses the change."""
+    folder = _project(tmp_path / "project", tools=3)
+    done = subprocess.run([sys.executable, "-c", BUILD_AFTER_AN_ADDED_FILE, mode], cwd=folder,
+                          check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout)
+    if mode == "worker":
+        assert result == {"names": ["python/m0.py", "python/m1.py", "python/m2.py"],
+                          "fingerprint": True}
+    else:
+        assert "changed while planning" in result["error"]

@@ -22,6 +22,7 @@ so only a private one (only its owner may read it) with links out of sight is re
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,12 +96,15 @@ def identify_all(
     base_dir: Path,
     cache: statcache.StatCache,
     skip: frozenset[str] = frozenset(),
+    walked_into: dict[str, common.Collected] | None = None,
 ) -> dict[str, model.Artifact | errors.ContentError]:
     """`identify` for several layers (label -> its identity, or the ContentError that stops
     it): the folders are walked first, then all their files are read within one
     StatCache.reading_ahead, so that a helper process reads a share of them even when each
     layer alone is too small for one (a hundred layers of a hundred files). Each layer's
-    result is the one `identify` gives it alone: a problem in one stops only that layer."""
+    result is the one `identify` gives it alone: a problem in one stops only that layer.
+    `walked_into` receives the walk of each folder identified, with its files' digests, by
+    label."""
     found: dict[str, model.Artifact | errors.ContentError] = {}
     walked: list[tuple[str, common.Collected]] = []
     for label, content in layers:
@@ -119,7 +123,11 @@ def identify_all(
         for label, collected in walked:
             try:
                 with common.layer_errors(label):
-                    found[label] = folder.fingerprint(collected, cache=cache)
+                    digests: dict[str, str] = {}
+                    found[label] = folder.fingerprint(collected, cache=cache,
+                                                      digests_into=digests)
+                if walked_into is not None:
+                    walked_into[label] = dataclasses.replace(collected, sha256=digests)
             except errors.ContentError as error:
                 found[label] = error
     return {label: found[label] for label, _ in layers}

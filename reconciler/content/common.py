@@ -9,6 +9,7 @@ content kind's rules of its own and imports none of the kind modules.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import stat
 import tempfile
@@ -126,6 +127,37 @@ class Collected:
     build: model.BuildInfo | None = None  # a layer built from a lock: what it holds
     # A layer built from a lock: each wheel file's SHA-256 (verified), by its path.
     wheel_sha256: Mapping[str, str] = field(default_factory=dict)
+    # A folder's walk handed back by the head start's worker (`pack_walk`): each file's hex
+    # SHA-256 as the identify that fingerprinted this walk found it, by source.
+    sha256: Mapping[str, str] = field(default_factory=dict)
+
+
+def pack_walk(collected: Collected) -> bytes:
+    """A folder's walk as compact bytes (marshal: ~3x cheaper to hand between processes than
+    its pickle, whose stat results carry a dict each), with its files' digests; a forked
+    worker of this very interpreter hands it to its parent (`unpack_walk`)."""
+    return marshal.dumps((
+        [(entry.arcname, entry.source, entry.size, entry.executable, entry.link_target)
+         for entry in collected.entries],
+        {source: (tuple(found), found.st_atime, found.st_mtime, found.st_ctime,
+                  found.st_atime_ns, found.st_mtime_ns, found.st_ctime_ns)
+         for source, found in collected.stats.items()},
+        collected.git_ignored, dict(collected.sha256)))
+
+
+def unpack_walk(packed: bytes) -> Collected:
+    """The walk `pack_walk` packed."""
+    entries, stats, git_ignored, sha256 = marshal.loads(packed)
+    return Collected(
+        entries=[model.Entry(arcname=arcname, source=source, size=size, executable=executable,
+                             link_target=link_target)
+                 for arcname, source, size, executable, link_target in entries],
+        stats={source: os.stat_result(fields, {
+            "st_atime": atime, "st_mtime": mtime, "st_ctime": ctime, "st_atime_ns": atime_ns,
+            "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns})
+            for source, (fields, atime, mtime, ctime, atime_ns, mtime_ns, ctime_ns)
+            in stats.items()},
+        git_ignored=git_ignored, sha256=sha256)
 
 
 def arcname_prefix(prefix: str, *, label: str) -> str:

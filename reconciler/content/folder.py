@@ -242,16 +242,20 @@ def files_of(collected: common.Collected) -> list[tuple[str, os.stat_result]]:
             if entry.link_target is None]
 
 
-def fingerprint(collected: common.Collected, *, cache: statcache.StatCache) -> model.Artifact:
+def fingerprint(collected: common.Collected, *, cache: statcache.StatCache,
+                digests_into: dict[str, str] | None = None) -> model.Artifact:
     """The identity of a walked folder: its entries with their files' digests, taken from
-    `cache` when a file is unchanged."""
+    `cache` when a file is unchanged (and put in `digests_into`, by source, when given)."""
     file_digests: list[tuple[model.Entry, str]] = []
     for entry in collected.entries:
         if entry.link_target is not None:
             file_digests.append((entry, ""))
         else:
             file_stat = collected.stats[entry.source]
-            file_digests.append((entry, cache.file_sha256(entry.source, file_stat)))
+            digest = cache.file_sha256(entry.source, file_stat)
+            file_digests.append((entry, digest))
+            if digests_into is not None:
+                digests_into[entry.source] = digest
     return model.Artifact(fingerprint=archive.fingerprint(file_digests),
                           unzipped_size=sum(entry.size for entry in collected.entries),
                           git_ignored=collected.git_ignored)
