@@ -428,12 +428,19 @@ def local_header_size(arcname: str) -> int:
 
 def local_header(member: ZipMember) -> bytes:
     """The local file header written before the member's data (sizes known, no extra)."""
-    if needs_zip64(member.size) or member.compressed_size > ZIP64_LIMIT:
-        raise errors.ContentError(f"{member.arcname} is too large for a layer zip")
-    name, flags = _encoded_name(member.arcname)
+    return local_header_of(member.arcname, compress_type=member.compress_type, crc=member.crc,
+                           compressed_size=member.compressed_size, size=member.size)
+
+
+def local_header_of(arcname: str, *, compress_type: int, crc: int, compressed_size: int,
+                    size: int) -> bytes:
+    """`local_header` of a member with these fields (no ZipMember to make)."""
+    if needs_zip64(size) or compressed_size > ZIP64_LIMIT:
+        raise errors.ContentError(f"{arcname} is too large for a layer zip")
+    name, flags = _encoded_name(arcname)
     header = _LOCAL_HEADER.pack(
-        b"PK\x03\x04", _ZIP_VERSION, 0, flags, member.compress_type, _DOS_TIME, _DOS_DATE,
-        member.crc, member.compressed_size, member.size, len(name), 0,
+        b"PK\x03\x04", _ZIP_VERSION, 0, flags, compress_type, _DOS_TIME, _DOS_DATE,
+        crc, compressed_size, size, len(name), 0,
     )
     return header + name
 

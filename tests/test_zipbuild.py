@@ -345,6 +345,24 @@ def test_an_intact_previous_zip_is_opened(tmp_path: Path) -> None:
         assert opened is not None
 
 
+def test_an_index_in_another_layout_with_its_digest_is_opened(tmp_path: Path) -> None:
+    """The digest is checked over the bytes as save_index writes them; an index laid out
+    otherwise (spaces, another key order) whose digest follows the documented rule is still
+    opened, and one whose bytes were changed under its digest is not."""
+    _build_file(_random_tree(11), tmp_path / "v1.zip")
+    _rewrite_index(tmp_path / "v1.zip", lambda document: None)
+    assert b'"index_sha256": "' in zipindex.index_path(tmp_path / "v1.zip").read_bytes()
+    with zipindex.open_previous(tmp_path / "v1.zip") as opened:
+        assert opened is not None
+    _build_file(_random_tree(11), tmp_path / "v2.zip")
+    index = zipindex.index_path(tmp_path / "v2.zip")
+    written = index.read_bytes()
+    assert b',"members":[["' in written
+    index.write_bytes(written.replace(b',"members":[["', b',"members":[["./', 1))
+    with zipindex.open_previous(tmp_path / "v2.zip") as opened:
+        assert opened is None
+
+
 def test_indexes_of_removed_zips_are_cleaned_up(tmp_path: Path) -> None:
     """Saving an index removes the indexes whose zip is gone (pruned builds)."""
     tree = _random_tree(5)
