@@ -17,6 +17,7 @@ no thread (a fork copies one thread, and locks another held would stay held in t
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -81,6 +82,10 @@ class Forked(Generic[T]):
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 _die_with_parent(parent)
+                # What it inherited lives until it exits: frozen out of the collector, which
+                # is on (the parent's may be off: gcpolicy) for what the child makes itself.
+                gc.freeze()
+                gc.enable()
                 quiet = os.open(os.devnull, os.O_RDWR)
                 for stream in (0, 1, 2):
                     os.dup2(quiet, stream)

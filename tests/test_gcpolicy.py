@@ -6,9 +6,11 @@ freezing would keep this process's objects for good."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 SCENARIO = textwrap.dedent("""
     import gc, json, sys
@@ -48,3 +50,42 @@ def test_the_own_process_collects_nothing_until_settled_then_freezes() -> None:
 def test_another_caller_keeps_its_collector() -> None:
     """Without own_process (the CLI run in a caller's process), settled changes nothing."""
     assert _run("caller") == {"enabled after settled": True, "frozen after settled": 0}
+
+
+SESSION = textwrap.dedent("""
+    import gc, json, os
+    from pathlib import Path
+    from reconciler import forking, gcpolicy
+    from reconciler.command import compose
+    from reconciler.run import session
+    gcpolicy.own_process()
+    child = forking.Forked.start(lambda: [gc.isenabled(), gc.get_freeze_count() > 0])
+    in_child = child.collect() if child is not None else None
+    stores = compose.compose(compose.Options(manifest=Path("layers.yaml")))
+    before = gc.isenabled()
+    opened = session.open_session(stores, targets=None, regions=None)
+    opened.code.identify(list(opened.parsed.layers))
+    print(json.dumps({"before": before, "after": gc.isenabled(),
+                      "frozen": gc.get_freeze_count(), "child": in_child}))
+""")
+
+
+def test_a_session_settles_and_a_forked_worker_collects(tmp_path: Path) -> None:
+    """In the tool's own process the collector is off until a plan's session is open, on
+    after it with what was made frozen; a worker forked meanwhile freezes what it inherited
+    and collects what it makes (no AWS call is made: clients are only created)."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "x.py").write_text("X = 1\n")
+    (tmp_path / "layers.yaml").write_text(
+        "version: 1\nregion: us-east-1\nlayers:\n  tools:\n    content: {path: tools}\n")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    done = subprocess.run([sys.executable, "-c", SESSION], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["before"] is False and seen["after"] is True
+    assert seen["frozen"] > 10_000  # the modules, botocore's models and the clients
+    assert seen["child"] == [True, True]
