@@ -220,14 +220,9 @@ class _CheckedCopies:
         descriptor = self._files.get(raw.path)
         if descriptor is None:
             descriptor = self._files[raw.path] = os.open(raw.path, os.O_RDONLY)
-        position, end = raw.data_offset, raw.data_offset + raw.compressed_size
-        while position < end:
-            chunk = os.pread(descriptor, min(archive.CHUNK_BYTES, end - position), position)
-            if not chunk:
-                raise errors.ContentError(f"{raw.name}: its wheel shrank while it was being "
-                                          "read")
-            position += len(chunk)
-            into.write(chunk)
+        zipindex.copy_bytes(descriptor, raw.data_offset, raw.data_offset + raw.compressed_size,
+                            into=into, shrank=f"{raw.name}: its wheel shrank while it was being "
+                                              "read")
 
     def close(self) -> None:
         for descriptor in self._files.values():
@@ -519,18 +514,23 @@ class _Writer:
         else:
             self._flush_run()
             self._run = (start, end)
-        member = archive.ZipMember(
+        self._note_copied(old, arcname=old.arcname, previous=previous)
+        self._add(archive.ZipMember(
             arcname=old.arcname, compress_type=compress_type, external_attr=external_attr,
             crc=old.crc, compressed_size=old.compressed_size, size=old.size,
             header_offset=header_offset,
-        )
-        self._note_copied(old, arcname=old.arcname, previous=previous)
+        ), entry=job.entry, sha256=old.sha256, data_offset=header_offset + header_size)
+
+    def _add(self, member: archive.ZipMember, *, entry: model.Entry, sha256: str,
+             data_offset: int) -> None:
+        """Note a member written (or to be copied) for the central directory and the index."""
         self._members.append(member)
         self.indexed.append(
             zipindex.IndexedMember(
-                arcname=old.arcname, kind=archive.entry_kind(job.entry), sha256=old.sha256,
-                crc=old.crc, compress_type=compress_type, compressed_size=old.compressed_size,
-                size=old.size, data_offset=header_offset + header_size,
+                arcname=member.arcname, kind=archive.entry_kind(entry), sha256=sha256,
+                crc=member.crc, compress_type=member.compress_type,
+                compressed_size=member.compressed_size, size=member.size,
+                data_offset=data_offset,
             )
         )
 
@@ -599,14 +599,7 @@ class _Writer:
                 self.checked.append(zipindex.CheckedMember(
                     wheel=raw.path, name=raw.name, crc=deflated.crc, size=raw.size,
                     elf=deflated.elf))
-        self._members.append(member)
-        self.indexed.append(
-            zipindex.IndexedMember(
-                arcname=member.arcname, kind=archive.entry_kind(job.entry), sha256=sha256,
-                crc=crc, compress_type=compress_type, compressed_size=compressed_size,
-                size=member.size, data_offset=data_offset,
-            )
-        )
+        self._add(member, entry=job.entry, sha256=sha256, data_offset=data_offset)
 
     def finish(self) -> None:
         self._flush_run()

@@ -116,6 +116,18 @@ class HashingOutput:
         self.offset += len(data)
 
 
+def copy_bytes(descriptor: int, position: int, end: int, *, into: HashingOutput,
+               shrank: str) -> None:
+    """Copy the bytes of the open file from `position` to `end` into `into`, with pread in
+    chunks; a ContentError saying `shrank` if the file ends before."""
+    while position < end:
+        chunk = os.pread(descriptor, min(archive.CHUNK_BYTES, end - position), position)
+        if not chunk:
+            raise errors.ContentError(shrank)
+        into.write(chunk)
+        position += len(chunk)
+
+
 ElfFacts = Mapping[str, "elfcheck.ElfInfo | elfcheck.BadElf"]
 
 
@@ -158,13 +170,8 @@ class PreviousZip:
     def copy_range(self, position: int, end: int, *, into: HashingOutput) -> None:
         """Copy the zip's bytes from `position` to `end`, in chunks (a run of members, their
         local headers included, whose bytes the new zip holds unchanged)."""
-        descriptor = self._file.fileno()
-        while position < end:
-            chunk = os.pread(descriptor, min(archive.CHUNK_BYTES, end - position), position)
-            if not chunk:
-                raise errors.ContentError("the previous zip shrank while it was being read")
-            into.write(chunk)
-            position += len(chunk)
+        copy_bytes(self._file.fileno(), position, end, into=into,
+                   shrank="the previous zip shrank while it was being read")
 
     def close(self) -> None:
         self._file.close()
@@ -213,6 +220,9 @@ def _document_sha256(document: dict[str, object]) -> str:
 
 # How `save_index` ends the canonical bytes: the digest as the last key, so that a reader
 # checks the digest over the bytes as read (`_digest_as_written`) without encoding them again.
+# An index is accepted when either holds: its bytes before that key, closed, have the digest
+# (the layout save_index writes), or its document without the key, encoded canonically, has it
+# (the documented rule, whatever the layout). Either way the digest covers every field read.
 _DIGEST_KEY = b',"index_sha256":"'
 
 
