@@ -1,6 +1,7 @@
 """The streamed JSON body of a direct upload: PublishLayerVersion's request, with the zip's
-bytes base64-encoded, never whole in memory: encoded once, piece by piece, into an unnamed
-temporary file that the request is then read from.
+bytes base64-encoded, never whole in this process's memory: encoded once, piece by piece, into
+an unnamed temporary file (in TMPDIR: where that is a tmpfs, the file is memory too) that the
+request is then read from.
 
 It owns only the byte layout (a prefix, the base64 of a file, a suffix) and the file-like
 reading of it; it knows nothing of botocore or Lambda (`aws` splices it into the request).
@@ -18,11 +19,6 @@ from types import TracebackType
 # Bytes of the zip encoded per piece: a multiple of 3, so that the pieces' base64 joins into
 # the base64 of the whole (no padding in the middle).
 _ENCODE_BYTES = 3 * 1024 * 1024
-
-
-def base64_length(size: int) -> int:
-    """The length of the padded base64 of `size` bytes."""
-    return 4 * ((size + 2) // 3)
 
 
 class Base64JsonBody(io.RawIOBase):

@@ -85,6 +85,9 @@ class PublishSending:
         if not found:  # pragma: no cover - botocore serialized the blob another way
             raise errors.ReconcilerError("the PublishLayerVersion body has no ZipFile "
                                          "placeholder; this is a bug")
+        previous: uploadbody.Base64JsonBody | None = getattr(self._local, "body", None)
+        if previous is not None:  # (botocore signs a request again for each attempt)
+            previous.close()
         streamed = uploadbody.Base64JsonBody(prefix=before + b'"', path=zip_path,
                                              suffix=b'"' + after)
         self._local.body = streamed
