@@ -131,12 +131,11 @@ def _walks_to_hand(specs: list[model.LayerSpec], found: Identified,
                    recorded: Recorded) -> dict[str, bytes]:
     """In the worker: the walks of the folder layers this run will build (`_to_build`; none
     under an S3 state, where what is recorded cannot be told here), packed with their files'
-    digests, so
-    that the run's build neither walks the folder again (~0.1 s for 7,660 files) nor looks up
-    each file in its stat cache. The zip then holds the planned bytes, checked against this
-    walk's fingerprint: a file whose planned bytes the previous zip holds is copied from it,
-    and one that must be read but changed since (another file at its path, other bytes) is
-    refused."""
+    digests, so that the run's build neither walks the folder again (~0.1 s for 7,660 files)
+    nor looks up each file in its stat cache. The zip then holds the planned bytes, checked
+    against this walk's fingerprint: a file whose planned bytes the previous zip holds is
+    copied from it, and one that must be read but changed since (another file at its path,
+    other bytes) is refused."""
     return {spec.key: common.pack_walk(collected)
             for spec, _ in _to_build(specs, found, kind=model.SourceKind.PATH, space=space,
                                      recorded=recorded)

@@ -6,6 +6,7 @@ started no thread, and pytest's may have (a moto server of another test module).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -304,3 +305,30 @@ def test_a_build_uses_the_walk_its_identify_fingerprinted(tmp_path: Path, mode: 
                           "fingerprint": True}
     else:
         assert "changed while planning" in result["error"]
+
+
+def test_a_packed_walk_comes_back_whole(tmp_path: Path) -> None:
+    """pack_walk / unpack_walk: the entries (a symlink, an executable), every stat field the
+    build compares (nanosecond times, inode, device, mode, size) and the digests come back
+    equal."""
+    from reconciler import model
+    from reconciler.content import common, folder
+
+    project = _project(tmp_path / "project", tools=4)
+    (project / "tools" / "alias.py").symlink_to("m0.py")
+    walked = folder.collect(model.ContentSpec(kind=model.SourceKind.PATH, path="tools"),
+                            base_dir=project,
+                            label="layers.tools", skip=frozenset())
+    digests = {entry.source: f"{index:064x}" for index, entry in enumerate(walked.entries)}
+    packed = common.pack_walk(dataclasses.replace(walked, sha256=digests))
+    back = common.unpack_walk(packed)
+    assert back.entries == walked.entries
+    assert any(entry.link_target for entry in back.entries)
+    assert any(entry.executable for entry in back.entries)
+    assert back.sha256 == digests and back.git_ignored == walked.git_ignored
+    fields = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
+              "st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_mtime")
+    assert back.stats.keys() == walked.stats.keys()
+    for source, found in walked.stats.items():
+        assert [getattr(back.stats[source], name) for name in fields] == \
+            [getattr(found, name) for name in fields]
