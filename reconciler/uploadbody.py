@@ -1,7 +1,8 @@
 """The streamed JSON body of a direct upload: PublishLayerVersion's request, with the zip's
 bytes base64-encoded, never whole in this process's memory: encoded once, piece by piece, into
 an unnamed temporary file (in TMPDIR: where that is a tmpfs, the file is memory too) that the
-request is then read from.
+request is then read from (`EncodedZip`). One encoding serves every request that sends the
+same zip (a fleet's regions), each read at its own position.
 
 It owns only the byte layout (a prefix, the base64 of a file, a suffix) and the file-like
 reading of it; it knows nothing of botocore or Lambda (`aws` splices it into the request).
@@ -21,36 +22,73 @@ from types import TracebackType
 _ENCODE_BYTES = 3 * 1024 * 1024
 
 
-class Base64JsonBody(io.RawIOBase):
-    """A seekable, read-only file of `prefix + base64(file) + suffix`.
+def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
-    botocore reads it twice: once in chunks for the SigV4 payload hash (then seeks back),
-    once to send it. The base64 is computed once, when it is made, into an unnamed temporary
-    file (gone with the process, whatever ends it); both reads are plain reads of that file
-    (encoding on each read cost ~0.1 s per 40 MB zip, twice). Its length is known up front
-    (`len()`), for Content-Length. A file that is not the size it had when it was opened
-    once it is read (it changed meanwhile) is an OSError, before anything is sent.
-    """
 
-    def __init__(self, *, prefix: bytes, path: Path, suffix: bytes) -> None:
-        super().__init__()
+class EncodedZip:
+    """The base64 of one file, encoded once into an unnamed temporary file (gone with the
+    process, whatever ends it) that any number of bodies read at once, each by offset.
+
+    A file that is not the size it had when it was opened once it is read (it changed
+    meanwhile) is an OSError, and no temporary file is left open."""
+
+    def __init__(self, path: Path) -> None:
         self._spool = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by close()
         try:
             with path.open("rb") as source:
-                size = os.fstat(source.fileno()).st_size
-                self._spool.write(prefix)
+                opened = os.fstat(source.fileno())
                 read = 0
                 while piece := source.read(_ENCODE_BYTES):
                     read += len(piece)
                     self._spool.write(base64.b64encode(piece))
-                if read != size:
+                if read != opened.st_size:
                     raise OSError(f"{path} changed while it was read for the upload")
-            self._spool.write(suffix)
-            self._length = self._spool.tell()
-            self._spool.seek(0)
+            self._spool.flush()
         except BaseException:
             self._spool.close()
             raise
+        self.length = 4 * ((read + 2) // 3)
+        self._identity = _identity(opened)
+
+    def encodes(self, path: Path) -> bool:
+        """Whether the file at `path` is still the one encoded (device, inode, size, mtime)."""
+        try:
+            return _identity(os.stat(path)) == self._identity
+        except OSError:
+            return False
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes of the base64 from `offset` (from any thread)."""
+        return os.pread(self._spool.fileno(), size, offset)
+
+    def close(self) -> None:
+        """Close (and so remove) the temporary file."""
+        self._spool.close()
+
+
+class Base64JsonBody(io.RawIOBase):
+    """A seekable, read-only file of `prefix + base64(file) + suffix`.
+
+    botocore reads it twice: once in chunks for the SigV4 payload hash (then seeks back),
+    once to send it. The base64 is the `encoded` one given (shared with other bodies, which
+    read it at their own positions), or, given `path`, one this body encodes and owns; both
+    reads are plain reads of the encoding (encoding on each read cost ~0.1 s per 40 MB zip,
+    twice). Its length is known up front (`len()`), for Content-Length.
+    """
+
+    def __init__(self, *, prefix: bytes, suffix: bytes, path: Path | None = None,
+                 encoded: EncodedZip | None = None) -> None:
+        super().__init__()
+        self._owned: EncodedZip | None = None
+        if path is not None and encoded is None:
+            self._owned = encoded = EncodedZip(path)
+        elif encoded is None or path is not None:
+            raise ValueError("a body is given a path or an encoding, one of the two")
+        self._encoded = encoded
+        self._prefix, self._suffix = prefix, suffix
+        self._length = len(prefix) + self._encoded.length + len(suffix)
+        self._position = 0
 
     def __len__(self) -> int:
         return self._length
@@ -63,8 +101,9 @@ class Base64JsonBody(io.RawIOBase):
         self.close()
 
     def close(self) -> None:
-        """Close (and so remove) the temporary file too."""
-        self._spool.close()
+        """Close the encoding too when this body owns it."""
+        if self._owned is not None:
+            self._owned.close()
         super().close()
 
     def readable(self) -> bool:
@@ -77,18 +116,43 @@ class Base64JsonBody(io.RawIOBase):
 
     def tell(self) -> int:
         """The position in the body."""
-        return self._spool.tell()
+        return self._position
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move to `offset` (from the start, the position or the end)."""
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._spool.tell(),
-                os.SEEK_END: self._length}[whence]
-        return self._spool.seek(max(0, base + offset))
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._length}[whence]
+        self._position = max(0, base + offset)
+        return self._position
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         """Fill `buffer` from the position on; 0 at the end."""
-        return self._spool.readinto(buffer)
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
     def read(self, size: int | None = -1, /) -> bytes:
         """Up to `size` bytes from the position (all the rest for -1 or None)."""
-        return self._spool.read(-1 if size is None else size)
+        if size is None or size < 0:
+            size = self._length - self._position
+        pieces: list[bytes] = []
+        wanted = min(size, self._length - self._position)
+        while wanted > 0:
+            piece = self._piece_at(self._position, limit=wanted)
+            if not piece:
+                raise OSError("the encoded upload ended early")
+            pieces.append(piece)
+            self._position += len(piece)
+            wanted -= len(piece)
+        return b"".join(pieces)
+
+    def _piece_at(self, position: int, *, limit: int) -> bytes:
+        """The bytes from `position` on, at most `limit`, from one part of the body."""
+        start_encoded = len(self._prefix)
+        end_encoded = start_encoded + self._encoded.length
+        if position < start_encoded:
+            return self._prefix[position:position + limit]
+        if position >= end_encoded:
+            offset = position - end_encoded
+            return self._suffix[offset:offset + limit]
+        return self._encoded.read_at(position - start_encoded,
+                                     min(limit, end_encoded - position))

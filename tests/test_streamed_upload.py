@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import hashlib
 import io
 import json
@@ -172,3 +173,44 @@ def test_publish_through_moto_gets_the_zips_code_sha256(moto_url: str, tmp_path:
     assert published.code_sha256 == base64.b64encode(
         hashlib.sha256(zip_path.read_bytes()).digest()).decode()
     assert published.code_size == 300_001
+
+
+def test_bodies_sharing_one_encoding_read_it_each_at_its_own_place(tmp_path: Path) -> None:
+    """Two bodies over one EncodedZip, read in turn in pieces of any size, each give
+    prefix + base64 + suffix whole; closing them leaves the encoding to its owner."""
+    data = os.urandom(100_003)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    encoded = uploadbody.EncodedZip(path)
+    first = uploadbody.Base64JsonBody(prefix=b'{"a":"', suffix=b'"}', encoded=encoded)
+    second = uploadbody.Base64JsonBody(prefix=b'{"bb":"', suffix=b'"}}', encoded=encoded)
+    got: dict[int, list[bytes]] = {1: [], 2: []}
+    for size in (1, 7, 4096, 50_000, 200_000):
+        got[1].append(first.read(size))
+        got[2].append(second.read(size + 3))
+    assert b"".join(got[1]) == b'{"a":"' + base64.b64encode(data) + b'"}'
+    assert b"".join(got[2]) == b'{"bb":"' + base64.b64encode(data) + b'"}}'
+    first.close()
+    second.close()
+    assert encoded.read_at(0, 4) == base64.b64encode(data)[:4]
+    assert encoded.encodes(path)
+    path.write_bytes(data + b"!")
+    assert not encoded.encodes(path)
+    encoded.close()
+
+
+def test_a_fleet_encodes_its_zip_once_and_removes_it_with_the_store(
+        moto_url: str, tmp_path: Path) -> None:
+    """Publishing one zip in two regions through one store encodes it once (one temporary
+    file more is open after both), and that file is gone with the store."""
+    zip_path = tmp_path / "layer.zip"
+    zip_path.write_bytes(os.urandom(200_001))
+    before = _open_files()
+    store = aws.Boto3LayerStore()
+    for region in (REGION, "eu-west-1"):
+        store.publish(region=region, layer_name="fleet", settings=SETTINGS, zip_path=zip_path)
+    added = [name for name in _open_files() - before if "(deleted)" in name]
+    assert len(added) == 1
+    del store
+    gc.collect()
+    assert not [name for name in _open_files() - before if "(deleted)" in name]

@@ -14,6 +14,7 @@ import hashlib
 import threading
 import urllib.parse
 import urllib.request
+import weakref
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +39,18 @@ _PLACEHOLDER_JSON = b'"' + base64.b64encode(PLACEHOLDER) + b'"'
 class PublishSending:
     """Per thread, the publish being sent: the zip to stream into it (None: it is published
     from S3), and whether it reached botocore's `before-send` (signed and about to go on the
-    wire; a failure before it certainly sent nothing)."""
+    wire; a failure before it certainly sent nothing). Each zip is base64-encoded once for all
+    the publishes that send it (a fleet's regions, in parallel), and again only once the file
+    changed; the encodings are removed when this object is gone (uploadbody.EncodedZip)."""
 
     def __init__(self, *, read_timeout: float) -> None:
         self._read_timeout = read_timeout
         self._local = threading.local()
+        self._encoding = threading.Lock()
+        self._encoded: dict[Path, uploadbody.EncodedZip] = {}
+        # Every encoding made, replaced ones too (a body may still read one): all closed then.
+        self._made: list[uploadbody.EncodedZip] = []
+        weakref.finalize(self, _close_all, self._made)
 
     def prepare(self, client: LambdaClient) -> None:
         """Register the hooks of a publish client (once, when it is made)."""
@@ -88,14 +96,30 @@ class PublishSending:
         previous: uploadbody.Base64JsonBody | None = getattr(self._local, "body", None)
         if previous is not None:  # (botocore signs a request again for each attempt)
             previous.close()
-        streamed = uploadbody.Base64JsonBody(prefix=before + b'"', path=zip_path,
-                                             suffix=b'"' + after)
+        streamed = uploadbody.Base64JsonBody(prefix=before + b'"', suffix=b'"' + after,
+                                             encoded=self._encoding_of(zip_path))
         self._local.body = streamed
         request.data = streamed
         request.headers["Content-Length"] = str(len(streamed))
         # botocore's per-request override of the client's read timeout (connect unchanged).
         request.context["read_timeout"] = session.publish_read_timeout(
             self._read_timeout, body_bytes=len(streamed))
+
+
+    def _encoding_of(self, zip_path: Path) -> uploadbody.EncodedZip:
+        """The zip's encoding: made once (other threads wanting it wait, then share it), and
+        again when the file is no longer the one encoded."""
+        with self._encoding:
+            known = self._encoded.get(zip_path)
+            if known is None or not known.encodes(zip_path):
+                known = self._encoded[zip_path] = uploadbody.EncodedZip(zip_path)
+                self._made.append(known)
+            return known
+
+
+def _close_all(encodings: list[uploadbody.EncodedZip]) -> None:
+    for encoded in encodings:
+        encoded.close()
 
 
 def upload_file(client: Any, *, region: str, location: model.S3Object, zip_path: PurePath,
