@@ -4,7 +4,9 @@ them, prune them, and hand apply a zip verified against the CodeSha256 of the pl
 
 Shell: it reads the content and writes only under `.reconcile/`, but for the zips of built
 layers its start-up worker writes ahead into the wheel cache's `prebuild/` (moved into
-`.reconcile/build/` or removed by the run). A saved plan holds no zip, so
+`.reconcile/build/` or removed by the run); the worker writes a folder layer's zip ahead into
+`.reconcile/build/` (a temp file the run moves into place or removes) only once the manifest
+passed its checks. A saved plan holds no zip, so
 `zip_for` rebuilds one from the checkout when `.reconcile/` is gone (another runner, a fresh
 clone): deterministic packaging makes it byte-identical, and the check proves it.
 """
@@ -42,7 +44,8 @@ Identified = dict[str, "model.Artifact | model.LayerError"]
 
 Prebuilts = dict[str, layerbuild.Prebuilt]
 # What the worker hands back: the identities, its stat cache's bytes, the zips it wrote ahead,
-# and the walks (common.pack_walk) of the folder layers the run will build, by layer key.
+# and the walks (common.pack_walk) of the folder layers the run will build that it did not
+# build itself, by layer key.
 _Found = tuple[Identified, dict[str, object], Prebuilts, dict[str, bytes]]
 
 
@@ -126,20 +129,85 @@ def _recorded_fingerprints(space: workspace.Workspace, *,
     return frozenset(entry.fingerprint for entry in lock.entries.values())
 
 
-def _walks_to_hand(specs: list[model.LayerSpec], found: Identified,
+def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
                    walked: Mapping[str, common.Collected], *, space: workspace.Workspace,
-                   recorded: Recorded) -> dict[str, bytes]:
-    """In the worker: the walks of the folder layers this run will build (`_to_build`; none
-    under an S3 state, where what is recorded cannot be told here), packed with their files'
-    digests, so that the run's build neither walks the folder again (~0.1 s for 7,660 files)
-    nor looks up each file in its stat cache. The zip then holds the planned bytes, checked
-    against this walk's fingerprint: a file whose planned bytes the previous zip holds is
-    copied from it, and one that must be read but changed since (another file at its path,
-    other bytes) is refused."""
-    return {spec.key: common.pack_walk(collected)
-            for spec, _ in _to_build(specs, found, kind=model.SourceKind.PATH, space=space,
-                                     recorded=recorded)
-            if (collected := walked.get(LocalCode.label(spec))) is not None}
+                   recorded: Recorded, owner: int,
+                   go: Callable[[], bool]) -> tuple[Prebuilts, dict[str, bytes]]:
+    """In the worker: what it does for the folder layers this run will build (`_to_build`;
+    none under an S3 state, where what is recorded cannot be told here), from the walk that
+    fingerprinted each. Their zips written ahead into `.reconcile/build/`
+    (layerbuild.prebuild_folder) when that folder exists and `go()` says the manifest passed
+    its checks (waiting for it: nothing is written in the project before); else each walk
+    packed with its files' digests, so that the run's build neither walks the folder again
+    (~0.1 s for 7,660 files) nor looks up each file in its stat cache. Either way the zip
+    holds the planned bytes, checked against this walk's fingerprint: a file whose planned
+    bytes the previous zip holds is copied from it, and one that must be read but changed
+    since (another file at its path, other bytes) is refused. A fingerprint two layers share
+    is handled once (the run's build of the second reuses the first's zip)."""
+    prebuilt: Prebuilts = {}
+    walks: dict[str, bytes] = {}
+    to_build = [(spec, artifact, collected)
+                for spec, artifact in _to_build(specs, found, kind=model.SourceKind.PATH,
+                                                space=space, recorded=recorded)
+                if (collected := walked.get(LocalCode.label(spec))) is not None]
+    build_dir = space.cache_dir / "build"
+    ahead = bool(to_build) and build_dir.is_dir() and go()
+    done: set[str] = set()
+    for spec, artifact, collected in to_build:
+        if artifact.fingerprint in done:
+            continue
+        done.add(artifact.fingerprint)
+        made = layerbuild.prebuild_folder(
+            spec.content, artifact, collected=collected, label=LocalCode.label(spec),
+            build_dir=build_dir, owner=owner) if ahead else None
+        if made is not None:
+            prebuilt[spec.key] = made
+        else:
+            walks[spec.key] = common.pack_walk(collected)
+    return prebuilt, walks
+
+
+class _Gate:
+    """What a worker forked before the manifest's checks waits on before it writes in the
+    project: a pipe its parent writes one byte to once the manifest passed (`open`), or
+    closes (`shut`: the run ends or goes on without it); a parent that dies closes it too."""
+
+    def __init__(self) -> None:
+        self._reader, self._writer = os.pipe()
+        self._decided = False
+
+    def forked(self) -> None:
+        """In the worker, first: its copy of the parent's end closed, so that the parent's
+        going away is an end of file."""
+        os.close(self._writer)
+
+    def wait(self) -> bool:
+        """In the worker: whether the parent opened the gate (waiting for it to decide)."""
+        try:
+            return os.read(self._reader, 1) == b"1"
+        except OSError:
+            return False
+
+    def parted(self) -> None:
+        """In the parent, once the worker is forked: its copy of the worker's end closed."""
+        with suppress(OSError):
+            os.close(self._reader)
+
+    def open(self) -> None:
+        """In the parent: let the worker write."""
+        if not self._decided:
+            self._decided = True
+            with suppress(OSError):
+                os.write(self._writer, b"1")
+            with suppress(OSError):
+                os.close(self._writer)
+
+    def shut(self) -> None:
+        """In the parent: the worker writes nothing in the project."""
+        if not self._decided:
+            self._decided = True
+            with suppress(OSError):
+                os.close(self._writer)
 
 
 def _identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
@@ -174,20 +242,25 @@ class Prefetch:
     """
 
     def __init__(self, *, worker: forking.Forked[_Found],
-                 contents: dict[str, model.ContentSpec], temp_dir: Path | None) -> None:
+                 contents: dict[str, model.ContentSpec], temp_dirs: list[Path],
+                 gate: _Gate | None = None) -> None:
         self._worker = worker
         self.contents = contents  # what the worker identifies, by layer key
-        self._temp_dir = temp_dir  # where it writes zips ahead, named by this process's pid
+        # Where it writes zips ahead, named by this process's pid.
+        self._temp_dirs = temp_dirs
+        self._gate = gate  # what it waits on before writing in the project (None: nothing)
         self._collected = False
 
     @classmethod
     def start(cls, *, space: workspace.Workspace, specs: list[model.LayerSpec],
               cache: statcache.StatCache, skip: frozenset[str],
-              state: str | None) -> Prefetch | None:
+              state: str | None, checked: bool = True) -> Prefetch | None:
         """Fork the worker for the local layers of `specs`; None where it would not help or
         fork is not safe (nothing to identify, not Linux, a thread already running). The
-        worker also writes ahead the zips of the layers built from locks that the run will
-        build (see `_prebuild`; `state` is the manifest's, None for the local lockfile)."""
+        worker also writes ahead the zips of the layers the run will build (see `_prebuild`
+        and `_folders_ahead`; `state` is the manifest's, None for the local lockfile): a
+        folder layer's only once the manifest is `checked`, or, when it is not yet, once
+        `proceed` says it passed."""
         local = [spec for spec in specs if spec.content.kind is not model.SourceKind.S3]
         if not local:
             return None
@@ -198,8 +271,12 @@ class Prefetch:
             # What a killed run's worker left there (named by that run's pid, now gone).
             with suppress(OSError):
                 layerbuild.remove_stale_build_temps(temp_dir)
+        gate = None if checked or not any(
+            spec.content.kind is model.SourceKind.PATH for spec in local) else _Gate()
 
         def work() -> _Found:
+            if gate is not None:
+                gate.forked()
             walked: dict[str, common.Collected] = {}
             found = _identify_local(local, space=space, cache=cache, skip=skip,
                                     walked_into=walked)
@@ -207,22 +284,38 @@ class Prefetch:
             recorded = functools.cache(lambda: _recorded_fingerprints(space, state=state))
             prebuilt = {} if temp_dir is None else _prebuild(
                 local, found, space=space, recorded=recorded, temp_dir=temp_dir, owner=owner)
-            return found, handed, prebuilt, _walks_to_hand(local, found, walked, space=space,
-                                                           recorded=recorded)
+            folders, walks = _folders_ahead(local, found, walked, space=space,
+                                            recorded=recorded, owner=owner,
+                                            go=gate.wait if gate is not None else lambda: True)
+            return found, handed, {**prebuilt, **folders}, walks
 
-        worker = forking.Forked.start(work)
+        try:
+            worker = forking.Forked.start(work)
+        finally:
+            if gate is not None:
+                gate.parted()
         if worker is None:
+            if gate is not None:
+                gate.shut()
             return None
+        temp_dirs = [space.cache_dir / "build"] + ([temp_dir] if temp_dir is not None else [])
         started = cls(worker=worker, contents={spec.key: spec.content for spec in local},
-                      temp_dir=temp_dir)
+                      temp_dirs=temp_dirs, gate=gate)
         # A run that ends before it collects (a credentials error, a usage error) must not
         # leave its worker hashing on in the background, nor a zip it wrote ahead.
         atexit.register(started.cancel)
         return started
 
+    def proceed(self) -> None:
+        """The manifest passed its checks: the worker may write in the project."""
+        if self._gate is not None:
+            self._gate.open()
+
     def cancel(self) -> None:
         """Stop the worker if it is still running and nobody collected it, and remove the
         zips it wrote ahead (named by this run's pid)."""
+        if self._gate is not None:
+            self._gate.shut()
         if self._collected:
             return
         self._worker.cancel()
@@ -236,7 +329,9 @@ class Prefetch:
     def collect(self) -> _Found | None:
         """The worker's results, what its cache hands back, the zips it wrote ahead and the
         walks it handed over (waiting for them), or None if it failed (then no zip of it is
-        left)."""
+        left). Without `proceed` first, it writes nothing in the project."""
+        if self._gate is not None:
+            self._gate.shut()
         result = self._worker.collect()
         if (isinstance(result, tuple) and len(result) == 4
                 and all(isinstance(part, dict) for part in result)):
@@ -246,8 +341,8 @@ class Prefetch:
         return None
 
     def _remove_temps(self) -> None:
-        if self._temp_dir is not None:
-            layerbuild.remove_temps_of(self._temp_dir, pid=os.getpid())
+        for temp_dir in self._temp_dirs:
+            layerbuild.remove_temps_of(temp_dir, pid=os.getpid())
 
 
 def own_paths(space: workspace.Workspace) -> frozenset[str]:
@@ -268,13 +363,20 @@ class HeadStart:
 
     @classmethod
     def begin(cls, space: workspace.Workspace, specs: list[model.LayerSpec], *,
-              state: str | None) -> HeadStart:
-        """Load the stat cache and start the worker for the local layers of `specs`; it
-        writes nothing in the project (the manifest may yet prove invalid: then nothing may
-        change), only the zips it builds ahead, outside it, which a cancel removes."""
+              state: str | None, checked: bool = True) -> HeadStart:
+        """Load the stat cache and start the worker for the local layers of `specs`. From a
+        manifest not yet `checked` (the early build), it writes nothing in the project until
+        `proceed` says the manifest passed (it may yet prove invalid: then nothing may
+        change), only the zips it builds ahead outside it; a cancel removes what it wrote."""
         cache = statcache.StatCache.load(space.stat_cache_path)
         return cls(cache=cache, prefetch=Prefetch.start(space=space, specs=specs, cache=cache,
-                                                        skip=own_paths(space), state=state))
+                                                        skip=own_paths(space), state=state,
+                                                        checked=checked))
+
+    def proceed(self) -> None:
+        """The manifest passed its checks: the worker may write in the project."""
+        if self.prefetch is not None:
+            self.prefetch.proceed()
 
     def cancel(self) -> None:
         """Stop the worker, if any (the run ends before it needs the layers)."""

@@ -5,7 +5,8 @@ still has the planned fingerprint, and move it into place with its index.
 
 Shell: it reads the content and writes only into the build folder (and, for the head start's
 worker, a built layer's zip into the wheel cache's `prebuild/`, which the run moves into the
-build folder: `prebuild`). Build temp files left by a
+build folder: `prebuild`; a folder layer's it writes into the build folder itself, as a temp
+file: `prebuild_folder`). Build temp files left by a
 killed build (`*.zip.tmp`, named by the writer's pid) are removed by the next build into the
 same folder. `artifacts.LocalCode` is the one caller that decides when and what to build.
 """
@@ -106,12 +107,23 @@ class Written:
     arcnames: list[str]
     build: model.BuildInfo | None
     unzipped_size: int | None
+    # The index's bytes (zipindex.index_bytes), when `built` was handed over without its
+    # members: a worker's zip (`handed`).
+    index: bytes | None = None
+
+    def handed(self) -> Written:
+        """This, as a worker hands it to the run: the index encoded here, and no member list
+        (7,660 members pickled and unpickled cost ~0.1 s; the bytes, nothing)."""
+        return dataclasses.replace(self, built=dataclasses.replace(self.built, members=()),
+                                   index=zipindex.index_bytes(self.built))
 
 
 @dataclasses.dataclass(frozen=True)
 class Prebuilt:
-    """A layer built from a lock, written ahead by the head start's worker (`prebuild`) into
-    a temp file outside the project, for the run to move into place (`build`) or remove."""
+    """A layer's zip written ahead by the head start's worker into a temp file (a built
+    layer's outside the project: `prebuild`; a folder layer's in the build folder, once the
+    manifest passed its checks: `prebuild_folder`), for the run to move into place (`build`)
+    or remove."""
 
     fingerprint: str
     written: Written
@@ -138,7 +150,29 @@ def prebuild(content: model.ContentSpec, artifact: model.Artifact, *, base_dir: 
                               cache=None, sources=sources, inspect=True, owner=owner)
     except Exception:  # whatever stops it here, the run meets again and reports
         return None
-    return Prebuilt(fingerprint=artifact.fingerprint, written=written)
+    return Prebuilt(fingerprint=artifact.fingerprint, written=written.handed())
+
+
+def prebuild_folder(content: model.ContentSpec, artifact: model.Artifact, *,
+                    collected: common.Collected, label: str, build_dir: Path,
+                    owner: int) -> Prebuilt | None:
+    """In the head start's worker, once the manifest passed its checks: a folder layer's zip
+    written into a temp file in `build_dir` (named by `owner`, the run it is for) from the
+    walk its identify fingerprinted (`collected`, with every file's digest), incrementally
+    from the layer's latest zip there, and inspected, as the run's own build would write it;
+    None when it cannot be written here (any error: the run then builds it itself, from the
+    same walk, and reports what stops it)."""
+    if content.kind is not model.SourceKind.PATH:
+        return None
+    try:
+        written = _write_temp(content, artifact, base_dir=build_dir, label=label,
+                              temp_dir=build_dir, skip=frozenset(),
+                              previous_zip=zipindex.latest_zip(build_dir, layer=label),
+                              cache=None, sources=None, inspect=True, owner=owner,
+                              collected=collected)
+    except Exception:  # whatever stops it here, the run meets again and reports
+        return None
+    return Prebuilt(fingerprint=artifact.fingerprint, written=written.handed())
 
 
 def _build(
@@ -305,7 +339,7 @@ def _place(written: Written, artifact: model.Artifact, *, zip_path: Path,
         common.remove_quietly(written.temp_path)
         raise
     built = written.built
-    zipindex.save_index(zip_path, built)
+    zipindex.save_index(zip_path, built, encoded=written.index)
     _keep_wheel_facts(built, wheel_sha256=written.wheel_sha256, sources=sources)
     if inspected is not None and built.elf_files is not None:
         inspected[os.path.abspath(zip_path)] = (built.elf_files, written.arcnames)

@@ -245,11 +245,19 @@ def _digest_as_written(raw: bytes, document: dict[str, object]) -> bool:
     return hashlib.sha256(raw[:at] + b"}").hexdigest() == digest
 
 
-def save_index(zip_path: Path, built: BuiltZip) -> bool:
-    """Write the index of the zip just built at `zip_path`; False if it cannot be written (it
-    only speeds up the next build). Indexes whose zip is gone are removed on the way."""
+def index_bytes(built: BuiltZip) -> bytes:
+    """The bytes of the index `save_index` writes for `built` (for a process that wrote the
+    zip to hand them to the one that moves it into place, rather than every member)."""
+    return _index_bytes(built)
+
+
+def save_index(zip_path: Path, built: BuiltZip, *, encoded: bytes | None = None) -> bool:
+    """Write the index of the zip just built at `zip_path` (`encoded`: its bytes, as
+    `index_bytes` gave them); False if it cannot be written (it only speeds up the next
+    build). Indexes whose zip is gone are removed on the way."""
     try:
-        common.write_atomically(index_path(zip_path), _index_bytes(built))
+        common.write_atomically(index_path(zip_path),
+                                encoded if encoded is not None else _index_bytes(built))
         for other in zip_path.parent.glob(f"*{_INDEX_SUFFIX}"):
             if not other.with_name(other.name.removesuffix(_INDEX_SUFFIX) + ".zip").exists():
                 other.unlink()

@@ -52,7 +52,8 @@ TIERS: dict[str, tuple[str, ...]] = {
             "test_cli_small_fixes", "test_cli_uploads",
             "test_cli_validate", "test_cli_walk_checks", "test_fillers_e2e",
             "test_force_unlock", "test_github", "test_kill_anywhere_e2e",
-            "test_lock_faults_e2e", "test_reliability_e2e", "test_sandbox", "test_saved_plan",
+            "test_lock_faults_e2e", "test_prebuild_folder", "test_reliability_e2e",
+            "test_sandbox", "test_saved_plan",
             "test_saved_plan_verified", "test_teams_e2e"),
 }
 TIER_OF = {module: tier for tier, modules in TIERS.items() for module in modules}

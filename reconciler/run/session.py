@@ -77,7 +77,8 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
     begun: list[artifacts.HeadStart] = []
 
     def head_start(early: model.Manifest) -> None:
-        begun.append(artifacts.HeadStart.begin(space, list(early.layers), state=early.state))
+        begun.append(artifacts.HeadStart.begin(space, list(early.layers), state=early.state,
+                                                checked=False))
 
     try:
         parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
@@ -85,6 +86,8 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
         for started in begun:  # a manifest with problems: nothing more is read, nothing written
             started.cancel()
         raise
+    for started in begun:  # the manifest passed: the worker may build into .reconcile/build/
+        started.proceed()
     code = artifacts.LocalCode(space=space, manifest=parsed,
                                head_start=begun[0] if begun else None,
                                package_index=stores.package_index)

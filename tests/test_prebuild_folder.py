@@ -1,0 +1,160 @@
+"""A folder layer's zip written ahead by the head start's worker (artifacts._folders_ahead):
+only once the manifest passed its checks (a worker begun from the early build waits for
+`proceed`, and one collected without it writes nothing in the project); the run moves it
+into place, and it is byte for byte the zip the run builds itself, incrementally or in full.
+Through the installed CLI against a moto server, the version an apply after an edit
+publishes has the CodeSha256 of a full build of the same files, and nothing is left behind.
+
+The scenarios run in fresh interpreters: the worker is forked only from a process that has
+started no thread, and pytest's may have (a moto server of another test module)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import boto3
+from clirun import run
+
+# Runs in the child interpreter: identify and build the layer (a head start begun from a
+# manifest not yet checked, then told it passed or not; or no worker; or a full build);
+# prints what the build folder held after identify, and the zip's digests.
+SCENARIO = textwrap.dedent("""
+    import hashlib, json, os, shutil, sys
+    from pathlib import Path
+    from reconciler import artifacts, model, workspace
+    mode = sys.argv[1]
+    space = workspace.Workspace.for_manifest(Path("layers.yaml"))
+    parsed = workspace.load_manifest(space)
+    code = artifacts.LocalCode(space=space, manifest=parsed)
+    specs = list(parsed.layers)
+    build = space.cache_dir / "build"
+    if mode == "full":
+        shutil.rmtree(build)
+    if mode in ("proceed", "shut"):
+        head_start = artifacts.HeadStart.begin(space, specs, state=parsed.state, checked=False)
+        assert head_start.prefetch is not None, "no worker was started"
+        if mode == "proceed":
+            head_start.proceed()
+        code._take(head_start)
+    found = code.identify(specs)
+    temps = sorted(path.name for path in build.glob("*.zip.tmp")) if build.is_dir() else []
+    artifact = found["tools"]
+    assert isinstance(artifact, model.Artifact), artifact
+    built = code.build(specs[0], artifact)
+    print(json.dumps({
+        "pid": os.getpid(),
+        "temps_after_identify": temps,
+        "temps_after_build": sorted(path.name for path in build.glob("*.zip.tmp")),
+        "zip_sha256": hashlib.sha256(Path(built.zip_path).read_bytes()).hexdigest(),
+        "code_sha256": built.code_sha256,
+        "index": Path(built.zip_path).with_suffix(".index.json").is_file(),
+    }))
+""")
+
+MANIFEST = """\
+version: 1
+region: us-east-1
+layers:
+  tools:
+    compatible_runtimes: [python3.12]
+    compatible_architectures: [x86_64]
+    content: {path: tools, prefix: python}
+"""
+
+
+def _project(folder: Path) -> Path:
+    """A repository with one folder layer of 40 modules (some large enough to deflate)."""
+    (folder / ".git").mkdir(parents=True)
+    tools = folder / "tools"
+    tools.mkdir()
+    for number in range(40):
+        (tools / f"m{number}.py").write_text(f"VALUE = {number}\n" + "# padding\n" * number * 50)
+    (tools / "empty.py").write_text("")
+    (folder / "layers.yaml").write_text(MANIFEST)
+    return folder
+
+
+def _run(folder: Path, mode: str) -> dict[str, Any]:
+    """The scenario in a fresh interpreter in `folder`."""
+    done = subprocess.run([sys.executable, "-c", SCENARIO, mode], cwd=folder,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[0])
+    return result
+
+
+def _edited_copies(tmp_path: Path, modes: list[str]) -> dict[str, Path]:
+    """One project, built once (its previous zip in `.reconcile/build/`), then a copy per
+    mode with the same file edited the same way."""
+    base = _project(tmp_path / "base")
+    _run(base, "inline")
+    copies = {}
+    for mode in modes:
+        copy = tmp_path / mode
+        shutil.copytree(base, copy, symlinks=True)
+        (copy / "tools" / "m7.py").write_text("VALUE = 'edited'\n")
+        copies[mode] = copy
+    return copies
+
+
+def test_the_worker_builds_the_edited_layer_once_the_manifest_passed(tmp_path: Path) -> None:
+    """Told the manifest passed, the worker writes the edited layer's zip into the build
+    folder during identify (a temp named by the run's pid), and the run moves it into place
+    with its index; it is byte for byte the zip built by the run itself (incrementally) and
+    by a full build."""
+    copies = _edited_copies(tmp_path, ["proceed", "inline", "full"])
+    ahead = _run(copies["proceed"], "proceed")
+    assert [name.split(".")[2] for name in ahead["temps_after_identify"]] == [str(ahead["pid"])]
+    assert ahead["temps_after_build"] == [] and ahead["index"]
+    inline = _run(copies["inline"], "inline")
+    full = _run(copies["full"], "full")
+    assert inline["temps_after_identify"] == full["temps_after_identify"] == []
+    assert ahead["zip_sha256"] == inline["zip_sha256"] == full["zip_sha256"]
+    assert ahead["code_sha256"] == inline["code_sha256"] == full["code_sha256"]
+
+
+def test_a_worker_not_told_the_manifest_passed_writes_nothing(tmp_path: Path) -> None:
+    """A worker begun from a manifest not yet checked, collected without `proceed`, writes
+    nothing in the project: no temp after identify; the run builds the same zip itself."""
+    copies = _edited_copies(tmp_path, ["shut", "inline"])
+    shut = _run(copies["shut"], "shut")
+    assert shut["temps_after_identify"] == shut["temps_after_build"] == []
+    assert shut["zip_sha256"] == _run(copies["inline"], "inline")["zip_sha256"]
+
+
+def _published_zip_sha256(moto_url: str) -> str:
+    """The base64 SHA-256 Lambda (moto) reports for version 2 of `tools`."""
+    client = boto3.client("lambda", region_name="us-east-1", endpoint_url=moto_url)
+    answer = client.get_layer_version(LayerName="tools", VersionNumber=2)
+    sha256: str = answer["Content"]["CodeSha256"]
+    return sha256
+
+
+def test_an_apply_after_an_edit_publishes_what_a_full_build_makes(tmp_path: Path,
+                                                                 moto_url: str) -> None:
+    """Through the installed CLI (its own process, so its worker builds the edited layer):
+    apply, edit one file, apply again. The version published has the CodeSha256 of a full
+    build of the same files in a fresh checkout, and the build folder holds no temp file."""
+    project = _project(tmp_path / "repo")
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_url}
+    first = run(project, "apply", "--yes", "--no-summary", env=env)
+    assert first.returncode == 0, first.stderr
+    (project / "tools" / "m7.py").write_text("VALUE = 'edited'\n")
+    second = run(project, "apply", "--yes", "--no-summary", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "arn:aws:lambda:us-east-1:123456789012:layer:tools:2" in second.stdout
+    assert sorted((project / ".reconcile" / "build").glob("*.zip.tmp")) == []
+    fresh = tmp_path / "fresh"
+    shutil.copytree(project, fresh, symlinks=True,
+                    ignore=shutil.ignore_patterns(".reconcile", "layers.lock.json"))
+    full = _run(fresh, "inline")
+    assert full["code_sha256"] == _published_zip_sha256(moto_url)
+    lock = json.loads((project / "layers.lock.json").read_text())
+    assert lock["layers"]["tools"]["us-east-1"]["code_sha256"] == full["code_sha256"]
