@@ -21,9 +21,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from reconciler import __version__, builds, errors, manifest, model
+from reconciler import __version__, errors, manifest, model
 from reconciler import content as layer_content
-from reconciler.content import common, lock, zipsource
+from reconciler.content import common
+
+# The zip and lock kinds' checks import their modules where a layer of theirs is met (see
+# reconciler.content): a manifest of folders never pays for the lock readers.
 
 CACHE_DIR_NAME = ".reconcile"
 
@@ -226,6 +229,8 @@ def _zip_problem(zip_path: Path, *, shown: str, as_is: bool) -> str | None:
             return f"'{shown}' is not a valid zip file"
     except OSError:
         return f"'{shown}' is not a valid zip file"
+    from reconciler.content import zipsource
+
     unsafe = zipsource.zip_problems(zip_path, check_size=as_is, refuse_git=as_is)
     if unsafe:
         return f"'{shown}' is unsafe: " + "; ".join(unsafe)
@@ -237,6 +242,9 @@ def _lock_problems(spec: model.LayerSpec, *, ref: model.ContentRef, file: str,
     """What reading a built layer's lock for its targets finds: every located problem of the
     lock itself (its file and line), and anything else (the target, a package without a
     wheel in a lock's own list) located at the layer's `content.lock`. Nothing is fetched."""
+    from reconciler import builds
+    from reconciler.content import lock
+
     label = f"layers.{spec.key}"
     try:
         lock.identify(spec.content, base_dir=base_dir, label=label)

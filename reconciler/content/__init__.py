@@ -25,10 +25,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import errors, model
-from reconciler.builds import fetch
-from reconciler.content import common, folder, lock, statcache, zipsource
+from reconciler.content import common, folder, statcache
+
+if TYPE_CHECKING:
+    from reconciler.builds import fetch
+
+# The zip and lock kinds are imported where a layer of theirs is met: the lock readers bring
+# packaging and the builds package (~25 ms), which a manifest of folders never needs, and a
+# plan's head start forks its worker only once this package is imported.
 
 
 def collect(
@@ -54,8 +61,12 @@ def collected(
     if content.kind is model.SourceKind.PATH:
         return folder.collect(content, base_dir=base_dir, label=label, skip=skip)
     if content.kind is model.SourceKind.ZIP:
+        from reconciler.content import zipsource
+
         return zipsource.collect(content, base_dir=base_dir, label=label)
     if content.kind is model.SourceKind.LOCK:
+        from reconciler.content import lock
+
         return lock.collect(content, base_dir=base_dir, label=label, sources=sources)
     raise _s3_unsupported(label)
 
@@ -84,8 +95,12 @@ def identify(
             return folder.identify(content, base_dir=base_dir, label=label, cache=cache,
                                    skip=skip)
         if content.kind is model.SourceKind.ZIP:
+            from reconciler.content import zipsource
+
             return zipsource.identify(content, base_dir=base_dir, label=label, cache=cache)
         if content.kind is model.SourceKind.LOCK:
+            from reconciler.content import lock
+
             return lock.identify(content, base_dir=base_dir, label=label)
         raise _s3_unsupported(label)
 

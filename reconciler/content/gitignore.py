@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 # Parsed ignore files, by path and the stat they were read under: a plan of a hundred layers
 # reads the repository's root `.gitignore` once, and a changed file is read again.
@@ -61,6 +63,8 @@ def _spec(path: str) -> _Rules | None:
             lines = handle.read().splitlines()
     except OSError:
         return None
+    import pathspec  # only once an ignore file is met (~10 ms to import)
+
     spec = pathspec.GitIgnoreSpec.from_lines(lines)
     sources = [_NAMED_GROUP.sub("(?:", pattern.regex.pattern) for pattern in spec.patterns
                if pattern.include is not None and isinstance(pattern, pathspec.RegexPattern)
