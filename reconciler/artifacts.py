@@ -135,23 +135,24 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
                    go: Callable[[], bool]) -> tuple[Prebuilts, dict[str, bytes]]:
     """In the worker: what it does for the folder layers this run will build (`_to_build`;
     none under an S3 state, where what is recorded cannot be told here), from the walk that
-    fingerprinted each. Their zips written ahead into `.reconcile/build/`
-    (layerbuild.prebuild_folder) when that folder exists and `go()` says the manifest passed
-    its checks (waiting for it: nothing is written in the project before); else each walk
-    packed with its files' digests, so that the run's build neither walks the folder again
-    (~0.1 s for 7,660 files) nor looks up each file in its stat cache. Either way the zip
-    holds the planned bytes, checked against this walk's fingerprint: a file whose planned
-    bytes the previous zip holds is copied from it, and one that must be read but changed
-    since (another file at its path, other bytes) is refused. A fingerprint two layers share
-    is handled once (the run's build of the second reuses the first's zip)."""
+    fingerprinted each. Once `go()` says the manifest passed its checks (waiting for it),
+    their zips are written ahead (layerbuild.prebuild_folder): into `.reconcile/build/` when
+    it exists (incrementally from each layer's previous zip there), else in full into the
+    wheel cache's `prebuild/` folder, outside the project, which the worker never changes;
+    the run moves them into place. A layer not built ahead has its walk packed with its
+    files' digests, so that the run's build neither walks the folder again (~0.1 s for
+    7,660 files) nor looks up each file in its stat cache. Either way the zip holds the
+    planned bytes, checked against this walk's fingerprint: a file whose planned bytes the
+    previous zip holds is copied from it, and one that must be read but changed since
+    (another file at its path, other bytes) is refused. A fingerprint two layers share is
+    handled once (the run's build of the second reuses the first's zip)."""
     prebuilt: Prebuilts = {}
     walks: dict[str, bytes] = {}
     to_build = [(spec, artifact, collected)
                 for spec, artifact in _to_build(specs, found, kind=model.SourceKind.PATH,
                                                 space=space, recorded=recorded)
                 if (collected := walked.get(LocalCode.label(spec))) is not None]
-    build_dir = space.cache_dir / "build"
-    ahead = bool(to_build) and build_dir.is_dir() and go()
+    into = (_folder_prebuild_dir(space) if to_build and go() else None)
     done: set[str] = set()
     for spec, artifact, collected in to_build:
         if artifact.fingerprint in done:
@@ -159,12 +160,29 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
         done.add(artifact.fingerprint)
         made = layerbuild.prebuild_folder(
             spec.content, artifact, collected=collected, label=LocalCode.label(spec),
-            build_dir=build_dir, owner=owner) if ahead else None
+            build_dir=into, previous=space.cache_dir / "build",
+            owner=owner) if into is not None else None
         if made is not None:
             prebuilt[spec.key] = made
         else:
             walks[spec.key] = common.pack_walk(collected)
     return prebuilt, walks
+
+
+def _folder_prebuild_dir(space: workspace.Workspace) -> Path | None:
+    """Where the worker writes folder layers' zips ahead: `.reconcile/build/` if it exists,
+    else the wheel cache's `prebuild/` (made if needed; None when there is none)."""
+    build_dir = space.cache_dir / "build"
+    if build_dir.is_dir():
+        return build_dir
+    elsewhere = prebuild_dir(os.environ)
+    if elsewhere is None:
+        return None
+    try:
+        elsewhere.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return elsewhere
 
 
 class _Gate:
@@ -242,12 +260,13 @@ class Prefetch:
     """
 
     def __init__(self, *, worker: forking.Forked[_Found],
-                 contents: dict[str, model.ContentSpec], temp_dirs: list[Path],
+                 contents: dict[str, model.ContentSpec], build_dir: Path,
                  gate: _Gate | None = None) -> None:
         self._worker = worker
         self.contents = contents  # what the worker identifies, by layer key
-        # Where it writes zips ahead, named by this process's pid.
-        self._temp_dirs = temp_dirs
+        # Where it writes zips ahead, named by this process's pid: the wheel cache's
+        # `prebuild/` (prebuild_dir) and the run's build folder.
+        self._build_dir = build_dir
         self._gate = gate  # what it waits on before writing in the project (None: nothing)
         self._collected = False
 
@@ -298,9 +317,8 @@ class Prefetch:
             if gate is not None:
                 gate.shut()
             return None
-        temp_dirs = [space.cache_dir / "build"] + ([temp_dir] if temp_dir is not None else [])
         started = cls(worker=worker, contents={spec.key: spec.content for spec in local},
-                      temp_dirs=temp_dirs, gate=gate)
+                      build_dir=space.cache_dir / "build", gate=gate)
         # A run that ends before it collects (a credentials error, a usage error) must not
         # leave its worker hashing on in the background, nor a zip it wrote ahead.
         atexit.register(started.cancel)
@@ -341,8 +359,9 @@ class Prefetch:
         return None
 
     def _remove_temps(self) -> None:
-        for temp_dir in self._temp_dirs:
-            layerbuild.remove_temps_of(temp_dir, pid=os.getpid())
+        for temp_dir in (self._build_dir, prebuild_dir(os.environ)):
+            if temp_dir is not None:
+                layerbuild.remove_temps_of(temp_dir, pid=os.getpid())
 
 
 def own_paths(space: workspace.Workspace) -> frozenset[str]:
@@ -454,6 +473,7 @@ class LocalCode:
         HeadObject in the first of its `regions` (Lambda reads code from its own region)."""
         prefetched, self._prefetch = self._prefetch, None
         remove_cache_temps(self._space.cache_dir)
+        remove_stale_prebuilds(os.environ)
         if self._cache is None or not self._preloaded:
             self._cache = statcache.StatCache.load(self._space.stat_cache_path)
         cache, self._preloaded = self._cache, False
@@ -629,6 +649,17 @@ def zip_matches(zip_path: Path, *, code_sha256: str) -> bool:
             return archive.code_sha256(common.sha256_of(zip_file)) == code_sha256
     except OSError:
         return False
+
+
+def remove_stale_prebuilds(environ: Mapping[str, str]) -> None:
+    """Remove from the wheel cache's `prebuild/` the zips a killed run's worker wrote ahead
+    (their writer, named in the file, is gone; or they are STALE_BUILD_TEMP_SECONDS old),
+    whichever run next identifies layers: a killed run's folder layer may have been written
+    there. Best effort."""
+    folder = prebuild_dir(environ)
+    if folder is not None and folder.is_dir():
+        with suppress(OSError):
+            layerbuild.remove_stale_build_temps(folder)
 
 
 def remove_cache_temps(cache_dir: Path) -> list[Path]:

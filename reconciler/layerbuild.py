@@ -154,20 +154,21 @@ def prebuild(content: model.ContentSpec, artifact: model.Artifact, *, base_dir: 
 
 
 def prebuild_folder(content: model.ContentSpec, artifact: model.Artifact, *,
-                    collected: common.Collected, label: str, build_dir: Path,
+                    collected: common.Collected, label: str, build_dir: Path, previous: Path,
                     owner: int) -> Prebuilt | None:
     """In the head start's worker, once the manifest passed its checks: a folder layer's zip
     written into a temp file in `build_dir` (named by `owner`, the run it is for) from the
     walk its identify fingerprinted (`collected`, with every file's digest), incrementally
-    from the layer's latest zip there, and inspected, as the run's own build would write it;
-    None when it cannot be written here (any error: the run then builds it itself, from the
-    same walk, and reports what stops it)."""
+    from the layer's latest zip in the run's build folder `previous` (if any), and
+    inspected, as the run's own build would write it; None when it cannot be written here
+    (any error: the run then builds it itself, from the same walk, and reports what stops
+    it)."""
     if content.kind is not model.SourceKind.PATH:
         return None
     try:
         written = _write_temp(content, artifact, base_dir=build_dir, label=label,
                               temp_dir=build_dir, skip=frozenset(),
-                              previous_zip=zipindex.latest_zip(build_dir, layer=label),
+                              previous_zip=zipindex.latest_zip(previous, layer=label),
                               cache=None, sources=None, inspect=True, owner=owner,
                               collected=collected)
     except Exception:  # whatever stops it here, the run meets again and reports

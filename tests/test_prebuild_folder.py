@@ -1,7 +1,8 @@
 """A folder layer's zip written ahead by the head start's worker (artifacts._folders_ahead):
 only once the manifest passed its checks (a worker begun from the early build waits for
-`proceed`, and one collected without it writes nothing in the project); the run moves it
-into place, and it is byte for byte the zip the run builds itself, incrementally or in full.
+`proceed`, and one collected without it writes nothing); into `.reconcile/build/` when it
+exists, else in full into the wheel cache's `prebuild/`; the run moves it into place, and it
+is byte for byte the zip the run builds itself, incrementally or in full.
 Through the installed CLI against a moto server, the version an apply after an edit
 publishes has the CodeSha256 of a full build of the same files, and nothing is left behind.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from clirun import run
 
 # Runs in the child interpreter: identify and build the layer (a head start begun from a
@@ -35,23 +37,27 @@ SCENARIO = textwrap.dedent("""
     code = artifacts.LocalCode(space=space, manifest=parsed)
     specs = list(parsed.layers)
     build = space.cache_dir / "build"
-    if mode == "full":
+    elsewhere = artifacts.prebuild_dir(os.environ)
+    if mode.endswith("full"):
         shutil.rmtree(build)
-    if mode in ("proceed", "shut"):
+    if mode.startswith(("proceed", "shut")):
         head_start = artifacts.HeadStart.begin(space, specs, state=parsed.state, checked=False)
         assert head_start.prefetch is not None, "no worker was started"
-        if mode == "proceed":
+        if mode.startswith("proceed"):
             head_start.proceed()
         code._take(head_start)
     found = code.identify(specs)
-    temps = sorted(path.name for path in build.glob("*.zip.tmp")) if build.is_dir() else []
+    temps = sorted(path.name for folder in (build, elsewhere) if folder.is_dir()
+                   for path in folder.glob("*.zip.tmp"))
     artifact = found["tools"]
     assert isinstance(artifact, model.Artifact), artifact
     built = code.build(specs[0], artifact)
     print(json.dumps({
         "pid": os.getpid(),
         "temps_after_identify": temps,
-        "temps_after_build": sorted(path.name for path in build.glob("*.zip.tmp")),
+        "temps_after_build": sorted(path.name for folder in (build, elsewhere)
+                                    if folder.is_dir() for path in folder.glob("*.zip.tmp")),
+        "elsewhere": sorted(path.name for path in elsewhere.glob("*")),
         "zip_sha256": hashlib.sha256(Path(built.zip_path).read_bytes()).hexdigest(),
         "code_sha256": built.code_sha256,
         "index": Path(built.zip_path).with_suffix(".index.json").is_file(),
@@ -82,8 +88,9 @@ def _project(folder: Path) -> Path:
 
 
 def _run(folder: Path, mode: str) -> dict[str, Any]:
-    """The scenario in a fresh interpreter in `folder`."""
-    done = subprocess.run([sys.executable, "-c", SCENARIO, mode], cwd=folder,
+    """The scenario in a fresh interpreter in `folder`, with a wheel cache of its own."""
+    env = {**os.environ, "RECONCILE_CACHE_DIR": str(folder.parent / f"cache-{folder.name}")}
+    done = subprocess.run([sys.executable, "-c", SCENARIO, mode], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.stdout, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[0])
@@ -120,11 +127,26 @@ def test_the_worker_builds_the_edited_layer_once_the_manifest_passed(tmp_path: P
     assert ahead["code_sha256"] == inline["code_sha256"] == full["code_sha256"]
 
 
-def test_a_worker_not_told_the_manifest_passed_writes_nothing(tmp_path: Path) -> None:
+def test_without_a_build_folder_the_worker_builds_in_full_outside_the_project(
+        tmp_path: Path) -> None:
+    """With no `.reconcile/build/` (a fresh checkout), the worker writes the whole zip into
+    the wheel cache's `prebuild/` (named by the run's pid), never creating a folder in the
+    project, and the run moves it into place: byte for byte a full build's."""
+    copies = _edited_copies(tmp_path, ["proceed full", "full"])
+    ahead = _run(copies["proceed full"], "proceed full")
+    assert [name.split(".")[2] for name in ahead["temps_after_identify"]] == [str(ahead["pid"])]
+    assert ahead["temps_after_build"] == ahead["elsewhere"] == [] and ahead["index"]
+    assert ahead["zip_sha256"] == _run(copies["full"], "full")["zip_sha256"]
+
+
+@pytest.mark.parametrize("mode", ["shut", "shut full"])
+def test_a_worker_not_told_the_manifest_passed_writes_nothing(tmp_path: Path,
+                                                              mode: str) -> None:
     """A worker begun from a manifest not yet checked, collected without `proceed`, writes
-    nothing in the project: no temp after identify; the run builds the same zip itself."""
-    copies = _edited_copies(tmp_path, ["shut", "inline"])
-    shut = _run(copies["shut"], "shut")
+    nothing, in the project or outside it: no temp after identify, with a build folder or
+    without one; the run builds the same zip itself."""
+    copies = _edited_copies(tmp_path, [mode, "inline"])
+    shut = _run(copies[mode], mode)
     assert shut["temps_after_identify"] == shut["temps_after_build"] == []
     assert shut["zip_sha256"] == _run(copies["inline"], "inline")["zip_sha256"]
 

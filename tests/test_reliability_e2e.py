@@ -230,17 +230,21 @@ def rerun_converges(checkout: Path, proxy: faultproxy.FaultProxy, moto_url: str,
 
 
 def test_sigkill_during_packaging(checkout: Path, proxy: faultproxy.FaultProxy,
-                                  moto_url: str) -> None:
+                                  moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed the instant a zip is complete but not yet renamed (under the lock, before any
-    publish): the leftover zip temp and lock are cleaned by the rerun, which publishes each
-    layer once."""
+    publish): the leftover zip temp (in `.reconcile/build/`, or in the wheel cache's
+    `prebuild/` where the run's worker wrote it ahead) and the lock are cleaned by the rerun,
+    which publishes each layer once."""
+    prebuilds = checkout.parent / "wheel-cache" / "prebuild"
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(prebuilds.parent))
     killed = apply(checkout, kill_at="os.rename|*.zip.tmp|1")
     assert killed.wait() == -signal.SIGKILL
-    assert list((checkout / ".reconcile" / "build").glob("*.zip.tmp"))
+    assert [*(checkout / ".reconcile" / "build").glob("*.zip.tmp"), *prebuilds.glob("*.tmp")]
     assert recorded(checkout) == {}
     assert proxy.count(operation=PUBLISH) == 0
 
     rerun_converges(checkout, proxy, moto_url, missing=4)
+    assert list(prebuilds.glob("*")) == []
 
 
 def test_sigkill_while_saving_the_stat_cache(checkout: Path, proxy: faultproxy.FaultProxy,
