@@ -387,7 +387,7 @@ class HeadStart:
         manifest not yet `checked` (the early build), it writes nothing in the project until
         `proceed` says the manifest passed (it may yet prove invalid: then nothing may
         change), only the zips it builds ahead outside it; a cancel removes what it wrote."""
-        cache = statcache.StatCache.load(space.stat_cache_path)
+        cache = statcache.StatCache.deferred(space.stat_cache_path)
         return cls(cache=cache, prefetch=Prefetch.start(space=space, specs=specs, cache=cache,
                                                         skip=own_paths(space), state=state,
                                                         checked=checked))

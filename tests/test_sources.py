@@ -667,6 +667,31 @@ def test_a_workers_cache_is_taken_back_whole(tmp_path: Path) -> None:
         hashlib.sha256(b"edited\n").hexdigest()
 
 
+def test_a_deferred_cache_reads_its_file_at_first_use(tmp_path: Path) -> None:
+    """A cache opened deferred (a head start's) reads its file when first used, not when
+    opened: one saved in between serves every lookup. One that takes back a worker's
+    snapshot before any use saves it as handed, and its lookups are then served from it."""
+    root = _settled_tree(tmp_path)
+    cache_path = tmp_path / ".reconcile" / "cache.json"
+    deferred = statcache.StatCache.deferred(cache_path)
+    first = _cache(tmp_path)
+    _identify(tmp_path, _content(), first)
+    assert first.save()
+    assert _identify(tmp_path, _content(), deferred).fingerprint == GOLDEN_FINGERPRINT
+    assert (deferred.hits, deferred.misses) == (len(TREE), 0)
+    edited = root / "README.txt"
+    edited.write_bytes(b"edited\n")
+    os.utime(edited, (time.time() - 10, time.time() - 10))
+    worker, unread = _cache(tmp_path), statcache.StatCache.deferred(cache_path)
+    _identify(tmp_path, _content(), worker)
+    handed = worker.hand_back()
+    assert unread.take_back(handed) and unread.save()
+    assert cache_path.read_bytes() == handed["snapshot"]
+    counted = (unread.hits, unread.misses)  # the worker's, taken back with its snapshot
+    _identify(tmp_path, _content(), unread)
+    assert (unread.hits - counted[0], unread.misses - counted[1]) == (len(TREE), 0)
+
+
 def test_build_reuses_a_zip_already_built_for_the_fingerprint(tmp_path: Path) -> None:
     """A second build of the same fingerprint reuses the zip file instead of rewriting it."""
     _write_tree(tmp_path / "layer")
