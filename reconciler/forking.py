@@ -1,6 +1,6 @@
 """Work done in a forked child process while this one goes on, for the plain data it hands back.
 
-Shell: it forks processes and knows nothing of the project. artifacts.Prefetch identifies the
+Shell: it forks processes and knows nothing of the project. headstart.Prefetch identifies the
 layers in one while the run imports botocore; the stat cache has one hash a share of the files
 of a cold identify while this process hashes the others (StatCache.reading_ahead).
 

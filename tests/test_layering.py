@@ -70,7 +70,8 @@ SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUI
                    "zipbuild", "wheelmembers", "zipindex", "state", "binaries",
                    "uploadbody", "adoption", "layerbuild", "consuming", "applying.consumers",
                    "state.local", "state.s3", "aws", *AWS_ROOMS, "artifacts", "planning",
-                   "applying", "applying.report", "applying.steps", "applying.lanes",
+                   "headstart", "applying", "applying.report", "applying.steps",
+                   "applying.lanes",
                    "publishing", "sandbox", "forking", "gcpolicy", "github", "cli", *COMMAND,
                    *RUN})
 # Shell modules below the command layer.

@@ -1,4 +1,4 @@
-"""A built layer's zip written ahead by the head start's worker (artifacts._prebuild): the run
+"""A built layer's zip written ahead by the head start's worker (headstart._prebuild): the run
 moves it into place and it is byte for byte the zip the run builds itself (one changed since
 the worker wrote it is not used); nothing is built ahead for a layer the state records (an
 unchanged built layer reads no wheel) or under an S3 state; a refused manifest, a cancelled
@@ -28,9 +28,9 @@ from reconciler import model, statefile
 SCENARIO = textwrap.dedent("""
     import hashlib, json, os, signal, sys, time
     from pathlib import Path
-    from reconciler import artifacts, errors, model, workspace
+    from reconciler import artifacts, errors, headstart, model, workspace
     mode = sys.argv[1]
-    prebuilds = artifacts.prebuild_dir(os.environ)
+    prebuilds = headstart.prebuild_dir(os.environ)
 
     def held():
         return sorted(path.name for path in prebuilds.glob("*")) if prebuilds.is_dir() else []
@@ -51,7 +51,7 @@ SCENARIO = textwrap.dedent("""
         begun, before = [], []
         try:
             workspace.load_manifest(space, head_start=lambda early: (
-                begun.append(artifacts.HeadStart.begin(space, list(early.layers),
+                begun.append(headstart.HeadStart.begin(space, list(early.layers),
                                                        state=early.state)), ready(),
                 before.extend(held())))
         except errors.ReconcilerError as refused:
@@ -64,7 +64,7 @@ SCENARIO = textwrap.dedent("""
     code = artifacts.LocalCode(space=space, manifest=parsed)
     specs = list(parsed.layers)
     if mode != "inline":
-        code._take(artifacts.HeadStart.begin(space, specs, state=parsed.state))
+        code._take(headstart.HeadStart.begin(space, specs, state=parsed.state))
         assert code.prefetching is not None, "no worker was started"
     if mode in ("cancelled", "run killed"):
         ready()

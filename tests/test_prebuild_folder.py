@@ -1,4 +1,4 @@
-"""A folder layer's zip written ahead by the head start's worker (artifacts._folders_ahead):
+"""A folder layer's zip written ahead by the head start's worker (headstart._folders_ahead):
 only once the manifest passed its checks (a worker begun from the early build waits for
 `proceed`, and one collected without it writes nothing); into `.reconcile/build/` when it
 exists, else in full into the wheel cache's `prebuild/`; the run moves it into place, and it
@@ -30,18 +30,18 @@ from clirun import run
 SCENARIO = textwrap.dedent("""
     import hashlib, json, os, shutil, sys
     from pathlib import Path
-    from reconciler import artifacts, model, workspace
+    from reconciler import artifacts, headstart, model, workspace
     mode = sys.argv[1]
     space = workspace.Workspace.for_manifest(Path("layers.yaml"))
     parsed = workspace.load_manifest(space)
     code = artifacts.LocalCode(space=space, manifest=parsed)
     specs = list(parsed.layers)
     build = space.cache_dir / "build"
-    elsewhere = artifacts.prebuild_dir(os.environ)
+    elsewhere = headstart.prebuild_dir(os.environ)
     if mode.endswith("full"):
         shutil.rmtree(build)
     if mode.startswith(("proceed", "shut")):
-        head_start = artifacts.HeadStart.begin(space, specs, state=parsed.state, checked=False)
+        head_start = headstart.HeadStart.begin(space, specs, state=parsed.state, checked=False)
         assert head_start.prefetch is not None, "no worker was started"
         if mode.startswith("proceed"):
             head_start.proceed()

@@ -1,4 +1,4 @@
-"""artifacts.Prefetch: the layers identified in a forked worker give exactly what identifying
+"""headstart.Prefetch: the layers identified in a forked worker give exactly what identifying
 them in the run's own process gives, and a worker that fails costs time, never a result.
 
 Each scenario runs in a fresh interpreter: the worker is forked only from a process that has
@@ -266,14 +266,14 @@ def test_a_manifest_refused_after_the_head_start_leaves_nothing(
 BUILD_AFTER_AN_ADDED_FILE = textwrap.dedent("""
     import json, sys, zipfile
     from pathlib import Path
-    from reconciler import artifacts, errors, model, workspace
+    from reconciler import artifacts, errors, headstart, model, workspace
     mode = sys.argv[1]
     space = workspace.Workspace.for_manifest(Path("layers.yaml"))
     parsed = workspace.load_manifest(space)
     code = artifacts.LocalCode(space=space, manifest=parsed)
     specs = [spec for spec in parsed.layers if spec.key == "tools"]
     if mode != "inline":
-        code._take(artifacts.HeadStart.begin(
+        code._take(headstart.HeadStart.begin(
             space, specs, state="s3://bucket/state.json" if mode == "s3 state" else None))
     artifact = code.identify(specs)["tools"]
     assert isinstance(artifact, model.Artifact), artifact

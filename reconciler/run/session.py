@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from reconciler import artifacts, errors, gcpolicy, model, planning, ports, workspace
+from reconciler import errors, gcpolicy, headstart, model, ports, workspace
 from reconciler import state as state_package
+
+if TYPE_CHECKING:
+    from reconciler import artifacts, planning
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,13 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
     space = stores.space
     # The layers' files are walked and hashed in a worker process while this one validates
     # the manifest against its schema, imports botocore and makes its clients
-    # (artifacts.HeadStart, begun from the manifest's early build); with targets, only those
+    # (headstart.HeadStart, begun from the manifest's early build); with targets, only those
     # layers are identified, in this process.
-    begun: list[artifacts.HeadStart] = []
+    begun: list[headstart.HeadStart] = []
 
     def head_start(early: model.Manifest) -> None:
-        begun.append(artifacts.HeadStart.begin(space, list(early.layers), state=early.state,
-                                                checked=False))
+        begun.append(headstart.HeadStart.begin(space, list(early.layers), state=early.state,
+                                               checked=False))
 
     try:
         parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
@@ -88,6 +91,11 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
         raise
     for started in begun:  # the manifest passed: the worker may build into .reconcile/build/
         started.proceed()
+    # Imported once the worker is forked (this module is imported before: the command layer
+    # names the manifest through it): the build machinery and the planner are ~45 ms of
+    # imports, which the run then makes while the worker identifies.
+    from reconciler import artifacts, planning
+
     code = artifacts.LocalCode(space=space, manifest=parsed,
                                head_start=begun[0] if begun else None,
                                package_index=stores.package_index)
@@ -114,6 +122,8 @@ def make_plan(session: Session, snapshot: ports.Snapshot, *, parallelism: int = 
     """The session's plan against `snapshot`, its basis naming the state and manifest.
     `lock_id`: this run holds the state lock (an apply, which deletes the stray fillers it
     finds); else the plan reads who holds it before it plans deleting any."""
+    from reconciler import planning  # (imported by open_session already)
+
     return planning.make_plan(
         parsed=session.parsed, selection=session.selection, snapshot=snapshot,
         state_location=state_name(session), manifest_digest=session.parsed.sha256,
