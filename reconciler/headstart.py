@@ -150,15 +150,17 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
     previous zip holds is copied from it, and one that must be read but changed since
     (another file at its path, other bytes) is refused. A fingerprint two layers share is
     handled once (the run's build of the second reuses the first's zip)."""
-    from reconciler import layerbuild
-
     prebuilt: Prebuilts = {}
     walks: dict[str, bytes] = {}
     to_build = [(spec, artifact, collected)
                 for spec, artifact in _to_build(specs, found, kind=model.SourceKind.PATH,
                                                 space=space, recorded=recorded)
                 if (collected := walked.get(label(spec))) is not None]
-    into = (_folder_prebuild_dir(space) if to_build and go() else None)
+    if not to_build:  # (an unchanged layer: the build machinery is not even imported)
+        return prebuilt, walks
+    from reconciler import layerbuild
+
+    into = _folder_prebuild_dir(space) if go() else None
     done: set[str] = set()
     for spec, artifact, collected in to_build:
         if artifact.fingerprint in done:
