@@ -140,6 +140,24 @@ def test_help_and_version_import_neither_boto3_nor_jsonschema() -> None:
     assert reports == [{"args": args, "code": 0, "heavy": []} for args in commands]
 
 
+def test_a_deferred_module_runs_when_loaded() -> None:
+    """command.lazy: a module named by `lazy.module` is not executed until `lazy.load` (or a
+    first use), then it is the whole module (apply loads its machinery while the worker is
+    still at work). In a fresh interpreter, where nothing has imported it yet."""
+    program = (
+        "import json, sys\n"
+        "from reconciler.command import lazy\n"
+        "deferred = lazy.module('reconciler.applying')\n"
+        "before = 'reconciler.applying.lanes' in sys.modules\n"
+        "lazy.load(deferred)\n"
+        "print(json.dumps([before, 'reconciler.applying.lanes' in sys.modules,\n"
+        "                  callable(deferred.apply)]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert json.loads(result.stdout) == [False, True, True]
+
+
 def test_schema_prints_the_shipped_schema(tmp_path: Path) -> None:
     """`reconcile schema` prints the package's manifest schema as JSON, nothing else."""
     result = invoke(tmp_path, "schema")

@@ -192,6 +192,9 @@ def apply(
         manifest=manifest or Path("layers.yaml"), lockfile=lockfile_path, profile=profile,
         endpoint_url=endpoint_url, max_attempts=max_attempts, timeout=timeout,
         max_rps=max_rps)), targets=target, regions=region)
+    # The apply machinery's modules, loaded now (~10 ms) rather than after the plan: the
+    # head start's worker is still identifying and building, and the plan waits for it.
+    lazy.load(applying)
     with StopOnSignal() as stopping:
         lock_id = state_package.take_lock(
             session.state, run_session.holder("apply", session.space), timeout=lock_timeout,

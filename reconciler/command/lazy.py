@@ -31,3 +31,9 @@ def module(name: str) -> types.ModuleType:
     parent, _, child = name.rpartition(".")
     setattr(sys.modules[parent], child, loaded)  # as the import system does: `pkg.child` works
     return loaded
+
+
+def load(loaded: types.ModuleType) -> None:
+    """Execute a module `module` gave, now rather than at its first use (at a moment the
+    process would otherwise wait): any attribute read runs it."""
+    importlib.import_module(loaded.__name__)
