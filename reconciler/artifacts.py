@@ -64,11 +64,13 @@ class LocalCode:
         # their compressed bytes from the layer's previous zip) instead of reading them.
         self._cache: statcache.StatCache | None = None
         self._prefetch: headstart.Prefetch | None = None
-        # Built layers' zips the worker wrote ahead, by layer key, until `build` takes them.
+        # The zips the worker wrote ahead (built and folder layers'), by layer key, until
+        # `build` takes them.
         self._prebuilt: headstart.Prebuilts = {}
         # Folder layers' walks the worker handed back (packed), by layer key, for `build`.
         self._walks: dict[str, bytes] = {}
-        self._preloaded = False  # the stat cache was loaded by a head start, for identify()
+        # The stat cache is a head start's (deferred: read at first use), for identify().
+        self._preloaded = False
         if head_start is not None:
             self._take(head_start)
 
@@ -77,10 +79,11 @@ class LocalCode:
         self._preloaded = True
 
     def prefetch(self, specs: list[model.LayerSpec]) -> None:
-        """Start identifying the local layers of `specs` in a worker process (headstart.HeadStart);
-        the next `identify` takes its results. Loads the run's stat cache (once: the
-        worker uses a copy of it)."""
-        self._take(headstart.HeadStart.begin(self._space, specs, state=self._manifest.state))
+        """Start identifying the local layers of `specs` of this (checked) manifest in a
+        worker process (headstart.HeadStart); the next `identify` takes its results. The
+        run's stat cache is then read once, by the worker, whose copy's lessons it takes."""
+        self._take(headstart.HeadStart.begin(self._space, specs, state=self._manifest.state,
+                                             checked=True))
 
     @property
     def prefetching(self) -> headstart.Prefetch | None:
@@ -105,6 +108,8 @@ class LocalCode:
         prefetched, self._prefetch = self._prefetch, None
         remove_cache_temps(self._space.cache_dir)
         headstart.remove_stale_prebuilds(os.environ)
+        with suppress(OSError):  # a killed run's zip, written ahead there by its worker
+            layerbuild.remove_stale_build_temps(self.build_dir)
         if self._cache is None or not self._preloaded:
             self._cache = statcache.StatCache.load(self._space.stat_cache_path)
         cache, self._preloaded = self._cache, False

@@ -46,10 +46,11 @@ _Found = tuple[Identified, dict[str, object], Prebuilts, dict[str, bytes]]
 
 
 def prebuild_dir(environ: Mapping[str, str]) -> Path | None:
-    """Where the head start's worker writes built layers' zips ahead of the run: under the
-    wheel cache's root, outside the project (the manifest may yet be refused); None when
-    there is no such root (no RECONCILE_CACHE_DIR and no home directory: nothing is built
-    ahead, and a build that needs the cache says so)."""
+    """Where the head start's worker writes ahead of the run the zips of built layers (and of
+    folder layers, in a checkout without `.reconcile/build/`): under the wheel cache's root,
+    outside the project (a built layer's is written before the manifest is checked); None
+    when there is no such root (no RECONCILE_CACHE_DIR and no home directory: nothing is
+    written there, and a build that needs the cache says so)."""
     from reconciler.builds import cache as wheel_cache
 
     try:
@@ -149,7 +150,8 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
     planned bytes, checked against this walk's fingerprint: a file whose planned bytes the
     previous zip holds is copied from it, and one that must be read but changed since
     (another file at its path, other bytes) is refused. A fingerprint two layers share is
-    handled once (the run's build of the second reuses the first's zip)."""
+    built ahead once (the run's build of the second reuses the first's zip, in place by
+    then); each layer not built ahead has its walk handed back."""
     prebuilt: Prebuilts = {}
     walks: dict[str, bytes] = {}
     to_build = [(spec, artifact, collected)
@@ -161,17 +163,17 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
     from reconciler import layerbuild
 
     into = _folder_prebuild_dir(space) if go() else None
-    done: set[str] = set()
+    built: set[str] = set()
     for spec, artifact, collected in to_build:
-        if artifact.fingerprint in done:
+        if artifact.fingerprint in built:
             continue
-        done.add(artifact.fingerprint)
         made = layerbuild.prebuild_folder(
-            spec.content, artifact, collected=collected, label=label(spec),
-            build_dir=into, previous=space.cache_dir / "build",
+            spec.content, artifact, collected=collected, base_dir=space.base_dir,
+            label=label(spec), build_dir=into, previous=space.cache_dir / "build",
             owner=owner) if into is not None else None
         if made is not None:
             prebuilt[spec.key] = made
+            built.add(artifact.fingerprint)
         else:
             walks[spec.key] = common.pack_walk(collected)
     return prebuilt, walks
@@ -179,15 +181,15 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
 
 def _folder_prebuild_dir(space: workspace.Workspace) -> Path | None:
     """Where the worker writes folder layers' zips ahead: `.reconcile/build/` if it exists,
-    else the wheel cache's `prebuild/` (made if needed; None when there is none)."""
+    else the wheel cache's `prebuild/` (made if needed); None when neither can be used (the
+    run then builds them itself)."""
     build_dir = space.cache_dir / "build"
-    if build_dir.is_dir():
-        return build_dir
     elsewhere = prebuild_dir(os.environ)
-    if elsewhere is None:
-        return None
     try:
-        elsewhere.mkdir(parents=True, exist_ok=True)
+        if build_dir.is_dir():
+            return build_dir
+        if elsewhere is not None:
+            elsewhere.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
     return elsewhere
@@ -281,7 +283,7 @@ class Prefetch:
     @classmethod
     def start(cls, *, space: workspace.Workspace, specs: list[model.LayerSpec],
               cache: statcache.StatCache, skip: frozenset[str],
-              state: str | None, checked: bool = True) -> Prefetch | None:
+              state: str | None, checked: bool) -> Prefetch | None:
         """Fork the worker for the local layers of `specs`; None where it would not help or
         fork is not safe (nothing to identify, not Linux, a thread already running). The
         worker also writes ahead the zips of the layers the run will build (see `_prebuild`
@@ -300,8 +302,11 @@ class Prefetch:
 
             with suppress(OSError):
                 layerbuild.remove_stale_build_temps(temp_dir)
-        gate = None if checked or not any(
-            spec.content.kind is model.SourceKind.PATH for spec in local) else _Gate()
+        try:
+            gate = None if checked or not any(
+                spec.content.kind is model.SourceKind.PATH for spec in local) else _Gate()
+        except OSError:  # out of descriptors: no worker, rather than one nothing can stop
+            return None
 
         def work() -> _Found:
             if gate is not None:
@@ -341,12 +346,13 @@ class Prefetch:
 
     def cancel(self) -> None:
         """Stop the worker if it is still running and nobody collected it, and remove the
-        zips it wrote ahead (named by this run's pid)."""
+        zips written ahead for this run (named by its pid) that are still temp files: the
+        run's exit calls it, so that none is left however the run ends, even one collected
+        and not yet moved into place (those moved are no temp files any more)."""
         if self._gate is not None:
             self._gate.shut()
-        if self._collected:
-            return
-        self._worker.cancel()
+        if not self._collected:
+            self._worker.cancel()
         self._remove_temps()
 
     @property
@@ -384,21 +390,23 @@ def own_paths(space: workspace.Workspace) -> frozenset[str]:
 
 @dataclasses.dataclass(frozen=True)
 class HeadStart:
-    """A run's stat cache, loaded once, and the worker identifying its local layers on a
-    copy of it (None where none could be forked): begun as soon as the layers are known,
-    from the manifest's early build (manifest.Unchecked.early) while the schema pass and
-    the rest of the start-up go on, then handed to the run's LocalCode (artifacts)."""
+    """A run's stat cache (deferred: read once, at its first use), and the worker identifying
+    its local layers on a copy of it (None where none could be forked): begun as soon as the
+    layers are known, from the manifest's early build (manifest.Unchecked.early) while the
+    schema pass and the rest of the start-up go on, then handed to the run's LocalCode
+    (artifacts)."""
 
     cache: statcache.StatCache
     prefetch: Prefetch | None
 
     @classmethod
     def begin(cls, space: workspace.Workspace, specs: list[model.LayerSpec], *,
-              state: str | None, checked: bool = True) -> HeadStart:
-        """Load the stat cache and start the worker for the local layers of `specs`. From a
-        manifest not yet `checked` (the early build), it writes nothing in the project until
-        `proceed` says the manifest passed (it may yet prove invalid: then nothing may
-        change), only the zips it builds ahead outside it; a cancel removes what it wrote."""
+              state: str | None, checked: bool) -> HeadStart:
+        """Open the stat cache (deferred) and start the worker for the local layers of
+        `specs`. From a manifest not yet `checked` (the early build), it writes nothing in the
+        project until `proceed` says the manifest passed (it may yet prove invalid: then
+        nothing may change), only the zips it builds ahead outside it; a cancel removes what it
+        wrote. `checked` has no default: a worker begun from an unchecked manifest must wait."""
         cache = statcache.StatCache.deferred(space.stat_cache_path)
         return cls(cache=cache, prefetch=Prefetch.start(space=space, specs=specs, cache=cache,
                                                         skip=own_paths(space), state=state,
@@ -420,10 +428,12 @@ def remove_stale_prebuilds(environ: Mapping[str, str]) -> None:
     """Remove from the wheel cache's `prebuild/` the zips a killed run's worker wrote ahead
     (their writer, named in the file, is gone; or they are STALE_BUILD_TEMP_SECONDS old),
     whichever run next identifies layers: a killed run's folder layer may have been written
-    there. Best effort."""
+    there. Best effort: a cache root that cannot be read (another user's home) is left alone."""
     folder = prebuild_dir(environ)
-    if folder is not None and folder.is_dir():
-        from reconciler import layerbuild
+    if folder is None:
+        return
+    from reconciler import layerbuild
 
-        with suppress(OSError):
+    with suppress(OSError):  # (is_dir raises for a folder that cannot be entered)
+        if folder.is_dir():
             layerbuild.remove_stale_build_temps(folder)

@@ -4,11 +4,12 @@ previous zip, a built layer's members copied from its wheels), check that what w
 still has the planned fingerprint, and move it into place with its index.
 
 Shell: it reads the content and writes only into the build folder (and, for the head start's
-worker, a built layer's zip into the wheel cache's `prebuild/`, which the run moves into the
-build folder: `prebuild`; a folder layer's it writes into the build folder itself, as a temp
-file: `prebuild_folder`). Build temp files left by a
-killed build (`*.zip.tmp`, named by the writer's pid) are removed by the next build into the
-same folder. `artifacts.LocalCode` is the one caller that decides when and what to build.
+worker, zips ahead of the run, as temp files the run moves into the build folder: a built
+layer's into the wheel cache's `prebuild/`, `prebuild`; a folder layer's into the build
+folder, or `prebuild/` without one, `prebuild_folder`). Build temp files left by a killed
+build (`*.zip.tmp`, named by the writer's pid) are removed by the next build into the same
+folder, and by the next run's identify (artifacts, headstart). `artifacts.LocalCode` is
+the one caller that decides when and what to build.
 """
 
 from __future__ import annotations
@@ -99,9 +100,10 @@ class Written:
     every member's name (for the binary check), and a built layer's summary."""
 
     temp_path: str
-    # The temp file as it was once written and synced (inode, size, mtime): one that differs
-    # when it is to be moved into place was changed by something else, and is not used.
-    written_as: tuple[int, int, int]
+    # The temp file as it was once written and synced (inode, size, mtime, ctime): one that
+    # differs when it is to be moved into place was changed by something else, and is not
+    # used.
+    written_as: tuple[int, int, int, int]
     built: zipindex.BuiltZip
     wheel_sha256: Mapping[str, str]
     arcnames: list[str]
@@ -121,9 +123,9 @@ class Written:
 @dataclasses.dataclass(frozen=True)
 class Prebuilt:
     """A layer's zip written ahead by the head start's worker into a temp file (a built
-    layer's outside the project: `prebuild`; a folder layer's in the build folder, once the
-    manifest passed its checks: `prebuild_folder`), for the run to move into place (`build`)
-    or remove."""
+    layer's outside the project: `prebuild`; a folder layer's, once the manifest passed its
+    checks, in the build folder, or outside the project without one: `prebuild_folder`), for
+    the run to move into place (`build`) or remove."""
 
     fingerprint: str
     written: Written
@@ -154,8 +156,8 @@ def prebuild(content: model.ContentSpec, artifact: model.Artifact, *, base_dir: 
 
 
 def prebuild_folder(content: model.ContentSpec, artifact: model.Artifact, *,
-                    collected: common.Collected, label: str, build_dir: Path, previous: Path,
-                    owner: int) -> Prebuilt | None:
+                    collected: common.Collected, base_dir: Path, label: str, build_dir: Path,
+                    previous: Path, owner: int) -> Prebuilt | None:
     """In the head start's worker, once the manifest passed its checks: a folder layer's zip
     written into a temp file in `build_dir` (named by `owner`, the run it is for) from the
     walk its identify fingerprinted (`collected`, with every file's digest), incrementally
@@ -166,7 +168,7 @@ def prebuild_folder(content: model.ContentSpec, artifact: model.Artifact, *,
     if content.kind is not model.SourceKind.PATH:
         return None
     try:
-        written = _write_temp(content, artifact, base_dir=build_dir, label=label,
+        written = _write_temp(content, artifact, base_dir=base_dir, label=label,
                               temp_dir=build_dir, skip=frozenset(),
                               previous_zip=zipindex.latest_zip(previous, layer=label),
                               cache=None, sources=None, inspect=True, owner=owner,
@@ -240,8 +242,8 @@ def _place_prebuilt(prebuilt: Prebuilt, artifact: model.Artifact, *, zip_path: P
         return None
 
 
-def _identity(found: os.stat_result) -> tuple[int, int, int]:
-    return found.st_ino, found.st_size, found.st_mtime_ns
+def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
+    return found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns
 
 
 def _write_temp(

@@ -52,7 +52,8 @@ SCENARIO = textwrap.dedent("""
         try:
             workspace.load_manifest(space, head_start=lambda early: (
                 begun.append(headstart.HeadStart.begin(space, list(early.layers),
-                                                       state=early.state)), ready(),
+                                                       state=early.state, checked=False)),
+                ready(),
                 before.extend(held())))
         except errors.ReconcilerError as refused:
             for started in begun:
@@ -64,7 +65,7 @@ SCENARIO = textwrap.dedent("""
     code = artifacts.LocalCode(space=space, manifest=parsed)
     specs = list(parsed.layers)
     if mode != "inline":
-        code._take(headstart.HeadStart.begin(space, specs, state=parsed.state))
+        code._take(headstart.HeadStart.begin(space, specs, state=parsed.state, checked=True))
         assert code.prefetching is not None, "no worker was started"
     if mode in ("cancelled", "run killed"):
         ready()

@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
-from clirun import run
+from clirun import invoke, run
 
 # Runs in the child interpreter: identify and build the layer (a head start begun from a
 # manifest not yet checked, then told it passed or not; or no worker; or a full build);
@@ -49,12 +49,16 @@ SCENARIO = textwrap.dedent("""
     found = code.identify(specs)
     temps = sorted(path.name for folder in (build, elsewhere) if folder.is_dir()
                    for path in folder.glob("*.zip.tmp"))
+    in_project = build.is_dir() and bool(list(build.glob("*.zip.tmp")))
+    project_had_build = build.is_dir()
     artifact = found["tools"]
     assert isinstance(artifact, model.Artifact), artifact
     built = code.build(specs[0], artifact)
     print(json.dumps({
         "pid": os.getpid(),
         "temps_after_identify": temps,
+        "temp_in_project": in_project,
+        "build_folder_after_identify": project_had_build,
         "temps_after_build": sorted(path.name for folder in (build, elsewhere)
                                     if folder.is_dir() for path in folder.glob("*.zip.tmp")),
         "elsewhere": sorted(path.name for path in elsewhere.glob("*")),
@@ -119,6 +123,7 @@ def test_the_worker_builds_the_edited_layer_once_the_manifest_passed(tmp_path: P
     copies = _edited_copies(tmp_path, ["proceed", "inline", "full"])
     ahead = _run(copies["proceed"], "proceed")
     assert [name.split(".")[2] for name in ahead["temps_after_identify"]] == [str(ahead["pid"])]
+    assert ahead["temp_in_project"] is True
     assert ahead["temps_after_build"] == [] and ahead["index"]
     inline = _run(copies["inline"], "inline")
     full = _run(copies["full"], "full")
@@ -135,6 +140,7 @@ def test_without_a_build_folder_the_worker_builds_in_full_outside_the_project(
     copies = _edited_copies(tmp_path, ["proceed full", "full"])
     ahead = _run(copies["proceed full"], "proceed full")
     assert [name.split(".")[2] for name in ahead["temps_after_identify"]] == [str(ahead["pid"])]
+    assert ahead["temp_in_project"] is False and ahead["build_folder_after_identify"] is False
     assert ahead["temps_after_build"] == ahead["elsewhere"] == [] and ahead["index"]
     assert ahead["zip_sha256"] == _run(copies["full"], "full")["zip_sha256"]
 
@@ -180,3 +186,37 @@ def test_an_apply_after_an_edit_publishes_what_a_full_build_makes(tmp_path: Path
     assert full["code_sha256"] == _published_zip_sha256(moto_url)
     lock = json.loads((project / "layers.lock.json").read_text())
     assert lock["layers"]["tools"]["us-east-1"]["code_sha256"] == full["code_sha256"]
+
+
+def test_a_cache_root_that_cannot_be_read_leaves_the_plan_alone(tmp_path: Path,
+                                                              moto_url: str) -> None:
+    """A wheel cache root whose `prebuild/` cannot even be looked at (here a name too long
+    for the file system: ENAMETOOLONG, as another user's home gives EACCES) is no error for
+    a plan of folder layers, which never needs the cache: it exits as without it."""
+    project = _project(tmp_path / "repo")
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_url,
+           "RECONCILE_CACHE_DIR": str(tmp_path / ("x" * 300))}
+    planned = invoke(project, "plan", "--detailed-exitcode", "--no-summary", env=env)
+    assert planned.returncode == 2, planned.stderr
+    assert "Plan: 1 to create" in planned.stdout
+
+
+def test_a_killed_runs_zip_in_the_build_folder_is_removed_by_the_next_plan(
+        tmp_path: Path, moto_url: str) -> None:
+    """A zip temp left in `.reconcile/build/` by a run killed while its worker wrote ahead
+    (named by that run's pid, now gone) is removed by the next plan, even one that builds
+    nothing; one of a live process is left to it."""
+    project = _project(tmp_path / "repo")
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_url}
+    applied = invoke(project, "apply", "--yes", "--no-summary", env=env)
+    assert applied.returncode == 0, applied.stderr
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    build = project / ".reconcile" / "build"
+    dead = build / f".0123456789abcdef.{gone.stdout.strip()}.x1y2z3.zip.tmp"
+    live = build / f".0123456789abcdef.{os.getpid()}.a1b2c3.zip.tmp"
+    dead.write_bytes(b"half a zip")
+    live.write_bytes(b"being written")
+    planned = invoke(project, "plan", "--detailed-exitcode", "--no-summary", env=env)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert not dead.exists() and live.exists()

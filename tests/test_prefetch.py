@@ -274,7 +274,8 @@ BUILD_AFTER_AN_ADDED_FILE = textwrap.dedent("""
     specs = [spec for spec in parsed.layers if spec.key == "tools"]
     if mode != "inline":
         code._take(headstart.HeadStart.begin(
-            space, specs, state="s3://bucket/state.json" if mode == "s3 state" else None))
+            space, specs, state="s3://bucket/state.json" if mode == "s3 state" else None,
+            checked=True))
     artifact = code.identify(specs)["tools"]
     assert isinstance(artifact, model.Artifact), artifact
     Path("tools/added.py").write_text("added after the identify\\n")
