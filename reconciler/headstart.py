@@ -223,19 +223,22 @@ class _Gate:
 
     def open(self) -> None:
         """In the parent: let the worker write."""
-        if not self._decided:
-            self._decided = True
-            with suppress(OSError):
-                os.write(self._writer, b"1")
-            with suppress(OSError):
-                os.close(self._writer)
+        self._decide(b"1")
 
     def shut(self) -> None:
         """In the parent: the worker writes nothing in the project."""
-        if not self._decided:
-            self._decided = True
+        self._decide(b"")
+
+    def _decide(self, verdict: bytes) -> None:
+        """Say `verdict` (nothing: an end of file), once; later calls change nothing."""
+        if self._decided:
+            return
+        self._decided = True
+        if verdict:
             with suppress(OSError):
-                os.close(self._writer)
+                os.write(self._writer, verdict)
+        with suppress(OSError):
+            os.close(self._writer)
 
 
 def identify_local(specs: list[model.LayerSpec], *, space: workspace.Workspace,
