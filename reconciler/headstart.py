@@ -316,7 +316,7 @@ class Prefetch:
                 gate.forked()
             walked: dict[str, common.Collected] = {}
             found = identify_local(local, space=space, cache=cache, skip=skip,
-                                    walked_into=walked)
+                                   walked_into=walked)
             handed = cache.hand_back()
             recorded = functools.cache(lambda: _recorded_fingerprints(space, state=state))
             prebuilt = {} if temp_dir is None else _prebuild(
