@@ -16,6 +16,7 @@ import dataclasses
 import os
 from contextlib import suppress
 from pathlib import Path
+from typing import BinaryIO
 
 from reconciler import (
     archive,
@@ -26,6 +27,7 @@ from reconciler import (
     manifest,
     model,
     ports,
+    uploadbody,
     workspace,
     zipindex,
 )
@@ -69,6 +71,9 @@ class LocalCode:
         self._prebuilt: headstart.Prebuilts = {}
         # Folder layers' walks the worker handed back (packed), by layer key, for `build`.
         self._walks: dict[str, bytes] = {}
+        # An apply's: the file the worker wrote the base64 of a zip it wrote ahead into (the
+        # one whose Prebuilt says `encoded`), for `build` to offer to that zip's upload.
+        self._spool: BinaryIO | None = None
         # The stat cache is a head start's (deferred: read at first use), for identify().
         self._preloaded = False
         if head_start is not None:
@@ -123,6 +128,7 @@ class LocalCode:
             done = {key: found for key, found in worker_found.items()
                     if key in wanted and prefetched.contents.get(key) == wanted[key]}
             self._take_prebuilt({key: made for key, made in prebuilt.items() if key in done})
+            self._spool = prefetched.spool
             self._walks = {key: packed for key, packed in walks.items() if key in done}
             for key, made in prebuilt.items():
                 if key not in done:
@@ -203,6 +209,8 @@ class LocalCode:
                                   else built.unzipped_size),
             build=built.build or artifact.build)
         self._built[spec.key] = built
+        if prebuilt is not None and prebuilt.encoded and built.zip_path is not None:
+            self._offer_encoding(prebuilt, Path(built.zip_path))
         found = self._inspected.pop(built.zip_path, None) if built.zip_path else None
         if found is not None and built.code_sha256 is not None:
             # The build read every member: the binary check's verdicts, without a re-read.
@@ -214,6 +222,19 @@ class LocalCode:
             # Its CodeSha256 comes from the bytes this run just wrote or read.
             self._remember_zip(built.zip_path, built.code_sha256)
         return built
+
+    def _offer_encoding(self, prebuilt: layerbuild.Prebuilt, zip_path: Path) -> None:
+        """Offer the base64 the worker wrote of `prebuilt` to the upload of the zip now at
+        `zip_path`, when that zip is the very file it encoded (moved into place: the same
+        inode and size); the file is the run's once (none for a zip built here instead)."""
+        spool, self._spool = self._spool, None
+        if spool is None:
+            return
+        encoded = uploadbody.EncodedZip.adopted(
+            spool, path=zip_path, size=prebuilt.written.built.code_size,
+            inode=prebuilt.written.written_as[0])
+        if encoded is not None:
+            uploadbody.offer(zip_path, encoded)
 
     def _remember_zip(self, zip_path: str, code_sha256: str) -> None:
         with suppress(OSError):

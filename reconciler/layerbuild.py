@@ -129,6 +129,8 @@ class Prebuilt:
 
     fingerprint: str
     written: Written
+    # Its base64 was written into the run's encoding file too (headstart), for its upload.
+    encoded: bool = False
 
     def discard(self) -> None:
         """Remove the temp file (the run did not need it); best effort."""
@@ -463,7 +465,19 @@ def _writer_gone(temp_name: str) -> bool:
         return True
     except OSError:  # it exists but is another user's, or signals are not supported here
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether process `pid` has ended and only awaits its parent's wait (Linux's /proc; False
+    where that cannot be told): a run just killed is one for a moment, and what it wrote is
+    as abandoned as if it were gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as status:
+            # "pid (comm) state ...": the command may hold spaces and parentheses.
+            return status.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _changed_while_planning(label: str, *, planned: str, found: str) -> errors.ContentError:

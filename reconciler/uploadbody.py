@@ -4,6 +4,10 @@ an unnamed temporary file (in TMPDIR: where that is a tmpfs, the file is memory 
 request is then read from (`EncodedZip`). One encoding serves every request that sends the
 same zip (a fleet's regions), each read at its own position.
 
+An encoding can also be made ahead, into a temporary file the run opened, by the head start's
+worker once it has written a zip (`encode_range`, in two processes, a half each), then taken up
+by the run (`EncodedZip.adopted`) and offered to the upload of that zip (`offer`, `take`).
+
 It owns only the byte layout (a prefix, the base64 of a file, a suffix) and the file-like
 reading of it; it knows nothing of botocore or Lambda (`aws` splices it into the request).
 """
@@ -14,8 +18,10 @@ import base64
 import io
 import os
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 # Bytes of the zip encoded per piece: a multiple of 3, so that the pieces' base64 joins into
 # the base64 of the whole (no padding in the middle).
@@ -26,6 +32,32 @@ def _identity(found: os.stat_result) -> tuple[int, int, int, int]:
     return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
+def encoded_length(size: int) -> int:
+    """The length of the base64 of `size` bytes."""
+    return 4 * ((size + 2) // 3)
+
+
+def encode_range(source: int, start: int, end: int, *, into: int) -> int:
+    """Write the base64 of bytes `start` to `end` of the open file `source` into the open file
+    `into`, where the base64 of the whole file has them (`start` a multiple of 3, and so is
+    `end` unless it is the file's end); the count of bytes written. Files are read and written
+    by offset (pread, pwrite): two processes can encode two ranges of one file at once."""
+    if start % 3:
+        raise ValueError("a range starts at a multiple of 3")
+    at, written = start, encoded_length(start)
+    while at < end:
+        piece = os.pread(source, min(_ENCODE_BYTES, end - at), at)
+        if not piece or (len(piece) % 3 and at + len(piece) < end):
+            raise OSError("the file ended before the range did")
+        encoded = base64.b64encode(piece)
+        done = 0
+        while done < len(encoded):
+            done += os.pwrite(into, encoded[done:], written + done)
+        at += len(piece)
+        written += len(encoded)
+    return written - encoded_length(start)
+
+
 class EncodedZip:
     """The base64 of one file, encoded once into an unnamed temporary file (gone with the
     process, whatever ends it) that any number of bodies read at once, each by offset.
@@ -33,8 +65,10 @@ class EncodedZip:
     A file that is not the size it had when it was opened once it is read (it changed
     meanwhile) is an OSError, and no temporary file is left open."""
 
+    _identity: tuple[int, int, int, int] | None
+
     def __init__(self, path: Path) -> None:
-        self._spool = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by close()
+        self._spool: BinaryIO = tempfile.TemporaryFile()  # noqa: SIM115 -- closed by close()
         try:
             with path.open("rb") as source:
                 opened = os.fstat(source.fileno())
@@ -51,6 +85,25 @@ class EncodedZip:
         self.length = 4 * ((read + 2) // 3)
         self._identity = _identity(opened)
 
+    @classmethod
+    def adopted(cls, spool: BinaryIO, *, path: Path, size: int,
+                inode: int) -> EncodedZip | None:
+        """The encoding already in `spool` (written by encode_range) of the zip now at
+        `path`, which must be the file that was encoded: its inode and its size (`size`
+        bytes); None otherwise (`spool` is then closed)."""
+        try:
+            found = os.stat(path)
+        except OSError:
+            found = None
+        if found is None or (found.st_ino, found.st_size) != (inode, size):
+            spool.close()
+            return None
+        encoded = cls.__new__(cls)
+        encoded._spool = spool
+        encoded.length = encoded_length(size)
+        encoded._identity = _identity(found)
+        return encoded
+
     def encodes(self, path: Path) -> bool:
         """Whether the file at `path` is still the one encoded (device, inode, size, mtime)."""
         try:
@@ -65,6 +118,33 @@ class EncodedZip:
     def close(self) -> None:
         """Close (and so remove) the temporary file."""
         self._spool.close()
+
+
+# Encodings made ahead, by the absolute path of the zip each encodes, until an upload of that
+# zip takes it (`take`).
+_OFFERED: dict[str, EncodedZip] = {}
+_OFFERED_LOCK = threading.Lock()
+
+
+def offer(path: Path, encoded: EncodedZip) -> None:
+    """Offer `encoded`, an encoding of the zip at `path`, to the next upload of that zip
+    (one offered before for the same path is closed)."""
+    with _OFFERED_LOCK:
+        earlier = _OFFERED.pop(os.path.abspath(path), None)
+        _OFFERED[os.path.abspath(path)] = encoded
+    if earlier is not None:
+        earlier.close()
+
+
+def take(path: Path) -> EncodedZip | None:
+    """The encoding offered for the zip at `path` (no longer offered), if it still encodes
+    that file; None otherwise (a stale one is closed)."""
+    with _OFFERED_LOCK:
+        found = _OFFERED.pop(os.path.abspath(path), None)
+    if found is not None and not found.encodes(path):
+        found.close()
+        return None
+    return found
 
 
 class Base64JsonBody(io.RawIOBase):

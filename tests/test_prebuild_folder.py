@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from clirun import invoke, run
 SCENARIO = textwrap.dedent("""
     import hashlib, json, os, shutil, sys
     from pathlib import Path
-    from reconciler import artifacts, headstart, model, workspace
+    import base64
+    from reconciler import artifacts, headstart, model, uploadbody, workspace
     mode = sys.argv[1]
     space = workspace.Workspace.for_manifest(Path("layers.yaml"))
     parsed = workspace.load_manifest(space)
@@ -41,7 +43,8 @@ SCENARIO = textwrap.dedent("""
     if mode.endswith("full"):
         shutil.rmtree(build)
     if mode.startswith(("proceed", "shut")):
-        head_start = headstart.HeadStart.begin(space, specs, state=parsed.state, checked=False)
+        head_start = headstart.HeadStart.begin(space, specs, state=parsed.state, checked=False,
+                                               uploads="upload" in mode)
         assert head_start.prefetch is not None, "no worker was started"
         if mode.startswith("proceed"):
             head_start.proceed()
@@ -54,7 +57,11 @@ SCENARIO = textwrap.dedent("""
     artifact = found["tools"]
     assert isinstance(artifact, model.Artifact), artifact
     built = code.build(specs[0], artifact)
+    offered = uploadbody.take(Path(built.zip_path))
     print(json.dumps({
+        "offered": None if offered is None else
+                   offered.read_at(0, offered.length + 1) == base64.b64encode(
+                       Path(built.zip_path).read_bytes()),
         "pid": os.getpid(),
         "temps_after_identify": temps,
         "temp_in_project": in_project,
@@ -101,10 +108,12 @@ def _run(folder: Path, mode: str) -> dict[str, Any]:
     return result
 
 
-def _edited_copies(tmp_path: Path, modes: list[str]) -> dict[str, Path]:
-    """One project, built once (its previous zip in `.reconcile/build/`), then a copy per
-    mode with the same file edited the same way."""
+def _edited_copies(tmp_path: Path, modes: list[str], *, big: bool = False) -> dict[str, Path]:
+    """One project (`big`: with 5 MB that do not compress), built once (its previous zip in
+    `.reconcile/build/`), then a copy per mode with the same file edited the same way."""
     base = _project(tmp_path / "base")
+    if big:
+        (base / "tools" / "blob.bin").write_bytes(os.urandom(5 * 1024 * 1024))
     _run(base, "inline")
     copies = {}
     for mode in modes:
@@ -130,6 +139,17 @@ def test_the_worker_builds_the_edited_layer_once_the_manifest_passed(tmp_path: P
     assert inline["temps_after_identify"] == full["temps_after_identify"] == []
     assert ahead["zip_sha256"] == inline["zip_sha256"] == full["zip_sha256"]
     assert ahead["code_sha256"] == inline["code_sha256"] == full["code_sha256"]
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_an_apply_gets_the_zip_written_ahead_already_encoded(tmp_path: Path, big: bool) -> None:
+    """For an apply (`uploads`), the worker also writes the base64 of the zip it wrote ahead
+    into the run's temporary file (a zip of 4 MB or more in two processes, a half each); once
+    the zip is in place, its upload is offered exactly that encoding. A plan is offered none."""
+    copies = _edited_copies(tmp_path, ["proceed upload", "proceed"], big=big)
+    upload = _run(copies["proceed upload"], "proceed upload")
+    assert upload["offered"] is True
+    assert _run(copies["proceed"], "proceed")["offered"] is None
 
 
 def test_without_a_build_folder_the_worker_builds_in_full_outside_the_project(
@@ -199,6 +219,10 @@ def test_a_cache_root_that_cannot_be_read_leaves_the_plan_alone(tmp_path: Path,
     planned = invoke(project, "plan", "--detailed-exitcode", "--no-summary", env=env)
     assert planned.returncode == 2, planned.stderr
     assert "Plan: 1 to create" in planned.stdout
+    # Its own process (a worker, and the exit's clean-up of what it wrote ahead): no
+    # traceback, not even an ignored one at the exit.
+    applied = run(project, "apply", "--yes", "--no-summary", env=env)
+    assert applied.returncode == 0 and applied.stderr == "", applied.stderr
 
 
 def test_a_killed_runs_zip_in_the_build_folder_is_removed_by_the_next_plan(
@@ -220,3 +244,29 @@ def test_a_killed_runs_zip_in_the_build_folder_is_removed_by_the_next_plan(
     planned = invoke(project, "plan", "--detailed-exitcode", "--no-summary", env=env)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert not dead.exists() and live.exists()
+
+
+def test_a_temp_of_a_process_that_ended_but_was_not_waited_for_is_stale(
+        tmp_path: Path) -> None:
+    """A zip temp named by a process that has ended but not yet been waited for by its parent
+    (a zombie: a run just killed, for a moment) is abandoned: the clean-up removes it, as one
+    of a process gone; one of a live process stays."""
+    from reconciler import layerbuild
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        for _ in range(200):  # until it has ended (it stays a zombie: not waited for yet)
+            with open(f"/proc/{pid}/stat", "rb") as status:
+                if status.read().rpartition(b")")[2].split()[0] == b"Z":
+                    break
+            time.sleep(0.01)
+        ended = tmp_path / f".0123456789abcdef.{pid}.x1y2z3.zip.tmp"
+        alive = tmp_path / f".0123456789abcdef.{os.getppid()}.a1b2c3.zip.tmp"
+        ended.write_bytes(b"half a zip")
+        alive.write_bytes(b"being written")
+        assert layerbuild.remove_stale_build_temps(tmp_path) == [ended]
+        assert alive.exists()
+    finally:
+        os.waitpid(pid, 0)

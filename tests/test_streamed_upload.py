@@ -12,7 +12,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 import boto3
 import botocore.auth
@@ -214,3 +214,60 @@ def test_a_fleet_encodes_its_zip_once_and_removes_it_with_the_store(
     del store
     gc.collect()
     assert not [name for name in _open_files() - before if "(deleted)" in name]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 3 * 1024 * 1024 + 1, 7 * 1024 * 1024 + 2])
+def test_an_encoding_made_by_ranges_is_the_files_base64(tmp_path: Path, size: int) -> None:
+    """encode_range: the base64 of a file written range by range, each at its place (two
+    ranges split at a multiple of 3, written in the other order, one of them in a forked
+    process as the head start's helper does), is the base64 of the whole file; a range that
+    does not start at a multiple of 3 is refused."""
+    data = os.urandom(size)
+    (tmp_path / "layer.zip").write_bytes(data)
+    half = (size // 2) // 3 * 3
+    with open(tmp_path / "layer.zip", "rb") as source, open(tmp_path / "spool", "w+b") as spool:
+        pid = os.fork()
+        if pid == 0:  # the second range, from another process
+            try:
+                written = uploadbody.encode_range(source.fileno(), half, size,
+                                                  into=spool.fileno())
+                os._exit(0 if written == uploadbody.encoded_length(size) -
+                         uploadbody.encoded_length(half) else 3)
+            except BaseException:
+                os._exit(4)
+        first = uploadbody.encode_range(source.fileno(), 0, half, into=spool.fileno())
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert first == uploadbody.encoded_length(half)
+        spool.seek(0)
+        assert spool.read() == base64.b64encode(data)
+        with pytest.raises(ValueError, match="multiple of 3"):
+            uploadbody.encode_range(source.fileno(), 1, size, into=spool.fileno())
+
+
+def test_an_encoding_made_ahead_is_offered_once_and_only_for_its_file(tmp_path: Path) -> None:
+    """EncodedZip.adopted takes an encoding made ahead for the zip at a path only when that
+    zip is the file encoded (its inode and size); `take` gives an offered encoding to one
+    upload, and none once the zip at that path is another file."""
+    zip_path = tmp_path / "layer.zip"
+    zip_path.write_bytes(b"zip bytes " * 1000)
+    found = zip_path.stat()
+
+    def spool_of(path: Path) -> BinaryIO:
+        spool = open(tmp_path / f"spool-{path.stat().st_size}", "w+b")  # noqa: SIM115
+        with open(path, "rb") as source:
+            uploadbody.encode_range(source.fileno(), 0, path.stat().st_size,
+                                    into=spool.fileno())
+        return spool
+
+    assert uploadbody.EncodedZip.adopted(spool_of(zip_path), path=zip_path,
+                                         size=found.st_size, inode=found.st_ino + 1) is None
+    encoded = uploadbody.EncodedZip.adopted(spool_of(zip_path), path=zip_path,
+                                            size=found.st_size, inode=found.st_ino)
+    assert encoded is not None
+    assert encoded.read_at(0, encoded.length) == base64.b64encode(zip_path.read_bytes())
+    uploadbody.offer(zip_path, encoded)
+    assert uploadbody.take(zip_path) is encoded and uploadbody.take(zip_path) is None
+    uploadbody.offer(zip_path, encoded)
+    zip_path.write_bytes(b"other bytes, another size")
+    assert uploadbody.take(zip_path) is None

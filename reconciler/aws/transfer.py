@@ -112,7 +112,9 @@ class PublishSending:
         with self._encoding:
             known = self._encoded.get(zip_path)
             if known is None or not known.encodes(zip_path):
-                known = self._encoded[zip_path] = uploadbody.EncodedZip(zip_path)
+                # One made ahead while the zip was built (artifacts), else made here.
+                known = uploadbody.take(zip_path) or uploadbody.EncodedZip(zip_path)
+                self._encoded[zip_path] = known
                 self._made.append(known)
             return known
 

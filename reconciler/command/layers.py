@@ -191,7 +191,7 @@ def apply(
     session = run_session.open_session(compose.compose(compose.Options(
         manifest=manifest or Path("layers.yaml"), lockfile=lockfile_path, profile=profile,
         endpoint_url=endpoint_url, max_attempts=max_attempts, timeout=timeout,
-        max_rps=max_rps)), targets=target, regions=region)
+        max_rps=max_rps)), targets=target, regions=region, uploads=True)
     # The apply machinery's modules, loaded now (~10 ms) rather than after the plan: the
     # head start's worker is still identifying and building, and the plan waits for it.
     lazy.load(applying)

@@ -70,8 +70,9 @@ class Session:
 
 
 def open_session(stores: Stores, *, targets: Sequence[str] | None,
-                 regions: Sequence[str] | None) -> Session:
-    """Validate, then (only then) reach for AWS."""
+                 regions: Sequence[str] | None, uploads: bool = False) -> Session:
+    """Validate, then (only then) reach for AWS. `uploads`: an apply's session (the head
+    start then also encodes the first zip it writes ahead, for its upload)."""
     space = stores.space
     # The layers' files are walked and hashed in a worker process while this one validates
     # the manifest against its schema, imports botocore and makes its clients
@@ -81,7 +82,7 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
 
     def head_start(early: model.Manifest) -> None:
         begun.append(headstart.HeadStart.begin(space, list(early.layers), state=early.state,
-                                               checked=False))
+                                               checked=False, uploads=uploads))
 
     try:
         parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
