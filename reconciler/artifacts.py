@@ -128,7 +128,10 @@ class LocalCode:
             done = {key: found for key, found in worker_found.items()
                     if key in wanted and prefetched.contents.get(key) == wanted[key]}
             self._take_prebuilt({key: made for key, made in prebuilt.items() if key in done})
-            self._spool = prefetched.spool
+            if any(made.encoded for made in self._prebuilt.values()):
+                self._spool = prefetched.spool
+            elif prefetched.spool is not None:  # nothing was encoded into it
+                prefetched.spool.close()
             self._walks = {key: packed for key, packed in walks.items() if key in done}
             for key, made in prebuilt.items():
                 if key not in done:
@@ -230,9 +233,9 @@ class LocalCode:
         spool, self._spool = self._spool, None
         if spool is None:
             return
-        encoded = uploadbody.EncodedZip.adopted(
-            spool, path=zip_path, size=prebuilt.written.built.code_size,
-            inode=prebuilt.written.written_as[0])
+        inode, size, mtime_ns, _ = prebuilt.written.written_as
+        encoded = uploadbody.EncodedZip.adopted(spool, path=zip_path, size=size, inode=inode,
+                                                mtime_ns=mtime_ns)
         if encoded is not None:
             uploadbody.offer(zip_path, encoded)
 

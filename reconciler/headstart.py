@@ -166,6 +166,7 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
 
     into = _folder_prebuild_dir(space) if go() else None
     built: set[str] = set()
+    encoded = False  # the spool holds (or was tried for) one zip at most
     for spec, artifact, collected in to_build:
         if artifact.fingerprint in built:
             continue
@@ -174,8 +175,12 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
             label=label(spec), build_dir=into, previous=space.cache_dir / "build",
             owner=owner) if into is not None else None
         if made is not None:
-            if spool is not None and not built and _encode_ahead(made, spool):
-                made = dataclasses.replace(made, encoded=True)
+            if (spool is not None and not encoded and spec.upload != "s3"
+                    and made.written.built.code_size <= model.MAX_DIRECT_UPLOAD_BYTES):
+                # (a zip that will go through the artifact bucket needs no base64)
+                encoded = True
+                if _encode_ahead(made, spool):
+                    made = dataclasses.replace(made, encoded=True)
             prebuilt[spec.key] = made
             built.add(artifact.fingerprint)
         else:
@@ -191,7 +196,8 @@ def _encode_ahead(made: layerbuild.Prebuilt, spool: int) -> bool:
     """In the worker: the base64 of the zip it wrote ahead, written into the run's `spool`
     (uploadbody.encode_range), the second half by a forked helper while this process does the
     first (~0.05 s for 40 MB, which the upload then does not spend); whether it is whole.
-    Any failure only means the upload encodes the zip itself."""
+    Any failure only means the upload encodes the zip itself (the spool is then emptied, so
+    that it takes no room in TMPDIR beside the upload's own)."""
     from reconciler import uploadbody
 
     size = made.written.built.code_size
@@ -199,6 +205,8 @@ def _encode_ahead(made: layerbuild.Prebuilt, spool: int) -> bool:
         source = os.open(made.written.temp_path, os.O_RDONLY)
     except OSError:
         return False
+    helper: forking.Forked[int] | None = None
+    whole = False
     try:
         half = (size // 2) // 3 * 3 if size >= ENCODE_SPLIT_BYTES else size
         helper = forking.Forked.start(
@@ -208,11 +216,17 @@ def _encode_ahead(made: layerbuild.Prebuilt, spool: int) -> bool:
         rest = helper.collect() if helper is not None else None
         if half < size and not isinstance(rest, int):  # no helper, or it failed
             rest = uploadbody.encode_range(source, half, size, into=spool)
-        return written + (rest or 0) == uploadbody.encoded_length(size)
+        whole = written + (rest or 0) == uploadbody.encoded_length(size)
     except (OSError, ValueError):
-        return False
+        whole = False
     finally:
+        if helper is not None:
+            helper.cancel()  # (nothing once collected: it was waited for)
         os.close(source)
+        if not whole:
+            with suppress(OSError):
+                os.ftruncate(spool, 0)
+    return whole
 
 
 def _folder_prebuild_dir(space: workspace.Workspace) -> Path | None:
@@ -395,9 +409,9 @@ class Prefetch:
 
     def proceed(self) -> None:
         """The manifest passed its checks: the worker may write in the project."""
+        self._may_write = True  # (first: the worker may write the moment the gate opens)
         if self._gate is not None:
             self._gate.open()
-        self._may_write = True
 
     def cancel(self) -> None:
         """Stop the worker if it is still running and nobody collected it, and remove the
@@ -427,6 +441,9 @@ class Prefetch:
             self._collected = True
             return result
         self._remove_temps()
+        if self.spool is not None:  # nothing the worker wrote in it is of use
+            self.spool.close()
+            self.spool = None
         return None
 
     def _remove_temps(self) -> None:

@@ -86,16 +86,17 @@ class EncodedZip:
         self._identity = _identity(opened)
 
     @classmethod
-    def adopted(cls, spool: BinaryIO, *, path: Path, size: int,
-                inode: int) -> EncodedZip | None:
+    def adopted(cls, spool: BinaryIO, *, path: Path, size: int, inode: int,
+                mtime_ns: int) -> EncodedZip | None:
         """The encoding already in `spool` (written by encode_range) of the zip now at
-        `path`, which must be the file that was encoded: its inode and its size (`size`
-        bytes); None otherwise (`spool` is then closed)."""
+        `path`, which must be the file that was encoded: its inode, size (`size` bytes) and
+        mtime (which a rename keeps); None otherwise (`spool` is then closed)."""
         try:
             found = os.stat(path)
         except OSError:
             found = None
-        if found is None or (found.st_ino, found.st_size) != (inode, size):
+        if found is None or (found.st_ino, found.st_size, found.st_mtime_ns) != (
+                inode, size, mtime_ns):
             spool.close()
             return None
         encoded = cls.__new__(cls)

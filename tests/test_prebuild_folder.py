@@ -108,10 +108,12 @@ def _run(folder: Path, mode: str) -> dict[str, Any]:
     return result
 
 
-def _edited_copies(tmp_path: Path, modes: list[str], *, big: bool = False) -> dict[str, Path]:
+def _edited_copies(tmp_path: Path, modes: list[str], *, big: bool = False,
+                   manifest: str = MANIFEST) -> dict[str, Path]:
     """One project (`big`: with 5 MB that do not compress), built once (its previous zip in
     `.reconcile/build/`), then a copy per mode with the same file edited the same way."""
     base = _project(tmp_path / "base")
+    (base / "layers.yaml").write_text(manifest)
     if big:
         (base / "tools" / "blob.bin").write_bytes(os.urandom(5 * 1024 * 1024))
     _run(base, "inline")
@@ -150,6 +152,18 @@ def test_an_apply_gets_the_zip_written_ahead_already_encoded(tmp_path: Path, big
     upload = _run(copies["proceed upload"], "proceed upload")
     assert upload["offered"] is True
     assert _run(copies["proceed"], "proceed")["offered"] is None
+
+
+def test_a_zip_uploaded_through_the_artifact_bucket_is_not_encoded_ahead(
+        tmp_path: Path) -> None:
+    """A layer whose zip goes through the artifact bucket (`upload: s3`) needs no base64:
+    the worker writes its zip ahead but encodes none, and nothing is offered to an upload."""
+    copies = _edited_copies(tmp_path, ["proceed upload"], manifest=MANIFEST.replace(
+        "layers:\n", "artifact_bucket: artifacts\nlayers:\n").replace(
+        "    content: {path: tools, prefix: python}\n",
+        "    content: {path: tools, prefix: python}\n    upload: s3\n"))
+    upload = _run(copies["proceed upload"], "proceed upload")
+    assert upload["temp_in_project"] is True and upload["offered"] is None
 
 
 def test_without_a_build_folder_the_worker_builds_in_full_outside_the_project(

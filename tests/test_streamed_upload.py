@@ -247,8 +247,9 @@ def test_an_encoding_made_by_ranges_is_the_files_base64(tmp_path: Path, size: in
 
 def test_an_encoding_made_ahead_is_offered_once_and_only_for_its_file(tmp_path: Path) -> None:
     """EncodedZip.adopted takes an encoding made ahead for the zip at a path only when that
-    zip is the file encoded (its inode and size); `take` gives an offered encoding to one
-    upload, and none once the zip at that path is another file."""
+    zip is the file encoded (its inode, size and mtime); `take` gives an offered encoding to
+    one upload, and none once the zip at that path was rewritten (the same inode and size, a
+    new mtime)."""
     zip_path = tmp_path / "layer.zip"
     zip_path.write_bytes(b"zip bytes " * 1000)
     found = zip_path.stat()
@@ -260,14 +261,20 @@ def test_an_encoding_made_ahead_is_offered_once_and_only_for_its_file(tmp_path: 
                                     into=spool.fileno())
         return spool
 
-    assert uploadbody.EncodedZip.adopted(spool_of(zip_path), path=zip_path,
-                                         size=found.st_size, inode=found.st_ino + 1) is None
+    for inode, size, mtime_ns in ((found.st_ino + 1, found.st_size, found.st_mtime_ns),
+                                  (found.st_ino, found.st_size + 3, found.st_mtime_ns),
+                                  (found.st_ino, found.st_size, found.st_mtime_ns - 1)):
+        assert uploadbody.EncodedZip.adopted(spool_of(zip_path), path=zip_path, size=size,
+                                             inode=inode, mtime_ns=mtime_ns) is None
     encoded = uploadbody.EncodedZip.adopted(spool_of(zip_path), path=zip_path,
-                                            size=found.st_size, inode=found.st_ino)
+                                            size=found.st_size, inode=found.st_ino,
+                                            mtime_ns=found.st_mtime_ns)
     assert encoded is not None
     assert encoded.read_at(0, encoded.length) == base64.b64encode(zip_path.read_bytes())
     uploadbody.offer(zip_path, encoded)
     assert uploadbody.take(zip_path) is encoded and uploadbody.take(zip_path) is None
     uploadbody.offer(zip_path, encoded)
-    zip_path.write_bytes(b"other bytes, another size")
+    with open(zip_path, "r+b") as rewritten:  # the same inode and size, other bytes
+        rewritten.write(b"ZIP")
+    os.utime(zip_path, ns=(found.st_atime_ns, found.st_mtime_ns + 1_000_000))
     assert uploadbody.take(zip_path) is None
