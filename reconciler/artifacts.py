@@ -229,7 +229,8 @@ class LocalCode:
     def _offer_encoding(self, prebuilt: layerbuild.Prebuilt, zip_path: Path) -> None:
         """Offer the base64 the worker wrote of `prebuilt` to the upload of the zip now at
         `zip_path`, when that zip is the very file it encoded (moved into place: the same
-        inode and size); the file is the run's once (none for a zip built here instead)."""
+        inode, size and mtime); the file is the run's once (none for a zip built here
+        instead)."""
         spool, self._spool = self._spool, None
         if spool is None:
             return
