@@ -72,17 +72,18 @@ class EncodedZip:
         try:
             with path.open("rb") as source:
                 opened = os.fstat(source.fileno())
-                read = 0
-                while piece := source.read(_ENCODE_BYTES):
-                    read += len(piece)
-                    self._spool.write(base64.b64encode(piece))
-                if read != opened.st_size:
+                try:
+                    encode_range(source.fileno(), 0, opened.st_size,
+                                 into=self._spool.fileno())
+                    grown = bool(os.pread(source.fileno(), 1, opened.st_size))
+                except OSError:  # it ended before its size
+                    grown = True
+                if grown:
                     raise OSError(f"{path} changed while it was read for the upload")
-            self._spool.flush()
         except BaseException:
             self._spool.close()
             raise
-        self.length = 4 * ((read + 2) // 3)
+        self.length = encoded_length(opened.st_size)
         self._identity = _identity(opened)
 
     @classmethod
