@@ -24,6 +24,7 @@ import zipfile
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
+from typing import Protocol
 
 from reconciler import archive, elfcheck, errors, model, wheelmembers, zipbuild, zipindex
 from reconciler import content as layer_content
@@ -39,6 +40,31 @@ Inspected = dict[str, tuple[Mapping[str, "elfcheck.ElfInfo | elfcheck.BadElf"], 
 # long is abandoned whoever wrote it (a live writer touches it with every chunk).
 BUILD_TEMP_SUFFIX = ".zip.tmp"
 STALE_BUILD_TEMP_SECONDS = 300
+
+
+class Follower(Protocol):
+    """Who follows a zip while `_write_temp` writes it, in another process (the head start's
+    helper): it verifies the previous zip meanwhile (the build copies from it at once, and
+    throws its zip away unless it was what its index says) and reads the new zip's bytes as
+    they are written (for the upload's base64)."""
+
+    def begin(self, temp: int, previous: zipindex.PreviousZip | None) -> bool:
+        """The temp file is open at `temp` (nothing written yet) and `previous` (not
+        verified) is open: start following; False when it cannot (the build then verifies
+        the previous zip itself, first)."""
+
+    def reached(self, offset: int) -> None:
+        """The zip's bytes up to `offset` are in the file."""
+
+    def written(self, size: int) -> None:
+        """The whole zip, `size` bytes, is in the file."""
+
+    def verified(self) -> bool | None:
+        """Once written: whether the previous zip was what its index says (waiting for the
+        follower); None when the follower failed to tell."""
+
+    def abandon(self) -> None:
+        """The build failed or stopped: stop following."""
 
 
 def is_built(artifact: model.Artifact) -> bool:
@@ -159,14 +185,15 @@ def prebuild(content: model.ContentSpec, artifact: model.Artifact, *, base_dir: 
 
 def prebuild_folder(content: model.ContentSpec, artifact: model.Artifact, *,
                     collected: common.Collected, base_dir: Path, label: str, build_dir: Path,
-                    previous: Path, owner: int) -> Prebuilt | None:
+                    previous: Path, owner: int,
+                    follower: Follower | None = None) -> Prebuilt | None:
     """In the head start's worker, once the manifest passed its checks: a folder layer's zip
     written into a temp file in `build_dir` (named by `owner`, the run it is for) from the
     walk its identify fingerprinted (`collected`, with every file's digest), incrementally
-    from the layer's latest zip in the run's build folder `previous` (if any), and
-    inspected, as the run's own build would write it; None when it cannot be written here
-    (any error: the run then builds it itself, from the same walk, and reports what stops
-    it)."""
+    from the layer's latest zip in the run's build folder `previous` (if any; verified by
+    the `follower`, when given, while the zip is written), and inspected, as the run's own
+    build would write it; None when it cannot be written here (any error: the run then
+    builds it itself, from the same walk, and reports what stops it)."""
     if content.kind is not model.SourceKind.PATH:
         return None
     try:
@@ -174,7 +201,7 @@ def prebuild_folder(content: model.ContentSpec, artifact: model.Artifact, *,
                               temp_dir=build_dir, skip=frozenset(),
                               previous_zip=zipindex.latest_zip(previous, layer=label),
                               cache=None, sources=None, inspect=True, owner=owner,
-                              collected=collected)
+                              collected=collected, follower=follower)
     except Exception:  # whatever stops it here, the run meets again and reports
         return None
     return Prebuilt(fingerprint=artifact.fingerprint, written=written.handed())
@@ -262,11 +289,13 @@ def _write_temp(
     inspect: bool,
     owner: int | None = None,
     collected: common.Collected | None = None,
+    follower: Follower | None = None,
 ) -> Written:
     """Collect the content again (unless given `collected`, the walk whose fingerprint was
     planned) and write its zip into a temp file in `temp_dir`, named by the `owner` process
     (default: this one); the content must still have the planned fingerprint (ContentError
-    otherwise, temp removed)."""
+    otherwise, temp removed). With a `follower`, the previous zip is verified by it while
+    the zip is written (a ContentError, temp removed, if it was not what its index says)."""
     if collected is None:
         collected = layer_content.collected(content, base_dir=base_dir, label=label,
                                             skip=skip, sources=sources)
@@ -292,12 +321,16 @@ def _write_temp(
         dir=temp_dir, prefix=f".{artifact.fingerprint[:16]}.{owner or os.getpid()}.",
         suffix=BUILD_TEMP_SUFFIX,
     )
+    following = False
     try:
         with (
             os.fdopen(descriptor, "w+b") as temp_file,
             common.EntryReader(collected.stats) as reader,
-            zipindex.open_previous(previous_zip) as previous,
+            zipindex.open_previous(previous_zip, verified=follower is None) as previous,
         ):
+            following = follower is not None and follower.begin(temp_file.fileno(), previous)
+            if previous is not None and not following and not previous.verify():
+                previous = None  # (closed by open_previous)
             facts = _wheel_facts(collected, sources=sources)
             raw_source = _wheel_members(collected.entries, facts=facts) \
                 if content.kind is model.SourceKind.LOCK else None
@@ -307,18 +340,31 @@ def _write_temp(
                 # Members of one zip are read through one shared ZipFile: one worker (a
                 # wheel's are read by their offsets, from any thread).
                 workers=None if content.kind in (model.SourceKind.PATH, model.SourceKind.LOCK)
-                else 1,
+                else 1, reached=follower.reached if follower is not None and following
+                else None,
             )
             temp_file.flush()
+            if follower is not None and following:
+                follower.written(built.code_size)
             os.fsync(temp_file.fileno())
             synced = os.fstat(temp_file.fileno())
-        file_sha256 = built.file_sha256()
-        zipped = collected.build.inputs_sha256 if collected.build is not None else (
-            archive.fingerprint(
-                (entry, file_sha256[entry.arcname]) for entry in collected.entries))
-        if zipped != artifact.fingerprint:
-            raise _changed_while_planning(label, planned=artifact.fingerprint, found=zipped)
+            file_sha256 = built.file_sha256()
+            zipped = collected.build.inputs_sha256 if collected.build is not None else (
+                archive.fingerprint(
+                    (entry, file_sha256[entry.arcname]) for entry in collected.entries))
+            if zipped != artifact.fingerprint:
+                raise _changed_while_planning(label, planned=artifact.fingerprint,
+                                              found=zipped)
+            if follower is not None and following and previous is not None:
+                # (Its members were copied meanwhile: the zip is kept only if it was.)
+                verdict = follower.verified()
+                if not (previous.verify() if verdict is None else verdict):
+                    raise errors.ContentError(
+                        f"{label}: the previous zip in the build folder is not what its "
+                        "index says")
     except BaseException:
+        if follower is not None and following:
+            follower.abandon()
         common.remove_quietly(temp_name)
         raise
     return Written(

@@ -397,9 +397,11 @@ def write_zip(
     max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES,
     raw_source: wheelmembers.RawSource | None = None,
     inspect: bool = False,
+    reached: Callable[[int], None] | None = None,
 ) -> zipindex.BuiltZip:
     """Write the deterministic zip of `entries` to `out` (a new, empty file): the bytes of
-    `archive.write_zip`, deflated by `workers` threads (default: one per CPU).
+    `archive.write_zip`, deflated by `workers` threads (default: one per CPU). `reached` is
+    told, now and then, the offset up to which the bytes are in the file (HashingOutput).
 
     With `previous` and `known_sha256` (the hex SHA-256 of a file's bytes, from the stat
     cache), a file whose digest the previous zip holds is copied from it, not deflated.
@@ -416,7 +418,7 @@ def write_zip(
         ordered, previous=previous, known_sha256=known_sha256,
         spool_over=max(max_in_flight_bytes // 4, 1), raw_source=raw_source,
     )
-    writer = _Writer(out, previous=previous, inspect=inspect)
+    writer = _Writer(out, previous=previous, inspect=inspect, reached=reached)
     in_flight = _InFlight(max_in_flight_bytes)
     pending: dict[int, Future[list[_Deflated]]] = {}
     pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
@@ -469,8 +471,8 @@ class _Writer:
     """The one writer: members in zip order, then the central directory."""
 
     def __init__(self, out: BinaryIO, *, previous: zipindex.PreviousZip | None,
-                 inspect: bool = False) -> None:
-        self.output = zipindex.HashingOutput(out)
+                 inspect: bool = False, reached: Callable[[int], None] | None = None) -> None:
+        self.output = zipindex.HashingOutput(out, reached=reached)
         self._previous = previous
         self._inspect = inspect
         self.copies = _CheckedCopies()

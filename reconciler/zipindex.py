@@ -14,7 +14,7 @@ import json
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -102,18 +102,31 @@ class BuiltZip:
         }
 
 
-class HashingOutput:
-    """The zip being written: every byte goes to the file and into its SHA-256."""
+# How often a followed output says how far it has written (see HashingOutput).
+REPORT_BYTES = 1024 * 1024
 
-    def __init__(self, out: BinaryIO) -> None:
+
+class HashingOutput:
+    """The zip being written: every byte goes to the file and into its SHA-256. Given
+    `reached`, it is called with the offset up to which the bytes are in the file (the file
+    flushed first) every REPORT_BYTES or so: one who reads the file by offset while it is
+    written (headstart's helper) reads only bytes written."""
+
+    def __init__(self, out: BinaryIO, *, reached: Callable[[int], None] | None = None) -> None:
         self._out = out
         self.digest = hashlib.sha256()
         self.offset = 0
+        self._reached = reached
+        self._report_at = REPORT_BYTES
 
     def write(self, data: bytes) -> None:
         self._out.write(data)
         self.digest.update(data)
         self.offset += len(data)
+        if self._reached is not None and self.offset >= self._report_at:
+            self._out.flush()
+            self._reached(self.offset)
+            self._report_at = self.offset + REPORT_BYTES
 
 
 def copy_bytes(descriptor: int, position: int, end: int, *, into: HashingOutput,
@@ -132,14 +145,19 @@ ElfFacts = Mapping[str, "elfcheck.ElfInfo | elfcheck.BadElf"]
 
 
 class PreviousZip:
-    """An earlier zip of the layer whose index has been verified, open for copying members;
+    """An earlier zip of the layer, open for copying members, and its well-formed index;
     with `elf`, what each of its ELF members needs (every member not in it is no ELF file),
-    as the build that wrote it found."""
+    as the build that wrote it found. `open_previous` gives one verified (the zip is what its
+    index says), or, asked to, one still to `verify`: a build may copy from it meanwhile,
+    and must throw its zip away if it is not."""
 
     def __init__(self, file: BinaryIO, members: Sequence[IndexedMember], *,
-                 elf: ElfFacts | None = None) -> None:
+                 elf: ElfFacts | None = None, document: Mapping[str, object] | None = None
+                 ) -> None:
         self._file = file
         self._elf = elf
+        self._members = members
+        self._document = document
         deflated = [member for member in members
                     if member.kind != SYMLINK and member.compress_type == zipfile.ZIP_DEFLATED]
         self._by_sha256 = {member.sha256: member for member in deflated}
@@ -172,6 +190,21 @@ class PreviousZip:
         local headers included, whose bytes the new zip holds unchanged)."""
         copy_bytes(self._file.fileno(), position, end, into=into,
                    shrank="the previous zip shrank while it was being read")
+
+    def verify(self) -> bool:
+        """Whether the zip is what its index says: its size, its SHA-256 and each member's
+        header where the index puts it (read by offset: another process may do this on the
+        same open file while this one copies from it). True for a zip verified on opening."""
+        if self._document is None:
+            return True
+        try:
+            matches = _zip_matches_index(self._file.fileno(), document=self._document,
+                                         members=self._members)
+        except OSError:
+            matches = False
+        if matches:
+            self._document = None  # (verified: not read again)
+        return matches
 
     def close(self) -> None:
         self._file.close()
@@ -295,10 +328,12 @@ def latest_zip(build_dir: Path, *, layer: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def open_previous(zip_path: Path | None) -> Iterator[PreviousZip | None]:
+def open_previous(zip_path: Path | None, *, verified: bool = True
+                  ) -> Iterator[PreviousZip | None]:
     """The verified previous zip at `zip_path`, or None when there is none or any check
-    fails (then the build deflates every file)."""
-    previous = _verified_previous(zip_path) if zip_path is not None else None
+    fails (then the build deflates every file). Not `verified`: its index is checked, the
+    zip itself is left to its `verify`."""
+    previous = _opened_previous(zip_path, verified=verified) if zip_path is not None else None
     try:
         yield previous
     finally:
@@ -306,7 +341,7 @@ def open_previous(zip_path: Path | None) -> Iterator[PreviousZip | None]:
             previous.close()
 
 
-def _verified_previous(zip_path: Path) -> PreviousZip | None:
+def _opened_previous(zip_path: Path, *, verified: bool) -> PreviousZip | None:
     try:
         with open(index_path(zip_path), "rb") as index_file:
             raw_index = index_file.read(_MAX_INDEX_BYTES + 1)
@@ -321,13 +356,12 @@ def _verified_previous(zip_path: Path) -> PreviousZip | None:
         zip_file = open(zip_path, "rb")  # noqa: SIM115 -- PreviousZip owns and closes it
     except OSError:
         return None
-    try:
-        if _zip_matches_index(zip_file, document=document, members=members):
-            return PreviousZip(zip_file, members, elf=_elf_facts(document.get("elf")))
-    except OSError:
-        pass
-    zip_file.close()
-    return None
+    previous = PreviousZip(zip_file, members, elf=_elf_facts(document.get("elf")),
+                           document=document)
+    if verified and not previous.verify():
+        zip_file.close()
+        return None
+    return previous
 
 
 def _indexed_members(document: object, *, raw: bytes = b"") -> list[IndexedMember] | None:
@@ -386,10 +420,11 @@ def _elf_facts(document: object) -> ElfFacts | None:
 
 
 def _zip_matches_index(
-    zip_file: BinaryIO, *, document: dict[str, object], members: Sequence[IndexedMember]
+    descriptor: int, *, document: Mapping[str, object], members: Sequence[IndexedMember]
 ) -> bool:
-    """The zip has the index's size and SHA-256, and each member's header where it says."""
-    zip_size = os.fstat(zip_file.fileno()).st_size
+    """The zip open at `descriptor` has the index's size and SHA-256, and each member's
+    header where it says (read by offset)."""
+    zip_size = os.fstat(descriptor).st_size
     if zip_size != document.get("zip_size"):
         return False
     # Each member's expected header and where it must start, in the order of the file: each
@@ -408,7 +443,7 @@ def _zip_matches_index(
     expected.sort(key=lambda pair: pair[0])
     digest = hashlib.sha256()
     position, waiting = 0, 0
-    while chunk := zip_file.read(archive.CHUNK_BYTES):
+    while chunk := os.pread(descriptor, archive.CHUNK_BYTES, position):
         digest.update(chunk)
         end = position + len(chunk)
         while waiting < len(expected) and expected[waiting][0] < end:
@@ -416,7 +451,7 @@ def _zip_matches_index(
             if start + len(header) <= end:
                 found = chunk[start - position:start - position + len(header)]
             else:
-                found = os.pread(zip_file.fileno(), len(header), start)
+                found = os.pread(descriptor, len(header), start)
             if found != header:
                 return False
             waiting += 1

@@ -20,7 +20,8 @@ import motoserver
 import pytest
 
 TIERS: dict[str, tuple[str, ...]] = {
-    "unit": ("test_archive", "test_builds_target", "test_builds_wheels", "test_containment",
+    "unit": ("test_archive", "test_build_follower", "test_builds_target", "test_builds_wheels",
+             "test_containment",
              "test_consumers_planner", "test_consumers_savedplan", "test_elfcheck",
              "test_fleet_planner",
              "test_forget_planner", "test_gitignore",

@@ -145,13 +145,31 @@ def test_the_worker_builds_the_edited_layer_once_the_manifest_passed(tmp_path: P
 
 @pytest.mark.parametrize("big", [False, True])
 def test_an_apply_gets_the_zip_written_ahead_already_encoded(tmp_path: Path, big: bool) -> None:
-    """For an apply (`uploads`), the worker also writes the base64 of the zip it wrote ahead
-    into the run's temporary file (a zip of 4 MB or more in two processes, a half each); once
-    the zip is in place, its upload is offered exactly that encoding. A plan is offered none."""
+    """For an apply (`uploads`), the worker's helper also writes the base64 of the zip the
+    worker writes ahead into the run's temporary file, following the writing (a zip of 5 MB:
+    many pieces); once the zip is in place, its upload is offered exactly that encoding. A
+    plan is offered none."""
     copies = _edited_copies(tmp_path, ["proceed upload", "proceed"], big=big)
     upload = _run(copies["proceed upload"], "proceed upload")
     assert upload["offered"] is True
     assert _run(copies["proceed"], "proceed")["offered"] is None
+
+
+def test_a_previous_zip_not_what_its_index_says_is_caught_while_the_worker_copies(
+        tmp_path: Path) -> None:
+    """The worker copies from the previous zip while its helper verifies it: one whose bytes
+    are not what its index says (a byte flipped inside a member) makes the worker throw its
+    zip away (no temp left, nothing offered to the upload); the run's own build, which finds
+    it so too, has a full build's bytes."""
+    copies = _edited_copies(tmp_path, ["proceed upload", "full"], big=True)
+    zip_path = next((copies["proceed upload"] / ".reconcile" / "build").glob("*.zip"))
+    data = bytearray(zip_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    zip_path.write_bytes(bytes(data))
+    ahead = _run(copies["proceed upload"], "proceed upload")
+    full = _run(copies["full"], "full")
+    assert ahead["temps_after_identify"] == [] and ahead["offered"] is None
+    assert ahead["zip_sha256"] == full["zip_sha256"]
 
 
 def test_a_zip_uploaded_through_the_artifact_bucket_is_not_encoded_ahead(

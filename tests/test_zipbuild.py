@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import os
 import random
@@ -326,6 +327,56 @@ def test_a_doubtful_previous_zip_gives_a_full_build(tmp_path: Path, corruption: 
     assert rebuilt.reused == 0
     assert (tmp_path / "v2.zip").read_bytes() == (tmp_path / "full.zip").read_bytes()
     assert rebuilt.sha256 == full.sha256
+
+
+# What leaves the index well formed: only the zip itself can tell (its verify).
+ZIP_LEVEL = {"zip byte flipped", "zip truncated", "index offset lies", "other zip sha256"}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_previous_zip_opened_unverified_is_caught_by_its_verify(
+        tmp_path: Path, corruption: str) -> None:
+    """Opened to be verified later (by a follower, while the build copies from it), a
+    previous zip with a doubtful index is still not opened, and one that is not what its
+    well-formed index says fails its verify."""
+    _build_file(_random_tree(11), tmp_path / "v1.zip")
+    CORRUPTIONS[corruption](tmp_path / "v1.zip")
+    with zipindex.open_previous(tmp_path / "v1.zip", verified=False) as opened:
+        if corruption in ZIP_LEVEL:
+            assert opened is not None and opened.verify() is False
+        else:
+            assert opened is None
+
+
+def test_an_intact_previous_zip_opened_unverified_passes_its_verify(tmp_path: Path) -> None:
+    """The intact zip passes its later verify (so the cases above fail for the corruption
+    alone), however far its file was read before (the verify reads by offset)."""
+    tree = _random_tree(11)
+    _build_file(tree, tmp_path / "v1.zip")
+    edited = _edited(tree, "change", random.Random(11))
+    with zipindex.open_previous(tmp_path / "v1.zip", verified=False) as opened, \
+            open(tmp_path / "v2.zip", "wb") as out:
+        assert opened is not None
+        zipbuild.write_zip(edited.entries(), out=out, open_entry=edited.open_entry,
+                           previous=opened, known_sha256=edited.sha256)
+        assert opened.verify() is True
+
+
+def test_a_followed_output_tells_how_far_the_bytes_are_in_the_file(tmp_path: Path) -> None:
+    """Given `reached`, the output says, every REPORT_BYTES or so, an offset up to which the
+    bytes are in the file already (flushed), never past what was written."""
+    told: list[tuple[int, int]] = []
+    with open(tmp_path / "out", "wb") as out:
+        output = zipindex.HashingOutput(
+            out, reached=lambda offset: told.append((offset, os.fstat(out.fileno()).st_size)))
+        for size in [1000, 700_000, 700_000, 3 * 1024 * 1024, 1_500_000, 10]:
+            output.write(b"x" * size)
+    offsets = [offset for offset, _ in told]
+    assert len(told) >= 3 and offsets == sorted(offsets)
+    assert all(in_file >= offset for offset, in_file in told)
+    assert all(later - earlier >= zipindex.REPORT_BYTES
+               for earlier, later in itertools.pairwise(offsets))
+    assert offsets[-1] <= output.offset
 
 
 def test_a_copy_is_taken_from_the_member_of_the_same_name(tmp_path: Path) -> None:

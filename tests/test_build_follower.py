@@ -1,0 +1,198 @@
+"""A build's follower (layerbuild.Follower, the port headstart's helper process fills): the
+worker's build of a folder layer copies from the previous zip at once and lets the follower
+verify it meanwhile; the zip is kept only if the follower says the previous zip was what its
+index says, or, when the follower could not tell, if the build's own verify says so; a
+follower that cannot begin leaves the verify to the build, first. Fakes against the port, in
+this process; the real helper is exercised in tests/test_prebuild_folder.py."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from reconciler import artifacts, headstart, layerbuild, model, workspace, zipindex
+from reconciler.content import common, statcache
+
+MANIFEST = """\
+version: 1
+region: us-east-1
+layers:
+  tools:
+    compatible_runtimes: [python3.12]
+    content: {path: tools, prefix: python}
+"""
+
+
+@dataclass
+class Told:
+    """A follower that says what it was set to say, and records what it was told."""
+
+    begins: bool = True
+    verdict: bool | None = True
+    events: list[tuple[str, int]] = field(default_factory=list)
+    previous_given: bool = False
+
+    def begin(self, temp: int, previous: zipindex.PreviousZip | None) -> bool:
+        """Record the start; the previous zip given (unverified)."""
+        self.events.append(("begin", os.fstat(temp).st_size))
+        self.previous_given = previous is not None
+        return self.begins
+
+    def reached(self, offset: int) -> None:
+        """Record an offset."""
+        self.events.append(("reached", offset))
+
+    def written(self, size: int) -> None:
+        """Record the end."""
+        self.events.append(("written", size))
+
+    def verified(self) -> bool | None:
+        """The verdict set."""
+        self.events.append(("verified", 0))
+        return self.verdict
+
+    def abandon(self) -> None:
+        """Record the abandon."""
+        self.events.append(("abandon", 0))
+
+
+def _follower(told: Told) -> layerbuild.Follower:
+    """`told`, typed as the port (mypy checks that the fake fills it)."""
+    return told
+
+
+def _project(tmp_path: Path) -> Path:
+    """A folder layer built once (its zip and index in `.reconcile/build/`), then edited."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    tools = project / "tools"
+    tools.mkdir()
+    for number in range(30):
+        (tools / f"m{number}.py").write_bytes(os.urandom(40_000 + number))  # ~1.2 MB in all
+    (project / "layers.yaml").write_text(MANIFEST)
+    _build_in_run(project)
+    (tools / "m7.py").write_text("VALUE = 'edited'\n")
+    return project
+
+
+def _build_in_run(project: Path) -> str:
+    """The run's own build of the layer (no worker); the zip's SHA-256."""
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:
+        space = workspace.Workspace.for_manifest(Path("layers.yaml"))
+        parsed = workspace.load_manifest(space)
+        code = artifacts.LocalCode(space=space, manifest=parsed)
+        specs = list(parsed.layers)
+        artifact = code.identify(specs)["tools"]
+        assert isinstance(artifact, model.Artifact), artifact
+        built = code.build(specs[0], artifact)
+        assert built.zip_path is not None
+        return hashlib.sha256(Path(built.zip_path).read_bytes()).hexdigest()
+    finally:
+        os.chdir(cwd)
+
+
+def _prebuild(project: Path, follower: layerbuild.Follower) -> layerbuild.Prebuilt | None:
+    """The worker's build of the edited layer into a folder of its own, followed."""
+    space = workspace.Workspace.for_manifest(project / "layers.yaml")
+    parsed = workspace.load_manifest(space)
+    specs = list(parsed.layers)
+    walked: dict[str, common.Collected] = {}
+    cache = statcache.StatCache.load(space.stat_cache_path)
+    found = headstart.identify_local(specs, space=space, cache=cache,
+                                     skip=headstart.own_paths(space), walked_into=walked)
+    artifact = found["tools"]
+    assert isinstance(artifact, model.Artifact), artifact
+    into = project.parent / "ahead"
+    into.mkdir(exist_ok=True)
+    return layerbuild.prebuild_folder(
+        specs[0].content, artifact, collected=walked[headstart.label(specs[0])],
+        base_dir=space.base_dir, label=headstart.label(specs[0]), build_dir=into,
+        previous=space.cache_dir / "build", owner=os.getpid(), follower=follower)
+
+
+def _full_build(project: Path, tmp_path: Path) -> str:
+    """The SHA-256 of a full build of the same files (a copy without `.reconcile/`)."""
+    fresh = tmp_path / "fresh"
+    shutil.copytree(project, fresh, symlinks=True)
+    shutil.rmtree(fresh / ".reconcile")
+    return _build_in_run(fresh)
+
+
+def _damage_previous(project: Path) -> None:
+    """Flip a byte inside a member's data of the previous zip: its index stays well formed,
+    only the zip's digest can tell."""
+    zip_path = next((project / ".reconcile" / "build").glob("*.zip"))
+    data = bytearray(zip_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    zip_path.write_bytes(bytes(data))
+
+
+def _zip_sha256(made: layerbuild.Prebuilt) -> str:
+    return hashlib.sha256(Path(made.written.temp_path).read_bytes()).hexdigest()
+
+
+def test_a_followed_build_tells_its_follower_each_step_and_keeps_a_verified_zip(
+        tmp_path: Path) -> None:
+    """The follower is begun on the empty temp file with the previous zip, told offsets that
+    only grow up to the zip's size, then the size, and asked its verdict once; the zip kept
+    is byte for byte a full build's."""
+    project = _project(tmp_path)
+    told = Told()
+    made = _prebuild(project, _follower(told))
+    assert made is not None and told.previous_given
+    kinds = [kind for kind, _ in told.events]
+    assert kinds[0] == "begin" and told.events[0][1] == 0
+    assert kinds[-2:] == ["written", "verified"] and "abandon" not in kinds
+    offsets = [offset for kind, offset in told.events if kind == "reached"]
+    size = made.written.built.code_size
+    assert offsets and offsets == sorted(offsets) and offsets[-1] <= size
+    assert told.events[-2] == ("written", size)
+    assert _zip_sha256(made) == _full_build(project, tmp_path)
+
+
+@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "damaged"])
+def test_a_follower_that_says_no_throws_the_zip_away(tmp_path: Path, damaged: bool) -> None:
+    """A follower that found the previous zip not what its index says: no zip (the run then
+    builds it itself), no temp file left, the follower abandoned."""
+    project = _project(tmp_path)
+    if damaged:
+        _damage_previous(project)
+    told = Told(verdict=False)
+    assert _prebuild(project, _follower(told)) is None
+    assert [kind for kind, _ in told.events][-1] == "abandon"
+    assert list((tmp_path / "ahead").iterdir()) == []
+
+
+def test_when_the_follower_cannot_tell_the_build_verifies_itself(tmp_path: Path) -> None:
+    """A follower that died before its verdict (None): the build verifies the previous zip
+    itself; an intact one keeps the zip (a full build's bytes), a damaged one throws it
+    away."""
+    project = _project(tmp_path)
+    made = _prebuild(project, _follower(Told(verdict=None)))
+    assert made is not None and _zip_sha256(made) == _full_build(project, tmp_path)
+    Path(made.written.temp_path).unlink()
+    _damage_previous(project)
+    assert _prebuild(project, _follower(Told(verdict=None))) is None
+    assert list((tmp_path / "ahead").iterdir()) == []
+
+
+def test_a_follower_that_cannot_begin_leaves_the_verify_to_the_build_first(
+        tmp_path: Path) -> None:
+    """A follower that cannot begin (no fork) is told nothing more; the build verifies the
+    previous zip before copying from it, so a damaged one gives a full build's bytes, every
+    file deflated."""
+    project = _project(tmp_path)
+    _damage_previous(project)
+    told = Told(begins=False, verdict=True)
+    made = _prebuild(project, _follower(told))
+    assert made is not None
+    assert [kind for kind, _ in told.events] == ["begin"]
+    assert made.written.built.reused == 0
+    assert _zip_sha256(made) == _full_build(project, tmp_path)
