@@ -2,7 +2,9 @@
 reconciler`'s): `main` runs the command layer (reconciler.command) and exits with its code.
 
 Nothing else lives here: the commands, their options, views, composition and signal handling
-are in `reconciler.command`, the use cases in `reconciler.run`.
+are in `reconciler.command`, the use cases in `reconciler.run`. As the process's own entry, it
+begins a plain plan's or apply's head start (command.early) before it imports the command
+layer (typer and the commands: ~0.04 s the layers' worker no longer waits for).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import sys
 
 from reconciler import gcpolicy
-from reconciler.command import app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     process (the tests) keeps its collector as it was."""
     if argv is None:
         gcpolicy.own_process()
+        # The layers' worker forked before typer and the command layer are imported.
+        from reconciler.command import early
+
+        early.begin(sys.argv[1:])
+    from reconciler.command import app
+
     code = app.run(argv)
     gcpolicy.settled()
     sys.exit(code)

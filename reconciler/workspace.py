@@ -125,14 +125,37 @@ def _record_valid(workspace: Workspace, key: str) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class ReadAhead:
+    """The manifest's bytes read before the command line was parsed in full, and what they
+    gave (run.session.begin_early): `load_manifest` takes it up if the file still holds
+    them."""
+
+    data: bytes
+    unchecked: manifest.Unchecked
+
+
+def read_ahead(workspace: Workspace) -> ReadAhead | None:
+    """The manifest read and parsed ahead; None on any problem (the run's own reading then
+    reports it)."""
+    try:
+        with workspace.manifest_path.open("rb") as handle:
+            data = handle.read(manifest.MAX_MANIFEST_BYTES + 1)
+        return ReadAhead(data, manifest.read(data, file=str(workspace.manifest_path)))
+    except Exception:  # whatever it is, the run's own reading meets it again and reports
+        return None
+
+
 def load_manifest(workspace: Workspace, *,
-                  head_start: Callable[[model.Manifest], None] | None = None) -> model.Manifest:
+                  head_start: Callable[[model.Manifest], None] | None = None,
+                  ahead: ReadAhead | None = None) -> model.Manifest:
     """Read, parse and validate the manifest, including the checks of the files it names.
 
     Raises ManifestError with every problem, or ReconcilerError when the file is unreadable.
     `head_start` is called with the manifest the bytes give if they pass the schema, before
     the schema pass and the checks on disk (see manifest.Unchecked.early); a run that stops on
-    a problem found after it must undo what it began.
+    a problem found after it must undo what it began. Given what was read `ahead`, the bytes
+    are not parsed again if they are the same (the same `early` is then handed on).
     """
     path = workspace.manifest_path
     try:
@@ -152,7 +175,8 @@ def load_manifest(workspace: Workspace, *,
     key = _validation_key(data)
     known_valid = _recorded_valid(workspace, key)
     try:
-        unchecked = manifest.read(data, file=str(path))
+        unchecked = ahead.unchecked if ahead is not None and ahead.data == data else \
+            manifest.read(data, file=str(path))
         if head_start is not None and unchecked.early is not None:
             head_start(unchecked.early)
         parsed = manifest.check(unchecked, schema=load_schema(), schema_checked=known_valid)

@@ -37,7 +37,7 @@ TIERS: dict[str, tuple[str, ...]] = {
                  "test_content_s3", "test_faultproxy", "test_faultproxy_hold", "test_forking",
                  "test_gcpolicy",
                  "test_lock_build_facts", "test_lock_build_pythons", "test_lock_holder",
-                 "test_prebuild", "test_prefetch",
+                 "test_early_start", "test_prebuild", "test_prefetch",
                  "test_read_ahead", "test_state_local", "test_state_s3",
                  "test_streamed_upload"),
     "contracts": ("test_artifact_store_contract", "test_function_store_contract",

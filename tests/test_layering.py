@@ -63,7 +63,7 @@ CONTENT_SHARED = frozenset({"content.common", "content.statcache", "content.giti
 # The command layer: wiring only; nothing below it imports it.
 COMMAND = frozenset({"command", "command.app", "command.layers", "command.admin",
                      "command.options", "command.views", "command.workflow", "command.signals",
-                     "command.compose", "command.lazy"})
+                     "command.compose", "command.lazy", "command.early"})
 # The use cases the commands call (planning and applying are use cases too, still top level).
 RUN = frozenset({"run", "run.session", "run.savedplans", "run.report"})
 SHELL = frozenset({"workspace", "content", *CONTENT_KINDS, *CONTENT_SHARED, *BUILDS_SHELL,

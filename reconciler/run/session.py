@@ -69,6 +69,49 @@ class Session:
     consumers: planning.Consumers | None = None
 
 
+@dataclass(frozen=True)
+class _Early:
+    """A head start begun before the command line was parsed in full (`begin_early`)."""
+
+    space: workspace.Workspace
+    uploads: bool
+    ahead: workspace.ReadAhead
+    started: headstart.HeadStart
+
+
+_early: list[_Early] = []
+
+
+def begin_early(manifest: Path, lockfile: Path | None, *, uploads: bool) -> None:
+    """Begin the head start of a plan (an apply: `uploads`) of `manifest` from its bytes
+    before the command's options are parsed in full (reconciler.cli, before typer and the
+    command layer are imported: the worker forks ~0.04 s sooner). It is only a guess at the
+    session to come: `open_session` takes it up if it opens that manifest's session with
+    that lockfile and the file still holds the same bytes, and cancels it otherwise (an
+    exit before any session cancels it too: headstart). Nothing is begun on any problem."""
+    space = workspace.Workspace.for_manifest(manifest, lockfile)
+    ahead = workspace.read_ahead(space)
+    early = ahead.unchecked.early if ahead is not None else None
+    if ahead is None or early is None:
+        return
+    _early.append(_Early(space=space, uploads=uploads, ahead=ahead,
+                         started=headstart.HeadStart.begin(
+                             space, list(early.layers), state=early.state, checked=False,
+                             uploads=uploads)))
+
+
+def _take_early(space: workspace.Workspace, *, uploads: bool,
+                targets: Sequence[str] | None) -> _Early | None:
+    """The head start begun early, if it is this session's (cancelled if not)."""
+    pending = _early.pop() if _early else None
+    if pending is None:
+        return None
+    if pending.space == space and pending.uploads == uploads and not targets:
+        return pending
+    pending.started.cancel()
+    return None
+
+
 def open_session(stores: Stores, *, targets: Sequence[str] | None,
                  regions: Sequence[str] | None, uploads: bool = False) -> Session:
     """Validate, then (only then) reach for AWS. `uploads`: an apply's session (the head
@@ -76,20 +119,29 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
     space = stores.space
     # The layers' files are walked and hashed in a worker process while this one validates
     # the manifest against its schema, imports botocore and makes its clients
-    # (headstart.HeadStart, begun from the manifest's early build); with targets, only those
-    # layers are identified, in this process.
+    # (headstart.HeadStart, begun from the manifest's early build, or before, from its bytes:
+    # begin_early); with targets, only those layers are identified, in this process.
     begun: list[headstart.HeadStart] = []
+    early = _take_early(space, uploads=uploads, targets=targets)
 
-    def head_start(early: model.Manifest) -> None:
-        begun.append(headstart.HeadStart.begin(space, list(early.layers), state=early.state,
-                                               checked=False, uploads=uploads))
+    def head_start(manifest: model.Manifest) -> None:
+        if early is not None and manifest is early.ahead.unchecked.early:
+            begun.append(early.started)  # (the same bytes: the same early build)
+        else:
+            begun.append(headstart.HeadStart.begin(space, list(manifest.layers),
+                                                   state=manifest.state, checked=False,
+                                                   uploads=uploads))
 
     try:
-        parsed = workspace.load_manifest(space, head_start=None if targets else head_start)
+        parsed = workspace.load_manifest(space, head_start=None if targets else head_start,
+                                         ahead=early.ahead if early is not None else None)
     except BaseException:
         for started in begun:  # a manifest with problems: nothing more is read, nothing written
             started.cancel()
         raise
+    finally:
+        if early is not None and not any(started is early.started for started in begun):
+            early.started.cancel()  # (the file changed since it was read ahead)
     for started in begun:  # the manifest passed: the worker may build into .reconcile/build/
         started.proceed()
     # Imported once the worker is forked (this module is imported before: the command layer
