@@ -24,13 +24,15 @@ import zipfile
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reconciler import archive, elfcheck, errors, model, wheelmembers, zipbuild, zipindex
 from reconciler import content as layer_content
 from reconciler.builds import cache as wheel_cache
-from reconciler.builds import fetch
 from reconciler.content import common, statcache
+
+if TYPE_CHECKING:  # (the wheel fetching machinery: a folder layer's build never needs it)
+    from reconciler.builds import fetch
 
 # What a build read of its ELF members, by the zip's path: (ELF member -> what it needs, every
 # member's name), so that the binary check of a zip just built needs no second read.

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reconciler import elfcheck, errors, model
-from reconciler.builds import wheels
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,9 @@ def raw_members(zip_path: str) -> dict[str, RawMember]:
     with the offset of its data (read from its local header, whose name and extra lengths may
     differ from the central directory's). Raises ContentError for a zip whose headers do not
     add up."""
+    # (Imported here: a folder layer's build imports this module, and never reads a wheel.)
+    from reconciler.builds import wheels
+
     found: dict[str, RawMember] = {}
     infos = wheels.central_directory(zip_path)
     with open(zip_path, "rb") as file:

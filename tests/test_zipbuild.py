@@ -12,6 +12,8 @@ import itertools
 import json
 import os
 import random
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -677,3 +679,19 @@ def test_a_wheel_member_whose_crc_lies_is_refused(tmp_path: Path) -> None:
     wheel.write_bytes(bytes(data))
     with pytest.raises(errors.ContentError, match="does not match its header"):
         _wheel_build(wheel)
+
+
+def test_the_build_machinery_imports_no_wheel_machinery() -> None:
+    """A folder layer's build (the head start's worker imports it after identifying, on the
+    apply's critical path) imports neither `packaging` nor the wheel fetching: those load
+    when a wheel is read. In a fresh interpreter, where nothing has imported them yet."""
+    program = (
+        "import json, sys\n"
+        "from reconciler import layerbuild, wheelmembers, zipbuild\n"
+        "print(json.dumps(sorted(name for name in sys.modules if name == 'packaging'\n"
+        "                        or name.startswith(('packaging.', 'reconciler.builds.'))\n"
+        "                        and name != 'reconciler.builds.cache')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert json.loads(result.stdout) == []
