@@ -17,8 +17,9 @@ import atexit
 import dataclasses
 import functools
 import os
+import select
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -235,11 +236,9 @@ class _Follower:
             # closes its own.)
             os.close(writer)
             os.close(verdict_reader)
-            verified = previous is None or previous.verify()
-            os.write(verdict_writer, b"1" if verified else b"0")
-            if not verified or spool is None:
-                return 0
-            return _encode_following(temp, reader, spool)
+            return _follow(temp, progress=reader, spool=spool, verdict_to=verdict_writer,
+                           verifying=previous.verifying() if previous is not None
+                           else iter((True,)))
 
         try:
             self._helper = forking.Forked.start(work)
@@ -326,19 +325,46 @@ class _Follower:
         return self._encoded
 
 
-def _encode_following(source: int, progress: int, spool: int) -> int:
-    """In the helper: the base64 of the file open at `source`, written into `spool` piece by
-    piece as the `progress` pipe says the bytes are in the file; the count of bytes of base64
-    written once it says the file is whole (-1: it closed before that)."""
+def _follow(source: int, *, progress: int, spool: int | None, verdict_to: int,
+            verifying: Iterator[bool | None]) -> int:
+    """In the helper: verify the previous zip (`verifying`, a piece at a time) and say the
+    verdict through `verdict_to` once known; given a `spool`, write the base64 of the file
+    open at `source` into it piece by piece as the `progress` pipe says the bytes are in the
+    file. The bytes written are encoded first; the verify goes on between them (the worker
+    writes the zip more slowly than this encodes it), so that both end soon after the zip.
+    The count of bytes of base64 written once the file is whole (0 without a spool or with
+    a "no"; -1: the worker stopped before it said the file was whole)."""
     from reconciler import uploadbody
 
-    pending, done, encoded, size = b"", 0, 0, None
-    while size is None:
+    verdict: bool | None = None
+    pending, done, encoded = b"", 0, 0
+    reached, size = 0, None  # how far the bytes are in the file; its size, once whole
+    ended = spool is None  # (no offsets to read: it only verifies)
+    while True:
+        # (Up to a multiple of 3 until the end: the pieces' base64 joins into the whole's.)
+        end = size if size is not None else reached // 3 * 3
+        if spool is not None and end > done:
+            encoded += uploadbody.encode_range(source, done, end, into=spool)
+            done = end
+            continue
+        if verdict is None:
+            step = next(verifying, False)
+            if step is not None:
+                verdict = step
+                os.write(verdict_to, b"1" if verdict else b"0")
+                if not verdict:
+                    return 0
+        elif spool is None or (size is not None and done >= size):
+            return encoded
+        elif ended:
+            return -1  # (the worker stopped before the zip was whole)
+        if ended or (verdict is None and not select.select([progress], [], [], 0)[0]):
+            continue  # (nothing said yet: on with the verify)
         data = os.read(progress, 4096)
         if not data:
-            return -1  # (the worker stopped before the zip was whole)
+            ended = True
+            continue
         pending += data
-        reached = 0
         while len(pending) >= 9:
             kind, offset, pending = pending[:1], int.from_bytes(pending[1:9], "little"), \
                 pending[9:]
@@ -346,12 +372,6 @@ def _encode_following(source: int, progress: int, spool: int) -> int:
                 size = offset
             else:
                 reached = max(reached, offset)
-        # (Up to a multiple of 3 until the end: the pieces' base64 joins into the whole's.)
-        end = size if size is not None else reached // 3 * 3
-        if end > done:
-            encoded += uploadbody.encode_range(source, done, end, into=spool)
-            done = end
-    return encoded
 
 
 def _folder_prebuild_dir(space: workspace.Workspace) -> Path | None:

@@ -195,16 +195,30 @@ class PreviousZip:
         """Whether the zip is what its index says: its size, its SHA-256 and each member's
         header where the index puts it (read by offset: another process may do this on the
         same open file while this one copies from it). True for a zip verified on opening."""
+        verdict = False
+        for step in self.verifying():
+            verdict = bool(step)
+        return verdict
+
+    def verifying(self) -> Iterator[bool | None]:
+        """`verify` a piece at a time: None after each CHUNK_BYTES read, then the verdict,
+        last (a follower verifies between the pieces of its other work)."""
         if self._document is None:
-            return True
+            yield True
+            return
+        matches = False
         try:
-            matches = _zip_matches_index(self._file.fileno(), document=self._document,
-                                         members=self._members)
+            for step in _matching_index(self._file.fileno(), document=self._document,
+                                        members=self._members):
+                if step is None:
+                    yield None
+                else:
+                    matches = step
         except OSError:
             matches = False
         if matches:
             self._document = None  # (verified: not read again)
-        return matches
+        yield matches
 
     def close(self) -> None:
         self._file.close()
@@ -419,14 +433,16 @@ def _elf_facts(document: object) -> ElfFacts | None:
     return facts
 
 
-def _zip_matches_index(
+def _matching_index(
     descriptor: int, *, document: Mapping[str, object], members: Sequence[IndexedMember]
-) -> bool:
-    """The zip open at `descriptor` has the index's size and SHA-256, and each member's
-    header where it says (read by offset)."""
+) -> Iterator[bool | None]:
+    """Whether the zip open at `descriptor` has the index's size and SHA-256, and each
+    member's header where it says (read by offset): None after each chunk read, then the
+    verdict, last."""
     zip_size = os.fstat(descriptor).st_size
     if zip_size != document.get("zip_size"):
-        return False
+        yield False
+        return
     # Each member's expected header and where it must start, in the order of the file: each
     # is compared within the chunk read for the digest that holds it (a header across two
     # chunks is read on its own).
@@ -435,10 +451,12 @@ def _zip_matches_index(
         try:
             header = member.header()
         except errors.ContentError:
-            return False
+            yield False
+            return
         start = member.data_offset - len(header)
         if start < 0 or member.data_offset + member.compressed_size > zip_size:
-            return False
+            yield False
+            return
         expected.append((start, header))
     expected.sort(key=lambda pair: pair[0])
     digest = hashlib.sha256()
@@ -453,7 +471,9 @@ def _zip_matches_index(
             else:
                 found = os.pread(descriptor, len(header), start)
             if found != header:
-                return False
+                yield False
+                return
             waiting += 1
         position = end
-    return waiting == len(expected) and digest.hexdigest() == document.get("zip_sha256")
+        yield None
+    yield waiting == len(expected) and digest.hexdigest() == document.get("zip_sha256")

@@ -364,6 +364,25 @@ def test_an_intact_previous_zip_opened_unverified_passes_its_verify(tmp_path: Pa
         assert opened.verify() is True
 
 
+def test_a_previous_zip_is_verified_a_piece_at_a_time(tmp_path: Path) -> None:
+    """`verifying` gives None after each chunk read, then the verdict, last: an intact zip's
+    is True (and the next verify needs no read), a damaged one's False."""
+    rng = random.Random(3)
+    tree = Tree({f"f{index}": rng.randbytes(400_000) for index in range(8)}, executables=set(),
+                links={})
+    _build_file(tree, tmp_path / "v1.zip")
+    pieces = -(-(tmp_path / "v1.zip").stat().st_size // archive.CHUNK_BYTES)
+    with zipindex.open_previous(tmp_path / "v1.zip", verified=False) as opened:
+        assert opened is not None
+        assert list(opened.verifying()) == [None] * pieces + [True]
+        assert list(opened.verifying()) == [True]
+    _flip_zip_byte(tmp_path / "v1.zip")
+    with zipindex.open_previous(tmp_path / "v1.zip", verified=False) as opened:
+        assert opened is not None
+        steps = list(opened.verifying())
+        assert steps[-1] is False and set(steps[:-1]) <= {None}
+
+
 def test_a_followed_output_tells_how_far_the_bytes_are_in_the_file(tmp_path: Path) -> None:
     """Given `reached`, the output says, every REPORT_BYTES or so, an offset up to which the
     bytes are in the file already (flushed), never past what was written."""
