@@ -65,7 +65,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Protocol
+from typing import IO, BinaryIO, NamedTuple, Protocol
 
 from reconciler import errors, model
 
@@ -386,9 +386,10 @@ _ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 
 
-@dataclass(frozen=True, slots=True)
-class ZipMember:
-    """One member as its headers record it: where its local header starts and what follows."""
+class ZipMember(NamedTuple):
+    """One member as its headers record it: where its local header starts and what follows.
+    (A named tuple, not a frozen dataclass: a build makes one per member, and a tuple is made
+    three times faster.)"""
 
     arcname: str
     compress_type: int

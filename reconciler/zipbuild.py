@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, NamedTuple
 
 from reconciler import archive, elfcheck, errors, model, wheelmembers, zipindex
 
@@ -230,8 +230,7 @@ class _CheckedCopies:
         self._files.clear()
 
 
-@dataclass(frozen=True)
-class _Job:
+class _Job(NamedTuple):
     """How one member's data is obtained: a link's text, a copy from the previous zip, a
     wheel member's compressed bytes (`raw`), or a deflate job; a pool job reserves
     `reserved` bytes of the in-flight budget."""
@@ -341,8 +340,7 @@ def _plan_tasks(
     return tasks
 
 
-@dataclass(frozen=True)
-class _Task:
+class _Task(NamedTuple):
     """Consecutive members handled together: one deflate batch for the pool, or one member
     the writer handles itself (a link, a copy from the previous zip or a checked wheel
     member's copy)."""

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from reconciler import __version__, archive, elfcheck, errors
 from reconciler.content import common
@@ -42,9 +42,10 @@ _POINTER_PREFIX = "latest-"
 SYMLINK = "symlink"  # the kind `archive.entry_kind` gives a link
 
 
-@dataclass(frozen=True, slots=True)
-class IndexedMember:
-    """One member of a built zip, as its index records it."""
+class IndexedMember(NamedTuple):
+    """One member of a built zip, as its index records it. (A named tuple, not a frozen
+    dataclass: a rebuild reads one per member of the previous zip and writes one per member
+    of the new, and a tuple is made three times faster.)"""
 
     arcname: str
     kind: str

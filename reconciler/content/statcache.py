@@ -12,8 +12,8 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from reconciler import forking
 from reconciler.content import common
@@ -39,9 +39,9 @@ FILE_COST_BYTES = 32 * 1024
 AHEAD_SHARE = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class _CachedDigest:
-    """A file's digest and the stat it was computed under."""
+class _CachedDigest(NamedTuple):
+    """A file's digest and the stat it was computed under. (A named tuple, not a frozen
+    dataclass: one is made per file of every walk, and a tuple is made three times faster.)"""
 
     size: int
     mtime_ns: int
