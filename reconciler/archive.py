@@ -389,7 +389,7 @@ _ZIP64_LOCATOR = struct.Struct("<4sLQL")
 class ZipMember(NamedTuple):
     """One member as its headers record it: where its local header starts and what follows.
     (A named tuple, not a frozen dataclass: a build makes one per member, and a tuple is made
-    three times faster.)"""
+    faster.)"""
 
     arcname: str
     compress_type: int

@@ -4,7 +4,7 @@ reconciler`'s): `main` runs the command layer (reconciler.command) and exits wit
 Nothing else lives here: the commands, their options, views, composition and signal handling
 are in `reconciler.command`, the use cases in `reconciler.run`. As the process's own entry, it
 begins a plain plan's or apply's head start (command.early) before it imports the command
-layer (typer and the commands: ~0.04 s the layers' worker no longer waits for).
+layer (typer and the commands), so that the layers' worker need not wait for them.
 """
 
 from __future__ import annotations

@@ -196,17 +196,16 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
 
 class _Follower:
     """layerbuild.Follower: a helper process, forked once the worker's temp file is open,
-    that verifies the previous zip (~0.06 s for 40 MB, off the build's path) and then, given
-    the run's `spool` (an apply's), writes the base64 of the zip into it as the worker writes
-    the zip (uploadbody.encode_range; ~0.07 s for 40 MB, all but the last piece while the
-    zip is written), so that the upload encodes nothing. The worker says how far it has
-    written through a pipe (9-byte records: b"R" or, once whole, b"E", and the offset); the
-    helper reads only bytes written. It says whether the previous zip was what its index says
-    through another pipe (one byte) as soon as it knows, so that the worker waits for the
-    encoding only once it has handed its zip (`whole`). Any failure of the helper only means
-    the worker verifies the previous zip itself and the spool holds no encoding (the upload
-    then encodes the zip itself, and the spool is emptied, so that it takes no room in
-    TMPDIR)."""
+    that verifies the previous zip off the build's path and, given the run's `spool` (an
+    apply's), writes the base64 of the zip into it as the worker writes the zip
+    (uploadbody.encode_range), so that the upload encodes nothing (see `_follow`). The worker
+    says how far it has written through a pipe (9-byte records: b"R" or, once whole, b"E",
+    and the offset); the helper reads only bytes written. It says whether the previous zip
+    was what its index says through another pipe (one byte) as soon as it knows, so that the
+    worker waits for the encoding only once it has handed its zip (`whole`). Any failure of
+    the helper only means the worker verifies the previous zip itself and the spool holds no
+    encoding (the upload then encodes the zip itself, and the spool is emptied, so that it
+    takes no room in TMPDIR)."""
 
     def __init__(self, spool: int | None) -> None:
         self._spool = spool

@@ -45,7 +45,7 @@ SYMLINK = "symlink"  # the kind `archive.entry_kind` gives a link
 class IndexedMember(NamedTuple):
     """One member of a built zip, as its index records it. (A named tuple, not a frozen
     dataclass: a rebuild reads one per member of the previous zip and writes one per member
-    of the new, and a tuple is made three times faster.)"""
+    of the new, and a tuple is made faster.)"""
 
     arcname: str
     kind: str

@@ -1,6 +1,6 @@
 """The head start begun from the command line before typer parses it (reconciler.cli): the
-worker that identifies a plan's or an apply's layers is forked ~0.04 s sooner, before typer
-and the command layer are imported (run.session.begin_early).
+worker that identifies a plan's or an apply's layers is forked before typer and the command
+layer are imported (run.session.begin_early).
 
 Only a guess: the arguments are read here only as far as a whitelist of plan's and apply's
 options allows (`early_run`); anything else (a saved plan, --target, --help, an unknown or

@@ -41,7 +41,7 @@ AHEAD_SHARE = 0.5
 
 class _CachedDigest(NamedTuple):
     """A file's digest and the stat it was computed under. (A named tuple, not a frozen
-    dataclass: one is made per file of every walk, and a tuple is made three times faster.)"""
+    dataclass: one is made per file of every walk, and a tuple is made faster.)"""
 
     size: int
     mtime_ns: int

@@ -85,10 +85,11 @@ _early: list[_Early] = []
 def begin_early(manifest: Path, lockfile: Path | None, *, uploads: bool) -> None:
     """Begin the head start of a plan (an apply: `uploads`) of `manifest` from its bytes
     before the command's options are parsed in full (reconciler.cli, before typer and the
-    command layer are imported: the worker forks ~0.04 s sooner). It is only a guess at the
-    session to come: `open_session` takes it up if it opens that manifest's session with
-    that lockfile and the file still holds the same bytes, and cancels it otherwise (an
-    exit before any session cancels it too: headstart). Nothing is begun on any problem."""
+    command layer are imported, so that the worker need not wait for them). It is only a
+    guess at the session to come: `open_session` takes it up if it opens that manifest's
+    session with that lockfile and the file still holds the same bytes, and cancels it
+    otherwise (an exit before any session cancels it too: headstart). Nothing is begun on
+    any problem."""
     space = workspace.Workspace.for_manifest(manifest, lockfile)
     ahead = workspace.read_ahead(space)
     early = ahead.unchecked.early if ahead is not None else None
