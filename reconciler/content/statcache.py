@@ -319,7 +319,9 @@ class StatCache:
         document = {
             "format": CACHE_FORMAT,
             "written_ns": written_ns,
-            "entries": {key: cached.as_json() for key, cached in kept.items()},
+            # (A digest is a tuple of its fields in as_json's order: json writes it as that
+            # list, with no list made per file.)
+            "entries": kept,
             "zip_checks": ZIP_CHECKS_VERSION,
             "verified_zips": verified_zips,
         }
