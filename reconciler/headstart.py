@@ -168,24 +168,23 @@ def _folders_ahead(specs: list[model.LayerSpec], found: Identified,
 
     into = _folder_prebuild_dir(space) if go() else None
     built: set[str] = set()
-    encoded = False  # the spool holds (or was tried for) one zip at most
+    encoded = False  # the spool holds one zip's encoding at most
     for spec, artifact, collected in to_build:
         if artifact.fingerprint in built:
             continue
         # The first zip bound for an inline upload is encoded for it as it is written (one
-        # bound for the artifact bucket needs no base64; nor one too large to go inline,
-        # which the helper cannot tell before it is written, and the run then does not use).
+        # bound for the artifact bucket needs no base64, nor one too large to go inline: the
+        # helper stops once the zip passes that size, and the spool is emptied for the next).
         follower = _Follower(spool if spool is not None and not encoded
-                             and spec.upload != "s3" else None)
-        encoded = encoded or follower.encodes
+                             and spec.upload != "s3" else None,
+                             limit=model.MAX_DIRECT_UPLOAD_BYTES)
         made = layerbuild.prebuild_folder(
             spec.content, artifact, collected=collected, base_dir=space.base_dir,
             label=label(spec), build_dir=into, previous=space.cache_dir / "build",
             owner=owner, follower=follower) if into is not None else None
-        inline = made is not None and made.written.built.code_size <= \
-            model.MAX_DIRECT_UPLOAD_BYTES
-        if follower.whole(keep=inline) and made is not None:
+        if follower.whole() and made is not None:
             made = dataclasses.replace(made, encoded=True)
+            encoded = True
         if made is not None:
             prebuilt[spec.key] = made
             built.add(artifact.fingerprint)
@@ -207,8 +206,9 @@ class _Follower:
     encoding (the upload then encodes the zip itself, and the spool is emptied, so that it
     takes no room in TMPDIR)."""
 
-    def __init__(self, spool: int | None) -> None:
+    def __init__(self, spool: int | None, *, limit: int) -> None:
         self._spool = spool
+        self._limit = limit  # (a zip larger than this is not encoded: it goes through S3)
         self._helper: forking.Forked[int] | None = None
         self._writer: int | None = None  # the offsets' pipe
         self._verdict: int | None = None  # the verdict's pipe
@@ -235,7 +235,8 @@ class _Follower:
             # closes its own.)
             os.close(writer)
             os.close(verdict_reader)
-            return _follow(temp, progress=reader, spool=spool, verdict_to=verdict_writer,
+            return _follow(temp, progress=reader, spool=spool, limit=self._limit,
+                           verdict_to=verdict_writer,
                            verifying=previous.verifying() if previous is not None
                            else iter((True,)))
 
@@ -252,7 +253,8 @@ class _Follower:
         return True
 
     def reached(self, offset: int) -> None:
-        self._send(b"R", offset)
+        if self._spool is not None:  # (a helper that only verifies reads no offsets)
+            self._send(b"R", offset)
 
     def written(self, size: int) -> None:
         self._size = size
@@ -271,19 +273,13 @@ class _Follower:
             self._verdict = None
         return {b"1": True, b"0": False}.get(said)  # (b"": the helper died first)
 
-    @property
-    def encodes(self) -> bool:
-        """Whether it encodes the zip into the spool (else it only verifies)."""
-        return self._spool is not None
-
-    def whole(self, *, keep: bool = True) -> bool:
-        """Whether the spool holds the base64 of the whole zip, and is to be kept (`keep`:
-        the upload will read it); emptied if not."""
+    def whole(self) -> bool:
+        """Whether the spool holds the base64 of the whole zip (emptied if not: a zip too
+        large to upload inline, a helper that failed, a build that failed)."""
         from reconciler import uploadbody
 
         encoded = self._collect()
-        whole = (keep and self._size is not None
-                 and encoded == uploadbody.encoded_length(self._size))
+        whole = self._size is not None and encoded == uploadbody.encoded_length(self._size)
         if not whole and self._spool is not None:
             with suppress(OSError):
                 os.ftruncate(self._spool, 0)
@@ -324,22 +320,26 @@ class _Follower:
         return self._encoded
 
 
-def _follow(source: int, *, progress: int, spool: int | None, verdict_to: int,
+def _follow(source: int, *, progress: int, spool: int | None, limit: int, verdict_to: int,
             verifying: Iterator[bool | None]) -> int:
     """In the helper: verify the previous zip (`verifying`, a piece at a time) and say the
     verdict through `verdict_to` once known; given a `spool`, write the base64 of the file
     open at `source` into it piece by piece as the `progress` pipe says the bytes are in the
-    file. The bytes written are encoded first; the verify goes on between them (the worker
-    writes the zip more slowly than this encodes it), so that both end soon after the zip.
-    The count of bytes of base64 written once the file is whole (0 without a spool or with
-    a "no"; -1: the worker stopped before it said the file was whole)."""
+    file, unless the file passes `limit` bytes. The bytes written are encoded first, and the
+    verify goes on whenever the encoding has caught up, so that both end soon after the zip.
+    The count of bytes of base64 written once the file is whole (0 without a spool, with a
+    "no", or past the limit; -1: the worker stopped before it said the file was whole)."""
     from reconciler import uploadbody
 
     verdict: bool | None = None
     pending, done, encoded = b"", 0, 0
     reached, size = 0, None  # how far the bytes are in the file; its size, once whole
     ended = spool is None  # (no offsets to read: it only verifies)
+    waiting = select.poll()
+    waiting.register(progress, select.POLLIN)
     while True:
+        if spool is not None and max(reached, size or 0) > limit:
+            spool, ended, encoded = None, True, 0  # (too large to go inline: it only verifies)
         # (Up to a multiple of 3 until the end: the pieces' base64 joins into the whole's.)
         end = size if size is not None else reached // 3 * 3
         if spool is not None and end > done:
@@ -354,10 +354,10 @@ def _follow(source: int, *, progress: int, spool: int | None, verdict_to: int,
                 if not verdict:
                     return 0
         elif spool is None or (size is not None and done >= size):
-            return encoded
+            return encoded if spool is not None else 0
         elif ended:
             return -1  # (the worker stopped before the zip was whole)
-        if ended or (verdict is None and not select.select([progress], [], [], 0)[0]):
+        if ended or (verdict is None and not waiting.poll(0)):
             continue  # (nothing said yet: on with the verify)
         data = os.read(progress, 4096)
         if not data:

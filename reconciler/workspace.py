@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,11 @@ class Workspace:
 
     @classmethod
     def for_manifest(cls, manifest_path: Path, lockfile_path: Path | None = None) -> Workspace:
-        """The default lockfile is `<manifest stem>.lock.json` beside the manifest."""
+        """The default lockfile is `<manifest stem>.lock.json` beside the manifest. A path
+        that cannot name a file (`.`, `/`, `..`) is a ReconcilerError, as a folder is when
+        the manifest is read."""
+        if manifest_path.name in ("", ".."):
+            raise errors.ReconcilerError(f"{manifest_path}: is a folder, not a manifest file")
         lock = lockfile_path or manifest_path.with_name(f"{manifest_path.stem}.lock.json")
         return cls(manifest_path=manifest_path, lockfile_path=lock)
 
@@ -137,8 +142,11 @@ class ReadAhead:
 
 def read_ahead(workspace: Workspace) -> ReadAhead | None:
     """The manifest read and parsed ahead; None on any problem (the run's own reading then
-    reports it)."""
+    reports it), and for anything but a regular file (a pipe read ahead would be drained
+    before the run's own reading)."""
     try:
+        if not stat.S_ISREG(os.stat(workspace.manifest_path).st_mode):
+            return None
         with workspace.manifest_path.open("rb") as handle:
             data = handle.read(manifest.MAX_MANIFEST_BYTES + 1)
         return ReadAhead(data, manifest.read(data, file=str(workspace.manifest_path)))

@@ -504,8 +504,9 @@ class _Writer:
                     external_attr: int) -> None:
         """A member copied with its local header from the previous zip: the same name, kind of
         compression, CRC and sizes give the same header bytes (the previous zip's headers
-        were checked against its index when it was opened), so consecutive such members are
-        one range of the previous zip's bytes."""
+        are checked against its index: when it was opened, or, for the head start's worker,
+        by its follower before the zip is kept), so consecutive such members are one range
+        of the previous zip's bytes."""
         header_size = archive.local_header_size(old.arcname)
         start, end = old.data_offset - header_size, old.data_offset + old.compressed_size
         header_offset = self._offset()

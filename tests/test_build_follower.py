@@ -3,13 +3,18 @@ worker's build of a folder layer copies from the previous zip at once and lets t
 verify it meanwhile; the zip is kept only if the follower says the previous zip was what its
 index says, or, when the follower could not tell, if the build's own verify says so; a
 follower that cannot begin leaves the verify to the build, first. Fakes against the port, in
-this process; the real helper is exercised in tests/test_prebuild_folder.py."""
+this process; the real helper is exercised in tests/test_prebuild_folder.py, and its loop
+(headstart._follow: the offsets it reads, the verdict it says, what it encodes) here, over
+pipes in this process."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +140,7 @@ def _damage_previous(project: Path) -> None:
 
 
 def _zip_sha256(made: layerbuild.Prebuilt) -> str:
+    """The hex SHA-256 of the zip a prebuild wrote."""
     return hashlib.sha256(Path(made.written.temp_path).read_bytes()).hexdigest()
 
 
@@ -157,13 +163,10 @@ def test_a_followed_build_tells_its_follower_each_step_and_keeps_a_verified_zip(
     assert _zip_sha256(made) == _full_build(project, tmp_path)
 
 
-@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "damaged"])
-def test_a_follower_that_says_no_throws_the_zip_away(tmp_path: Path, damaged: bool) -> None:
-    """A follower that found the previous zip not what its index says: no zip (the run then
-    builds it itself), no temp file left, the follower abandoned."""
+def test_a_follower_that_says_no_throws_the_zip_away(tmp_path: Path) -> None:
+    """A follower's "no" is obeyed (even over an intact previous zip): no zip, no temp file
+    left, the follower abandoned (the run then builds the layer itself)."""
     project = _project(tmp_path)
-    if damaged:
-        _damage_previous(project)
     told = Told(verdict=False)
     assert _prebuild(project, _follower(told)) is None
     assert [kind for kind, _ in told.events][-1] == "abandon"
@@ -196,3 +199,94 @@ def test_a_follower_that_cannot_begin_leaves_the_verify_to_the_build_first(
     assert [kind for kind, _ in told.events] == ["begin"]
     assert made.written.built.reused == 0
     assert _zip_sha256(made) == _full_build(project, tmp_path)
+
+
+def _run_follow(tmp_path: Path, *, data: bytes, records: list[bytes], steps: list[bool | None],
+                spool: bool = True, limit: int = 1 << 30,
+                piecemeal: bool = False) -> tuple[int, bytes, bytes]:
+    """headstart._follow over a file holding `data`, told `records` through a pipe (closed
+    after them; `piecemeal`: a few bytes at a time, from a thread, so that records arrive
+    split across reads): what it returns, the verdict it said, what it wrote into the spool."""
+    source = tmp_path / "zip"
+    source.write_bytes(data)
+    spool_path = tmp_path / "spool"
+    spool_path.write_bytes(b"")
+    progress_reader, progress_writer = os.pipe()
+    verdict_reader, verdict_writer = os.pipe()
+    message = b"".join(records)
+
+    def send() -> None:
+        for start in range(0, len(message), 4 if piecemeal else len(message) or 1):
+            os.write(progress_writer, message[start:start + (4 if piecemeal else len(message))])
+            if piecemeal:
+                time.sleep(0.001)
+        os.close(progress_writer)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    with open(source, "rb") as source_file, open(spool_path, "r+b") as spool_file:
+        try:
+            result = headstart._follow(
+                source_file.fileno(), progress=progress_reader, limit=limit,
+                spool=spool_file.fileno() if spool else None, verdict_to=verdict_writer,
+                verifying=iter(steps))
+        finally:
+            sender.join()
+            os.close(progress_reader)
+            os.close(verdict_writer)
+    said = os.read(verdict_reader, 8)
+    os.close(verdict_reader)
+    return result, said, spool_path.read_bytes()
+
+
+def _record(kind: bytes, offset: int) -> bytes:
+    """One record of the offsets' pipe."""
+    return kind + offset.to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("piecemeal", [False, True], ids=["whole records", "split records"])
+def test_the_helper_encodes_what_it_is_told_is_written(tmp_path: Path, piecemeal: bool) -> None:
+    """Told offsets, then the end, the helper writes the base64 of the whole file into the
+    spool (records split across reads included), verifies between pieces and says "1"."""
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    records = [_record(b"R", offset) for offset in (1000, 1_000_001, 2_500_000)]
+    result, said, spool = _run_follow(
+        tmp_path, data=data, records=[*records, _record(b"E", len(data))],
+        steps=[None, None, None, True], piecemeal=piecemeal)
+    assert said == b"1"
+    assert spool == base64.b64encode(data) and result == len(spool)
+
+
+def test_a_helper_told_no_end_gives_no_whole_encoding(tmp_path: Path) -> None:
+    """The worker stopped before it said the zip was whole: -1, never a full count."""
+    data = os.urandom(100_000)
+    result, said, _ = _run_follow(tmp_path, data=data, records=[_record(b"R", 60_000)],
+                                  steps=[True])
+    assert (result, said) == (-1, b"1")
+
+
+def test_a_helper_that_finds_the_previous_zip_wrong_says_no(tmp_path: Path) -> None:
+    """A "no" from the verify is said at once and the helper encodes nothing more (0)."""
+    data = os.urandom(100_000)
+    result, said, _ = _run_follow(tmp_path, data=data, records=[_record(b"E", len(data))],
+                                  steps=[None, False])
+    assert (result, said) == (0, b"0")
+
+
+def test_a_helper_without_a_spool_only_verifies(tmp_path: Path) -> None:
+    """Without a spool (a plan), the helper reads no offsets: it says its verdict, gives 0
+    and writes nothing."""
+    data = os.urandom(100_000)
+    result, said, spool = _run_follow(tmp_path, data=data, records=[], steps=[None, True],
+                                      spool=False)
+    assert (result, said, spool) == (0, b"1", b"")
+
+
+def test_a_zip_past_the_inline_limit_is_not_encoded(tmp_path: Path) -> None:
+    """A zip that passes the limit (too large to upload inline) stops the encoding: 0, so
+    the worker keeps no encoding; the verdict is still said."""
+    data = os.urandom(300_000)
+    result, said, _ = _run_follow(
+        tmp_path, data=data, records=[_record(b"R", 150_000), _record(b"E", len(data))],
+        steps=[True], limit=200_000)
+    assert (result, said) == (0, b"1")

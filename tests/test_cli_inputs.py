@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from clirun import invoke
+from clirun import invoke, run
 
 LAYER = "layers:\n  a:\n    content: {path: src}\n"
 
@@ -103,3 +103,13 @@ def test_state_push_of_a_file_that_is_not_utf8_is_one_error(tmp_path: Path,
     assert result.returncode == 1
     assert "bad.json: not a lockfile (not UTF-8" in result.stderr
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket="pushed-state")
+
+
+@pytest.mark.parametrize("path", [".", "/", ".."])
+def test_a_manifest_path_that_names_no_file_is_one_message(tmp_path: Path, path: str) -> None:
+    """`-f .`, `-f /` or `-f ..` (the installed CLI: the command line is read ahead before
+    typer parses it) ends in one message saying it is a folder, exit 1, no traceback."""
+    for command in (["plan"], ["apply", "--yes"], ["validate"]):
+        result = run(tmp_path, *command, "-f", path, env=_env())
+        assert result.returncode == 1, result.stderr
+        assert f"{path}: is a folder, not a manifest file" in result.stderr

@@ -164,3 +164,33 @@ def test_another_session_cancels_the_early_worker(tmp_path: Path, case: str,
     assert result["worker"] != result["before"][0]
     assert (result["worker"] is None) == (case == "target")
     assert result["fingerprint"] == _scenario(tmp_path, "alone", ["validate"])["fingerprint"]
+
+
+BEGIN_ONLY = textwrap.dedent("""
+    import json, os, sys
+    from reconciler.command import early
+    early.begin(json.loads(sys.argv[1]))
+    me = os.getpid()
+    with open(f"/proc/{me}/task/{me}/children") as listed:
+        print(json.dumps(listed.read().split()))
+""")
+
+
+@pytest.mark.parametrize(("case", "args"), [
+    ("no manifest", ["plan", "-f", "missing.yaml"]),
+    ("a folder", ["plan", "-f", "."]),
+    ("the root", ["apply", "-f", "/"]),
+    ("not YAML", ["plan", "-f", "broken.yaml"]),
+    ("a pipe", ["plan", "-f", "pipe.yaml"]),
+])
+def test_a_manifest_that_cannot_be_read_ahead_begins_nothing(tmp_path: Path, case: str,
+                                                              args: list[str]) -> None:
+    """A manifest path that names no readable regular file, or bytes that are no manifest:
+    nothing is begun and nothing is raised (the run's own reading reports it); a named pipe
+    is not read ahead (it would be drained before the run reads it)."""
+    (tmp_path / "broken.yaml").write_text("layers: [unclosed\n")
+    os.mkfifo(tmp_path / "pipe.yaml")
+    done = subprocess.run([sys.executable, "-c", BEGIN_ONLY, json.dumps(args)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert json.loads(done.stdout) == []

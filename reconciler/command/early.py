@@ -5,9 +5,10 @@ layer are imported (run.session.begin_early).
 Only a guess: the arguments are read here only as far as a whitelist of plan's and apply's
 options allows (`early_run`); anything else (a saved plan, --target, --help, an unknown or
 abbreviated option) begins nothing, and the session to come takes the head start up only if
-it opens the same manifest the same way (otherwise, and at an exit before any session, it is
-cancelled, having written nothing). tests/test_cli_basics.py checks these tables against the
-commands' own options.
+it opens the same manifest the same way; otherwise, and at an exit before any session, it is
+cancelled, having written nothing in the project (what it wrote ahead outside it, a built
+layer's zip in the wheel cache's `prebuild/`, is removed by the cancel).
+tests/test_early_start.py checks these tables against the commands' own options.
 """
 
 from __future__ import annotations
@@ -69,10 +70,15 @@ def early_run(args: list[str]) -> EarlyRun | None:
 
 
 def begin(args: list[str]) -> None:
-    """Begin the head start of the plan or apply `args` ask for, if they can be read here."""
+    """Begin the head start of the plan or apply `args` ask for, if they can be read here.
+    It never fails: whatever stops it (a manifest path that names no file), the run's own
+    parsing and reading meet again and report."""
     run = early_run(args)
     if run is None:
         return
     from reconciler.run import session
 
-    session.begin_early(run.manifest, run.lockfile, uploads=run.command == "apply")
+    try:
+        session.begin_early(run.manifest, run.lockfile, uploads=run.command == "apply")
+    except Exception:  # (nothing was begun: begin_early forks last)
+        return

@@ -129,6 +129,8 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
         if early is not None and manifest is early.ahead.unchecked.early:
             begun.append(early.started)  # (the same bytes: the same early build)
         else:
+            if early is not None:  # (stopped before its successor starts: one worker at once)
+                early.started.cancel()
             begun.append(headstart.HeadStart.begin(space, list(manifest.layers),
                                                    state=manifest.state, checked=False,
                                                    uploads=uploads))
@@ -142,7 +144,7 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
         raise
     finally:
         if early is not None and not any(started is early.started for started in begun):
-            early.started.cancel()  # (the file changed since it was read ahead)
+            early.started.cancel()  # (not this session's; a second cancel does nothing)
     for started in begun:  # the manifest passed: the worker may build into .reconcile/build/
         started.proceed()
     # Imported once the worker is forked (this module is imported before: the command layer
