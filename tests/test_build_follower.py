@@ -19,18 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_prebuild_folder import MANIFEST  # (one folder layer, `tools`)
 
 from reconciler import artifacts, headstart, layerbuild, model, workspace, zipindex
 from reconciler.content import common, statcache
-
-MANIFEST = """\
-version: 1
-region: us-east-1
-layers:
-  tools:
-    compatible_runtimes: [python3.12]
-    content: {path: tools, prefix: python}
-"""
 
 
 @dataclass

@@ -18,17 +18,9 @@ from typing import Any
 
 import pytest
 import typer
+from test_prebuild_folder import MANIFEST  # (one folder layer, `tools`)
 
 from reconciler.command import app, early
-
-MANIFEST = """\
-version: 1
-region: us-east-1
-layers:
-  tools:
-    compatible_runtimes: [python3.12]
-    content: {path: tools, prefix: python}
-"""
 
 
 @pytest.mark.parametrize(("args", "expected"), [
