@@ -9,6 +9,7 @@ layer (typer and the commands), so that the layers' worker need not wait for the
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from reconciler import gcpolicy
@@ -25,14 +26,25 @@ def main(argv: list[str] | None = None) -> None:
     The exit handlers still run and the streams are still flushed; every file the tool
     writes is closed (and synced) before that. A caller that runs `main(args)` in its own
     process (the tests) keeps its collector as it was."""
-    if argv is None:
-        gcpolicy.own_process()
-        # The layers' worker forked before typer and the command layer are imported.
-        from reconciler.command import early
+    own = argv is None
+    try:
+        if own:
+            gcpolicy.own_process()
+            # The layers' worker forked before typer and the command layer are imported.
+            from reconciler.command import early
 
-        early.begin(sys.argv[1:])
-    from reconciler.command import app
-
+            early.begin(sys.argv[1:])
+        from reconciler.command import app
+    except KeyboardInterrupt:
+        # Ctrl-C during the start-up, before the command layer handles it: nothing has been
+        # read or changed yet (a worker begun early is stopped at the exit). 1: the contract's
+        # code for every error.
+        sys.stderr.write("interrupted: nothing was changed.\n")
+        sys.exit(1)
     code = app.run(argv)
+    if own:
+        # The outcome is decided and reported: a Ctrl-C during the exit must not turn it into
+        # a bare exit 130 with nothing said.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     gcpolicy.settled()
     sys.exit(code)

@@ -479,8 +479,11 @@ class Prefetch:
         # An apply's: the unnamed temporary file the worker writes the base64 of the first
         # zip it writes ahead into (its Prebuilt says `encoded`), for that zip's upload.
         self.spool = spool
-        # Whether the worker may have written a temp file yet (see _remove_temps).
-        self._may_write = may_write
+        # Whether the worker may have written a temp file yet, and where (see _remove_temps).
+        self._may_write = False
+        self._temp_dirs: tuple[Path, ...] = ()
+        if may_write:
+            self._allow_writes()
         self._collected = False
 
     @classmethod
@@ -553,9 +556,16 @@ class Prefetch:
 
     def proceed(self) -> None:
         """The manifest passed its checks: the worker may write in the project."""
-        self._may_write = True  # (first: the worker may write the moment the gate opens)
+        self._allow_writes()  # (first: the worker may write the moment the gate opens)
         if self._gate is not None:
             self._gate.open()
+
+    def _allow_writes(self) -> None:
+        """From now on the worker may write temp files: where they go is found now (an
+        import), so that the exit's clean-up imports nothing (see _remove_temps)."""
+        self._temp_dirs = tuple(folder for folder in (self._build_dir, prebuild_dir(os.environ))
+                                if folder is not None)
+        self._may_write = True
 
     def cancel(self) -> None:
         """Stop the worker if it is still running and nobody collected it, and remove the
@@ -597,13 +607,9 @@ class Prefetch:
         interrupted during its start-up may not be able to import anything more."""
         if not self._may_write:
             return
-        with suppress(Exception):
-            from reconciler import layerbuild
-
-            for temp_dir in (self._build_dir, prebuild_dir(os.environ)):
-                if temp_dir is not None:
-                    with suppress(OSError):
-                        layerbuild.remove_temps_of(temp_dir, pid=os.getpid())
+        for temp_dir in self._temp_dirs:
+            with suppress(Exception):
+                common.remove_temps_of(temp_dir, pid=os.getpid())
 
 
 def own_paths(space: workspace.Workspace) -> frozenset[str]:

@@ -40,7 +40,7 @@ Inspected = dict[str, tuple[Mapping[str, "elfcheck.ElfInfo | elfcheck.BadElf"], 
 
 # Build temp files: `.<fingerprint[:16]>.<pid>.<random>.zip.tmp`. One not written to for this
 # long is abandoned whoever wrote it (a live writer touches it with every chunk).
-BUILD_TEMP_SUFFIX = ".zip.tmp"
+BUILD_TEMP_SUFFIX = common.BUILD_TEMP_SUFFIX
 STALE_BUILD_TEMP_SECONDS = 300
 
 
@@ -488,14 +488,6 @@ def remove_stale_build_temps(build_dir: Path, *, now_ns: int | None = None) -> l
                 temp_path.unlink()
                 removed.append(temp_path)
     return removed
-
-
-def remove_temps_of(temp_dir: Path, *, pid: int) -> None:
-    """Remove the build temp files in `temp_dir` written by process `pid` (a worker stopped
-    or done with: what it wrote ahead is not needed)."""
-    for temp_path in temp_dir.glob(f".*.{pid}.*{BUILD_TEMP_SUFFIX}"):
-        with suppress(OSError):  # best effort: a run's last clean-up
-            temp_path.unlink()
 
 
 def _writer_gone(temp_name: str) -> bool:

@@ -186,3 +186,32 @@ def test_a_manifest_that_cannot_be_read_ahead_begins_nothing(tmp_path: Path, cas
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert json.loads(done.stdout) == []
+
+
+INTERRUPTED_EARLY = textwrap.dedent("""
+    import signal, sys
+    def interrupt(*_):
+        raise KeyboardInterrupt  # what Ctrl-C's default handler raises
+    signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, float(sys.argv[1]))
+    sys.argv = ["reconcile", "plan"]
+    from reconciler import cli
+    cli.main()
+""")
+
+
+@pytest.mark.parametrize("delay", [0.002, 0.01, 0.03])
+def test_an_interrupt_during_the_start_up_is_one_message(tmp_path: Path, delay: float) -> None:
+    """Ctrl-C while the entry point reads the command line ahead or imports the commands
+    (a timer raising KeyboardInterrupt, as Ctrl-C's handler does): one message, exit 1, no
+    traceback, and no worker left running."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "m.py").write_text("VALUE = 1\n")
+    (tmp_path / "layers.yaml").write_text(MANIFEST)
+    env = {**os.environ, "RECONCILE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_EARLY, str(delay)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1
+    assert "interrupted:" in done.stderr

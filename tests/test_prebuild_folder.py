@@ -302,3 +302,37 @@ def test_a_temp_of_a_process_that_ended_but_was_not_waited_for_is_stale(
         assert alive.exists()
     finally:
         os.waitpid(pid, 0)
+
+
+EXIT_WITHOUT_IMPORTS = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from reconciler import headstart, workspace
+    space = workspace.Workspace.for_manifest(Path("layers.yaml"))
+    early = workspace.read_ahead(space).unchecked.early
+    started = headstart.HeadStart.begin(space, list(early.layers), state=None, checked=False)
+    started.proceed()
+    prebuild = headstart.prebuild_dir(os.environ)
+    for _ in range(500):  # the worker writes the zip ahead into prebuild/ (no build folder)
+        if prebuild.is_dir() and list(prebuild.glob("*.zip.tmp")):
+            break
+        time.sleep(0.01)
+    print(len(list(prebuild.glob("*.zip.tmp"))), flush=True)
+    sys.modules["reconciler.layerbuild"] = None  # what an import cut short by Ctrl-C leaves
+    sys.exit(0)
+""")
+
+
+def test_the_exit_removes_the_zip_written_ahead_without_importing_anything(
+        tmp_path: Path) -> None:
+    """A run that exits once its worker wrote a zip ahead removes it at the exit even when no
+    module can be imported any more (Ctrl-C cut an import short): the clean-up knows its
+    folders from when the worker was let write, and imports nothing."""
+    project = _project(tmp_path / "project")
+    cache = tmp_path / "cache"
+    done = subprocess.run([sys.executable, "-c", EXIT_WITHOUT_IMPORTS], cwd=project,
+                          env={**os.environ, "RECONCILE_CACHE_DIR": str(cache)},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.split() == ["1"]
+    assert list((cache / "prebuild").glob("*.zip.tmp")) == []

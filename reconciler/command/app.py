@@ -99,9 +99,10 @@ def run(argv: list[str] | None = None) -> int:
     included) or 2 (changes)."""
     views.reset()
     workflow.reset()
-    command = typer.main.get_command(app)
     failure: errors.ReconcilerError | None = None
     try:
+        # (Inside: typer builds the commands here, long enough for a Ctrl-C to land in it.)
+        command = typer.main.get_command(app)
         code = command.main(args=argv, prog_name="reconcile", standalone_mode=False)
     except errors.ReconcilerError as error:
         views.error(error)

@@ -338,3 +338,17 @@ def layer_errors(label: str) -> Iterator[None]:
         raise errors.ContentError(f"{label}: a zip cannot be read: {error}") from error
 
 
+
+
+# Build temp files: `.<fingerprint[:16]>.<pid>.<random>.zip.tmp` (layerbuild writes them).
+BUILD_TEMP_SUFFIX = ".zip.tmp"
+
+
+def remove_temps_of(temp_dir: Path, *, pid: int) -> None:
+    """Remove the build temp files in `temp_dir` written for process `pid` (a worker stopped
+    or done with: what it wrote ahead is not needed). Here, among what the head start
+    imports before it forks, so that a run's exit can call it without importing anything
+    (an import interrupted by Ctrl-C leaves the module it was importing unusable)."""
+    for temp_path in temp_dir.glob(f".*.{pid}.*{BUILD_TEMP_SUFFIX}"):
+        with suppress(OSError):  # best effort: a run's last clean-up
+            temp_path.unlink()
