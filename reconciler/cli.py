@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         from reconciler.command import app
     except KeyboardInterrupt:
         # Ctrl-C during the start-up, before the command layer handles it: nothing has been
-        # read or changed yet (a worker begun early is stopped at the exit). 1: the contract's
-        # code for every error.
+        # changed yet (a worker begun early is stopped at the exit, and what it wrote ahead
+        # removed). 1: the contract's code for every error.
         sys.stderr.write("interrupted: nothing was changed.\n")
         sys.exit(1)
     code = app.run(argv)
