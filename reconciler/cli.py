@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 
 from reconciler import gcpolicy
 
@@ -38,13 +39,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         # Ctrl-C during the start-up, before the command layer handles it: nothing has been
         # changed yet (a worker begun early is stopped at the exit, and what it wrote ahead
-        # removed). 1: the contract's code for every error.
+        # removed: a second Ctrl-C must not cut that short). 1: the contract's code for
+        # every error.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         sys.stderr.write("interrupted: nothing was changed.\n")
         sys.exit(1)
     code = app.run(argv)
-    if own:
+    if own and threading.active_count() == 1:
         # The outcome is decided and reported: a Ctrl-C during the exit must not turn it into
-        # a bare exit 130 with nothing said.
+        # a bare exit 130 with nothing said. (Not while a thread still runs, which the exit
+        # waits for: an apply's lanes cut short by a third Ctrl-C.)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     gcpolicy.settled()
     sys.exit(code)

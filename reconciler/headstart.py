@@ -469,7 +469,7 @@ class Prefetch:
     def __init__(self, *, worker: forking.Forked[_Found],
                  contents: dict[str, model.ContentSpec], build_dir: Path,
                  gate: _Gate | None = None, spool: BinaryIO | None = None,
-                 may_write: bool = True) -> None:
+                 temp_dirs: tuple[Path, ...] | None = None) -> None:
         self._worker = worker
         self.contents = contents  # what the worker identifies, by layer key
         # Where it writes zips ahead, named by this process's pid: the wheel cache's
@@ -479,12 +479,12 @@ class Prefetch:
         # An apply's: the unnamed temporary file the worker writes the base64 of the first
         # zip it writes ahead into (its Prebuilt says `encoded`), for that zip's upload.
         self.spool = spool
-        # Whether the worker may have written a temp file yet, and where (see _remove_temps).
-        self._may_write = False
-        self._temp_dirs: tuple[Path, ...] = ()
-        if may_write:
-            self._allow_writes()
+        # Whether the worker may have written a temp file yet, and where (see _remove_temps):
+        # `temp_dirs` given, it may write from the start.
+        self._may_write = temp_dirs is not None
+        self._temp_dirs: tuple[Path, ...] = temp_dirs or ()
         self._collected = False
+        self._cancelled = False
 
     @classmethod
     def start(cls, *, space: workspace.Workspace, specs: list[model.LayerSpec],
@@ -535,6 +535,11 @@ class Prefetch:
                 spool=spool.fileno() if spool is not None else None)
             return found, handed, {**prebuilt, **folders}, walks
 
+        # Where a worker that may write from the start writes: found before the fork (an
+        # import), so that nothing between the fork and the exit handler's registration can
+        # fail.
+        temp_dirs = _temp_dirs(space.cache_dir / "build") \
+            if gate is None or temp_dir is not None else None
         try:
             worker = forking.Forked.start(work)
         finally:
@@ -548,7 +553,7 @@ class Prefetch:
             return None
         started = cls(worker=worker, contents={spec.key: spec.content for spec in local},
                       build_dir=space.cache_dir / "build", gate=gate, spool=spool,
-                      may_write=gate is None or temp_dir is not None)
+                      temp_dirs=temp_dirs)
         # A run that ends before it collects (a credentials error, a usage error) must not
         # leave its worker hashing on in the background, nor a zip it wrote ahead.
         atexit.register(started.cancel)
@@ -563,15 +568,20 @@ class Prefetch:
     def _allow_writes(self) -> None:
         """From now on the worker may write temp files: where they go is found now (an
         import), so that the exit's clean-up imports nothing (see _remove_temps)."""
-        self._temp_dirs = tuple(folder for folder in (self._build_dir, prebuild_dir(os.environ))
-                                if folder is not None)
-        self._may_write = True
+        if not self._may_write:
+            self._temp_dirs = _temp_dirs(self._build_dir)
+            self._may_write = True
 
     def cancel(self) -> None:
         """Stop the worker if it is still running and nobody collected it, and remove the
         zips written ahead for this run (named by its pid) that are still temp files: the
         run's exit calls it, so that none is left however the run ends, even one collected
-        and not yet moved into place (those moved are no temp files any more)."""
+        and not yet moved into place (those moved are no temp files any more). Once only: a
+        second call (the exit's, after the run's own) does nothing, so that it cannot remove
+        what a later worker of the same run writes (named by the same pid)."""
+        if self._cancelled:
+            return
+        self._cancelled = True
         if self._gate is not None:
             self._gate.shut()
         if not self._collected:
@@ -610,6 +620,13 @@ class Prefetch:
         for temp_dir in self._temp_dirs:
             with suppress(Exception):
                 common.remove_temps_of(temp_dir, pid=os.getpid())
+
+
+def _temp_dirs(build_dir: Path) -> tuple[Path, ...]:
+    """Where a worker writes zips ahead: the run's build folder, and the wheel cache's
+    `prebuild/` (if there is a cache root)."""
+    return tuple(folder for folder in (build_dir, prebuild_dir(os.environ))
+                 if folder is not None)
 
 
 def own_paths(space: workspace.Workspace) -> frozenset[str]:

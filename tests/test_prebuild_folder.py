@@ -336,3 +336,44 @@ def test_the_exit_removes_the_zip_written_ahead_without_importing_anything(
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.split() == ["1"]
     assert list((cache / "prebuild").glob("*.zip.tmp")) == []
+
+
+SECOND_CANCEL = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from reconciler import headstart, workspace
+    space = workspace.Workspace.for_manifest(Path("layers.yaml"))
+    early = workspace.read_ahead(space).unchecked.early
+    prebuild = headstart.prebuild_dir(os.environ)
+
+    def written_ahead(started):
+        started.proceed()
+        for _ in range(500):  # the worker writes its zip ahead into prebuild/
+            found = list(prebuild.glob("*.zip.tmp")) if prebuild.is_dir() else []
+            if found:
+                return found
+            time.sleep(0.01)
+        return []
+
+    first = headstart.HeadStart.begin(space, list(early.layers), state=None, checked=False)
+    print(len(written_ahead(first)))
+    first.cancel()  # (the run's own cancel: what it wrote ahead is removed)
+    print(len(list(prebuild.glob("*.zip.tmp"))))
+    second = headstart.HeadStart.begin(space, list(early.layers), state=None, checked=False)
+    print(len(written_ahead(second)))
+    first.cancel()  # (the exit's, again: the second worker's zip, same pid, must stay)
+    print(len(list(prebuild.glob("*.zip.tmp"))), flush=True)
+    second.cancel()
+""")
+
+
+def test_a_second_cancel_leaves_a_later_workers_zip_alone(tmp_path: Path) -> None:
+    """A head start cancelled once (an early worker not taken up) and again at the exit does
+    nothing the second time: the zip a later worker of the same run wrote ahead (named by the
+    same pid) stays."""
+    project = _project(tmp_path / "project")
+    done = subprocess.run([sys.executable, "-c", SECOND_CANCEL], cwd=project,
+                          env={**os.environ, "RECONCILE_CACHE_DIR": str(tmp_path / "cache")},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.split() == ["1", "0", "1", "1"]

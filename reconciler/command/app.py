@@ -118,8 +118,10 @@ def run(argv: list[str] | None = None) -> int:
         views.err("interrupted: every publish that finished is recorded in the lockfile.")
         code = EXIT_ERROR
     if code == _TYPER_INTERRUPTED:
-        # A silent exit 130 from typer; the contract has one code for every error.
-        views.err("interrupted: nothing was changed.")
+        # A silent exit 130 from typer; the contract has one code for every error. (An
+        # apply's own handling stops at its report: a Ctrl-C after it lands here too.)
+        views.err("interrupted: every publish that finished is recorded in the lockfile."
+                  if workflow.running("apply") else "interrupted: nothing was changed.")
         code = EXIT_ERROR
     code = code if isinstance(code, int) else EXIT_OK
     if code == EXIT_ERROR and failure is None:

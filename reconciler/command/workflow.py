@@ -53,6 +53,11 @@ def begin(command: str, manifest: Path, *, no_summary: bool) -> None:
                 summary=not no_summary)
 
 
+def running(command: str) -> bool:
+    """Whether the run recorded is of `command`."""
+    return _RUN is not None and _RUN.command == command
+
+
 def record_changes(changes: bool) -> None:
     """Record whether the run changed (or, for plan, would change) anything."""
     if _RUN is not None:

@@ -144,7 +144,7 @@ def open_session(stores: Stores, *, targets: Sequence[str] | None,
         raise
     finally:
         if early is not None and not any(started is early.started for started in begun):
-            early.started.cancel()  # (not this session's; a second cancel does nothing)
+            early.started.cancel()  # (not this session's; once cancelled, a no-op)
     for started in begun:  # the manifest passed: the worker may build into .reconcile/build/
         started.proceed()
     # Imported once the worker is forked (this module is imported before: the command layer
